@@ -1,0 +1,343 @@
+//! The detection engine: probes, signal store, service-wide views and the
+//! verdict table, and the two steps of a probe request: the pre-check before
+//! the inner service runs and the learning step after it answered.
+
+use crate::actor::{ActorKey, ActorKind, Actors};
+use crate::clock::secs_to_nanos;
+use crate::config::{Config, Mode};
+use crate::policy::{self, Context, Level};
+use crate::probe::{Outcome, Probe, TargetInfo};
+use crate::signal::Record;
+use crate::store::Store;
+use crate::verdict::{Table, VerdictReason};
+use crate::view::View;
+
+pub(crate) struct Engine {
+    pub(crate) probes: Vec<Probe>,
+    views: Vec<View>,
+    pub(crate) store: Store,
+    pub(crate) verdicts: Table,
+    pub(crate) mode: Mode,
+    block_base: u64,
+    block_factor: u64,
+    block_max: u64,
+    throttle_for: u64,
+    boost: f64,
+    inherit: f64,
+    half_life: u64,
+    new_actor: u64,
+    history_hits: u32,
+}
+
+/// A refusal decided by the pre-check.
+pub(crate) struct PreRefusal {
+    pub(crate) actor: ActorKey,
+    pub(crate) retry_after: u64,
+}
+
+impl Engine {
+    pub(crate) fn new(config: &Config, probes: Vec<Probe>, verdicts: Table) -> Self {
+        let views = probes
+            .iter()
+            .map(|p| View::new(&config.service_view, p.self_target && p.thresholds.foreign_block > 0))
+            .collect();
+        Self {
+            probes,
+            views,
+            store: Store::new(config.limits.max_actors),
+            verdicts,
+            mode: config.mode,
+            block_base: secs_to_nanos(config.blocks.base_secs),
+            block_factor: config.blocks.factor as u64,
+            block_max: secs_to_nanos(config.blocks.max_secs),
+            throttle_for: secs_to_nanos(config.throttle.duration_secs),
+            boost: config.links.boost,
+            inherit: config.links.inherit,
+            half_life: secs_to_nanos(config.links.half_life_secs),
+            new_actor: secs_to_nanos(config.links.new_actor_secs),
+            history_hits: config.links.history_hits,
+        }
+    }
+
+    fn is_new(&self, r: &Record, now: u64) -> bool {
+        now.saturating_sub(r.first_seen) < self.new_actor && r.hits_total < self.history_hits
+    }
+
+    /// Whether `account` has a clean history on some probe: such an account
+    /// is not refused for what its shared address did.
+    pub(crate) fn established(&self, account: ActorKey, now: u64) -> bool {
+        (0..self.probes.len()).any(|p| {
+            self.store
+                .read(&(account, p as u8), |r| {
+                    !self.is_new(r, now)
+                        && r.strikes == 0
+                        && r.last_score < 0.3
+                        && r.carry_at(now, self.half_life) < 0.1
+                })
+                .unwrap_or(false)
+        })
+    }
+
+    fn context(&self, probe: &Probe, kind: ActorKind, r: &Record, now: u64, anomalous: bool, inherited: f64) -> Context {
+        let f = &probe.thresholds.kind_factors;
+        let kind_factor = match kind {
+            ActorKind::Ip => f.ip,
+            ActorKind::Subnet => f.subnet,
+            ActorKind::Session => f.session,
+            ActorKind::Account => f.account,
+        };
+        let new = self.is_new(r, now);
+        let mut carry = r.carry_at(now, self.half_life);
+        if new && matches!(kind, ActorKind::Account | ActorKind::Session) {
+            carry = carry.max(inherited);
+        }
+        Context {
+            kind_factor,
+            tightened: anomalous && new,
+            repeat: r.strikes > 0,
+            carry,
+        }
+    }
+
+    fn block_duration(&self, strikes: u32) -> u64 {
+        let mut d = self.block_base;
+        for _ in 1..strikes {
+            d = d.saturating_mul(self.block_factor);
+            if d >= self.block_max {
+                break;
+            }
+        }
+        d.min(self.block_max)
+    }
+
+    /// Would counting `target` for these actors cross a block threshold?
+    /// If so, the actor is blocked now and the request refused before the
+    /// inner service runs.
+    pub(crate) fn precheck(&self, now: u64, actors: &Actors, pi: u8, target: &TargetInfo) -> Option<PreRefusal> {
+        if target.is_self {
+            return None;
+        }
+        let probe = self.probes.get(pi as usize)?;
+        let t = &probe.thresholds;
+        let window = secs_to_nanos(t.window_secs);
+        let anomalous = self.views[pi as usize].anomalous(now);
+        let mut inherited: f64 = 0.0;
+        let mut crossing: Option<(ActorKey, f64)> = None;
+        for key in actors.keys() {
+            let eval = |r: &Record| -> Option<f64> {
+                if r.seen(target.hash) && !r.continues_walk(target) {
+                    return None;
+                }
+                let ctx = self.context(probe, key.kind(), r, now, anomalous, inherited);
+                let mut worst: f64 = 0.0;
+                for outcome in [Outcome::Miss, Outcome::Denied, Outcome::Hit] {
+                    let mut h = r.clone();
+                    h.learn(now, window, Some(*target), Some(outcome));
+                    worst = worst.max(policy::score(t, &h.signals(), &ctx));
+                }
+                Some(worst)
+            };
+            let (score, carry) = match self.store.read(&(key, pi), |r| (eval(r), r.carry_at(now, self.half_life))) {
+                Some(v) => v,
+                None => (eval(&Record::new(now)), 0.0),
+            };
+            if matches!(key.kind(), ActorKind::Ip | ActorKind::Subnet) {
+                inherited = inherited.max(carry * self.inherit);
+            }
+            if let Some(s) = score {
+                if s >= 1.0 && crossing.is_none_or(|(_, best)| s > best) {
+                    crossing = Some((key, s));
+                }
+            }
+        }
+        let (actor, score) = crossing?;
+        let until = self.block(now, actors, pi, actor, score, VerdictReason::Detected, "precheck");
+        Some(PreRefusal {
+            actor,
+            retry_after: until.saturating_sub(now).max(1),
+        })
+    }
+
+    /// Folds the answer to a probe request into every actor's record and
+    /// changes verdicts that crossed a threshold.
+    pub(crate) fn learn(&self, now: u64, actors: &Actors, pi: u8, target: Option<TargetInfo>, outcome: Option<Outcome>) {
+        let Some(probe) = self.probes.get(pi as usize) else {
+            return;
+        };
+        let t = &probe.thresholds;
+        let window = secs_to_nanos(t.window_secs);
+        let view = &self.views[pi as usize];
+        view.record(now, outcome == Some(Outcome::Miss), target.is_some_and(|t| !t.is_self));
+        let anomalous = view.anomalous(now);
+        let mut inherited: f64 = 0.0;
+        let mut worst: Option<(ActorKey, f64, Level)> = None;
+        for key in actors.keys() {
+            let res = self.store.update((key, pi), now, self.half_life, |r| {
+                r.learn(now, window, target, outcome);
+                let ctx = self.context(probe, key.kind(), r, now, anomalous, inherited);
+                let s = policy::score(t, &r.signals(), &ctx);
+                r.last_score = s as f32;
+                (s, r.carry_at(now, self.half_life))
+            });
+            let Some((score, carry)) = res else { continue };
+            if matches!(key.kind(), ActorKind::Ip | ActorKind::Subnet) {
+                inherited = inherited.max(carry * self.inherit);
+            }
+            let lvl = policy::level(t, score);
+            match lvl {
+                Level::Block => {
+                    if worst.is_none_or(|(_, s, _)| score > s) {
+                        worst = Some((key, score, lvl));
+                    }
+                }
+                Level::Throttle => {
+                    if self.verdicts.throttle(key, now + self.throttle_for, VerdictReason::Detected, Some(pi), now) {
+                        self.announce(key, actors, pi, "throttle", VerdictReason::Detected, score, now, 0);
+                    }
+                }
+                Level::Allow => {}
+            }
+        }
+        if let Some((key, score, _)) = worst {
+            // Every actor at block level is blocked; the worst one links.
+            for other in actors.keys() {
+                if other == key {
+                    continue;
+                }
+                let lvl = self
+                    .store
+                    .read(&(other, pi), |r| policy::level(t, r.last_score as f64))
+                    .unwrap_or(Level::Allow);
+                if lvl == Level::Block && !self.is_blocked(other, now) {
+                    self.block_one(now, actors, pi, other, f64::NAN, VerdictReason::Detected, "learn");
+                }
+            }
+            if !self.is_blocked(key, now) {
+                self.block(now, actors, pi, key, score, VerdictReason::Detected, "learn");
+            }
+        }
+    }
+
+    fn is_blocked(&self, key: ActorKey, now: u64) -> bool {
+        matches!(self.verdicts.verdict(&key, now), crate::Verdict::Block { .. })
+    }
+
+    /// Blocks `actor` and raises the suspicion of the other actors of the
+    /// request (linking). Returns the end of the block.
+    fn block(&self, now: u64, actors: &Actors, pi: u8, actor: ActorKey, score: f64, reason: VerdictReason, step: &'static str) -> u64 {
+        let until = self.block_one(now, actors, pi, actor, score, reason, step);
+        let t = &self.probes[pi as usize].thresholds;
+        for other in actors.keys() {
+            if other == actor {
+                continue;
+            }
+            let linked = self.store.update((other, pi), now, self.half_life, |r| {
+                r.raise_carry(now, self.half_life, self.boost, 0.0);
+                let s = r.last_score as f64 + self.boost;
+                r.last_score = s as f32;
+                s
+            });
+            if let Some(s) = linked {
+                if policy::level(t, s) == Level::Block && !self.is_blocked(other, now) {
+                    self.block_one(now, actors, pi, other, s, VerdictReason::Linked, step);
+                }
+            }
+        }
+        until
+    }
+
+    fn block_one(&self, now: u64, actors: &Actors, pi: u8, actor: ActorKey, score: f64, reason: VerdictReason, step: &'static str) -> u64 {
+        let strikes = self
+            .store
+            .update((actor, pi), now, self.half_life, |r| {
+                r.strikes = r.strikes.saturating_add(1);
+                r.raise_carry(now, self.half_life, 0.0, 0.5);
+                r.last_score = r.last_score.max(1.0);
+                r.strikes as u32
+            })
+            .unwrap_or(1);
+        let until = now.saturating_add(self.block_duration(strikes));
+        if self.verdicts.block(actor, until, reason, strikes, Some(pi), now) {
+            self.announce(actor, actors, pi, "block", reason, score, now, strikes);
+            let _ = step;
+        }
+        until
+    }
+
+    /// The tracing event and metric of a verdict change.
+    #[allow(clippy::too_many_arguments)]
+    fn announce(&self, actor: ActorKey, actors: &Actors, pi: u8, verdict: &'static str, reason: VerdictReason, score: f64, now: u64, strikes: u32) {
+        let probe = &self.probes[pi as usize];
+        let t = &probe.thresholds;
+        let signals = self.store.read(&(actor, pi), |r| r.signals()).unwrap_or_default();
+        let account = actors.account.filter(|a| a.key() == actor).map(|a| a.to_string());
+        let until_secs = match self.verdicts.verdict(&actor, now) {
+            crate::Verdict::Block { remaining, .. } | crate::Verdict::Throttle { remaining, .. } => remaining.as_secs(),
+            _ => 0,
+        };
+        tracing::warn!(
+            target: "enumguard",
+            actor = %actor,
+            account = account.as_deref().unwrap_or(""),
+            probe = %probe.name,
+            verdict,
+            reason = reason.as_str(),
+            mode = if self.mode == Mode::Observe { "observe" } else { "enforce" },
+            score = format_args!("{score:.2}"),
+            foreign = format_args!("{:.1}", signals.foreign),
+            misses = format_args!("{:.1}", signals.misses),
+            denied = format_args!("{:.1}", signals.denied),
+            seq_run = signals.seq_run,
+            regular = signals.regular,
+            foreign_block = t.foreign_block,
+            miss_block = t.miss_block,
+            denied_block = t.denied_block,
+            strikes,
+            secs = until_secs,
+            "enumguard verdict changed"
+        );
+        metrics::counter!(
+            crate::metrics::VERDICTS,
+            "verdict" => verdict,
+            "actor_kind" => actor.kind().as_str(),
+            "reason" => reason.as_str(),
+            "probe" => probe.name.clone()
+        )
+        .increment(1);
+    }
+
+    /// Raises the suspicion of the account and session of a request refused
+    /// because its address is blocked: a fresh account from a blocked
+    /// address carries that with it.
+    pub(crate) fn taint(&self, now: u64, actors: &Actors) {
+        for key in [actors.session, actors.account.map(|a| a.key())].into_iter().flatten() {
+            for pi in 0..self.probes.len() {
+                self.store.update((key, pi as u8), now, self.half_life, |r| {
+                    let c = r.carry_at(now, self.half_life);
+                    let floor = self.boost * self.inherit;
+                    if c < floor {
+                        r.raise_carry(now, self.half_life, 0.0, floor);
+                    }
+                });
+            }
+        }
+    }
+
+    /// Forgets an actor's records (after an operator's unban).
+    pub(crate) fn forget(&self, key: ActorKey) {
+        for pi in 0..self.probes.len() {
+            self.store.remove(&(key, pi as u8));
+        }
+    }
+
+    pub(crate) fn manual_block(&self, key: ActorKey, now: u64, dur: u64) {
+        let strikes = match self.verdicts.get(&key) {
+            Some(e) => e.strikes.max(1),
+            None => 1,
+        };
+        if self.verdicts.block(key, now.saturating_add(dur), VerdictReason::Manual, strikes, None, now) {
+            tracing::warn!(target: "enumguard", actor = %key, verdict = "block", reason = "manual", secs = dur / 1_000_000_000, "enumguard verdict changed");
+            metrics::counter!(crate::metrics::VERDICTS, "verdict" => "block", "actor_kind" => key.kind().as_str(), "reason" => "manual", "probe" => "").increment(1);
+        }
+    }
+}

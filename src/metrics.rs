@@ -1,0 +1,26 @@
+//! Metric names, emitted through the [`metrics`](https://docs.rs/metrics)
+//! facade. Install any recorder (Prometheus, StatsD...) to collect them.
+//! Labels are low-cardinality: never an address, a session or an account.
+
+/// Counter: requests seen by the guard.
+pub const REQUESTS: &str = "enumguard_requests_total";
+/// Counter: requests refused. Labels: `reason` (`blocked`, `throttled`,
+/// `denylisted`, `missing_peer`, `body_too_large`), `actor_kind`.
+pub const REFUSED: &str = "enumguard_refused_total";
+/// Counter: requests observe mode would have refused. Same labels as
+/// [`REFUSED`].
+pub const WOULD_REFUSE: &str = "enumguard_would_refuse_total";
+/// Counter: verdict changes. Labels: `verdict` (`throttle`, `block`),
+/// `actor_kind`, `reason` (`detected`, `linked`, `manual`), `probe`.
+pub const VERDICTS: &str = "enumguard_verdicts_total";
+/// Counter: probe requests, by `probe` and `outcome` (`hit`, `miss`,
+/// `denied`, `other`).
+pub const PROBE_REQUESTS: &str = "enumguard_probe_requests_total";
+/// Gauge: (actor, probe) records tracked.
+pub const TRACKED: &str = "enumguard_tracked_actors";
+/// Gauge: verdicts held.
+pub const VERDICTS_ACTIVE: &str = "enumguard_verdicts_active";
+/// Counter: records and verdicts evicted to stay within the bounds.
+pub const EVICTIONS: &str = "enumguard_evictions_total";
+/// Counter: new actors not tracked because the store was full of suspects.
+pub const UNTRACKED: &str = "enumguard_untracked_total";

@@ -1,0 +1,212 @@
+//! The policy: signals and context in, suspicion out. Pure and sync.
+//!
+//! A signal at its threshold is a suspicion of 1.0, a block; `throttle_at`
+//! (0.6 by default) is a throttle. Each threshold is scaled by the actor
+//! kind (an address is many people), tightened for an actor with no history
+//! while the service-wide view is anomalous, and halved for a repeat
+//! offender. A sequential walk or a machine cadence multiplies the
+//! suspicion. Carried suspicion (from links and earlier blocks, decaying
+//! with a half-life) adds on top.
+
+use crate::config::Thresholds;
+use crate::signal::Signals;
+
+/// What the policy knows about the actor besides its signals.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Context {
+    /// The kind factor of the actor (ip 2, subnet 4, ...).
+    pub(crate) kind_factor: f64,
+    /// The service-wide view is anomalous and the actor has no history.
+    pub(crate) tightened: bool,
+    /// The actor was blocked before.
+    pub(crate) repeat: bool,
+    /// Carried suspicion, already decayed.
+    pub(crate) carry: f64,
+}
+
+/// The levels a suspicion maps to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Level {
+    Allow,
+    Throttle,
+    Block,
+}
+
+pub(crate) fn level(t: &Thresholds, score: f64) -> Level {
+    if score >= 1.0 {
+        Level::Block
+    } else if score >= t.throttle_at {
+        Level::Throttle
+    } else {
+        Level::Allow
+    }
+}
+
+/// The threshold scale for this actor.
+pub(crate) fn scale(t: &Thresholds, c: &Context) -> f64 {
+    // A new actor during an anomaly gets the tight threshold whatever its
+    // kind: a fresh address with no history is not known to be a NAT.
+    let mut s = if c.tightened {
+        t.anomaly_factor
+    } else {
+        c.kind_factor
+    };
+    if c.repeat {
+        s *= t.repeat_factor;
+    }
+    s
+}
+
+/// Suspicion from signals and context.
+pub(crate) fn score(t: &Thresholds, s: &Signals, c: &Context) -> f64 {
+    let k = scale(t, c);
+    let part = |count: f64, threshold: u32| {
+        if threshold == 0 {
+            0.0
+        } else {
+            count / (threshold as f64 * k)
+        }
+    };
+    let foreign = part(s.foreign, t.foreign_block);
+    let min_targets = (t.min_targets as f64 * k).max(2.0);
+    let misses = if s.classified >= min_targets && s.misses >= t.miss_ratio * s.classified {
+        part(s.misses, t.miss_block)
+    } else {
+        0.0
+    };
+    let denied = part(s.denied, t.denied_block);
+    let mut base = foreign.max(misses).max(denied);
+    if t.sequential_run > 0 && s.seq_run >= t.sequential_run {
+        base *= t.sequential_factor;
+    }
+    if s.regular {
+        base *= t.cadence_factor;
+    }
+    base + c.carry.max(0.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn ctx() -> Context {
+        Context {
+            kind_factor: 1.0,
+            tightened: false,
+            repeat: false,
+            carry: 0.0,
+        }
+    }
+
+    #[test]
+    fn objects_block_at_foreign_threshold() {
+        let t = Thresholds::objects();
+        let s = Signals {
+            foreign: 15.0,
+            ..Signals::default()
+        };
+        assert_eq!(level(&t, score(&t, &s, &ctx())), Level::Block);
+        let s = Signals {
+            foreign: 14.0,
+            ..Signals::default()
+        };
+        assert_eq!(level(&t, score(&t, &s, &ctx())), Level::Throttle);
+        let ip = Context {
+            kind_factor: 2.0,
+            ..ctx()
+        };
+        assert_eq!(level(&t, score(&t, &s, &ip)), Level::Allow);
+    }
+
+    #[test]
+    fn misses_need_ratio_and_sample() {
+        let t = Thresholds::identities();
+        // Mostly hits: a business user.
+        let s = Signals {
+            foreign: 300.0,
+            misses: 20.0,
+            classified: 300.0,
+            ..Signals::default()
+        };
+        assert_eq!(score(&t, &s, &ctx()), 0.0);
+        // Mostly misses: a guesser.
+        let s = Signals {
+            foreign: 10.0,
+            misses: 10.0,
+            classified: 10.0,
+            ..Signals::default()
+        };
+        assert!(score(&t, &s, &ctx()) >= 1.0);
+        // One early typo is not a 100% miss ratio.
+        let s = Signals {
+            foreign: 1.0,
+            misses: 1.0,
+            classified: 1.0,
+            ..Signals::default()
+        };
+        assert_eq!(score(&t, &s, &ctx()), 0.0);
+    }
+
+    fn signals() -> impl Strategy<Value = Signals> {
+        (0.0..200.0f64, 0.0..1.0f64, 0.0..1.0f64, 0u32..20, any::<bool>()).prop_map(
+            |(foreign, miss_share, denied_share, seq_run, regular)| Signals {
+                foreign,
+                misses: foreign * miss_share,
+                denied: foreign * denied_share * (1.0 - miss_share),
+                classified: foreign,
+                requests: foreign as u32,
+                seq_run,
+                regular,
+            },
+        )
+    }
+
+    fn contexts() -> impl Strategy<Value = Context> {
+        (prop::sample::select(vec![1.0, 2.0, 4.0]), any::<bool>(), any::<bool>(), 0.0..2.0f64)
+            .prop_map(|(kind_factor, tightened, repeat, carry)| Context {
+                kind_factor,
+                tightened,
+                repeat,
+                carry,
+            })
+    }
+
+    proptest! {
+        /// More evidence never lowers suspicion.
+        #[test]
+        fn monotone_in_evidence(s in signals(), c in contexts(), more in 0.0..50.0f64) {
+            for t in [Thresholds::objects(), Thresholds::identities()] {
+                let before = score(&t, &s, &c);
+                let mut s2 = s;
+                s2.foreign += more;
+                s2.classified += more;
+                s2.denied += more * (s.denied / s.foreign.max(1.0));
+                s2.misses += more * (s.misses / s.foreign.max(1.0));
+                // Keep the miss ratio: more of the same evidence.
+                prop_assert!(score(&t, &s2, &c) >= before - 1e-9);
+            }
+        }
+
+        /// Without signals and carry there is no suspicion.
+        #[test]
+        fn nothing_is_nothing(c in contexts()) {
+            let c = Context { carry: 0.0, ..c };
+            for t in [Thresholds::objects(), Thresholds::identities()] {
+                prop_assert_eq!(score(&t, &Signals::default(), &c), 0.0);
+            }
+        }
+
+        /// A repeat offender or a tightened actor is never judged more
+        /// leniently than a first-timer.
+        #[test]
+        fn tighter_context_never_lowers(s in signals(), c in contexts()) {
+            for t in [Thresholds::objects(), Thresholds::identities()] {
+                let base = Context { repeat: false, ..c };
+                let repeat = Context { repeat: true, ..c };
+                let (hi, lo) = (score(&t, &s, &repeat), score(&t, &s, &base));
+                prop_assert!(hi >= lo - 1e-9);
+            }
+        }
+    }
+}

@@ -1,0 +1,291 @@
+//! [`Guard`]: identify -> gate -> pre-check -> forward | refuse.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::request::Parts;
+use http::{Request, Response};
+use http_body::Body;
+use tower_service::Service;
+
+use crate::actor::{AccountId, ActorKey, ActorKind, Actors, Cidr, client_ip, cookie, hash128, in_any, peer_addr};
+use crate::body::{GuardBody, ResponseBody};
+
+use crate::clock::SharedClock;
+use crate::config::{MissingPeer, Mode, SessionSource};
+use crate::engine::Engine;
+use crate::future::{Learn, ResponseFuture};
+use crate::probe::{TARGET_BUF, TargetInfo};
+use crate::response::{OnRefusal, Refusal, RefusalKind};
+use crate::verdict::Gate;
+
+pub(crate) type AccountFn = Arc<dyn Fn(&Parts) -> Option<AccountId> + Send + Sync>;
+
+/// State shared by every clone of the layer and the service.
+pub(crate) struct Shared {
+    pub(crate) engine: Engine,
+    pub(crate) clock: SharedClock,
+    pub(crate) mode: Mode,
+    pub(crate) missing_peer: MissingPeer,
+    pub(crate) ip_prefix: (u8, u8),
+    pub(crate) subnet_prefix: (u8, u8),
+    pub(crate) trusted: Vec<Cidr>,
+    pub(crate) allow: Vec<Cidr>,
+    pub(crate) deny: Vec<Cidr>,
+    pub(crate) allow_accounts: Vec<u128>,
+    pub(crate) deny_accounts: Vec<u128>,
+    pub(crate) session: Option<SessionSource>,
+    pub(crate) session_key: (u64, u64),
+    pub(crate) account: Option<AccountFn>,
+    pub(crate) responder: Arc<dyn OnRefusal>,
+    pub(crate) warned_missing_peer: AtomicBool,
+}
+
+/// The outcome of the steps before the inner service.
+pub(crate) enum Step {
+    Forward(Option<Learn>),
+    Refuse(Refusal),
+    /// A JSON-body probe: read the body first.
+    ReadBody(Learn),
+}
+
+impl Shared {
+    pub(crate) fn unknown_ip() -> ActorKey {
+        ActorKey::hashed(ActorKind::Ip, 0)
+    }
+
+    /// Attributes the request to its actors.
+    pub(crate) fn identify(&self, parts: &Parts) -> Result<Actors, Refusal> {
+        let mut actors = Actors::default();
+        match peer_addr(&parts.extensions) {
+            Some(peer) => {
+                let ip = client_ip(peer, &parts.headers, &self.trusted);
+                actors.addr = Some(ip);
+                actors.ip = Some(ActorKey::ip(ip, self.ip_prefix.0, self.ip_prefix.1, ActorKind::Ip));
+                actors.subnet = Some(ActorKey::ip(ip, self.subnet_prefix.0, self.subnet_prefix.1, ActorKind::Subnet));
+            }
+            None => match self.missing_peer {
+                MissingPeer::Unknown => actors.ip = Some(Self::unknown_ip()),
+                MissingPeer::Refuse => {
+                    if !self.warned_missing_peer.swap(true, Ordering::Relaxed) {
+                        tracing::error!(
+                            target: "enumguard",
+                            "request without a peer address: serve with `into_make_service_with_connect_info::<SocketAddr>()` \
+                             (axum) or insert `enumguard::PeerAddr` / `SocketAddr` into request extensions; \
+                             or set `missing_peer = \"unknown\"`. Refusing such requests with 500."
+                        );
+                    }
+                    return Err(Refusal::new(RefusalKind::MissingPeer, None, None, None));
+                }
+            },
+        }
+        if let Some(src) = &self.session {
+            let token = match src {
+                SessionSource::Header(h) => parts.headers.get(h.as_str()).map(|v| v.as_bytes()),
+                SessionSource::Cookie(c) => cookie(&parts.headers, c),
+            };
+            if let Some(t) = token.filter(|t| !t.is_empty()) {
+                actors.session = Some(ActorKey::hashed(ActorKind::Session, hash128(self.session_key, t)));
+            }
+        }
+        if let Some(f) = &self.account {
+            actors.account = f(parts);
+        }
+        Ok(actors)
+    }
+
+    pub(crate) fn session_key_of(&self, token: &str) -> ActorKey {
+        ActorKey::hashed(ActorKind::Session, hash128(self.session_key, token.as_bytes()))
+    }
+
+    /// Everything before the inner service, for a request whose head is
+    /// `parts`.
+    pub(crate) fn before(&self, parts: &Parts, now: u64) -> Step {
+        let actors = match self.identify(parts) {
+            Ok(a) => a,
+            Err(r) => return Step::Refuse(r),
+        };
+        let account_hash = actors.account.map(|a| a.hash());
+        if actors.addr.is_some_and(|ip| in_any(&self.allow, ip))
+            || account_hash.is_some_and(|h| self.allow_accounts.contains(&h))
+        {
+            return Step::Forward(None);
+        }
+        if actors.addr.is_some_and(|ip| in_any(&self.deny, ip))
+            || account_hash.is_some_and(|h| self.deny_accounts.contains(&h))
+        {
+            let kind = if actors.addr.is_some_and(|ip| in_any(&self.deny, ip)) {
+                ActorKind::Ip
+            } else {
+                ActorKind::Account
+            };
+            if let Some(r) = self.refuse_or_observe(Refusal::new(RefusalKind::Denylisted, Some(kind), None, None)) {
+                return Step::Refuse(r);
+            }
+        }
+        let engine = &self.engine;
+        if !engine.verdicts.is_empty() {
+            if let Some(r) = self.gate(&actors, now) {
+                if let Some(r) = self.refuse_or_observe(r) {
+                    return Step::Refuse(r);
+                }
+            }
+        }
+        for (i, probe) in engine.probes.iter().enumerate() {
+            let Some(capture) = probe.matches(&parts.method, parts.uri.path()) else {
+                continue;
+            };
+            let mut learn = Learn {
+                probe: i as u8,
+                target: None,
+                actors,
+                now,
+            };
+            if probe.needs_body() {
+                return Step::ReadBody(learn);
+            }
+            let mut buf = [0u8; TARGET_BUF];
+            if let Some(bytes) = probe.head_target(capture, parts.uri.query(), &parts.headers, &mut buf) {
+                let target = TargetInfo::new(bytes, actors.account.as_ref(), probe.self_target);
+                learn.target = Some(target);
+                if let Some(r) = self.precheck(&learn, &target) {
+                    return Step::Refuse(r);
+                }
+            }
+            return Step::Forward(Some(learn));
+        }
+        Step::Forward(None)
+    }
+
+    /// The pre-check of a probe request with its target; `Some` refuses.
+    pub(crate) fn precheck(&self, learn: &Learn, target: &TargetInfo) -> Option<Refusal> {
+        let pre = self.engine.precheck(learn.now, &learn.actors, learn.probe, target)?;
+        let name = &self.engine.probes[learn.probe as usize].name;
+        self.refuse_or_observe(Refusal::new(
+            RefusalKind::Blocked,
+            Some(pre.actor.kind()),
+            Some(pre.retry_after),
+            Some(name),
+        ))
+    }
+
+    /// Looks up each actor's verdict.
+    fn gate(&self, actors: &Actors, now: u64) -> Option<Refusal> {
+        let engine = &self.engine;
+        let mut shared_refusal: Option<Refusal> = None;
+        for key in actors.keys() {
+            let (kind, retry, probe) = match engine.verdicts.check(&key, now) {
+                Gate::Pass => continue,
+                Gate::Blocked { retry_after, probe } => (RefusalKind::Blocked, retry_after, probe),
+                Gate::Throttled { retry_after, probe } => (RefusalKind::Throttled, retry_after, probe),
+            };
+            let name = probe.and_then(|p| engine.probes.get(p as usize)).map(|p| p.name.as_str());
+            let refusal = Refusal::new(kind, Some(key.kind()), Some(retry), name);
+            if matches!(key.kind(), ActorKind::Ip | ActorKind::Subnet) {
+                // A shared address: an established account behind it is
+                // not refused for what others there did.
+                if shared_refusal.is_none() {
+                    shared_refusal = Some(refusal);
+                }
+                continue;
+            }
+            return Some(refusal);
+        }
+        let refusal = shared_refusal?;
+        if let Some(account) = actors.account {
+            if engine.established(account.key(), now) {
+                return None;
+            }
+        }
+        if refusal.kind() == RefusalKind::Blocked {
+            engine.taint(now, actors);
+        }
+        Some(refusal)
+    }
+
+    /// In enforce mode, the refusal; in observe mode, counts it and lets the
+    /// request through.
+    pub(crate) fn refuse_or_observe(&self, r: Refusal) -> Option<Refusal> {
+        let actor_kind = r.actor_kind().map_or("none", ActorKind::as_str);
+        if self.mode == Mode::Observe && r.kind() != RefusalKind::MissingPeer {
+            metrics::counter!(crate::metrics::WOULD_REFUSE, "reason" => r.kind().as_str(), "actor_kind" => actor_kind).increment(1);
+            tracing::debug!(target: "enumguard", reason = r.kind().as_str(), actor_kind, "observe mode: would refuse");
+            return None;
+        }
+        metrics::counter!(crate::metrics::REFUSED, "reason" => r.kind().as_str(), "actor_kind" => actor_kind).increment(1);
+        tracing::debug!(target: "enumguard", reason = r.kind().as_str(), actor_kind, "refused");
+        Some(r)
+    }
+
+    /// The refusal's response, with the [`Refusal`] in its extensions.
+    pub(crate) fn refusal_response(&self, r: Refusal) -> Response<Bytes> {
+        let mut res = self.responder.response(&r);
+        res.extensions_mut().insert(r);
+        res
+    }
+}
+
+/// The guard service; see [`GuardLayer`](crate::GuardLayer).
+///
+/// Every clone shares the same state. A refusal is a response (with a
+/// [`Refusal`] in its extensions), never an error; errors of the inner
+/// service pass through unchanged.
+pub struct Guard<S> {
+    pub(crate) inner: S,
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl<S: Clone> Clone for Guard<S> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl<S: std::fmt::Debug> std::fmt::Debug for Guard<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Guard").field("inner", &self.inner).finish_non_exhaustive()
+    }
+}
+
+impl<S, B, ResBody> Service<Request<B>> for Guard<S>
+where
+    S: Service<Request<GuardBody<B>>, Response = Response<ResBody>> + Clone,
+    B: Body,
+    B::Data: bytes::Buf,
+    ResBody: Body,
+    ResBody::Data: From<Bytes>,
+{
+    type Response = Response<ResponseBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S, B>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        metrics::counter!(crate::metrics::REQUESTS).increment(1);
+        let now = self.shared.clock.now();
+        let (parts, body) = req.into_parts();
+        match self.shared.before(&parts, now) {
+            Step::Forward(learn) => {
+                let req = Request::from_parts(parts, GuardBody::new(body));
+                let fut = self.inner.call(req);
+                ResponseFuture::forward(fut, learn.map(|l| (l, self.shared.clone())))
+            }
+            Step::Refuse(r) => ResponseFuture::refused(self.shared.refusal_response(r)),
+            Step::ReadBody(learn) => {
+                // The inner service is called once the body is read: take
+                // the ready service, leave a clone in its place.
+                let clone = self.inner.clone();
+                let inner = std::mem::replace(&mut self.inner, clone);
+                ResponseFuture::read_body(inner, parts, body, learn, self.shared.clone())
+            }
+        }
+    }
+}

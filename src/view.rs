@@ -1,0 +1,174 @@
+//! The service-wide view of one probe: how often its answers are misses and
+//! its targets foreign, over the last two buckets, against a baseline that
+//! moves only with calm buckets (an attack cannot teach it that attacks are
+//! normal). While the view is anomalous, actors with no history get tighter
+//! thresholds: that is what catches an attack spread thin over many fresh
+//! accounts or addresses.
+
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+use crate::config::ServiceViewConfig;
+
+const REQ: usize = 0;
+const MISS: usize = 1;
+const FOREIGN: usize = 2;
+
+pub(crate) struct View {
+    bucket: AtomicU64,
+    cur: [AtomicU32; 3],
+    prev: [AtomicU32; 3],
+    /// Baselines as f32 bits.
+    base_miss: AtomicU32,
+    base_foreign: AtomicU32,
+    bucket_nanos: u64,
+    min_requests: u32,
+    ratio: f64,
+    margin: f64,
+    alpha: f64,
+    watch_foreign: bool,
+}
+
+/// Miss ratio a service is assumed to have before it has shown its own.
+const PRIOR_MISS: f32 = 0.1;
+/// Foreign-target ratio a service is assumed to have before it has shown its own.
+const PRIOR_FOREIGN: f32 = 0.05;
+
+impl View {
+    pub(crate) fn new(cfg: &ServiceViewConfig, watch_foreign: bool) -> Self {
+        Self {
+            bucket: AtomicU64::new(0),
+            cur: Default::default(),
+            prev: Default::default(),
+            base_miss: AtomicU32::new(PRIOR_MISS.to_bits()),
+            base_foreign: AtomicU32::new(PRIOR_FOREIGN.to_bits()),
+            bucket_nanos: crate::clock::secs_to_nanos(cfg.bucket_secs).max(1),
+            min_requests: cfg.min_requests,
+            ratio: cfg.ratio,
+            margin: cfg.margin,
+            alpha: cfg.alpha,
+            watch_foreign,
+        }
+    }
+
+    fn roll(&self, now: u64) {
+        let b = now / self.bucket_nanos;
+        let old = self.bucket.load(Ordering::Acquire);
+        if b == old {
+            return;
+        }
+        if b < old
+            || self
+                .bucket
+                .compare_exchange(old, b, Ordering::AcqRel, Ordering::Acquire)
+                .is_err()
+        {
+            return;
+        }
+        // This thread won the rotation.
+        let closed: [u32; 3] = std::array::from_fn(|i| self.cur[i].swap(0, Ordering::AcqRel));
+        let calm = !self.rates_anomalous(closed[REQ] as u64, closed[MISS] as u64, closed[FOREIGN] as u64, self.min_requests as u64 / 2);
+        if calm && closed[REQ] as u64 >= (self.min_requests as u64 / 2).max(1) {
+            let req = closed[REQ] as f64;
+            for (base, count) in [(&self.base_miss, closed[MISS]), (&self.base_foreign, closed[FOREIGN])] {
+                let old = f32::from_bits(base.load(Ordering::Relaxed)) as f64;
+                let new = old + self.alpha * (count as f64 / req - old);
+                base.store((new as f32).to_bits(), Ordering::Relaxed);
+            }
+        }
+        let keep = b == old + 1;
+        for (i, c) in closed.iter().enumerate() {
+            self.prev[i].store(if keep { *c } else { 0 }, Ordering::Release);
+        }
+    }
+
+    pub(crate) fn record(&self, now: u64, miss: bool, foreign: bool) {
+        self.roll(now);
+        self.cur[REQ].fetch_add(1, Ordering::Relaxed);
+        if miss {
+            self.cur[MISS].fetch_add(1, Ordering::Relaxed);
+        }
+        if foreign {
+            self.cur[FOREIGN].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn rates_anomalous(&self, req: u64, miss: u64, foreign: u64, min: u64) -> bool {
+        if req < min.max(1) {
+            return false;
+        }
+        let anomalous = |count: u64, base: &AtomicU32| {
+            let rate = count as f64 / req as f64;
+            let base = f32::from_bits(base.load(Ordering::Relaxed)) as f64;
+            rate >= base * self.ratio && rate >= base + self.margin
+        };
+        anomalous(miss, &self.base_miss) || (self.watch_foreign && anomalous(foreign, &self.base_foreign))
+    }
+
+    /// Whether the last two buckets are anomalous.
+    pub(crate) fn anomalous(&self, now: u64) -> bool {
+        let b = now / self.bucket_nanos;
+        let cur_bucket = self.bucket.load(Ordering::Acquire);
+        let get = |i: usize| -> u64 {
+            let c = self.cur[i].load(Ordering::Relaxed) as u64;
+            let p = self.prev[i].load(Ordering::Relaxed) as u64;
+            match b.saturating_sub(cur_bucket) {
+                0 => c + p,
+                // The current bucket is now the previous one.
+                1 => c,
+                _ => 0,
+            }
+        };
+        self.rates_anomalous(get(REQ), get(MISS), get(FOREIGN), self.min_requests as u64)
+    }
+
+    #[cfg(test)]
+    pub(crate) fn baselines(&self) -> (f64, f64) {
+        (
+            f32::from_bits(self.base_miss.load(Ordering::Relaxed)) as f64,
+            f32::from_bits(self.base_foreign.load(Ordering::Relaxed)) as f64,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: u64 = 1_000_000_000;
+
+    #[test]
+    fn calm_then_spike() {
+        let v = View::new(&ServiceViewConfig::default(), true);
+        let mut now = 0;
+        // Ten calm minutes: 10% misses.
+        for minute in 0..10u64 {
+            for i in 0..100u64 {
+                now = minute * 60 * S + i * S / 2;
+                v.record(now, i % 10 == 0, false);
+            }
+        }
+        assert!(!v.anomalous(now));
+        assert!((v.baselines().0 - 0.1).abs() < 0.02);
+        // A spike of misses.
+        for i in 0..60u64 {
+            v.record(now + i * S / 4, true, false);
+        }
+        assert!(v.anomalous(now + 60 * S / 4));
+        // Two quiet buckets later the spike is gone.
+        assert!(!v.anomalous(now + 400 * S));
+        // The spike did not move the baseline.
+        assert!(v.baselines().0 < 0.15);
+    }
+
+    #[test]
+    fn foreign_rate_only_when_watched() {
+        let on = View::new(&ServiceViewConfig::default(), true);
+        let off = View::new(&ServiceViewConfig::default(), false);
+        for i in 0..50u64 {
+            on.record(i * S, false, true);
+            off.record(i * S, false, true);
+        }
+        assert!(on.anomalous(50 * S));
+        assert!(!off.anomalous(50 * S));
+    }
+}
