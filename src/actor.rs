@@ -706,7 +706,7 @@ mod tests {
         assert_eq!(ip, "5.6.7.8".parse::<IpAddr>().unwrap());
         // All-trusted garbage of any length ends at the last trusted hop.
         let long = vec!["10.9.9.9"; 10_000].join(",");
-        let h = headers(&[("x-forwarded-for", long.as_str()), ("x-forwarded-for", "10.0.0.3, [zz")]);
+        let h = headers(&[("x-forwarded-for", long.as_str()), ("x-forwarded-for", "[zz, 10.0.0.3")]);
         assert_eq!(client_ip(peer, &h, &trusted(&["10.0.0.0/8"])), "10.0.0.3".parse::<IpAddr>().unwrap());
     }
 

@@ -313,8 +313,8 @@ mod tests {
 
     #[test]
     fn sketch_error_at_thresholds() {
-        // Deterministic pseudo-random targets; the estimate stays within one
-        // target of the truth on average, and within 25% (or one target) at worst.
+        // Deterministic pseudo-random targets; the estimate stays within 5%
+        // (or one target) of the truth on average, and within 25% (or one target) at worst.
         let mut seed = 0x9e37_79b9_7f4a_7c15u64;
         for n in [3usize, 10, 15, 20, 30, 60] {
             let mut total_err = 0.0;
@@ -336,7 +336,7 @@ mod tests {
                 assert!((s.misses - s.foreign).abs() < 1e-9);
             }
             let mean = total_err / trials as f64;
-            assert!(mean < 1.0, "n={n}: mean error {mean}");
+            assert!(mean <= (0.05 * n as f64).max(1.0), "n={n}: mean error {mean}");
             assert!(worst <= (0.25 * n as f64).max(1.0) + 1e-9, "n={n}: worst error {worst}");
         }
     }
