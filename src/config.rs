@@ -368,6 +368,10 @@ impl Default for KindFactors {
 pub struct Thresholds {
     /// The sliding window, in seconds.
     pub window_secs: u64,
+    /// Half-life of the long view, in seconds: distinct targets also add to
+    /// sums that halve this often, so a scraper slower than the window adds
+    /// up too.
+    pub long_half_life_secs: u64,
     /// Distinct foreign targets (not the actor's own) that block.
     pub foreign_block: u32,
     /// Distinct targets that were misses (404, "no such account") that block,
@@ -405,7 +409,8 @@ impl Thresholds {
     ///
     /// | field | value | why |
     /// |---|---|---|
-    /// | `window_secs` | 3600 | a slow scraper still shows within an hour; carried suspicion covers slower ones |
+    /// | `window_secs` | 3600 | a scrape shows within an hour |
+    /// | `long_half_life_secs` | 21600 | slower than the window, it still adds up: one read per 10 minutes blocks within 3 hours |
     /// | `foreign_block` | 15 | an owner reads its own objects, which do not count; 15 foreign ones is no accident, and keeps a scrape under 20 records |
     /// | `miss_block` / `miss_ratio` | 20 / 0.5 | probing ids that do not exist; typos by an owner are few and mixed with hits |
     /// | `min_targets` | 4 | a first typo is not a 100% miss ratio |
@@ -419,6 +424,7 @@ impl Thresholds {
     pub fn objects() -> Self {
         Self {
             window_secs: 3600,
+            long_half_life_secs: 21_600,
             foreign_block: 15,
             miss_block: 20,
             miss_ratio: 0.5,

@@ -120,6 +120,7 @@ impl Engine {
         let probe = self.probes.get(pi as usize)?;
         let t = &probe.thresholds;
         let window = secs_to_nanos(t.window_secs);
+        let long = secs_to_nanos(t.long_half_life_secs);
         let anomalous = self.views[pi as usize].anomalous(now);
         let mut inherited: f64 = 0.0;
         let mut crossing: Option<(ActorKey, f64)> = None;
@@ -132,8 +133,8 @@ impl Engine {
                 let mut worst: f64 = 0.0;
                 for outcome in [Outcome::Miss, Outcome::Denied, Outcome::Hit] {
                     let mut h = r.clone();
-                    h.learn(now, window, Some(*target), Some(outcome));
-                    worst = worst.max(policy::score(t, &h.signals(), &ctx));
+                    h.learn(now, window, long, Some(*target), Some(outcome));
+                    worst = worst.max(policy::score(t, &h.signals(now, long), &ctx));
                 }
                 Some(worst)
             };
@@ -166,6 +167,7 @@ impl Engine {
         };
         let t = &probe.thresholds;
         let window = secs_to_nanos(t.window_secs);
+        let long = secs_to_nanos(t.long_half_life_secs);
         let view = &self.views[pi as usize];
         view.record(now, outcome == Some(Outcome::Miss), target.is_some_and(|t| !t.is_self));
         let anomalous = view.anomalous(now);
@@ -173,9 +175,9 @@ impl Engine {
         let mut worst: Option<(ActorKey, f64, Level)> = None;
         for key in actors.keys() {
             let res = self.store.update((key, pi), now, self.half_life, |r| {
-                r.learn(now, window, target, outcome);
+                r.learn(now, window, long, target, outcome);
                 let ctx = self.context(probe, key.kind(), r, now, anomalous, inherited);
-                let s = policy::score(t, &r.signals(), &ctx);
+                let s = policy::score(t, &r.signals(now, long), &ctx);
                 r.last_score = s as f32;
                 (s, r.carry_at(now, self.half_life))
             });
@@ -269,7 +271,10 @@ impl Engine {
     fn announce(&self, actor: ActorKey, actors: &Actors, pi: u8, verdict: &'static str, reason: VerdictReason, score: f64, now: u64, strikes: u32) {
         let probe = &self.probes[pi as usize];
         let t = &probe.thresholds;
-        let signals = self.store.read(&(actor, pi), |r| r.signals()).unwrap_or_default();
+        let signals = self
+            .store
+            .read(&(actor, pi), |r| r.signals(now, secs_to_nanos(t.long_half_life_secs)))
+            .unwrap_or_default();
         let account = actors.account.filter(|a| a.key() == actor).map(|a| a.to_string());
         let until_secs = match self.verdicts.verdict(&actor, now) {
             crate::Verdict::Block { remaining, .. } | crate::Verdict::Throttle { remaining, .. } => remaining.as_secs(),

@@ -67,14 +67,17 @@ pub(crate) fn score(t: &Thresholds, s: &Signals, c: &Context) -> f64 {
             count / (threshold as f64 * k)
         }
     };
-    let foreign = part(s.foreign, t.foreign_block);
+    let foreign = part(s.foreign.max(s.long_foreign), t.foreign_block);
     let min_targets = (t.min_targets as f64 * k).max(2.0);
-    let misses = if s.classified >= min_targets && s.misses >= t.miss_ratio * s.classified {
-        part(s.misses, t.miss_block)
-    } else {
-        0.0
+    let miss_part = |misses: f64, classified: f64| {
+        if classified >= min_targets && misses >= t.miss_ratio * classified {
+            part(misses, t.miss_block)
+        } else {
+            0.0
+        }
     };
-    let denied = part(s.denied, t.denied_block);
+    let misses = miss_part(s.misses, s.classified).max(miss_part(s.long_misses, s.long_classified));
+    let denied = part(s.denied.max(s.long_denied), t.denied_block);
     let mut base = foreign.max(misses).max(denied);
     if t.sequential_run > 0 && s.seq_run >= t.sequential_run {
         base *= t.sequential_factor;
@@ -158,6 +161,10 @@ mod tests {
                 requests: foreign as u32,
                 seq_run,
                 regular,
+                long_foreign: foreign * 0.5,
+                long_misses: foreign * miss_share * 0.5,
+                long_denied: foreign * denied_share * (1.0 - miss_share) * 0.5,
+                long_classified: foreign * 0.5,
             },
         )
     }
@@ -183,6 +190,10 @@ mod tests {
                 s2.classified += more;
                 s2.denied += more * (s.denied / s.foreign.max(1.0));
                 s2.misses += more * (s.misses / s.foreign.max(1.0));
+                s2.long_foreign += more;
+                s2.long_classified += more;
+                s2.long_misses += more * (s.long_misses / s.long_classified.max(1.0));
+                s2.long_denied += more * (s.long_denied / s.long_classified.max(1.0));
                 // Keep the miss ratio: more of the same evidence.
                 prop_assert!(score(&t, &s2, &c) >= before - 1e-9);
             }

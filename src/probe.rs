@@ -404,6 +404,9 @@ fn check_thresholds(i: usize, t: &Thresholds) -> Result<(), ConfigError> {
     if t.window_secs == 0 {
         return Err(ConfigError::invalid(f("window_secs"), "0", "must be at least 1"));
     }
+    if t.long_half_life_secs == 0 {
+        return Err(ConfigError::invalid(f("long_half_life_secs"), "0", "must be at least 1"));
+    }
     for (name, v) in [("miss_ratio", t.miss_ratio), ("throttle_at", t.throttle_at)] {
         if !(v.is_finite() && v > 0.0 && v <= 1.0) {
             return Err(ConfigError::invalid(f(name), v.to_string(), "must be in (0, 1]"));

@@ -57,9 +57,19 @@ pub(crate) struct Signals {
     pub(crate) seq_run: u32,
     /// Machine-regular cadence.
     pub(crate) regular: bool,
+    /// The long view: distinct foreign targets, misses, denials and
+    /// classified targets, each a sum decaying with the long half-life, so
+    /// that a scraper slower than the window still adds up.
+    pub(crate) long_foreign: f64,
+    /// See `long_foreign`.
+    pub(crate) long_misses: f64,
+    /// See `long_foreign`.
+    pub(crate) long_denied: f64,
+    /// See `long_foreign`.
+    pub(crate) long_classified: f64,
 }
 
-/// One (actor, probe) record. Fixed size: 200 bytes.
+/// One (actor, probe) record. Fixed size: 224 bytes.
 #[derive(Debug, Clone)]
 pub(crate) struct Record {
     win_start: u64,
@@ -71,6 +81,8 @@ pub(crate) struct Record {
     pub(crate) first_seen: u64,
     pub(crate) last_seen: u64,
     pub(crate) carry_at: u64,
+    long_at: u64,
+    long: [f32; 4],
     gap_mean_ms: f32,
     gap_dev_ms: f32,
     pub(crate) carry: f32,
@@ -95,6 +107,8 @@ impl Record {
             first_seen: now,
             last_seen: 0,
             carry_at: now,
+            long_at: now,
+            long: [0.0; 4],
             gap_mean_ms: 0.0,
             gap_dev_ms: 0.0,
             carry: 0.0,
@@ -138,7 +152,7 @@ impl Record {
     }
 
     /// Folds one probe request into the record.
-    pub(crate) fn learn(&mut self, now: u64, window: u64, target: Option<TargetInfo>, outcome: Option<Outcome>) {
+    pub(crate) fn learn(&mut self, now: u64, window: u64, long_half_life: u64, target: Option<TargetInfo>, outcome: Option<Outcome>) {
         self.roll(now, window);
         if self.last_seen != 0 && now > self.last_seen {
             let gap = ((now - self.last_seen) / 1_000_000) as f32;
@@ -165,6 +179,20 @@ impl Record {
             let (w, m) = Self::bit(t.hash);
             self.bits_cur[w] |= m;
             self.cur.targets = self.cur.targets.saturating_add(1);
+            self.decay_long(now, long_half_life);
+            self.long[0] += 1.0;
+            match outcome {
+                Some(Outcome::Miss) => {
+                    self.long[1] += 1.0;
+                    self.long[3] += 1.0;
+                }
+                Some(Outcome::Denied) => {
+                    self.long[2] += 1.0;
+                    self.long[3] += 1.0;
+                }
+                Some(Outcome::Hit) => self.long[3] += 1.0,
+                None => {}
+            }
             match outcome {
                 Some(Outcome::Hit) => self.cur.hits = self.cur.hits.saturating_add(1),
                 Some(Outcome::Miss) => self.cur.misses = self.cur.misses.saturating_add(1),
@@ -183,12 +211,27 @@ impl Record {
         }
     }
 
+    fn decay_long(&mut self, now: u64, half_life: u64) {
+        if now > self.long_at {
+            let f = 0.5f64.powf((now - self.long_at) as f64 / half_life.max(1) as f64) as f32;
+            for v in &mut self.long {
+                *v *= f;
+            }
+            self.long_at = now;
+        }
+    }
+
     /// Whether `t` would continue the sequential walk.
     pub(crate) fn continues_walk(&self, t: &TargetInfo) -> bool {
         matches!(t.numeric, Some(n) if self.has_numeric && n.abs_diff(self.last_numeric) == 1)
     }
 
-    pub(crate) fn signals(&self) -> Signals {
+    pub(crate) fn signals(&self, now: u64, long_half_life: u64) -> Signals {
+        let decay = if now > self.long_at {
+            0.5f64.powf((now - self.long_at) as f64 / long_half_life.max(1) as f64)
+        } else {
+            1.0
+        };
         let sum = self.cur.add(&self.prev);
         let set: u32 = self
             .bits_cur
@@ -212,6 +255,10 @@ impl Record {
             requests: sum.requests,
             seq_run: self.seq_run as u32,
             regular: self.gaps >= 8 && self.gap_mean_ms > 0.0 && self.gap_dev_ms < 0.1 * self.gap_mean_ms,
+            long_foreign: self.long[0] as f64 * decay,
+            long_misses: self.long[1] as f64 * decay,
+            long_denied: self.long[2] as f64 * decay,
+            long_classified: self.long[3] as f64 * decay,
         }
     }
 
@@ -248,6 +295,7 @@ mod tests {
     use super::*;
 
     const W: u64 = 3_600_000_000_000;
+    const LH: u64 = 6 * W;
 
     fn t(n: u64) -> TargetInfo {
         TargetInfo::new(n.to_string().as_bytes(), None, true)
@@ -255,16 +303,16 @@ mod tests {
 
     #[test]
     fn record_is_small() {
-        assert!(std::mem::size_of::<Record>() <= 200, "{}", std::mem::size_of::<Record>());
+        assert!(std::mem::size_of::<Record>() <= 224, "{}", std::mem::size_of::<Record>());
     }
 
     #[test]
     fn repeated_target_counts_once() {
         let mut r = Record::new(1);
         for _ in 0..10 {
-            r.learn(2, W, Some(t(7)), Some(Outcome::Miss));
+            r.learn(2, W, LH, Some(t(7)), Some(Outcome::Miss));
         }
-        let s = r.signals();
+        let s = r.signals(0, LH);
         assert_eq!(s.requests, 10);
         assert!((s.foreign - 1.0).abs() < 0.01);
         assert!((s.misses - 1.0).abs() < 0.01);
@@ -274,41 +322,44 @@ mod tests {
     fn window_slides() {
         let mut r = Record::new(0);
         for i in 0..10 {
-            r.learn(1, W, Some(t(i)), Some(Outcome::Hit));
+            r.learn(1, W, LH, Some(t(i)), Some(Outcome::Hit));
         }
-        r.learn(W / 2 + 1, W, Some(t(100)), Some(Outcome::Hit));
-        assert!(r.signals().foreign >= 10.5, "previous half still counts");
-        r.learn(W + 2, W, Some(t(101)), Some(Outcome::Hit));
-        assert!(r.signals().foreign < 2.6, "{}", r.signals().foreign);
-        r.learn(5 * W, W, None, None);
-        assert_eq!(r.signals().foreign, 0.0);
+        r.learn(W / 2 + 1, W, LH, Some(t(100)), Some(Outcome::Hit));
+        assert!(r.signals(0, LH).foreign >= 10.5, "previous half still counts");
+        r.learn(W + 2, W, LH, Some(t(101)), Some(Outcome::Hit));
+        assert!(r.signals(W + 2, LH).foreign < 2.6, "{}", r.signals(W + 2, LH).foreign);
+        r.learn(5 * W, W, LH, None, None);
+        let s = r.signals(5 * W, LH);
+        assert_eq!(s.foreign, 0.0);
+        // The long view remembers, decayed: 12 targets, about 5 hours ago.
+        assert!(s.long_foreign > 6.0 && s.long_foreign < 12.0, "{}", s.long_foreign);
     }
 
     #[test]
     fn sequential_walk() {
         let mut r = Record::new(0);
         for i in 100..110 {
-            r.learn(1, W, Some(t(i)), Some(Outcome::Hit));
+            r.learn(1, W, LH, Some(t(i)), Some(Outcome::Hit));
         }
-        assert_eq!(r.signals().seq_run, 9);
-        r.learn(1, W, Some(t(500)), Some(Outcome::Hit));
-        assert_eq!(r.signals().seq_run, 0);
+        assert_eq!(r.signals(0, LH).seq_run, 9);
+        r.learn(1, W, LH, Some(t(500)), Some(Outcome::Hit));
+        assert_eq!(r.signals(0, LH).seq_run, 0);
     }
 
     #[test]
     fn regular_cadence() {
         let mut r = Record::new(0);
         for i in 1..20u64 {
-            r.learn(i * 1_000_000_000, W, Some(t(i * 7)), Some(Outcome::Hit));
+            r.learn(i * 1_000_000_000, W, LH, Some(t(i * 7)), Some(Outcome::Hit));
         }
-        assert!(r.signals().regular);
+        assert!(r.signals(0, LH).regular);
         let mut r = Record::new(0);
         let mut now = 0;
         for i in 1..20u64 {
             now += (i % 5 + 1) * 700_000_000;
-            r.learn(now, W, Some(t(i * 7)), Some(Outcome::Hit));
+            r.learn(now, W, LH, Some(t(i * 7)), Some(Outcome::Hit));
         }
-        assert!(!r.signals().regular);
+        assert!(!r.signals(0, LH).regular);
     }
 
     #[test]
@@ -326,9 +377,9 @@ mod tests {
                     seed ^= seed << 13;
                     seed ^= seed >> 7;
                     seed ^= seed << 17;
-                    r.learn(1, W, Some(t(seed)), Some(Outcome::Miss));
+                    r.learn(1, W, LH, Some(t(seed)), Some(Outcome::Miss));
                 }
-                let s = r.signals();
+                let s = r.signals(0, LH);
                 let err = s.foreign - n as f64;
                 total_err += err.abs();
                 worst = worst.max(err.abs());

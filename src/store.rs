@@ -186,7 +186,7 @@ mod tests {
             r.last_score = 1.0;
         });
         for i in 2..100_000u32 {
-            s.update(key(i), i as u64, hl, |r| r.learn(i as u64, 10, None, None));
+            s.update(key(i), i as u64, hl, |r| r.learn(i as u64, 10, 10, None, None));
             assert!(s.len() <= 1000);
         }
         assert!(s.read(&key(1), |r| r.strikes).is_some(), "the suspect survived");
