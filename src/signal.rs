@@ -69,10 +69,11 @@ pub(crate) struct Signals {
     pub(crate) long_classified: f64,
 }
 
-/// One (actor, probe) record. Fixed size: 224 bytes.
+/// One (actor, probe) record. Fixed size: 232 bytes.
 #[derive(Debug, Clone)]
 pub(crate) struct Record {
     win_start: u64,
+    window: u64,
     cur: Counts,
     prev: Counts,
     bits_cur: [u64; WORDS],
@@ -99,6 +100,7 @@ impl Record {
     pub(crate) fn new(now: u64) -> Self {
         Self {
             win_start: now,
+            window: u64::MAX,
             cur: Counts::default(),
             prev: Counts::default(),
             bits_cur: [0; WORDS],
@@ -123,6 +125,7 @@ impl Record {
 
     /// Rotates the half-windows up to `now`.
     pub(crate) fn roll(&mut self, now: u64, window: u64) {
+        self.window = window;
         let half = (window / 2).max(1);
         if now < self.win_start + half {
             return;
@@ -232,13 +235,20 @@ impl Record {
         } else {
             1.0
         };
-        let sum = self.cur.add(&self.prev);
-        let set: u32 = self
-            .bits_cur
-            .iter()
-            .zip(&self.bits_prev)
-            .map(|(a, b)| (a | b).count_ones())
-            .sum();
+        // Read the window as it stands at `now`, rolled or not.
+        let half = (self.window / 2).max(1);
+        let (sum, bits) = match now.saturating_sub(self.win_start) / half {
+            0 => {
+                let mut b = [0u64; WORDS];
+                for (i, w) in b.iter_mut().enumerate() {
+                    *w = self.bits_cur[i] | self.bits_prev[i];
+                }
+                (self.cur.add(&self.prev), b)
+            }
+            1 => (self.cur, self.bits_cur),
+            _ => (Counts::default(), [0u64; WORDS]),
+        };
+        let set: u32 = bits.iter().map(|w| w.count_ones()).sum();
         let estimate = linear_count(set);
         // Scale the exact per-outcome counts by the collision correction.
         let scale = if sum.targets == 0 {
@@ -303,7 +313,7 @@ mod tests {
 
     #[test]
     fn record_is_small() {
-        assert!(std::mem::size_of::<Record>() <= 224, "{}", std::mem::size_of::<Record>());
+        assert!(std::mem::size_of::<Record>() <= 232, "{}", std::mem::size_of::<Record>());
     }
 
     #[test]
@@ -389,6 +399,42 @@ mod tests {
             let mean = total_err / trials as f64;
             assert!(mean <= (0.05 * n as f64).max(1.0), "n={n}: mean error {mean}");
             assert!(worst <= (0.25 * n as f64).max(1.0) + 1e-9, "n={n}: worst error {worst}");
+        }
+    }
+
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Suspicion never grows without new evidence: with no request in
+        /// between, a later look never scores higher.
+        #[test]
+        fn no_growth_without_evidence(
+            steps in prop::collection::vec((0u64..5, 0u64..120_000, 0u8..4), 1..60),
+            later in prop::collection::vec(1u64..10_000_000, 1..8),
+            carry in 0.0..1.5f64,
+        ) {
+            let th = crate::config::Thresholds::objects();
+            let (w, lh) = (crate::clock::secs_to_nanos(th.window_secs), crate::clock::secs_to_nanos(th.long_half_life_secs));
+            let mut r = Record::new(0);
+            let mut now = 0u64;
+            for (target, gap_ms, outcome) in steps {
+                now += gap_ms * 1_000_000;
+                let outcome = [None, Some(Outcome::Hit), Some(Outcome::Miss), Some(Outcome::Denied)][outcome as usize];
+                r.learn(now, w, lh, Some(t(target)), outcome);
+            }
+            r.raise_carry(now, lh, carry, 0.0);
+            let score_at = |at: u64| {
+                let ctx = crate::policy::Context { kind_factor: 1.0, tightened: false, repeat: false, carry: r.carry_at(at, lh) };
+                crate::policy::score(&th, &r.signals(at, lh), &ctx)
+            };
+            let mut prev = score_at(now);
+            let mut at = now;
+            for dt_ms in later {
+                at += dt_ms * 1_000_000;
+                let s = score_at(at);
+                prop_assert!(s <= prev + 1e-9, "score rose from {} to {} without evidence", prev, s);
+                prev = s;
+            }
         }
     }
 
