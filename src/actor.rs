@@ -88,10 +88,7 @@ impl ActorKey {
                 let p = v4_prefix.min(32);
                 let mask = if p == 0 { 0 } else { u32::MAX << (32 - p) };
                 let masked = u32::from(v4) & mask;
-                (
-                    u128::from(Ipv4Addr::from(masked).to_ipv6_mapped()),
-                    p + 96,
-                )
+                (u128::from(Ipv4Addr::from(masked).to_ipv6_mapped()), p + 96)
             }
             IpAddr::V6(v6) => {
                 let p = v6_prefix.min(128);
@@ -365,14 +362,13 @@ impl FromStr for Cidr {
             .parse()
             .map_err(|_| CidrParseError(format!("`{addr}` is not an IP address")))?;
         let max = if addr.is_ipv4() { 32 } else { 128 };
-        let len = match len {
-            Some(l) => l
-                .parse::<u8>()
-                .ok()
-                .filter(|l| *l <= max)
-                .ok_or_else(|| CidrParseError(format!("prefix length `{l}` is not 0..={max}")))?,
-            None => max,
-        };
+        let len =
+            match len {
+                Some(l) => l.parse::<u8>().ok().filter(|l| *l <= max).ok_or_else(|| {
+                    CidrParseError(format!("prefix length `{l}` is not 0..={max}"))
+                })?,
+                None => max,
+            };
         let prefix = if addr.is_ipv4() { len + 96 } else { len };
         let mask = if prefix == 0 {
             0
@@ -383,7 +379,10 @@ impl FromStr for Cidr {
         if bits & mask != bits {
             return Err(CidrParseError(format!(
                 "`{s}` has host bits set (did you mean `{}`?)",
-                Cidr { bits: bits & mask, prefix }
+                Cidr {
+                    bits: bits & mask,
+                    prefix
+                }
             )));
         }
         Ok(Cidr { bits, prefix })
@@ -706,14 +705,30 @@ mod tests {
         assert_eq!(ip, "5.6.7.8".parse::<IpAddr>().unwrap());
         // All-trusted garbage of any length ends at the last trusted hop.
         let long = vec!["10.9.9.9"; 10_000].join(",");
-        let h = headers(&[("x-forwarded-for", long.as_str()), ("x-forwarded-for", "[zz, 10.0.0.3")]);
-        assert_eq!(client_ip(peer, &h, &trusted(&["10.0.0.0/8"])), "10.0.0.3".parse::<IpAddr>().unwrap());
+        let h = headers(&[
+            ("x-forwarded-for", long.as_str()),
+            ("x-forwarded-for", "[zz, 10.0.0.3"),
+        ]);
+        assert_eq!(
+            client_ip(peer, &h, &trusted(&["10.0.0.0/8"])),
+            "10.0.0.3".parse::<IpAddr>().unwrap()
+        );
     }
 
     #[test]
     fn ipv6_grouped_by_prefix() {
-        let a = ActorKey::ip("2001:db8:1:2:aaaa::1".parse().unwrap(), 32, 64, ActorKind::Ip);
-        let b = ActorKey::ip("2001:db8:1:2:bbbb::9".parse().unwrap(), 32, 64, ActorKind::Ip);
+        let a = ActorKey::ip(
+            "2001:db8:1:2:aaaa::1".parse().unwrap(),
+            32,
+            64,
+            ActorKind::Ip,
+        );
+        let b = ActorKey::ip(
+            "2001:db8:1:2:bbbb::9".parse().unwrap(),
+            32,
+            64,
+            ActorKind::Ip,
+        );
         let c = ActorKey::ip("2001:db8:1:3::1".parse().unwrap(), 32, 64, ActorKind::Ip);
         assert_eq!(a, b);
         assert_ne!(a, c);
@@ -733,7 +748,13 @@ mod tests {
         let six: Cidr = "2001:db8::/32".parse().unwrap();
         assert!(six.contains("2001:db8::1".parse().unwrap()));
         assert!("10.0.0.0/33".parse::<Cidr>().is_err());
-        assert!("10.0.0.1/8".parse::<Cidr>().unwrap_err().to_string().contains("10.0.0.0/8"));
+        assert!(
+            "10.0.0.1/8"
+                .parse::<Cidr>()
+                .unwrap_err()
+                .to_string()
+                .contains("10.0.0.0/8")
+        );
         assert!("banana".parse::<Cidr>().is_err());
         let all: Cidr = "0.0.0.0/0".parse().unwrap();
         assert!(all.contains("8.8.8.8".parse().unwrap()));

@@ -37,7 +37,10 @@ impl<B: Body> GuardBody<B> {
         }
     }
 
-    pub(crate) fn replay(replay: VecDeque<Result<Frame<Bytes>, B::Error>>, rest: Option<Pin<Box<B>>>) -> Self {
+    pub(crate) fn replay(
+        replay: VecDeque<Result<Frame<Bytes>, B::Error>>,
+        rest: Option<Pin<Box<B>>>,
+    ) -> Self {
         Self {
             body: None,
             replay,
@@ -68,16 +71,24 @@ where
     type Data = Bytes;
     type Error = B::Error;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
         let this = self.project();
         if let Some(body) = this.body.as_pin_mut() {
-            return body.poll_frame(cx).map(|o| o.map(|r| r.map(to_bytes_frame)));
+            return body
+                .poll_frame(cx)
+                .map(|o| o.map(|r| r.map(to_bytes_frame)));
         }
         if let Some(f) = this.replay.pop_front() {
             return Poll::Ready(Some(f));
         }
         match this.rest {
-            Some(rest) => rest.as_mut().poll_frame(cx).map(|o| o.map(|r| r.map(to_bytes_frame))),
+            Some(rest) => rest
+                .as_mut()
+                .poll_frame(cx)
+                .map(|o| o.map(|r| r.map(to_bytes_frame))),
             None => Poll::Ready(None),
         }
     }
@@ -96,7 +107,12 @@ where
                 let buffered: u64 = self
                     .replay
                     .iter()
-                    .filter_map(|f| f.as_ref().ok().and_then(|f| f.data_ref()).map(|d| d.len() as u64))
+                    .filter_map(|f| {
+                        f.as_ref()
+                            .ok()
+                            .and_then(|f| f.data_ref())
+                            .map(|d| d.len() as u64)
+                    })
                     .sum();
                 match &self.rest {
                     None => SizeHint::with_exact(buffered),
@@ -157,7 +173,10 @@ where
     type Data = B::Data;
     type Error = B::Error;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
         let this = self.project();
         match this.inner.as_pin_mut() {
             Some(b) => b.poll_frame(cx),

@@ -755,7 +755,11 @@ impl Config {
     pub(crate) fn compile(&self) -> Result<Compiled, ConfigError> {
         let prefix = |field: &str, v: u8, max: u8| {
             if v > max {
-                Err(ConfigError::invalid(field, v.to_string(), format!("must be 0..={max}")))
+                Err(ConfigError::invalid(
+                    field,
+                    v.to_string(),
+                    format!("must be 0..={max}"),
+                ))
             } else {
                 Ok(v)
             }
@@ -783,7 +787,11 @@ impl Config {
                 _ => "session.cookie",
             };
             if h.is_empty() || http::HeaderName::from_bytes(h.as_bytes()).is_err() {
-                return Err(ConfigError::invalid(field, h.clone(), "not a valid header or cookie name"));
+                return Err(ConfigError::invalid(
+                    field,
+                    h.clone(),
+                    "not a valid header or cookie name",
+                ));
             }
         }
         let session_key = match &self.session_key {
@@ -807,13 +815,25 @@ impl Config {
             ));
         }
         if self.throttle.per_minute == 0 {
-            return Err(ConfigError::invalid("throttle.per_minute", "0", "must be at least 1"));
+            return Err(ConfigError::invalid(
+                "throttle.per_minute",
+                "0",
+                "must be at least 1",
+            ));
         }
         if self.blocks.base_secs == 0 {
-            return Err(ConfigError::invalid("blocks.base_secs", "0", "must be at least 1"));
+            return Err(ConfigError::invalid(
+                "blocks.base_secs",
+                "0",
+                "must be at least 1",
+            ));
         }
         if self.blocks.factor == 0 {
-            return Err(ConfigError::invalid("blocks.factor", "0", "must be at least 1"));
+            return Err(ConfigError::invalid(
+                "blocks.factor",
+                "0",
+                "must be at least 1",
+            ));
         }
         if self.blocks.max_secs < self.blocks.base_secs {
             return Err(ConfigError::invalid(
@@ -827,16 +847,28 @@ impl Config {
             ("responses.throttle_status", self.responses.throttle_status),
         ] {
             if !(400..=599).contains(&status) {
-                return Err(ConfigError::invalid(field, status.to_string(), "must be a 4xx or 5xx status"));
+                return Err(ConfigError::invalid(
+                    field,
+                    status.to_string(),
+                    "must be a 4xx or 5xx status",
+                ));
             }
         }
         unit("links.boost", self.links.boost)?;
         unit("links.inherit", self.links.inherit)?;
         if self.links.half_life_secs == 0 {
-            return Err(ConfigError::invalid("links.half_life_secs", "0", "must be at least 1"));
+            return Err(ConfigError::invalid(
+                "links.half_life_secs",
+                "0",
+                "must be at least 1",
+            ));
         }
         if self.service_view.bucket_secs == 0 {
-            return Err(ConfigError::invalid("service_view.bucket_secs", "0", "must be at least 1"));
+            return Err(ConfigError::invalid(
+                "service_view.bucket_secs",
+                "0",
+                "must be at least 1",
+            ));
         }
         unit("service_view.alpha", self.service_view.alpha)?;
         positive("service_view.ratio", self.service_view.ratio)?;
@@ -858,7 +890,11 @@ fn unit(field: &str, v: f64) -> Result<(), ConfigError> {
     if v.is_finite() && (0.0..=1.0).contains(&v) {
         Ok(())
     } else {
-        Err(ConfigError::invalid(field, v.to_string(), "must be between 0 and 1"))
+        Err(ConfigError::invalid(
+            field,
+            v.to_string(),
+            "must be between 0 and 1",
+        ))
     }
 }
 
@@ -866,7 +902,11 @@ pub(crate) fn positive(field: &str, v: f64) -> Result<(), ConfigError> {
     if v.is_finite() && v > 0.0 {
         Ok(())
     } else {
-        Err(ConfigError::invalid(field, v.to_string(), "must be a positive number"))
+        Err(ConfigError::invalid(
+            field,
+            v.to_string(),
+            "must be a positive number",
+        ))
     }
 }
 
@@ -1006,7 +1046,8 @@ mod tests {
 
     #[test]
     fn bad_cidr_names_field_and_value() {
-        let e = Config::from_toml_str("[allow]\ncidrs = [\"10.0.0.0/8\", \"300.1.1.1\"]").unwrap_err();
+        let e =
+            Config::from_toml_str("[allow]\ncidrs = [\"10.0.0.0/8\", \"300.1.1.1\"]").unwrap_err();
         assert_eq!(e.kind(), ConfigErrorKind::Invalid);
         assert_eq!(e.field(), Some("allow.cidrs[1]"));
         assert_eq!(e.value(), Some("300.1.1.1"));
@@ -1043,7 +1084,10 @@ mod tests {
         assert_eq!(e.field(), Some("responses.block_status"));
         let e = Config::from_toml_str("session_key = \"abc\"").unwrap_err();
         assert_eq!(e.field(), Some("session_key"));
-        assert!(!e.to_string().contains("abc"), "the key is never echoed: {e}");
+        assert!(
+            !e.to_string().contains("abc"),
+            "the key is never echoed: {e}"
+        );
     }
 
     #[test]

@@ -39,7 +39,12 @@ impl Engine {
     pub(crate) fn new(config: &Config, probes: Vec<Probe>, verdicts: Table) -> Self {
         let views = probes
             .iter()
-            .map(|p| View::new(&config.service_view, p.self_target && p.thresholds.foreign_block > 0))
+            .map(|p| {
+                View::new(
+                    &config.service_view,
+                    p.self_target && p.thresholds.foreign_block > 0,
+                )
+            })
             .collect();
         Self {
             probes,
@@ -78,7 +83,15 @@ impl Engine {
         })
     }
 
-    fn context(&self, probe: &Probe, kind: ActorKind, r: &Record, now: u64, anomalous: bool, inherited: f64) -> Context {
+    fn context(
+        &self,
+        probe: &Probe,
+        kind: ActorKind,
+        r: &Record,
+        now: u64,
+        anomalous: bool,
+        inherited: f64,
+    ) -> Context {
         let f = &probe.thresholds.kind_factors;
         let kind_factor = match kind {
             ActorKind::Ip => f.ip,
@@ -113,7 +126,13 @@ impl Engine {
     /// Would counting `target` for these actors cross a block threshold?
     /// If so, the actor is blocked now and the request refused before the
     /// inner service runs.
-    pub(crate) fn precheck(&self, now: u64, actors: &Actors, pi: u8, target: &TargetInfo) -> Option<PreRefusal> {
+    pub(crate) fn precheck(
+        &self,
+        now: u64,
+        actors: &Actors,
+        pi: u8,
+        target: &TargetInfo,
+    ) -> Option<PreRefusal> {
         if target.is_self {
             return None;
         }
@@ -138,7 +157,10 @@ impl Engine {
                 }
                 Some(worst)
             };
-            let (score, carry) = match self.store.read(&(key, pi), |r| (eval(r), r.carry_at(now, self.half_life))) {
+            let (score, carry) = match self
+                .store
+                .read(&(key, pi), |r| (eval(r), r.carry_at(now, self.half_life)))
+            {
                 Some(v) => v,
                 None => (eval(&Record::new(now)), 0.0),
             };
@@ -152,7 +174,7 @@ impl Engine {
             }
         }
         let (actor, score) = crossing?;
-        let until = self.block(now, actors, pi, actor, score, VerdictReason::Detected, "precheck");
+        let until = self.block(now, actors, pi, actor, score, VerdictReason::Detected);
         Some(PreRefusal {
             actor,
             retry_after: until.saturating_sub(now).max(1),
@@ -161,7 +183,14 @@ impl Engine {
 
     /// Folds the answer to a probe request into every actor's record and
     /// changes verdicts that crossed a threshold.
-    pub(crate) fn learn(&self, now: u64, actors: &Actors, pi: u8, target: Option<TargetInfo>, outcome: Option<Outcome>) {
+    pub(crate) fn learn(
+        &self,
+        now: u64,
+        actors: &Actors,
+        pi: u8,
+        target: Option<TargetInfo>,
+        outcome: Option<Outcome>,
+    ) {
         let Some(probe) = self.probes.get(pi as usize) else {
             return;
         };
@@ -169,7 +198,11 @@ impl Engine {
         let window = secs_to_nanos(t.window_secs);
         let long = secs_to_nanos(t.long_half_life_secs);
         let view = &self.views[pi as usize];
-        view.record(now, outcome == Some(Outcome::Miss), target.is_some_and(|t| !t.is_self));
+        view.record(
+            now,
+            outcome == Some(Outcome::Miss),
+            target.is_some_and(|t| !t.is_self),
+        );
         let anomalous = view.anomalous(now);
         let mut inherited: f64 = 0.0;
         let mut worst: Option<(ActorKey, f64, Level)> = None;
@@ -193,8 +226,23 @@ impl Engine {
                     }
                 }
                 Level::Throttle => {
-                    if self.verdicts.throttle(key, now + self.throttle_for, VerdictReason::Detected, Some(pi), now) {
-                        self.announce(key, actors, pi, "throttle", VerdictReason::Detected, score, now, 0);
+                    if self.verdicts.throttle(
+                        key,
+                        now + self.throttle_for,
+                        VerdictReason::Detected,
+                        Some(pi),
+                        now,
+                    ) {
+                        self.announce(
+                            key,
+                            actors,
+                            pi,
+                            "throttle",
+                            VerdictReason::Detected,
+                            score,
+                            now,
+                            0,
+                        );
                     }
                 }
                 Level::Allow => {}
@@ -211,23 +259,34 @@ impl Engine {
                     .read(&(other, pi), |r| policy::level(t, r.last_score as f64))
                     .unwrap_or(Level::Allow);
                 if lvl == Level::Block && !self.is_blocked(other, now) {
-                    self.block_one(now, actors, pi, other, f64::NAN, VerdictReason::Detected, "learn");
+                    self.block_one(now, actors, pi, other, f64::NAN, VerdictReason::Detected);
                 }
             }
             if !self.is_blocked(key, now) {
-                self.block(now, actors, pi, key, score, VerdictReason::Detected, "learn");
+                self.block(now, actors, pi, key, score, VerdictReason::Detected);
             }
         }
     }
 
     fn is_blocked(&self, key: ActorKey, now: u64) -> bool {
-        matches!(self.verdicts.verdict(&key, now), crate::Verdict::Block { .. })
+        matches!(
+            self.verdicts.verdict(&key, now),
+            crate::Verdict::Block { .. }
+        )
     }
 
     /// Blocks `actor` and raises the suspicion of the other actors of the
     /// request (linking). Returns the end of the block.
-    fn block(&self, now: u64, actors: &Actors, pi: u8, actor: ActorKey, score: f64, reason: VerdictReason, step: &'static str) -> u64 {
-        let until = self.block_one(now, actors, pi, actor, score, reason, step);
+    fn block(
+        &self,
+        now: u64,
+        actors: &Actors,
+        pi: u8,
+        actor: ActorKey,
+        score: f64,
+        reason: VerdictReason,
+    ) -> u64 {
+        let until = self.block_one(now, actors, pi, actor, score, reason);
         let t = &self.probes[pi as usize].thresholds;
         for other in actors.keys() {
             if other == actor {
@@ -241,14 +300,22 @@ impl Engine {
             });
             if let Some(s) = linked {
                 if policy::level(t, s) == Level::Block && !self.is_blocked(other, now) {
-                    self.block_one(now, actors, pi, other, s, VerdictReason::Linked, step);
+                    self.block_one(now, actors, pi, other, s, VerdictReason::Linked);
                 }
             }
         }
         until
     }
 
-    fn block_one(&self, now: u64, actors: &Actors, pi: u8, actor: ActorKey, score: f64, reason: VerdictReason, step: &'static str) -> u64 {
+    fn block_one(
+        &self,
+        now: u64,
+        actors: &Actors,
+        pi: u8,
+        actor: ActorKey,
+        score: f64,
+        reason: VerdictReason,
+    ) -> u64 {
         let strikes = self
             .store
             .update((actor, pi), now, self.half_life, |r| {
@@ -259,25 +326,43 @@ impl Engine {
             })
             .unwrap_or(1);
         let until = now.saturating_add(self.block_duration(strikes));
-        if self.verdicts.block(actor, until, reason, strikes, Some(pi), now) {
+        if self
+            .verdicts
+            .block(actor, until, reason, strikes, Some(pi), now)
+        {
             self.announce(actor, actors, pi, "block", reason, score, now, strikes);
-            let _ = step;
         }
         until
     }
 
     /// The tracing event and metric of a verdict change.
     #[allow(clippy::too_many_arguments)]
-    fn announce(&self, actor: ActorKey, actors: &Actors, pi: u8, verdict: &'static str, reason: VerdictReason, score: f64, now: u64, strikes: u32) {
+    fn announce(
+        &self,
+        actor: ActorKey,
+        actors: &Actors,
+        pi: u8,
+        verdict: &'static str,
+        reason: VerdictReason,
+        score: f64,
+        now: u64,
+        strikes: u32,
+    ) {
         let probe = &self.probes[pi as usize];
         let t = &probe.thresholds;
         let signals = self
             .store
-            .read(&(actor, pi), |r| r.signals(now, secs_to_nanos(t.long_half_life_secs)))
+            .read(&(actor, pi), |r| {
+                r.signals(now, secs_to_nanos(t.long_half_life_secs))
+            })
             .unwrap_or_default();
-        let account = actors.account.filter(|a| a.key() == actor).map(|a| a.to_string());
+        let account = actors
+            .account
+            .filter(|a| a.key() == actor)
+            .map(|a| a.to_string());
         let until_secs = match self.verdicts.verdict(&actor, now) {
-            crate::Verdict::Block { remaining, .. } | crate::Verdict::Throttle { remaining, .. } => remaining.as_secs(),
+            crate::Verdict::Block { remaining, .. }
+            | crate::Verdict::Throttle { remaining, .. } => remaining.as_secs(),
             _ => 0,
         };
         tracing::warn!(
@@ -315,15 +400,19 @@ impl Engine {
     /// because its address is blocked: a fresh account from a blocked
     /// address carries that with it.
     pub(crate) fn taint(&self, now: u64, actors: &Actors) {
-        for key in [actors.session, actors.account.map(|a| a.key())].into_iter().flatten() {
+        for key in [actors.session, actors.account.map(|a| a.key())]
+            .into_iter()
+            .flatten()
+        {
             for pi in 0..self.probes.len() {
-                self.store.update((key, pi as u8), now, self.half_life, |r| {
-                    let c = r.carry_at(now, self.half_life);
-                    let floor = self.boost * self.inherit;
-                    if c < floor {
-                        r.raise_carry(now, self.half_life, 0.0, floor);
-                    }
-                });
+                self.store
+                    .update((key, pi as u8), now, self.half_life, |r| {
+                        let c = r.carry_at(now, self.half_life);
+                        let floor = self.boost * self.inherit;
+                        if c < floor {
+                            r.raise_carry(now, self.half_life, 0.0, floor);
+                        }
+                    });
             }
         }
     }
@@ -340,7 +429,14 @@ impl Engine {
             Some(e) => e.strikes.max(1),
             None => 1,
         };
-        if self.verdicts.block(key, now.saturating_add(dur), VerdictReason::Manual, strikes, None, now) {
+        if self.verdicts.block(
+            key,
+            now.saturating_add(dur),
+            VerdictReason::Manual,
+            strikes,
+            None,
+            now,
+        ) {
             tracing::warn!(target: "enumguard", actor = %key, verdict = "block", reason = "manual", secs = dur / 1_000_000_000, "enumguard verdict changed");
             metrics::counter!(crate::metrics::VERDICTS, "verdict" => "block", "actor_kind" => key.kind().as_str(), "reason" => "manual", "probe" => "").increment(1);
         }

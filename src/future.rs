@@ -86,7 +86,13 @@ where
         }
     }
 
-    pub(crate) fn read_body(inner: S, parts: Parts, body: B, learn: Learn, shared: Arc<Shared>) -> Self {
+    pub(crate) fn read_body(
+        inner: S,
+        parts: Parts,
+        body: B,
+        learn: Learn,
+        shared: Arc<Shared>,
+    ) -> Self {
         Self {
             state: State::Reading {
                 body: Some(Box::pin(body)),
@@ -188,21 +194,34 @@ where
                     let mut refusal: Option<Refusal> = None;
                     if oversized {
                         if probe.oversized == Oversized::Refuse {
-                            refusal = shared.refuse_or_observe(Refusal::new(RefusalKind::BodyTooLarge, None, None, Some(&probe.name)));
+                            refusal = shared.refuse_or_observe(Refusal::new(
+                                RefusalKind::BodyTooLarge,
+                                None,
+                                None,
+                                Some(&probe.name),
+                            ));
                         }
                     } else if ended && !errored {
                         let mut json = Vec::with_capacity(*read);
-                        for d in frames.iter().filter_map(|f| f.as_ref().ok().and_then(|f| f.data_ref())) {
+                        for d in frames
+                            .iter()
+                            .filter_map(|f| f.as_ref().ok().and_then(|f| f.data_ref()))
+                        {
                             json.extend_from_slice(d);
                         }
-                        if let Some(target) = probe.json_target(&json, learn.actors.account.as_ref()) {
+                        if let Some(target) =
+                            probe.json_target(&json, learn.actors.account.as_ref())
+                        {
                             learn_ctx.target = Some(target);
                             refusal = shared.precheck(&learn_ctx, &target);
                         }
                     }
                     if let Some(r) = refusal {
                         let res = shared.refusal_response(r);
-                        self.as_mut().project().state.set(State::Refused { res: Some(res) });
+                        self.as_mut()
+                            .project()
+                            .state
+                            .set(State::Refused { res: Some(res) });
                         continue;
                     }
                     let frames = std::mem::take(frames);
@@ -230,5 +249,7 @@ fn learn_from<T>(shared: &Shared, l: &Learn, res: &Response<T>) {
         "outcome" => outcome.map_or("other", Outcome::as_str)
     )
     .increment(1);
-    shared.engine.learn(l.now, &l.actors, l.probe, l.target, outcome);
+    shared
+        .engine
+        .learn(l.now, &l.actors, l.probe, l.target, outcome);
 }

@@ -54,7 +54,9 @@ impl GuardHandle {
         let s = &self.shared;
         match actor {
             Actor::Ip(ip) => ActorKey::ip(*ip, s.ip_prefix.0, s.ip_prefix.1, ActorKind::Ip),
-            Actor::Subnet(ip) => ActorKey::ip(*ip, s.subnet_prefix.0, s.subnet_prefix.1, ActorKind::Subnet),
+            Actor::Subnet(ip) => {
+                ActorKey::ip(*ip, s.subnet_prefix.0, s.subnet_prefix.1, ActorKind::Subnet)
+            }
             Actor::Session(token) => s.session_key_of(token),
             Actor::Account(a) => a.key(),
         }
@@ -65,7 +67,9 @@ impl GuardHandle {
     pub fn ban(&self, actor: &Actor, duration: Duration) {
         let now = self.shared.clock.now();
         let nanos = duration.as_nanos().min(u64::MAX as u128) as u64;
-        self.shared.engine.manual_block(self.key(actor), now, nanos.max(1));
+        self.shared
+            .engine
+            .manual_block(self.key(actor), now, nanos.max(1));
     }
 
     /// Lifts any verdict on `actor` and forgets its signals and strikes.
@@ -118,7 +122,11 @@ impl GuardHandle {
             if r.last_score as f64 >= min_score || r.strikes > 0 {
                 out.push(Suspect {
                     actor: *key,
-                    probe: engine.probes.get(*pi as usize).map(|p| p.name.clone()).unwrap_or_default(),
+                    probe: engine
+                        .probes
+                        .get(*pi as usize)
+                        .map(|p| p.name.clone())
+                        .unwrap_or_default(),
                     score: r.last_score as f64,
                     strikes: r.strikes as u32,
                 });

@@ -86,6 +86,7 @@ impl<S> Layer<S> for GuardLayer {
 
 /// Builds a [`GuardLayer`]: the settings of [`Config`] plus what only code
 /// can give (the account source, the clock, the refusal hook).
+#[derive(Default)]
 #[must_use]
 pub struct GuardBuilder {
     config: Config,
@@ -94,20 +95,11 @@ pub struct GuardBuilder {
     responder: Option<Arc<dyn OnRefusal>>,
 }
 
-impl Default for GuardBuilder {
-    fn default() -> Self {
-        Self {
-            config: Config::default(),
-            account: None,
-            clock: None,
-            responder: None,
-        }
-    }
-}
-
 impl std::fmt::Debug for GuardBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GuardBuilder").field("config", &self.config).finish_non_exhaustive()
+        f.debug_struct("GuardBuilder")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
     }
 }
 
@@ -251,8 +243,10 @@ impl GuardBuilder {
         let engine = Engine::new(&c, compiled.probes, table);
         let responder = self.responder.unwrap_or_else(|| {
             Arc::new(DefaultRefusal::new(
-                StatusCode::from_u16(c.responses.block_status).unwrap_or(StatusCode::TOO_MANY_REQUESTS),
-                StatusCode::from_u16(c.responses.throttle_status).unwrap_or(StatusCode::TOO_MANY_REQUESTS),
+                StatusCode::from_u16(c.responses.block_status)
+                    .unwrap_or(StatusCode::TOO_MANY_REQUESTS),
+                StatusCode::from_u16(c.responses.throttle_status)
+                    .unwrap_or(StatusCode::TOO_MANY_REQUESTS),
             ))
         });
         let session_key = compiled.session_key.unwrap_or_else(random_key);
@@ -266,8 +260,18 @@ impl GuardBuilder {
             trusted: compiled.trusted,
             allow: compiled.allow,
             deny: compiled.deny,
-            allow_accounts: c.allow.accounts.iter().map(|a| AccountId::new(a).hash()).collect(),
-            deny_accounts: c.deny.accounts.iter().map(|a| AccountId::new(a).hash()).collect(),
+            allow_accounts: c
+                .allow
+                .accounts
+                .iter()
+                .map(|a| AccountId::new(a).hash())
+                .collect(),
+            deny_accounts: c
+                .deny
+                .accounts
+                .iter()
+                .map(|a| AccountId::new(a).hash())
+                .collect(),
             session: c.session.clone(),
             session_key,
             account: self.account,

@@ -66,9 +66,9 @@ pub use actor::{AccountId, Actor, ActorKey, ActorKind, AsAccountId, Cidr, PeerAd
 pub use body::{GuardBody, ResponseBody};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{
-    BlockConfig, Config, ConfigError, ConfigErrorKind, KindFactors, LinkConfig, ListConfig, Limits, MissingPeer, Mode,
-    OutcomeConfig, Oversized, ProbeConfig, ProbeStyle, ResponseConfig, ServiceViewConfig, SessionSource, TargetConfig,
-    ThrottleConfig, Thresholds,
+    BlockConfig, Config, ConfigError, ConfigErrorKind, KindFactors, Limits, LinkConfig, ListConfig,
+    MissingPeer, Mode, OutcomeConfig, Oversized, ProbeConfig, ProbeStyle, ResponseConfig,
+    ServiceViewConfig, SessionSource, TargetConfig, Thresholds, ThrottleConfig,
 };
 pub use future::ResponseFuture;
 pub use handle::{GuardHandle, Suspect};

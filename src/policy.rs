@@ -152,25 +152,37 @@ mod tests {
     }
 
     fn signals() -> impl Strategy<Value = Signals> {
-        (0.0..200.0f64, 0.0..1.0f64, 0.0..1.0f64, 0u32..20, any::<bool>()).prop_map(
-            |(foreign, miss_share, denied_share, seq_run, regular)| Signals {
-                foreign,
-                misses: foreign * miss_share,
-                denied: foreign * denied_share * (1.0 - miss_share),
-                classified: foreign,
-                requests: foreign as u32,
-                seq_run,
-                regular,
-                long_foreign: foreign * 0.5,
-                long_misses: foreign * miss_share * 0.5,
-                long_denied: foreign * denied_share * (1.0 - miss_share) * 0.5,
-                long_classified: foreign * 0.5,
-            },
+        (
+            0.0..200.0f64,
+            0.0..1.0f64,
+            0.0..1.0f64,
+            0u32..20,
+            any::<bool>(),
         )
+            .prop_map(
+                |(foreign, miss_share, denied_share, seq_run, regular)| Signals {
+                    foreign,
+                    misses: foreign * miss_share,
+                    denied: foreign * denied_share * (1.0 - miss_share),
+                    classified: foreign,
+                    requests: foreign as u32,
+                    seq_run,
+                    regular,
+                    long_foreign: foreign * 0.5,
+                    long_misses: foreign * miss_share * 0.5,
+                    long_denied: foreign * denied_share * (1.0 - miss_share) * 0.5,
+                    long_classified: foreign * 0.5,
+                },
+            )
     }
 
     fn contexts() -> impl Strategy<Value = Context> {
-        (prop::sample::select(vec![1.0, 2.0, 4.0]), any::<bool>(), any::<bool>(), 0.0..2.0f64)
+        (
+            prop::sample::select(vec![1.0, 2.0, 4.0]),
+            any::<bool>(),
+            any::<bool>(),
+            0.0..2.0f64,
+        )
             .prop_map(|(kind_factor, tightened, repeat, carry)| Context {
                 kind_factor,
                 tightened,

@@ -129,15 +129,23 @@ impl PathPattern {
                 let name = inner
                     .strip_suffix('}')
                     .ok_or_else(|| format!("segment `{seg}` opens `{{` without closing it"))?;
-                if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
-                    return Err(format!("parameter `{seg}` must be `{{name}}` with letters, digits or `_`"));
+                if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+                {
+                    return Err(format!(
+                        "parameter `{seg}` must be `{{name}}` with letters, digits or `_`"
+                    ));
                 }
-                if segments.iter().any(|s| matches!(s, Segment::Param(p) if p == name)) {
+                if segments
+                    .iter()
+                    .any(|s| matches!(s, Segment::Param(p) if p == name))
+                {
                     return Err(format!("parameter `{name}` appears twice"));
                 }
                 segments.push(Segment::Param(name.to_owned()));
             } else if seg.contains('{') || seg.contains('}') {
-                return Err(format!("segment `{seg}`: a parameter must be a whole segment"));
+                return Err(format!(
+                    "segment `{seg}`: a parameter must be a whole segment"
+                ));
             } else {
                 segments.push(Segment::Literal(seg.to_owned()));
             }
@@ -213,23 +221,33 @@ impl Probe {
     pub(crate) fn compile(i: usize, p: &ProbeConfig) -> Result<Self, ConfigError> {
         let field = |f: &str| format!("probes[{i}].{f}");
         if p.name.is_empty() || p.name.len() > 64 {
-            return Err(ConfigError::invalid(field("name"), p.name.clone(), "must be 1..=64 characters"));
+            return Err(ConfigError::invalid(
+                field("name"),
+                p.name.clone(),
+                "must be 1..=64 characters",
+            ));
         }
         let method = if p.method == "*" {
             None
         } else {
             Some(
-                Method::from_bytes(p.method.to_ascii_uppercase().as_bytes())
-                    .map_err(|_| ConfigError::invalid(field("method"), p.method.clone(), "not an HTTP method"))?,
+                Method::from_bytes(p.method.to_ascii_uppercase().as_bytes()).map_err(|_| {
+                    ConfigError::invalid(field("method"), p.method.clone(), "not an HTTP method")
+                })?,
             )
         };
         let pattern = PathPattern::parse(&p.path)
             .map_err(|m| ConfigError::invalid(field("path"), p.path.clone(), m))?;
         let t = &p.target;
-        let set = [t.path.is_some(), t.query.is_some(), t.header.is_some(), t.json.is_some()]
-            .iter()
-            .filter(|b| **b)
-            .count();
+        let set = [
+            t.path.is_some(),
+            t.query.is_some(),
+            t.header.is_some(),
+            t.json.is_some(),
+        ]
+        .iter()
+        .filter(|b| **b)
+        .count();
         if set != 1 {
             return Err(ConfigError::invalid(
                 field("target"),
@@ -253,18 +271,25 @@ impl Probe {
             TargetSource::Path(idx)
         } else if let Some(q) = &t.query {
             if q.is_empty() {
-                return Err(ConfigError::invalid(field("target.query"), "", "must not be empty"));
+                return Err(ConfigError::invalid(
+                    field("target.query"),
+                    "",
+                    "must not be empty",
+                ));
             }
             TargetSource::Query(q.clone())
         } else if let Some(h) = &t.header {
-            TargetSource::Header(
-                http::HeaderName::from_bytes(h.as_bytes())
-                    .map_err(|_| ConfigError::invalid(field("target.header"), h.clone(), "not a header name"))?,
-            )
+            TargetSource::Header(http::HeaderName::from_bytes(h.as_bytes()).map_err(|_| {
+                ConfigError::invalid(field("target.header"), h.clone(), "not a header name")
+            })?)
         } else {
             let j = t.json.as_deref().unwrap_or_default();
             if j.is_empty() || j.split('.').any(str::is_empty) {
-                return Err(ConfigError::invalid(field("target.json"), j, "must be a field name, dots between nested names"));
+                return Err(ConfigError::invalid(
+                    field("target.json"),
+                    j,
+                    "must be a field name, dots between nested names",
+                ));
             }
             TargetSource::Json(j.split('.').map(str::to_owned).collect())
         };
@@ -349,7 +374,11 @@ impl Probe {
     }
 
     /// The target from a JSON body, as bytes hashed into `TargetInfo`.
-    pub(crate) fn json_target(&self, body: &[u8], account: Option<&AccountId>) -> Option<TargetInfo> {
+    pub(crate) fn json_target(
+        &self,
+        body: &[u8],
+        account: Option<&AccountId>,
+    ) -> Option<TargetInfo> {
         let TargetSource::Json(path) = &self.source else {
             return None;
         };
@@ -362,9 +391,11 @@ impl Probe {
             serde_json::Value::String(s) if !s.is_empty() => {
                 Some(TargetInfo::new(s.as_bytes(), account, self.self_target))
             }
-            serde_json::Value::Number(n) => {
-                Some(TargetInfo::new(n.to_string().as_bytes(), account, self.self_target))
-            }
+            serde_json::Value::Number(n) => Some(TargetInfo::new(
+                n.to_string().as_bytes(),
+                account,
+                self.self_target,
+            )),
             _ => None,
         }
     }
@@ -375,7 +406,10 @@ impl Probe {
             return Some(*o);
         }
         // Specific codes win over classes: `miss = [404]` beats `denied = ["4xx"]`.
-        let exact = |list: &[StatusSpec]| list.iter().any(|s| matches!(s, StatusSpec::Code(c) if *c == status.as_u16()));
+        let exact = |list: &[StatusSpec]| {
+            list.iter()
+                .any(|s| matches!(s, StatusSpec::Code(c) if *c == status.as_u16()))
+        };
         let any = |list: &[StatusSpec]| list.iter().any(|s| s.matches(status));
         if exact(&self.miss) {
             return Some(Outcome::Miss);
@@ -402,14 +436,26 @@ impl Probe {
 fn check_thresholds(i: usize, t: &Thresholds) -> Result<(), ConfigError> {
     let f = |name: &str| format!("probes[{i}].thresholds.{name}");
     if t.window_secs == 0 {
-        return Err(ConfigError::invalid(f("window_secs"), "0", "must be at least 1"));
+        return Err(ConfigError::invalid(
+            f("window_secs"),
+            "0",
+            "must be at least 1",
+        ));
     }
     if t.long_half_life_secs == 0 {
-        return Err(ConfigError::invalid(f("long_half_life_secs"), "0", "must be at least 1"));
+        return Err(ConfigError::invalid(
+            f("long_half_life_secs"),
+            "0",
+            "must be at least 1",
+        ));
     }
     for (name, v) in [("miss_ratio", t.miss_ratio), ("throttle_at", t.throttle_at)] {
         if !(v.is_finite() && v > 0.0 && v <= 1.0) {
-            return Err(ConfigError::invalid(f(name), v.to_string(), "must be in (0, 1]"));
+            return Err(ConfigError::invalid(
+                f(name),
+                v.to_string(),
+                "must be in (0, 1]",
+            ));
         }
     }
     for (name, v) in [
@@ -417,12 +463,23 @@ fn check_thresholds(i: usize, t: &Thresholds) -> Result<(), ConfigError> {
         ("cadence_factor", t.cadence_factor),
     ] {
         if !(v.is_finite() && v >= 1.0) {
-            return Err(ConfigError::invalid(f(name), v.to_string(), "must be at least 1"));
+            return Err(ConfigError::invalid(
+                f(name),
+                v.to_string(),
+                "must be at least 1",
+            ));
         }
     }
-    for (name, v) in [("anomaly_factor", t.anomaly_factor), ("repeat_factor", t.repeat_factor)] {
+    for (name, v) in [
+        ("anomaly_factor", t.anomaly_factor),
+        ("repeat_factor", t.repeat_factor),
+    ] {
         if !(v.is_finite() && v > 0.0 && v <= 1.0) {
-            return Err(ConfigError::invalid(f(name), v.to_string(), "must be in (0, 1]"));
+            return Err(ConfigError::invalid(
+                f(name),
+                v.to_string(),
+                "must be in (0, 1]",
+            ));
         }
     }
     positive(&f("kind_factors.ip"), t.kind_factors.ip)?;
@@ -442,8 +499,15 @@ fn check_thresholds(i: usize, t: &Thresholds) -> Result<(), ConfigError> {
 /// Stack buffer for a decoded target; longer targets are hashed raw.
 pub(crate) const TARGET_BUF: usize = 256;
 
-fn percent_decode<'a>(raw: &'a [u8], plus_is_space: bool, buf: &'a mut [u8; TARGET_BUF]) -> &'a [u8] {
-    if !raw.iter().any(|b| *b == b'%' || (plus_is_space && *b == b'+')) {
+fn percent_decode<'a>(
+    raw: &'a [u8],
+    plus_is_space: bool,
+    buf: &'a mut [u8; TARGET_BUF],
+) -> &'a [u8] {
+    if !raw
+        .iter()
+        .any(|b| *b == b'%' || (plus_is_space && *b == b'+'))
+    {
         return raw;
     }
     if raw.len() > TARGET_BUF {
@@ -495,11 +559,12 @@ impl TargetInfo {
     pub(crate) fn new(bytes: &[u8], account: Option<&AccountId>, self_target: bool) -> Self {
         let h = hash128(crate::actor::ACCOUNT_KEYS_PUB, bytes);
         let is_self = self_target && account.is_some_and(|a| a.hash() == h);
-        let numeric = if !bytes.is_empty() && bytes.len() <= 19 && bytes.iter().all(u8::is_ascii_digit) {
-            std::str::from_utf8(bytes).ok().and_then(|s| s.parse().ok())
-        } else {
-            None
-        };
+        let numeric =
+            if !bytes.is_empty() && bytes.len() <= 19 && bytes.iter().all(u8::is_ascii_digit) {
+                std::str::from_utf8(bytes).ok().and_then(|s| s.parse().ok())
+            } else {
+                None
+            };
         Self {
             hash: h as u64,
             numeric,
@@ -524,10 +589,16 @@ mod tests {
             p.matches(&Method::GET, "/api/accounts/42/addressbook"),
             Some(Some("42"))
         );
-        assert_eq!(p.matches(&Method::POST, "/api/accounts/42/addressbook"), None);
+        assert_eq!(
+            p.matches(&Method::POST, "/api/accounts/42/addressbook"),
+            None
+        );
         assert_eq!(p.matches(&Method::GET, "/api/accounts/42"), None);
         assert_eq!(p.matches(&Method::GET, "/api/accounts//addressbook"), None);
-        assert_eq!(p.matches(&Method::GET, "/api/accounts/42/addressbook/x"), None);
+        assert_eq!(
+            p.matches(&Method::GET, "/api/accounts/42/addressbook/x"),
+            None
+        );
     }
 
     #[test]
@@ -558,9 +629,15 @@ mod tests {
         assert_eq!(p.head_target(None, Some("x=1"), &h, &mut buf), None);
         let mut buf = [0u8; TARGET_BUF];
         // A broken escape is kept as is, never a panic.
-        assert_eq!(p.head_target(None, Some("email=%4"), &h, &mut buf), Some(&b"%4"[..]));
+        assert_eq!(
+            p.head_target(None, Some("email=%4"), &h, &mut buf),
+            Some(&b"%4"[..])
+        );
         let mut buf = [0u8; TARGET_BUF];
-        assert_eq!(p.head_target(None, Some("email=%zz%"), &h, &mut buf), Some(&b"%zz%"[..]));
+        assert_eq!(
+            p.head_target(None, Some("email=%zz%"), &h, &mut buf),
+            Some(&b"%zz%"[..])
+        );
     }
 
     #[test]
@@ -569,18 +646,25 @@ mod tests {
         let ext = http::Extensions::new();
         assert_eq!(p.classify(StatusCode::OK, &ext), Some(Outcome::Hit));
         assert_eq!(p.classify(StatusCode::NOT_FOUND, &ext), Some(Outcome::Miss));
-        assert_eq!(p.classify(StatusCode::FORBIDDEN, &ext), Some(Outcome::Denied));
+        assert_eq!(
+            p.classify(StatusCode::FORBIDDEN, &ext),
+            Some(Outcome::Denied)
+        );
         assert_eq!(p.classify(StatusCode::INTERNAL_SERVER_ERROR, &ext), None);
         let mut ext2 = http::Extensions::new();
         ext2.insert(Outcome::Miss);
         assert_eq!(p.classify(StatusCode::OK, &ext2), Some(Outcome::Miss));
-        let oc: OutcomeConfig = toml::from_str("hit = [409]\nmiss = [\"2xx\"]\ndenied = [\"4xx\"]").unwrap();
+        let oc: OutcomeConfig =
+            toml::from_str("hit = [409]\nmiss = [\"2xx\"]\ndenied = [\"4xx\"]").unwrap();
         p.hit = oc.hit;
         p.miss = oc.miss;
         p.denied = oc.denied;
         assert_eq!(p.classify(StatusCode::CONFLICT, &ext), Some(Outcome::Hit));
         assert_eq!(p.classify(StatusCode::CREATED, &ext), Some(Outcome::Miss));
-        assert_eq!(p.classify(StatusCode::UNAUTHORIZED, &ext), Some(Outcome::Denied));
+        assert_eq!(
+            p.classify(StatusCode::UNAUTHORIZED, &ext),
+            Some(Outcome::Denied)
+        );
     }
 
     #[test]

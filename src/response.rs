@@ -53,7 +53,12 @@ pub struct Refusal {
 }
 
 impl Refusal {
-    pub(crate) fn new(kind: RefusalKind, actor_kind: Option<ActorKind>, retry_after_nanos: Option<u64>, probe: Option<&str>) -> Self {
+    pub(crate) fn new(
+        kind: RefusalKind,
+        actor_kind: Option<ActorKind>,
+        retry_after_nanos: Option<u64>,
+        probe: Option<&str>,
+    ) -> Self {
         Self {
             kind,
             actor_kind,
@@ -184,7 +189,10 @@ impl OnRefusal for DefaultRefusal {
         let mut res = Response::new(Bytes::from_static(body));
         *res.status_mut() = status;
         let h = res.headers_mut();
-        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         if let Some(secs) = refusal.retry_after_secs() {
             h.insert(header::RETRY_AFTER, HeaderValue::from(secs));

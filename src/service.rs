@@ -10,7 +10,9 @@ use http::{Request, Response};
 use http_body::Body;
 use tower_service::Service;
 
-use crate::actor::{AccountId, ActorKey, ActorKind, Actors, Cidr, client_ip, cookie, hash128, in_any, peer_addr};
+use crate::actor::{
+    AccountId, ActorKey, ActorKind, Actors, Cidr, client_ip, cookie, hash128, in_any, peer_addr,
+};
 use crate::body::{GuardBody, ResponseBody};
 
 use crate::clock::SharedClock;
@@ -63,8 +65,18 @@ impl Shared {
             Some(peer) => {
                 let ip = client_ip(peer, &parts.headers, &self.trusted);
                 actors.addr = Some(ip);
-                actors.ip = Some(ActorKey::ip(ip, self.ip_prefix.0, self.ip_prefix.1, ActorKind::Ip));
-                actors.subnet = Some(ActorKey::ip(ip, self.subnet_prefix.0, self.subnet_prefix.1, ActorKind::Subnet));
+                actors.ip = Some(ActorKey::ip(
+                    ip,
+                    self.ip_prefix.0,
+                    self.ip_prefix.1,
+                    ActorKind::Ip,
+                ));
+                actors.subnet = Some(ActorKey::ip(
+                    ip,
+                    self.subnet_prefix.0,
+                    self.subnet_prefix.1,
+                    ActorKind::Subnet,
+                ));
             }
             None => match self.missing_peer {
                 MissingPeer::Unknown => actors.ip = Some(Self::unknown_ip()),
@@ -87,7 +99,10 @@ impl Shared {
                 SessionSource::Cookie(c) => cookie(&parts.headers, c),
             };
             if let Some(t) = token.filter(|t| !t.is_empty()) {
-                actors.session = Some(ActorKey::hashed(ActorKind::Session, hash128(self.session_key, t)));
+                actors.session = Some(ActorKey::hashed(
+                    ActorKind::Session,
+                    hash128(self.session_key, t),
+                ));
             }
         }
         if let Some(f) = &self.account {
@@ -97,7 +112,10 @@ impl Shared {
     }
 
     pub(crate) fn session_key_of(&self, token: &str) -> ActorKey {
-        ActorKey::hashed(ActorKind::Session, hash128(self.session_key, token.as_bytes()))
+        ActorKey::hashed(
+            ActorKind::Session,
+            hash128(self.session_key, token.as_bytes()),
+        )
     }
 
     /// Everything before the inner service, for a request whose head is
@@ -121,7 +139,12 @@ impl Shared {
             } else {
                 ActorKind::Account
             };
-            if let Some(r) = self.refuse_or_observe(Refusal::new(RefusalKind::Denylisted, Some(kind), None, None)) {
+            if let Some(r) = self.refuse_or_observe(Refusal::new(
+                RefusalKind::Denylisted,
+                Some(kind),
+                None,
+                None,
+            )) {
                 return Step::Refuse(r);
             }
         }
@@ -147,7 +170,9 @@ impl Shared {
                 return Step::ReadBody(learn);
             }
             let mut buf = [0u8; TARGET_BUF];
-            if let Some(bytes) = probe.head_target(capture, parts.uri.query(), &parts.headers, &mut buf) {
+            if let Some(bytes) =
+                probe.head_target(capture, parts.uri.query(), &parts.headers, &mut buf)
+            {
                 let target = TargetInfo::new(bytes, actors.account.as_ref(), probe.self_target);
                 learn.target = Some(target);
                 if let Some(r) = self.precheck(&learn, &target) {
@@ -161,7 +186,9 @@ impl Shared {
 
     /// The pre-check of a probe request with its target; `Some` refuses.
     pub(crate) fn precheck(&self, learn: &Learn, target: &TargetInfo) -> Option<Refusal> {
-        let pre = self.engine.precheck(learn.now, &learn.actors, learn.probe, target)?;
+        let pre = self
+            .engine
+            .precheck(learn.now, &learn.actors, learn.probe, target)?;
         let name = &self.engine.probes[learn.probe as usize].name;
         self.refuse_or_observe(Refusal::new(
             RefusalKind::Blocked,
@@ -179,9 +206,13 @@ impl Shared {
             let (kind, retry, probe) = match engine.verdicts.check(&key, now) {
                 Gate::Pass => continue,
                 Gate::Blocked { retry_after, probe } => (RefusalKind::Blocked, retry_after, probe),
-                Gate::Throttled { retry_after, probe } => (RefusalKind::Throttled, retry_after, probe),
+                Gate::Throttled { retry_after, probe } => {
+                    (RefusalKind::Throttled, retry_after, probe)
+                }
             };
-            let name = probe.and_then(|p| engine.probes.get(p as usize)).map(|p| p.name.as_str());
+            let name = probe
+                .and_then(|p| engine.probes.get(p as usize))
+                .map(|p| p.name.as_str());
             let refusal = Refusal::new(kind, Some(key.kind()), Some(retry), name);
             if matches!(key.kind(), ActorKind::Ip | ActorKind::Subnet) {
                 // A shared address: an established account behind it is
@@ -248,7 +279,9 @@ impl<S: Clone> Clone for Guard<S> {
 
 impl<S: std::fmt::Debug> std::fmt::Debug for Guard<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Guard").field("inner", &self.inner).finish_non_exhaustive()
+        f.debug_struct("Guard")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
     }
 }
 

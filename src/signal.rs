@@ -155,7 +155,14 @@ impl Record {
     }
 
     /// Folds one probe request into the record.
-    pub(crate) fn learn(&mut self, now: u64, window: u64, long_half_life: u64, target: Option<TargetInfo>, outcome: Option<Outcome>) {
+    pub(crate) fn learn(
+        &mut self,
+        now: u64,
+        window: u64,
+        long_half_life: u64,
+        target: Option<TargetInfo>,
+        outcome: Option<Outcome>,
+    ) {
         self.roll(now, window);
         if self.last_seen != 0 && now > self.last_seen {
             let gap = ((now - self.last_seen) / 1_000_000) as f32;
@@ -264,7 +271,9 @@ impl Record {
             classified,
             requests: sum.requests,
             seq_run: self.seq_run as u32,
-            regular: self.gaps >= 8 && self.gap_mean_ms > 0.0 && self.gap_dev_ms < 0.1 * self.gap_mean_ms,
+            regular: self.gaps >= 8
+                && self.gap_mean_ms > 0.0
+                && self.gap_dev_ms < 0.1 * self.gap_mean_ms,
             long_foreign: self.long[0] as f64 * decay,
             long_misses: self.long[1] as f64 * decay,
             long_denied: self.long[2] as f64 * decay,
@@ -313,7 +322,11 @@ mod tests {
 
     #[test]
     fn record_is_small() {
-        assert!(std::mem::size_of::<Record>() <= 232, "{}", std::mem::size_of::<Record>());
+        assert!(
+            std::mem::size_of::<Record>() <= 232,
+            "{}",
+            std::mem::size_of::<Record>()
+        );
     }
 
     #[test]
@@ -335,14 +348,25 @@ mod tests {
             r.learn(1, W, LH, Some(t(i)), Some(Outcome::Hit));
         }
         r.learn(W / 2 + 1, W, LH, Some(t(100)), Some(Outcome::Hit));
-        assert!(r.signals(0, LH).foreign >= 10.5, "previous half still counts");
+        assert!(
+            r.signals(0, LH).foreign >= 10.5,
+            "previous half still counts"
+        );
         r.learn(W + 2, W, LH, Some(t(101)), Some(Outcome::Hit));
-        assert!(r.signals(W + 2, LH).foreign < 2.6, "{}", r.signals(W + 2, LH).foreign);
+        assert!(
+            r.signals(W + 2, LH).foreign < 2.6,
+            "{}",
+            r.signals(W + 2, LH).foreign
+        );
         r.learn(5 * W, W, LH, None, None);
         let s = r.signals(5 * W, LH);
         assert_eq!(s.foreign, 0.0);
         // The long view remembers, decayed: 12 targets, about 5 hours ago.
-        assert!(s.long_foreign > 6.0 && s.long_foreign < 12.0, "{}", s.long_foreign);
+        assert!(
+            s.long_foreign > 6.0 && s.long_foreign < 12.0,
+            "{}",
+            s.long_foreign
+        );
     }
 
     #[test]
@@ -397,8 +421,14 @@ mod tests {
                 assert!((s.misses - s.foreign).abs() < 1e-9);
             }
             let mean = total_err / trials as f64;
-            assert!(mean <= (0.05 * n as f64).max(1.0), "n={n}: mean error {mean}");
-            assert!(worst <= (0.25 * n as f64).max(1.0) + 1e-9, "n={n}: worst error {worst}");
+            assert!(
+                mean <= (0.05 * n as f64).max(1.0),
+                "n={n}: mean error {mean}"
+            );
+            assert!(
+                worst <= (0.25 * n as f64).max(1.0) + 1e-9,
+                "n={n}: worst error {worst}"
+            );
         }
     }
 

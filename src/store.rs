@@ -39,7 +39,8 @@ impl Store {
             map: DashMap::with_capacity_and_hasher_and_shard_amount(
                 0,
                 ahash::RandomState::new(),
-                (std::thread::available_parallelism().map_or(4, |n| n.get()) * 16).next_power_of_two(),
+                (std::thread::available_parallelism().map_or(4, |n| n.get()) * 16)
+                    .next_power_of_two(),
             ),
             len: AtomicUsize::new(0),
             cap,
@@ -186,10 +187,15 @@ mod tests {
             r.last_score = 1.0;
         });
         for i in 2..100_000u32 {
-            s.update(key(i), i as u64, hl, |r| r.learn(i as u64, 10, 10, None, None));
+            s.update(key(i), i as u64, hl, |r| {
+                r.learn(i as u64, 10, 10, None, None)
+            });
             assert!(s.len() <= 1000);
         }
-        assert!(s.read(&key(1), |r| r.strikes).is_some(), "the suspect survived");
+        assert!(
+            s.read(&key(1), |r| r.strikes).is_some(),
+            "the suspect survived"
+        );
         assert!(s.evicted.load(Ordering::Relaxed) > 90_000);
         assert_eq!(s.len(), s.map.len());
     }

@@ -12,7 +12,12 @@ use governor::{Quota, RateLimiter, state::InMemoryState, state::NotKeyed};
 use crate::actor::ActorKey;
 use crate::clock::SharedClock;
 
-type Limiter = RateLimiter<NotKeyed, InMemoryState, SharedClock, governor::middleware::NoOpMiddleware<governor::nanos::Nanos>>;
+type Limiter = RateLimiter<
+    NotKeyed,
+    InMemoryState,
+    SharedClock,
+    governor::middleware::NoOpMiddleware<governor::nanos::Nanos>,
+>;
 
 /// Why an actor has its verdict.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -167,7 +172,15 @@ impl Table {
 
     /// Blocks `key` until `until`. Returns false if it was already blocked
     /// at least that long.
-    pub(crate) fn block(&self, key: ActorKey, until: u64, reason: VerdictReason, strikes: u32, probe: Option<u8>, now: u64) -> bool {
+    pub(crate) fn block(
+        &self,
+        key: ActorKey,
+        until: u64,
+        reason: VerdictReason,
+        strikes: u32,
+        probe: Option<u8>,
+        now: u64,
+    ) -> bool {
         if let Some(mut e) = self.map.get_mut(&key) {
             if matches!(e.state, State::Block) && e.until >= until {
                 return false;
@@ -196,7 +209,14 @@ impl Table {
 
     /// Throttles `key` until `until`, unless it is blocked. Returns whether
     /// this is a new throttle.
-    pub(crate) fn throttle(&self, key: ActorKey, until: u64, reason: VerdictReason, probe: Option<u8>, now: u64) -> bool {
+    pub(crate) fn throttle(
+        &self,
+        key: ActorKey,
+        until: u64,
+        reason: VerdictReason,
+        probe: Option<u8>,
+        now: u64,
+    ) -> bool {
         if let Some(mut e) = self.map.get_mut(&key) {
             if e.until > now {
                 // Keep the limiter (and its state); extend a live throttle,
@@ -206,7 +226,10 @@ impl Table {
                 }
                 return false;
             }
-            e.state = State::Throttle(Arc::new(RateLimiter::direct_with_clock(self.quota, self.clock.clone())));
+            e.state = State::Throttle(Arc::new(RateLimiter::direct_with_clock(
+                self.quota,
+                self.clock.clone(),
+            )));
             e.until = until;
             e.reason = reason;
             e.probe = probe;
@@ -215,7 +238,10 @@ impl Table {
         self.insert(
             key,
             Entry {
-                state: State::Throttle(Arc::new(RateLimiter::direct_with_clock(self.quota, self.clock.clone()))),
+                state: State::Throttle(Arc::new(RateLimiter::direct_with_clock(
+                    self.quota,
+                    self.clock.clone(),
+                ))),
                 until,
                 reason,
                 strikes: 0,

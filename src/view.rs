@@ -66,10 +66,18 @@ impl View {
         }
         // This thread won the rotation.
         let closed: [u32; 3] = std::array::from_fn(|i| self.cur[i].swap(0, Ordering::AcqRel));
-        let calm = !self.rates_anomalous(closed[REQ] as u64, closed[MISS] as u64, closed[FOREIGN] as u64, self.min_requests as u64 / 2);
+        let calm = !self.rates_anomalous(
+            closed[REQ] as u64,
+            closed[MISS] as u64,
+            closed[FOREIGN] as u64,
+            self.min_requests as u64 / 2,
+        );
         if calm && closed[REQ] as u64 >= (self.min_requests as u64 / 2).max(1) {
             let req = closed[REQ] as f64;
-            for (base, count) in [(&self.base_miss, closed[MISS]), (&self.base_foreign, closed[FOREIGN])] {
+            for (base, count) in [
+                (&self.base_miss, closed[MISS]),
+                (&self.base_foreign, closed[FOREIGN]),
+            ] {
                 let old = f32::from_bits(base.load(Ordering::Relaxed)) as f64;
                 let new = old + self.alpha * (count as f64 / req - old);
                 base.store((new as f32).to_bits(), Ordering::Relaxed);
@@ -101,7 +109,8 @@ impl View {
             let base = f32::from_bits(base.load(Ordering::Relaxed)) as f64;
             rate >= base * self.ratio && rate >= base + self.margin
         };
-        anomalous(miss, &self.base_miss) || (self.watch_foreign && anomalous(foreign, &self.base_foreign))
+        anomalous(miss, &self.base_miss)
+            || (self.watch_foreign && anomalous(foreign, &self.base_foreign))
     }
 
     /// Whether the last two buckets are anomalous.
