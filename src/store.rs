@@ -25,13 +25,28 @@ pub(crate) struct Store {
     len: AtomicUsize,
     cap: usize,
     sweeping: AtomicBool,
+    /// New keys to turn away without sweeping, after a sweep that found
+    /// little to evict: keeps a store full of suspects from costing a full
+    /// scan per request.
+    cooldown: AtomicUsize,
     pub(crate) evicted: AtomicUsize,
 }
 
-/// Whether a record may be evicted to make room.
-pub(crate) fn evictable(r: &Record, now: u64, half_life: u64) -> bool {
-    r.strikes == 0 && r.last_score < 0.3 && r.carry_at(now, half_life) < 0.05
+/// How readily a record may be evicted to make room: 0 first (nothing
+/// against it), 1 next (mild suspicion, below a throttle), `KEEP` never (a
+/// strike, carried suspicion, or suspicion at a throttle or above).
+pub(crate) fn eviction_class(r: &Record, now: u64, half_life: u64) -> u8 {
+    let carry = r.carry_at(now, half_life);
+    if r.strikes > 0 || r.last_score >= 0.6 || carry >= 0.25 {
+        KEEP
+    } else if r.last_score < 0.3 && carry < 0.05 {
+        0
+    } else {
+        1
+    }
 }
+
+pub(crate) const KEEP: u8 = 2;
 
 impl Store {
     pub(crate) fn new(cap: usize) -> Self {
@@ -45,6 +60,7 @@ impl Store {
             len: AtomicUsize::new(0),
             cap,
             sweeping: AtomicBool::new(false),
+            cooldown: AtomicUsize::new(0),
             evicted: AtomicUsize::new(0),
         }
     }
@@ -113,6 +129,14 @@ impl Store {
     }
 
     fn make_room(&self, now: u64, half_life: u64) {
+        // Cooling down after a fruitless sweep: turn this key away.
+        if self
+            .cooldown
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |c| c.checked_sub(1))
+            .is_ok()
+        {
+            return;
+        }
         if self
             .sweeping
             .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
@@ -121,47 +145,58 @@ impl Store {
             return;
         }
         let target = (self.cap / 8).max(1);
-        // Sample the last-seen times of evictable records to find the cutoff
-        // below which about `target` of them lie.
-        let mut sample: Vec<u64> = Vec::with_capacity(1024);
-        let mut evictable_count = 0usize;
-        let stride = (self.cap / 1024).max(1);
-        let mut i = 0usize;
-        for r in self.map.iter() {
-            if evictable(r.value(), now, half_life) {
-                evictable_count += 1;
-                if i % stride == 0 && sample.len() < 1024 {
-                    sample.push(r.value().last_seen.max(r.value().first_seen));
-                }
-                i += 1;
+        let mut removed = 0usize;
+        for class in [0u8, 1] {
+            if removed >= target {
+                break;
             }
+            removed += self.evict_class(class, target - removed, now, half_life);
         }
-        let removed = if evictable_count == 0 || sample.is_empty() {
-            0
-        } else {
-            sample.sort_unstable();
-            let frac = (target as f64 / evictable_count as f64).min(1.0);
-            let idx = ((sample.len() as f64 * frac).ceil() as usize).clamp(1, sample.len()) - 1;
-            let cutoff = sample[idx];
-            let mut removed = 0usize;
-            self.map.retain(|_, r| {
-                let evict = removed < target
-                    && r.last_seen.max(r.first_seen) <= cutoff
-                    && evictable(r, now, half_life);
-                if evict {
-                    removed += 1;
-                }
-                !evict
-            });
-            removed
-        };
         if removed > 0 {
             self.len.fetch_sub(removed, Ordering::Relaxed);
             self.evicted.fetch_add(removed, Ordering::Relaxed);
             metrics::counter!(crate::metrics::EVICTIONS).increment(removed as u64);
         }
+        if removed * 4 < target {
+            self.cooldown.store(target, Ordering::Relaxed);
+        }
         metrics::gauge!(crate::metrics::TRACKED).set(self.len.load(Ordering::Relaxed) as f64);
         self.sweeping.store(false, Ordering::Release);
+    }
+
+    /// Evicts up to `want` records of eviction class `class`, least recently
+    /// seen first. Two passes over the map: one to sample the last-seen
+    /// times and find the cutoff, one to remove.
+    fn evict_class(&self, class: u8, want: usize, now: u64, half_life: u64) -> usize {
+        let mut sample: Vec<u64> = Vec::with_capacity(1024);
+        let mut count = 0usize;
+        let stride = (self.cap / 1024).max(1);
+        for r in self.map.iter() {
+            if eviction_class(r.value(), now, half_life) == class {
+                if count % stride == 0 && sample.len() < 1024 {
+                    sample.push(r.value().last_seen.max(r.value().first_seen));
+                }
+                count += 1;
+            }
+        }
+        if count == 0 || sample.is_empty() {
+            return 0;
+        }
+        sample.sort_unstable();
+        let frac = (want as f64 / count as f64).min(1.0);
+        let idx = ((sample.len() as f64 * frac).ceil() as usize).clamp(1, sample.len()) - 1;
+        let cutoff = if frac >= 1.0 { u64::MAX } else { sample[idx] };
+        let mut removed = 0usize;
+        self.map.retain(|_, r| {
+            let evict = removed < want
+                && r.last_seen.max(r.first_seen) <= cutoff
+                && eviction_class(r, now, half_life) == class;
+            if evict {
+                removed += 1;
+            }
+            !evict
+        });
+        removed
     }
 }
 
@@ -208,5 +243,26 @@ mod tests {
         }
         assert!(s.update(key(99), 2, 1, |_| ()).is_none());
         assert_eq!(s.len(), 16);
+        // Cooling down: the next keys are turned away without a sweep.
+        assert!(s.cooldown.load(Ordering::Relaxed) > 0);
+        assert!(s.update(key(100), 3, 1, |_| ()).is_none());
+    }
+
+    #[test]
+    fn mild_suspects_go_before_suspects() {
+        let s = Store::new(16);
+        for i in 0..8u32 {
+            s.update(key(i), 1, 1_000, |r| r.strikes = 1);
+        }
+        for i in 8..16u32 {
+            s.update(key(i), 1, 1_000, |r| r.last_score = 0.4);
+        }
+        assert!(s.update(key(99), 2, 1_000, |_| ()).is_some());
+        for i in 0..8u32 {
+            assert!(
+                s.read(&key(i), |_| ()).is_some(),
+                "a struck record was evicted"
+            );
+        }
     }
 }
