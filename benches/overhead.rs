@@ -1,2 +1,658 @@
-//! Placeholder: replaced by the benchmark work.
-fn main() {}
+//! Per-request overhead of enumguard through `tower::Service::call` on a
+//! trivial inner service, next to the bare service and tower_governor's
+//! per-IP limiter, all in one run.
+//!
+//! ```text
+//! CARGO_TARGET_DIR=/tmp/target-bench cargo bench --bench overhead
+//! ```
+//!
+//! # What runs
+//! - Criterion group `overhead`: `bare`, `tower_governor`, `no_probe`,
+//!   `probe`, `observe`, each with parameter `1` (one hot actor) or `100000`
+//!   (requests rotate through 100,000 distinct actors), on one thread.
+//! - Group `overhead_contended`: the same ids, two threads calling clones of
+//!   one service at once; the time is per request per thread.
+//! - Group `pieces`: configurations that isolate the hot-path pieces, which
+//!   are crate-private (see [`pieces`]).
+//! - Then an interleaved A/B table (the design's cost model: criterion alone
+//!   is noisy on shared machines): every configuration runs a batch in turn,
+//!   round after round, and the table shows each one's median. It is the
+//!   figure to compare configurations by. `ENUMGUARD_AB=0` skips it,
+//!   `ENUMGUARD_AB_ROUNDS` (default 25) and `ENUMGUARD_AB_BATCH` (default
+//!   20,000 requests) size it.
+//!
+//! # The requests
+//! Every request is built inside the timed loop, the same way for every
+//! configuration (`bare` included, so `bare` is the construction baseline):
+//! `GET /api/accounts/{id}/addressbook` with `x-account: {id}`,
+//! `x-session: s-{id}` and axum's `ConnectInfo<SocketAddr>` (read by both
+//! enumguard and tower_governor's `PeerIpKeyExtractor`). Paths and header
+//! values are precomputed per actor (static, so cloning them is free); the
+//! construction cost is a `HeaderMap` and an `Extensions` allocation.
+//! Actor `i` has its own IPv4 address in its own /24 (11.0.0.1 + i·256), so
+//! with 100,000 actors every ip, subnet, session and account key is
+//! distinct: the worst case for the maps. Each response's status is checked:
+//! a refusal fails the benchmark.
+//!
+//! # The configurations
+//! - `bare`: the inner service (`service_fn`, answers 200 at once).
+//! - `tower_governor`: `GovernorLayer` keyed by peer IP
+//!   (`PeerIpKeyExtractor`), one cell replenished every nanosecond with a
+//!   burst of `u32::MAX`: it refuses nothing.
+//! - enumguard, as an application would configure it: one objects probe on
+//!   `GET /api/accounts/{id}/addressbook` (path target `id`, default
+//!   thresholds, so every signal is on), session from `x-session`, account
+//!   from `x-account`, `max_actors(1_000_000)` so that 100,000 actors (four
+//!   records each) fit without eviction, the system clock.
+//!   - `no_probe`: the request goes to `/api/accounts/{id}/profile`, which
+//!     matches no probe.
+//!   - `probe`: the probe, each actor reading its own object (account ==
+//!     target id), so nothing is ever refused whatever the thresholds.
+//!   - `observe`: the same as `probe` in `Mode::Observe`.
+//!
+//! The 100,000-actor configurations are warmed with one pass over every
+//! actor first, so the maps hold them all: the figures are steady state, not
+//! inserts.
+
+use std::convert::Infallible;
+use std::fmt::Debug;
+use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::pin::pin;
+use std::sync::{Arc, Barrier, OnceLock};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use criterion::{BenchmarkId, Criterion};
+use enumguard::{
+    AccountId, Actor, GuardBody, GuardBuilder, GuardLayer, Mode, ProbeConfig, TargetConfig,
+    Thresholds,
+};
+use http::request::Parts;
+use http::{HeaderName, HeaderValue, Request, Response, StatusCode, Uri};
+use tower::{Layer, Service, service_fn};
+use tower_governor::GovernorLayer;
+use tower_governor::governor::GovernorConfigBuilder;
+
+const DISTINCT: usize = 100_000;
+const PARAMS: [usize; 2] = [1, DISTINCT];
+/// Foreign objects walked by `pieces/probe_foreign`.
+const FOREIGN_TARGETS: usize = 4096;
+
+const X_ACCOUNT: HeaderName = HeaderName::from_static("x-account");
+const X_SESSION: HeaderName = HeaderName::from_static("x-session");
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+
+/// The peer of the proxy configurations (a trusted proxy).
+const PROXY: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1)), 40_000);
+
+// ---------------------------------------------------------------------------
+// Requests
+
+/// What one actor's requests carry, precomputed.
+struct ActorReq {
+    peer: ConnectInfo<SocketAddr>,
+    /// `/api/accounts/{id}/addressbook`: the probe, its own object.
+    probe: Uri,
+    /// `/api/accounts/{id}/profile`: matches no probe.
+    other: Uri,
+    account: HeaderValue,
+    session: HeaderValue,
+    /// `{ip}, 127.0.0.2`: the client, then a second trusted proxy.
+    xff: HeaderValue,
+}
+
+struct Pool {
+    actors: Vec<ActorReq>,
+    /// Paths of objects no actor owns.
+    foreign: Vec<Uri>,
+}
+
+fn leak(s: String) -> &'static str {
+    Box::leak(s.into_boxed_str())
+}
+
+fn actor_ip(i: usize) -> Ipv4Addr {
+    Ipv4Addr::from(0x0B00_0001u32 + ((i as u32) << 8))
+}
+
+fn build_pool(n: usize) -> Pool {
+    let actors = (0..n)
+        .map(|i| {
+            let id = i + 1;
+            let ip = actor_ip(i);
+            ActorReq {
+                peer: ConnectInfo(SocketAddr::new(IpAddr::V4(ip), 50_000)),
+                probe: Uri::from_static(leak(format!("/api/accounts/{id}/addressbook"))),
+                other: Uri::from_static(leak(format!("/api/accounts/{id}/profile"))),
+                account: HeaderValue::from_static(leak(id.to_string())),
+                session: HeaderValue::from_static(leak(format!("s-{id}"))),
+                xff: HeaderValue::from_static(leak(format!("{ip}, 127.0.0.2"))),
+            }
+        })
+        .collect();
+    let foreign = (0..FOREIGN_TARGETS)
+        .map(|k| Uri::from_static(leak(format!("/api/accounts/{}/addressbook", 5_000_000 + k))))
+        .collect();
+    Pool { actors, foreign }
+}
+
+fn pool(n: usize) -> Arc<Pool> {
+    static ONE: OnceLock<Arc<Pool>> = OnceLock::new();
+    static MANY: OnceLock<Arc<Pool>> = OnceLock::new();
+    let cell = if n == 1 { &ONE } else { &MANY };
+    cell.get_or_init(|| Arc::new(build_pool(n))).clone()
+}
+
+#[derive(Clone, Copy)]
+enum Shape {
+    /// The probe path, the actor's own object.
+    Probe,
+    /// A path that matches no probe.
+    NoProbe,
+    /// The probe path, a foreign object; each actor walks them in order.
+    Foreign,
+    /// As `Probe`, from a trusted proxy with `X-Forwarded-For`.
+    Xff,
+}
+
+/// Builds the requests of one thread, rotating through the pool's actors.
+struct Gen {
+    pool: Arc<Pool>,
+    shape: Shape,
+    i: usize,
+    visit: usize,
+}
+
+impl Gen {
+    fn new(pool: Arc<Pool>, shape: Shape, start: usize) -> Self {
+        let i = start % pool.actors.len();
+        Self {
+            pool,
+            shape,
+            i,
+            visit: 0,
+        }
+    }
+
+    fn next(&mut self) -> Request<String> {
+        let a = &self.pool.actors[self.i];
+        let uri = match self.shape {
+            Shape::Probe | Shape::Xff => a.probe.clone(),
+            Shape::NoProbe => a.other.clone(),
+            Shape::Foreign => self.pool.foreign[(self.i + self.visit) % FOREIGN_TARGETS].clone(),
+        };
+        let mut req = Request::new(String::new());
+        *req.uri_mut() = uri;
+        let h = req.headers_mut();
+        h.insert(X_ACCOUNT, a.account.clone());
+        h.insert(X_SESSION, a.session.clone());
+        let peer = if matches!(self.shape, Shape::Xff) {
+            h.insert(X_FORWARDED_FOR, a.xff.clone());
+            ConnectInfo(PROXY)
+        } else {
+            a.peer
+        };
+        req.extensions_mut().insert(peer);
+        self.i += 1;
+        if self.i == self.pool.actors.len() {
+            self.i = 0;
+            self.visit += 1;
+        }
+        req
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Services and runners
+
+type Ready = std::future::Ready<Result<Response<Body>, Infallible>>;
+
+/// The trivial inner service's handler: 200, empty body, at once.
+fn ok<B>(_req: Request<B>) -> Ready {
+    std::future::ready(Ok(Response::new(Body::empty())))
+}
+
+/// The bare service (a function pointer, like the guarded one).
+fn bare() -> tower::util::ServiceFn<fn(Request<String>) -> Ready> {
+    service_fn(ok::<String>)
+}
+
+/// Runs `n` requests through its service; returns how many were not 200.
+type Runner = Box<dyn FnMut(u64) -> u64 + Send>;
+
+fn runner<S, B>(mut svc: S, mut requests: Gen) -> Runner
+where
+    S: Service<Request<String>, Response = Response<B>> + Send + 'static,
+    S::Error: Debug,
+{
+    Box::new(move |n| {
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut refused = 0;
+        for _ in 0..n {
+            let req = requests.next();
+            if !matches!(svc.poll_ready(&mut cx), Poll::Ready(Ok(()))) {
+                panic!("service not ready");
+            }
+            let fut = pin!(svc.call(req));
+            match fut.poll(&mut cx) {
+                Poll::Ready(Ok(res)) => refused += u64::from(res.status() != StatusCode::OK),
+                Poll::Ready(Err(e)) => panic!("service error: {e:?}"),
+                Poll::Pending => panic!("the trivial service never waits"),
+            }
+        }
+        refused
+    })
+}
+
+/// One configuration: makes a runner per thread over clones of one service
+/// (so threads share its state).
+struct Variant {
+    group: &'static str,
+    id: &'static str,
+    param: usize,
+    make: Box<dyn Fn(usize) -> Runner>,
+}
+
+impl Variant {
+    fn new<S, B>(group: &'static str, id: &'static str, param: usize, svc: S, shape: Shape) -> Self
+    where
+        S: Service<Request<String>, Response = Response<B>> + Clone + Send + 'static,
+        S::Error: Debug,
+    {
+        let pool = pool(param);
+        let v = Variant {
+            group,
+            id,
+            param,
+            make: Box::new(move |thread| {
+                let start = thread * pool.actors.len() / 2;
+                runner(svc.clone(), Gen::new(pool.clone(), shape, start))
+            }),
+        };
+        // Warm up: every actor once, so the maps hold them all.
+        let refused = (v.make)(0)(param.max(1000) as u64);
+        assert_eq!(
+            refused, 0,
+            "{}/{}/{param}: refused while warming",
+            group, id
+        );
+        v
+    }
+
+    fn name(&self) -> String {
+        format!("{}/{}/{}", self.group, self.id, self.param)
+    }
+}
+
+fn account(parts: &Parts) -> Option<AccountId> {
+    parts
+        .headers
+        .get("x-account")?
+        .to_str()
+        .ok()
+        .map(AccountId::new)
+}
+
+fn addressbook() -> ProbeConfig {
+    ProbeConfig::objects(
+        "addressbook",
+        "GET",
+        "/api/accounts/{id}/addressbook",
+        TargetConfig::path("id"),
+    )
+}
+
+/// The application's configuration: the probe, session and account.
+fn app_guard(probe: ProbeConfig) -> GuardBuilder {
+    GuardLayer::builder()
+        .probe(probe)
+        .session_header("x-session")
+        .account(account)
+        .max_actors(1_000_000)
+}
+
+fn guard<S>(builder: GuardBuilder, inner: S) -> (enumguard::Guard<S>, enumguard::GuardHandle) {
+    let layer = builder.build().expect("valid enumguard config");
+    (layer.layer(inner), layer.handle())
+}
+
+/// The inner service under the guard.
+fn inner() -> tower::util::ServiceFn<fn(Request<GuardBody<String>>) -> Ready> {
+    service_fn(ok::<GuardBody<String>>)
+}
+
+fn overhead_variants(group: &'static str) -> Vec<Variant> {
+    let mut out = Vec::new();
+    for param in PARAMS {
+        out.push(Variant::new(group, "bare", param, bare(), Shape::Probe));
+        let config = GovernorConfigBuilder::default()
+            .per_nanosecond(1)
+            .burst_size(u32::MAX)
+            .finish()
+            .expect("valid governor config");
+        let governed = GovernorLayer::new(config).layer(bare());
+        out.push(Variant::new(
+            group,
+            "tower_governor",
+            param,
+            governed,
+            Shape::Probe,
+        ));
+        let (svc, _) = guard(app_guard(addressbook()), inner());
+        out.push(Variant::new(group, "no_probe", param, svc, Shape::NoProbe));
+        let (svc, h) = guard(app_guard(addressbook()), inner());
+        out.push(Variant::new(group, "probe", param, svc, Shape::Probe));
+        assert!(
+            h.tracked() >= param,
+            "probe records tracked: {}",
+            h.tracked()
+        );
+        let (svc, _) = guard(app_guard(addressbook()).mode(Mode::Observe), inner());
+        out.push(Variant::new(group, "observe", param, svc, Shape::Probe));
+    }
+    out
+}
+
+/// The hot-path pieces are crate-private; these configurations isolate
+/// them through the public service (compare each with its baseline):
+///
+/// | id | what differs from its baseline | baseline |
+/// |---|---|---|
+/// | `ip_only` | a guard with no probe, no session, no account: identify ip + subnet from the peer address, the empty-verdict-table fast path, no probe match | `overhead/bare` |
+/// | `ip_session_account` | as `ip_only`, plus the session (keyed SipHash-1-3/128 of the header) and the account (the closure, a SipHash of the id) | `overhead/bare` |
+/// | `bare_xff` | the bare service with an `X-Forwarded-For` header in the request | |
+/// | `xff_trusted` | `ip_only` from a trusted proxy (127.0.0.0/8): walks `X-Forwarded-For` (`{client}, 127.0.0.2`) from the right | `bare_xff` |
+/// | `gate_10k` | `ip_session_account` with 10,000 bans of other addresses in the verdict table (`handle.ban`): four lookups that miss | `ip_session_account` |
+/// | `probe_foreign` | the `probe` configuration with thresholds of 10^9 (every signal on, none ever crossed), each actor walking foreign ids in order: the pre-check scores every actor on every request, the worst case | `overhead/probe` |
+fn pieces(group: &'static str) -> Vec<Variant> {
+    let mut out = Vec::new();
+    for param in PARAMS {
+        let (svc, _) = guard(GuardLayer::builder(), inner());
+        out.push(Variant::new(group, "ip_only", param, svc, Shape::Probe));
+        let ids = GuardLayer::builder()
+            .session_header("x-session")
+            .account(account);
+        let (svc, _) = guard(ids, inner());
+        out.push(Variant::new(
+            group,
+            "ip_session_account",
+            param,
+            svc,
+            Shape::Probe,
+        ));
+        out.push(Variant::new(group, "bare_xff", param, bare(), Shape::Xff));
+        let (svc, _) = guard(
+            GuardLayer::builder().trusted_proxies(["127.0.0.0/8"]),
+            inner(),
+        );
+        out.push(Variant::new(group, "xff_trusted", param, svc, Shape::Xff));
+        let ids = GuardLayer::builder()
+            .session_header("x-session")
+            .account(account);
+        let (svc, handle) = guard(ids, inner());
+        for k in 0..10_000u32 {
+            // 198.18.0.0/15: no actor's address.
+            let ip = Ipv4Addr::from(0xC612_0000u32 + k);
+            handle.ban(&Actor::ip(ip), Duration::from_secs(3600));
+        }
+        assert_eq!(handle.verdicts(), 10_000);
+        out.push(Variant::new(group, "gate_10k", param, svc, Shape::Probe));
+        let huge = Thresholds {
+            foreign_block: 1_000_000_000,
+            miss_block: 1_000_000_000,
+            denied_block: 1_000_000_000,
+            ..Thresholds::objects()
+        };
+        let (svc, handle) = guard(app_guard(addressbook().thresholds(huge)), inner());
+        out.push(Variant::new(
+            group,
+            "probe_foreign",
+            param,
+            svc,
+            Shape::Foreign,
+        ));
+        assert_eq!(handle.verdicts(), 0, "probe_foreign must stay unjudged");
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------
+// Timing
+
+/// Runs `iters` requests on each of `threads` threads at once; returns the
+/// longest thread's time and the refusals.
+fn timed(runners: &mut [Runner], iters: u64) -> (Duration, u64) {
+    if let [one] = runners {
+        let start = Instant::now();
+        let refused = one(iters);
+        return (start.elapsed(), refused);
+    }
+    let barrier = Barrier::new(runners.len());
+    std::thread::scope(|s| {
+        let handles: Vec<_> = runners
+            .iter_mut()
+            .map(|r| {
+                let barrier = &barrier;
+                s.spawn(move || {
+                    barrier.wait();
+                    let start = Instant::now();
+                    let refused = r(iters);
+                    (start.elapsed(), refused)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("bench thread"))
+            .fold((Duration::ZERO, 0), |(d, n), (d2, n2)| (d.max(d2), n + n2))
+    })
+}
+
+fn criterion_group(c: &mut Criterion, name: &str, variants: &[Variant], threads: usize) {
+    let mut group = c.benchmark_group(name);
+    for v in variants {
+        let mut runners: Vec<Runner> = (0..threads).map(|t| (v.make)(t)).collect();
+        group.bench_function(BenchmarkId::new(v.id, v.param), |b| {
+            b.iter_custom(|iters| {
+                let (d, refused) = timed(&mut runners, iters);
+                assert_eq!(refused, 0, "{}: requests were refused", v.name());
+                d
+            })
+        });
+    }
+    group.finish();
+}
+
+// ---------------------------------------------------------------------------
+// Interleaved A/B rounds
+
+struct Ab {
+    name: String,
+    samples: Vec<f64>,
+}
+
+impl Ab {
+    fn median(&self) -> f64 {
+        quantile(&self.samples, 0.5)
+    }
+}
+
+fn quantile(xs: &[f64], q: f64) -> f64 {
+    let mut v = xs.to_vec();
+    v.sort_by(f64::total_cmp);
+    v[((v.len() - 1) as f64 * q).round() as usize]
+}
+
+fn interleaved(sets: &[(&[Variant], usize)], rounds: usize, batch: u64) -> Vec<Ab> {
+    let mut slots: Vec<(Vec<Runner>, Ab)> = Vec::new();
+    for (variants, threads) in sets {
+        for v in *variants {
+            let runners = (0..*threads).map(|t| (v.make)(t)).collect();
+            slots.push((
+                runners,
+                Ab {
+                    name: v.name(),
+                    samples: Vec::new(),
+                },
+            ));
+        }
+    }
+    let n = slots.len();
+    for round in 0..rounds {
+        // Rotate the order so no configuration always follows the same one.
+        for k in 0..n {
+            let (runners, ab) = &mut slots[(k + round * 7) % n];
+            let (d, refused) = timed(runners, batch);
+            assert_eq!(refused, 0, "{}: requests were refused", ab.name);
+            ab.samples.push(d.as_nanos() as f64 / batch as f64);
+        }
+    }
+    slots.into_iter().map(|(_, ab)| ab).collect()
+}
+
+fn report(abs: &[Ab], rounds: usize, batch: u64) {
+    let med = |name: &str| abs.iter().find(|a| a.name == name).map(Ab::median);
+    println!();
+    println!(
+        "## Interleaved A/B: {rounds} rounds x {batch} requests per configuration (per thread), median ns/request"
+    );
+    println!();
+    println!(
+        "| benchmark | ns/req (median) | p25..p75 | overhead vs bare | overhead / tower_governor's |"
+    );
+    println!("|---|---:|---:|---:|---:|");
+    for a in abs {
+        let parts: Vec<&str> = a.name.split('/').collect();
+        let (group, id, param) = (parts[0], parts[1], parts[2]);
+        let base_group = if group == "pieces" { "overhead" } else { group };
+        let baseline = if id == "xff_trusted" {
+            format!("pieces/bare_xff/{param}")
+        } else {
+            format!("{base_group}/bare/{param}")
+        };
+        let bare = med(&baseline).unwrap_or(f64::NAN);
+        let gov = med(&format!("{base_group}/tower_governor/{param}")).unwrap_or(f64::NAN) - {
+            med(&format!("{base_group}/bare/{param}")).unwrap_or(f64::NAN)
+        };
+        let m = a.median();
+        let over = m - bare;
+        let ratio = if id == "bare" || id == "bare_xff" {
+            String::from("")
+        } else {
+            format!("{:.2}", over / gov)
+        };
+        println!(
+            "| {} | {:.1} | {:.1}..{:.1} | {:+.1} | {} |",
+            a.name,
+            m,
+            quantile(&a.samples, 0.25),
+            quantile(&a.samples, 0.75),
+            over,
+            ratio
+        );
+    }
+    println!();
+    println!("### Derived pieces (differences of medians, ns)");
+    println!();
+    println!("| piece | param | ns |");
+    println!("|---|---:|---:|");
+    for param in PARAMS {
+        let d = |a: &str, b: &str| {
+            med(&format!("{a}/{param}")).unwrap_or(f64::NAN)
+                - med(&format!("{b}/{param}")).unwrap_or(f64::NAN)
+        };
+        for (label, v) in [
+            (
+                "identify ip+subnet, empty-table gate, probe match (ip_only - bare)",
+                d("pieces/ip_only", "overhead/bare"),
+            ),
+            (
+                "identify session + account (ip_session_account - ip_only)",
+                d("pieces/ip_session_account", "pieces/ip_only"),
+            ),
+            (
+                "trusted-proxy XFF walk ((xff_trusted - bare_xff) - (ip_only - bare))",
+                d("pieces/xff_trusted", "pieces/bare_xff") - d("pieces/ip_only", "overhead/bare"),
+            ),
+            (
+                "verdict lookup, 4 keys, 10k bans (gate_10k - ip_session_account)",
+                d("pieces/gate_10k", "pieces/ip_session_account"),
+            ),
+            (
+                "probe match + target + signal update, 4 actors (probe - no_probe)",
+                d("overhead/probe", "overhead/no_probe"),
+            ),
+            (
+                "pre-check of a foreign target (probe_foreign - probe)",
+                d("pieces/probe_foreign", "overhead/probe"),
+            ),
+        ] {
+            println!("| {label} | {param} | {v:+.1} |");
+        }
+    }
+    println!();
+    println!("### Targets (overheads over bare, medians)");
+    println!();
+    for group in ["overhead", "overhead_contended"] {
+        for param in PARAMS {
+            let o = |id: &str| {
+                med(&format!("{group}/{id}/{param}")).unwrap_or(f64::NAN)
+                    - med(&format!("{group}/bare/{param}")).unwrap_or(f64::NAN)
+            };
+            let (gov, no_probe, probe) = (o("tower_governor"), o("no_probe"), o("probe"));
+            if gov.is_nan() {
+                continue;
+            }
+            let verdict = |ok: bool| if ok { "met" } else { "MISSED" };
+            println!(
+                "- {group}/{param}: no_probe {no_probe:+.1} ns vs tower_governor {gov:+.1} ns -> {} (<= 1x); probe {probe:+.1} ns = {:.2}x tower_governor -> {} (< 2x)",
+                verdict(no_probe <= gov),
+                probe / gov,
+                verdict(probe < 2.0 * gov)
+            );
+        }
+    }
+    println!();
+}
+
+fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let test_mode = args.iter().any(|a| a == "--test" || a == "--list");
+    let mut c = Criterion::default()
+        .warm_up_time(Duration::from_millis(300))
+        .measurement_time(Duration::from_secs(1))
+        .sample_size(20)
+        .without_plots()
+        .configure_from_args();
+
+    let single = overhead_variants("overhead");
+    let contended = overhead_variants("overhead_contended");
+    let parts = pieces("pieces");
+
+    criterion_group(&mut c, "overhead", &single, 1);
+    criterion_group(&mut c, "overhead_contended", &contended, 2);
+    criterion_group(&mut c, "pieces", &parts, 1);
+    c.final_summary();
+
+    if test_mode || std::env::var("ENUMGUARD_AB").is_ok_and(|v| v == "0") {
+        return;
+    }
+    let rounds = env_or("ENUMGUARD_AB_ROUNDS", 25) as usize;
+    let batch = env_or("ENUMGUARD_AB_BATCH", 20_000);
+    let abs = interleaved(
+        &[(&single, 1), (&contended, 2), (&parts, 1)],
+        rounds.max(1),
+        batch.max(1),
+    );
+    report(&abs, rounds, batch);
+}

@@ -107,7 +107,10 @@ impl Store {
             f(&mut entry)
         };
         if created {
-            self.len.fetch_add(1, Ordering::Relaxed);
+            let n = self.len.fetch_add(1, Ordering::Relaxed) + 1;
+            if n % 256 == 0 {
+                metrics::gauge!(crate::metrics::TRACKED).set(n as f64);
+            }
         }
         Some(out)
     }
