@@ -244,11 +244,22 @@ fn learn_from<T>(shared: &Shared, l: &Learn, res: &Response<T>) {
     if res.extensions().get::<Refusal>().is_some() {
         return;
     }
-    metrics::counter!(
-        crate::metrics::PROBE_REQUESTS,
-        "outcome" => outcome.map_or("other", Outcome::as_str)
-    )
-    .increment(1);
+    // Literal labels: the metrics macro then builds a static key, with no
+    // allocation per request.
+    match outcome {
+        Some(Outcome::Hit) => {
+            metrics::counter!(crate::metrics::PROBE_REQUESTS, "outcome" => "hit").increment(1)
+        }
+        Some(Outcome::Miss) => {
+            metrics::counter!(crate::metrics::PROBE_REQUESTS, "outcome" => "miss").increment(1)
+        }
+        Some(Outcome::Denied) => {
+            metrics::counter!(crate::metrics::PROBE_REQUESTS, "outcome" => "denied").increment(1)
+        }
+        None => {
+            metrics::counter!(crate::metrics::PROBE_REQUESTS, "outcome" => "other").increment(1)
+        }
+    }
     shared
         .engine
         .learn(l.now, &l.actors, l.probe, l.target, outcome);
