@@ -138,23 +138,25 @@ impl Engine {
         }
         let probe = self.probes.get(pi as usize)?;
         let t = &probe.thresholds;
-        let window = secs_to_nanos(t.window_secs);
         let long = secs_to_nanos(t.long_half_life_secs);
         let anomalous = self.views[pi as usize].anomalous(now);
         let mut inherited: f64 = 0.0;
         let mut crossing: Option<(ActorKey, f64)> = None;
         for key in actors.keys() {
             let eval = |r: &Record| -> Option<f64> {
-                if r.seen(target.hash) && !r.continues_walk(target) {
+                if r.seen(target.hash) {
+                    // Not a new target: counting it adds nothing.
                     return None;
                 }
                 let ctx = self.context(probe, key.kind(), r, now, anomalous, inherited);
-                let mut worst: f64 = 0.0;
-                for outcome in [Outcome::Miss, Outcome::Denied, Outcome::Hit] {
-                    let mut h = r.clone();
-                    h.learn(now, window, long, Some(*target), Some(outcome));
-                    worst = worst.max(policy::score(t, &h.signals(now, long), &ctx));
-                }
+                // One new distinct target, with the outcome that would
+                // weigh most (unknown until the inner service answers).
+                let now_signals = r.signals(now, long);
+                let seq = r.seq_run_after(target);
+                let worst = [Outcome::Miss, Outcome::Denied]
+                    .into_iter()
+                    .map(|o| policy::score(t, &now_signals.with_new_target(o, seq), &ctx))
+                    .fold(0.0f64, f64::max);
                 Some(worst)
             };
             let (score, carry) = match self

@@ -69,6 +69,32 @@ pub(crate) struct Signals {
     pub(crate) long_classified: f64,
 }
 
+impl Signals {
+    /// The signals if one more new distinct target, with `outcome`, were
+    /// counted now (the pre-check's question), without touching the record.
+    pub(crate) fn with_new_target(&self, outcome: Outcome, seq_run: u32) -> Signals {
+        let mut s = *self;
+        s.requests = s.requests.saturating_add(1);
+        s.foreign += 1.0;
+        s.long_foreign += 1.0;
+        s.classified += 1.0;
+        s.long_classified += 1.0;
+        match outcome {
+            Outcome::Miss => {
+                s.misses += 1.0;
+                s.long_misses += 1.0;
+            }
+            Outcome::Denied => {
+                s.denied += 1.0;
+                s.long_denied += 1.0;
+            }
+            Outcome::Hit => {}
+        }
+        s.seq_run = seq_run;
+        s
+    }
+}
+
 /// One (actor, probe) record. Fixed size: 232 bytes.
 #[derive(Debug, Clone)]
 pub(crate) struct Record {
@@ -231,9 +257,15 @@ impl Record {
         }
     }
 
-    /// Whether `t` would continue the sequential walk.
-    pub(crate) fn continues_walk(&self, t: &TargetInfo) -> bool {
-        matches!(t.numeric, Some(n) if self.has_numeric && n.abs_diff(self.last_numeric) == 1)
+    /// The sequential run if `t` were visited next.
+    pub(crate) fn seq_run_after(&self, t: &TargetInfo) -> u32 {
+        match t.numeric {
+            Some(n) if self.has_numeric && n.abs_diff(self.last_numeric) == 1 => {
+                self.seq_run as u32 + 1
+            }
+            Some(n) if !self.has_numeric || n != self.last_numeric => 0,
+            _ => self.seq_run as u32,
+        }
     }
 
     pub(crate) fn signals(&self, now: u64, long_half_life: u64) -> Signals {
@@ -465,6 +497,49 @@ mod tests {
                 prop_assert!(s <= prev + 1e-9, "score rose from {} to {} without evidence", prev, s);
                 prev = s;
             }
+        }
+    }
+
+    #[test]
+    fn hypothetical_matches_learning() {
+        let th = crate::config::Thresholds::objects();
+        let (w, lh) = (
+            crate::clock::secs_to_nanos(th.window_secs),
+            crate::clock::secs_to_nanos(th.long_half_life_secs),
+        );
+        let ctx = crate::policy::Context {
+            kind_factor: 1.0,
+            tightened: false,
+            repeat: false,
+            carry: 0.0,
+        };
+        let mut r = Record::new(0);
+        for i in 0..12u64 {
+            r.learn(
+                i * 1_000_000_000,
+                w,
+                lh,
+                Some(t(100 + i)),
+                Some(Outcome::Hit),
+            );
+        }
+        for outcome in [Outcome::Hit, Outcome::Miss, Outcome::Denied] {
+            let now = 12_000_000_000;
+            let next = t(112);
+            let predicted = r
+                .signals(now, lh)
+                .with_new_target(outcome, r.seq_run_after(&next));
+            let mut h = r.clone();
+            h.learn(now, w, lh, Some(next), Some(outcome));
+            let actual = h.signals(now, lh);
+            let (p, a) = (
+                crate::policy::score(&th, &predicted, &ctx),
+                crate::policy::score(&th, &actual, &ctx),
+            );
+            assert!(
+                (p - a).abs() < 0.02,
+                "{outcome:?}: predicted {p}, learned {a}"
+            );
         }
     }
 
