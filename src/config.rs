@@ -319,13 +319,13 @@ impl Default for OutcomeConfig {
 }
 
 /// What to do with a body larger than the probe's `body_limit`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Oversized {
-    /// Count no target and pass the request through untouched. The default.
-    #[default]
+    /// Count no target and pass the request through untouched (the default
+    /// for `objects` probes).
     Pass,
-    /// Refuse with 413.
+    /// Refuse with 413 (the default for `identities` probes).
     Refuse,
 }
 
@@ -505,9 +505,11 @@ pub struct ProbeConfig {
     /// Most bytes of body read for a `json` target. Defaults to 16,384.
     #[serde(default = "default_body_limit")]
     pub body_limit: usize,
-    /// What happens to a larger body. Defaults to `pass`.
-    #[serde(default)]
-    pub oversized: Oversized,
+    /// What happens to a larger body. Defaults to `refuse` for
+    /// `identities` (padding a body past the limit would otherwise hide
+    /// every guess) and `pass` for `objects`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oversized: Option<Oversized>,
     /// Overrides of the style's thresholds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub thresholds: Option<toml::Table>,
@@ -542,7 +544,7 @@ impl ProbeConfig {
             self_target: None,
             outcome: OutcomeConfig::default(),
             body_limit: default_body_limit(),
-            oversized: Oversized::Pass,
+            oversized: None,
             thresholds: None,
             resolved: None,
         }
@@ -589,7 +591,7 @@ impl ProbeConfig {
     /// Sets the body limit for `json` targets.
     pub fn body_limit(mut self, bytes: usize, oversized: Oversized) -> Self {
         self.body_limit = bytes;
-        self.oversized = oversized;
+        self.oversized = Some(oversized);
         self
     }
 
@@ -736,9 +738,10 @@ impl Config {
             field: None,
             value: Some(path.display().to_string()),
             message: format!("cannot read {}: {e}", path.display()),
+            file: None,
         })?;
         Self::from_toml_str(&text).map_err(|mut e| {
-            e.message = format!("{}: {}", path.display(), e.message);
+            e.file = Some(path.display().to_string());
             e
         })
     }
@@ -873,7 +876,21 @@ impl Config {
         unit("service_view.alpha", self.service_view.alpha)?;
         positive("service_view.ratio", self.service_view.ratio)?;
         let mut probes = Vec::with_capacity(self.probes.len());
+        if self.probes.len() > 255 {
+            return Err(ConfigError::invalid(
+                "probes",
+                self.probes.len().to_string(),
+                "at most 255 probes",
+            ));
+        }
         for (i, p) in self.probes.iter().enumerate() {
+            if self.probes[..i].iter().any(|q| q.name == p.name) {
+                return Err(ConfigError::invalid(
+                    format!("probes[{i}].name"),
+                    p.name.clone(),
+                    "another probe has this name",
+                ));
+            }
             probes.push(crate::probe::Probe::compile(i, p)?);
         }
         Ok(Compiled {
@@ -950,6 +967,7 @@ pub struct ConfigError {
     field: Option<String>,
     value: Option<String>,
     message: String,
+    file: Option<String>,
 }
 
 impl ConfigError {
@@ -963,43 +981,87 @@ impl ConfigError {
             field: Some(field.into()),
             value: Some(value.into()),
             message: message.into(),
+            file: None,
         }
     }
 
     fn from_toml(src: &str, e: &toml::de::Error) -> Self {
-        // Name the key on the line the error points at, when there is one.
-        let (field, value) = match e.span() {
-            Some(span) => {
-                let line_start = src[..span.start.min(src.len())]
-                    .rfind('\n')
-                    .map_or(0, |i| i + 1);
-                let line_end = src[line_start..]
-                    .find('\n')
-                    .map_or(src.len(), |i| line_start + i);
-                let line = &src[line_start..line_end];
-                let value = src
-                    .get(span.start..span.end.min(src.len()))
-                    .map(|v| v.trim().to_owned());
-                let field = line
-                    .split_once('=')
-                    .map(|(k, _)| k.trim().trim_matches('"').to_owned())
-                    .filter(|k| !k.is_empty() && !k.starts_with('['));
-                (field, value)
+        let msg = e.message();
+        let Some(span) = e.span() else {
+            return Self {
+                kind: ConfigErrorKind::Parse,
+                field: None,
+                value: None,
+                message: msg.to_owned(),
+                file: None,
+            };
+        };
+        let pos = span.start.min(src.len());
+        // The table the error is in: the last header at or before it.
+        let mut prefix = String::new();
+        let mut arrays: Vec<(String, usize)> = Vec::new();
+        let mut offset = 0usize;
+        let mut error_line = "";
+        for line in src.split_inclusive('\n') {
+            if offset > pos {
+                break;
             }
-            None => (None, None),
+            let t = line.trim();
+            if pos < offset + line.len().max(1) {
+                error_line = line;
+            }
+            if let Some(rest) = t.strip_prefix("[[") {
+                let name = rest.split("]]").next().unwrap_or("").trim().to_owned();
+                let n = match arrays.iter_mut().find(|(a, _)| *a == name) {
+                    Some((_, n)) => {
+                        *n += 1;
+                        *n
+                    }
+                    None => {
+                        arrays.push((name.clone(), 0));
+                        0
+                    }
+                };
+                prefix = format!("{name}[{n}].");
+            } else if let Some(rest) = t.strip_prefix('[') {
+                let name = rest.split(']').next().unwrap_or("").trim();
+                // A sub-table of an array element: `[probes.thresholds]`.
+                prefix = match arrays
+                    .iter()
+                    .find(|(a, _)| name.starts_with(&format!("{a}.")))
+                {
+                    Some((a, n)) => format!("{a}[{n}].{}.", &name[a.len() + 1..]),
+                    None => format!("{name}."),
+                };
+            }
+            offset += line.len();
+        }
+        let named = |marker: &str| {
+            msg.split_once(marker)
+                .and_then(|(_, rest)| rest.split('`').next())
+                .map(str::to_owned)
         };
-        let line = e
-            .span()
-            .map(|s| src[..s.start.min(src.len())].matches('\n').count() + 1);
-        let message = match line {
-            Some(l) => format!("line {l}: {}", e.message()),
-            None => e.message().to_owned(),
+        let line_key = error_line
+            .split_once('=')
+            .map(|(k, _)| k.trim().trim_matches('"').to_owned())
+            .filter(|k| !k.is_empty() && !k.starts_with('['));
+        let (key, value) = if let Some(k) = named("missing field `") {
+            (Some(k), None)
+        } else if let Some(k) = named("unknown field `") {
+            (Some(k), None)
+        } else {
+            let value = src
+                .get(span.start..span.end.min(src.len()))
+                .map(|v| v.trim().to_owned());
+            (line_key, value)
         };
+        let line = src[..pos].matches('\n').count() + 1;
         Self {
             kind: ConfigErrorKind::Parse,
-            field,
+            field: key.map(|k| format!("{prefix}{k}")),
             value,
-            message,
+            message: format!("line {line}: {msg}"),
+            file: None,
         }
     }
 
@@ -1017,11 +1079,19 @@ impl ConfigError {
     pub fn value(&self) -> Option<&str> {
         self.value.as_deref()
     }
+
+    /// The file the config came from, for [`Config::from_file`].
+    pub fn file(&self) -> Option<&str> {
+        self.file.as_deref()
+    }
 }
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("enumguard config: ")?;
+        if let Some(file) = &self.file {
+            write!(f, "{file}: ")?;
+        }
         if let Some(field) = &self.field {
             write!(f, "`{field}`")?;
             if let Some(v) = &self.value {
@@ -1058,7 +1128,7 @@ mod tests {
     fn wrong_type_names_key() {
         let e = Config::from_toml_str("[limits]\nmax_actors = \"lots\"\n").unwrap_err();
         assert_eq!(e.kind(), ConfigErrorKind::Parse);
-        assert_eq!(e.field(), Some("max_actors"));
+        assert_eq!(e.field(), Some("limits.max_actors"));
         assert_eq!(e.value(), Some("\"lots\""));
         assert!(e.to_string().contains("line 2"), "{e}");
     }

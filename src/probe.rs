@@ -315,7 +315,10 @@ impl Probe {
             miss: p.outcome.miss.clone(),
             denied: p.outcome.denied.clone(),
             body_limit: p.body_limit,
-            oversized: p.oversized,
+            oversized: p.oversized.unwrap_or(match p.style {
+                crate::config::ProbeStyle::Identities => Oversized::Refuse,
+                crate::config::ProbeStyle::Objects => Oversized::Pass,
+            }),
             thresholds,
         })
     }

@@ -203,20 +203,25 @@ impl Shared {
         let engine = &self.engine;
         let mut shared_refusal: Option<Refusal> = None;
         for key in actors.keys() {
-            let (kind, retry, probe) = match engine.verdicts.check(&key, now) {
+            let (kind, retry, probe, manual) = match engine.verdicts.check(&key, now) {
                 Gate::Pass => continue,
-                Gate::Blocked { retry_after, probe } => (RefusalKind::Blocked, retry_after, probe),
+                Gate::Blocked {
+                    retry_after,
+                    probe,
+                    manual,
+                } => (RefusalKind::Blocked, retry_after, probe, manual),
                 Gate::Throttled { retry_after, probe } => {
-                    (RefusalKind::Throttled, retry_after, probe)
+                    (RefusalKind::Throttled, retry_after, probe, false)
                 }
             };
             let name = probe
                 .and_then(|p| engine.probes.get(p as usize))
                 .map(|p| p.name.as_str());
             let refusal = Refusal::new(kind, Some(key.kind()), Some(retry), name);
-            if matches!(key.kind(), ActorKind::Ip | ActorKind::Subnet) {
-                // A shared address: an established account behind it is
-                // not refused for what others there did.
+            if !manual && matches!(key.kind(), ActorKind::Ip | ActorKind::Subnet) {
+                // A shared address blocked by detection: an established
+                // account behind it is not refused for what others there
+                // did. An operator's ban holds for everyone.
                 if shared_refusal.is_none() {
                     shared_refusal = Some(refusal);
                 }

@@ -85,8 +85,15 @@ pub(crate) struct Entry {
 /// What the gate found for one actor.
 pub(crate) enum Gate {
     Pass,
-    Blocked { retry_after: u64, probe: Option<u8> },
-    Throttled { retry_after: u64, probe: Option<u8> },
+    Blocked {
+        retry_after: u64,
+        probe: Option<u8>,
+        manual: bool,
+    },
+    Throttled {
+        retry_after: u64,
+        probe: Option<u8>,
+    },
 }
 
 pub(crate) struct Table {
@@ -129,6 +136,7 @@ impl Table {
             State::Block => Gate::Blocked {
                 retry_after: e.until - now,
                 probe: e.probe,
+                manual: e.reason == VerdictReason::Manual,
             },
             State::Throttle(l) => match l.check() {
                 Ok(()) => Gate::Pass,

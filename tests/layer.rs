@@ -1287,7 +1287,6 @@ async fn json_probe_body_keeps_its_size_hint() {
 /// reads of its own objects walks through the operator's ban, contrary to
 /// `GuardHandle::ban` ("refused at once, the inner service is not called").
 #[tokio::test]
-#[ignore = "src bug?: an established account passes a manual ip ban (see report)"]
 async fn manual_ip_ban_holds_for_an_established_account() {
     let clock = ManualClock::new();
     let layer = GuardLayer::builder()
