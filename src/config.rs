@@ -396,8 +396,17 @@ pub struct Thresholds {
     /// under 10% of their mean).
     pub cadence_factor: f64,
     /// While the service-wide view is anomalous, thresholds of actors with
-    /// no history are multiplied by this.
+    /// no history are multiplied by this (instead of their kind factor).
+    /// 1 turns the tightening off for this probe.
     pub anomaly_factor: f64,
+    /// The miss ratio the service-wide view assumes for this probe until
+    /// calm traffic has shown its own. Set it near the real rate for
+    /// endpoints where misses are normal (a sign-up form: most addresses
+    /// are new).
+    pub baseline_miss_ratio: f64,
+    /// The foreign-target ratio the view assumes until it has seen calm
+    /// traffic.
+    pub baseline_foreign_ratio: f64,
     /// Thresholds of an actor that was blocked before are multiplied by this.
     pub repeat_factor: f64,
     /// Multipliers per actor kind.
@@ -419,6 +428,7 @@ impl Thresholds {
     /// | `sequential_factor` / `sequential_run` | 1.5 / 4 | ids walked in order are a script: block at 10 |
     /// | `cadence_factor` | 1.25 | a machine-regular cadence is a script |
     /// | `anomaly_factor` | 0.2 | during a service-wide spike of foreign reads, a new account blocks at 3 |
+    /// | `baseline_miss_ratio` / `baseline_foreign_ratio` | 0.1 / 0.05 | what the service-wide view assumes until calm minutes show the real rates |
     /// | `repeat_factor` | 0.5 | an actor blocked before gets half the room |
     /// | `kind_factors` | ip 2, subnet 4 | a NAT address is many people |
     pub fn objects() -> Self {
@@ -435,6 +445,8 @@ impl Thresholds {
             sequential_run: 4,
             cadence_factor: 1.25,
             anomaly_factor: 0.2,
+            baseline_miss_ratio: 0.1,
+            baseline_foreign_ratio: 0.05,
             repeat_factor: 0.5,
             kind_factors: KindFactors::default(),
         }

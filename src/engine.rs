@@ -43,6 +43,8 @@ impl Engine {
                 View::new(
                     &config.service_view,
                     p.self_target && p.thresholds.foreign_block > 0,
+                    p.thresholds.baseline_miss_ratio,
+                    p.thresholds.baseline_foreign_ratio,
                 )
             })
             .collect();
@@ -68,21 +70,6 @@ impl Engine {
         now.saturating_sub(r.first_seen) < self.new_actor && r.hits_total < self.history_hits
     }
 
-    /// Whether `account` has a clean history on some probe: such an account
-    /// is not refused for what its shared address did.
-    pub(crate) fn established(&self, account: ActorKey, now: u64) -> bool {
-        (0..self.probes.len()).any(|p| {
-            self.store
-                .read(&(account, p as u8), |r| {
-                    !self.is_new(r, now)
-                        && r.strikes == 0
-                        && r.last_score < 0.3
-                        && r.carry_at(now, self.half_life) < 0.1
-                })
-                .unwrap_or(false)
-        })
-    }
-
     fn context(
         &self,
         probe: &Probe,
@@ -106,7 +93,7 @@ impl Engine {
         }
         Context {
             kind_factor,
-            tightened: anomalous && new,
+            tightened: anomalous && new && probe.thresholds.anomaly_factor < 1.0,
             repeat: r.strikes > 0,
             carry,
         }
@@ -396,27 +383,6 @@ impl Engine {
             "probe" => probe.name.clone()
         )
         .increment(1);
-    }
-
-    /// Raises the suspicion of the account and session of a request refused
-    /// because its address is blocked: a fresh account from a blocked
-    /// address carries that with it.
-    pub(crate) fn taint(&self, now: u64, actors: &Actors) {
-        for key in [actors.session, actors.account.map(|a| a.key())]
-            .into_iter()
-            .flatten()
-        {
-            for pi in 0..self.probes.len() {
-                self.store
-                    .update((key, pi as u8), now, self.half_life, |r| {
-                        let c = r.carry_at(now, self.half_life);
-                        let floor = self.boost * self.inherit;
-                        if c < floor {
-                            r.raise_carry(now, self.half_life, 0.0, floor);
-                        }
-                    });
-            }
-        }
     }
 
     /// Forgets an actor's records (after an operator's unban).

@@ -474,6 +474,18 @@ fn check_thresholds(i: usize, t: &Thresholds) -> Result<(), ConfigError> {
         }
     }
     for (name, v) in [
+        ("baseline_miss_ratio", t.baseline_miss_ratio),
+        ("baseline_foreign_ratio", t.baseline_foreign_ratio),
+    ] {
+        if !(v.is_finite() && (0.0..=1.0).contains(&v)) {
+            return Err(ConfigError::invalid(
+                f(name),
+                v.to_string(),
+                "must be in [0, 1]",
+            ));
+        }
+    }
+    for (name, v) in [
         ("anomaly_factor", t.anomaly_factor),
         ("repeat_factor", t.repeat_factor),
     ] {

@@ -149,39 +149,59 @@ impl Shared {
             }
         }
         let engine = &self.engine;
-        if !engine.verdicts.is_empty() {
-            if let Some(r) = self.gate(&actors, now) {
-                if let Some(r) = self.refuse_or_observe(r) {
-                    return Step::Refuse(r);
-                }
-            }
-        }
+        // Which probe, if any, and its target when the head holds it.
+        let mut learn: Option<Learn> = None;
         for (i, probe) in engine.probes.iter().enumerate() {
             let Some(capture) = probe.matches(&parts.method, parts.uri.path()) else {
                 continue;
             };
-            let mut learn = Learn {
+            let mut l = Learn {
                 probe: i as u8,
                 target: None,
                 actors,
                 now,
             };
-            if probe.needs_body() {
-                return Step::ReadBody(learn);
+            if !probe.needs_body() {
+                let mut buf = [0u8; TARGET_BUF];
+                if let Some(bytes) =
+                    probe.head_target(capture, parts.uri.query(), &parts.headers, &mut buf)
+                {
+                    l.target = Some(TargetInfo::new(
+                        bytes,
+                        actors.account.as_ref(),
+                        probe.self_target,
+                    ));
+                }
             }
-            let mut buf = [0u8; TARGET_BUF];
-            if let Some(bytes) =
-                probe.head_target(capture, parts.uri.query(), &parts.headers, &mut buf)
-            {
-                let target = TargetInfo::new(bytes, actors.account.as_ref(), probe.self_target);
-                learn.target = Some(target);
-                if let Some(r) = self.precheck(&learn, &target) {
+            learn = Some(l);
+            break;
+        }
+        if !engine.verdicts.is_empty() {
+            if let Some(r) = self.gate(&actors, now, learn.is_some()) {
+                if let Some(r) = self.refuse_or_observe(r) {
+                    // Pressing on against a throttle with new targets is
+                    // evidence too: it moves the actor toward a block.
+                    if r.kind() == RefusalKind::Throttled {
+                        if let Some(l) = learn.filter(|l| l.target.is_some()) {
+                            engine.learn(now, &actors, l.probe, l.target, None);
+                        }
+                    }
                     return Step::Refuse(r);
                 }
             }
-            return Step::Forward(Some(learn));
         }
-        Step::Forward(None)
+        let Some(learn) = learn else {
+            return Step::Forward(None);
+        };
+        if engine.probes[learn.probe as usize].needs_body() {
+            return Step::ReadBody(learn);
+        }
+        if let Some(target) = learn.target {
+            if let Some(r) = self.precheck(&learn, &target) {
+                return Step::Refuse(r);
+            }
+        }
+        Step::Forward(Some(learn))
     }
 
     /// The pre-check of a probe request with its target; `Some` refuses.
@@ -199,7 +219,15 @@ impl Shared {
     }
 
     /// Looks up each actor's verdict.
-    fn gate(&self, actors: &Actors, now: u64) -> Option<Refusal> {
+    ///
+    /// A verdict on an account or session refuses every request of that
+    /// actor. A verdict that detection put on a *shared* actor (an ip or a
+    /// subnet: a NAT, an office) refuses only anonymous probe requests (no
+    /// account): the people behind that address can still log in and use
+    /// the service, each judged on its own account, and a new account there
+    /// starts with part of the address's suspicion. An operator's ban
+    /// refuses everything.
+    fn gate(&self, actors: &Actors, now: u64, is_probe: bool) -> Option<Refusal> {
         let engine = &self.engine;
         let mut shared_refusal: Option<Refusal> = None;
         for key in actors.keys() {
@@ -219,9 +247,7 @@ impl Shared {
                 .map(|p| p.name.as_str());
             let refusal = Refusal::new(kind, Some(key.kind()), Some(retry), name);
             if !manual && matches!(key.kind(), ActorKind::Ip | ActorKind::Subnet) {
-                // A shared address blocked by detection: an established
-                // account behind it is not refused for what others there
-                // did. An operator's ban holds for everyone.
+                // A shared address under a detected verdict: see above.
                 if shared_refusal.is_none() {
                     shared_refusal = Some(refusal);
                 }
@@ -230,13 +256,10 @@ impl Shared {
             return Some(refusal);
         }
         let refusal = shared_refusal?;
-        if let Some(account) = actors.account {
-            if engine.established(account.key(), now) {
-                return None;
-            }
-        }
-        if refusal.kind() == RefusalKind::Blocked {
-            engine.taint(now, actors);
+        // Requests with an account are judged on the account's own record
+        // (which inherits the address's suspicion when it is new).
+        if !is_probe || actors.account.is_some() {
+            return None;
         }
         Some(refusal)
     }

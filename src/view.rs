@@ -28,19 +28,19 @@ pub(crate) struct View {
     watch_foreign: bool,
 }
 
-/// Miss ratio a service is assumed to have before it has shown its own.
-const PRIOR_MISS: f32 = 0.1;
-/// Foreign-target ratio a service is assumed to have before it has shown its own.
-const PRIOR_FOREIGN: f32 = 0.05;
-
 impl View {
-    pub(crate) fn new(cfg: &ServiceViewConfig, watch_foreign: bool) -> Self {
+    pub(crate) fn new(
+        cfg: &ServiceViewConfig,
+        watch_foreign: bool,
+        prior_miss: f64,
+        prior_foreign: f64,
+    ) -> Self {
         Self {
             bucket: AtomicU64::new(0),
             cur: Default::default(),
             prev: Default::default(),
-            base_miss: AtomicU32::new(PRIOR_MISS.to_bits()),
-            base_foreign: AtomicU32::new(PRIOR_FOREIGN.to_bits()),
+            base_miss: AtomicU32::new((prior_miss as f32).to_bits()),
+            base_foreign: AtomicU32::new((prior_foreign as f32).to_bits()),
             bucket_nanos: crate::clock::secs_to_nanos(cfg.bucket_secs).max(1),
             min_requests: cfg.min_requests,
             ratio: cfg.ratio,
@@ -147,7 +147,7 @@ mod tests {
 
     #[test]
     fn calm_then_spike() {
-        let v = View::new(&ServiceViewConfig::default(), true);
+        let v = View::new(&ServiceViewConfig::default(), true, 0.1, 0.05);
         let mut now = 0;
         // Ten calm minutes: 10% misses.
         for minute in 0..10u64 {
@@ -170,9 +170,19 @@ mod tests {
     }
 
     #[test]
+    fn a_probe_whose_misses_are_normal_sets_its_prior() {
+        // A sign-up form: most addresses are new (misses).
+        let v = View::new(&ServiceViewConfig::default(), false, 0.9, 0.05);
+        for i in 0..100u64 {
+            v.record(i * S / 2, i % 10 != 0, false);
+        }
+        assert!(!v.anomalous(50 * S));
+    }
+
+    #[test]
     fn foreign_rate_only_when_watched() {
-        let on = View::new(&ServiceViewConfig::default(), true);
-        let off = View::new(&ServiceViewConfig::default(), false);
+        let on = View::new(&ServiceViewConfig::default(), true, 0.1, 0.05);
+        let off = View::new(&ServiceViewConfig::default(), false, 0.1, 0.05);
         for i in 0..50u64 {
             on.record(i * S, false, true);
             off.record(i * S, false, true);

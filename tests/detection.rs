@@ -681,3 +681,82 @@ async fn observe_mode_refuses_nothing_but_holds_the_verdict() {
     ));
     assert_eq!(sim.calls.load(Ordering::Relaxed), 100);
 }
+
+#[tokio::test]
+async fn a_scraper_among_three_hundred_nat_users() {
+    // One of the people behind the NAT scrapes. The scraper is stopped;
+    // the others, including new users who arrive after the block, are not
+    // refused: a detected verdict on a shared address refuses only
+    // anonymous probe requests, and each account is judged on its own.
+    let sim = Sim::new();
+    let nat = v4(203, 0, 113, 7);
+    let mut rng = Rng(77);
+    let mut refused_users = 0;
+    let mut scraper_leaked = 0;
+    let mut scraper_refused = 0;
+    let mut next_id = 1u64;
+    for step in 0..(300 * 8u64) {
+        sim.tick(Duration::from_millis(500));
+        // Users 1..=150 are active from the start, 151..=300 only later.
+        let pool = if step < 1200 { 150 } else { 300 };
+        let user = 1 + rng.below(pool) * 17;
+        let answer = if rng.below(2) == 0 {
+            sim.book(nat, user, &format!("nat-{user}"), user).await
+        } else {
+            let contact = 1 + rng.below(ACCOUNTS);
+            sim.lookup(nat, user, &format!("user{contact}@mailroom.test"))
+                .await
+        };
+        if answer == Answer::Refused {
+            refused_users += 1;
+        }
+        // The scraper, account 9999, reads the next id every other step.
+        if step % 2 == 0 && step < 1600 {
+            if next_id == 9999 {
+                next_id += 1;
+            }
+            match sim.book(nat, 9999, "scraper", next_id).await {
+                Answer::Served(StatusCode::OK) => scraper_leaked += 1,
+                Answer::Refused => scraper_refused += 1,
+                _ => {}
+            }
+            next_id += 1;
+        }
+    }
+    println!(
+        "scraper among 300 NAT users: scraper leaked {scraper_leaked}, users refused {refused_users}"
+    );
+    assert!(scraper_leaked <= 20, "{scraper_leaked}");
+    assert_eq!(refused_users, 0);
+    assert!(scraper_refused > 700, "{scraper_refused}");
+}
+
+#[tokio::test]
+async fn pressing_against_a_throttle_ends_in_a_block() {
+    // Random order (no sequential bonus) at a human-ish cadence: the
+    // scraper is throttled first; its refused attempts at new targets are
+    // evidence too, so it is blocked soon after.
+    let sim = Sim::new();
+    let mut rng = Rng(4321);
+    let mut leaked = 0;
+    let mut saw_throttle = false;
+    for _ in 0..200 {
+        sim.tick(Duration::from_millis(300 + rng.below(900)));
+        let id = 1 + rng.below(ACCOUNTS);
+        match sim.book(v4(198, 51, 100, 70), 606, "p", id).await {
+            Answer::Served(StatusCode::OK) if id != 606 => leaked += 1,
+            _ => {}
+        }
+        saw_throttle |= matches!(
+            sim.handle.verdict(&Actor::account(606u64)),
+            Verdict::Throttle { .. }
+        );
+    }
+    println!("throttled scraper: leaked {leaked}");
+    assert!(saw_throttle);
+    assert!(matches!(
+        sim.handle.verdict(&Actor::account(606u64)),
+        Verdict::Block { .. }
+    ));
+    assert!(leaked <= 20, "{leaked}");
+}
