@@ -177,7 +177,7 @@ impl Shared {
             break;
         }
         if !engine.verdicts.is_empty() {
-            if let Some(r) = self.gate(&actors, now, learn.is_some()) {
+            if let Some(r) = self.gate(&actors, now, learn.map(|l| l.probe)) {
                 if let Some(r) = self.refuse_or_observe(r) {
                     // Pressing on against a throttle with new targets is
                     // evidence too: it moves the actor toward a block.
@@ -222,12 +222,12 @@ impl Shared {
     ///
     /// A verdict on an account or session refuses every request of that
     /// actor. A verdict that detection put on a *shared* actor (an ip or a
-    /// subnet: a NAT, an office) refuses only anonymous probe requests (no
-    /// account): the people behind that address can still log in and use
-    /// the service, each judged on its own account, and a new account there
-    /// starts with part of the address's suspicion. An operator's ban
-    /// refuses everything.
-    fn gate(&self, actors: &Actors, now: u64, is_probe: bool) -> Option<Refusal> {
+    /// subnet: a NAT, an office) refuses only anonymous requests (no
+    /// account) to the probe it was caught on: the people behind that
+    /// address can still log in and use the service, each judged on its own
+    /// account, and a new account there starts with part of the address's
+    /// suspicion. An operator's ban refuses everything.
+    fn gate(&self, actors: &Actors, now: u64, this_probe: Option<u8>) -> Option<Refusal> {
         let engine = &self.engine;
         let mut shared_refusal: Option<Refusal> = None;
         for key in actors.keys() {
@@ -247,21 +247,19 @@ impl Shared {
                 .map(|p| p.name.as_str());
             let refusal = Refusal::new(kind, Some(key.kind()), Some(retry), name);
             if !manual && matches!(key.kind(), ActorKind::Ip | ActorKind::Subnet) {
-                // A shared address under a detected verdict: see above.
-                if shared_refusal.is_none() {
+                // A shared address under a detected verdict (see above):
+                // only anonymous requests to the probe it was caught on.
+                // Requests with an account are judged on the account's own
+                // record, which inherits the address's suspicion when new.
+                let same_probe = this_probe.is_some() && (probe.is_none() || probe == this_probe);
+                if same_probe && actors.account.is_none() && shared_refusal.is_none() {
                     shared_refusal = Some(refusal);
                 }
                 continue;
             }
             return Some(refusal);
         }
-        let refusal = shared_refusal?;
-        // Requests with an account are judged on the account's own record
-        // (which inherits the address's suspicion when it is new).
-        if !is_probe || actors.account.is_some() {
-            return None;
-        }
-        Some(refusal)
+        shared_refusal
     }
 
     /// In enforce mode, the refusal; in observe mode, counts it and lets the
