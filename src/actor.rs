@@ -428,65 +428,59 @@ pub(crate) fn peer_addr(ext: &http::Extensions) -> Option<IpAddr> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PeerAddr(pub SocketAddr);
 
+/// Which forwarding header trusted proxies write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ForwardedHeader {
+    /// `X-Forwarded-For` (what nginx, HAProxy and most load balancers
+    /// append). The default.
+    #[default]
+    XForwardedFor,
+    /// RFC 7239 `Forwarded`.
+    Forwarded,
+}
+
 /// The client address for a request whose TCP peer is `peer`: if the peer is
-/// a trusted proxy, walk `Forwarded` (RFC 7239) or else `X-Forwarded-For`
-/// from the right past trusted hops, and take the first untrusted address.
+/// a trusted proxy, walk the configured header from the right past trusted
+/// hops, and take the first untrusted address. The other header is never
+/// read: proxies pass a client-written one through untouched.
 ///
 /// A malformed entry stops the walk at the last trusted hop: the guard then
 /// attributes the request to that hop rather than to anything the client
-/// wrote.
-pub(crate) fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[Cidr]) -> IpAddr {
+/// wrote. Entries are split as bytes, so a client's non-UTF-8 byte on the
+/// left of a line does not hide the proxy-written entries on its right.
+pub(crate) fn client_ip(
+    peer: IpAddr,
+    headers: &HeaderMap,
+    trusted: &[Cidr],
+    which: ForwardedHeader,
+) -> IpAddr {
     if trusted.is_empty() || !in_any(trusted, peer) {
         return peer;
     }
     let mut current = peer;
-    // RFC 7239 first: it is the standard, and a proxy that writes it means it.
-    let forwarded = headers.get_all(http::header::FORWARDED);
-    if forwarded.iter().next().is_some() {
-        let mut hops = ForwardedFor::default();
-        for value in forwarded.iter() {
-            let Ok(v) = value.to_str() else {
-                return current;
-            };
-            for element in v.split(',') {
-                hops.push(parse_forwarded_element(element));
-            }
-        }
-        for hop in hops.iter_rev() {
-            match hop {
-                Some(ip) => {
-                    current = ip;
-                    if !in_any(trusted, ip) {
-                        return ip;
-                    }
-                }
-                None => return current,
-            }
-        }
-        return current;
-    }
-    let xff = headers.get_all("x-forwarded-for");
-    let mut values: [Option<&str>; 8] = [None; 8];
+    let name = match which {
+        ForwardedHeader::XForwardedFor => "x-forwarded-for",
+        ForwardedHeader::Forwarded => "forwarded",
+    };
+    // The rightmost 8 header lines; only the last ones can be trusted anyway.
+    let mut lines: [&[u8]; 8] = [&[]; 8];
     let mut n = 0;
-    for value in xff.iter() {
-        if n == values.len() {
-            // More header lines than any sane chain: only the last ones can be
-            // trusted anyway, so keep the rightmost.
-            values.rotate_left(1);
+    for value in headers.get_all(name).iter() {
+        if n == lines.len() {
+            lines.rotate_left(1);
             n -= 1;
         }
-        match value.to_str() {
-            Ok(v) => values[n] = Some(v),
-            Err(_) => values[n] = None,
-        }
+        lines[n] = value.as_bytes();
         n += 1;
     }
-    for value in values[..n].iter().rev() {
-        let Some(v) = value else {
-            return current;
-        };
-        for entry in v.rsplit(',') {
-            match parse_ip_loose(entry.trim()) {
+    for line in lines[..n].iter().rev() {
+        for entry in line.rsplit(|b| *b == b',') {
+            let parsed = std::str::from_utf8(entry).ok().and_then(|e| match which {
+                ForwardedHeader::XForwardedFor => parse_ip_loose(e.trim()),
+                ForwardedHeader::Forwarded => parse_forwarded_element(e),
+            });
+            match parsed {
                 Some(ip) => {
                     current = ip;
                     if !in_any(trusted, ip) {
@@ -498,30 +492,6 @@ pub(crate) fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[Cidr]) -> 
         }
     }
     current
-}
-
-/// The rightmost 16 hops of a `Forwarded` header (fixed size, no allocation).
-#[derive(Default)]
-struct ForwardedFor {
-    hops: [Option<IpAddr>; 16],
-    n: usize,
-    overflow: bool,
-}
-
-impl ForwardedFor {
-    fn push(&mut self, hop: Option<IpAddr>) {
-        if self.n == self.hops.len() {
-            self.hops.rotate_left(1);
-            self.n -= 1;
-            self.overflow = true;
-        }
-        self.hops[self.n] = hop;
-        self.n += 1;
-    }
-
-    fn iter_rev(&self) -> impl Iterator<Item = Option<IpAddr>> + '_ {
-        self.hops[..self.n].iter().rev().copied()
-    }
 }
 
 /// `for=` of one `Forwarded` element; `None` if absent or not an address
@@ -605,6 +575,8 @@ impl Actors {
 mod tests {
     use super::*;
 
+    const X: ForwardedHeader = ForwardedHeader::XForwardedFor;
+
     fn trusted(list: &[&str]) -> Vec<Cidr> {
         list.iter().map(|s| s.parse().unwrap()).collect()
     }
@@ -624,8 +596,8 @@ mod tests {
     fn untrusted_peer_header_is_ignored() {
         let h = headers(&[("x-forwarded-for", "9.9.9.9")]);
         let peer: IpAddr = "203.0.113.5".parse().unwrap();
-        assert_eq!(client_ip(peer, &h, &trusted(&["10.0.0.0/8"])), peer);
-        assert_eq!(client_ip(peer, &h, &[]), peer);
+        assert_eq!(client_ip(peer, &h, &trusted(&["10.0.0.0/8"]), X), peer);
+        assert_eq!(client_ip(peer, &h, &[], X), peer);
     }
 
     #[test]
@@ -634,7 +606,7 @@ mod tests {
         let h = headers(&[("x-forwarded-for", "1.1.1.1, 198.51.100.7, 10.0.0.2")]);
         let peer: IpAddr = "10.0.0.1".parse().unwrap();
         assert_eq!(
-            client_ip(peer, &h, &trusted(&["10.0.0.0/8"])),
+            client_ip(peer, &h, &trusted(&["10.0.0.0/8"]), X),
             "198.51.100.7".parse::<IpAddr>().unwrap()
         );
     }
@@ -647,7 +619,7 @@ mod tests {
         ]);
         let peer: IpAddr = "10.0.0.1".parse().unwrap();
         assert_eq!(
-            client_ip(peer, &h, &trusted(&["10.0.0.0/8"])),
+            client_ip(peer, &h, &trusted(&["10.0.0.0/8"]), X),
             "198.51.100.7".parse::<IpAddr>().unwrap()
         );
     }
@@ -657,7 +629,7 @@ mod tests {
         let h = headers(&[("x-forwarded-for", "1.1.1.1, not-an-ip, 10.0.0.2")]);
         let peer: IpAddr = "10.0.0.1".parse().unwrap();
         assert_eq!(
-            client_ip(peer, &h, &trusted(&["10.0.0.0/8"])),
+            client_ip(peer, &h, &trusted(&["10.0.0.0/8"]), X),
             "10.0.0.2".parse::<IpAddr>().unwrap()
         );
     }
@@ -667,8 +639,36 @@ mod tests {
         let h = headers(&[("x-forwarded-for", "10.1.1.1, 10.0.0.2")]);
         let peer: IpAddr = "10.0.0.1".parse().unwrap();
         assert_eq!(
-            client_ip(peer, &h, &trusted(&["10.0.0.0/8"])),
+            client_ip(peer, &h, &trusted(&["10.0.0.0/8"]), X),
             "10.1.1.1".parse::<IpAddr>().unwrap()
+        );
+    }
+
+    #[test]
+    fn only_the_configured_header_is_read() {
+        // A client behind an XFF proxy adds its own `Forwarded`: ignored.
+        let h = headers(&[
+            ("forwarded", "for=198.18.0.77"),
+            ("x-forwarded-for", "203.0.113.9"),
+        ]);
+        let peer: IpAddr = "10.0.0.1".parse().unwrap();
+        assert_eq!(
+            client_ip(peer, &h, &trusted(&["10.0.0.0/8"]), X),
+            "203.0.113.9".parse::<IpAddr>().unwrap()
+        );
+    }
+
+    #[test]
+    fn a_bad_byte_on_the_left_does_not_hide_the_client() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "x-forwarded-for",
+            http::HeaderValue::from_bytes(b"\xff, 203.0.113.9").unwrap(),
+        );
+        let peer: IpAddr = "10.0.0.1".parse().unwrap();
+        assert_eq!(
+            client_ip(peer, &h, &trusted(&["10.0.0.0/8"]), X),
+            "203.0.113.9".parse::<IpAddr>().unwrap()
         );
     }
 
@@ -680,12 +680,22 @@ mod tests {
         )]);
         let peer: IpAddr = "10.0.0.1".parse().unwrap();
         assert_eq!(
-            client_ip(peer, &h, &trusted(&["10.0.0.0/8"])),
+            client_ip(
+                peer,
+                &h,
+                &trusted(&["10.0.0.0/8"]),
+                ForwardedHeader::Forwarded
+            ),
             "2001:db8::7".parse::<IpAddr>().unwrap()
         );
         let h = headers(&[("forwarded", "for=unknown, for=10.0.0.2")]);
         assert_eq!(
-            client_ip(peer, &h, &trusted(&["10.0.0.0/8"])),
+            client_ip(
+                peer,
+                &h,
+                &trusted(&["10.0.0.0/8"]),
+                ForwardedHeader::Forwarded
+            ),
             "10.0.0.2".parse::<IpAddr>().unwrap()
         );
     }
@@ -701,7 +711,7 @@ mod tests {
         let peer: IpAddr = "10.0.0.1".parse().unwrap();
         // The rightmost entry, written by the trusted proxy, is the client;
         // an absurd port is not an error.
-        let ip = client_ip(peer, &h, &trusted(&["10.0.0.0/8"]));
+        let ip = client_ip(peer, &h, &trusted(&["10.0.0.0/8"]), X);
         assert_eq!(ip, "5.6.7.8".parse::<IpAddr>().unwrap());
         // All-trusted garbage of any length ends at the last trusted hop.
         let long = vec!["10.9.9.9"; 10_000].join(",");
@@ -710,7 +720,7 @@ mod tests {
             ("x-forwarded-for", "[zz, 10.0.0.3"),
         ]);
         assert_eq!(
-            client_ip(peer, &h, &trusted(&["10.0.0.0/8"])),
+            client_ip(peer, &h, &trusted(&["10.0.0.0/8"]), X),
             "10.0.0.3".parse::<IpAddr>().unwrap()
         );
     }

@@ -676,6 +676,10 @@ pub struct Config {
     /// Proxies whose `X-Forwarded-For` / `Forwarded` headers are believed,
     /// in CIDR notation. Defaults to none: headers are ignored.
     pub trusted_proxies: Vec<String>,
+    /// The header trusted proxies write: `x-forwarded-for` (default) or
+    /// `forwarded` (RFC 7239). Only this one is read; a client-written copy
+    /// of the other, which proxies pass through untouched, is ignored.
+    pub forwarded_header: crate::actor::ForwardedHeader,
     /// Where the session token is. Defaults to none (no session actor).
     pub session: Option<SessionSource>,
     /// The key that session tokens are hashed with, 32 hex digits. Set it
@@ -713,6 +717,7 @@ impl Default for Config {
             subnet_v4_prefix: 24,
             subnet_v6_prefix: 48,
             trusted_proxies: Vec::new(),
+            forwarded_header: crate::actor::ForwardedHeader::XForwardedFor,
             session: None,
             session_key: None,
             allow: ListConfig::default(),

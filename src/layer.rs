@@ -128,6 +128,13 @@ impl GuardBuilder {
         self
     }
 
+    /// The header trusted proxies write. Defaults to
+    /// [`ForwardedHeader::XForwardedFor`](crate::actor::ForwardedHeader).
+    pub fn forwarded_header(mut self, which: crate::actor::ForwardedHeader) -> Self {
+        self.config.forwarded_header = which;
+        self
+    }
+
     /// The session token is this header's value (hashed). Defaults to none.
     pub fn session_header(mut self, name: impl Into<String>) -> Self {
         self.config.session = Some(SessionSource::Header(name.into()));
@@ -258,6 +265,7 @@ impl GuardBuilder {
             ip_prefix: (c.ip_v4_prefix, c.ip_v6_prefix),
             subnet_prefix: (c.subnet_v4_prefix, c.subnet_v6_prefix),
             trusted: compiled.trusted,
+            forwarded_header: c.forwarded_header,
             allow: compiled.allow,
             deny: compiled.deny,
             allow_accounts: c

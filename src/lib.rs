@@ -62,7 +62,9 @@ mod store;
 mod verdict;
 mod view;
 
-pub use actor::{AccountId, Actor, ActorKey, ActorKind, AsAccountId, Cidr, PeerAddr};
+pub use actor::{
+    AccountId, Actor, ActorKey, ActorKind, AsAccountId, Cidr, ForwardedHeader, PeerAddr,
+};
 pub use body::{GuardBody, ResponseBody};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{

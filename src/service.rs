@@ -34,6 +34,7 @@ pub(crate) struct Shared {
     pub(crate) ip_prefix: (u8, u8),
     pub(crate) subnet_prefix: (u8, u8),
     pub(crate) trusted: Vec<Cidr>,
+    pub(crate) forwarded_header: crate::actor::ForwardedHeader,
     pub(crate) allow: Vec<Cidr>,
     pub(crate) deny: Vec<Cidr>,
     pub(crate) allow_accounts: Vec<u128>,
@@ -63,7 +64,7 @@ impl Shared {
         let mut actors = Actors::default();
         match peer_addr(&parts.extensions) {
             Some(peer) => {
-                let ip = client_ip(peer, &parts.headers, &self.trusted);
+                let ip = client_ip(peer, &parts.headers, &self.trusted, self.forwarded_header);
                 actors.addr = Some(ip);
                 actors.ip = Some(ActorKey::ip(
                     ip,

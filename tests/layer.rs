@@ -868,9 +868,26 @@ async fn trusted_proxy_header_names_the_client() {
     );
     let (res, _) = call(&layer, &calls, req).await;
     assert_eq!(res.status(), StatusCode::OK);
+    // `Forwarded` is not the configured header: a client-written one is
+    // ignored...
+    let req = with_header(get_from("10.0.0.1"), "forwarded", "for=198.51.100.7");
+    let (res, _) = call(&layer, &calls, req).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    // ...unless the proxies write `Forwarded`, and the guard is told so.
+    let layer = GuardLayer::builder()
+        .trusted_proxies(["10.0.0.0/8"])
+        .forwarded_header(enumguard::ForwardedHeader::Forwarded)
+        .build()
+        .unwrap();
+    layer
+        .handle()
+        .ban(&Actor::ip(ip("198.51.100.7")), Duration::from_secs(60));
     let req = with_header(get_from("10.0.0.1"), "forwarded", "for=198.51.100.7");
     let (res, _) = call(&layer, &calls, req).await;
     assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    let req = with_header(get_from("10.0.0.1"), "x-forwarded-for", "198.51.100.7");
+    let (res, _) = call(&layer, &calls, req).await;
+    assert_eq!(res.status(), StatusCode::OK);
 }
 
 // ---------------------------------------------------------------------------
