@@ -209,9 +209,11 @@ where
                         {
                             json.extend_from_slice(d);
                         }
-                        if let Some(target) =
-                            probe.json_target(&json, learn.actors.account.as_ref())
-                        {
+                        if let Some(target) = probe.json_target_or_body(
+                            &json,
+                            learn.actors.account.as_ref(),
+                            shared.target_key,
+                        ) {
                             learn_ctx.target = Some(target);
                             refusal = shared.precheck(&learn_ctx, &target);
                         }

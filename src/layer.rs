@@ -282,6 +282,7 @@ impl GuardBuilder {
                 .collect(),
             session: c.session.clone(),
             session_key,
+            target_key: random_key(),
             account: self.account,
             responder,
             warned_missing_peer: AtomicBool::new(false),

@@ -357,16 +357,28 @@ impl Probe {
             }
             TargetSource::Query(name) => {
                 let q = query?;
+                // Keys are compared decoded (`%65mail` is `email`, as the
+                // application's parser sees it). A name given twice with
+                // different values is ambiguous (parsers disagree on which
+                // wins): the whole query is then the target. A query without
+                // the name also counts as its whole self, so hiding the
+                // target never hides the request.
+                let mut found: Option<&str> = None;
                 for pair in q.split('&') {
                     let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-                    if k == name {
-                        if v.is_empty() {
-                            return None;
+                    let mut kbuf = [0u8; TARGET_BUF];
+                    if percent_decode(k.as_bytes(), true, &mut kbuf) == name.as_bytes() {
+                        match found {
+                            Some(prev) if prev != v => return Some(q.as_bytes()),
+                            _ => found = Some(v),
                         }
-                        return Some(percent_decode(v.as_bytes(), true, buf));
                     }
                 }
-                None
+                match found {
+                    Some(v) if !v.is_empty() => Some(percent_decode(v.as_bytes(), true, buf)),
+                    _ if !q.is_empty() => Some(q.as_bytes()),
+                    _ => None,
+                }
             }
             TargetSource::Header(h) => {
                 let v = headers.get(h)?.as_bytes().trim_ascii();
@@ -376,11 +388,27 @@ impl Probe {
         }
     }
 
+    /// The target from a JSON body. A body that is not JSON or lacks the
+    /// field counts as its whole self, so hiding the target never hides the
+    /// request (an empty body counts nothing).
+    pub(crate) fn json_target_or_body(
+        &self,
+        body: &[u8],
+        account: Option<&AccountId>,
+        key: (u64, u64),
+    ) -> Option<TargetInfo> {
+        self.json_target(body, account, key).or_else(|| {
+            (!body.trim_ascii().is_empty())
+                .then(|| TargetInfo::new(body, account, self.self_target, key))
+        })
+    }
+
     /// The target from a JSON body, as bytes hashed into `TargetInfo`.
     pub(crate) fn json_target(
         &self,
         body: &[u8],
         account: Option<&AccountId>,
+        key: (u64, u64),
     ) -> Option<TargetInfo> {
         let TargetSource::Json(path) = &self.source else {
             return None;
@@ -391,13 +419,17 @@ impl Probe {
             v = v.get(name)?;
         }
         match v {
-            serde_json::Value::String(s) if !s.is_empty() => {
-                Some(TargetInfo::new(s.as_bytes(), account, self.self_target))
-            }
+            serde_json::Value::String(s) if !s.is_empty() => Some(TargetInfo::new(
+                s.as_bytes(),
+                account,
+                self.self_target,
+                key,
+            )),
             serde_json::Value::Number(n) => Some(TargetInfo::new(
                 n.to_string().as_bytes(),
                 account,
                 self.self_target,
+                key,
             )),
             _ => None,
         }
@@ -571,7 +603,15 @@ pub(crate) struct TargetInfo {
 }
 
 impl TargetInfo {
-    pub(crate) fn new(bytes: &[u8], account: Option<&AccountId>, self_target: bool) -> Self {
+    /// `key` is the guard's secret sketch key: which sketch bit a target
+    /// sets must not be predictable, or an attacker could pick targets that
+    /// all share one bit and count as one.
+    pub(crate) fn new(
+        bytes: &[u8],
+        account: Option<&AccountId>,
+        self_target: bool,
+        key: (u64, u64),
+    ) -> Self {
         let h = hash128(crate::actor::ACCOUNT_KEYS_PUB, bytes);
         let is_self = self_target && account.is_some_and(|a| a.hash() == h);
         let numeric =
@@ -580,8 +620,11 @@ impl TargetInfo {
             } else {
                 None
             };
+        // A keyed fold of the public hash: cheap, and not predictable
+        // without the key.
+        let m = ((h as u64) ^ key.0) as u128 * (((h >> 64) as u64) ^ key.1 | 1) as u128;
         Self {
-            hash: h as u64,
+            hash: (m as u64) ^ ((m >> 64) as u64),
             numeric,
             is_self,
         }
@@ -592,6 +635,8 @@ impl TargetInfo {
 mod tests {
     use super::*;
     use crate::config::{OutcomeConfig, TargetConfig};
+
+    const K: (u64, u64) = (1, 2);
 
     fn probe(path: &str, target: TargetConfig) -> Probe {
         Probe::compile(0, &ProbeConfig::objects("p", "GET", path, target)).unwrap()
@@ -640,8 +685,31 @@ mod tests {
         let mut buf = [0u8; TARGET_BUF];
         let t = p.head_target(None, Some("x=1&email=a%40b.test&y"), &h, &mut buf);
         assert_eq!(t, Some(&b"a@b.test"[..]));
+        // Without the name, the whole query is the target.
         let mut buf = [0u8; TARGET_BUF];
-        assert_eq!(p.head_target(None, Some("x=1"), &h, &mut buf), None);
+        assert_eq!(
+            p.head_target(None, Some("x=1"), &h, &mut buf),
+            Some(&b"x=1"[..])
+        );
+        let mut buf = [0u8; TARGET_BUF];
+        assert_eq!(p.head_target(None, None, &h, &mut buf), None);
+        // An encoded key is the same key.
+        let mut buf = [0u8; TARGET_BUF];
+        assert_eq!(
+            p.head_target(None, Some("%65mail=guess%40x"), &h, &mut buf),
+            Some(&b"guess@x"[..])
+        );
+        // A name given twice with different values: the whole query.
+        let mut buf = [0u8; TARGET_BUF];
+        assert_eq!(
+            p.head_target(None, Some("email=decoy&email=guess"), &h, &mut buf),
+            Some(&b"email=decoy&email=guess"[..])
+        );
+        let mut buf = [0u8; TARGET_BUF];
+        assert_eq!(
+            p.head_target(None, Some("email=same&email=same"), &h, &mut buf),
+            Some(&b"same"[..])
+        );
         let mut buf = [0u8; TARGET_BUF];
         // A broken escape is kept as is, never a panic.
         assert_eq!(
@@ -695,18 +763,42 @@ mod tests {
             &ProbeConfig::identities("p", "POST", "/reset", TargetConfig::json("user.email")),
         )
         .unwrap();
-        let t = p.json_target(br#"{"user":{"email":"a@b"}}"#, None).unwrap();
-        assert_eq!(t.hash, TargetInfo::new(b"a@b", None, false).hash);
-        assert!(p.json_target(b"not json", None).is_none());
-        assert!(p.json_target(br#"{"user":{}}"#, None).is_none());
+        let t = p
+            .json_target(br#"{"user":{"email":"a@b"}}"#, None, K)
+            .unwrap();
+        assert_eq!(t.hash, TargetInfo::new(b"a@b", None, false, K).hash);
+        assert!(p.json_target(b"not json", None, K).is_none());
+        // Unreadable bodies count as themselves; empty ones count nothing.
+        assert!(p.json_target_or_body(b"not json", None, K).is_some());
+        assert!(p.json_target_or_body(b"  ", None, K).is_none());
+        assert!(p.json_target(br#"{"user":{}}"#, None, K).is_none());
+    }
+
+    #[test]
+    fn colliding_targets_chosen_offline_do_not_collide_under_another_key() {
+        // An attacker who knew the key could pick targets that all set one
+        // sketch bit (and count as one). Under the guard's own random key,
+        // the same picks spread over the map.
+        let bit = |t: &[u8], key| (TargetInfo::new(t, None, false, key).hash >> 56) as u8;
+        let picked: Vec<String> = (0..200_000)
+            .map(|i| format!("guess{i}@x.test"))
+            .filter(|t| bit(t.as_bytes(), (1, 2)) == 7)
+            .take(200)
+            .collect();
+        assert_eq!(picked.len(), 200);
+        let mut spread = std::collections::HashSet::new();
+        for t in &picked {
+            spread.insert(bit(t.as_bytes(), (0x9e37_79b9, 0x7f4a_7c15)));
+        }
+        assert!(spread.len() > 100, "{}", spread.len());
     }
 
     #[test]
     fn self_target_uses_account() {
         let me = AccountId::from(42u64);
-        assert!(TargetInfo::new(b"42", Some(&me), true).is_self);
-        assert!(!TargetInfo::new(b"42", Some(&me), false).is_self);
-        assert!(!TargetInfo::new(b"43", Some(&me), true).is_self);
-        assert_eq!(TargetInfo::new(b"43", None, true).numeric, Some(43));
+        assert!(TargetInfo::new(b"42", Some(&me), true, K).is_self);
+        assert!(!TargetInfo::new(b"42", Some(&me), false, K).is_self);
+        assert!(!TargetInfo::new(b"43", Some(&me), true, K).is_self);
+        assert_eq!(TargetInfo::new(b"43", None, true, K).numeric, Some(43));
     }
 }

@@ -41,6 +41,8 @@ pub(crate) struct Shared {
     pub(crate) deny_accounts: Vec<u128>,
     pub(crate) session: Option<SessionSource>,
     pub(crate) session_key: (u64, u64),
+    /// Secret key of the distinct-target sketch.
+    pub(crate) target_key: (u64, u64),
     pub(crate) account: Option<AccountFn>,
     pub(crate) responder: Arc<dyn OnRefusal>,
     pub(crate) warned_missing_peer: AtomicBool,
@@ -171,6 +173,7 @@ impl Shared {
                         bytes,
                         actors.account.as_ref(),
                         probe.self_target,
+                        self.target_key,
                     ));
                 }
             }

@@ -349,7 +349,7 @@ mod tests {
     const LH: u64 = 6 * W;
 
     fn t(n: u64) -> TargetInfo {
-        TargetInfo::new(n.to_string().as_bytes(), None, true)
+        TargetInfo::new(n.to_string().as_bytes(), None, true, (3, 4))
     }
 
     #[test]
