@@ -21,7 +21,7 @@ use crate::engine::Engine;
 use crate::future::{Learn, ResponseFuture};
 use crate::probe::{TARGET_BUF, TargetInfo};
 use crate::response::{OnRefusal, Refusal, RefusalKind};
-use crate::verdict::Gate;
+use crate::verdict::{Gate, VerdictReason};
 
 pub(crate) type AccountFn = Arc<dyn Fn(&Parts) -> Option<AccountId> + Send + Sync>;
 
@@ -224,8 +224,8 @@ impl Shared {
 
     /// Looks up each actor's verdict.
     ///
-    /// A verdict on an account or session refuses every request of that
-    /// actor. A verdict that detection put on a *shared* actor (an ip or a
+    /// A block on an account or session refuses every request of that
+    /// actor; a throttle limits its probe requests. A verdict that detection put on a *shared* actor (an ip or a
     /// subnet: a NAT, an office) refuses only anonymous requests (no
     /// account) to the probe it was caught on: the people behind that
     /// address can still log in and use the service, each judged on its own
@@ -233,37 +233,37 @@ impl Shared {
     /// suspicion. An operator's ban refuses everything.
     fn gate(&self, actors: &Actors, now: u64, this_probe: Option<u8>) -> Option<Refusal> {
         let engine = &self.engine;
-        let mut shared_refusal: Option<Refusal> = None;
+        let anonymous = actors.account.is_none();
         for key in actors.keys() {
-            let (kind, retry, probe, manual) = match engine.verdicts.check(&key, now) {
+            let shared = matches!(key.kind(), ActorKind::Ip | ActorKind::Subnet);
+            let applies = |throttle: bool, reason: VerdictReason, probe: Option<u8>| {
+                if reason == VerdictReason::Manual {
+                    return true;
+                }
+                if shared {
+                    // See above: only anonymous requests to the probe the
+                    // address was caught on.
+                    return anonymous
+                        && this_probe.is_some()
+                        && (probe.is_none() || probe == this_probe);
+                }
+                // A throttle is a reduced quota on the enumerable endpoints;
+                // a block refuses everything.
+                !throttle || this_probe.is_some()
+            };
+            let (kind, retry, probe) = match engine.verdicts.check(&key, now, applies) {
                 Gate::Pass => continue,
-                Gate::Blocked {
-                    retry_after,
-                    probe,
-                    manual,
-                } => (RefusalKind::Blocked, retry_after, probe, manual),
+                Gate::Blocked { retry_after, probe } => (RefusalKind::Blocked, retry_after, probe),
                 Gate::Throttled { retry_after, probe } => {
-                    (RefusalKind::Throttled, retry_after, probe, false)
+                    (RefusalKind::Throttled, retry_after, probe)
                 }
             };
             let name = probe
                 .and_then(|p| engine.probes.get(p as usize))
                 .map(|p| p.name.as_str());
-            let refusal = Refusal::new(kind, Some(key.kind()), Some(retry), name);
-            if !manual && matches!(key.kind(), ActorKind::Ip | ActorKind::Subnet) {
-                // A shared address under a detected verdict (see above):
-                // only anonymous requests to the probe it was caught on.
-                // Requests with an account are judged on the account's own
-                // record, which inherits the address's suspicion when new.
-                let same_probe = this_probe.is_some() && (probe.is_none() || probe == this_probe);
-                if same_probe && actors.account.is_none() && shared_refusal.is_none() {
-                    shared_refusal = Some(refusal);
-                }
-                continue;
-            }
-            return Some(refusal);
+            return Some(Refusal::new(kind, Some(key.kind()), Some(retry), name));
         }
-        shared_refusal
+        None
     }
 
     /// In enforce mode, the refusal; in observe mode, counts it and lets the

@@ -1,15 +1,16 @@
 //! The verdict table: what the policy (or an operator) holds for an actor
-//! now. It holds only throttled and blocked actors, so the allow path of a
-//! quiet service reads one atomic and no map.
+//! now. It holds only throttled and blocked actors (expired ones are removed
+//! when the gate meets them), so the allow path of a quiet service reads one
+//! atomic and no map.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use dashmap::DashMap;
 use governor::{Quota, RateLimiter, state::InMemoryState, state::NotKeyed};
 
-use crate::actor::ActorKey;
+use crate::actor::{ActorKey, ActorKind};
 use crate::clock::SharedClock;
 
 type Limiter = RateLimiter<
@@ -85,21 +86,15 @@ pub(crate) struct Entry {
 /// What the gate found for one actor.
 pub(crate) enum Gate {
     Pass,
-    Blocked {
-        retry_after: u64,
-        probe: Option<u8>,
-        manual: bool,
-    },
-    Throttled {
-        retry_after: u64,
-        probe: Option<u8>,
-    },
+    Blocked { retry_after: u64, probe: Option<u8> },
+    Throttled { retry_after: u64, probe: Option<u8> },
 }
 
 pub(crate) struct Table {
     map: DashMap<ActorKey, Entry, ahash::RandomState>,
     len: AtomicUsize,
     cap: usize,
+    sweeping: AtomicBool,
     quota: Quota,
     clock: SharedClock,
 }
@@ -110,6 +105,7 @@ impl Table {
             map: DashMap::with_hasher(ahash::RandomState::new()),
             len: AtomicUsize::new(0),
             cap,
+            sweeping: AtomicBool::new(false),
             quota,
             clock,
         }
@@ -125,32 +121,50 @@ impl Table {
         self.len.load(Ordering::Relaxed)
     }
 
-    pub(crate) fn check(&self, key: &ActorKey, now: u64) -> Gate {
-        let Some(e) = self.map.get(key) else {
-            return Gate::Pass;
-        };
-        if e.until <= now {
-            return Gate::Pass;
-        }
-        match &e.state {
-            State::Block => Gate::Blocked {
-                retry_after: e.until - now,
-                probe: e.probe,
-                manual: e.reason == VerdictReason::Manual,
-            },
-            State::Throttle(l) => match l.check() {
-                Ok(()) => Gate::Pass,
-                Err(not_until) => {
-                    let wait = not_until
-                        .wait_time_from(governor::nanos::Nanos::from(now))
-                        .as_nanos() as u64;
-                    Gate::Throttled {
-                        retry_after: wait.max(1),
-                        probe: e.probe,
-                    }
+    /// The gate for one actor. `applies(throttle, reason, probe)` says
+    /// whether the verdict applies to this request; it is asked before a
+    /// throttle's quota is spent, so requests a verdict does not cover never
+    /// use it up. An expired verdict found here is removed.
+    pub(crate) fn check(
+        &self,
+        key: &ActorKey,
+        now: u64,
+        applies: impl FnOnce(bool, VerdictReason, Option<u8>) -> bool,
+    ) -> Gate {
+        let expired = {
+            let Some(e) = self.map.get(key) else {
+                return Gate::Pass;
+            };
+            if e.until > now {
+                let throttle = matches!(e.state, State::Throttle(_));
+                if !applies(throttle, e.reason, e.probe) {
+                    return Gate::Pass;
                 }
-            },
+                return match &e.state {
+                    State::Block => Gate::Blocked {
+                        retry_after: e.until - now,
+                        probe: e.probe,
+                    },
+                    State::Throttle(l) => match l.check() {
+                        Ok(()) => Gate::Pass,
+                        Err(not_until) => {
+                            let wait = not_until
+                                .wait_time_from(governor::nanos::Nanos::from(now))
+                                .as_nanos() as u64;
+                            Gate::Throttled {
+                                retry_after: wait.max(1),
+                                probe: e.probe,
+                            }
+                        }
+                    },
+                };
+            }
+            true
+        };
+        if expired && self.map.remove_if(key, |_, e| e.until <= now).is_some() {
+            self.len.fetch_sub(1, Ordering::Relaxed);
         }
+        Gate::Pass
     }
 
     pub(crate) fn get(&self, key: &ActorKey) -> Option<Entry> {
@@ -279,33 +293,70 @@ impl Table {
         true
     }
 
-    /// Drops expired verdicts; if that is not enough, throttles, then the
-    /// blocks that end soonest.
+    /// Makes room for one more verdict: drops expired verdicts; if that is
+    /// not enough, throttles; then detected blocks, those an attacker can
+    /// mint most cheaply first (sessions, then addresses, then accounts,
+    /// then subnets), the soonest-ending first. An operator's ban is never
+    /// evicted. One thread sweeps at a time; removals are counted exactly.
     fn make_room(&self, now: u64) {
-        let before = self.map.len();
-        self.map.retain(|_, e| e.until > now);
+        if self
+            .sweeping
+            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            return;
+        }
+        let mut removed = 0usize;
+        self.map.retain(|_, e| {
+            let keep = e.until > now;
+            removed += usize::from(!keep);
+            keep
+        });
         if self.map.len() >= self.cap {
-            self.map.retain(|_, e| matches!(e.state, State::Block));
+            self.map.retain(|_, e| {
+                let keep = !matches!(e.state, State::Throttle(_));
+                removed += usize::from(!keep);
+                keep
+            });
         }
         if self.map.len() >= self.cap {
-            let mut untils: Vec<u64> = self.map.iter().map(|e| e.until).collect();
-            untils.sort_unstable();
-            let cutoff = untils[(self.cap / 8).min(untils.len() - 1)];
-            self.map.retain(|_, e| e.until > cutoff);
+            let rank = |k: &ActorKey| match k.kind() {
+                ActorKind::Session => 0u8,
+                ActorKind::Ip => 1,
+                ActorKind::Account => 2,
+                ActorKind::Subnet => 3,
+            };
+            let mut order: Vec<(u8, u64)> = self
+                .map
+                .iter()
+                .filter(|e| e.reason != VerdictReason::Manual)
+                .map(|e| (rank(e.key()), e.until))
+                .collect();
+            order.sort_unstable();
+            if let Some(&cutoff) = order.get((self.cap / 8).min(order.len().saturating_sub(1))) {
+                self.map.retain(|k, e| {
+                    let keep = e.reason == VerdictReason::Manual || (rank(k), e.until) > cutoff;
+                    removed += usize::from(!keep);
+                    keep
+                });
+            }
         }
-        let after = self.map.len();
-        self.len.store(after, Ordering::Relaxed);
-        if before > after {
-            metrics::counter!(crate::metrics::EVICTIONS).increment((before - after) as u64);
+        if removed > 0 {
+            self.len.fetch_sub(removed, Ordering::Relaxed);
+            metrics::counter!(crate::metrics::EVICTIONS).increment(removed as u64);
         }
+        self.sweeping.store(false, Ordering::Release);
     }
 
     /// Drops expired verdicts (housekeeping).
     pub(crate) fn purge_expired(&self, now: u64) -> usize {
-        let before = self.map.len();
-        self.map.retain(|_, e| e.until > now);
-        let after = self.map.len();
-        self.len.store(after, Ordering::Relaxed);
-        before - after
+        let mut removed = 0usize;
+        self.map.retain(|_, e| {
+            let keep = e.until > now;
+            removed += usize::from(!keep);
+            keep
+        });
+        self.len.fetch_sub(removed, Ordering::Relaxed);
+        removed
     }
 }
