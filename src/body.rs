@@ -119,9 +119,9 @@ where
                     Some(r) => {
                         let h = r.size_hint();
                         let mut out = SizeHint::new();
-                        out.set_lower(h.lower() + buffered);
+                        out.set_lower(h.lower().saturating_add(buffered));
                         if let Some(u) = h.upper() {
-                            out.set_upper(u + buffered);
+                            out.set_upper(u.saturating_add(buffered));
                         }
                         out
                     }

@@ -44,7 +44,8 @@ pub enum Mode {
 pub enum MissingPeer {
     /// Refuse with 500 and a body that says why, and log an error once: the
     /// server is wired wrong, and every request would otherwise share one
-    /// actor. The default.
+    /// actor. The default. In observe mode (which refuses nothing) such
+    /// requests are logged once and counted as `ip:unknown`.
     #[default]
     Refuse,
     /// Count such requests as one `ip:unknown` actor (and no subnet). Use

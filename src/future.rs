@@ -189,7 +189,8 @@ where
                     let shared = shared.clone();
                     let parts = parts.take().expect("parts taken once");
                     let mut inner = inner.take().expect("inner service taken once");
-                    let rest = if ended { None } else { body.take() };
+                    // After a read error the body is done: it is not polled again.
+                    let rest = if ended || errored { None } else { body.take() };
                     let mut learn_ctx = learn;
                     let mut refusal: Option<Refusal> = None;
                     if oversized {

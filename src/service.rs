@@ -83,6 +83,19 @@ impl Shared {
             }
             None => match self.missing_peer {
                 MissingPeer::Unknown => actors.ip = Some(Self::unknown_ip()),
+                // Observe mode refuses nothing, not even this.
+                MissingPeer::Refuse if self.mode == Mode::Observe => {
+                    if !self.warned_missing_peer.swap(true, Ordering::Relaxed) {
+                        tracing::error!(
+                            target: "enumguard",
+                            "request without a peer address (observe mode: counted as `ip:unknown`); \
+                             in enforce mode such requests are refused with 500. Serve with \
+                             `into_make_service_with_connect_info::<SocketAddr>()` (axum) or insert \
+                             `enumguard::PeerAddr` into request extensions."
+                        );
+                    }
+                    actors.ip = Some(Self::unknown_ip());
+                }
                 MissingPeer::Refuse => {
                     if !self.warned_missing_peer.swap(true, Ordering::Relaxed) {
                         tracing::error!(

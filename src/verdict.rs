@@ -360,3 +360,53 @@ impl Table {
         removed
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::num::NonZeroU32;
+
+    fn table(cap: usize) -> Table {
+        let clock = SharedClock(std::sync::Arc::new(crate::clock::ManualClock::new()));
+        Table::new(cap, Quota::per_minute(NonZeroU32::MIN), clock)
+    }
+
+    fn ip(i: u32) -> ActorKey {
+        ActorKey::ip(std::net::Ipv4Addr::from(i).into(), 32, 64, ActorKind::Ip)
+    }
+
+    #[test]
+    fn a_flood_of_blocks_never_evicts_an_operator_ban() {
+        let t = table(16);
+        let banned = ip(1);
+        assert!(t.block(banned, 10, VerdictReason::Manual, 1, None, 1));
+        // The attacker's own first block ends soonest of the detected ones.
+        let first = ActorKey::ip("198.51.100.0".parse().unwrap(), 24, 48, ActorKind::Subnet);
+        t.block(first, 1_000, VerdictReason::Detected, 1, Some(0), 1);
+        for i in 100..400u32 {
+            t.block(
+                ip(i),
+                2_000 + i as u64,
+                VerdictReason::Detected,
+                1,
+                Some(0),
+                2,
+            );
+            assert!(t.len() <= 17, "{}", t.len());
+        }
+        assert!(matches!(t.verdict(&banned, 5), Verdict::Block { .. }));
+        // Subnets are evicted last: the early subnet block survives a flood
+        // of address blocks.
+        assert!(matches!(t.verdict(&first, 5), Verdict::Block { .. }));
+        assert_eq!(t.len(), t.map.len());
+    }
+
+    #[test]
+    fn expired_verdicts_leave_when_met() {
+        let t = table(16);
+        t.block(ip(1), 10, VerdictReason::Detected, 1, None, 1);
+        assert!(!t.is_empty());
+        assert!(matches!(t.check(&ip(1), 11, |_, _, _| true), Gate::Pass));
+        assert!(t.is_empty());
+    }
+}

@@ -510,13 +510,14 @@ async fn missing_peer_is_a_500_by_default() {
     );
     assert_eq!(calls.load(Ordering::SeqCst), 0);
 
-    // Observe mode does not hide a wiring mistake either.
+    // Observe mode refuses nothing, not even this: it logs the wiring
+    // mistake once and counts the request as `ip:unknown`.
     let layer = GuardLayer::builder().mode(Mode::Observe).build().unwrap();
     let req = Request::get("/").body(Full::new(Bytes::new())).unwrap();
     let (res, refusal) = call(&layer, &calls, req).await;
-    assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
-    assert_eq!(refusal.unwrap().kind(), RefusalKind::MissingPeer);
-    assert_eq!(calls.load(Ordering::SeqCst), 0);
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(refusal.is_none());
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
 }
 
 #[tokio::test]
