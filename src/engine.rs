@@ -51,7 +51,10 @@ impl Engine {
         Self {
             probes,
             views,
-            store: Store::new(config.limits.max_actors),
+            store: Store::new(
+                config.limits.max_actors,
+                secs_to_nanos(config.blocks.max_secs).saturating_mul(2),
+            ),
             verdicts,
             mode: config.mode,
             block_base: secs_to_nanos(config.blocks.base_secs),

@@ -29,17 +29,24 @@ pub(crate) struct Store {
     /// little to evict: keeps a store full of suspects from costing a full
     /// scan per request.
     cooldown: AtomicUsize,
+    /// How long a strike keeps a record from eviction after its last activity.
+    strike_memory: u64,
     pub(crate) evicted: AtomicUsize,
 }
 
 /// How readily a record may be evicted to make room: 0 first (nothing
-/// against it), 1 next (mild suspicion, below a throttle), `KEEP` never (a
-/// strike, carried suspicion, or suspicion at a throttle or above).
-pub(crate) fn eviction_class(r: &Record, now: u64, half_life: u64) -> u8 {
+/// against it), 1 next (mild suspicion below a throttle, or strikes long
+/// past), `KEEP` never (a recent strike, carried suspicion, or suspicion at a
+/// throttle or above). Suspicion is read decayed to `now`, so a record that
+/// went quiet long ago does not hold its place forever.
+pub(crate) fn eviction_class(r: &Record, now: u64, half_life: u64, strike_memory: u64) -> u8 {
+    let idle = now.saturating_sub(r.last_seen.max(r.first_seen).max(r.carry_at));
+    let score = r.last_score as f64 * 0.5f64.powf(idle as f64 / half_life.max(1) as f64);
     let carry = r.carry_at(now, half_life);
-    if r.strikes > 0 || r.last_score >= 0.6 || carry >= 0.25 {
+    let recent_strike = r.strikes > 0 && idle < strike_memory;
+    if recent_strike || score >= 0.6 || carry >= 0.25 {
         KEEP
-    } else if r.last_score < 0.3 && carry < 0.05 {
+    } else if r.strikes == 0 && score < 0.3 && carry < 0.05 {
         0
     } else {
         1
@@ -49,7 +56,7 @@ pub(crate) fn eviction_class(r: &Record, now: u64, half_life: u64) -> u8 {
 pub(crate) const KEEP: u8 = 2;
 
 impl Store {
-    pub(crate) fn new(cap: usize) -> Self {
+    pub(crate) fn new(cap: usize, strike_memory: u64) -> Self {
         Self {
             map: DashMap::with_capacity_and_hasher_and_shard_amount(
                 0,
@@ -61,6 +68,7 @@ impl Store {
             cap,
             sweeping: AtomicBool::new(false),
             cooldown: AtomicUsize::new(0),
+            strike_memory,
             evicted: AtomicUsize::new(0),
         }
     }
@@ -175,7 +183,7 @@ impl Store {
         let mut count = 0usize;
         let stride = (self.cap / 1024).max(1);
         for r in self.map.iter() {
-            if eviction_class(r.value(), now, half_life) == class {
+            if eviction_class(r.value(), now, half_life, self.strike_memory) == class {
                 if count % stride == 0 && sample.len() < 1024 {
                     sample.push(r.value().last_seen.max(r.value().first_seen));
                 }
@@ -193,7 +201,7 @@ impl Store {
         self.map.retain(|_, r| {
             let evict = removed < want
                 && r.last_seen.max(r.first_seen) <= cutoff
-                && eviction_class(r, now, half_life) == class;
+                && eviction_class(r, now, half_life, self.strike_memory) == class;
             if evict {
                 removed += 1;
             }
@@ -217,7 +225,7 @@ mod tests {
 
     #[test]
     fn flood_keeps_bound_and_suspects() {
-        let s = Store::new(1000);
+        let s = Store::new(1000, 1_000_000_000);
         let hl = 1_000_000_000;
         // A suspect, seen first.
         s.update(key(1), 1, hl, |r| {
@@ -240,7 +248,7 @@ mod tests {
 
     #[test]
     fn full_of_suspects_refuses_new_keys() {
-        let s = Store::new(16);
+        let s = Store::new(16, 1_000_000_000);
         for i in 0..16u32 {
             s.update(key(i), 1, 1, |r| r.strikes = 1);
         }
@@ -252,8 +260,24 @@ mod tests {
     }
 
     #[test]
+    fn old_strikes_and_stale_scores_age_out() {
+        let s = Store::new(16, 1_000);
+        for i in 0..16u32 {
+            s.update(key(i), 1, 100, |r| {
+                r.strikes = 1;
+                r.last_score = 1.0;
+            });
+        }
+        // Soon after: all kept, new keys turned away.
+        assert!(s.update(key(99), 2, 100, |_| ()).is_none());
+        // Long after (strike memory and many half-lives past): room again.
+        s.cooldown.store(0, Ordering::Relaxed);
+        assert!(s.update(key(100), 100_000, 100, |_| ()).is_some());
+    }
+
+    #[test]
     fn mild_suspects_go_before_suspects() {
-        let s = Store::new(16);
+        let s = Store::new(16, 1_000_000_000);
         for i in 0..8u32 {
             s.update(key(i), 1, 1_000, |r| r.strikes = 1);
         }
