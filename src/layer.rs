@@ -147,8 +147,16 @@ impl GuardBuilder {
         self
     }
 
-    /// The account of a request, from its head. Runs on every request: keep
-    /// it cheap (a header parse, a map lookup). Defaults to none.
+    /// The account of a request, from its head. Runs on requests the guard
+    /// needs it for (probe requests, and all requests while verdicts or
+    /// account lists exist): keep it cheap (a token lookup). Defaults to
+    /// none.
+    ///
+    /// # Security
+    /// The account must come from something the client cannot forge (a
+    /// verified session or token), never from a header the client writes:
+    /// a target equal to the account is the actor's *own* and is not
+    /// counted, so a forged account would make every target "own".
     pub fn account<F>(mut self, f: F) -> Self
     where
         F: Fn(&Parts) -> Option<AccountId> + Send + Sync + 'static,

@@ -22,8 +22,8 @@
 //!     .probe(ProbeConfig::identities(
 //!         "lookup", "GET", "/api/recipients/lookup", TargetConfig::query("email"),
 //!     ))
-//!     // Who is calling: here a header an auth proxy sets; usually your
-//!     // session lookup.
+//!     // Who is calling: here a header an authenticating proxy sets (never
+//!     // one the client can write); usually your session lookup.
 //!     .account(|parts| parts.headers.get("x-user-id")?.to_str().ok().map(AccountId::new))
 //!     .build()
 //!     .expect("valid enumguard config");

@@ -62,7 +62,10 @@ impl Shared {
     }
 
     /// Attributes the request to its actors.
-    pub(crate) fn identify(&self, parts: &Parts) -> Result<Actors, Refusal> {
+    /// With `full` false, only the address actors: the session hash and the
+    /// account closure are skipped where nothing would read them (no probe
+    /// matched, no verdict held, no account list).
+    pub(crate) fn identify(&self, parts: &Parts, full: bool) -> Result<Actors, Refusal> {
         let mut actors = Actors::default();
         match peer_addr(&parts.extensions) {
             Some(peer) => {
@@ -109,6 +112,9 @@ impl Shared {
                 }
             },
         }
+        if !full {
+            return Ok(actors);
+        }
         if let Some(src) = &self.session {
             let token = match src {
                 SessionSource::Header(h) => parts.headers.get(h.as_str()).map(|v| v.as_bytes()),
@@ -137,7 +143,18 @@ impl Shared {
     /// Everything before the inner service, for a request whose head is
     /// `parts`.
     pub(crate) fn before(&self, parts: &Parts, now: u64) -> Step {
-        let actors = match self.identify(parts) {
+        let engine = &self.engine;
+        // Which probe, if any (a few segment compares per probe).
+        let matched = engine
+            .probes
+            .iter()
+            .enumerate()
+            .find_map(|(i, p)| p.matches(&parts.method, parts.uri.path()).map(|c| (i, c)));
+        let full = matched.is_some()
+            || !engine.verdicts.is_empty()
+            || !self.allow_accounts.is_empty()
+            || !self.deny_accounts.is_empty();
+        let actors = match self.identify(parts, full) {
             Ok(a) => a,
             Err(r) => return Step::Refuse(r),
         };
@@ -164,13 +181,10 @@ impl Shared {
                 return Step::Refuse(r);
             }
         }
-        let engine = &self.engine;
-        // Which probe, if any, and its target when the head holds it.
+        // The probe's target, when the head holds it.
         let mut learn: Option<Learn> = None;
-        for (i, probe) in engine.probes.iter().enumerate() {
-            let Some(capture) = probe.matches(&parts.method, parts.uri.path()) else {
-                continue;
-            };
+        if let Some((i, capture)) = matched {
+            let probe = &engine.probes[i];
             let mut l = Learn {
                 probe: i as u8,
                 target: None,
@@ -191,7 +205,6 @@ impl Shared {
                 }
             }
             learn = Some(l);
-            break;
         }
         if !engine.verdicts.is_empty() {
             if let Some(r) = self.gate(&actors, now, learn.map(|l| l.probe)) {
