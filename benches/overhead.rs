@@ -18,8 +18,11 @@
 //!   is noisy on shared machines): every configuration runs a batch in turn,
 //!   round after round, and the table shows each one's median. It is the
 //!   figure to compare configurations by. `ENUMGUARD_AB=0` skips it,
-//!   `ENUMGUARD_AB_ROUNDS` (default 25) and `ENUMGUARD_AB_BATCH` (default
-//!   20,000 requests) size it.
+//!   `ENUMGUARD_AB_ROUNDS` (default 40) and `ENUMGUARD_AB_BATCH` (default
+//!   10,000 requests) size it.
+//! - `ENUMGUARD_ONLY=overhead/probe/1,...` builds only the named
+//!   configurations, and prints how many requests ran (to turn a profile
+//!   into a cost per request).
 //!
 //! # The requests
 //! Every request is built inside the timed loop, the same way for every
@@ -27,8 +30,10 @@
 //! `GET /api/accounts/{id}/addressbook` with `x-account: {id}`,
 //! `x-session: s-{id}` and axum's `ConnectInfo<SocketAddr>` (read by both
 //! enumguard and tower_governor's `PeerIpKeyExtractor`). Paths and header
-//! values are precomputed per actor (static, so cloning them is free); the
-//! construction cost is a `HeaderMap` and an `Extensions` allocation.
+//! values are precomputed per actor (static, so cloning them is free) and
+//! read once while building (a server has just parsed them: they are in
+//! cache); the construction cost is a `HeaderMap` and an `Extensions`
+//! allocation.
 //! Actor `i` has its own IPv4 address in its own /24 (11.0.0.1 + i·256), so
 //! with 100,000 actors every ip, subnet, session and account key is
 //! distinct: the worst case for the maps. Each response's status is checked:
@@ -59,6 +64,7 @@ use std::fmt::Debug;
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::pin::pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Barrier, OnceLock};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
@@ -158,6 +164,10 @@ enum Shape {
     Xff,
 }
 
+fn touch(bytes: &[u8]) {
+    std::hint::black_box(bytes.iter().fold(0u8, |a, b| a ^ b));
+}
+
 /// Builds the requests of one thread, rotating through the pool's actors.
 struct Gen {
     pool: Arc<Pool>,
@@ -184,12 +194,19 @@ impl Gen {
             Shape::NoProbe => a.other.clone(),
             Shape::Foreign => self.pool.foreign[(self.i + self.visit) % FOREIGN_TARGETS].clone(),
         };
+        // A server has just parsed these bytes: they are in cache. Read them
+        // so that the precomputed pool does not charge cache misses to
+        // whoever reads the request first.
+        touch(uri.path().as_bytes());
+        touch(a.account.as_bytes());
+        touch(a.session.as_bytes());
         let mut req = Request::new(String::new());
         *req.uri_mut() = uri;
         let h = req.headers_mut();
         h.insert(X_ACCOUNT, a.account.clone());
         h.insert(X_SESSION, a.session.clone());
         let peer = if matches!(self.shape, Shape::Xff) {
+            touch(a.xff.as_bytes());
             h.insert(X_FORWARDED_FOR, a.xff.clone());
             ConnectInfo(PROXY)
         } else {
@@ -209,6 +226,7 @@ impl Gen {
 // Services and runners
 
 type Ready = std::future::Ready<Result<Response<Body>, Infallible>>;
+type Handler<B> = fn(Request<B>) -> Ready;
 
 /// The trivial inner service's handler: 200, empty body, at once.
 fn ok<B>(_req: Request<B>) -> Ready {
@@ -216,9 +234,13 @@ fn ok<B>(_req: Request<B>) -> Ready {
 }
 
 /// The bare service (a function pointer, like the guarded one).
-fn bare() -> tower::util::ServiceFn<fn(Request<String>) -> Ready> {
+fn bare() -> tower::util::ServiceFn<Handler<String>> {
     service_fn(ok::<String>)
 }
+
+/// Requests run so far (printed with `ENUMGUARD_ONLY`, to turn a profile
+/// into a cost per request).
+static RAN: AtomicU64 = AtomicU64::new(0);
 
 /// Runs `n` requests through its service; returns how many were not 200.
 type Runner = Box<dyn FnMut(u64) -> u64 + Send>;
@@ -243,6 +265,7 @@ where
                 Poll::Pending => panic!("the trivial service never waits"),
             }
         }
+        RAN.fetch_add(n, Ordering::Relaxed);
         refused
     })
 }
@@ -314,46 +337,76 @@ fn app_guard(probe: ProbeConfig) -> GuardBuilder {
         .max_actors(1_000_000)
 }
 
-fn guard<S>(builder: GuardBuilder, inner: S) -> (enumguard::Guard<S>, enumguard::GuardHandle) {
-    let layer = builder.build().expect("valid enumguard config");
-    (layer.layer(inner), layer.handle())
+fn guard<S>(builder: GuardBuilder, inner: S) -> enumguard::Guard<S> {
+    builder
+        .build()
+        .expect("valid enumguard config")
+        .layer(inner)
 }
 
 /// The inner service under the guard.
-fn inner() -> tower::util::ServiceFn<fn(Request<GuardBody<String>>) -> Ready> {
+fn inner() -> tower::util::ServiceFn<Handler<GuardBody<String>>> {
     service_fn(ok::<GuardBody<String>>)
 }
 
-fn overhead_variants(group: &'static str) -> Vec<Variant> {
-    let mut out = Vec::new();
-    for param in PARAMS {
-        out.push(Variant::new(group, "bare", param, bare(), Shape::Probe));
-        let config = GovernorConfigBuilder::default()
-            .per_nanosecond(1)
-            .burst_size(u32::MAX)
-            .finish()
-            .expect("valid governor config");
-        let governed = GovernorLayer::new(config).layer(bare());
-        out.push(Variant::new(
+/// The configurations of one group. `ENUMGUARD_ONLY=<names>` (comma
+/// separated, e.g. `overhead/probe/1`) builds only those (for profiling).
+struct Set {
+    group: &'static str,
+    only: Option<String>,
+    out: Vec<Variant>,
+}
+
+impl Set {
+    fn new(group: &'static str) -> Self {
+        Self {
             group,
-            "tower_governor",
-            param,
-            governed,
-            Shape::Probe,
-        ));
-        let (svc, _) = guard(app_guard(addressbook()), inner());
-        out.push(Variant::new(group, "no_probe", param, svc, Shape::NoProbe));
-        let (svc, h) = guard(app_guard(addressbook()), inner());
-        out.push(Variant::new(group, "probe", param, svc, Shape::Probe));
-        assert!(
-            h.tracked() >= param,
-            "probe records tracked: {}",
-            h.tracked()
-        );
-        let (svc, _) = guard(app_guard(addressbook()).mode(Mode::Observe), inner());
-        out.push(Variant::new(group, "observe", param, svc, Shape::Probe));
+            only: std::env::var("ENUMGUARD_ONLY").ok(),
+            out: Vec::new(),
+        }
     }
-    out
+
+    fn add<S, B>(&mut self, id: &'static str, param: usize, shape: Shape, make: impl FnOnce() -> S)
+    where
+        S: Service<Request<String>, Response = Response<B>> + Clone + Send + 'static,
+        S::Error: Debug,
+    {
+        let name = format!("{}/{id}/{param}", self.group);
+        if self
+            .only
+            .as_ref()
+            .is_some_and(|o| !name.contains(o.as_str()))
+        {
+            return;
+        }
+        self.out
+            .push(Variant::new(self.group, id, param, make(), shape));
+    }
+}
+
+fn overhead_variants(group: &'static str) -> Vec<Variant> {
+    let mut set = Set::new(group);
+    for param in PARAMS {
+        set.add("bare", param, Shape::Probe, bare);
+        set.add("tower_governor", param, Shape::Probe, || {
+            let config = GovernorConfigBuilder::default()
+                .per_nanosecond(1)
+                .burst_size(u32::MAX)
+                .finish()
+                .expect("valid governor config");
+            GovernorLayer::new(config).layer(bare())
+        });
+        set.add("no_probe", param, Shape::NoProbe, || {
+            guard(app_guard(addressbook()), inner())
+        });
+        set.add("probe", param, Shape::Probe, || {
+            guard(app_guard(addressbook()), inner())
+        });
+        set.add("observe", param, Shape::Probe, || {
+            guard(app_guard(addressbook()).mode(Mode::Observe), inner())
+        });
+    }
+    set.out
 }
 
 /// The hot-path pieces are crate-private; these configurations isolate
@@ -361,62 +414,58 @@ fn overhead_variants(group: &'static str) -> Vec<Variant> {
 ///
 /// | id | what differs from its baseline | baseline |
 /// |---|---|---|
-/// | `ip_only` | a guard with no probe, no session, no account: identify ip + subnet from the peer address, the empty-verdict-table fast path, no probe match | `overhead/bare` |
-/// | `ip_session_account` | as `ip_only`, plus the session (keyed SipHash-1-3/128 of the header) and the account (the closure, a SipHash of the id) | `overhead/bare` |
-/// | `bare_xff` | the bare service with an `X-Forwarded-For` header in the request | |
+/// | `ip_only` | a guard with no probe, no session, no account, an empty verdict table: the allow path (identify ip + subnet from the peer address, the empty-table fast path, no probe to match) | `overhead/bare` |
+/// | `ip_session_account` | as `ip_only` with a session header and an account closure configured; on the allow path with an empty table they are not computed | `ip_only` |
+/// | `gate_1` | as `ip_session_account` with one ban (of another address) in the verdict table: every request is fully identified (session: keyed SipHash of the header; account: the closure) and its four keys looked up | `ip_session_account` |
+/// | `gate_10k` | as `gate_1` with 10,000 bans: the lookups in a bigger table | `gate_1` |
+/// | `bare_xff` | the bare service with an `X-Forwarded-For` header in the request | `overhead/bare` |
 /// | `xff_trusted` | `ip_only` from a trusted proxy (127.0.0.0/8): walks `X-Forwarded-For` (`{client}, 127.0.0.2`) from the right | `bare_xff` |
-/// | `gate_10k` | `ip_session_account` with 10,000 bans of other addresses in the verdict table (`handle.ban`): four lookups that miss | `ip_session_account` |
 /// | `probe_foreign` | the `probe` configuration with thresholds of 10^9 (every signal on, none ever crossed), each actor walking foreign ids in order: the pre-check scores every actor on every request, the worst case | `overhead/probe` |
 fn pieces(group: &'static str) -> Vec<Variant> {
-    let mut out = Vec::new();
+    let mut set = Set::new(group);
+    let ids = || {
+        GuardLayer::builder()
+            .session_header("x-session")
+            .account(account)
+    };
     for param in PARAMS {
-        let (svc, _) = guard(GuardLayer::builder(), inner());
-        out.push(Variant::new(group, "ip_only", param, svc, Shape::Probe));
-        let ids = GuardLayer::builder()
-            .session_header("x-session")
-            .account(account);
-        let (svc, _) = guard(ids, inner());
-        out.push(Variant::new(
-            group,
-            "ip_session_account",
-            param,
-            svc,
-            Shape::Probe,
-        ));
-        out.push(Variant::new(group, "bare_xff", param, bare(), Shape::Xff));
-        let (svc, _) = guard(
-            GuardLayer::builder().trusted_proxies(["127.0.0.0/8"]),
-            inner(),
-        );
-        out.push(Variant::new(group, "xff_trusted", param, svc, Shape::Xff));
-        let ids = GuardLayer::builder()
-            .session_header("x-session")
-            .account(account);
-        let (svc, handle) = guard(ids, inner());
-        for k in 0..10_000u32 {
-            // 198.18.0.0/15: no actor's address.
-            let ip = Ipv4Addr::from(0xC612_0000u32 + k);
-            handle.ban(&Actor::ip(ip), Duration::from_secs(3600));
+        set.add("ip_only", param, Shape::Probe, || {
+            guard(GuardLayer::builder(), inner())
+        });
+        set.add("ip_session_account", param, Shape::Probe, || {
+            guard(ids(), inner())
+        });
+        set.add("bare_xff", param, Shape::Xff, bare);
+        set.add("xff_trusted", param, Shape::Xff, || {
+            guard(
+                GuardLayer::builder().trusted_proxies(["127.0.0.0/8"]),
+                inner(),
+            )
+        });
+        for (id, bans) in [("gate_1", 1u32), ("gate_10k", 10_000)] {
+            set.add(id, param, Shape::Probe, || {
+                let layer = ids().build().expect("valid enumguard config");
+                let handle = layer.handle();
+                for k in 0..bans {
+                    // 198.18.0.0/15: no actor's address.
+                    let ip = Ipv4Addr::from(0xC612_0000u32 + k);
+                    handle.ban(&Actor::ip(ip), Duration::from_secs(3600));
+                }
+                assert_eq!(handle.verdicts(), bans as usize);
+                layer.layer(inner())
+            });
         }
-        assert_eq!(handle.verdicts(), 10_000);
-        out.push(Variant::new(group, "gate_10k", param, svc, Shape::Probe));
-        let huge = Thresholds {
-            foreign_block: 1_000_000_000,
-            miss_block: 1_000_000_000,
-            denied_block: 1_000_000_000,
-            ..Thresholds::objects()
-        };
-        let (svc, handle) = guard(app_guard(addressbook().thresholds(huge)), inner());
-        out.push(Variant::new(
-            group,
-            "probe_foreign",
-            param,
-            svc,
-            Shape::Foreign,
-        ));
-        assert_eq!(handle.verdicts(), 0, "probe_foreign must stay unjudged");
+        set.add("probe_foreign", param, Shape::Foreign, || {
+            let huge = Thresholds {
+                foreign_block: 1_000_000_000,
+                miss_block: 1_000_000_000,
+                denied_block: 1_000_000_000,
+                ..Thresholds::objects()
+            };
+            guard(app_guard(addressbook().thresholds(huge)), inner())
+        });
     }
-    out
+    set.out
 }
 
 // ---------------------------------------------------------------------------
@@ -514,94 +563,151 @@ fn interleaved(sets: &[(&[Variant], usize)], rounds: usize, batch: u64) -> Vec<A
 }
 
 fn report(abs: &[Ab], rounds: usize, batch: u64) {
-    let med = |name: &str| abs.iter().find(|a| a.name == name).map(Ab::median);
+    let find = |name: &str| abs.iter().find(|a| a.name == name);
+    // The median over rounds of `a - b` within each round: neighbours in
+    // time share the machine's state, so the noise mostly cancels.
+    let diff = |a: &str, b: &str| -> f64 {
+        let (Some(a), Some(b)) = (find(a), find(b)) else {
+            return f64::NAN;
+        };
+        let d: Vec<f64> = a
+            .samples
+            .iter()
+            .zip(&b.samples)
+            .map(|(x, y)| x - y)
+            .collect();
+        quantile(&d, 0.5)
+    };
     println!();
     println!(
-        "## Interleaved A/B: {rounds} rounds x {batch} requests per configuration (per thread), median ns/request"
+        "## Interleaved A/B: {rounds} rounds x {batch} requests per configuration (per thread)"
+    );
+    println!(
+        "## ns/req: median over rounds; overhead: median over rounds of (configuration - its baseline) in the same round"
     );
     println!();
     println!(
-        "| benchmark | ns/req (median) | p25..p75 | overhead vs bare | overhead / tower_governor's |"
+        "| benchmark | ns/req | p25..p75 | baseline | overhead | overhead / tower_governor's |"
     );
-    println!("|---|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---|---:|---:|");
     for a in abs {
         let parts: Vec<&str> = a.name.split('/').collect();
         let (group, id, param) = (parts[0], parts[1], parts[2]);
         let base_group = if group == "pieces" { "overhead" } else { group };
-        let baseline = if id == "xff_trusted" {
-            format!("pieces/bare_xff/{param}")
-        } else {
-            format!("{base_group}/bare/{param}")
+        let bare = format!("{base_group}/bare/{param}");
+        let baseline = match id {
+            "xff_trusted" => format!("pieces/bare_xff/{param}"),
+            "ip_session_account" => format!("pieces/ip_only/{param}"),
+            "gate_1" => format!("pieces/ip_session_account/{param}"),
+            "gate_10k" => format!("pieces/gate_1/{param}"),
+            "probe_foreign" => format!("overhead/probe/{param}"),
+            _ => bare.clone(),
         };
-        let bare = med(&baseline).unwrap_or(f64::NAN);
-        let gov = med(&format!("{base_group}/tower_governor/{param}")).unwrap_or(f64::NAN) - {
-            med(&format!("{base_group}/bare/{param}")).unwrap_or(f64::NAN)
-        };
-        let m = a.median();
-        let over = m - bare;
-        let ratio = if id == "bare" || id == "bare_xff" {
-            String::from("")
+        let gov = diff(&format!("{base_group}/tower_governor/{param}"), &bare);
+        let (over, ratio) = if a.name == baseline {
+            (String::new(), String::new())
         } else {
-            format!("{:.2}", over / gov)
+            let o = diff(&a.name, &baseline);
+            (format!("{o:+.1}"), format!("{:.2}", o / gov))
         };
         println!(
-            "| {} | {:.1} | {:.1}..{:.1} | {:+.1} | {} |",
+            "| {} | {:.1} | {:.1}..{:.1} | {} | {} | {} |",
             a.name,
-            m,
+            a.median(),
             quantile(&a.samples, 0.25),
             quantile(&a.samples, 0.75),
+            if a.name == baseline {
+                ""
+            } else {
+                baseline.as_str()
+            },
             over,
             ratio
         );
     }
     println!();
-    println!("### Derived pieces (differences of medians, ns)");
+    println!("### Pieces (paired differences, ns per request)");
     println!();
-    println!("| piece | param | ns |");
+    println!("| piece | 1 | 100000 |");
     println!("|---|---:|---:|");
-    for param in PARAMS {
-        let d = |a: &str, b: &str| {
-            med(&format!("{a}/{param}")).unwrap_or(f64::NAN)
-                - med(&format!("{b}/{param}")).unwrap_or(f64::NAN)
-        };
-        for (label, v) in [
-            (
-                "identify ip+subnet, empty-table gate, probe match (ip_only - bare)",
-                d("pieces/ip_only", "overhead/bare"),
-            ),
-            (
-                "identify session + account (ip_session_account - ip_only)",
-                d("pieces/ip_session_account", "pieces/ip_only"),
-            ),
-            (
-                "trusted-proxy XFF walk ((xff_trusted - bare_xff) - (ip_only - bare))",
-                d("pieces/xff_trusted", "pieces/bare_xff") - d("pieces/ip_only", "overhead/bare"),
-            ),
-            (
-                "verdict lookup, 4 keys, 10k bans (gate_10k - ip_session_account)",
-                d("pieces/gate_10k", "pieces/ip_session_account"),
-            ),
-            (
-                "probe match + target + signal update, 4 actors (probe - no_probe)",
-                d("overhead/probe", "overhead/no_probe"),
-            ),
-            (
-                "pre-check of a foreign target (probe_foreign - probe)",
-                d("pieces/probe_foreign", "overhead/probe"),
-            ),
-        ] {
-            println!("| {label} | {param} | {v:+.1} |");
-        }
+    let pieces: [(&str, &dyn Fn(usize) -> f64); 7] = [
+        (
+            "allow path: ip identification, empty-table fast path (pieces/ip_only - bare)",
+            &|p| {
+                diff(
+                    &format!("pieces/ip_only/{p}"),
+                    &format!("overhead/bare/{p}"),
+                )
+            },
+        ),
+        (
+            "session + account configured, empty table (ip_session_account - ip_only)",
+            &|p| {
+                diff(
+                    &format!("pieces/ip_session_account/{p}"),
+                    &format!("pieces/ip_only/{p}"),
+                )
+            },
+        ),
+        (
+            "non-empty table: full identification + 4 lookups, 1 ban (gate_1 - ip_session_account)",
+            &|p| {
+                diff(
+                    &format!("pieces/gate_1/{p}"),
+                    &format!("pieces/ip_session_account/{p}"),
+                )
+            },
+        ),
+        (
+            "verdict lookups with 10,000 bans instead of 1 (gate_10k - gate_1)",
+            &|p| {
+                diff(
+                    &format!("pieces/gate_10k/{p}"),
+                    &format!("pieces/gate_1/{p}"),
+                )
+            },
+        ),
+        (
+            "trusted-proxy XFF walk ((xff_trusted - bare_xff) - (ip_only - bare))",
+            &|p| {
+                diff(
+                    &format!("pieces/xff_trusted/{p}"),
+                    &format!("pieces/bare_xff/{p}"),
+                ) - diff(
+                    &format!("pieces/ip_only/{p}"),
+                    &format!("overhead/bare/{p}"),
+                )
+            },
+        ),
+        (
+            "probe request: identification, target, signal update of 4 actors (probe - no_probe)",
+            &|p| {
+                diff(
+                    &format!("overhead/probe/{p}"),
+                    &format!("overhead/no_probe/{p}"),
+                )
+            },
+        ),
+        (
+            "pre-check of a new foreign target (probe_foreign - probe)",
+            &|p| {
+                diff(
+                    &format!("pieces/probe_foreign/{p}"),
+                    &format!("overhead/probe/{p}"),
+                )
+            },
+        ),
+    ];
+    for (label, f) in pieces {
+        println!("| {label} | {:+.1} | {:+.1} |", f(1), f(DISTINCT));
     }
     println!();
-    println!("### Targets (overheads over bare, medians)");
+    println!("### Targets (paired overheads over bare)");
     println!();
     for group in ["overhead", "overhead_contended"] {
         for param in PARAMS {
-            let o = |id: &str| {
-                med(&format!("{group}/{id}/{param}")).unwrap_or(f64::NAN)
-                    - med(&format!("{group}/bare/{param}")).unwrap_or(f64::NAN)
-            };
+            let bare = format!("{group}/bare/{param}");
+            let o = |id: &str| diff(&format!("{group}/{id}/{param}"), &bare);
             let (gov, no_probe, probe) = (o("tower_governor"), o("no_probe"), o("probe"));
             if gov.is_nan() {
                 continue;
@@ -627,7 +733,11 @@ fn env_or(name: &str, default: u64) -> u64 {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let test_mode = args.iter().any(|a| a == "--test" || a == "--list");
+    // Criterion runs each benchmark once as a test without `--bench`
+    // (`cargo test --benches`) or with `--test`; the A/B rounds are for
+    // `cargo bench` only (not `--list`, `--test` nor `--profile-time`).
+    let has = |flag: &str| args.iter().any(|a| a == flag);
+    let test_mode = !has("--bench") || has("--test") || has("--list") || has("--profile-time");
     let mut c = Criterion::default()
         .warm_up_time(Duration::from_millis(300))
         .measurement_time(Duration::from_secs(1))
@@ -639,16 +749,20 @@ fn main() {
     let contended = overhead_variants("overhead_contended");
     let parts = pieces("pieces");
 
+    RAN.store(0, Ordering::Relaxed);
     criterion_group(&mut c, "overhead", &single, 1);
     criterion_group(&mut c, "overhead_contended", &contended, 2);
     criterion_group(&mut c, "pieces", &parts, 1);
     c.final_summary();
+    if std::env::var("ENUMGUARD_ONLY").is_ok() {
+        eprintln!("requests run: {}", RAN.load(Ordering::Relaxed));
+    }
 
     if test_mode || std::env::var("ENUMGUARD_AB").is_ok_and(|v| v == "0") {
         return;
     }
-    let rounds = env_or("ENUMGUARD_AB_ROUNDS", 25) as usize;
-    let batch = env_or("ENUMGUARD_AB_BATCH", 20_000);
+    let rounds = env_or("ENUMGUARD_AB_ROUNDS", 40) as usize;
+    let batch = env_or("ENUMGUARD_AB_BATCH", 10_000);
     let abs = interleaved(
         &[(&single, 1), (&contended, 2), (&parts, 1)],
         rounds.max(1),
