@@ -58,15 +58,22 @@ pin_project! {
             res: Option<Response<Bytes>>,
         },
         Reading {
-            body: Option<Pin<Box<B>>>,
-            frames: VecDeque<Result<Frame<Bytes>, B::Error>>,
-            read: usize,
-            parts: Option<Parts>,
-            inner: Option<S>,
-            learn: Learn,
-            shared: Arc<Shared>,
+            // Boxed: only JSON-body probes read, and the common future
+            // stays small.
+            reading: Box<Reading<S, B>>,
         },
     }
+}
+
+/// The state of a JSON-body probe request while its body is read.
+struct Reading<S, B: Body> {
+    body: Option<Pin<Box<B>>>,
+    frames: VecDeque<Result<Frame<Bytes>, B::Error>>,
+    read: usize,
+    parts: Option<Parts>,
+    inner: Option<S>,
+    learn: Learn,
+    shared: Arc<Shared>,
 }
 
 impl<S, B> ResponseFuture<S, B>
@@ -95,13 +102,15 @@ where
     ) -> Self {
         Self {
             state: State::Reading {
-                body: Some(Box::pin(body)),
-                frames: VecDeque::new(),
-                read: 0,
-                parts: Some(parts),
-                inner: Some(inner),
-                learn,
-                shared,
+                reading: Box::new(Reading {
+                    body: Some(Box::pin(body)),
+                    frames: VecDeque::new(),
+                    read: 0,
+                    parts: Some(parts),
+                    inner: Some(inner),
+                    learn,
+                    shared,
+                }),
             },
         }
     }
@@ -142,15 +151,16 @@ where
                     let res = res.take().expect("ResponseFuture polled after completion");
                     return Poll::Ready(Ok(res.map(ResponseBody::refusal)));
                 }
-                StateProj::Reading {
-                    body,
-                    frames,
-                    read,
-                    parts,
-                    inner,
-                    learn,
-                    shared,
-                } => {
+                StateProj::Reading { reading } => {
+                    let Reading {
+                        body,
+                        frames,
+                        read,
+                        parts,
+                        inner,
+                        learn,
+                        shared,
+                    } = &mut **reading;
                     let probe = &shared.engine.probes[learn.probe as usize];
                     let limit = probe.body_limit;
                     let mut ended = false;

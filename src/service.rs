@@ -142,7 +142,7 @@ impl Shared {
 
     /// Everything before the inner service, for a request whose head is
     /// `parts`.
-    pub(crate) fn before(&self, parts: &Parts, now: u64) -> Step {
+    pub(crate) fn before(&self, parts: &Parts) -> Step {
         let engine = &self.engine;
         // Which probe, if any (a few segment compares per probe).
         let matched = engine
@@ -154,6 +154,12 @@ impl Shared {
             || !engine.verdicts.is_empty()
             || !self.allow_accounts.is_empty()
             || !self.deny_accounts.is_empty();
+        // The clock is read once, and only when something will use it.
+        let now = if matched.is_some() || !engine.verdicts.is_empty() {
+            self.clock.now()
+        } else {
+            0
+        };
         let actors = match self.identify(parts, full) {
             Ok(a) => a,
             Err(r) => return Step::Refuse(r),
@@ -359,9 +365,8 @@ where
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
         metrics::counter!(crate::metrics::REQUESTS).increment(1);
-        let now = self.shared.clock.now();
         let (parts, body) = req.into_parts();
-        match self.shared.before(&parts, now) {
+        match self.shared.before(&parts) {
             Step::Forward(learn) => {
                 let req = Request::from_parts(parts, GuardBody::new(body));
                 let fut = self.inner.call(req);
