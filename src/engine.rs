@@ -383,7 +383,7 @@ impl Engine {
             "verdict" => verdict,
             "actor_kind" => actor.kind().as_str(),
             "reason" => reason.as_str(),
-            "probe" => probe.name.clone()
+            "probe" => probe.name.to_string()
         )
         .increment(1);
     }

@@ -125,7 +125,7 @@ impl GuardHandle {
                     probe: engine
                         .probes
                         .get(*pi as usize)
-                        .map(|p| p.name.clone())
+                        .map(|p| p.name.to_string())
                         .unwrap_or_default(),
                     score: r.last_score as f64,
                     strikes: r.strikes as u32,

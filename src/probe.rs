@@ -201,7 +201,8 @@ pub(crate) enum TargetSource {
 /// A compiled probe.
 #[derive(Debug, Clone)]
 pub(crate) struct Probe {
-    pub(crate) name: String,
+    /// Shared with every refusal that names it (no allocation per refusal).
+    pub(crate) name: std::sync::Arc<str>,
     method: Option<Method>,
     pattern: PathPattern,
     pub(crate) source: TargetSource,
@@ -306,7 +307,7 @@ impl Probe {
             .self_target
             .unwrap_or(matches!(p.style, crate::config::ProbeStyle::Objects));
         Ok(Self {
-            name: p.name.clone(),
+            name: std::sync::Arc::from(p.name.as_str()),
             method,
             pattern,
             source,

@@ -2,6 +2,7 @@
 //! the [`OnRefusal`] hook that builds the response.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -49,7 +50,7 @@ pub struct Refusal {
     kind: RefusalKind,
     actor_kind: Option<ActorKind>,
     retry_after: Option<Duration>,
-    probe: Option<String>,
+    probe: Option<Arc<str>>,
 }
 
 impl Refusal {
@@ -57,13 +58,13 @@ impl Refusal {
         kind: RefusalKind,
         actor_kind: Option<ActorKind>,
         retry_after_nanos: Option<u64>,
-        probe: Option<&str>,
+        probe: Option<&Arc<str>>,
     ) -> Self {
         Self {
             kind,
             actor_kind,
             retry_after: retry_after_nanos.map(Duration::from_nanos),
-            probe: probe.map(str::to_owned),
+            probe: probe.cloned(),
         }
     }
 

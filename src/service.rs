@@ -292,7 +292,7 @@ impl Shared {
             };
             let name = probe
                 .and_then(|p| engine.probes.get(p as usize))
-                .map(|p| p.name.as_str());
+                .map(|p| &p.name);
             return Some(Refusal::new(kind, Some(key.kind()), Some(retry), name));
         }
         None
