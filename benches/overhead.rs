@@ -16,8 +16,12 @@
 //!   are crate-private (see [`pieces`]).
 //! - Then an interleaved A/B table (the design's cost model: criterion alone
 //!   is noisy on shared machines): every configuration runs a batch in turn,
-//!   round after round, and the table shows each one's median. It is the
-//!   figure to compare configurations by. `ENUMGUARD_AB=0` skips it,
+//!   round after round. This machine alternates between a fast and a slow
+//!   mode (about 1.4x apart, for every configuration alike), so the table
+//!   gives each configuration's lower quartile over rounds (its fast mode)
+//!   and its median; overheads are differences of lower quartiles, with the
+//!   paired median (the difference within each round) as a cross-check. It
+//!   is the figure to compare configurations by. `ENUMGUARD_AB=0` skips it,
 //!   `ENUMGUARD_AB_ROUNDS` (default 40) and `ENUMGUARD_AB_BATCH` (default
 //!   10,000 requests) size it.
 //! - `ENUMGUARD_ONLY=overhead/probe/1,...` builds only the named
@@ -375,7 +379,7 @@ impl Set {
         if self
             .only
             .as_ref()
-            .is_some_and(|o| !name.contains(o.as_str()))
+            .is_some_and(|o| !o.split(',').any(|n| n.trim() == name))
         {
             return;
         }
@@ -564,9 +568,14 @@ fn interleaved(sets: &[(&[Variant], usize)], rounds: usize, batch: u64) -> Vec<A
 
 fn report(abs: &[Ab], rounds: usize, batch: u64) {
     let find = |name: &str| abs.iter().find(|a| a.name == name);
-    // The median over rounds of `a - b` within each round: neighbours in
-    // time share the machine's state, so the noise mostly cancels.
-    let diff = |a: &str, b: &str| -> f64 {
+    // This machine runs in two modes (about 1.4x apart, whatever the
+    // configuration: a busy neighbour). The lower quartile over rounds is
+    // each configuration in the fast mode; overheads are differences of
+    // lower quartiles. The paired figure (median over rounds of the
+    // difference within a round) is shown as a cross-check.
+    let p25 = |name: &str| find(name).map_or(f64::NAN, |a| quantile(&a.samples, 0.25));
+    let diff = |a: &str, b: &str| p25(a) - p25(b);
+    let paired = |a: &str, b: &str| -> f64 {
         let (Some(a), Some(b)) = (find(a), find(b)) else {
             return f64::NAN;
         };
@@ -580,16 +589,16 @@ fn report(abs: &[Ab], rounds: usize, batch: u64) {
     };
     println!();
     println!(
-        "## Interleaved A/B: {rounds} rounds x {batch} requests per configuration (per thread)"
+        "## Interleaved A/B: {rounds} rounds x {batch} requests per configuration (per thread), ns/request"
     );
     println!(
-        "## ns/req: median over rounds; overhead: median over rounds of (configuration - its baseline) in the same round"
+        "## p25: lower quartile over rounds (the machine's fast mode); overhead: p25 - the baseline's p25; paired: median over rounds of (configuration - baseline) within a round"
     );
     println!();
     println!(
-        "| benchmark | ns/req | p25..p75 | baseline | overhead | overhead / tower_governor's |"
+        "| benchmark | p25 | median | baseline | overhead | paired | overhead / tower_governor's |"
     );
-    println!("|---|---:|---:|---|---:|---:|");
+    println!("|---|---:|---:|---|---:|---:|---:|");
     for a in abs {
         let parts: Vec<&str> = a.name.split('/').collect();
         let (group, id, param) = (parts[0], parts[1], parts[2]);
@@ -604,29 +613,26 @@ fn report(abs: &[Ab], rounds: usize, batch: u64) {
             _ => bare.clone(),
         };
         let gov = diff(&format!("{base_group}/tower_governor/{param}"), &bare);
-        let (over, ratio) = if a.name == baseline {
-            (String::new(), String::new())
+        let (shown, over, pair, ratio) = if a.name == baseline {
+            (String::new(), String::new(), String::new(), String::new())
         } else {
             let o = diff(&a.name, &baseline);
-            (format!("{o:+.1}"), format!("{:.2}", o / gov))
+            (
+                baseline.clone(),
+                format!("{o:+.1}"),
+                format!("{:+.1}", paired(&a.name, &baseline)),
+                format!("{:.2}", o / gov),
+            )
         };
         println!(
-            "| {} | {:.1} | {:.1}..{:.1} | {} | {} | {} |",
+            "| {} | {:.1} | {:.1} | {shown} | {over} | {pair} | {ratio} |",
             a.name,
-            a.median(),
             quantile(&a.samples, 0.25),
-            quantile(&a.samples, 0.75),
-            if a.name == baseline {
-                ""
-            } else {
-                baseline.as_str()
-            },
-            over,
-            ratio
+            a.median(),
         );
     }
     println!();
-    println!("### Pieces (paired differences, ns per request)");
+    println!("### Pieces (differences of lower quartiles, ns per request)");
     println!();
     println!("| piece | 1 | 100000 |");
     println!("|---|---:|---:|");
@@ -702,20 +708,24 @@ fn report(abs: &[Ab], rounds: usize, batch: u64) {
         println!("| {label} | {:+.1} | {:+.1} |", f(1), f(DISTINCT));
     }
     println!();
-    println!("### Targets (paired overheads over bare)");
+    println!("### Targets (overheads over bare: p25 differences, paired medians in brackets)");
     println!();
     for group in ["overhead", "overhead_contended"] {
         for param in PARAMS {
             let bare = format!("{group}/bare/{param}");
             let o = |id: &str| diff(&format!("{group}/{id}/{param}"), &bare);
+            let q = |id: &str| paired(&format!("{group}/{id}/{param}"), &bare);
             let (gov, no_probe, probe) = (o("tower_governor"), o("no_probe"), o("probe"));
             if gov.is_nan() {
                 continue;
             }
             let verdict = |ok: bool| if ok { "met" } else { "MISSED" };
             println!(
-                "- {group}/{param}: no_probe {no_probe:+.1} ns vs tower_governor {gov:+.1} ns -> {} (<= 1x); probe {probe:+.1} ns = {:.2}x tower_governor -> {} (< 2x)",
+                "- {group}/{param}: no_probe {no_probe:+.1} ns [{:+.1}] vs tower_governor {gov:+.1} ns [{:+.1}] -> {} (<= 1x); probe {probe:+.1} ns [{:+.1}] = {:.2}x tower_governor -> {} (< 2x)",
+                q("no_probe"),
+                q("tower_governor"),
                 verdict(no_probe <= gov),
+                q("probe"),
                 probe / gov,
                 verdict(probe < 2.0 * gov)
             );
