@@ -288,6 +288,10 @@ impl GuardBuilder {
                 .iter()
                 .map(|a| AccountId::new(a).hash())
                 .collect(),
+            session_header: match &c.session {
+                Some(SessionSource::Header(h)) => http::HeaderName::from_bytes(h.as_bytes()).ok(),
+                _ => None,
+            },
             session: c.session.clone(),
             session_key,
             target_key: random_key(),

@@ -40,6 +40,9 @@ pub(crate) struct Shared {
     pub(crate) allow_accounts: Vec<u128>,
     pub(crate) deny_accounts: Vec<u128>,
     pub(crate) session: Option<SessionSource>,
+    /// The session header's name, parsed once (a `&str` lookup parses it
+    /// on every request).
+    pub(crate) session_header: Option<http::HeaderName>,
     pub(crate) session_key: (u64, u64),
     /// Secret key of the distinct-target sketch.
     pub(crate) target_key: (u64, u64),
@@ -117,7 +120,11 @@ impl Shared {
         }
         if let Some(src) = &self.session {
             let token = match src {
-                SessionSource::Header(h) => parts.headers.get(h.as_str()).map(|v| v.as_bytes()),
+                SessionSource::Header(_) => self
+                    .session_header
+                    .as_ref()
+                    .and_then(|h| parts.headers.get(h))
+                    .map(|v| v.as_bytes()),
                 SessionSource::Cookie(c) => cookie(&parts.headers, c),
             };
             if let Some(t) = token.filter(|t| !t.is_empty()) {
