@@ -317,7 +317,7 @@ impl Variant {
 fn account(parts: &Parts) -> Option<AccountId> {
     parts
         .headers
-        .get("x-account")?
+        .get(&X_ACCOUNT)?
         .to_str()
         .ok()
         .map(AccountId::new)

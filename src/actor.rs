@@ -459,9 +459,11 @@ pub(crate) fn client_ip(
         return peer;
     }
     let mut current = peer;
+    // Constant names: a `&str` name would be parsed on every lookup.
+    const XFF: http::HeaderName = http::HeaderName::from_static("x-forwarded-for");
     let name = match which {
-        ForwardedHeader::XForwardedFor => "x-forwarded-for",
-        ForwardedHeader::Forwarded => "forwarded",
+        ForwardedHeader::XForwardedFor => &XFF,
+        ForwardedHeader::Forwarded => &http::header::FORWARDED,
     };
     // The rightmost 8 header lines; only the last ones can be trusted anyway.
     let mut lines: [&[u8]; 8] = [&[]; 8];

@@ -195,12 +195,20 @@ impl Engine {
             outcome == Some(Outcome::Miss),
             target.is_some_and(|t| !t.is_self),
         );
-        let anomalous = view.anomalous(now);
+        // Read only if some record has evidence to score.
+        let anomalous = std::cell::OnceCell::new();
         let mut inherited: f64 = 0.0;
         let mut worst: Option<(ActorKey, f64, Level)> = None;
         for key in actors.keys() {
             let res = self.store.update((key, pi), now, self.half_life, |r| {
                 r.learn(now, window, long, target, outcome);
+                if r.no_evidence() {
+                    // Nothing to score: every part of the score is zero
+                    // (own objects read, no foreign target yet).
+                    r.last_score = 0.0;
+                    return (0.0, 0.0);
+                }
+                let anomalous = *anomalous.get_or_init(|| view.anomalous(now));
                 let ctx = self.context(probe, key.kind(), r, now, anomalous, inherited);
                 let s = policy::score(t, &r.signals(now, long), &ctx);
                 r.last_score = s as f32;

@@ -257,21 +257,19 @@ fn learn_from<T>(shared: &Shared, l: &Learn, res: &Response<T>) {
     if res.extensions().get::<Refusal>().is_some() {
         return;
     }
-    // Literal labels: the metrics macro then builds a static key, with no
-    // allocation per request.
-    match outcome {
-        Some(Outcome::Hit) => {
-            metrics::counter!(crate::metrics::PROBE_REQUESTS, "outcome" => "hit").increment(1)
-        }
-        Some(Outcome::Miss) => {
-            metrics::counter!(crate::metrics::PROBE_REQUESTS, "outcome" => "miss").increment(1)
-        }
-        Some(Outcome::Denied) => {
-            metrics::counter!(crate::metrics::PROBE_REQUESTS, "outcome" => "denied").increment(1)
-        }
-        None => {
-            metrics::counter!(crate::metrics::PROBE_REQUESTS, "outcome" => "other").increment(1)
-        }
+    let i = match outcome {
+        Some(Outcome::Hit) => 0,
+        Some(Outcome::Miss) => 1,
+        Some(Outcome::Denied) => 2,
+        None => 3,
+    };
+    if let Some(c) = shared
+        .hot
+        .get(&shared.engine.probes)
+        .outcomes
+        .get(l.probe as usize)
+    {
+        c[i].increment(1);
     }
     shared
         .engine

@@ -298,6 +298,7 @@ impl GuardBuilder {
             account: self.account,
             responder,
             warned_missing_peer: AtomicBool::new(false),
+            hot: crate::metrics::Hot::default(),
         };
         Ok(GuardLayer {
             shared: Arc::new(shared),

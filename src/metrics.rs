@@ -1,6 +1,15 @@
 //! Metric names, emitted through the [`metrics`](https://docs.rs/metrics)
 //! facade. Install any recorder (Prometheus, StatsD...) to collect them.
 //! Labels are low-cardinality: never an address, a session or an account.
+//!
+//! The per-request counters ([`REQUESTS`], [`PROBE_REQUESTS`]) are
+//! registered once, when the guard sees its first request, and kept as
+//! handles (no key is built or looked up per request): install the recorder
+//! before the server starts serving, as exporters' setup does anyway.
+
+use std::sync::OnceLock;
+
+use metrics::Counter;
 
 /// Counter: requests seen by the guard.
 pub const REQUESTS: &str = "enumguard_requests_total";
@@ -13,8 +22,8 @@ pub const WOULD_REFUSE: &str = "enumguard_would_refuse_total";
 /// Counter: verdict changes. Labels: `verdict` (`throttle`, `block`),
 /// `actor_kind`, `reason` (`detected`, `linked`, `manual`), `probe`.
 pub const VERDICTS: &str = "enumguard_verdicts_total";
-/// Counter: probe requests, by `probe` and `outcome` (`hit`, `miss`,
-/// `denied`, `other`).
+/// Counter: probe requests answered by the inner service, by `probe` (its
+/// name) and `outcome` (`hit`, `miss`, `denied`, `other`).
 pub const PROBE_REQUESTS: &str = "enumguard_probe_requests_total";
 /// Gauge: (actor, probe) records tracked.
 pub const TRACKED: &str = "enumguard_tracked_actors";
@@ -24,3 +33,31 @@ pub const VERDICTS_ACTIVE: &str = "enumguard_verdicts_active";
 pub const EVICTIONS: &str = "enumguard_evictions_total";
 /// Counter: new actors not tracked because the store was full of suspects.
 pub const UNTRACKED: &str = "enumguard_untracked_total";
+
+/// The per-request counters, registered on first use.
+#[derive(Default)]
+pub(crate) struct Hot {
+    cell: OnceLock<HotCounters>,
+}
+
+pub(crate) struct HotCounters {
+    pub(crate) requests: Counter,
+    /// Per probe: hit, miss, denied, other.
+    pub(crate) outcomes: Vec<[Counter; 4]>,
+}
+
+impl Hot {
+    pub(crate) fn get(&self, probes: &[crate::probe::Probe]) -> &HotCounters {
+        self.cell.get_or_init(|| HotCounters {
+            requests: metrics::counter!(REQUESTS),
+            outcomes: probes
+                .iter()
+                .map(|p| {
+                    ["hit", "miss", "denied", "other"].map(|o| {
+                        metrics::counter!(PROBE_REQUESTS, "probe" => p.name.to_string(), "outcome" => o)
+                    })
+                })
+                .collect(),
+        })
+    }
+}

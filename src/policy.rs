@@ -220,6 +220,39 @@ mod tests {
             }
         }
 
+        /// A record the learning step skips scoring for (`no_evidence`)
+        /// scores exactly zero, however it was fed: own objects, unreadable
+        /// targets, any outcome, any cadence.
+        #[test]
+        fn no_evidence_scores_zero(
+            steps in prop::collection::vec((0u64..5_000, 0u8..4, any::<bool>()), 1..40),
+            c in contexts(),
+        ) {
+            use crate::probe::{Outcome, TargetInfo};
+            use crate::signal::Record;
+            const S: u64 = 1_000_000_000;
+            let (window, long) = (3600 * S, 6 * 3600 * S);
+            let account = crate::actor::AccountId::new("7");
+            let own = TargetInfo::new(b"7", Some(&account), true, (1, 2));
+            prop_assert!(own.is_self);
+            let mut r = Record::new(0);
+            let mut now = 0;
+            for (gap, o, readable) in &steps {
+                now += gap * S / 10;
+                let outcome = [None, Some(Outcome::Hit), Some(Outcome::Miss), Some(Outcome::Denied)][*o as usize];
+                r.learn(now, window, long, readable.then_some(own), outcome);
+            }
+            prop_assert!(r.no_evidence());
+            let c = Context { carry: r.carry_at(now, S), ..c };
+            for t in [Thresholds::objects(), Thresholds::identities()] {
+                prop_assert_eq!(score(&t, &r.signals(now, long), &c), 0.0);
+            }
+            // One foreign target is evidence.
+            let foreign = TargetInfo::new(b"8", Some(&account), true, (1, 2));
+            r.learn(now, window, long, Some(foreign), Some(Outcome::Hit));
+            prop_assert!(!r.no_evidence());
+        }
+
         /// A repeat offender or a tightened actor is never judged more
         /// leniently than a first-timer.
         #[test]

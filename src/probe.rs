@@ -110,6 +110,16 @@ impl<'de> Deserialize<'de> for StatusSpec {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct PathPattern {
     segments: Vec<Segment>,
+    /// The literal text every matching path starts with (`/api/accounts/`
+    /// for `/api/accounts/{id}/addressbook`): most paths are turned away
+    /// by this compare alone, before any segment is looked at.
+    prefix: String,
+    /// The literal text every matching path ends with (`/addressbook`), or
+    /// empty when the last segment is a parameter.
+    suffix: String,
+    /// The segments `prefix` and `suffix` do not cover: `lead..end`.
+    lead: usize,
+    end: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -150,7 +160,38 @@ impl PathPattern {
                 segments.push(Segment::Literal(seg.to_owned()));
             }
         }
-        Ok(Self { segments })
+        let mut prefix = String::from("/");
+        for seg in &segments {
+            match seg {
+                Segment::Literal(l) => {
+                    prefix.push_str(l);
+                    prefix.push('/');
+                }
+                Segment::Param(_) => break,
+            }
+        }
+        if segments.iter().all(|s| matches!(s, Segment::Literal(_))) {
+            // All literal: the whole path, without the last `/` pushed.
+            prefix.pop();
+        }
+        let lead = segments
+            .iter()
+            .take_while(|s| matches!(s, Segment::Literal(_)))
+            .count();
+        let (suffix, end) = match segments.last() {
+            // A trailing literal after a parameter.
+            Some(Segment::Literal(l)) if lead < segments.len() => {
+                (format!("/{l}"), segments.len() - 1)
+            }
+            _ => (String::new(), segments.len()),
+        };
+        Ok(Self {
+            segments,
+            prefix,
+            suffix,
+            lead,
+            end,
+        })
     }
 
     fn has_param(&self, name: &str) -> bool {
@@ -162,12 +203,26 @@ impl PathPattern {
     /// Matches `path`; on a match, returns the value of parameter number
     /// `capture` (the index into segments), if asked.
     fn matches<'a>(&self, path: &'a str, capture: Option<usize>) -> Option<Option<&'a str>> {
-        let path = path.strip_prefix('/')?;
+        if self.lead == self.segments.len() {
+            // No parameter: the path is the literal.
+            return (path == self.prefix).then_some(None);
+        }
+        // The literal prefix and suffix are byte compares; only the middle
+        // (`42` in `/api/accounts/42/addressbook`) is split into segments.
+        let inner_len = path
+            .len()
+            .checked_sub(self.prefix.len() + self.suffix.len())?;
+        if !path.starts_with(self.prefix.as_str()) || !path.ends_with(self.suffix.as_str()) {
+            return None;
+        }
+        let mut rest = &path[self.prefix.len()..self.prefix.len() + inner_len];
         let mut captured = None;
-        let mut parts = path.split('/');
-        for (i, seg) in self.segments.iter().enumerate() {
-            let part = parts.next()?;
-            match seg {
+        for i in self.lead..self.end {
+            let (part, tail) = match rest.as_bytes().iter().position(|&b| b == b'/') {
+                Some(j) => (&rest[..j], Some(&rest[j + 1..])),
+                None => (rest, None),
+            };
+            match &self.segments[i] {
                 Segment::Literal(l) => {
                     if part != l {
                         return None;
@@ -182,9 +237,14 @@ impl PathPattern {
                     }
                 }
             }
-        }
-        if parts.next().is_some() {
-            return None;
+            match tail {
+                // More segments in the path than in the pattern.
+                Some(_) if i + 1 == self.end => return None,
+                Some(t) => rest = t,
+                // Fewer.
+                None if i + 1 < self.end => return None,
+                None => {}
+            }
         }
         Some(captured)
     }
@@ -641,6 +701,52 @@ mod tests {
 
     fn probe(path: &str, target: TargetConfig) -> Probe {
         Probe::compile(0, &ProbeConfig::objects("p", "GET", path, target)).unwrap()
+    }
+
+    /// The matcher's meaning, written the plain way: split on `/`, as
+    /// many parts as segments, literals equal, parameters non-empty.
+    fn reference_match<'a>(
+        pattern: &PathPattern,
+        path: &'a str,
+        capture: Option<usize>,
+    ) -> Option<Option<&'a str>> {
+        let parts: Vec<&str> = path.strip_prefix('/')?.split('/').collect();
+        if parts.len() != pattern.segments.len() {
+            return None;
+        }
+        let mut captured = None;
+        for (i, (seg, part)) in pattern.segments.iter().zip(&parts).enumerate() {
+            match seg {
+                Segment::Literal(l) if part != l => return None,
+                Segment::Param(_) if part.is_empty() => return None,
+                Segment::Param(_) if capture == Some(i) => captured = Some(*part),
+                _ => {}
+            }
+        }
+        Some(captured)
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2048))]
+        /// The prefix/suffix fast path never changes what matches.
+        #[test]
+        fn matcher_agrees_with_reference(
+            pattern in proptest::sample::select(vec![
+                "/", "/a", "/a/b", "/a/{id}", "/{id}", "/{id}/a", "/a/{id}/b",
+                "/a/{id}/", "/a//{id}", "/a/{x}/{y}/b", "/ab/{id}/ab",
+            ]),
+            path in "(/(a|b|ab|x|1|)){0,5}",
+            capture in 0usize..4,
+        ) {
+            let pat = PathPattern::parse(pattern).unwrap();
+            for p in [path.as_str(), path.trim_start_matches('/')] {
+                proptest::prop_assert_eq!(
+                    pat.matches(p, Some(capture)),
+                    reference_match(&pat, p, Some(capture)),
+                    "pattern {} path {:?}", pattern, p
+                );
+            }
+        }
     }
 
     #[test]

@@ -49,6 +49,19 @@ pub(crate) struct Shared {
     pub(crate) account: Option<AccountFn>,
     pub(crate) responder: Arc<dyn OnRefusal>,
     pub(crate) warned_missing_peer: AtomicBool,
+    pub(crate) hot: crate::metrics::Hot,
+}
+
+/// How much of a request's attribution a step needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Need {
+    /// Only that the peer address is known (a request no probe, verdict or
+    /// list concerns).
+    Peer,
+    /// The address actors (ip, subnet).
+    Addr,
+    /// Every actor, session and account included.
+    Full,
 }
 
 /// The outcome of the steps before the inner service.
@@ -64,11 +77,10 @@ impl Shared {
         ActorKey::hashed(ActorKind::Ip, 0)
     }
 
-    /// Attributes the request to its actors.
-    /// With `full` false, only the address actors: the session hash and the
-    /// account closure are skipped where nothing would read them (no probe
-    /// matched, no verdict held, no account list).
-    pub(crate) fn identify(&self, parts: &Parts, full: bool) -> Result<Actors, Refusal> {
+    /// Attributes the request to its actors, as far as `need` asks: the
+    /// session hash, the account closure and even the forwarding headers
+    /// are skipped where nothing would read them.
+    pub(crate) fn identify(&self, parts: &Parts, need: Need) -> Result<Actors, Refusal> {
         let mut actors = Actors::default();
         match peer_addr(&parts.extensions) {
             Some(peer) => {
@@ -87,35 +99,9 @@ impl Shared {
                     ActorKind::Subnet,
                 ));
             }
-            None => match self.missing_peer {
-                MissingPeer::Unknown => actors.ip = Some(Self::unknown_ip()),
-                // Observe mode refuses nothing, not even this.
-                MissingPeer::Refuse if self.mode == Mode::Observe => {
-                    if !self.warned_missing_peer.swap(true, Ordering::Relaxed) {
-                        tracing::error!(
-                            target: "enumguard",
-                            "request without a peer address (observe mode: counted as `ip:unknown`); \
-                             in enforce mode such requests are refused with 500. Serve with \
-                             `into_make_service_with_connect_info::<SocketAddr>()` (axum) or insert \
-                             `enumguard::PeerAddr` into request extensions."
-                        );
-                    }
-                    actors.ip = Some(Self::unknown_ip());
-                }
-                MissingPeer::Refuse => {
-                    if !self.warned_missing_peer.swap(true, Ordering::Relaxed) {
-                        tracing::error!(
-                            target: "enumguard",
-                            "request without a peer address: serve with `into_make_service_with_connect_info::<SocketAddr>()` \
-                             (axum) or insert `enumguard::PeerAddr` / `SocketAddr` into request extensions; \
-                             or set `missing_peer = \"unknown\"`. Refusing such requests with 500."
-                        );
-                    }
-                    return Err(Refusal::new(RefusalKind::MissingPeer, None, None, None));
-                }
-            },
+            None => actors.ip = Some(self.missing_peer()?),
         }
-        if !full {
+        if need != Need::Full {
             return Ok(actors);
         }
         if let Some(src) = &self.session {
@@ -140,6 +126,38 @@ impl Shared {
         Ok(actors)
     }
 
+    /// A request without a peer address: `ip:unknown`, or a refusal.
+    #[cold]
+    fn missing_peer(&self) -> Result<ActorKey, Refusal> {
+        match self.missing_peer {
+            MissingPeer::Unknown => Ok(Self::unknown_ip()),
+            // Observe mode refuses nothing, not even this.
+            MissingPeer::Refuse if self.mode == Mode::Observe => {
+                if !self.warned_missing_peer.swap(true, Ordering::Relaxed) {
+                    tracing::error!(
+                        target: "enumguard",
+                        "request without a peer address (observe mode: counted as `ip:unknown`); \
+                         in enforce mode such requests are refused with 500. Serve with \
+                         `into_make_service_with_connect_info::<SocketAddr>()` (axum) or insert \
+                         `enumguard::PeerAddr` into request extensions."
+                    );
+                }
+                Ok(Self::unknown_ip())
+            }
+            MissingPeer::Refuse => {
+                if !self.warned_missing_peer.swap(true, Ordering::Relaxed) {
+                    tracing::error!(
+                        target: "enumguard",
+                        "request without a peer address: serve with `into_make_service_with_connect_info::<SocketAddr>()` \
+                         (axum) or insert `enumguard::PeerAddr` / `SocketAddr` into request extensions; \
+                         or set `missing_peer = \"unknown\"`. Refusing such requests with 500."
+                    );
+                }
+                Err(Refusal::new(RefusalKind::MissingPeer, None, None, None))
+            }
+        }
+    }
+
     pub(crate) fn session_key_of(&self, token: &str) -> ActorKey {
         ActorKey::hashed(
             ActorKind::Session,
@@ -157,17 +175,34 @@ impl Shared {
             .iter()
             .enumerate()
             .find_map(|(i, p)| p.matches(&parts.method, parts.uri.path()).map(|c| (i, c)));
-        let full = matched.is_some()
-            || !engine.verdicts.is_empty()
+        let verdicts = !engine.verdicts.is_empty();
+        let need = if matched.is_some()
+            || verdicts
             || !self.allow_accounts.is_empty()
-            || !self.deny_accounts.is_empty();
+            || !self.deny_accounts.is_empty()
+        {
+            Need::Full
+        } else if !self.allow.is_empty() || !self.deny.is_empty() {
+            Need::Addr
+        } else {
+            Need::Peer
+        };
+        if need == Need::Peer {
+            // Nothing concerns this request: it only needs a known peer.
+            if peer_addr(&parts.extensions).is_none() {
+                if let Err(r) = self.missing_peer() {
+                    return Step::Refuse(r);
+                }
+            }
+            return Step::Forward(None);
+        }
         // The clock is read once, and only when something will use it.
-        let now = if matched.is_some() || !engine.verdicts.is_empty() {
+        let now = if matched.is_some() || verdicts {
             self.clock.now()
         } else {
             0
         };
-        let actors = match self.identify(parts, full) {
+        let actors = match self.identify(parts, need) {
             Ok(a) => a,
             Err(r) => return Step::Refuse(r),
         };
@@ -371,7 +406,11 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        metrics::counter!(crate::metrics::REQUESTS).increment(1);
+        self.shared
+            .hot
+            .get(&self.shared.engine.probes)
+            .requests
+            .increment(1);
         let (parts, body) = req.into_parts();
         match self.shared.before(&parts) {
             Step::Forward(learn) => {

@@ -313,6 +313,16 @@ impl Record {
         }
     }
 
+    /// Whether every part of the score is zero whatever the thresholds and
+    /// the context: no foreign target in the window or the long view, no
+    /// carried suspicion.
+    pub(crate) fn no_evidence(&self) -> bool {
+        self.cur.targets == 0
+            && self.prev.targets == 0
+            && self.long.iter().all(|v| *v == 0.0)
+            && self.carry <= 0.0
+    }
+
     /// Carried suspicion, decayed to `now`.
     pub(crate) fn carry_at(&self, now: u64, half_life: u64) -> f64 {
         if self.carry <= 0.0 {
