@@ -13,9 +13,34 @@ const REQ: usize = 0;
 const MISS: usize = 1;
 const FOREIGN: usize = 2;
 
+/// One stripe of the current bucket's counters, on a cache line of its
+/// own: threads count on different stripes, so counting on every probe
+/// request does not bounce one line between cores.
+#[derive(Default)]
+#[repr(align(64))]
+struct Stripe([AtomicU32; 3]);
+
+const STRIPES: usize = 8;
+
+/// This thread's stripe.
+fn stripe() -> usize {
+    use std::cell::Cell;
+    use std::sync::atomic::AtomicUsize;
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static MINE: Cell<usize> = const { Cell::new(usize::MAX) };
+    }
+    MINE.with(|m| {
+        if m.get() == usize::MAX {
+            m.set(NEXT.fetch_add(1, Ordering::Relaxed) % STRIPES);
+        }
+        m.get()
+    })
+}
+
 pub(crate) struct View {
     bucket: AtomicU64,
-    cur: [AtomicU32; 3],
+    cur: [Stripe; STRIPES],
     prev: [AtomicU32; 3],
     /// Baselines as f32 bits.
     base_miss: AtomicU32,
@@ -65,7 +90,12 @@ impl View {
             return;
         }
         // This thread won the rotation.
-        let closed: [u32; 3] = std::array::from_fn(|i| self.cur[i].swap(0, Ordering::AcqRel));
+        let closed: [u32; 3] = std::array::from_fn(|i| {
+            self.cur
+                .iter()
+                .map(|s| s.0[i].swap(0, Ordering::AcqRel))
+                .fold(0u32, u32::saturating_add)
+        });
         let calm = !self.rates_anomalous(
             closed[REQ] as u64,
             closed[MISS] as u64,
@@ -91,12 +121,13 @@ impl View {
 
     pub(crate) fn record(&self, now: u64, miss: bool, foreign: bool) {
         self.roll(now);
-        self.cur[REQ].fetch_add(1, Ordering::Relaxed);
+        let cur = &self.cur[stripe()].0;
+        cur[REQ].fetch_add(1, Ordering::Relaxed);
         if miss {
-            self.cur[MISS].fetch_add(1, Ordering::Relaxed);
+            cur[MISS].fetch_add(1, Ordering::Relaxed);
         }
         if foreign {
-            self.cur[FOREIGN].fetch_add(1, Ordering::Relaxed);
+            cur[FOREIGN].fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -118,7 +149,11 @@ impl View {
         let b = now / self.bucket_nanos;
         let cur_bucket = self.bucket.load(Ordering::Acquire);
         let get = |i: usize| -> u64 {
-            let c = self.cur[i].load(Ordering::Relaxed) as u64;
+            let c: u64 = self
+                .cur
+                .iter()
+                .map(|s| s.0[i].load(Ordering::Relaxed) as u64)
+                .sum();
             let p = self.prev[i].load(Ordering::Relaxed) as u64;
             match b.saturating_sub(cur_bucket) {
                 0 => c + p,
@@ -144,6 +179,38 @@ mod tests {
     use super::*;
 
     const S: u64 = 1_000_000_000;
+
+    /// Counts from many threads land on different stripes; a spike spread
+    /// over threads is seen whole, and the bucket closes with every stripe.
+    #[test]
+    fn stripes_add_up() {
+        let v = View::new(&ServiceViewConfig::default(), true, 0.1, 0.05);
+        // Calm, from one thread: 10% misses over ten minutes.
+        let mut now = 0;
+        for minute in 0..10u64 {
+            for i in 0..100u64 {
+                now = minute * 60 * S + i * S / 2;
+                v.record(now, i % 10 == 0, false);
+            }
+        }
+        assert!(!v.anomalous(now));
+        // A spike split over 8 threads, each too small alone.
+        let t = now + S;
+        std::thread::scope(|sc| {
+            for _ in 0..8 {
+                sc.spawn(|| {
+                    for _ in 0..16 {
+                        v.record(t, true, false);
+                    }
+                });
+            }
+        });
+        assert!(v.anomalous(t));
+        // Two buckets later it has all rolled out, stripes included.
+        let later = t + 3 * ServiceViewConfig::default().bucket_secs * S;
+        v.record(later, false, false);
+        assert!(!v.anomalous(later));
+    }
 
     #[test]
     fn calm_then_spike() {
