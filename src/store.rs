@@ -87,7 +87,7 @@ pub(crate) struct Store {
 /// throttle or above). Suspicion is read decayed to `now`, so a record that
 /// went quiet long ago does not hold its place forever.
 pub(crate) fn eviction_class(r: &Record, now: u64, half_life: u64, strike_memory: u64) -> u8 {
-    let idle = now.saturating_sub(r.last_seen.max(r.first_seen).max(r.carry_at));
+    let idle = now.saturating_sub(r.last_seen.max(r.first_seen()).max(r.carry_raised()));
     let score = r.last_score as f64 * 0.5f64.powf(idle as f64 / half_life.max(1) as f64);
     let carry = r.carry_at(now, half_life);
     let recent_strike = r.strikes > 0 && idle < strike_memory;
@@ -237,7 +237,7 @@ impl Store {
         for r in self.map.iter() {
             if eviction_class(r.value(), now, half_life, self.strike_memory) == class {
                 if count % stride == 0 && sample.len() < 1024 {
-                    sample.push(r.value().last_seen.max(r.value().first_seen));
+                    sample.push(r.value().last_seen.max(r.value().first_seen()));
                 }
                 count += 1;
             }
@@ -252,7 +252,7 @@ impl Store {
         let mut removed = 0usize;
         self.map.retain(|_, r| {
             let evict = removed < want
-                && r.last_seen.max(r.first_seen) <= cutoff
+                && r.last_seen.max(r.first_seen()) <= cutoff
                 && eviction_class(r, now, half_life, self.strike_memory) == class;
             if evict {
                 removed += 1;
