@@ -60,9 +60,11 @@ fn handler<B>(_req: Request<B>) -> Ready {
 }
 
 fn account(parts: &Parts) -> Option<AccountId> {
+    // A constant name: a `&str` name is parsed on every lookup.
+    const X_ACCOUNT: http::HeaderName = http::HeaderName::from_static("x-account");
     parts
         .headers
-        .get("x-account")?
+        .get(&X_ACCOUNT)?
         .to_str()
         .ok()
         .map(AccountId::new)

@@ -314,6 +314,8 @@ impl Variant {
     }
 }
 
+/// The application's account closure, written as a service would: a
+/// constant header name (a `&str` name is parsed on every lookup).
 fn account(parts: &Parts) -> Option<AccountId> {
     parts
         .headers

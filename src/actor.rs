@@ -69,17 +69,50 @@ impl fmt::Display for ActorKind {
 ///
 /// For `ip` and `subnet` the bits are the (masked) address, IPv4 as an
 /// IPv4-mapped IPv6 address; for `session` and `account` they are a hash.
+///
+/// The 128 bits are held as two `u64` halves (high first, so the derived
+/// ordering is the ordering of the 128-bit value): the key is 8-byte aligned
+/// and 24 bytes, where a `u128` field would align it to 16 and pad it to 32.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ActorKey {
     kind: ActorKind,
     prefix: u8,
-    bits: u128,
+    hi: u64,
+    lo: u64,
 }
 
 impl ActorKey {
     /// The kind of actor.
     pub fn kind(&self) -> ActorKind {
         self.kind
+    }
+
+    fn from_bits(kind: ActorKind, prefix: u8, bits: u128) -> Self {
+        Self {
+            kind,
+            prefix,
+            hi: (bits >> 64) as u64,
+            lo: bits as u64,
+        }
+    }
+
+    fn bits(&self) -> u128 {
+        (u128::from(self.hi) << 64) | u128::from(self.lo)
+    }
+
+    /// The key's parts, for a store key that packs them with other fields.
+    pub(crate) fn parts(&self) -> (ActorKind, u8, u64, u64) {
+        (self.kind, self.prefix, self.hi, self.lo)
+    }
+
+    /// The key from its [`parts`](Self::parts).
+    pub(crate) fn from_parts(kind: ActorKind, prefix: u8, hi: u64, lo: u64) -> Self {
+        Self {
+            kind,
+            prefix,
+            hi,
+            lo,
+        }
     }
 
     pub(crate) fn ip(addr: IpAddr, v4_prefix: u8, v6_prefix: u8, kind: ActorKind) -> Self {
@@ -96,15 +129,11 @@ impl ActorKey {
                 (u128::from(v6) & mask, p)
             }
         };
-        Self { kind, prefix, bits }
+        Self::from_bits(kind, prefix, bits)
     }
 
     pub(crate) fn hashed(kind: ActorKind, hash: u128) -> Self {
-        Self {
-            kind,
-            prefix: 128,
-            bits: hash,
-        }
+        Self::from_bits(kind, 128, hash)
     }
 }
 
@@ -118,7 +147,7 @@ impl fmt::Display for ActorKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.kind {
             ActorKind::Ip | ActorKind::Subnet => {
-                let v6 = Ipv6Addr::from(self.bits);
+                let v6 = Ipv6Addr::from(self.bits());
                 match v6.to_ipv4_mapped() {
                     Some(v4) if self.prefix >= 96 => {
                         if self.prefix == 128 {
@@ -132,7 +161,7 @@ impl fmt::Display for ActorKey {
                 }
             }
             ActorKind::Session | ActorKind::Account => {
-                write!(f, "{}:#{:016x}", self.kind, (self.bits >> 64) as u64)
+                write!(f, "{}:#{:016x}", self.kind, self.hi)
             }
         }
     }
@@ -749,6 +778,25 @@ mod tests {
         assert_eq!(v4.to_string(), "subnet:192.0.2.0/24");
         let mapped = ActorKey::ip("::ffff:192.0.2.1".parse().unwrap(), 32, 64, ActorKind::Ip);
         assert_eq!(mapped.to_string(), "ip:192.0.2.1");
+    }
+
+    #[test]
+    fn key_is_compact_and_keeps_its_bits() {
+        assert!(std::mem::size_of::<ActorKey>() <= 24);
+        assert_eq!(std::mem::align_of::<ActorKey>(), 8);
+        let h = 0x0123_4567_89ab_cdef_fedc_ba98_7654_3210u128;
+        let k = ActorKey::hashed(ActorKind::Session, h);
+        assert_eq!(k.bits(), h);
+        assert_eq!(k.to_string(), "session:#0123456789abcdef");
+        let (kind, prefix, hi, lo) = k.parts();
+        assert_eq!(ActorKey::from_parts(kind, prefix, hi, lo), k);
+        // Ordered as the 128-bit value.
+        let lower = ActorKey::hashed(ActorKind::Session, h - (1u128 << 64) + 1);
+        assert!(lower < k);
+        assert!(ActorKey::hashed(ActorKind::Session, h + 1) > k);
+        let v6 = ActorKey::ip("2001:db8::1".parse().unwrap(), 32, 128, ActorKind::Ip);
+        assert_eq!(v6.to_string(), "ip:2001:db8::1");
+        assert_eq!(format!("{v6:?}"), "ip:2001:db8::1");
     }
 
     #[test]

@@ -70,7 +70,7 @@ impl Engine {
     }
 
     fn is_new(&self, r: &Record, now: u64) -> bool {
-        now.saturating_sub(r.first_seen) < self.new_actor && r.hits_total < self.history_hits
+        now.saturating_sub(r.first_seen()) < self.new_actor && r.hits_total() < self.history_hits
     }
 
     fn context(
@@ -141,7 +141,7 @@ impl Engine {
                 let ctx = self.context(probe, key.kind(), r, now, anomalous, inherited);
                 // One new distinct target, with the outcome that would
                 // weigh most (unknown until the inner service answers).
-                let now_signals = r.signals(now, long);
+                let now_signals = r.signals(now, secs_to_nanos(t.window_secs), long);
                 let seq = r.seq_run_after(target);
                 let worst = [Outcome::Miss, Outcome::Denied]
                     .into_iter()
@@ -210,7 +210,7 @@ impl Engine {
                 }
                 let anomalous = *anomalous.get_or_init(|| view.anomalous(now));
                 let ctx = self.context(probe, key.kind(), r, now, anomalous, inherited);
-                let s = policy::score(t, &r.signals(now, long), &ctx);
+                let s = policy::score(t, &r.signals(now, window, long), &ctx);
                 r.last_score = s as f32;
                 (s, r.carry_at(now, self.half_life))
             });
@@ -353,7 +353,11 @@ impl Engine {
         let signals = self
             .store
             .read(&(actor, pi), |r| {
-                r.signals(now, secs_to_nanos(t.long_half_life_secs))
+                r.signals(
+                    now,
+                    secs_to_nanos(t.window_secs),
+                    secs_to_nanos(t.long_half_life_secs),
+                )
             })
             .unwrap_or_default();
         let account = actors

@@ -118,13 +118,13 @@ impl GuardHandle {
     pub fn suspects(&self, min_score: f64) -> Vec<Suspect> {
         let engine = &self.shared.engine;
         let mut out = Vec::new();
-        engine.store.for_each(|(key, pi), r| {
+        engine.store.for_each(|key, r| {
             if r.last_score as f64 >= min_score || r.strikes > 0 {
                 out.push(Suspect {
-                    actor: *key,
+                    actor: key.actor(),
                     probe: engine
                         .probes
-                        .get(*pi as usize)
+                        .get(key.probe() as usize)
                         .map(|p| p.name.to_string())
                         .unwrap_or_default(),
                     score: r.last_score as f64,

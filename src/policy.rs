@@ -245,7 +245,7 @@ mod tests {
             prop_assert!(r.no_evidence());
             let c = Context { carry: r.carry_at(now, S), ..c };
             for t in [Thresholds::objects(), Thresholds::identities()] {
-                prop_assert_eq!(score(&t, &r.signals(now, long), &c), 0.0);
+                prop_assert_eq!(score(&t, &r.signals(now, window, long), &c), 0.0);
             }
             // One foreign target is evidence.
             let foreign = TargetInfo::new(b"8", Some(&account), true, (1, 2));

@@ -13,19 +13,23 @@
 //! Counts of misses and denials among the distinct targets are kept exactly
 //! and scaled by the same collision correction.
 
+use crate::clock::NANOS_PER_SEC;
 use crate::probe::{Outcome, TargetInfo};
 
 const BITS: usize = 256;
 const WORDS: usize = BITS / 64;
 
+/// Counts over one half-window, each saturating at `u16::MAX` (the
+/// thresholds that matter are tens of targets; the sketch itself saturates
+/// near 1,400).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub(crate) struct Counts {
-    pub(crate) requests: u32,
+    pub(crate) requests: u16,
     /// Distinct (new in the window) foreign targets.
-    pub(crate) targets: u32,
-    pub(crate) hits: u32,
-    pub(crate) misses: u32,
-    pub(crate) denied: u32,
+    pub(crate) targets: u16,
+    pub(crate) hits: u16,
+    pub(crate) misses: u16,
+    pub(crate) denied: u16,
 }
 
 impl Counts {
@@ -95,47 +99,84 @@ impl Signals {
     }
 }
 
-/// One (actor, probe) record. Fixed size: 232 bytes.
+/// Whole seconds of the clock, saturating: a `u32` holds 136 years from the
+/// clock's origin (the process start for [`SystemClock`](crate::SystemClock)).
+fn to_secs(nanos: u64) -> u32 {
+    (nanos / NANOS_PER_SEC).min(u32::MAX as u64) as u32
+}
+
+fn to_nanos(secs: u32) -> u64 {
+    secs as u64 * NANOS_PER_SEC
+}
+
+/// What one unit added at `now` weighs as of `at`, for a quantity that
+/// halves every `half_life`: `2^((now - at) / half_life)`. Exponential decay
+/// has no memory, so a decaying sum kept as of a whole second `at` reads the
+/// same at any later time as one kept as of `now`. The exponent is capped
+/// (it only matters for half-lives under a second).
+fn weight(now: u64, at: u64, half_life: u64) -> f64 {
+    let d = if now >= at {
+        (now - at) as f64
+    } else {
+        -((at - now) as f64)
+    };
+    2f64.powf((d / half_life.max(1) as f64).min(64.0))
+}
+
+/// One (actor, probe) record. Fixed size: 160 bytes.
+///
+/// The window length is not kept: the caller passes its probe's window to
+/// [`learn`](Self::learn), [`roll`](Self::roll) and
+/// [`signals`](Self::signals). `win_start` and `last_seen` are clock
+/// nanoseconds (windows and cadence gaps can be short); the times that need
+/// no sub-second precision are whole seconds of the clock (`u32`, saturating:
+/// 136 years from the clock's origin). The decaying sums (the long view and
+/// the carried suspicion) are kept as of such a whole second, which loses
+/// nothing (see `weight`).
 #[derive(Debug, Clone)]
 pub(crate) struct Record {
     win_start: u64,
-    window: u64,
     cur: Counts,
     prev: Counts,
     bits_cur: [u64; WORDS],
     bits_prev: [u64; WORDS],
     last_numeric: u64,
-    pub(crate) first_seen: u64,
+    /// Clock nanoseconds of the last request (0: none yet).
     pub(crate) last_seen: u64,
-    pub(crate) carry_at: u64,
-    long_at: u64,
+    /// Whole seconds: when the record was created.
+    first_secs: u32,
+    /// Whole seconds: the time `carry` is kept as of (at or before the last
+    /// raise).
+    carry_secs: u32,
+    /// Whole seconds: the time `long` is kept as of.
+    long_secs: u32,
     long: [f32; 4],
     gap_mean_ms: f32,
     gap_dev_ms: f32,
-    pub(crate) carry: f32,
+    carry: f32,
     /// The score at the last update (for eviction and listing).
     pub(crate) last_score: f32,
-    pub(crate) hits_total: u32,
+    hits_total: u16,
     seq_run: u16,
-    gaps: u16,
+    gaps: u8,
     pub(crate) strikes: u8,
     has_numeric: bool,
 }
 
 impl Record {
     pub(crate) fn new(now: u64) -> Self {
+        let secs = to_secs(now);
         Self {
             win_start: now,
-            window: u64::MAX,
             cur: Counts::default(),
             prev: Counts::default(),
             bits_cur: [0; WORDS],
             bits_prev: [0; WORDS],
             last_numeric: 0,
-            first_seen: now,
             last_seen: 0,
-            carry_at: now,
-            long_at: now,
+            first_secs: secs,
+            carry_secs: secs,
+            long_secs: secs,
             long: [0.0; 4],
             gap_mean_ms: 0.0,
             gap_dev_ms: 0.0,
@@ -149,9 +190,25 @@ impl Record {
         }
     }
 
+    /// When the record was created, in clock nanoseconds (to the second
+    /// before).
+    pub(crate) fn first_seen(&self) -> u64 {
+        to_nanos(self.first_secs)
+    }
+
+    /// When carried suspicion was last raised (or the record created), in
+    /// clock nanoseconds (to the second before).
+    pub(crate) fn carry_raised(&self) -> u64 {
+        to_nanos(self.carry_secs)
+    }
+
+    /// Hits on the probe over the record's life (saturating).
+    pub(crate) fn hits_total(&self) -> u32 {
+        self.hits_total as u32
+    }
+
     /// Rotates the half-windows up to `now`.
     pub(crate) fn roll(&mut self, now: u64, window: u64) {
-        self.window = window;
         let half = (window / 2).max(1);
         if now < self.win_start + half {
             return;
@@ -216,17 +273,19 @@ impl Record {
             self.bits_cur[w] |= m;
             self.cur.targets = self.cur.targets.saturating_add(1);
             self.decay_long(now, long_half_life);
-            self.long[0] += 1.0;
+            // One target now, as of the second the sums are kept at.
+            let one = weight(now, to_nanos(self.long_secs), long_half_life) as f32;
+            self.long[0] += one;
             match outcome {
                 Some(Outcome::Miss) => {
-                    self.long[1] += 1.0;
-                    self.long[3] += 1.0;
+                    self.long[1] += one;
+                    self.long[3] += one;
                 }
                 Some(Outcome::Denied) => {
-                    self.long[2] += 1.0;
-                    self.long[3] += 1.0;
+                    self.long[2] += one;
+                    self.long[3] += one;
                 }
-                Some(Outcome::Hit) => self.long[3] += 1.0,
+                Some(Outcome::Hit) => self.long[3] += one,
                 None => {}
             }
             match outcome {
@@ -247,13 +306,16 @@ impl Record {
         }
     }
 
+    /// Moves the long view's sums to the whole second of `now`.
     fn decay_long(&mut self, now: u64, half_life: u64) {
-        if now > self.long_at {
-            let f = 0.5f64.powf((now - self.long_at) as f64 / half_life.max(1) as f64) as f32;
+        let secs = to_secs(now);
+        if secs > self.long_secs {
+            let dt = to_nanos(secs) - to_nanos(self.long_secs);
+            let f = 0.5f64.powf(dt as f64 / half_life.max(1) as f64) as f32;
             for v in &mut self.long {
                 *v *= f;
             }
-            self.long_at = now;
+            self.long_secs = secs;
         }
     }
 
@@ -268,14 +330,17 @@ impl Record {
         }
     }
 
-    pub(crate) fn signals(&self, now: u64, long_half_life: u64) -> Signals {
-        let decay = if now > self.long_at {
-            0.5f64.powf((now - self.long_at) as f64 / long_half_life.max(1) as f64)
+    /// The signals at `now`, for a probe with this `window` and long
+    /// half-life (the ones the record learns with).
+    pub(crate) fn signals(&self, now: u64, window: u64, long_half_life: u64) -> Signals {
+        let long_at = to_nanos(self.long_secs);
+        let decay = if now > long_at {
+            0.5f64.powf((now - long_at) as f64 / long_half_life.max(1) as f64)
         } else {
             1.0
         };
         // Read the window as it stands at `now`, rolled or not.
-        let half = (self.window / 2).max(1);
+        let half = (window / 2).max(1);
         let (sum, bits) = match now.saturating_sub(self.win_start) / half {
             0 => {
                 let mut b = [0u64; WORDS];
@@ -295,13 +360,14 @@ impl Record {
         } else {
             (estimate / sum.targets as f64).max(1.0)
         };
-        let classified = (sum.hits + sum.misses + sum.denied) as f64 * scale;
+        let classified =
+            (u32::from(sum.hits) + u32::from(sum.misses) + u32::from(sum.denied)) as f64 * scale;
         Signals {
             foreign: estimate.max(sum.targets as f64),
             misses: sum.misses as f64 * scale,
             denied: sum.denied as f64 * scale,
             classified,
-            requests: sum.requests,
+            requests: u32::from(sum.requests),
             seq_run: self.seq_run as u32,
             regular: self.gaps >= 8
                 && self.gap_mean_ms > 0.0
@@ -323,20 +389,23 @@ impl Record {
             && self.carry <= 0.0
     }
 
-    /// Carried suspicion, decayed to `now`.
+    /// Carried suspicion, decayed to `now` (at most 4).
     pub(crate) fn carry_at(&self, now: u64, half_life: u64) -> f64 {
         if self.carry <= 0.0 {
             return 0.0;
         }
-        let dt = now.saturating_sub(self.carry_at) as f64 / half_life.max(1) as f64;
-        self.carry as f64 * 0.5f64.powf(dt)
+        let dt = now.saturating_sub(self.carry_raised()) as f64 / half_life.max(1) as f64;
+        // Kept as of the second before the raise: only a read from before
+        // the raise (a racing request's older clock reading) could see more
+        // than was set, and never more than the cap.
+        (self.carry as f64 * 0.5f64.powf(dt)).min(4.0)
     }
 
-    /// Raises carried suspicion to at least `to`... plus `add`.
+    /// Raises carried suspicion by `add`, to at least `floor` and at most 4.
     pub(crate) fn raise_carry(&mut self, now: u64, half_life: u64, add: f64, floor: f64) {
-        let c = self.carry_at(now, half_life);
-        self.carry = (c + add).max(floor).min(4.0) as f32;
-        self.carry_at = now;
+        let c = (self.carry_at(now, half_life) + add).max(floor).min(4.0);
+        self.carry_secs = to_secs(now);
+        self.carry = (c * weight(now, self.carry_raised(), half_life)) as f32;
     }
 }
 
@@ -365,7 +434,7 @@ mod tests {
     #[test]
     fn record_is_small() {
         assert!(
-            std::mem::size_of::<Record>() <= 232,
+            std::mem::size_of::<Record>() <= 160,
             "{}",
             std::mem::size_of::<Record>()
         );
@@ -377,7 +446,7 @@ mod tests {
         for _ in 0..10 {
             r.learn(2, W, LH, Some(t(7)), Some(Outcome::Miss));
         }
-        let s = r.signals(0, LH);
+        let s = r.signals(0, W, LH);
         assert_eq!(s.requests, 10);
         assert!((s.foreign - 1.0).abs() < 0.01);
         assert!((s.misses - 1.0).abs() < 0.01);
@@ -391,17 +460,17 @@ mod tests {
         }
         r.learn(W / 2 + 1, W, LH, Some(t(100)), Some(Outcome::Hit));
         assert!(
-            r.signals(0, LH).foreign >= 10.5,
+            r.signals(0, W, LH).foreign >= 10.5,
             "previous half still counts"
         );
         r.learn(W + 2, W, LH, Some(t(101)), Some(Outcome::Hit));
         assert!(
-            r.signals(W + 2, LH).foreign < 2.6,
+            r.signals(W + 2, W, LH).foreign < 2.6,
             "{}",
-            r.signals(W + 2, LH).foreign
+            r.signals(W + 2, W, LH).foreign
         );
         r.learn(5 * W, W, LH, None, None);
-        let s = r.signals(5 * W, LH);
+        let s = r.signals(5 * W, W, LH);
         assert_eq!(s.foreign, 0.0);
         // The long view remembers, decayed: 12 targets, about 5 hours ago.
         assert!(
@@ -417,9 +486,9 @@ mod tests {
         for i in 100..110 {
             r.learn(1, W, LH, Some(t(i)), Some(Outcome::Hit));
         }
-        assert_eq!(r.signals(0, LH).seq_run, 9);
+        assert_eq!(r.signals(0, W, LH).seq_run, 9);
         r.learn(1, W, LH, Some(t(500)), Some(Outcome::Hit));
-        assert_eq!(r.signals(0, LH).seq_run, 0);
+        assert_eq!(r.signals(0, W, LH).seq_run, 0);
     }
 
     #[test]
@@ -428,14 +497,14 @@ mod tests {
         for i in 1..20u64 {
             r.learn(i * 1_000_000_000, W, LH, Some(t(i * 7)), Some(Outcome::Hit));
         }
-        assert!(r.signals(0, LH).regular);
+        assert!(r.signals(0, W, LH).regular);
         let mut r = Record::new(0);
         let mut now = 0;
         for i in 1..20u64 {
             now += (i % 5 + 1) * 700_000_000;
             r.learn(now, W, LH, Some(t(i * 7)), Some(Outcome::Hit));
         }
-        assert!(!r.signals(0, LH).regular);
+        assert!(!r.signals(0, W, LH).regular);
     }
 
     #[test]
@@ -455,7 +524,7 @@ mod tests {
                     seed ^= seed << 17;
                     r.learn(1, W, LH, Some(t(seed)), Some(Outcome::Miss));
                 }
-                let s = r.signals(0, LH);
+                let s = r.signals(0, W, LH);
                 let err = s.foreign - n as f64;
                 total_err += err.abs();
                 worst = worst.max(err.abs());
@@ -497,7 +566,7 @@ mod tests {
             r.raise_carry(now, lh, carry, 0.0);
             let score_at = |at: u64| {
                 let ctx = crate::policy::Context { kind_factor: 1.0, tightened: false, repeat: false, carry: r.carry_at(at, lh) };
-                crate::policy::score(&th, &r.signals(at, lh), &ctx)
+                crate::policy::score(&th, &r.signals(at, w, lh), &ctx)
             };
             let mut prev = score_at(now);
             let mut at = now;
@@ -537,11 +606,11 @@ mod tests {
             let now = 12_000_000_000;
             let next = t(112);
             let predicted = r
-                .signals(now, lh)
+                .signals(now, w, lh)
                 .with_new_target(outcome, r.seq_run_after(&next));
             let mut h = r.clone();
             h.learn(now, w, lh, Some(next), Some(outcome));
-            let actual = h.signals(now, lh);
+            let actual = h.signals(now, w, lh);
             let (p, a) = (
                 crate::policy::score(&th, &predicted, &ctx),
                 crate::policy::score(&th, &actual, &ctx),
@@ -551,6 +620,38 @@ mod tests {
                 "{outcome:?}: predicted {p}, learned {a}"
             );
         }
+    }
+
+    #[test]
+    fn whole_second_times_lose_nothing() {
+        // Carried suspicion raised mid-second reads as set, then halves.
+        let s = 1_000_000_000u64;
+        let mut r = Record::new(s / 3);
+        r.raise_carry(7 * s + s / 2, 10 * s, 0.5, 0.0);
+        assert!((r.carry_at(7 * s + s / 2, 10 * s) - 0.5).abs() < 1e-6);
+        assert!((r.carry_at(17 * s + s / 2, 10 * s) - 0.25).abs() < 1e-6);
+        r.raise_carry(17 * s + s / 2, 10 * s, 0.5, 0.0);
+        assert!((r.carry_at(17 * s + s / 2, 10 * s) - 0.75).abs() < 1e-6);
+        assert!(r.carry_raised() <= 17 * s + s / 2);
+        // The long view: targets at fractional seconds, each decayed exactly.
+        let lh = 20 * s;
+        let mut r = Record::new(0);
+        let times = [s / 4, 3 * s + s / 2, 3 * s + 9 * s / 10, 11 * s + 1];
+        for (i, at) in times.into_iter().enumerate() {
+            r.learn(at, W, lh, Some(t(i as u64 * 10)), Some(Outcome::Miss));
+        }
+        let now = 30 * s + s / 7;
+        let exact: f64 = times
+            .iter()
+            .map(|at| 0.5f64.powf((now - at) as f64 / lh as f64))
+            .sum();
+        let got = r.signals(now, W, lh);
+        assert!(
+            (got.long_foreign - exact).abs() < 1e-5,
+            "{got:?} vs {exact}"
+        );
+        assert!((got.long_misses - exact).abs() < 1e-5);
+        assert_eq!(r.first_seen(), 0);
     }
 
     #[test]

@@ -15,10 +15,57 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use dashmap::DashMap;
 
-use crate::actor::ActorKey;
+use crate::actor::{ActorKey, ActorKind};
 use crate::signal::Record;
 
-pub(crate) type Key = (ActorKey, u8);
+/// The store's key: one actor and one probe (its index), packed into 24
+/// bytes. A plain `(ActorKey, u8)` would take 32: the probe cannot use the
+/// actor key's padding.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct StoreKey {
+    hi: u64,
+    lo: u64,
+    kind: ActorKind,
+    prefix: u8,
+    probe: u8,
+}
+
+pub(crate) type Key = StoreKey;
+
+impl StoreKey {
+    pub(crate) fn new(actor: ActorKey, probe: u8) -> Self {
+        let (kind, prefix, hi, lo) = actor.parts();
+        Self {
+            hi,
+            lo,
+            kind,
+            prefix,
+            probe,
+        }
+    }
+
+    /// The actor.
+    pub(crate) fn actor(&self) -> ActorKey {
+        ActorKey::from_parts(self.kind, self.prefix, self.hi, self.lo)
+    }
+
+    /// The probe's index.
+    pub(crate) fn probe(&self) -> u8 {
+        self.probe
+    }
+}
+
+impl From<(ActorKey, u8)> for StoreKey {
+    fn from((actor, probe): (ActorKey, u8)) -> Self {
+        Self::new(actor, probe)
+    }
+}
+
+impl std::fmt::Debug for StoreKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "({:?}, {})", self.actor(), self.probe)
+    }
+}
 
 pub(crate) struct Store {
     map: DashMap<Key, Record, ahash::RandomState>,
@@ -40,7 +87,7 @@ pub(crate) struct Store {
 /// throttle or above). Suspicion is read decayed to `now`, so a record that
 /// went quiet long ago does not hold its place forever.
 pub(crate) fn eviction_class(r: &Record, now: u64, half_life: u64, strike_memory: u64) -> u8 {
-    let idle = now.saturating_sub(r.last_seen.max(r.first_seen).max(r.carry_at));
+    let idle = now.saturating_sub(r.last_seen.max(r.first_seen()).max(r.carry_raised()));
     let score = r.last_score as f64 * 0.5f64.powf(idle as f64 / half_life.max(1) as f64);
     let carry = r.carry_at(now, half_life);
     let recent_strike = r.strikes > 0 && idle < strike_memory;
@@ -82,19 +129,24 @@ impl Store {
     }
 
     /// Reads a record.
-    pub(crate) fn read<R>(&self, key: &Key, f: impl FnOnce(&Record) -> R) -> Option<R> {
-        self.map.get(key).map(|r| f(&r))
+    pub(crate) fn read<R>(
+        &self,
+        key: &(impl Into<Key> + Copy),
+        f: impl FnOnce(&Record) -> R,
+    ) -> Option<R> {
+        self.map.get(&(*key).into()).map(|r| f(&r))
     }
 
     /// Updates a record, creating it if there is room. Returns `None` if the
     /// key is not tracked (the store is full of suspects).
     pub(crate) fn update<R>(
         &self,
-        key: Key,
+        key: impl Into<Key>,
         now: u64,
         half_life: u64,
         f: impl FnOnce(&mut Record) -> R,
     ) -> Option<R> {
+        let key = key.into();
         // Fast path: the record exists (governor's get-before-entry habit).
         if let Some(mut r) = self.map.get_mut(&key) {
             return Some(f(&mut r));
@@ -123,8 +175,8 @@ impl Store {
         Some(out)
     }
 
-    pub(crate) fn remove(&self, key: &Key) -> bool {
-        if self.map.remove(key).is_some() {
+    pub(crate) fn remove(&self, key: &(impl Into<Key> + Copy)) -> bool {
+        if self.map.remove(&(*key).into()).is_some() {
             self.len.fetch_sub(1, Ordering::Relaxed);
             true
         } else {
@@ -185,7 +237,7 @@ impl Store {
         for r in self.map.iter() {
             if eviction_class(r.value(), now, half_life, self.strike_memory) == class {
                 if count % stride == 0 && sample.len() < 1024 {
-                    sample.push(r.value().last_seen.max(r.value().first_seen));
+                    sample.push(r.value().last_seen.max(r.value().first_seen()));
                 }
                 count += 1;
             }
@@ -200,7 +252,7 @@ impl Store {
         let mut removed = 0usize;
         self.map.retain(|_, r| {
             let evict = removed < want
-                && r.last_seen.max(r.first_seen) <= cutoff
+                && r.last_seen.max(r.first_seen()) <= cutoff
                 && eviction_class(r, now, half_life, self.strike_memory) == class;
             if evict {
                 removed += 1;
@@ -214,13 +266,29 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::actor::ActorKind;
 
     fn key(i: u32) -> Key {
-        (
+        Key::new(
             ActorKey::ip(std::net::Ipv4Addr::from(i).into(), 32, 64, ActorKind::Ip),
             0,
         )
+    }
+
+    #[test]
+    fn key_is_compact() {
+        assert!(
+            std::mem::size_of::<Key>() <= 24,
+            "{}",
+            std::mem::size_of::<Key>()
+        );
+        let actor = ActorKey::hashed(ActorKind::Account, u128::MAX - 7);
+        let k = Key::from((actor, 3));
+        assert_eq!((k.actor(), k.probe()), (actor, 3));
+        assert_ne!(k, Key::new(actor, 4));
+        assert_ne!(
+            k,
+            Key::new(ActorKey::hashed(ActorKind::Session, u128::MAX - 7), 3)
+        );
     }
 
     #[test]
