@@ -134,15 +134,29 @@ fn weight(now: u64, at: u64, half_life: u64) -> f64 {
 /// the carried suspicion) are kept as of such a whole second, which loses
 /// nothing (see `weight`).
 #[derive(Debug, Clone)]
+// `repr(C)` in this order: the fields every probe request touches (the
+// window, the cadence, the counts, what `no_evidence` reads) come first and
+// share one or two cache lines; the sketch, touched only by foreign
+// targets, comes last. With many actors each lookup is a cache miss, so
+// how many lines an update touches is what it costs.
+#[repr(C)]
 pub(crate) struct Record {
     win_start: u64,
-    cur: Counts,
-    prev: Counts,
-    bits_cur: [u64; WORDS],
-    bits_prev: [u64; WORDS],
-    last_numeric: u64,
     /// Clock nanoseconds of the last request (0: none yet).
     pub(crate) last_seen: u64,
+    cur: Counts,
+    prev: Counts,
+    hits_total: u16,
+    seq_run: u16,
+    gap_mean_ms: f32,
+    gap_dev_ms: f32,
+    carry: f32,
+    /// The score at the last update (for eviction and listing).
+    pub(crate) last_score: f32,
+    gaps: u8,
+    pub(crate) strikes: u8,
+    has_numeric: bool,
+    long: [f32; 4],
     /// Whole seconds: when the record was created.
     first_secs: u32,
     /// Whole seconds: the time `carry` is kept as of (at or before the last
@@ -150,17 +164,9 @@ pub(crate) struct Record {
     carry_secs: u32,
     /// Whole seconds: the time `long` is kept as of.
     long_secs: u32,
-    long: [f32; 4],
-    gap_mean_ms: f32,
-    gap_dev_ms: f32,
-    carry: f32,
-    /// The score at the last update (for eviction and listing).
-    pub(crate) last_score: f32,
-    hits_total: u16,
-    seq_run: u16,
-    gaps: u8,
-    pub(crate) strikes: u8,
-    has_numeric: bool,
+    last_numeric: u64,
+    bits_cur: [u64; WORDS],
+    bits_prev: [u64; WORDS],
 }
 
 impl Record {
