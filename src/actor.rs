@@ -446,6 +446,19 @@ pub(crate) fn peer_addr(ext: &http::Extensions) -> Option<IpAddr> {
     ext.get::<SocketAddr>().map(|s| s.ip())
 }
 
+/// Whether the request carries a peer address at all (any of the
+/// extensions [`peer_addr`] reads; the common one first).
+pub(crate) fn has_peer(ext: &http::Extensions) -> bool {
+    #[cfg(feature = "axum")]
+    if ext
+        .get::<axum::extract::ConnectInfo<SocketAddr>>()
+        .is_some()
+    {
+        return true;
+    }
+    ext.get::<PeerAddr>().is_some() || ext.get::<SocketAddr>().is_some()
+}
+
 /// The peer address of a connection, for servers that are not axum: insert
 /// it (or a plain [`SocketAddr`]) into each request's extensions.
 ///

@@ -11,7 +11,8 @@ use http_body::Body;
 use tower_service::Service;
 
 use crate::actor::{
-    AccountId, ActorKey, ActorKind, Actors, Cidr, client_ip, cookie, hash128, in_any, peer_addr,
+    AccountId, ActorKey, ActorKind, Actors, Cidr, client_ip, cookie, has_peer, hash128, in_any,
+    peer_addr,
 };
 use crate::body::{GuardBody, ResponseBody};
 
@@ -189,7 +190,7 @@ impl Shared {
         };
         if need == Need::Peer {
             // Nothing concerns this request: it only needs a known peer.
-            if peer_addr(&parts.extensions).is_none() {
+            if !has_peer(&parts.extensions) {
                 if let Err(r) = self.missing_peer() {
                     return Step::Refuse(r);
                 }
