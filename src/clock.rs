@@ -19,10 +19,17 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+/// The furthest a clock may be from its origin when the guard is built, in
+/// seconds: half the range of the records' 32-bit seconds.
+pub(crate) const MAX_ORIGIN_SECS: u64 = u32::MAX as u64 / 2;
+
 /// A monotonic source of time, in nanoseconds since an arbitrary origin.
 ///
 /// Implementations must never go backwards. The guard reads the clock at most
-/// once per request.
+/// once per request. The origin may be at most about 68 years before the
+/// guard is built ([`GuardBuilder::build`](crate::GuardBuilder::build)
+/// refuses a clock further from its origin): records keep coarse times as
+/// 32-bit seconds of the clock, which last 136 years from its origin.
 pub trait Clock: Send + Sync + 'static {
     /// Nanoseconds since this clock's origin.
     fn now_nanos(&self) -> u64;

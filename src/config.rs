@@ -877,6 +877,13 @@ impl Config {
         }
         unit("links.boost", self.links.boost)?;
         unit("links.inherit", self.links.inherit)?;
+        if self.links.history_hits > u16::MAX as u32 {
+            return Err(ConfigError::invalid(
+                "links.history_hits",
+                self.links.history_hits.to_string(),
+                format!("must be at most {}", u16::MAX),
+            ));
+        }
         if self.links.half_life_secs == 0 {
             return Err(ConfigError::invalid(
                 "links.half_life_secs",
@@ -1149,6 +1156,14 @@ mod tests {
         assert_eq!(e.field(), Some("limits.max_actors"));
         assert_eq!(e.value(), Some("\"lots\""));
         assert!(e.to_string().contains("line 2"), "{e}");
+    }
+
+    #[test]
+    fn history_hits_fit_the_record() {
+        let e = Config::from_toml_str("[links]\nhistory_hits = 70000\n").unwrap_err();
+        assert_eq!(e.field(), Some("links.history_hits"));
+        assert_eq!(e.value(), Some("70000"));
+        assert!(Config::from_toml_str("[links]\nhistory_hits = 65535\n").is_ok());
     }
 
     #[test]

@@ -129,7 +129,8 @@ impl Engine {
         let probe = self.probes.get(pi as usize)?;
         let t = &probe.thresholds;
         let long = secs_to_nanos(t.long_half_life_secs);
-        let anomalous = self.views[pi as usize].anomalous(now);
+        // Read only if some record meets a new target.
+        let anomalous = std::cell::OnceCell::new();
         let mut inherited: f64 = 0.0;
         let mut crossing: Option<(ActorKey, f64)> = None;
         for key in actors.keys() {
@@ -138,6 +139,7 @@ impl Engine {
                     // Not a new target: counting it adds nothing.
                     return None;
                 }
+                let anomalous = *anomalous.get_or_init(|| self.views[pi as usize].anomalous(now));
                 let ctx = self.context(probe, key.kind(), r, now, anomalous, inherited);
                 // One new distinct target, with the outcome that would
                 // weigh most (unknown until the inner service answers).
@@ -203,10 +205,19 @@ impl Engine {
             let res = self.store.update((key, pi), now, self.half_life, |r| {
                 r.learn(now, window, long, target, outcome);
                 if r.no_evidence() {
-                    // Nothing to score: every part of the score is zero
-                    // (own objects read, no foreign target yet).
-                    r.last_score = 0.0;
-                    return (0.0, 0.0);
+                    // Nothing of its own to score (own objects read, no
+                    // foreign target yet): its score is what a new account
+                    // or session inherits from its address, if anything.
+                    let s = if inherited > 0.0
+                        && matches!(key.kind(), ActorKind::Account | ActorKind::Session)
+                        && self.is_new(r, now)
+                    {
+                        inherited
+                    } else {
+                        0.0
+                    };
+                    r.last_score = s as f32;
+                    return (s, 0.0);
                 }
                 let anomalous = *anomalous.get_or_init(|| view.anomalous(now));
                 let ctx = self.context(probe, key.kind(), r, now, anomalous, inherited);

@@ -251,6 +251,18 @@ impl GuardBuilder {
         let c = self.config;
         let compiled = c.compile()?;
         let clock = SharedClock(self.clock.unwrap_or_else(|| Arc::new(SystemClock::new())));
+        // Records keep coarse times as u32 seconds of the clock.
+        let secs = clock.now() / 1_000_000_000;
+        if secs > crate::clock::MAX_ORIGIN_SECS {
+            return Err(ConfigError::invalid(
+                "clock",
+                format!("{secs} s since its origin"),
+                format!(
+                    "the clock's origin must be at most {} s (about 68 years) in the past",
+                    crate::clock::MAX_ORIGIN_SECS
+                ),
+            ));
+        }
         let per_minute = NonZeroU32::new(c.throttle.per_minute).unwrap_or(NonZeroU32::MIN);
         let burst = NonZeroU32::new(c.throttle.burst.max(1)).unwrap_or(NonZeroU32::MIN);
         let quota = governor::Quota::per_minute(per_minute).allow_burst(burst);

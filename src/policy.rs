@@ -221,8 +221,9 @@ mod tests {
         }
 
         /// A record the learning step skips scoring for (`no_evidence`)
-        /// scores exactly zero, however it was fed: own objects, unreadable
-        /// targets, any outcome, any cadence.
+        /// scores exactly its context's carried suspicion (what it inherits),
+        /// however it was fed: own objects, unreadable targets, any outcome,
+        /// any cadence.
         #[test]
         fn no_evidence_scores_zero(
             steps in prop::collection::vec((0u64..5_000, 0u8..4, any::<bool>()), 1..40),
@@ -243,9 +244,10 @@ mod tests {
                 r.learn(now, window, long, readable.then_some(own), outcome);
             }
             prop_assert!(r.no_evidence());
-            let c = Context { carry: r.carry_at(now, S), ..c };
+            prop_assert_eq!(r.carry_at(now, S), 0.0);
+            // `c.carry` stands for what the actor inherits (0..2).
             for t in [Thresholds::objects(), Thresholds::identities()] {
-                prop_assert_eq!(score(&t, &r.signals(now, window, long), &c), 0.0);
+                prop_assert_eq!(score(&t, &r.signals(now, window, long), &c), c.carry);
             }
             // One foreign target is evidence.
             let foreign = TargetInfo::new(b"8", Some(&account), true, (1, 2));

@@ -385,9 +385,10 @@ impl Record {
         }
     }
 
-    /// Whether every part of the score is zero whatever the thresholds and
-    /// the context: no foreign target in the window or the long view, no
-    /// carried suspicion.
+    /// Whether the record holds no evidence of its own: no foreign target in
+    /// the window or the long view, no carried suspicion. Its score is then
+    /// the context's carried suspicion alone (what a new account or session
+    /// inherits from its address), whatever the thresholds.
     pub(crate) fn no_evidence(&self) -> bool {
         self.cur.targets == 0
             && self.prev.targets == 0

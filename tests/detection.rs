@@ -760,3 +760,51 @@ async fn pressing_against_a_throttle_ends_in_a_block() {
     ));
     assert!(leaked <= 20, "{leaked}");
 }
+
+/// Accounts scraping from one address get it blocked; a brand-new account
+/// there starts with part of the address's suspicion from its very first
+/// request, even one for its own object (which is no evidence of its own).
+#[tokio::test]
+async fn a_new_account_inherits_its_address_suspicion_at_once() {
+    let sim = Sim::new();
+    let ip = v4(198, 51, 100, 7);
+    let mut ids = (1..=ACCOUNTS).filter(|i| !(4240..4250).contains(i) && *i != 8888);
+    for (k, account) in (4240..4244u64).enumerate() {
+        let s = scrape(
+            &sim,
+            ip,
+            account,
+            &format!("s{k}"),
+            &mut ids,
+            100,
+            Duration::from_millis(300),
+        )
+        .await;
+        assert!(s.blocked, "{account}: {s:?}");
+    }
+    assert!(matches!(
+        sim.handle.verdict(&Actor::ip(ip)),
+        Verdict::Block { .. }
+    ));
+    let newcomer = Actor::account(8888u64);
+    assert!(matches!(sim.handle.verdict(&newcomer), Verdict::Allow));
+    assert_eq!(
+        sim.book(ip, 8888, "s-new", 8888).await,
+        Answer::Served(StatusCode::OK)
+    );
+    let verdict = sim.handle.verdict(&newcomer);
+    let suspect = sim
+        .handle
+        .suspects(0.0)
+        .into_iter()
+        .find(|s| s.actor == AccountId::from(8888u64).key());
+    println!("new account after one own read: {verdict:?}, {suspect:?}");
+    assert!(
+        !matches!(verdict, Verdict::Allow),
+        "inherits the address's suspicion: {verdict:?}"
+    );
+    assert!(
+        suspect.as_ref().is_some_and(|s| s.score > 0.0),
+        "{suspect:?}"
+    );
+}

@@ -1342,3 +1342,26 @@ async fn manual_ip_ban_holds_for_an_established_account() {
     assert_eq!(refusal.unwrap().actor_kind(), Some(ActorKind::Ip));
     assert_eq!(calls.load(Ordering::SeqCst), 6);
 }
+
+/// Records keep coarse times as 32-bit seconds of the clock: a clock too far
+/// from its origin is refused at build, naming the clock, not silently
+/// saturated.
+#[test]
+fn a_clock_too_far_from_its_origin_is_refused() {
+    struct Far;
+    impl enumguard::Clock for Far {
+        fn now_nanos(&self) -> u64 {
+            // 137 years.
+            137 * 365 * 86_400 * 1_000_000_000
+        }
+    }
+    let e = GuardLayer::builder().clock(Far).build().unwrap_err();
+    assert_eq!(e.field(), Some("clock"));
+    assert!(e.to_string().contains("origin"), "{e}");
+    assert!(
+        GuardLayer::builder()
+            .clock(ManualClock::new())
+            .build()
+            .is_ok()
+    );
+}
