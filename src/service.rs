@@ -6,7 +6,7 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http::request::Parts;
-use http::{Request, Response};
+use http::{Method, Request, Response};
 use http_body::Body;
 use tower_service::Service;
 
@@ -64,6 +64,18 @@ pub(crate) enum Need {
     /// Every actor, session and account included.
     Full,
 }
+
+/// The outcome of [`Shared::route`].
+pub(crate) enum Route {
+    /// Nothing concerns the request: forward it as it is.
+    Pass,
+    Refuse(Refusal),
+    /// The full steps, for this probe (if any).
+    Full(Option<Matched>),
+}
+
+/// A matched probe: its index, and the byte range of its path capture.
+pub(crate) type Matched = (usize, Option<(usize, usize)>);
 
 /// The outcome of the steps before the inner service.
 pub(crate) enum Step {
@@ -166,16 +178,52 @@ impl Shared {
         )
     }
 
+    /// The first look at a request, before its head is taken apart: which
+    /// probe it is for, and whether anything concerns it at all. Most
+    /// requests of a service match no probe and, while no verdict is held
+    /// and no list is configured, stop here.
+    #[inline]
+    pub(crate) fn route(&self, method: &Method, path: &str, ext: &http::Extensions) -> Route {
+        // The probe and where its path capture lies in `path`.
+        let probe = self.engine.probes.iter().enumerate().find_map(|(i, p)| {
+            let capture = p.matches(method, path)?;
+            Some((
+                i,
+                capture.map(|c| {
+                    let start = c.as_ptr().addr() - path.as_ptr().addr();
+                    (start, start + c.len())
+                }),
+            ))
+        });
+        if probe.is_none()
+            && self.engine.verdicts.is_empty()
+            && self.allow.is_empty()
+            && self.deny.is_empty()
+            && self.allow_accounts.is_empty()
+            && self.deny_accounts.is_empty()
+        {
+            // Nothing concerns this request: it only needs a known peer.
+            if !has_peer(ext) {
+                if let Err(r) = self.missing_peer() {
+                    return Route::Refuse(r);
+                }
+            }
+            return Route::Pass;
+        }
+        Route::Full(probe)
+    }
+
     /// Everything before the inner service, for a request whose head is
-    /// `parts`.
-    pub(crate) fn before(&self, parts: &Parts) -> Step {
+    /// `parts` and that [`route`](Self::route) matched to `probe`.
+    pub(crate) fn before(&self, parts: &Parts, probe: Option<Matched>) -> Step {
         let engine = &self.engine;
-        // Which probe, if any (a few segment compares per probe).
-        let matched = engine
-            .probes
-            .iter()
-            .enumerate()
-            .find_map(|(i, p)| p.matches(&parts.method, parts.uri.path()).map(|c| (i, c)));
+        // The capture, from the same path `route` read.
+        let matched = probe.map(|(i, range)| {
+            (
+                i,
+                range.and_then(|(start, end)| parts.uri.path().get(start..end)),
+            )
+        });
         let verdicts = !engine.verdicts.is_empty();
         let need = if matched.is_some()
             || verdicts
@@ -412,8 +460,19 @@ where
             .get(&self.shared.engine.probes)
             .requests
             .increment(1);
+        let probe = match self
+            .shared
+            .route(req.method(), req.uri().path(), req.extensions())
+        {
+            Route::Pass => {
+                let fut = self.inner.call(req.map(GuardBody::new));
+                return ResponseFuture::forward(fut, None);
+            }
+            Route::Refuse(r) => return ResponseFuture::refused(self.shared.refusal_response(r)),
+            Route::Full(probe) => probe,
+        };
         let (parts, body) = req.into_parts();
-        match self.shared.before(&parts) {
+        match self.shared.before(&parts, probe) {
             Step::Forward(learn) => {
                 let req = Request::from_parts(parts, GuardBody::new(body));
                 let fut = self.inner.call(req);
