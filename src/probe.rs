@@ -675,9 +675,10 @@ impl TargetInfo {
     ) -> Self {
         let h = hash128(crate::actor::ACCOUNT_KEYS_PUB, bytes);
         let is_self = self_target && account.is_some_and(|a| a.hash() == h);
+        // Up to 19 decimal digits always fit a u64.
         let numeric =
             if !bytes.is_empty() && bytes.len() <= 19 && bytes.iter().all(u8::is_ascii_digit) {
-                std::str::from_utf8(bytes).ok().and_then(|s| s.parse().ok())
+                Some(bytes.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0')))
             } else {
                 None
             };
@@ -907,5 +908,17 @@ mod tests {
         assert!(!TargetInfo::new(b"42", Some(&me), false, K).is_self);
         assert!(!TargetInfo::new(b"43", Some(&me), true, K).is_self);
         assert_eq!(TargetInfo::new(b"43", None, true, K).numeric, Some(43));
+    }
+
+    #[test]
+    fn numeric_targets() {
+        let n = |b: &[u8]| TargetInfo::new(b, None, true, K).numeric;
+        assert_eq!(n(b"0042"), Some(42));
+        assert_eq!(n(b"9999999999999999999"), Some(9_999_999_999_999_999_999));
+        assert_eq!(n(b"18446744073709551615"), None, "20 digits: not numeric");
+        assert_eq!(n(b""), None);
+        assert_eq!(n(b"-1"), None);
+        assert_eq!(n(b"4 2"), None);
+        assert_eq!(n(b"\xd9\xa3"), None, "non-ASCII digits");
     }
 }
