@@ -34,6 +34,10 @@
 //! pace, and the server CPU time per request is the figure that isolates
 //! the guard's cost.
 
+/// The guard pieces the tests use too (the account header, the probe).
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::mpsc;
@@ -41,8 +45,7 @@ use std::time::{Duration, Instant};
 
 use axum::extract::ConnectInfo;
 use bytes::Bytes;
-use enumguard::{AccountId, GuardHandle, GuardLayer, Mode, ProbeConfig, TargetConfig};
-use http::request::Parts;
+use enumguard::{GuardHandle, GuardLayer, Mode, ProbeConfig, TargetConfig};
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::Incoming;
@@ -59,17 +62,6 @@ fn handler<B>(_req: Request<B>) -> Ready {
     )))))
 }
 
-fn account(parts: &Parts) -> Option<AccountId> {
-    // A constant name: a `&str` name is parsed on every lookup.
-    const X_ACCOUNT: http::HeaderName = http::HeaderName::from_static("x-account");
-    parts
-        .headers
-        .get(&X_ACCOUNT)?
-        .to_str()
-        .ok()
-        .map(AccountId::new)
-}
-
 fn guard_layer(mode: Mode) -> GuardLayer {
     GuardLayer::builder()
         .probe(ProbeConfig::objects(
@@ -79,7 +71,7 @@ fn guard_layer(mode: Mode) -> GuardLayer {
             TargetConfig::path("id"),
         ))
         .session_header("x-session")
-        .account(account)
+        .account(common::account_from_header)
         .mode(mode)
         .build()
         .expect("valid enumguard config")

@@ -30,6 +30,10 @@
 //!   before, at the end and at its peak (`VmHWM`), and whether the scraper's
 //!   block and record survived.
 
+/// The guard pieces the tests use too (the account header, the probe).
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::convert::Infallible;
 use std::future::Future;
@@ -40,10 +44,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
 use bytes::Bytes;
-use enumguard::{
-    AccountId, Actor, GuardBody, GuardLayer, ProbeConfig, Refusal, TargetConfig, Verdict,
-};
-use http::request::Parts;
+use enumguard::{Actor, GuardBody, GuardLayer, ProbeConfig, Refusal, TargetConfig, Verdict};
 use http::{Request, Response};
 use http_body_util::Full;
 use tower::{Layer, Service, service_fn};
@@ -119,15 +120,6 @@ fn ok<B>(_req: Request<B>) -> std::future::Ready<Result<Response<Full<Bytes>>, I
     std::future::ready(Ok(Response::new(Full::new(Bytes::new()))))
 }
 
-fn account(parts: &Parts) -> Option<AccountId> {
-    parts
-        .headers
-        .get("x-account")?
-        .to_str()
-        .ok()
-        .map(AccountId::new)
-}
-
 fn guard(max_actors: usize) -> GuardLayer {
     GuardLayer::builder()
         .probe(ProbeConfig::objects(
@@ -137,7 +129,7 @@ fn guard(max_actors: usize) -> GuardLayer {
             TargetConfig::path("id"),
         ))
         .session_header("x-session")
-        .account(account)
+        .account(common::account_from_header)
         .max_actors(max_actors)
         .build()
         .expect("valid enumguard config")

@@ -63,6 +63,10 @@
 //! actor first, so the maps hold them all: the figures are steady state, not
 //! inserts.
 
+/// The guard pieces the tests use too (the account header, the probe).
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 use std::convert::Infallible;
 use std::fmt::Debug;
 use std::future::Future;
@@ -76,11 +80,7 @@ use std::time::{Duration, Instant};
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use criterion::{BenchmarkId, Criterion};
-use enumguard::{
-    AccountId, Actor, GuardBody, GuardBuilder, GuardLayer, Mode, ProbeConfig, TargetConfig,
-    Thresholds,
-};
-use http::request::Parts;
+use enumguard::{Actor, GuardBody, GuardBuilder, GuardLayer, Mode, ProbeConfig, Thresholds};
 use http::{HeaderName, HeaderValue, Request, Response, StatusCode, Uri};
 use tower::{Layer, Service, service_fn};
 use tower_governor::GovernorLayer;
@@ -314,32 +314,12 @@ impl Variant {
     }
 }
 
-/// The application's account closure, written as a service would: a
-/// constant header name (a `&str` name is parsed on every lookup).
-fn account(parts: &Parts) -> Option<AccountId> {
-    parts
-        .headers
-        .get(&X_ACCOUNT)?
-        .to_str()
-        .ok()
-        .map(AccountId::new)
-}
-
-fn addressbook() -> ProbeConfig {
-    ProbeConfig::objects(
-        "addressbook",
-        "GET",
-        "/api/accounts/{id}/addressbook",
-        TargetConfig::path("id"),
-    )
-}
-
 /// The application's configuration: the probe, session and account.
 fn app_guard(probe: ProbeConfig) -> GuardBuilder {
     GuardLayer::builder()
         .probe(probe)
         .session_header("x-session")
-        .account(account)
+        .account(common::account_from_header)
         .max_actors(1_000_000)
 }
 
@@ -403,13 +383,16 @@ fn overhead_variants(group: &'static str) -> Vec<Variant> {
             GovernorLayer::new(config).layer(bare())
         });
         set.add("no_probe", param, Shape::NoProbe, || {
-            guard(app_guard(addressbook()), inner())
+            guard(app_guard(common::addressbook()), inner())
         });
         set.add("probe", param, Shape::Probe, || {
-            guard(app_guard(addressbook()), inner())
+            guard(app_guard(common::addressbook()), inner())
         });
         set.add("observe", param, Shape::Probe, || {
-            guard(app_guard(addressbook()).mode(Mode::Observe), inner())
+            guard(
+                app_guard(common::addressbook()).mode(Mode::Observe),
+                inner(),
+            )
         });
     }
     set.out
@@ -432,7 +415,7 @@ fn pieces(group: &'static str) -> Vec<Variant> {
     let ids = || {
         GuardLayer::builder()
             .session_header("x-session")
-            .account(account)
+            .account(common::account_from_header)
     };
     for param in PARAMS {
         set.add("ip_only", param, Shape::Probe, || {
@@ -468,7 +451,7 @@ fn pieces(group: &'static str) -> Vec<Variant> {
                 denied_block: 1_000_000_000,
                 ..Thresholds::objects()
             };
-            guard(app_guard(addressbook().thresholds(huge)), inner())
+            guard(app_guard(common::addressbook().thresholds(huge)), inner())
         });
     }
     set.out

@@ -180,12 +180,8 @@ mod tests {
 
     const S: u64 = 1_000_000_000;
 
-    /// Counts from many threads land on different stripes; a spike spread
-    /// over threads is seen whole, and the bucket closes with every stripe.
-    #[test]
-    fn stripes_add_up() {
-        let v = View::new(&ServiceViewConfig::default(), true, 0.1, 0.05);
-        // Calm, from one thread: 10% misses over ten minutes.
+    /// Ten calm minutes from one thread (10% misses); returns the time.
+    fn calm(v: &View) -> u64 {
         let mut now = 0;
         for minute in 0..10u64 {
             for i in 0..100u64 {
@@ -193,6 +189,15 @@ mod tests {
                 v.record(now, i % 10 == 0, false);
             }
         }
+        now
+    }
+
+    /// Counts from many threads land on different stripes; a spike spread
+    /// over threads is seen whole, and the bucket closes with every stripe.
+    #[test]
+    fn stripes_add_up() {
+        let v = View::new(&ServiceViewConfig::default(), true, 0.1, 0.05);
+        let now = calm(&v);
         assert!(!v.anomalous(now));
         // A spike split over 8 threads, each too small alone.
         let t = now + S;
@@ -215,14 +220,7 @@ mod tests {
     #[test]
     fn calm_then_spike() {
         let v = View::new(&ServiceViewConfig::default(), true, 0.1, 0.05);
-        let mut now = 0;
-        // Ten calm minutes: 10% misses.
-        for minute in 0..10u64 {
-            for i in 0..100u64 {
-                now = minute * 60 * S + i * S / 2;
-                v.record(now, i % 10 == 0, false);
-            }
-        }
+        let now = calm(&v);
         assert!(!v.anomalous(now));
         assert!((v.baselines().0 - 0.1).abs() < 0.02);
         // A spike of misses.

@@ -4,6 +4,8 @@
 //! two probe styles. Each test prints what got out, so `cargo test --test
 //! detection -- --nocapture` gives the figures.
 
+mod common;
+
 use std::convert::Infallible;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -97,12 +99,7 @@ enum Answer {
 
 fn guard(clock: &ManualClock, mode: Mode) -> GuardLayer {
     GuardLayer::builder()
-        .probe(ProbeConfig::objects(
-            "addressbook",
-            "GET",
-            "/api/accounts/{id}/addressbook",
-            TargetConfig::path("id"),
-        ))
+        .probe(common::addressbook())
         .probe(ProbeConfig::identities(
             "lookup",
             "GET",
@@ -123,13 +120,7 @@ fn guard(clock: &ManualClock, mode: Mode) -> GuardLayer {
             }),
         )
         .session_header("x-session")
-        .account(|p| {
-            p.headers
-                .get("x-account")?
-                .to_str()
-                .ok()
-                .map(AccountId::new)
-        })
+        .account(common::account_from_header)
         .clock(clock.clone())
         .mode(mode)
         .build()

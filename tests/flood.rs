@@ -2,15 +2,14 @@
 //! tokens) keeps the store within its bound, and the records and verdicts
 //! of actors that are already suspect or blocked survive it.
 
+mod common;
+
 use std::convert::Infallible;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
 use bytes::Bytes;
-use enumguard::{
-    AccountId, Actor, GuardBody, GuardLayer, ManualClock, ProbeConfig, Refusal, TargetConfig,
-    Verdict,
-};
+use enumguard::{Actor, GuardBody, GuardLayer, ManualClock, Refusal, Verdict};
 use http::{Request, Response};
 use http_body_util::Full;
 use tower::{Layer, Service, ServiceExt, service_fn};
@@ -43,20 +42,9 @@ fn request(
 async fn a_million_fresh_ips_and_sessions_stay_in_bound() {
     let clock = ManualClock::new();
     let layer = GuardLayer::builder()
-        .probe(ProbeConfig::objects(
-            "addressbook",
-            "GET",
-            "/api/accounts/{id}/addressbook",
-            TargetConfig::path("id"),
-        ))
+        .probe(common::addressbook())
         .session_header("x-session")
-        .account(|p| {
-            p.headers
-                .get("x-account")?
-                .to_str()
-                .ok()
-                .map(AccountId::new)
-        })
+        .account(common::account_from_header)
         .max_actors(CAP)
         .clock(clock.clone())
         .build()

@@ -6,6 +6,8 @@
 //! shared state between clones, IPv6 grouping, hostile proxy headers, and
 //! JSON-body probes handing the body to the inner service unchanged.
 
+mod common;
+
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::fmt;
@@ -86,15 +88,6 @@ async fn call(
     let bytes = body.collect().await.unwrap().to_bytes();
     let refusal = parts.extensions.get::<Refusal>().cloned();
     (Response::from_parts(parts, bytes), refusal)
-}
-
-fn account_from_header(parts: &http::request::Parts) -> Option<AccountId> {
-    parts
-        .headers
-        .get("x-account")?
-        .to_str()
-        .ok()
-        .map(AccountId::new)
 }
 
 // ---------------------------------------------------------------------------
@@ -225,7 +218,7 @@ async fn unban_lets_the_actor_through() {
 #[tokio::test]
 async fn banned_account_is_refused_others_on_the_same_ip_are_not() {
     let layer = GuardLayer::builder()
-        .account(account_from_header)
+        .account(common::account_from_header)
         .clock(ManualClock::new())
         .build()
         .unwrap();
@@ -391,7 +384,7 @@ async fn allowlisted_network_and_account_pass_even_when_banned() {
     let layer = GuardLayer::builder()
         .allow_cidr("10.0.0.0/8")
         .allow_account("7")
-        .account(account_from_header)
+        .account(common::account_from_header)
         .build()
         .unwrap();
     let handle = layer.handle();
@@ -429,7 +422,7 @@ async fn denylisted_network_and_account_are_refused() {
         .deny_cidr("192.0.2.0/24")
         .deny_cidr("2001:db8:bad::/48")
         .deny_account("666")
-        .account(account_from_header)
+        .account(common::account_from_header)
         .build()
         .unwrap();
     let calls = Arc::new(AtomicUsize::new(0));
@@ -1316,7 +1309,7 @@ async fn manual_ip_ban_holds_for_an_established_account() {
             "/api/accounts/{id}/addressbook",
             TargetConfig::path("id"),
         ))
-        .account(account_from_header)
+        .account(common::account_from_header)
         .clock(clock.clone())
         .build()
         .unwrap();

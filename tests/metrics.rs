@@ -3,6 +3,8 @@
 //! the first request. One test in its own process: it installs the global
 //! recorder before the guard serves, as an application does.
 
+mod common;
+
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -11,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use enumguard::{AccountId, Actor, GuardBody, GuardLayer, ProbeConfig, TargetConfig};
+use enumguard::{Actor, GuardBody, GuardLayer};
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
 use metrics::{
@@ -92,20 +94,8 @@ async fn counters_by_name_and_label() {
     metrics::set_global_recorder(recorder.clone()).expect("first recorder of this process");
 
     let layer = GuardLayer::builder()
-        .probe(ProbeConfig::objects(
-            "addressbook",
-            "GET",
-            "/api/accounts/{id}/addressbook",
-            TargetConfig::path("id"),
-        ))
-        .account(|parts| {
-            parts
-                .headers
-                .get("x-account")?
-                .to_str()
-                .ok()
-                .map(AccountId::new)
-        })
+        .probe(common::addressbook())
+        .account(common::account_from_header)
         .build()
         .unwrap();
     // 404 for account 9's book (a miss), 200 otherwise.

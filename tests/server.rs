@@ -7,6 +7,8 @@
 //!
 //! Time is a `ManualClock`; nothing sleeps.
 
+mod common;
+
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
@@ -23,8 +25,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use bytes::{Bytes, BytesMut};
 use enumguard::{
-    AccountId, Actor, Config, ConfigErrorKind, GuardHandle, GuardLayer, ManualClock, ProbeConfig,
-    TargetConfig,
+    Actor, Config, ConfigErrorKind, GuardHandle, GuardLayer, ManualClock, ProbeConfig, TargetConfig,
 };
 use http::{Request, StatusCode};
 use http_body::{Body, Frame, SizeHint};
@@ -205,15 +206,6 @@ async fn reset(State(seen): State<Seen>, headers: HeaderMap, body: AxumBody) -> 
     }
 }
 
-fn account_from_header(parts: &http::request::Parts) -> Option<AccountId> {
-    parts
-        .headers
-        .get("x-account")?
-        .to_str()
-        .ok()
-        .map(AccountId::new)
-}
-
 /// The usual guard for these tests, with a manual clock. The JSON probe
 /// passes bodies over its limit (`oversized = "pass"`), so that large
 /// uploads through it are checked byte for byte; identities probes refuse
@@ -229,7 +221,7 @@ fn guard(clock: &ManualClock) -> enumguard::GuardBuilder {
             )
             .body_limit(16 * 1024, enumguard::Oversized::Pass),
         )
-        .account(account_from_header)
+        .account(common::account_from_header)
         .clock(clock.clone())
 }
 
