@@ -45,7 +45,7 @@ use std::time::{Duration, Instant};
 
 use axum::extract::ConnectInfo;
 use bytes::Bytes;
-use enumguard::{GuardHandle, GuardLayer, Mode, ProbeConfig, TargetConfig};
+use enumguard::{GuardHandle, GuardLayer, Mode};
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::Incoming;
@@ -64,12 +64,7 @@ fn handler<B>(_req: Request<B>) -> Ready {
 
 fn guard_layer(mode: Mode) -> GuardLayer {
     GuardLayer::builder()
-        .probe(ProbeConfig::objects(
-            "addressbook",
-            "GET",
-            "/api/accounts/{id}/addressbook",
-            TargetConfig::path("id"),
-        ))
+        .probe(common::addressbook())
         .session_header("x-session")
         .account(common::account_from_header)
         .mode(mode)

@@ -44,7 +44,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
 use bytes::Bytes;
-use enumguard::{Actor, GuardBody, GuardLayer, ProbeConfig, Refusal, TargetConfig, Verdict};
+use enumguard::{Actor, GuardBody, GuardLayer, Refusal, Verdict};
 use http::{Request, Response};
 use http_body_util::Full;
 use tower::{Layer, Service, service_fn};
@@ -122,12 +122,7 @@ fn ok<B>(_req: Request<B>) -> std::future::Ready<Result<Response<Full<Bytes>>, I
 
 fn guard(max_actors: usize) -> GuardLayer {
     GuardLayer::builder()
-        .probe(ProbeConfig::objects(
-            "addressbook",
-            "GET",
-            "/api/accounts/{id}/addressbook",
-            TargetConfig::path("id"),
-        ))
+        .probe(common::addressbook())
         .session_header("x-session")
         .account(common::account_from_header)
         .max_actors(max_actors)
