@@ -403,33 +403,32 @@ fn overhead_variants(group: &'static str) -> Vec<Variant> {
 ///
 /// | id | what differs from its baseline | baseline |
 /// |---|---|---|
-/// | `ip_only` | a guard with no probe, no session, no account, an empty verdict table: the allow path (identify ip + subnet from the peer address, the empty-table fast path, no probe to match) | `overhead/bare` |
-/// | `ip_session_account` | as `ip_only` with a session header and an account closure configured; on the allow path with an empty table they are not computed | `ip_only` |
+/// | `ip_only` | a guard with no probe, no session, no account, an empty verdict table, and a deny list of one network no actor is in (192.0.2.0/24): every request's address is read, its ip and subnet keys built and the list checked. (Without any list, such a request only has its peer's presence checked: that is `overhead/no_probe`.) | `overhead/bare` |
+/// | `ip_session_account` | as `ip_only` with a session header and an account closure configured; with no verdict held and no account list they are not computed | `ip_only` |
 /// | `gate_1` | as `ip_session_account` with one ban (of another address) in the verdict table: every request is fully identified (session: keyed SipHash of the header; account: the closure) and its four keys looked up | `ip_session_account` |
 /// | `gate_10k` | as `gate_1` with 10,000 bans: the lookups in a bigger table | `gate_1` |
 /// | `bare_xff` | the bare service with an `X-Forwarded-For` header in the request | `overhead/bare` |
-/// | `xff_trusted` | `ip_only` from a trusted proxy (127.0.0.0/8): walks `X-Forwarded-For` (`{client}, 127.0.0.2`) from the right | `bare_xff` |
+/// | `xff_trusted` | `ip_only` (with its deny list) from a trusted proxy (127.0.0.0/8): walks `X-Forwarded-For` (`{client}, 127.0.0.2`) from the right | `bare_xff` |
 /// | `probe_foreign` | the `probe` configuration with thresholds of 10^9 (every signal on, none ever crossed), each actor walking foreign ids in order: the pre-check scores every actor on every request, the worst case | `overhead/probe` |
 fn pieces(group: &'static str) -> Vec<Variant> {
     let mut set = Set::new(group);
-    let ids = || {
-        GuardLayer::builder()
+    // A list of one network no actor is in: requests are identified.
+    let listed = || GuardLayer::builder().deny_cidr("192.0.2.0/24");
+    let ids = move || {
+        listed()
             .session_header("x-session")
             .account(common::account_from_header)
     };
     for param in PARAMS {
-        set.add("ip_only", param, Shape::Probe, || {
-            guard(GuardLayer::builder(), inner())
+        set.add("ip_only", param, Shape::Probe, move || {
+            guard(listed(), inner())
         });
         set.add("ip_session_account", param, Shape::Probe, || {
             guard(ids(), inner())
         });
         set.add("bare_xff", param, Shape::Xff, bare);
         set.add("xff_trusted", param, Shape::Xff, || {
-            guard(
-                GuardLayer::builder().trusted_proxies(["127.0.0.0/8"]),
-                inner(),
-            )
+            guard(listed().trusted_proxies(["127.0.0.0/8"]), inner())
         });
         for (id, bans) in [("gate_1", 1u32), ("gate_10k", 10_000)] {
             set.add(id, param, Shape::Probe, || {
@@ -623,7 +622,7 @@ fn report(abs: &[Ab], rounds: usize, batch: u64) {
     println!("|---|---:|---:|");
     let pieces: [(&str, &dyn Fn(usize) -> f64); 7] = [
         (
-            "allow path: ip identification, empty-table fast path (pieces/ip_only - bare)",
+            "address identification with a one-network deny list, no probe matched (pieces/ip_only - bare)",
             &|p| {
                 diff(
                     &format!("pieces/ip_only/{p}"),
@@ -632,7 +631,7 @@ fn report(abs: &[Ab], rounds: usize, batch: u64) {
             },
         ),
         (
-            "session + account configured, empty table (ip_session_account - ip_only)",
+            "session + account configured, nothing held (ip_session_account - ip_only)",
             &|p| {
                 diff(
                     &format!("pieces/ip_session_account/{p}"),

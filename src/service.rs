@@ -155,9 +155,11 @@ impl Shared {
                          `enumguard::PeerAddr` into request extensions."
                     );
                 }
+                metrics::counter!(crate::metrics::WOULD_REFUSE, "reason" => "missing_peer", "actor_kind" => "none").increment(1);
                 Ok(Self::unknown_ip())
             }
             MissingPeer::Refuse => {
+                metrics::counter!(crate::metrics::REFUSED, "reason" => "missing_peer", "actor_kind" => "none").increment(1);
                 if !self.warned_missing_peer.swap(true, Ordering::Relaxed) {
                     tracing::error!(
                         target: "enumguard",

@@ -4,12 +4,14 @@
 //! # Bound and eviction
 //! The store holds at most `limits.max_actors` records. A new key that finds
 //! it full triggers a sweep (by one thread at a time) that removes about an
-//! eighth of the capacity: first idle records, then the least recently seen,
-//! and only ever records that are *unsuspicious* (no strike, no carried
-//! suspicion, a low last score). A flood of fresh keys therefore evicts
-//! other fresh keys, never a suspect. If everything left is suspect, the new
-//! key is not tracked (counted in `enumguard_untracked_total`); verdicts
-//! still apply to it.
+//! eighth of the capacity, least recently seen first: records with nothing
+//! against them first (no strike, no carried suspicion, a low score), then
+//! mildly suspect ones (below a throttle, or strikes long past), never a
+//! current suspect (a recent strike, carried suspicion, or a score at a
+//! throttle or above; see [`eviction_class`]). A flood of fresh keys
+//! therefore evicts other fresh keys, never a suspect. If everything left is
+//! suspect, the new key is not tracked (counted in
+//! `enumguard_untracked_total`); verdicts still apply to it.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 

@@ -136,7 +136,17 @@ async fn counters_by_name_and_label() {
         .unwrap();
     assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
 
-    assert_eq!(recorder.get("enumguard_requests_total{}"), 5);
+    // No peer address: refused with 500, counted.
+    let mut no_peer = req("/api/accounts/1/profile", "10.0.0.1:1", "1");
+    no_peer.extensions_mut().clear();
+    let res = send(no_peer).await.unwrap();
+    assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
+
+    assert_eq!(recorder.get("enumguard_requests_total{}"), 6);
+    assert_eq!(
+        recorder.get("enumguard_refused_total{actor_kind=none,reason=missing_peer}"),
+        1
+    );
     assert_eq!(
         recorder.get("enumguard_probe_requests_total{outcome=hit,probe=addressbook}"),
         2
