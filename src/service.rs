@@ -182,8 +182,8 @@ impl Shared {
 
     /// The first look at a request, before its head is taken apart: which
     /// probe it is for, and whether anything concerns it at all. Most
-    /// requests of a service match no probe and, while no verdict is held
-    /// and no list is configured, stop here.
+    /// requests of a service match no probe and, while no list is configured
+    /// and no ban or account/session block is held, stop here.
     #[inline]
     pub(crate) fn route(&self, method: &Method, path: &str, ext: &http::Extensions) -> Route {
         // The probe and where its path capture lies in `path`.
@@ -197,12 +197,15 @@ impl Shared {
                 }),
             ))
         });
+        // Without a probe, only a ban or an account's or session's block can
+        // refuse the request (address verdicts and throttles cover probe
+        // requests only): while none is held, nothing needs identifying.
         if probe.is_none()
-            && self.engine.verdicts.is_empty()
             && self.allow.is_empty()
             && self.deny.is_empty()
             && self.allow_accounts.is_empty()
             && self.deny_accounts.is_empty()
+            && self.engine.verdicts.no_wide(|| self.clock.now())
         {
             // Nothing concerns this request: it only needs a known peer.
             if !has_peer(ext) {

@@ -4,7 +4,7 @@
 //! atomic and no map.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicIsize, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use dashmap::DashMap;
@@ -83,6 +83,16 @@ pub(crate) struct Entry {
     pub(crate) probe: Option<u8>,
 }
 
+/// Whether a verdict can refuse a request that matches no probe: an
+/// operator's ban, or a block of an account or a session (see the gate's
+/// rules in `service.rs`; address verdicts and throttles only ever apply to
+/// probe requests).
+fn is_wide(key: &ActorKey, e: &Entry) -> bool {
+    e.reason == VerdictReason::Manual
+        || (matches!(e.state, State::Block)
+            && matches!(key.kind(), ActorKind::Account | ActorKind::Session))
+}
+
 /// What the gate found for one actor.
 pub(crate) enum Gate {
     Pass,
@@ -93,6 +103,12 @@ pub(crate) enum Gate {
 pub(crate) struct Table {
     map: DashMap<ActorKey, Entry, ahash::RandomState>,
     len: AtomicUsize,
+    /// How many held verdicts can refuse a request that matches no probe
+    /// (see [`is_wide`]), kept by every change to the map under the entry's
+    /// lock; and the latest end of any of them. While there are none, or
+    /// all have ended, such requests need no identification at all.
+    wide: AtomicIsize,
+    wide_until: AtomicU64,
     cap: usize,
     sweeping: AtomicBool,
     quota: Quota,
@@ -104,6 +120,8 @@ impl Table {
         Self {
             map: DashMap::with_hasher(ahash::RandomState::new()),
             len: AtomicUsize::new(0),
+            wide: AtomicIsize::new(0),
+            wide_until: AtomicU64::new(0),
             cap,
             sweeping: AtomicBool::new(false),
             quota,
@@ -119,6 +137,53 @@ impl Table {
 
     pub(crate) fn len(&self) -> usize {
         self.len.load(Ordering::Relaxed)
+    }
+
+    /// Whether no held verdict can refuse a request that matches no probe:
+    /// none is held, or all have ended (`now` is read only then). The first
+    /// call that finds them all ended clears the expired verdicts out (one
+    /// pass over the table, by one thread), so the count drops back to zero.
+    #[inline]
+    pub(crate) fn no_wide(&self, now: impl FnOnce() -> u64) -> bool {
+        if self.wide.load(Ordering::Acquire) <= 0 {
+            return true;
+        }
+        let now = now();
+        if now < self.wide_until.load(Ordering::Acquire) {
+            return false;
+        }
+        self.clear_ended(now);
+        true
+    }
+
+    #[cold]
+    fn clear_ended(&self, now: u64) {
+        if self
+            .sweeping
+            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+        {
+            self.purge_expired(now);
+            self.sweeping.store(false, Ordering::Release);
+        }
+    }
+
+    /// Accounts for a change of `key`'s entry from `old` to `new`.
+    fn changed(&self, key: &ActorKey, old: Option<&Entry>, new: Option<&Entry>) {
+        let was = old.is_some_and(|e| is_wide(key, e));
+        let is = new.is_some_and(|e| is_wide(key, e));
+        if let Some(e) = new.filter(|_| is) {
+            self.wide_until.fetch_max(e.until, Ordering::AcqRel);
+        }
+        match (was, is) {
+            (false, true) => {
+                self.wide.fetch_add(1, Ordering::AcqRel);
+            }
+            (true, false) => {
+                self.wide.fetch_sub(1, Ordering::AcqRel);
+            }
+            _ => {}
+        }
     }
 
     /// The gate for one actor. `applies(throttle, reason, probe)` says
@@ -161,8 +226,11 @@ impl Table {
             }
             true
         };
-        if expired && self.map.remove_if(key, |_, e| e.until <= now).is_some() {
-            self.len.fetch_sub(1, Ordering::Relaxed);
+        if expired {
+            if let Some((k, e)) = self.map.remove_if(key, |_, e| e.until <= now) {
+                self.len.fetch_sub(1, Ordering::Relaxed);
+                self.changed(&k, Some(&e), None);
+            }
         }
         Gate::Pass
     }
@@ -207,13 +275,16 @@ impl Table {
             if matches!(e.state, State::Block) && e.until >= until {
                 return false;
             }
-            *e = Entry {
+            let new = Entry {
                 state: State::Block,
                 until,
                 reason,
                 strikes,
                 probe,
             };
+            // Under the entry's lock, so the count follows the map.
+            self.changed(&key, Some(&e), Some(&new));
+            *e = new;
             return true;
         }
         self.insert(
@@ -248,13 +319,18 @@ impl Table {
                 }
                 return false;
             }
-            e.state = State::Throttle(Arc::new(RateLimiter::direct_with_clock(
-                self.quota,
-                self.clock.clone(),
-            )));
-            e.until = until;
-            e.reason = reason;
-            e.probe = probe;
+            let new = Entry {
+                state: State::Throttle(Arc::new(RateLimiter::direct_with_clock(
+                    self.quota,
+                    self.clock.clone(),
+                ))),
+                until,
+                reason,
+                strikes: e.strikes,
+                probe,
+            };
+            self.changed(&key, Some(&e), Some(&new));
+            *e = new;
             return true;
         }
         self.insert(
@@ -274,8 +350,9 @@ impl Table {
     }
 
     pub(crate) fn remove(&self, key: &ActorKey) -> bool {
-        if self.map.remove(key).is_some() {
+        if let Some((k, e)) = self.map.remove(key) {
             self.len.fetch_sub(1, Ordering::Relaxed);
+            self.changed(&k, Some(&e), None);
             true
         } else {
             false
@@ -286,8 +363,19 @@ impl Table {
         if self.len.load(Ordering::Relaxed) >= self.cap {
             self.make_room(now);
         }
-        if self.map.insert(key, entry).is_none() {
-            self.len.fetch_add(1, Ordering::Relaxed);
+        // The count is adjusted under the entry's lock: `entry` holds it
+        // while the change is made, then the old value is known.
+        let mut slot = self.map.entry(key);
+        match &mut slot {
+            dashmap::Entry::Occupied(o) => {
+                self.changed(&key, Some(o.get()), Some(&entry));
+                o.insert(entry);
+            }
+            dashmap::Entry::Vacant(_) => {
+                self.changed(&key, None, Some(&entry));
+                slot.or_insert(entry);
+                self.len.fetch_add(1, Ordering::Relaxed);
+            }
         }
         metrics::gauge!(crate::metrics::VERDICTS_ACTIVE).set(self.len() as f64);
         true
@@ -307,15 +395,21 @@ impl Table {
             return;
         }
         let mut removed = 0usize;
-        self.map.retain(|_, e| {
+        self.map.retain(|k, e| {
             let keep = e.until > now;
             removed += usize::from(!keep);
+            if !keep {
+                self.changed(k, Some(e), None);
+            }
             keep
         });
         if self.map.len() >= self.cap {
-            self.map.retain(|_, e| {
+            self.map.retain(|k, e| {
                 let keep = !matches!(e.state, State::Throttle(_));
                 removed += usize::from(!keep);
+                if !keep {
+                    self.changed(k, Some(e), None);
+                }
                 keep
             });
         }
@@ -337,6 +431,9 @@ impl Table {
                 self.map.retain(|k, e| {
                     let keep = e.reason == VerdictReason::Manual || (rank(k), e.until) > cutoff;
                     removed += usize::from(!keep);
+                    if !keep {
+                        self.changed(k, Some(e), None);
+                    }
                     keep
                 });
             }
@@ -351,9 +448,12 @@ impl Table {
     /// Drops expired verdicts (housekeeping).
     pub(crate) fn purge_expired(&self, now: u64) -> usize {
         let mut removed = 0usize;
-        self.map.retain(|_, e| {
+        self.map.retain(|k, e| {
             let keep = e.until > now;
             removed += usize::from(!keep);
+            if !keep {
+                self.changed(k, Some(e), None);
+            }
             keep
         });
         self.len.fetch_sub(removed, Ordering::Relaxed);
@@ -399,6 +499,53 @@ mod tests {
         // of address blocks.
         assert!(matches!(t.verdict(&first, 5), Verdict::Block { .. }));
         assert_eq!(t.len(), t.map.len());
+    }
+
+    fn recount(t: &Table) -> (isize, u64) {
+        let mut n = 0;
+        let mut until = 0;
+        for e in t.map.iter() {
+            if is_wide(e.key(), e.value()) {
+                n += 1;
+                until = until.max(e.until);
+            }
+        }
+        (n, until)
+    }
+
+    proptest::proptest! {
+        /// The count of verdicts that can refuse a request without a probe
+        /// follows the table through every kind of change, evictions
+        /// included, and their latest end is never underestimated: the
+        /// no-probe fast path can never skip a live block.
+        #[test]
+        fn wide_count_follows_the_table(
+            ops in proptest::collection::vec((0u8..6, 0u8..4, 0u32..12, 1u64..50), 1..120),
+        ) {
+            let t = table(8);
+            let mut now = 1u64;
+            for (op, kind, who, dur) in ops {
+                let kind = [ActorKind::Ip, ActorKind::Subnet, ActorKind::Session, ActorKind::Account][kind as usize];
+                let key = ActorKey::hashed(kind, who as u128);
+                match op {
+                    0 => { t.block(key, now + dur, VerdictReason::Detected, 1, Some(0), now); }
+                    1 => { t.block(key, now + dur, VerdictReason::Manual, 1, None, now); }
+                    2 => { t.throttle(key, now + dur, VerdictReason::Detected, Some(0), now); }
+                    3 => { t.remove(&key); }
+                    4 => { t.check(&key, now, |_, _, _| true); }
+                    _ => { now += dur; t.purge_expired(now); }
+                }
+                let (n, until) = recount(&t);
+                proptest::prop_assert_eq!(t.wide.load(Ordering::Relaxed), n);
+                proptest::prop_assert!(t.wide_until.load(Ordering::Relaxed) >= until);
+                // A live wide verdict always keeps the fast path shut.
+                let live = t.map.iter().any(|e| is_wide(e.key(), e.value()) && e.until > now);
+                if live {
+                    proptest::prop_assert!(!t.no_wide(|| now));
+                }
+                proptest::prop_assert_eq!(t.len(), t.map.len());
+            }
+        }
     }
 
     #[test]

@@ -1358,3 +1358,74 @@ fn a_clock_too_far_from_its_origin_is_refused() {
             .is_ok()
     );
 }
+
+/// A detected block on an account refuses that account's requests to any
+/// path (the no-probe fast path shuts while it is held); a block on the
+/// address alone covers probe requests only; once every such block has
+/// ended, requests pass and the table is cleared of them.
+#[tokio::test]
+async fn detected_account_block_covers_every_path_until_it_ends() {
+    let clock = ManualClock::new();
+    let layer = GuardLayer::builder()
+        .probe(common::addressbook())
+        .account(common::account_from_header)
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let handle = layer.handle();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let req = |path: &str, account: &str| {
+        with_header(
+            {
+                let mut r = get_from("198.51.100.7");
+                *r.uri_mut() = path.parse().unwrap();
+                r
+            },
+            "x-account",
+            account,
+        )
+    };
+    // Account 7 walks other accounts' books until it is blocked.
+    let mut blocked_after = None;
+    for id in 1000..1100 {
+        clock.advance(Duration::from_millis(200));
+        let (_, refusal) = call(
+            &layer,
+            &calls,
+            req(&format!("/api/accounts/{id}/addressbook"), "7"),
+        )
+        .await;
+        if refusal.is_some() {
+            blocked_after = Some(id - 1000);
+            break;
+        }
+    }
+    assert!(blocked_after.is_some_and(|n| n <= 20), "{blocked_after:?}");
+    let account = Actor::account("7");
+    assert!(matches!(
+        handle.verdict(&account),
+        Verdict::Block {
+            reason: VerdictReason::Detected,
+            ..
+        }
+    ));
+    // Its other requests are refused too; another account on the same
+    // address is not.
+    let (res, refusal) = call(&layer, &calls, req("/api/accounts/7/profile", "7")).await;
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        refusal.map(|r| r.actor_kind()),
+        Some(Some(ActorKind::Account))
+    );
+    let (res, refusal) = call(&layer, &calls, req("/api/accounts/8/profile", "8")).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(refusal.is_none());
+    // A day later every block has ended: the account's requests pass, and
+    // the ended verdicts are gone from the table.
+    clock.advance(Duration::from_secs(86_400 + 1));
+    assert_eq!(handle.verdict(&account), Verdict::Allow);
+    let (res, refusal) = call(&layer, &calls, req("/api/accounts/7/profile", "7")).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(refusal.is_none());
+    assert_eq!(handle.verdicts(), 0);
+}
