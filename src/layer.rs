@@ -148,9 +148,9 @@ impl GuardBuilder {
     }
 
     /// The account of a request, from its head. Runs on requests the guard
-    /// needs it for (probe requests, and all requests while verdicts or
-    /// account lists exist): keep it cheap (a token lookup). Defaults to
-    /// none.
+    /// needs it for (probe requests, and all requests while a ban or an
+    /// account/session block is held or account lists exist): keep it cheap
+    /// (a token lookup). Defaults to none.
     ///
     /// # Security
     /// The account must come from something the client cannot forge (a
