@@ -70,8 +70,9 @@ pub(crate) enum Route {
     /// Nothing concerns the request: forward it as it is.
     Pass,
     Refuse(Refusal),
-    /// The full steps, for this probe (if any).
-    Full(Option<Matched>),
+    /// The full steps, for this probe (if any), with the clock if it was
+    /// read already.
+    Full(Option<Matched>, Option<u64>),
 }
 
 /// A matched probe: its index, and the byte range of its path capture.
@@ -186,6 +187,8 @@ impl Shared {
     /// and no ban or account/session block is held, stop here.
     #[inline]
     pub(crate) fn route(&self, method: &Method, path: &str, ext: &http::Extensions) -> Route {
+        // The clock, if read here, is handed on rather than read again.
+        let mut now = None;
         // The probe and where its path capture lies in `path`.
         let probe = self.engine.probes.iter().enumerate().find_map(|(i, p)| {
             let capture = p.matches(method, path)?;
@@ -205,7 +208,10 @@ impl Shared {
             && self.deny.is_empty()
             && self.allow_accounts.is_empty()
             && self.deny_accounts.is_empty()
-            && self.engine.verdicts.no_wide(|| self.clock.now())
+            && self
+                .engine
+                .verdicts
+                .no_wide(|| *now.insert(self.clock.now()))
         {
             // Nothing concerns this request: it only needs a known peer.
             if !has_peer(ext) {
@@ -215,12 +221,12 @@ impl Shared {
             }
             return Route::Pass;
         }
-        Route::Full(probe)
+        Route::Full(probe, now)
     }
 
     /// Everything before the inner service, for a request whose head is
     /// `parts` and that [`route`](Self::route) matched to `probe`.
-    pub(crate) fn before(&self, parts: &Parts, probe: Option<Matched>) -> Step {
+    pub(crate) fn before(&self, parts: &Parts, probe: Option<Matched>, now: Option<u64>) -> Step {
         let engine = &self.engine;
         // The capture, from the same path `route` read.
         let matched = probe.map(|(i, range)| {
@@ -252,7 +258,7 @@ impl Shared {
         }
         // The clock is read once, and only when something will use it.
         let now = if matched.is_some() || verdicts {
-            self.clock.now()
+            now.unwrap_or_else(|| self.clock.now())
         } else {
             0
         };
@@ -465,7 +471,7 @@ where
             .get(&self.shared.engine.probes)
             .requests
             .increment(1);
-        let probe = match self
+        let (probe, now) = match self
             .shared
             .route(req.method(), req.uri().path(), req.extensions())
         {
@@ -474,10 +480,10 @@ where
                 return ResponseFuture::forward(fut, None);
             }
             Route::Refuse(r) => return ResponseFuture::refused(self.shared.refusal_response(r)),
-            Route::Full(probe) => probe,
+            Route::Full(probe, now) => (probe, now),
         };
         let (parts, body) = req.into_parts();
-        match self.shared.before(&parts, probe) {
+        match self.shared.before(&parts, probe, now) {
             Step::Forward(learn) => {
                 let req = Request::from_parts(parts, GuardBody::new(body));
                 let fut = self.inner.call(req);

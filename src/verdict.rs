@@ -394,24 +394,9 @@ impl Table {
         {
             return;
         }
-        let mut removed = 0usize;
-        self.map.retain(|k, e| {
-            let keep = e.until > now;
-            removed += usize::from(!keep);
-            if !keep {
-                self.changed(k, Some(e), None);
-            }
-            keep
-        });
+        let mut removed = self.drop_where(|_, e| e.until <= now);
         if self.map.len() >= self.cap {
-            self.map.retain(|k, e| {
-                let keep = !matches!(e.state, State::Throttle(_));
-                removed += usize::from(!keep);
-                if !keep {
-                    self.changed(k, Some(e), None);
-                }
-                keep
-            });
+            removed += self.drop_where(|_, e| matches!(e.state, State::Throttle(_)));
         }
         if self.map.len() >= self.cap {
             let rank = |k: &ActorKey| match k.kind() {
@@ -428,13 +413,8 @@ impl Table {
                 .collect();
             order.sort_unstable();
             if let Some(&cutoff) = order.get((self.cap / 8).min(order.len().saturating_sub(1))) {
-                self.map.retain(|k, e| {
-                    let keep = e.reason == VerdictReason::Manual || (rank(k), e.until) > cutoff;
-                    removed += usize::from(!keep);
-                    if !keep {
-                        self.changed(k, Some(e), None);
-                    }
-                    keep
+                removed += self.drop_where(|k, e| {
+                    e.reason != VerdictReason::Manual && (rank(k), e.until) <= cutoff
                 });
             }
         }
@@ -447,16 +427,24 @@ impl Table {
 
     /// Drops expired verdicts (housekeeping).
     pub(crate) fn purge_expired(&self, now: u64) -> usize {
+        let removed = self.drop_where(|_, e| e.until <= now);
+        self.len.fetch_sub(removed, Ordering::Relaxed);
+        removed
+    }
+
+    /// Removes the verdicts `gone` picks, keeping the count of those that
+    /// can refuse a request without a probe; returns how many went (the
+    /// caller adjusts `len`).
+    fn drop_where(&self, mut gone: impl FnMut(&ActorKey, &Entry) -> bool) -> usize {
         let mut removed = 0usize;
         self.map.retain(|k, e| {
-            let keep = e.until > now;
-            removed += usize::from(!keep);
-            if !keep {
-                self.changed(k, Some(e), None);
+            if !gone(k, e) {
+                return true;
             }
-            keep
+            removed += 1;
+            self.changed(k, Some(e), None);
+            false
         });
-        self.len.fetch_sub(removed, Ordering::Relaxed);
         removed
     }
 }
