@@ -57,6 +57,12 @@ impl ActorKind {
             ActorKind::Account => "account",
         }
     }
+
+    /// Whether the actor is one person (a `session` or an `account`), as
+    /// opposed to an address that many people may share (`ip`, `subnet`).
+    pub fn is_personal(self) -> bool {
+        matches!(self, ActorKind::Session | ActorKind::Account)
+    }
 }
 
 impl fmt::Display for ActorKind {

@@ -173,9 +173,17 @@ pub struct LinkConfig {
     /// blocked (its ip, subnet, session and account), as a fraction of a
     /// block. Defaults to 0.5.
     pub boost: f64,
-    /// A new actor (no history) acting alongside a suspect one inherits
-    /// this fraction of the suspect's suspicion. Defaults to 0.5.
-    pub inherit: f64,
+    /// A new account or session (no history) acting from a suspect address
+    /// (an ip or subnet that carries suspicion from a blocked actor on this
+    /// probe) is *watched*: on a probe with own objects, its foreign-object
+    /// threshold is multiplied by this. It inherits no suspicion: it is judged on its own evidence,
+    /// so the ordinary users of a NAT where a scraper was caught (reading
+    /// their own objects, mistyping a lookup, signing up) are never refused
+    /// for it, while the scraper's comeback with a new account there is
+    /// stopped at its first foreign reads. 1 turns the watch off. Defaults
+    /// to 0.06 (a foreign-object threshold of 15 becomes 0.9: the first
+    /// foreign read of a watched account is refused).
+    pub watch_factor: f64,
     /// Carried suspicion halves every this many seconds. Defaults to 21,600
     /// (6 hours).
     pub half_life_secs: u64,
@@ -190,7 +198,7 @@ impl Default for LinkConfig {
     fn default() -> Self {
         Self {
             boost: 0.5,
-            inherit: 0.5,
+            watch_factor: 0.06,
             half_life_secs: 21_600,
             new_actor_secs: 86_400,
             history_hits: 5,
@@ -209,6 +217,13 @@ pub struct ServiceViewConfig {
     /// Requests in the last two buckets before the view may call the
     /// service anomalous. Defaults to 40.
     pub min_requests: u32,
+    /// Requests of one address (its `ip` actor) per probe window that the
+    /// view counts; the rest of that address's requests are left out. One
+    /// busy address (an office signing up its staff, a NAT) is judged by its
+    /// own thresholds and its kind factor, and cannot make the service look
+    /// anomalous by itself: the view is for attacks spread over many
+    /// addresses. Defaults to 10.
+    pub per_address: u32,
     /// A rate is anomalous when it is at least `ratio` times the baseline
     /// and at least `margin` above it. Defaults to 3.0.
     pub ratio: f64,
@@ -225,6 +240,7 @@ impl Default for ServiceViewConfig {
         Self {
             bucket_secs: 60,
             min_requests: 40,
+            per_address: 10,
             ratio: 3.0,
             margin: 0.25,
             alpha: 0.05,
@@ -380,6 +396,18 @@ pub struct Thresholds {
     pub miss_block: u32,
     /// See `miss_block`.
     pub miss_ratio: f64,
+    /// Misses count only when they are also at least this share of the
+    /// distinct targets *plus the repeated hits* (the same target found
+    /// again): a person who keeps looking up the same few contacts and
+    /// mistypes now and then is ordinary use; a guesser never repeats a hit,
+    /// and one that pads every guess with a lookup it already knows still
+    /// misses on almost half of its answers.
+    pub repeat_miss_ratio: f64,
+    /// Distinct misses at `miss_cap` times `miss_block` block whatever the
+    /// ratios (and throttle from `throttle_at` of that): the bound on an
+    /// attacker that pads its guesses with many repeated known hits. 0
+    /// turns it off.
+    pub miss_cap: f64,
     /// Misses count toward `miss_ratio` only once the actor tried this many
     /// distinct targets, so that one early typo is not a 100% miss ratio.
     pub min_targets: u32,
@@ -410,6 +438,12 @@ pub struct Thresholds {
     pub baseline_foreign_ratio: f64,
     /// Thresholds of an actor that was blocked before are multiplied by this.
     pub repeat_factor: f64,
+    /// On a probe with own objects (`self_target`), the foreign-object
+    /// threshold of a *stranger* (an actor with no history that has read
+    /// none of its own objects) are multiplied by this while the
+    /// service-wide view is anomalous, on top of `anomaly_factor`: what a
+    /// scrape spread over many fresh accounts looks like. 1 turns it off.
+    pub stranger_factor: f64,
     /// Multipliers per actor kind.
     pub kind_factors: KindFactors,
 }
@@ -430,7 +464,9 @@ impl Thresholds {
     /// | `cadence_factor` | 1.25 | a machine-regular cadence is a script |
     /// | `anomaly_factor` | 0.2 | during a service-wide spike of foreign reads, a new account blocks at 3 |
     /// | `baseline_miss_ratio` / `baseline_foreign_ratio` | 0.1 / 0.05 | what the service-wide view assumes until calm minutes show the real rates |
+    /// | `repeat_miss_ratio` / `miss_cap` | 0.3 / 6 | repeated hits are ordinary use; padding buys no room (see the policy) |
     /// | `repeat_factor` | 0.5 | an actor blocked before gets half the room |
+    /// | `stranger_factor` | 0.3 | during a spike of foreign reads, a new account that has read none of its own objects is refused its first foreign read |
     /// | `kind_factors` | ip 2, subnet 4 | a NAT address is many people |
     pub fn objects() -> Self {
         Self {
@@ -439,6 +475,8 @@ impl Thresholds {
             foreign_block: 15,
             miss_block: 20,
             miss_ratio: 0.5,
+            repeat_miss_ratio: 0.3,
+            miss_cap: 6.0,
             min_targets: 4,
             denied_block: 10,
             throttle_at: 0.6,
@@ -449,6 +487,7 @@ impl Thresholds {
             baseline_miss_ratio: 0.1,
             baseline_foreign_ratio: 0.05,
             repeat_factor: 0.5,
+            stranger_factor: 0.3,
             kind_factors: KindFactors::default(),
         }
     }
@@ -465,6 +504,7 @@ impl Thresholds {
     /// | `denied_block` | 10 | |
     /// | `throttle_at` | 0.6 | throttle from 6 misses |
     /// | `anomaly_factor` | 0.25 | during a service-wide spike of misses, a new address blocks at 3 misses (spread guessing) |
+    /// | `stranger_factor` | 1 (off) | identities have no own objects |
     /// | others | as objects | |
     pub fn identities() -> Self {
         Self {
@@ -473,6 +513,7 @@ impl Thresholds {
             miss_ratio: 0.6,
             min_targets: 5,
             anomaly_factor: 0.25,
+            stranger_factor: 1.0,
             ..Self::objects()
         }
     }
@@ -876,7 +917,23 @@ impl Config {
             }
         }
         unit("links.boost", self.links.boost)?;
-        unit("links.inherit", self.links.inherit)?;
+        if !(self.links.watch_factor.is_finite()
+            && self.links.watch_factor > 0.0
+            && self.links.watch_factor <= 1.0)
+        {
+            return Err(ConfigError::invalid(
+                "links.watch_factor",
+                self.links.watch_factor.to_string(),
+                "must be in (0, 1]",
+            ));
+        }
+        if self.service_view.per_address == 0 {
+            return Err(ConfigError::invalid(
+                "service_view.per_address",
+                "0",
+                "must be at least 1",
+            ));
+        }
         if self.links.history_hits > u16::MAX as u32 {
             return Err(ConfigError::invalid(
                 "links.history_hits",

@@ -12,6 +12,11 @@ use crate::store::Store;
 use crate::verdict::{Table, VerdictReason};
 use crate::view::View;
 
+/// Carried suspicion at which an address makes the new accounts and
+/// sessions beside it watched: half of one link boost, decayed by one
+/// half-life, i.e. a blocked actor used it within about the last 6 hours.
+const WATCH_AT: f64 = 0.25;
+
 pub(crate) struct Engine {
     pub(crate) probes: Vec<Probe>,
     views: Vec<View>,
@@ -23,7 +28,8 @@ pub(crate) struct Engine {
     block_max: u64,
     throttle_for: u64,
     boost: f64,
-    inherit: f64,
+    watch_factor: f64,
+    per_address: u32,
     half_life: u64,
     new_actor: u64,
     history_hits: u32,
@@ -62,7 +68,8 @@ impl Engine {
             block_max: secs_to_nanos(config.blocks.max_secs),
             throttle_for: secs_to_nanos(config.throttle.duration_secs),
             boost: config.links.boost,
-            inherit: config.links.inherit,
+            watch_factor: config.links.watch_factor,
+            per_address: config.service_view.per_address,
             half_life: secs_to_nanos(config.links.half_life_secs),
             new_actor: secs_to_nanos(config.links.new_actor_secs),
             history_hits: config.links.history_hits,
@@ -73,6 +80,9 @@ impl Engine {
         now.saturating_sub(r.first_seen()) < self.new_actor && r.hits_total() < self.history_hits
     }
 
+    /// The policy's context for one actor's record. `watched`: an address
+    /// of the request carries suspicion on this probe (a blocked actor used
+    /// it).
     fn context(
         &self,
         probe: &Probe,
@@ -80,9 +90,10 @@ impl Engine {
         r: &Record,
         now: u64,
         anomalous: bool,
-        inherited: f64,
+        watched: bool,
     ) -> Context {
-        let f = &probe.thresholds.kind_factors;
+        let t = &probe.thresholds;
+        let f = &t.kind_factors;
         let kind_factor = match kind {
             ActorKind::Ip => f.ip,
             ActorKind::Subnet => f.subnet,
@@ -90,16 +101,30 @@ impl Engine {
             ActorKind::Account => f.account,
         };
         let new = self.is_new(r, now);
-        let mut carry = r.carry_at(now, self.half_life);
-        if new && matches!(kind, ActorKind::Account | ActorKind::Session) {
-            carry = carry.max(inherited);
+        let tightened = anomalous && new && t.anomaly_factor < 1.0;
+        let mut foreign_factor = 1.0;
+        // A new account or session at a suspect address: watched, judged on
+        // its own evidence with less room (it inherits no suspicion).
+        if watched && new && kind.is_personal() && probe.self_target {
+            foreign_factor *= self.watch_factor;
+        }
+        // A stranger during an anomaly: new, and none of its own objects.
+        if tightened && probe.self_target && r.own_reads() == 0 {
+            foreign_factor *= t.stranger_factor;
         }
         Context {
             kind_factor,
-            tightened: anomalous && new && probe.thresholds.anomaly_factor < 1.0,
+            tightened,
             repeat: r.strikes > 0,
-            carry,
+            carry: r.carry_at(now, self.half_life),
+            foreign_factor,
         }
+    }
+
+    /// Whether an address's record on a probe makes the new accounts and
+    /// sessions beside it watched.
+    fn suspect_address(&self, kind: ActorKind, carry: f64) -> bool {
+        !kind.is_personal() && carry >= WATCH_AT
     }
 
     fn block_duration(&self, strikes: u32) -> u64 {
@@ -131,7 +156,8 @@ impl Engine {
         let long = secs_to_nanos(t.long_half_life_secs);
         // Read only if some record meets a new target.
         let anomalous = std::cell::OnceCell::new();
-        let mut inherited: f64 = 0.0;
+        let mut watched = false;
+        let anonymous = actors.account.is_none();
         let mut crossing: Option<(ActorKey, f64)> = None;
         for key in actors.keys() {
             let eval = |r: &Record| -> Option<f64> {
@@ -140,7 +166,7 @@ impl Engine {
                     return None;
                 }
                 let anomalous = *anomalous.get_or_init(|| self.views[pi as usize].anomalous(now));
-                let ctx = self.context(probe, key.kind(), r, now, anomalous, inherited);
+                let ctx = self.context(probe, key.kind(), r, now, anomalous, watched);
                 // One new distinct target, with the outcome that would
                 // weigh most (unknown until the inner service answers).
                 let now_signals = r.signals(now, secs_to_nanos(t.window_secs), long);
@@ -158,8 +184,12 @@ impl Engine {
                 Some(v) => v,
                 None => (eval(&Record::new(now)), 0.0),
             };
-            if matches!(key.kind(), ActorKind::Ip | ActorKind::Subnet) {
-                inherited = inherited.max(carry * self.inherit);
+            watched |= self.suspect_address(key.kind(), carry);
+            // An address's verdict refuses only anonymous requests (see the
+            // gate): a request with an account is refused for what its own
+            // actors would cross.
+            if !anonymous && !key.kind().is_personal() {
+                continue;
             }
             if let Some(s) = score {
                 if s >= 1.0 && crossing.is_none_or(|(_, best)| s > best) {
@@ -168,6 +198,9 @@ impl Engine {
             }
         }
         let (actor, score) = crossing?;
+        // The attempt counts in the service-wide view as the foreign target
+        // it was: refusing attempts must not hide an attack from the view.
+        self.views[pi as usize].record(now, false, true);
         let until = self.block(now, actors, pi, actor, score, VerdictReason::Detected);
         Some(PreRefusal {
             actor,
@@ -192,43 +225,36 @@ impl Engine {
         let window = secs_to_nanos(t.window_secs);
         let long = secs_to_nanos(t.long_half_life_secs);
         let view = &self.views[pi as usize];
-        view.record(
-            now,
-            outcome == Some(Outcome::Miss),
-            target.is_some_and(|t| !t.is_self),
-        );
         // Read only if some record has evidence to score.
         let anomalous = std::cell::OnceCell::new();
-        let mut inherited: f64 = 0.0;
+        let mut watched = false;
+        // Requests of the address in its window, for the view.
+        let mut address_requests = 0u32;
         let mut worst: Option<(ActorKey, f64, Level)> = None;
         for key in actors.keys() {
             let res = self.store.update((key, pi), now, self.half_life, |r| {
                 r.learn(now, window, long, target, outcome);
+                let requests = r.window_requests(now, window);
                 if r.no_evidence() {
                     // Nothing of its own to score (own objects read, no
-                    // foreign target yet): its score is what a new account
-                    // or session inherits from its address, if anything.
-                    let s = if inherited > 0.0
-                        && matches!(key.kind(), ActorKind::Account | ActorKind::Session)
-                        && self.is_new(r, now)
-                    {
-                        inherited
-                    } else {
-                        0.0
-                    };
-                    r.last_score = s as f32;
-                    return (s, 0.0);
+                    // foreign target yet, nothing carried): no suspicion,
+                    // whatever its address did.
+                    r.set_score(0.0);
+                    return (0.0, 0.0, requests);
                 }
                 let anomalous = *anomalous.get_or_init(|| view.anomalous(now));
-                let ctx = self.context(probe, key.kind(), r, now, anomalous, inherited);
+                let ctx = self.context(probe, key.kind(), r, now, anomalous, watched);
                 let s = policy::score(t, &r.signals(now, window, long), &ctx);
-                r.last_score = s as f32;
-                (s, r.carry_at(now, self.half_life))
+                r.set_score(s);
+                (s, r.carry_at(now, self.half_life), requests)
             });
-            let Some((score, carry)) = res else { continue };
-            if matches!(key.kind(), ActorKind::Ip | ActorKind::Subnet) {
-                inherited = inherited.max(carry * self.inherit);
+            let Some((score, carry, requests)) = res else {
+                continue;
+            };
+            if key.kind() == ActorKind::Ip {
+                address_requests = requests;
             }
+            watched |= self.suspect_address(key.kind(), carry);
             let lvl = policy::level(t, score);
             match lvl {
                 Level::Block => {
@@ -259,6 +285,16 @@ impl Engine {
                 Level::Allow => {}
             }
         }
+        // One busy address counts for a bounded share of the view: the view
+        // is for attacks spread over many addresses (see
+        // `ServiceViewConfig::per_address`).
+        if address_requests <= self.per_address {
+            view.record(
+                now,
+                outcome == Some(Outcome::Miss),
+                target.is_some_and(|t| !t.is_self) && outcome != Some(Outcome::Miss),
+            );
+        }
         if let Some((key, score, _)) = worst {
             // Every actor at block level is blocked; the worst one links.
             for other in actors.keys() {
@@ -267,7 +303,7 @@ impl Engine {
                 }
                 let lvl = self
                     .store
-                    .read(&(other, pi), |r| policy::level(t, r.last_score as f64))
+                    .read(&(other, pi), |r| policy::level(t, r.last_score()))
                     .unwrap_or(Level::Allow);
                 if lvl == Level::Block && !self.is_blocked(other, now) {
                     self.block_one(now, actors, pi, other, f64::NAN, VerdictReason::Detected);
@@ -288,6 +324,13 @@ impl Engine {
 
     /// Blocks `actor` and raises the suspicion of the other actors of the
     /// request (linking). Returns the end of the block.
+    ///
+    /// Links go from a person to its addresses and its other identities
+    /// (an account to its session and the reverse), never from an address
+    /// to the people behind it: a blocked ip or subnet (many people) adds
+    /// nothing to the accounts and sessions of the request, and an address
+    /// that carries suspicion only makes the *new* accounts and sessions
+    /// beside it watched (see `context`).
     fn block(
         &self,
         now: u64,
@@ -299,14 +342,15 @@ impl Engine {
     ) -> u64 {
         let until = self.block_one(now, actors, pi, actor, score, reason);
         let t = &self.probes[pi as usize].thresholds;
+        let from_person = actor.kind().is_personal();
         for other in actors.keys() {
-            if other == actor {
+            if other == actor || (other.kind().is_personal() && !from_person) {
                 continue;
             }
             let linked = self.store.update((other, pi), now, self.half_life, |r| {
                 r.raise_carry(now, self.half_life, self.boost, 0.0);
-                let s = r.last_score as f64 + self.boost;
-                r.last_score = s as f32;
+                let s = r.last_score() + self.boost;
+                r.set_score(s);
                 s
             });
             if let Some(s) = linked {
@@ -332,11 +376,12 @@ impl Engine {
             .update((actor, pi), now, self.half_life, |r| {
                 r.strikes = r.strikes.saturating_add(1);
                 r.raise_carry(now, self.half_life, 0.0, 0.5);
-                r.last_score = r.last_score.max(1.0);
+                r.set_score(r.last_score().max(1.0));
                 r.strikes as u32
             })
             .unwrap_or(1);
         let until = now.saturating_add(self.block_duration(strikes));
+        if std::env::var("DBG").is_ok() { let sig = self.store.read(&(actor, pi), |r| r.signals(now, secs_to_nanos(self.probes[pi as usize].thresholds.window_secs), secs_to_nanos(self.probes[pi as usize].thresholds.long_half_life_secs))); eprintln!("BLOCK {actor} probe {pi} score {score} reason {reason:?} {sig:?}"); }
         if self
             .verdicts
             .block(actor, until, reason, strikes, Some(pi), now)

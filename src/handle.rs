@@ -119,7 +119,7 @@ impl GuardHandle {
         let engine = &self.shared.engine;
         let mut out = Vec::new();
         engine.store.for_each(|key, r| {
-            if r.last_score as f64 >= min_score || r.strikes > 0 {
+            if r.last_score() >= min_score || r.strikes > 0 {
                 out.push(Suspect {
                     actor: key.actor(),
                     probe: engine
@@ -127,7 +127,7 @@ impl GuardHandle {
                         .get(key.probe() as usize)
                         .map(|p| p.name.to_string())
                         .unwrap_or_default(),
-                    score: r.last_score as f64,
+                    score: r.last_score(),
                     strikes: r.strikes as u32,
                 });
             }

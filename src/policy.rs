@@ -4,9 +4,27 @@
 //! (0.6 by default) is a throttle. Each threshold is scaled by the actor
 //! kind (an address is many people), tightened for an actor with no history
 //! while the service-wide view is anomalous, and halved for a repeat
-//! offender. A sequential walk or a machine cadence multiplies the
-//! suspicion. Carried suspicion (from links and earlier blocks, decaying
-//! with a half-life) adds on top.
+//! offender. The foreign and denied thresholds are tightened further for a
+//! watched actor (a new account or session on an address that a blocked
+//! actor used) and for a stranger (a new actor that has read none of its
+//! own objects) during an anomaly: those are judged on their own evidence,
+//! but with less room. A sequential walk or a machine cadence multiplies
+//! the suspicion. Carried suspicion (from its own earlier blocks and from
+//! blocked co-actors, decaying with a half-life) adds on top.
+//!
+//! # Misses and repeated use
+//! Misses count as evidence only when three things hold: enough distinct
+//! targets were tried (`min_targets`), most of them missed (`miss_ratio` of
+//! the distinct targets), and misses are a real share of *everything* the
+//! actor was answered (`repeat_miss_ratio` of the distinct targets plus the
+//! repeated hits). A person comes back to the same few contacts and
+//! mistypes now and then: its distinct targets are mostly its typos, but
+//! its repeated hits outnumber them many times. A guesser never repeats a
+//! hit. A guesser padding every guess with a lookup it already knows still
+//! misses on almost half of its answers, above `repeat_miss_ratio` (0.3),
+//! so it is stopped at the same count as without padding; heavier padding
+//! (three known lookups per guess and more) is met by `miss_cap`: that many
+//! times `miss_block` distinct misses block whatever the ratios.
 
 use crate::config::Thresholds;
 use crate::signal::Signals;
@@ -22,6 +40,23 @@ pub(crate) struct Context {
     pub(crate) repeat: bool,
     /// Carried suspicion, already decayed.
     pub(crate) carry: f64,
+    /// Extra factor (at most 1) on the foreign threshold: the watch on a new
+    /// actor at a suspect address, the stranger factor.
+    pub(crate) foreign_factor: f64,
+}
+
+impl Context {
+    /// An actor with nothing special about it.
+    #[cfg(test)]
+    pub(crate) fn plain(kind_factor: f64) -> Self {
+        Self {
+            kind_factor,
+            tightened: false,
+            repeat: false,
+            carry: 0.0,
+            foreign_factor: 1.0,
+        }
+    }
 }
 
 /// The levels a suspicion maps to.
@@ -60,24 +95,37 @@ pub(crate) fn scale(t: &Thresholds, c: &Context) -> f64 {
 /// Suspicion from signals and context.
 pub(crate) fn score(t: &Thresholds, s: &Signals, c: &Context) -> f64 {
     let k = scale(t, c);
-    let part = |count: f64, threshold: u32| {
+    let kf = k * c.foreign_factor.clamp(0.0, 1.0);
+    let part = |count: f64, threshold: u32, k: f64| {
         if threshold == 0 {
             0.0
         } else {
             count / (threshold as f64 * k)
         }
     };
-    let foreign = part(s.foreign.max(s.long_foreign), t.foreign_block);
+    let foreign = part(s.foreign.max(s.long_foreign), t.foreign_block, kf);
     let min_targets = (t.min_targets as f64 * k).max(2.0);
     let miss_part = |misses: f64, classified: f64| {
-        if classified >= min_targets && misses >= t.miss_ratio * classified {
-            part(misses, t.miss_block)
+        if classified >= min_targets
+            && misses >= t.miss_ratio * classified
+            && misses >= t.repeat_miss_ratio * (classified + s.long_repeats)
+        {
+            part(misses, t.miss_block, k)
         } else {
             0.0
         }
     };
-    let misses = miss_part(s.misses, s.classified).max(miss_part(s.long_misses, s.long_classified));
-    let denied = part(s.denied.max(s.long_denied), t.denied_block);
+    let mut misses =
+        miss_part(s.misses, s.classified).max(miss_part(s.long_misses, s.long_classified));
+    if t.miss_cap > 0.0 && t.miss_block > 0 {
+        // Whatever the ratios: from a throttle's worth of the cap on.
+        let cap = t.miss_cap * t.miss_block as f64 * k;
+        let m = s.misses.max(s.long_misses);
+        if m >= cap * t.throttle_at {
+            misses = misses.max(m / cap);
+        }
+    }
+    let denied = part(s.denied.max(s.long_denied), t.denied_block, k);
     let mut base = foreign.max(misses).max(denied);
     if t.sequential_run > 0 && s.seq_run >= t.sequential_run {
         base *= t.sequential_factor;
@@ -94,12 +142,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn ctx() -> Context {
-        Context {
-            kind_factor: 1.0,
-            tightened: false,
-            repeat: false,
-            carry: 0.0,
-        }
+        Context::plain(1.0)
     }
 
     #[test]
@@ -172,6 +215,7 @@ mod tests {
                     long_misses: foreign * miss_share * 0.5,
                     long_denied: foreign * denied_share * (1.0 - miss_share) * 0.5,
                     long_classified: foreign * 0.5,
+                    long_repeats: 0.0,
                 },
             )
     }
@@ -188,6 +232,7 @@ mod tests {
                 tightened,
                 repeat,
                 carry,
+                foreign_factor: 1.0,
             })
     }
 

@@ -566,9 +566,17 @@ fn check_thresholds(i: usize, t: &Thresholds) -> Result<(), ConfigError> {
             ));
         }
     }
+    if !(t.miss_cap.is_finite() && (t.miss_cap == 0.0 || t.miss_cap >= 1.0)) {
+        return Err(ConfigError::invalid(
+            f("miss_cap"),
+            t.miss_cap.to_string(),
+            "must be 0 (off) or at least 1",
+        ));
+    }
     for (name, v) in [
         ("baseline_miss_ratio", t.baseline_miss_ratio),
         ("baseline_foreign_ratio", t.baseline_foreign_ratio),
+        ("repeat_miss_ratio", t.repeat_miss_ratio),
     ] {
         if !(v.is_finite() && (0.0..=1.0).contains(&v)) {
             return Err(ConfigError::invalid(
@@ -581,6 +589,7 @@ fn check_thresholds(i: usize, t: &Thresholds) -> Result<(), ConfigError> {
     for (name, v) in [
         ("anomaly_factor", t.anomaly_factor),
         ("repeat_factor", t.repeat_factor),
+        ("stranger_factor", t.stranger_factor),
     ] {
         if !(v.is_finite() && v > 0.0 && v <= 1.0) {
             return Err(ConfigError::invalid(
@@ -660,7 +669,13 @@ fn hex(b: u8) -> Option<u8> {
 pub(crate) struct TargetInfo {
     pub(crate) hash: u64,
     pub(crate) numeric: Option<u64>,
+    /// The target is the actor's own object: its account id (for a probe
+    /// with `self_target`), or what the application said (an
+    /// [`Owner`](crate::Owner) in the response, or the ownership hook).
     pub(crate) is_self: bool,
+    /// The probe has own objects (`self_target`): only hits on own objects
+    /// are history there; elsewhere every hit is.
+    pub(crate) self_target: bool,
 }
 
 impl TargetInfo {
@@ -689,6 +704,7 @@ impl TargetInfo {
             hash: (m as u64) ^ ((m >> 64) as u64),
             numeric,
             is_self,
+            self_target,
         }
     }
 }

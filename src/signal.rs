@@ -17,6 +17,9 @@ use crate::clock::NANOS_PER_SEC;
 use crate::probe::{Outcome, TargetInfo};
 
 const BITS: usize = 256;
+/// `last_numeric` before any numeric target (a 20-digit number, which a
+/// target of at most 19 digits never is).
+const NO_NUMERIC: u64 = u64::MAX;
 const WORDS: usize = BITS / 64;
 
 /// Counts over one half-window, each saturating at `u16::MAX` (the
@@ -47,7 +50,9 @@ impl Counts {
 /// What the policy reads off a record.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub(crate) struct Signals {
-    /// Estimated distinct foreign targets in the window.
+    /// Estimated distinct foreign targets in the window: targets that are
+    /// not the actor's own and were not misses (a mistyped id is nobody's
+    /// object).
     pub(crate) foreign: f64,
     /// Estimated distinct targets that were misses.
     pub(crate) misses: f64,
@@ -71,6 +76,10 @@ pub(crate) struct Signals {
     pub(crate) long_denied: f64,
     /// See `long_foreign`.
     pub(crate) long_classified: f64,
+    /// Hits on targets the actor had already touched in the window (the
+    /// same contact looked up again), as a sum decaying with the long
+    /// half-life: ordinary use, which a guesser never shows.
+    pub(crate) long_repeats: f64,
 }
 
 impl Signals {
@@ -79,8 +88,10 @@ impl Signals {
     pub(crate) fn with_new_target(&self, outcome: Outcome, seq_run: u32) -> Signals {
         let mut s = *self;
         s.requests = s.requests.saturating_add(1);
-        s.foreign += 1.0;
-        s.long_foreign += 1.0;
+        if outcome != Outcome::Miss {
+            s.foreign += 1.0;
+            s.long_foreign += 1.0;
+        }
         s.classified += 1.0;
         s.long_classified += 1.0;
         match outcome {
@@ -146,17 +157,24 @@ pub(crate) struct Record {
     pub(crate) last_seen: u64,
     cur: Counts,
     prev: Counts,
+    /// History hits (saturating): hits on the actor's own objects, or any
+    /// hit on a probe without own objects (identities).
     hits_total: u16,
-    seq_run: u16,
+    /// The score at the last update (for eviction and listing), in
+    /// thousandths, saturating at 65.5.
+    score_milli: u16,
     gap_mean_ms: f32,
     gap_dev_ms: f32,
     carry: f32,
-    /// The score at the last update (for eviction and listing).
-    pub(crate) last_score: f32,
+    /// Consecutive +-1 steps (saturating at 255).
+    seq_run: u8,
+    /// Reads of the actor's own objects (saturating at 255).
+    own: u8,
     gaps: u8,
     pub(crate) strikes: u8,
-    has_numeric: bool,
-    long: [f32; 4],
+    /// Decaying sums: distinct targets, misses, denials, classified
+    /// targets, repeated hits.
+    long: [f32; 5],
     /// Whole seconds: when the record was created.
     first_secs: u32,
     /// Whole seconds: the time `carry` is kept as of (at or before the last
@@ -164,6 +182,7 @@ pub(crate) struct Record {
     carry_secs: u32,
     /// Whole seconds: the time `long` is kept as of.
     long_secs: u32,
+    /// The last numeric target, `NO_NUMERIC` if none yet.
     last_numeric: u64,
     bits_cur: [u64; WORDS],
     bits_prev: [u64; WORDS],
@@ -178,22 +197,37 @@ impl Record {
             prev: Counts::default(),
             bits_cur: [0; WORDS],
             bits_prev: [0; WORDS],
-            last_numeric: 0,
+            last_numeric: NO_NUMERIC,
             last_seen: 0,
             first_secs: secs,
             carry_secs: secs,
             long_secs: secs,
-            long: [0.0; 4],
+            long: [0.0; 5],
             gap_mean_ms: 0.0,
             gap_dev_ms: 0.0,
             carry: 0.0,
-            last_score: 0.0,
+            score_milli: 0,
             hits_total: 0,
             seq_run: 0,
+            own: 0,
             gaps: 0,
             strikes: 0,
-            has_numeric: false,
         }
+    }
+
+    /// The score at the last update (for eviction, listing and linking).
+    pub(crate) fn last_score(&self) -> f64 {
+        f64::from(self.score_milli) / 1000.0
+    }
+
+    /// Keeps `score` as the last score (to a thousandth, at most 65.5).
+    pub(crate) fn set_score(&mut self, score: f64) {
+        self.score_milli = (score.max(0.0) * 1000.0).round().min(f64::from(u16::MAX)) as u16;
+    }
+
+    /// Reads of the actor's own objects on this probe (saturating at 255).
+    pub(crate) fn own_reads(&self) -> u32 {
+        u32::from(self.own)
     }
 
     /// When the record was created, in clock nanoseconds (to the second
@@ -208,7 +242,8 @@ impl Record {
         to_nanos(self.carry_secs)
     }
 
-    /// Hits on the probe over the record's life (saturating).
+    /// History hits over the record's life (saturating): hits on its own
+    /// objects, or any hit where the probe has no own objects.
     pub(crate) fn hits_total(&self) -> u32 {
         self.hits_total as u32
     }
@@ -267,14 +302,29 @@ impl Record {
         }
         self.last_seen = now;
         self.cur.requests = self.cur.requests.saturating_add(1);
-        if outcome == Some(Outcome::Hit) {
+        let hit = outcome == Some(Outcome::Hit);
+        let Some(t) = target else {
+            if hit {
+                self.hits_total = self.hits_total.saturating_add(1);
+            }
+            return;
+        };
+        if t.is_self {
+            self.own = self.own.saturating_add(1);
+        }
+        if hit && (t.is_self || !t.self_target) {
             self.hits_total = self.hits_total.saturating_add(1);
         }
-        let Some(t) = target else { return };
         if t.is_self {
             return;
         }
-        if !self.seen(t.hash) {
+        if self.seen(t.hash) {
+            if hit {
+                // The same target again, found again: ordinary use.
+                self.decay_long(now, long_half_life);
+                self.long[4] += weight(now, to_nanos(self.long_secs), long_half_life) as f32;
+            }
+        } else {
             let (w, m) = Self::bit(t.hash);
             self.bits_cur[w] |= m;
             self.cur.targets = self.cur.targets.saturating_add(1);
@@ -302,13 +352,12 @@ impl Record {
             }
         }
         if let Some(n) = t.numeric {
-            if self.has_numeric && n.abs_diff(self.last_numeric) == 1 {
+            if self.last_numeric != NO_NUMERIC && n.abs_diff(self.last_numeric) == 1 {
                 self.seq_run = self.seq_run.saturating_add(1);
-            } else if !self.has_numeric || n != self.last_numeric {
+            } else if n != self.last_numeric {
                 self.seq_run = 0;
             }
             self.last_numeric = n;
-            self.has_numeric = true;
         }
     }
 
@@ -328,10 +377,10 @@ impl Record {
     /// The sequential run if `t` were visited next.
     pub(crate) fn seq_run_after(&self, t: &TargetInfo) -> u32 {
         match t.numeric {
-            Some(n) if self.has_numeric && n.abs_diff(self.last_numeric) == 1 => {
-                self.seq_run as u32 + 1
+            Some(n) if self.last_numeric != NO_NUMERIC && n.abs_diff(self.last_numeric) == 1 => {
+                (self.seq_run as u32 + 1).min(u8::MAX as u32)
             }
-            Some(n) if !self.has_numeric || n != self.last_numeric => 0,
+            Some(n) if n != self.last_numeric => 0,
             _ => self.seq_run as u32,
         }
     }
@@ -368,9 +417,11 @@ impl Record {
         };
         let classified =
             (u32::from(sum.hits) + u32::from(sum.misses) + u32::from(sum.denied)) as f64 * scale;
+        let misses = sum.misses as f64 * scale;
+        let long_misses = self.long[1] as f64 * decay;
         Signals {
-            foreign: estimate.max(sum.targets as f64),
-            misses: sum.misses as f64 * scale,
+            foreign: (estimate.max(sum.targets as f64) - misses).max(0.0),
+            misses,
             denied: sum.denied as f64 * scale,
             classified,
             requests: u32::from(sum.requests),
@@ -378,10 +429,21 @@ impl Record {
             regular: self.gaps >= 8
                 && self.gap_mean_ms > 0.0
                 && self.gap_dev_ms < 0.1 * self.gap_mean_ms,
-            long_foreign: self.long[0] as f64 * decay,
-            long_misses: self.long[1] as f64 * decay,
+            long_foreign: (self.long[0] as f64 * decay - long_misses).max(0.0),
+            long_misses,
             long_denied: self.long[2] as f64 * decay,
             long_classified: self.long[3] as f64 * decay,
+            long_repeats: self.long[4] as f64 * decay,
+        }
+    }
+
+    /// Requests in the window as it stands at `now`.
+    pub(crate) fn window_requests(&self, now: u64, window: u64) -> u32 {
+        let half = (window / 2).max(1);
+        match now.saturating_sub(self.win_start) / half {
+            0 => u32::from(self.cur.requests) + u32::from(self.prev.requests),
+            1 => u32::from(self.cur.requests),
+            _ => 0,
         }
     }
 
@@ -392,7 +454,7 @@ impl Record {
     pub(crate) fn no_evidence(&self) -> bool {
         self.cur.targets == 0
             && self.prev.targets == 0
-            && self.long.iter().all(|v| *v == 0.0)
+            && self.long[..4].iter().all(|v| *v == 0.0)
             && self.carry <= 0.0
     }
 
@@ -455,8 +517,17 @@ mod tests {
         }
         let s = r.signals(0, W, LH);
         assert_eq!(s.requests, 10);
-        assert!((s.foreign - 1.0).abs() < 0.01);
+        // A miss is nobody's object: not foreign.
+        assert_eq!(s.foreign, 0.0);
         assert!((s.misses - 1.0).abs() < 0.01);
+        // Repeated misses are no repeated use; repeated hits are.
+        assert_eq!(s.long_repeats, 0.0);
+        for _ in 0..5 {
+            r.learn(3, W, LH, Some(t(8)), Some(Outcome::Hit));
+        }
+        let s = r.signals(3, W, LH);
+        assert!((s.foreign - 1.0).abs() < 0.01);
+        assert!((s.long_repeats - 4.0).abs() < 0.01, "{s:?}");
     }
 
     #[test]
@@ -529,14 +600,14 @@ mod tests {
                     seed ^= seed << 13;
                     seed ^= seed >> 7;
                     seed ^= seed << 17;
-                    r.learn(1, W, LH, Some(t(seed)), Some(Outcome::Miss));
+                    r.learn(1, W, LH, Some(t(seed)), Some(Outcome::Denied));
                 }
                 let s = r.signals(0, W, LH);
                 let err = s.foreign - n as f64;
                 total_err += err.abs();
                 worst = worst.max(err.abs());
-                // Misses scale with the same correction.
-                assert!((s.misses - s.foreign).abs() < 1e-9);
+                // Denials scale with the same correction.
+                assert!((s.denied - s.foreign).abs() < 1e-9);
             }
             let mean = total_err / trials as f64;
             assert!(
@@ -572,7 +643,7 @@ mod tests {
             }
             r.raise_carry(now, lh, carry, 0.0);
             let score_at = |at: u64| {
-                let ctx = crate::policy::Context { kind_factor: 1.0, tightened: false, repeat: false, carry: r.carry_at(at, lh) };
+                let ctx = crate::policy::Context { carry: r.carry_at(at, lh), ..crate::policy::Context::plain(1.0) };
                 crate::policy::score(&th, &r.signals(at, w, lh), &ctx)
             };
             let mut prev = score_at(now);
@@ -593,12 +664,7 @@ mod tests {
             crate::clock::secs_to_nanos(th.window_secs),
             crate::clock::secs_to_nanos(th.long_half_life_secs),
         );
-        let ctx = crate::policy::Context {
-            kind_factor: 1.0,
-            tightened: false,
-            repeat: false,
-            carry: 0.0,
-        };
+        let ctx = crate::policy::Context::plain(1.0);
         let mut r = Record::new(0);
         for i in 0..12u64 {
             r.learn(
@@ -653,11 +719,9 @@ mod tests {
             .map(|at| 0.5f64.powf((now - at) as f64 / lh as f64))
             .sum();
         let got = r.signals(now, W, lh);
-        assert!(
-            (got.long_foreign - exact).abs() < 1e-5,
-            "{got:?} vs {exact}"
-        );
-        assert!((got.long_misses - exact).abs() < 1e-5);
+        assert!((got.long_misses - exact).abs() < 1e-5, "{got:?} vs {exact}");
+        assert!((got.long_classified - exact).abs() < 1e-5);
+        assert_eq!(got.long_foreign, 0.0, "misses are not foreign");
         assert_eq!(r.first_seen(), 0);
     }
 

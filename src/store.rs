@@ -90,7 +90,7 @@ pub(crate) struct Store {
 /// went quiet long ago does not hold its place forever.
 pub(crate) fn eviction_class(r: &Record, now: u64, half_life: u64, strike_memory: u64) -> u8 {
     let idle = now.saturating_sub(r.last_seen.max(r.first_seen()).max(r.carry_raised()));
-    let score = r.last_score as f64 * 0.5f64.powf(idle as f64 / half_life.max(1) as f64);
+    let score = r.last_score() * 0.5f64.powf(idle as f64 / half_life.max(1) as f64);
     let carry = r.carry_at(now, half_life);
     let recent_strike = r.strikes > 0 && idle < strike_memory;
     if recent_strike || score >= 0.6 || carry >= 0.25 {
@@ -300,7 +300,7 @@ mod tests {
         // A suspect, seen first.
         s.update(key(1), 1, hl, |r| {
             r.strikes = 1;
-            r.last_score = 1.0;
+            r.set_score(1.0);
         });
         for i in 2..100_000u32 {
             s.update(key(i), i as u64, hl, |r| {
@@ -335,7 +335,7 @@ mod tests {
         for i in 0..16u32 {
             s.update(key(i), 1, 100, |r| {
                 r.strikes = 1;
-                r.last_score = 1.0;
+                r.set_score(1.0);
             });
         }
         // Soon after: all kept, new keys turned away.
@@ -352,7 +352,7 @@ mod tests {
             s.update(key(i), 1, 1_000, |r| r.strikes = 1);
         }
         for i in 8..16u32 {
-            s.update(key(i), 1, 1_000, |r| r.last_score = 0.4);
+            s.update(key(i), 1, 1_000, |r| r.set_score(0.4));
         }
         assert!(s.update(key(99), 2, 1_000, |_| ()).is_some());
         for i in 0..8u32 {
