@@ -464,7 +464,7 @@ impl Thresholds {
     /// | `cadence_factor` | 1.25 | a machine-regular cadence is a script |
     /// | `anomaly_factor` | 0.2 | during a service-wide spike of foreign reads, a new account blocks at 3 |
     /// | `baseline_miss_ratio` / `baseline_foreign_ratio` | 0.1 / 0.05 | what the service-wide view assumes until calm minutes show the real rates |
-    /// | `repeat_miss_ratio` / `miss_cap` | 0.3 / 6 | repeated hits are ordinary use; padding buys no room (see the policy) |
+    /// | `repeat_miss_ratio` / `miss_cap` | 0.3 / 8 | repeated hits are ordinary use (a heavy user mistypes 0-10% of its lookups, and a streak of bad luck stays under 30%); padding buys no room: a guesser padding each guess with a known lookup is stopped a few guesses later, heavier padding by the cap of 80 distinct misses (see the policy) |
     /// | `repeat_factor` | 0.5 | an actor blocked before gets half the room |
     /// | `stranger_factor` | 0.3 | during a spike of foreign reads, a new account that has read none of its own objects is refused its first foreign read |
     /// | `kind_factors` | ip 2, subnet 4 | a NAT address is many people |
@@ -476,7 +476,7 @@ impl Thresholds {
             miss_block: 20,
             miss_ratio: 0.5,
             repeat_miss_ratio: 0.3,
-            miss_cap: 6.0,
+            miss_cap: 8.0,
             min_targets: 4,
             denied_block: 10,
             throttle_at: 0.6,

@@ -381,7 +381,6 @@ impl Engine {
             })
             .unwrap_or(1);
         let until = now.saturating_add(self.block_duration(strikes));
-        if std::env::var("DBG").is_ok() { let sig = self.store.read(&(actor, pi), |r| r.signals(now, secs_to_nanos(self.probes[pi as usize].thresholds.window_secs), secs_to_nanos(self.probes[pi as usize].thresholds.long_half_life_secs))); eprintln!("BLOCK {actor} probe {pi} score {score} reason {reason:?} {sig:?}"); }
         if self
             .verdicts
             .block(actor, until, reason, strikes, Some(pi), now)

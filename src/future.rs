@@ -17,7 +17,7 @@ use tower_service::Service;
 use crate::actor::Actors;
 use crate::body::{GuardBody, ResponseBody, to_bytes_frame};
 use crate::config::Oversized;
-use crate::probe::{Outcome, TargetInfo};
+use crate::probe::{Outcome, Owner, TargetInfo};
 use crate::response::{Refusal, RefusalKind};
 use crate::service::Shared;
 
@@ -271,7 +271,12 @@ fn learn_from<T>(shared: &Shared, l: &Learn, res: &Response<T>) {
     {
         c[i].increment(1);
     }
+    // What the application says of the object's owner wins over ids.
+    let mut target = l.target;
+    if let (Some(t), Some(owner)) = (target.as_mut(), res.extensions().get::<Owner>()) {
+        t.is_self = l.actors.account.is_some_and(|a| a.hash() == owner.0.hash());
+    }
     shared
         .engine
-        .learn(l.now, &l.actors, l.probe, l.target, outcome);
+        .learn(l.now, &l.actors, l.probe, target, outcome);
 }

@@ -91,6 +91,7 @@ impl<S> Layer<S> for GuardLayer {
 pub struct GuardBuilder {
     config: Config,
     account: Option<AccountFn>,
+    owns: Option<crate::service::OwnsFn>,
     clock: Option<Arc<dyn Clock>>,
     responder: Option<Arc<dyn OnRefusal>>,
 }
@@ -162,6 +163,30 @@ impl GuardBuilder {
         F: Fn(&Parts) -> Option<AccountId> + Send + Sync + 'static,
     {
         self.account = Some(Arc::new(f));
+        self
+    }
+
+    /// Tells, before the handler runs, whether a probe request's target is
+    /// the caller's own object: `f(parts, probe_name, target)` (the target
+    /// as it appears in the path, query or header, decoded). Use it when the
+    /// application can tell cheaply from the request (an order id that
+    /// carries its owner, a small cache of the caller's ids); an own object
+    /// never counts as foreign, however many distinct ones a user reads.
+    /// It runs for probe requests whose target is not already the caller's
+    /// own account id, and not for JSON body targets (put an [`Owner`] in
+    /// the response there). Defaults to none.
+    ///
+    /// Where ownership is known only after the handler has loaded the
+    /// object, put an [`Owner`] into the response extensions instead; the
+    /// hook has one advantage: the pre-check, which runs before the
+    /// handler, then knows too.
+    ///
+    /// [`Owner`]: crate::Owner
+    pub fn owns<F>(mut self, f: F) -> Self
+    where
+        F: Fn(&Parts, &str, &[u8]) -> bool + Send + Sync + 'static,
+    {
+        self.owns = Some(Arc::new(f));
         self
     }
 
@@ -308,6 +333,7 @@ impl GuardBuilder {
             session_key,
             target_key: random_key(),
             account: self.account,
+            owns: self.owns,
             responder,
             warned_missing_peer: AtomicBool::new(false),
             hot: crate::metrics::Hot::default(),

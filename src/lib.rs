@@ -75,7 +75,7 @@ pub use config::{
 pub use future::ResponseFuture;
 pub use handle::{GuardHandle, Suspect};
 pub use layer::{GuardBuilder, GuardLayer};
-pub use probe::{Outcome, StatusSpec};
+pub use probe::{Outcome, Owner, StatusSpec};
 pub use response::{DefaultRefusal, OnRefusal, Refusal, RefusalKind};
 pub use service::Guard;
 pub use verdict::{Verdict, VerdictReason};

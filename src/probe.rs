@@ -39,6 +39,34 @@ impl Outcome {
     }
 }
 
+/// Whose object a probe request was about, as the application tells the
+/// guard by putting this into the response extensions: the handler usually
+/// knows the owner of the object it loaded (even when it forgot to check
+/// it). The guard compares it with the request's account: an object the
+/// caller owns is its own and never counts as foreign, however many distinct
+/// ones it reads (a customer's orders, whose ids are not account ids); one
+/// owned by anyone else is foreign, whatever its id.
+///
+/// ```
+/// use enumguard::{AccountId, Owner};
+/// let order_owner = AccountId::from(42u64); // loaded with the order
+/// let mut res = http::Response::new(());
+/// res.extensions_mut().insert(Owner(order_owner));
+/// ```
+///
+/// A response without an `Owner` is judged as before: a target equal to the
+/// caller's account id is its own (`self_target`). See also
+/// [`GuardBuilder::owns`](crate::GuardBuilder::owns), which tells before the
+/// handler runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Owner(pub AccountId);
+
+impl From<AccountId> for Owner {
+    fn from(a: AccountId) -> Self {
+        Owner(a)
+    }
+}
+
 /// A status code (`404`) or class (`"4xx"`) in an outcome rule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StatusSpec {

@@ -25,6 +25,8 @@ use crate::response::{OnRefusal, Refusal, RefusalKind};
 use crate::verdict::{Gate, VerdictReason};
 
 pub(crate) type AccountFn = Arc<dyn Fn(&Parts) -> Option<AccountId> + Send + Sync>;
+/// The ownership hook: `(parts, probe name, target) -> the caller owns it`.
+pub(crate) type OwnsFn = Arc<dyn Fn(&Parts, &str, &[u8]) -> bool + Send + Sync>;
 
 /// State shared by every clone of the layer and the service.
 pub(crate) struct Shared {
@@ -48,6 +50,7 @@ pub(crate) struct Shared {
     /// Secret key of the distinct-target sketch.
     pub(crate) target_key: (u64, u64),
     pub(crate) account: Option<AccountFn>,
+    pub(crate) owns: Option<OwnsFn>,
     pub(crate) responder: Arc<dyn OnRefusal>,
     pub(crate) warned_missing_peer: AtomicBool,
     pub(crate) hot: crate::metrics::Hot,
@@ -304,12 +307,18 @@ impl Shared {
                 if let Some(bytes) =
                     probe.head_target(capture, parts.uri.query(), &parts.headers, &mut buf)
                 {
-                    l.target = Some(TargetInfo::new(
+                    let mut target = TargetInfo::new(
                         bytes,
                         actors.account.as_ref(),
                         probe.self_target,
                         self.target_key,
-                    ));
+                    );
+                    if !target.is_self {
+                        if let Some(owns) = &self.owns {
+                            target.is_self = owns(parts, &probe.name, bytes);
+                        }
+                    }
+                    l.target = Some(target);
                 }
             }
             learn = Some(l);
