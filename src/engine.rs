@@ -20,6 +20,9 @@ const WATCH_AT: f64 = 0.25;
 pub(crate) struct Engine {
     pub(crate) probes: Vec<Probe>,
     views: Vec<View>,
+    /// Per probe: the application has reported an [`Owner`](crate::Owner)
+    /// in a response, so ownership is known only after the handler.
+    owner_reported: Vec<std::sync::atomic::AtomicBool>,
     pub(crate) store: Store,
     pub(crate) verdicts: Table,
     pub(crate) mode: Mode,
@@ -55,6 +58,10 @@ impl Engine {
             })
             .collect();
         Self {
+            owner_reported: probes
+                .iter()
+                .map(|_| std::sync::atomic::AtomicBool::new(false))
+                .collect(),
             probes,
             views,
             store: Store::new(
@@ -138,6 +145,16 @@ impl Engine {
         d.min(self.block_max)
     }
 
+    /// Notes that the application reports owners on this probe's responses.
+    pub(crate) fn note_owner_reported(&self, pi: u8) {
+        use std::sync::atomic::Ordering;
+        if let Some(f) = self.owner_reported.get(pi as usize) {
+            if !f.load(Ordering::Relaxed) {
+                f.store(true, Ordering::Relaxed);
+            }
+        }
+    }
+
     /// Would counting `target` for these actors cross a block threshold?
     /// If so, the actor is blocked now and the request refused before the
     /// inner service runs.
@@ -158,10 +175,19 @@ impl Engine {
         let anomalous = std::cell::OnceCell::new();
         let mut watched = false;
         let anonymous = actors.account.is_none();
+        // Where the application tells ownership only in the response, the
+        // target may be the actor's own: an actor with no evidence yet is
+        // not refused on a guess (its first foreign read is then learned,
+        // and the next one refused), so that new users reading their own
+        // objects during a spike are never refused.
+        let owner_later = self
+            .owner_reported
+            .get(pi as usize)
+            .is_some_and(|f| f.load(std::sync::atomic::Ordering::Relaxed));
         let mut crossing: Option<(ActorKey, f64)> = None;
         for key in actors.keys() {
             let eval = |r: &Record| -> Option<f64> {
-                if r.seen(target.hash) {
+                if r.seen(target.hash) || (owner_later && r.no_evidence()) {
                     // Not a new target: counting it adds nothing.
                     return None;
                 }

@@ -275,6 +275,7 @@ fn learn_from<T>(shared: &Shared, l: &Learn, res: &Response<T>) {
     let mut target = l.target;
     if let (Some(t), Some(owner)) = (target.as_mut(), res.extensions().get::<Owner>()) {
         t.is_self = l.actors.account.is_some_and(|a| a.hash() == owner.0.hash());
+        shared.engine.note_owner_reported(l.probe);
     }
     shared
         .engine

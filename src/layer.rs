@@ -177,9 +177,12 @@ impl GuardBuilder {
     /// the response there). Defaults to none.
     ///
     /// Where ownership is known only after the handler has loaded the
-    /// object, put an [`Owner`] into the response extensions instead; the
-    /// hook has one advantage: the pre-check, which runs before the
-    /// handler, then knows too.
+    /// object, put an [`Owner`] into the response extensions instead. The
+    /// hook has one advantage: the pre-check, which runs before the handler,
+    /// knows too. Once a probe's responses carry an `Owner`, the pre-check
+    /// no longer refuses an actor that has no evidence yet on a guess (its
+    /// target may be its own), so a fresh scraping account gets its first
+    /// foreign read out, and is stopped at the next.
     ///
     /// [`Owner`]: crate::Owner
     pub fn owns<F>(mut self, f: F) -> Self
