@@ -3,6 +3,8 @@
 //! Each suite uses a part of it (`mod common;`), so unused items are fine.
 #![allow(dead_code)]
 
+pub mod sim;
+
 use enumguard::{AccountId, ProbeConfig, TargetConfig};
 use http::HeaderName;
 use http::request::Parts;
