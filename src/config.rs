@@ -436,7 +436,9 @@ pub struct Thresholds {
     /// The foreign-target ratio the view assumes until it has seen calm
     /// traffic.
     pub baseline_foreign_ratio: f64,
-    /// Thresholds of an actor that was blocked before are multiplied by this.
+    /// Thresholds of an actor that was blocked before are multiplied by this
+    /// once for each earlier block, at most three times (an eighth of the
+    /// room, by default, from the third block on).
     pub repeat_factor: f64,
     /// On a probe with own objects (`self_target`), the foreign-object
     /// threshold of a *stranger* (an actor with no history that has read
@@ -465,7 +467,7 @@ impl Thresholds {
     /// | `anomaly_factor` | 0.2 | during a service-wide spike of foreign reads, a new account blocks at 3 |
     /// | `baseline_miss_ratio` / `baseline_foreign_ratio` | 0.1 / 0.05 | what the service-wide view assumes until calm minutes show the real rates |
     /// | `repeat_miss_ratio` / `miss_cap` | 0.3 / 8 | repeated hits are ordinary use (a heavy user mistypes 0-10% of its lookups, and a streak of bad luck stays under 30%); padding buys no room: a guesser padding each guess with a known lookup is stopped a few guesses later, heavier padding by the cap of 80 distinct misses (see the policy) |
-    /// | `repeat_factor` | 0.5 | an actor blocked before gets half the room |
+    /// | `repeat_factor` | 0.5 | an actor blocked before gets half the room, then a quarter, then an eighth |
     /// | `stranger_factor` | 0.3 | during a spike of foreign reads, a new account that has read none of its own objects is refused its first foreign read |
     /// | `kind_factors` | ip 2, subnet 4 | a NAT address is many people |
     pub fn objects() -> Self {

@@ -122,7 +122,7 @@ impl Engine {
         Context {
             kind_factor,
             tightened,
-            repeat: r.strikes > 0,
+            strikes: u32::from(r.strikes),
             carry: r.carry_at(now, self.half_life),
             foreign_factor,
         }
@@ -401,7 +401,13 @@ impl Engine {
             .store
             .update((actor, pi), now, self.half_life, |r| {
                 r.strikes = r.strikes.saturating_add(1);
-                r.raise_carry(now, self.half_life, 0.0, 0.5);
+                // A blocked actor comes back with half a block of carried
+                // suspicion when its block *ends*, however long the block
+                // was: a repeat offender is not forgotten while it waits
+                // (at most 4, which a day-long block reaches).
+                let d = self.block_duration(u32::from(r.strikes));
+                let floor = 0.5 * 2f64.powf(d as f64 / self.half_life.max(1) as f64);
+                r.raise_carry(now, self.half_life, 0.0, floor.min(4.0));
                 r.set_score(r.last_score().max(1.0));
                 r.strikes as u32
             })

@@ -3,8 +3,8 @@
 //! A signal at its threshold is a suspicion of 1.0, a block; `throttle_at`
 //! (0.6 by default) is a throttle. Each threshold is scaled by the actor
 //! kind (an address is many people), tightened for an actor with no history
-//! while the service-wide view is anomalous, and halved for a repeat
-//! offender. The foreign and denied thresholds are tightened further for a
+//! while the service-wide view is anomalous, and halved for each earlier
+//! block of the actor (down to an eighth). The foreign and denied thresholds are tightened further for a
 //! watched actor (a new account or session on an address that a blocked
 //! actor used) and for a stranger (a new actor that has read none of its
 //! own objects) during an anomaly: those are judged on their own evidence,
@@ -40,8 +40,8 @@ pub(crate) struct Context {
     pub(crate) kind_factor: f64,
     /// The service-wide view is anomalous and the actor has no history.
     pub(crate) tightened: bool,
-    /// The actor was blocked before.
-    pub(crate) repeat: bool,
+    /// How many times the actor was blocked before.
+    pub(crate) strikes: u32,
     /// Carried suspicion, already decayed.
     pub(crate) carry: f64,
     /// Extra factor (at most 1) on the foreign threshold: the watch on a new
@@ -56,7 +56,7 @@ impl Context {
         Self {
             kind_factor,
             tightened: false,
-            repeat: false,
+            strikes: 0,
             carry: 0.0,
             foreign_factor: 1.0,
         }
@@ -90,9 +90,9 @@ pub(crate) fn scale(t: &Thresholds, c: &Context) -> f64 {
     } else {
         c.kind_factor
     };
-    if c.repeat {
-        s *= t.repeat_factor;
-    }
+    // Each earlier block halves the room again (by default), down to an
+    // eighth: a third comeback is judged on its first misses.
+    s *= t.repeat_factor.powi(c.strikes.min(3) as i32);
     s
 }
 
@@ -252,7 +252,7 @@ mod tests {
             .prop_map(|(kind_factor, tightened, repeat, carry)| Context {
                 kind_factor,
                 tightened,
-                repeat,
+                strikes: u32::from(repeat),
                 carry,
                 foreign_factor: 1.0,
             })
@@ -327,8 +327,8 @@ mod tests {
         #[test]
         fn tighter_context_never_lowers(s in signals(), c in contexts()) {
             for t in [Thresholds::objects(), Thresholds::identities()] {
-                let base = Context { repeat: false, ..c };
-                let repeat = Context { repeat: true, ..c };
+                let base = Context { strikes: 0, ..c };
+                let repeat = Context { strikes: c.strikes + 1, ..c };
                 let (hi, lo) = (score(&t, &s, &repeat), score(&t, &s, &base));
                 prop_assert!(hi >= lo - 1e-9);
             }

@@ -157,8 +157,9 @@ pub(crate) struct Record {
     pub(crate) last_seen: u64,
     cur: Counts,
     prev: Counts,
-    /// History hits (saturating): hits on the actor's own objects, or any
-    /// hit on a probe without own objects (identities).
+    /// History hits (saturating): hits on the actor's own objects, or, on a
+    /// probe without own objects (identities), hits on a target it had
+    /// found before.
     hits_total: u16,
     /// The score at the last update (for eviction and listing), in
     /// thousandths, saturating at 65.5.
@@ -243,7 +244,7 @@ impl Record {
     }
 
     /// History hits over the record's life (saturating): hits on its own
-    /// objects, or any hit where the probe has no own objects.
+    /// objects, or, where the probe has no own objects, repeated hits.
     pub(crate) fn hits_total(&self) -> u32 {
         self.hits_total as u32
     }
@@ -312,13 +313,17 @@ impl Record {
         if t.is_self {
             self.own = self.own.saturating_add(1);
         }
-        if hit && (t.is_self || !t.self_target) {
+        // History: hits on its own objects, or (where there are no own
+        // objects) a hit on a target it found before: coming back to the
+        // same contacts is what people do, and guessers never do.
+        let seen = self.seen(t.hash);
+        if hit && (t.is_self || (!t.self_target && seen)) {
             self.hits_total = self.hits_total.saturating_add(1);
         }
         if t.is_self {
             return;
         }
-        if self.seen(t.hash) {
+        if seen {
             if hit {
                 // The same target again, found again: ordinary use.
                 self.decay_long(now, long_half_life);

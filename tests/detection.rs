@@ -793,7 +793,10 @@ async fn a_new_account_at_a_suspect_address_is_watched_not_punished() {
         .suspects(0.0)
         .into_iter()
         .find(|s| s.actor == AccountId::from(8888u64).key());
-    assert!(suspect.as_ref().is_none_or(|s| s.score == 0.0), "{suspect:?}");
+    assert!(
+        suspect.as_ref().is_none_or(|s| s.score == 0.0),
+        "{suspect:?}"
+    );
     // Another brand-new account there reads a foreign book: refused.
     assert_eq!(sim.book(ip, 8889, "s-new2", 17).await, Answer::Refused);
 }

@@ -262,7 +262,11 @@ async fn an_order_scraper_is_stopped_when_the_handler_reports_owners() {
         }
         v.push(leaked);
     }
-    let (_, _, hi) = report("attack: one account scraping foreign orders", "orders out", v);
+    let (_, _, hi) = report(
+        "attack: one account scraping foreign orders",
+        "orders out",
+        v,
+    );
     assert!(hi <= 20, "{hi}");
 }
 
@@ -486,7 +490,10 @@ async fn first_orders_during_a_spike(sim: &Sim, seed: u64) -> usize {
             // Meanwhile, new customers read their own orders.
             if a % 10 == 0 {
                 let c = 5000 + round * 20 + a / 10;
-                refused.note(c, sim.order(v4(100, 90, c as u8, 1), c, order_of(c, 1)).await);
+                refused.note(
+                    c,
+                    sim.order(v4(100, 90, c as u8, 1), c, order_of(c, 1)).await,
+                );
             }
         }
     }
@@ -553,7 +560,11 @@ async fn the_owner_the_handler_reports_wins_over_ids() {
         assert_ne!(order_owner(foreign_with_my_id), me);
         for k in 0..40u64 {
             clock.advance(Duration::from_millis(700));
-            let id = if k == 0 { foreign_with_my_id } else { order_of(1 + k, k) };
+            let id = if k == 0 {
+                foreign_with_my_id
+            } else {
+                order_of(1 + k, k)
+            };
             let mut req = Request::builder()
                 .uri(format!("/api/orders/{id}"))
                 .header(common::X_ACCOUNT, me.to_string())

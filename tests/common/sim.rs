@@ -53,7 +53,9 @@ pub fn email_in(req_body: &[u8]) -> String {
 /// The mail service with the incident's flaw, plus a shop's orders: every
 /// order is served to any logged-in account, and the handler reports the
 /// order's true owner.
-pub async fn app(req: Request<GuardBody<Full<Bytes>>>) -> Result<Response<Full<Bytes>>, Infallible> {
+pub async fn app(
+    req: Request<GuardBody<Full<Bytes>>>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
     let logged_in = req.headers().contains_key(&X_ACCOUNT);
     let path = req.uri().path().to_owned();
     let query = req.uri().query().unwrap_or("").to_owned();
@@ -180,6 +182,19 @@ impl Sim {
         res.extensions().get::<Refusal>().is_some()
     }
 
+    /// A book read with its own session token (a new login).
+    pub async fn book_in(&self, ip: IpAddr, account: u64, session: &str, id: u64) -> bool {
+        let mut req = Request::builder()
+            .uri(format!("/api/accounts/{id}/addressbook"))
+            .header(X_ACCOUNT, account.to_string())
+            .header("authorization", format!("Bearer {session}"))
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        req.extensions_mut().insert(SocketAddr::new(ip, 40000));
+        let res = self.svc.clone().oneshot(req).await.unwrap();
+        res.extensions().get::<Refusal>().is_some()
+    }
+
     pub async fn book(&self, ip: IpAddr, account: u64, id: u64) -> bool {
         let uri = format!("/api/accounts/{id}/addressbook");
         self.send(ip, Some(account), Method::GET, &uri, "").await
@@ -270,4 +285,3 @@ pub fn report(what: &str, of: &str, v: Vec<usize>) -> (usize, usize, usize) {
     println!("| {what} | {of} | {lo} / {med} / {hi} |");
     (lo, med, hi)
 }
-
