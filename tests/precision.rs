@@ -584,3 +584,87 @@ async fn the_owner_the_handler_reports_wins_over_ids() {
         "40 foreign orders block"
     );
 }
+
+/// The ordinary-user population of `tests/detection.rs` over 20 seeds: 300
+/// users behind one NAT address reading their own book, looking up contacts
+/// (one in ten mistyped) and resetting their own password (one in twenty
+/// mistyped).
+async fn nat_users(seed: u64) -> usize {
+    let sim = Sim::new();
+    let nat = v4(203, 0, 113, 7);
+    let mut rng = Rng::new(seed ^ 0x300);
+    let mut refused = Refused::default();
+    for _ in 0..(300 * 12) {
+        sim.tick(Duration::from_millis(1000));
+        let user = 1 + rng.below(300) * 31;
+        let r = match rng.below(10) {
+            0..=4 => sim.book(nat, user, user).await,
+            5..=8 => {
+                let email = if rng.chance(0.1) {
+                    typo(&mut rng)
+                } else {
+                    contact(1 + rng.below(ACCOUNTS))
+                };
+                sim.lookup(nat, user, &email).await
+            }
+            _ => {
+                let email = if rng.chance(0.05) {
+                    format!("usr{user}@mailroom.test")
+                } else {
+                    contact(user)
+                };
+                sim.reset(nat, &email).await
+            }
+        };
+        refused.note(user, r);
+    }
+    refused.count()
+}
+
+/// The business population of `tests/detection.rs` over 20 seeds: 20 users
+/// looking up their 200 contacts again and again, one in 33 mistyped, half
+/// behind one office address.
+async fn business_many_contacts(seed: u64) -> usize {
+    let sim = Sim::new();
+    let office = v4(198, 18, 0, 1);
+    let mut rng = Rng::new(seed ^ 0x20);
+    let mut refused = Refused::default();
+    for _ in 0..(20 * 300) {
+        sim.tick(Duration::from_millis(500));
+        let user = 100 + rng.below(20);
+        let c = 1 + (user * 977 + rng.below(200) * 13) % ACCOUNTS;
+        let email = if rng.below(33) == 0 {
+            format!("user{c}@mailroom.tset")
+        } else {
+            contact(c)
+        };
+        let ip = if user % 2 == 0 {
+            office
+        } else {
+            v4(198, 18, 1, user as u8)
+        };
+        refused.note(user, sim.lookup(ip, user, &email).await);
+    }
+    refused.count()
+}
+
+#[tokio::test]
+async fn the_existing_suite_populations_over_twenty_seeds() {
+    let (mut nat, mut biz) = (Vec::new(), Vec::new());
+    for seed in 0..SEEDS {
+        nat.push(nat_users(seed).await);
+        biz.push(business_many_contacts(seed).await);
+    }
+    let (_, _, hi_nat) = report(
+        "300 users behind one NAT: own book, lookups (10% typos), resets",
+        "300 users",
+        nat,
+    );
+    let (_, _, hi_biz) = report(
+        "business users: 200 contacts each, 6,000 lookups, 3% typos",
+        "20 users",
+        biz,
+    );
+    assert_eq!(hi_nat, 0);
+    assert_eq!(hi_biz, 0);
+}
