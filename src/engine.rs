@@ -224,9 +224,10 @@ impl Engine {
             }
         }
         let (actor, score) = crossing?;
-        // The attempt counts in the service-wide view as the foreign target
-        // it was: refusing attempts must not hide an attack from the view.
-        self.views[pi as usize].record(now, false, true);
+        // The attempt counts in the service-wide view as what the pre-check
+        // took it for (a new foreign target, answered the worst way):
+        // refusing attempts must not hide an attack from the view.
+        self.views[pi as usize].record(now, true, true);
         let until = self.block(now, actors, pi, actor, score, VerdictReason::Detected);
         Some(PreRefusal {
             actor,

@@ -96,6 +96,10 @@ pub(crate) fn scale(t: &Thresholds, c: &Context) -> f64 {
     s
 }
 
+/// Without a repeated hit the distinct share (`miss_ratio`, at least
+/// `repeat_miss_ratio`) already says it: the bound is for actors that do
+/// repeat, whose share over a few answers is noisy.
+///
 /// A lower bound of the share `count / n` (Wilson's score interval, two
 /// standard errors): few answers say little, so a person's unlucky streak
 /// of typos (8 in 16 lookups, which a 10% typist shows now and then) is not
@@ -130,7 +134,8 @@ pub(crate) fn score(t: &Thresholds, s: &Signals, c: &Context) -> f64 {
     let miss_part = |misses: f64, classified: f64| {
         if classified >= min_targets
             && misses >= t.miss_ratio * classified
-            && share_lower_bound(misses, classified + s.long_repeats) >= t.repeat_miss_ratio
+            && (s.long_repeats < 1.0
+                || share_lower_bound(misses, classified + s.long_repeats) >= t.repeat_miss_ratio)
         {
             part(misses, t.miss_block, k)
         } else {
