@@ -442,7 +442,7 @@ pub struct Thresholds {
     pub repeat_factor: f64,
     /// On a probe with own objects (`self_target`), the foreign-object
     /// threshold of a *stranger* (an actor with no history that has read
-    /// none of its own objects) are multiplied by this while the
+    /// none of its own objects) is multiplied by this while the
     /// service-wide view is anomalous, on top of `anomaly_factor`: what a
     /// scrape spread over many fresh accounts looks like. 1 turns it off.
     pub stranger_factor: f64,
@@ -606,7 +606,48 @@ impl ProbeConfig {
         }
     }
 
-    /// An objects probe (see [`Thresholds::objects`]).
+    /// An objects probe (see [`Thresholds::objects`]): the tell is
+    /// *foreign* objects, so the guard must know which objects are the
+    /// caller's own. By default a target equal to the caller's account id
+    /// is its own (`/api/accounts/{id}/addressbook`). Where ids are not
+    /// account ids (orders, invoices, documents), the handler says whose
+    /// object it served with an [`Owner`](crate::Owner) in the response
+    /// (or [`GuardBuilder::owns`](crate::GuardBuilder::owns) tells before
+    /// the handler runs); an own object never counts, however many:
+    ///
+    /// ```
+    /// use std::net::SocketAddr;
+    /// use enumguard::{AccountId, GuardLayer, Owner, ProbeConfig, TargetConfig};
+    /// use tower::{Layer, ServiceExt, service_fn};
+    ///
+    /// // Order 7000 + k belongs to account 42; order ids are not account ids.
+    /// let owner_of = |order: u64| if order >= 7000 { 42u64 } else { 1 };
+    /// let app = service_fn(move |req: http::Request<_>| async move {
+    ///     let id: u64 = req.uri().path().rsplit('/').next().unwrap().parse().unwrap();
+    ///     let mut res = http::Response::new(String::from("{...}"));
+    ///     res.extensions_mut().insert(Owner(AccountId::from(owner_of(id))));
+    ///     Ok::<_, std::convert::Infallible>(res)
+    /// });
+    /// let guard = GuardLayer::builder()
+    ///     .probe(ProbeConfig::objects("orders", "GET", "/api/orders/{id}", TargetConfig::path("id")))
+    ///     .account(|parts| parts.headers.get("x-user-id")?.to_str().ok().map(AccountId::new))
+    ///     .build()
+    ///     .unwrap();
+    /// let svc = guard.layer(app);
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// // Account 42 reads 40 of its own orders: none is foreign, none refused
+    /// // (15 foreign ones would block it).
+    /// for k in 0..40 {
+    ///     let mut req = http::Request::get(format!("/api/orders/{}", 7000 + k))
+    ///         .header("x-user-id", "42")
+    ///         .body(String::new())
+    ///         .unwrap();
+    ///     req.extensions_mut().insert(SocketAddr::from(([127, 0, 0, 1], 4000)));
+    ///     let res = svc.clone().oneshot(req).await.unwrap();
+    ///     assert_eq!(res.status(), 200);
+    /// }
+    /// # });
+    /// ```
     pub fn objects(
         name: impl Into<String>,
         method: impl Into<String>,

@@ -36,6 +36,10 @@
 //! # let _ = app; let _: Option<SocketAddr> = None;
 //! ```
 //!
+//! On an `objects` probe a target equal to the caller's account id is its
+//! own; where object ids are not account ids, the handler reports the owner
+//! with an [`Owner`] in the response (see [`ProbeConfig::objects`]).
+//!
 //! # Deployment caveat
 //! The guard keys on the TCP peer address. Behind a proxy or load balancer,
 //! list it in [`GuardBuilder::trusted_proxies`]; headers from anyone else

@@ -221,6 +221,75 @@ mod tests {
         assert_eq!(score(&t, &s, &ctx()), 0.0);
     }
 
+    /// Identities signals: `hits` distinct hits, `misses` distinct misses,
+    /// `repeats` repeated hits, in the window and the long view alike.
+    fn lookups(hits: f64, misses: f64, repeats: f64) -> Signals {
+        Signals {
+            foreign: hits,
+            misses,
+            classified: hits + misses,
+            long_foreign: hits,
+            long_misses: misses,
+            long_classified: hits + misses,
+            long_repeats: repeats,
+            ..Signals::default()
+        }
+    }
+
+    #[test]
+    fn repeated_use_is_ordinary_use() {
+        let t = Thresholds::identities();
+        // One contact looked up 300 times with 15 typos: a 94% distinct
+        // miss ratio, but 5% of everything it was answered.
+        let heavy = lookups(1.0, 15.0, 284.0);
+        assert_eq!(score(&t, &heavy, &ctx()), 0.0);
+        // Without the repeats, the same distinct counts are a guesser's.
+        assert!(score(&t, &lookups(1.0, 15.0, 0.0), &ctx()) >= 1.0);
+        // A guesser never repeats: blocked at 10 misses.
+        assert!(score(&t, &lookups(0.5, 10.0, 0.0), &ctx()) >= 1.0);
+        // An unlucky streak (8 typos in 16 lookups, 4 of them repeats) is
+        // not a rate yet.
+        assert!(score(&t, &lookups(4.0, 8.0, 4.0), &ctx()) < t.throttle_at);
+    }
+
+    #[test]
+    fn padding_buys_no_room() {
+        let t = Thresholds::identities();
+        // A known lookup between every two guesses: 15 misses, 15 repeats.
+        assert!(score(&t, &lookups(1.0, 15.0, 15.0), &ctx()) >= 1.0);
+        // Heavy padding (six known lookups per guess) meets the cap: a
+        // throttle from 48 distinct misses, a block at 80.
+        assert!(score(&t, &lookups(1.0, 47.0, 282.0), &ctx()) < t.throttle_at);
+        let at_48 = score(&t, &lookups(1.0, 48.0, 288.0), &ctx());
+        assert!((t.throttle_at..1.0).contains(&at_48), "{at_48}");
+        assert!(score(&t, &lookups(1.0, 80.0, 480.0), &ctx()) >= 1.0);
+    }
+
+    #[test]
+    fn the_watch_and_the_stranger_factor_tighten_foreign_reads_only() {
+        let t = Thresholds::objects();
+        let watched = Context {
+            foreign_factor: 0.06,
+            ..ctx()
+        };
+        let one_foreign = Signals {
+            foreign: 1.0,
+            classified: 1.0,
+            ..Signals::default()
+        };
+        assert!(score(&t, &one_foreign, &watched) >= 1.0);
+        assert!(score(&t, &one_foreign, &ctx()) < t.throttle_at);
+        // Misses are judged with the actor's own thresholds.
+        let typos = Signals {
+            misses: 3.0,
+            classified: 4.0,
+            long_misses: 3.0,
+            long_classified: 4.0,
+            ..Signals::default()
+        };
+        assert_eq!(score(&t, &typos, &watched), score(&t, &typos, &ctx()));
+    }
+
     fn signals() -> impl Strategy<Value = Signals> {
         (
             0.0..200.0f64,
@@ -280,6 +349,16 @@ mod tests {
                 s2.long_denied += more * (s.long_denied / s.long_classified.max(1.0));
                 // Keep the miss ratio: more of the same evidence.
                 prop_assert!(score(&t, &s2, &c) >= before - 1e-9);
+            }
+        }
+
+        /// Repeated hits never raise suspicion.
+        #[test]
+        fn repeats_never_raise(s in signals(), c in contexts(), more in 0.0..500.0f64) {
+            for t in [Thresholds::objects(), Thresholds::identities()] {
+                let mut s2 = s;
+                s2.long_repeats += more;
+                prop_assert!(score(&t, &s2, &c) <= score(&t, &s, &c) + 1e-9);
             }
         }
 
