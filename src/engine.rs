@@ -108,7 +108,14 @@ impl Engine {
             ActorKind::Account => f.account,
         };
         let new = self.is_new(r, now);
-        let tightened = anomalous && new && t.anomaly_factor < 1.0;
+        // The tightening is for actors the service knows nothing of. An
+        // address that has shown it is busy (more requests this window than
+        // the view counts of one address: an office, a NAT) keeps the kind
+        // factor the operator set; a spread attack's addresses are blocked
+        // long before they get there.
+        let busy = !kind.is_personal()
+            && r.window_requests(now, secs_to_nanos(t.window_secs)) > self.per_address;
+        let tightened = anomalous && new && !busy && t.anomaly_factor < 1.0;
         let mut foreign_factor = 1.0;
         // A new account or session at a suspect address: watched, judged on
         // its own evidence with less room (it inherits no suspicion).

@@ -639,3 +639,66 @@ async fn the_existing_suite_populations_over_twenty_seeds() {
     assert_eq!(hi_nat, 0);
     assert_eq!(hi_biz, 0);
 }
+
+/// An office that has been signing up its staff (a busy address) goes on
+/// while a guesser registers its way through a list from 64 networks: the
+/// service-wide view is anomalous, new addresses are tightened, but the
+/// busy office keeps the room its kind factor gives it.
+async fn office_during_a_spread_attack(seed: u64) -> (usize, usize) {
+    let sim = Sim::new();
+    let mut rng = Rng::new(seed ^ 0x0ff1);
+    let office = v4(192, 0, 2, 80);
+    let mut refused = Refused::default();
+    let mut person = ACCOUNTS + 1;
+    let mut sign_up = async |sim: &Sim, refused: &mut Refused| {
+        person += 1;
+        let email = format!("staff{person}-{seed}@company.test");
+        refused.note(person, sim.register(office, &email).await);
+    };
+    for _ in 0..20 {
+        sim.tick(Duration::from_millis(500 + rng.below(1500)));
+        sign_up(&sim, &mut refused).await;
+    }
+    let mut found = 0;
+    for i in 0..(64 * 40u64) {
+        sim.tick(Duration::from_millis(50 + rng.below(100)));
+        let n = i % 64;
+        let ip = v4(100, 120 + (n / 32) as u8, (n % 32) as u8 * 7, 20);
+        let real = rng.chance(0.05);
+        let email = if real {
+            contact(1 + rng.below(ACCOUNTS))
+        } else {
+            format!("cand{i}-{}@x.test", rng.next())
+        };
+        if !sim.register(ip, &email).await && real {
+            found += 1;
+        }
+        // People sign up at a human, irregular pace.
+        if rng.chance(0.05) {
+            sign_up(&sim, &mut refused).await;
+        }
+    }
+    (refused.count(), found)
+}
+
+#[tokio::test]
+async fn a_busy_office_keeps_its_room_during_a_spread_attack() {
+    let (mut office, mut found) = (Vec::new(), Vec::new());
+    for seed in 0..SEEDS {
+        let (o, f) = office_during_a_spread_attack(seed).await;
+        office.push(o);
+        found.push(f);
+    }
+    let (_, _, hi_o) = report(
+        "an office signing up about 150 people while a spread register attack runs",
+        "~150 users",
+        office,
+    );
+    let (_, _, hi_f) = report(
+        "attack: the spread register guesser beside it",
+        "registered found",
+        found,
+    );
+    assert_eq!(hi_o, 0);
+    assert!(hi_f <= 20, "{hi_f}");
+}
