@@ -1272,6 +1272,38 @@ mod tests {
         assert!(e.to_string().contains("mood"), "{e}");
     }
 
+    /// `links.inherit` (suspicion handed to new accounts) is gone: a config
+    /// that still sets it is refused with its name, not silently read.
+    #[test]
+    fn the_precision_settings_are_checked() {
+        let e = Config::from_toml_str("[links]\ninherit = 0.5\n").unwrap_err();
+        assert!(e.to_string().contains("inherit"), "{e}");
+        let e = Config::from_toml_str("[links]\nwatch_factor = 0\n").unwrap_err();
+        assert_eq!(e.field(), Some("links.watch_factor"));
+        let e = Config::from_toml_str("[service_view]\nper_address = 0\n").unwrap_err();
+        assert_eq!(e.field(), Some("service_view.per_address"));
+        let bad = |field: &str, value: &str| {
+            let toml = format!(
+                "[[probes]]\nname = \"p\"\npath = \"/p/{{id}}\"\ntarget = {{ path = \"id\" }}\n[probes.thresholds]\n{field} = {value}\n"
+            );
+            Config::from_toml_str(&toml)
+                .and_then(|c| crate::GuardLayer::from_config(c).map(|_| ()))
+                .unwrap_err()
+        };
+        assert_eq!(
+            bad("miss_cap", "0.5").field(),
+            Some("probes[0].thresholds.miss_cap")
+        );
+        assert_eq!(
+            bad("repeat_miss_ratio", "1.5").field(),
+            Some("probes[0].thresholds.repeat_miss_ratio")
+        );
+        assert_eq!(
+            bad("stranger_factor", "0").field(),
+            Some("probes[0].thresholds.stranger_factor")
+        );
+    }
+
     #[test]
     fn bad_mode_is_an_error() {
         let e = Config::from_toml_str("mode = \"lenient\"").unwrap_err();
