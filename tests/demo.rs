@@ -37,7 +37,7 @@ fn quick_demo_stops_attacks_and_refuses_no_ordinary_user() {
         ))
         .expect("the demo runs");
     eprintln!("\n{}", scenarios::table(&rows, size.nat_users));
-    assert_eq!(rows.len(), 9, "every scenario has its row");
+    assert_eq!(rows.len(), 11, "every scenario has its row");
     for row in &rows {
         assert_eq!(
             row.on.ordinary_refused_users(),

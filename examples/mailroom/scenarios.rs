@@ -37,6 +37,11 @@ pub struct Size {
     /// Business accounts in one office, and lookups each.
     pub business_users: usize,
     pub business_lookups: usize,
+    /// People signing up from one office address in a wave.
+    pub signup_wave: usize,
+    /// Heavy users with short contact lists, and lookups each.
+    pub short_list_users: usize,
+    pub short_list_lookups: usize,
     /// Ordinary users (one address each) active beside every attack.
     pub background: usize,
     /// Concurrent clients at most.
@@ -58,6 +63,9 @@ impl Size {
             nat_users: 300,
             business_users: 8,
             business_lookups: 150,
+            signup_wave: 150,
+            short_list_users: 20,
+            short_list_lookups: 150,
             background: 30,
             concurrency: 32,
             deadline: Duration::from_secs(25),
@@ -76,6 +84,9 @@ impl Size {
             nat_users: 120,
             business_users: 4,
             business_lookups: 80,
+            signup_wave: 60,
+            short_list_users: 8,
+            short_list_lookups: 60,
             background: 12,
             concurrency: 16,
             deadline: Duration::from_secs(40),
@@ -263,6 +274,12 @@ pub enum Kind {
     NatScrape,
     /// Business accounts in one office making many lookups.
     Business,
+    /// A company signs up its staff from one office address at once; they
+    /// log in, read their own book and look up colleagues.
+    SignupWave,
+    /// Heavy users looking up the same few contacts again and again, with
+    /// typos; half of them behind one NAT address.
+    ShortLists,
 }
 
 /// One row of the table.
@@ -337,6 +354,8 @@ pub async fn run_all(
         Kind::Nat,
         Kind::NatScrape,
         Kind::Business,
+        Kind::SignupWave,
+        Kind::ShortLists,
     ];
     // The clients need source addresses across 127.0.0.0/8.
     let probe = tokio::net::TcpSocket::new_v4()?;
@@ -402,6 +421,8 @@ fn title(kind: Kind) -> &'static str {
         Kind::Nat => "ordinary users behind one NAT address",
         Kind::NatScrape => "a scraper behind the NAT, among its users",
         Kind::Business => "business users with many lookups",
+        Kind::SignupWave => "a sign-up wave from one office address",
+        Kind::ShortLists => "heavy users with short contact lists and typos",
     }
 }
 
@@ -418,6 +439,8 @@ fn names(kind: Kind) -> Vec<(&'static str, Option<&'static str>)> {
         Kind::Nat => vec![("NAT: users on one address", None)],
         Kind::NatScrape => vec![("scraper behind that NAT", Some("books"))],
         Kind::Business => vec![("business: many lookups", None)],
+        Kind::SignupWave => vec![("sign-up wave, one office", None)],
+        Kind::ShortLists => vec![("short contact lists, typos", None)],
     }
 }
 
@@ -593,6 +616,25 @@ async fn run(
             join(bg, &t).await;
             vec![t]
         }
+        Kind::SignupWave => {
+            let t = Tally::new();
+            let bg = background(addr, &size, &t, 4);
+            signup_wave(addr, &size, &t).await;
+            join(bg, &t).await;
+            vec![t]
+        }
+        Kind::ShortLists => {
+            let t = Tally::new();
+            let bg = background(addr, &size, &t, 5);
+            let mut set = JoinSet::new();
+            for u in 0..size.short_list_users {
+                let (t, size) = (t.clone(), size.clone());
+                set.spawn(async move { short_list_user(addr, u, &size, &t).await });
+            }
+            join(set, &t).await;
+            join(bg, &t).await;
+            vec![t]
+        }
     };
     if std::env::var_os("DEMO_DEBUG").is_some() {
         if let Some(g) = &server.guard {
@@ -640,6 +682,130 @@ async fn join(mut set: JoinSet<()>, t: &Tally) {
     while let Some(r) = set.join_next().await {
         if let Err(e) = r {
             t.error(format!("task failed: {e}"));
+        }
+    }
+}
+
+/// The office of the sign-up wave.
+const OFFICE: Ipv4Addr = Ipv4Addr::new(127, 50, 0, 1);
+
+/// `size.signup_wave` new people sign up from one office address within a
+/// few seconds, log in, read their own address book and look up three
+/// colleagues each (one lookup in five mistyped).
+async fn signup_wave(addr: SocketAddr, size: &Arc<Size>, t: &Arc<Tally>) {
+    let sem = Arc::new(Semaphore::new(size.concurrency.min(8)));
+    let mut set = JoinSet::new();
+    let n = size.signup_wave;
+    for i in 0..n {
+        let (t, sem) = (t.clone(), sem.clone());
+        set.spawn(async move {
+            tokio::time::sleep(Duration::from_millis(i as u64 * 20)).await;
+            let _permit = sem.acquire().await;
+            t.ordinary_users.fetch_add(1, Ordering::Relaxed);
+            let mut rng = Rng::new(0x5167 ^ i as u64);
+            let mut c = Client::new(addr, OFFICE);
+            let mut refused = false;
+            let res = async {
+                let email = format!("staff{i}@company.test");
+                let r = c
+                    .post(
+                        "/api/register",
+                        &json!({ "email": email, "password": "correct horse" }),
+                    )
+                    .await?;
+                refused |= t.ordinary(&r);
+                expect(&r, &[201], "register")?;
+                let r = c.login(&email, "correct horse").await?;
+                refused |= t.ordinary(&r);
+                expect(&r, &[200], "login after register")?;
+                let id = r.json()["id"].as_u64().unwrap_or(0);
+                let r = c.get(&format!("/api/accounts/{id}/addressbook")).await?;
+                refused |= t.ordinary(&r);
+                expect(&r, &[200], "own address book")?;
+                for _ in 0..3 {
+                    let colleague = format!("staff{}@company.test", rng.below(i as u64 + 1));
+                    let email = if rng.percent(20) {
+                        typo(&colleague, &mut rng)
+                    } else {
+                        colleague
+                    };
+                    let r = c
+                        .get(&format!("/api/recipients/lookup?email={}", encode(&email)))
+                        .await?;
+                    refused |= t.ordinary(&r);
+                    expect(&r, &[200, 404], "lookup")?;
+                }
+                Ok::<_, Error>(())
+            }
+            .await;
+            if refused {
+                t.ordinary_refused_users.fetch_add(1, Ordering::Relaxed);
+            }
+            if let Err(e) = res {
+                if !refused {
+                    t.error(format!("new member {i}: {e}"));
+                }
+            }
+        });
+    }
+    join(set, t).await;
+}
+
+/// A heavy user with a short contact list: logs in, reads its own book and
+/// looks up one to eight of its contacts `size.short_list_lookups` times,
+/// mistyping one lookup in ten. Even users share one NAT address.
+async fn short_list_user(addr: SocketAddr, u: usize, size: &Size, t: &Tally) {
+    t.ordinary_users.fetch_add(1, Ordering::Relaxed);
+    let mut rng = Rng::new(0x5407 ^ (u as u64).wrapping_mul(0x9e37));
+    let id = 1 + rng.below(size.accounts);
+    let source = if u % 2 == 0 {
+        Ipv4Addr::new(127, 31, 0, 1)
+    } else {
+        Ipv4Addr::new(127, 32, u as u8, 1)
+    };
+    let mut c = Client::new(addr, source);
+    let mut refused = false;
+    let res = async {
+        let r = c.login(&email_of(id), &password_of(id)).await?;
+        refused |= t.ordinary(&r);
+        expect(&r, &[200], "login")?;
+        let r = c.get(&format!("/api/accounts/{id}/addressbook")).await?;
+        refused |= t.ordinary(&r);
+        expect(&r, &[200], "own address book")?;
+        let contacts: Vec<String> = r.json()["contacts"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|c| c["email"].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let keep = (1 + rng.below(8) as usize).min(contacts.len());
+        let list = &contacts[..keep];
+        if list.is_empty() {
+            return Ok(());
+        }
+        for _ in 0..size.short_list_lookups {
+            tokio::time::sleep(Duration::from_micros(rng.below(2_000))).await;
+            let mut email = list[rng.below(list.len() as u64) as usize].clone();
+            if rng.percent(10) {
+                email = typo(&email, &mut rng);
+            }
+            let r = c
+                .get(&format!("/api/recipients/lookup?email={}", encode(&email)))
+                .await?;
+            refused |= t.ordinary(&r);
+            expect(&r, &[200, 404], "lookup")?;
+        }
+        Ok::<_, Error>(())
+    }
+    .await;
+    if refused {
+        t.ordinary_refused_users.fetch_add(1, Ordering::Relaxed);
+    }
+    if let Err(e) = res {
+        if !refused {
+            t.error(format!("short-list user {u}: {e}"));
         }
     }
 }
