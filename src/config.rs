@@ -188,9 +188,13 @@ pub struct LinkConfig {
     /// (6 hours).
     pub half_life_secs: u64,
     /// An actor is "new" (has no history) until it is this old, in seconds,
-    /// or has had `history_hits` hits on the probe. Defaults to 86,400.
+    /// or has had `history_hits` history hits on the probe (hits on its own
+    /// objects; on a probe without own objects, hits on a target it found
+    /// before). The watch on a suspect address goes by age alone. Defaults
+    /// to 86,400.
     pub new_actor_secs: u64,
-    /// Hits on a probe after which an actor has history. Defaults to 5.
+    /// History hits on a probe after which an actor has history. Defaults
+    /// to 5.
     pub history_hits: u32,
 }
 
@@ -466,7 +470,7 @@ impl Thresholds {
     /// | `cadence_factor` | 1.25 | a machine-regular cadence is a script |
     /// | `anomaly_factor` | 0.2 | during a service-wide spike of foreign reads, a new account blocks at 3 |
     /// | `baseline_miss_ratio` / `baseline_foreign_ratio` | 0.1 / 0.05 | what the service-wide view assumes until calm minutes show the real rates |
-    /// | `repeat_miss_ratio` / `miss_cap` | 0.3 / 8 | repeated hits are ordinary use (a heavy user mistypes 0-10% of its lookups, and a streak of bad luck stays under 30%); padding buys no room: a guesser padding each guess with a known lookup is stopped a few guesses later, heavier padding by the cap of 80 distinct misses (see the policy) |
+    /// | `repeat_miss_ratio` / `miss_cap` | 0.3 / 8 | repeated hits are ordinary use (a heavy user mistypes 0-10% of its lookups, and a streak of bad luck stays under 30%); padding buys no room: a guesser padding each guess with a known lookup is stopped a few guesses later, heavier padding by the cap of 8 x `miss_block` distinct misses (160 here, 80 for identities; see the policy) |
     /// | `repeat_factor` | 0.5 | an actor blocked before gets half the room, then a quarter, then an eighth |
     /// | `stranger_factor` | 0.3 | during a spike of foreign reads, a new account that has read none of its own objects is refused its first foreign read |
     /// | `kind_factors` | ip 2, subnet 4 | a NAT address is many people |
@@ -1301,6 +1305,10 @@ mod tests {
         assert_eq!(
             bad("stranger_factor", "0").field(),
             Some("probes[0].thresholds.stranger_factor")
+        );
+        assert_eq!(
+            bad("sequential_run", "256").field(),
+            Some("probes[0].thresholds.sequential_run")
         );
     }
 

@@ -12,11 +12,6 @@ use crate::store::Store;
 use crate::verdict::{Table, VerdictReason};
 use crate::view::View;
 
-/// Carried suspicion at which an address makes the new accounts and
-/// sessions beside it watched: half of one link boost, decayed by one
-/// half-life, i.e. a blocked actor used it within about the last 6 hours.
-const WATCH_AT: f64 = 0.25;
-
 pub(crate) struct Engine {
     pub(crate) probes: Vec<Probe>,
     views: Vec<View>,
@@ -84,7 +79,14 @@ impl Engine {
     }
 
     fn is_new(&self, r: &Record, now: u64) -> bool {
-        now.saturating_sub(r.first_seen()) < self.new_actor && r.hits_total() < self.history_hits
+        self.is_young(r, now) && r.hits_total() < self.history_hits
+    }
+
+    /// Younger than `links.new_actor_secs`, whatever it did: what the watch
+    /// on a suspect address goes by, since history hits (reading one's own
+    /// object five times) cost an attacker nothing.
+    fn is_young(&self, r: &Record, now: u64) -> bool {
+        now.saturating_sub(r.first_seen()) < self.new_actor
     }
 
     /// The policy's context for one actor's record. `watched`: an address
@@ -113,17 +115,22 @@ impl Engine {
         // the view counts of one address: an office, a NAT) keeps the kind
         // factor the operator set; a spread attack's addresses are blocked
         // long before they get there.
+        // Busy means distinct targets, not requests: repeating one known
+        // target is free, and a spread attack's address is blocked at its
+        // third or so new target, long before it could get busy.
         let busy = !kind.is_personal()
-            && r.window_requests(now, secs_to_nanos(t.window_secs)) > self.per_address;
+            && r.window_targets(now, secs_to_nanos(t.window_secs)) > self.per_address;
         let tightened = anomalous && new && !busy && t.anomaly_factor < 1.0;
         let mut foreign_factor = 1.0;
         // A new account or session at a suspect address: watched, judged on
         // its own evidence with less room (it inherits no suspicion).
-        if watched && new && kind.is_personal() && probe.self_target {
+        if watched && self.is_young(r, now) && kind.is_personal() && probe.self_target {
             foreign_factor *= self.watch_factor;
         }
-        // A stranger during an anomaly: new, and none of its own objects.
-        if tightened && probe.self_target && r.own_reads() == 0 {
+        // A stranger during an anomaly: a new account or session that has
+        // read none of its own objects (an address is many people, and an
+        // anonymous request owns nothing).
+        if tightened && kind.is_personal() && probe.self_target && r.own_reads() == 0 {
             foreign_factor *= t.stranger_factor;
         }
         Context {
@@ -137,8 +144,10 @@ impl Engine {
 
     /// Whether an address's record on a probe makes the new accounts and
     /// sessions beside it watched.
+    /// The carry at which that is so: half of one link boost, i.e. a
+    /// blocked person used the address within about the last half-life.
     fn suspect_address(&self, kind: ActorKind, carry: f64) -> bool {
-        !kind.is_personal() && carry >= WATCH_AT
+        !kind.is_personal() && carry > 0.0 && carry >= self.boost * 0.5
     }
 
     fn block_duration(&self, strikes: u32) -> u64 {
@@ -187,10 +196,12 @@ impl Engine {
         // not refused on a guess (its first foreign read is then learned,
         // and the next one refused), so that new users reading their own
         // objects during a spike are never refused.
-        let owner_later = self
-            .owner_reported
-            .get(pi as usize)
-            .is_some_and(|f| f.load(std::sync::atomic::Ordering::Relaxed));
+        // (An anonymous request owns nothing: no exemption there.)
+        let owner_later = !anonymous
+            && self
+                .owner_reported
+                .get(pi as usize)
+                .is_some_and(|f| f.load(std::sync::atomic::Ordering::Relaxed));
         let mut crossing: Option<(ActorKey, f64)> = None;
         for key in actors.keys() {
             let eval = |r: &Record| -> Option<f64> {
@@ -231,10 +242,23 @@ impl Engine {
             }
         }
         let (actor, score) = crossing?;
+        if let crate::Verdict::Block { remaining, .. } = self.verdicts.verdict(&actor, now) {
+            // Already blocked (observe mode lets its requests through): no
+            // new strike, no second count in the view.
+            return Some(PreRefusal {
+                actor,
+                retry_after: (remaining.as_nanos() as u64).max(1),
+            });
+        }
         // The attempt counts in the service-wide view as what the pre-check
-        // took it for (a new foreign target, answered the worst way):
-        // refusing attempts must not hide an attack from the view.
-        self.views[pi as usize].record(now, true, true);
+        // took it for, the worst answer (a foreign object where foreign
+        // objects are the tell, else a miss): refusing attempts must not
+        // hide an attack from the view. In observe mode the request goes on
+        // and is learned, and counted there instead.
+        if self.mode == Mode::Enforce {
+            let foreign = probe.self_target && t.foreign_block > 0;
+            self.views[pi as usize].record(now, !foreign, foreign);
+        }
         let until = self.block(now, actors, pi, actor, score, VerdictReason::Detected);
         Some(PreRefusal {
             actor,

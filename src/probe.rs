@@ -594,6 +594,13 @@ fn check_thresholds(i: usize, t: &Thresholds) -> Result<(), ConfigError> {
             ));
         }
     }
+    if t.sequential_run > u8::MAX as u32 {
+        return Err(ConfigError::invalid(
+            f("sequential_run"),
+            t.sequential_run.to_string(),
+            format!("must be at most {} (0 turns it off)", u8::MAX),
+        ));
+    }
     if !(t.miss_cap.is_finite() && (t.miss_cap == 0.0 || t.miss_cap >= 1.0)) {
         return Err(ConfigError::invalid(
             f("miss_cap"),
@@ -702,7 +709,7 @@ pub(crate) struct TargetInfo {
     /// [`Owner`](crate::Owner) in the response, or the ownership hook).
     pub(crate) is_self: bool,
     /// The probe has own objects (`self_target`): only hits on own objects
-    /// are history there; elsewhere every hit is.
+    /// are history there; elsewhere, hits on a target found before.
     pub(crate) self_target: bool,
 }
 

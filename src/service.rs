@@ -372,8 +372,8 @@ impl Shared {
     /// subnet: a NAT, an office) refuses only anonymous requests (no
     /// account) to the probe it was caught on: the people behind that
     /// address can still log in and use the service, each judged on its own
-    /// account, and a new account there starts with part of the address's
-    /// suspicion. An operator's ban refuses everything.
+    /// account (a new account there inherits no suspicion but is watched:
+    /// see `Engine::context`). An operator's ban refuses everything.
     fn gate(&self, actors: &Actors, now: u64, this_probe: Option<u8>) -> Option<Refusal> {
         let engine = &self.engine;
         let anonymous = actors.account.is_none();

@@ -169,7 +169,7 @@ pub(crate) struct Record {
     carry: f32,
     /// Consecutive +-1 steps (saturating at 255).
     seq_run: u8,
-    /// Reads of the actor's own objects (saturating at 255).
+    /// Own objects read and found (saturating at 255).
     own: u8,
     gaps: u8,
     pub(crate) strikes: u8,
@@ -304,13 +304,10 @@ impl Record {
         self.last_seen = now;
         self.cur.requests = self.cur.requests.saturating_add(1);
         let hit = outcome == Some(Outcome::Hit);
-        let Some(t) = target else {
-            if hit {
-                self.hits_total = self.hits_total.saturating_add(1);
-            }
-            return;
-        };
-        if t.is_self {
+        // A request without a target is no history: leaving the target out
+        // must not make an actor established.
+        let Some(t) = target else { return };
+        if t.is_self && hit {
             self.own = self.own.saturating_add(1);
         }
         // History: hits on its own objects, or (where there are no own
@@ -439,6 +436,16 @@ impl Record {
             long_denied: self.long[2] as f64 * decay,
             long_classified: self.long[3] as f64 * decay,
             long_repeats: self.long[4] as f64 * decay,
+        }
+    }
+
+    /// Distinct targets (not its own) in the window as it stands at `now`.
+    pub(crate) fn window_targets(&self, now: u64, window: u64) -> u32 {
+        let half = (window / 2).max(1);
+        match now.saturating_sub(self.win_start) / half {
+            0 => u32::from(self.cur.targets) + u32::from(self.prev.targets),
+            1 => u32::from(self.cur.targets),
+            _ => 0,
         }
     }
 
