@@ -12,6 +12,17 @@ use crate::store::Store;
 use crate::verdict::{Table, VerdictReason};
 use crate::view::View;
 
+/// The signals an actor is judged by: an address's cadence is that of
+/// everyone behind it, so only a person's (a session's, an account's)
+/// machine-regular cadence counts; an office signing up its staff can look
+/// regular by chance.
+fn judged(kind: ActorKind, mut s: crate::signal::Signals) -> crate::signal::Signals {
+    if !kind.is_personal() {
+        s.regular = false;
+    }
+    s
+}
+
 pub(crate) struct Engine {
     pub(crate) probes: Vec<Probe>,
     views: Vec<View>,
@@ -213,7 +224,10 @@ impl Engine {
                 let ctx = self.context(probe, key.kind(), r, now, anomalous, watched);
                 // One new distinct target, with the outcome that would
                 // weigh most (unknown until the inner service answers).
-                let now_signals = r.signals(now, secs_to_nanos(t.window_secs), long);
+                let now_signals = judged(
+                    key.kind(),
+                    r.signals(now, secs_to_nanos(t.window_secs), long),
+                );
                 let seq = r.seq_run_after(target);
                 let worst = [Outcome::Miss, Outcome::Denied]
                     .into_iter()
@@ -302,7 +316,7 @@ impl Engine {
                 }
                 let anomalous = *anomalous.get_or_init(|| view.anomalous(now));
                 let ctx = self.context(probe, key.kind(), r, now, anomalous, watched);
-                let s = policy::score(t, &r.signals(now, window, long), &ctx);
+                let s = policy::score(t, &judged(key.kind(), r.signals(now, window, long)), &ctx);
                 r.set_score(s);
                 (s, r.carry_at(now, self.half_life), requests)
             });
