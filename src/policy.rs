@@ -374,10 +374,11 @@ mod tests {
             }
         }
 
-        /// A record the learning step skips scoring for (`no_evidence`)
-        /// scores exactly its context's carried suspicion (what it inherits),
-        /// however it was fed: own objects, unreadable targets, any outcome,
-        /// any cadence.
+        /// A record the learning step skips scoring for (`no_evidence`, and
+        /// then set to 0) scores exactly its context's carried suspicion,
+        /// which for such a record is 0, however it was fed: own objects,
+        /// unreadable targets, any outcome, any cadence. The context's carry
+        /// stands for any carry at all: the skip is exact.
         #[test]
         fn no_evidence_scores_zero(
             steps in prop::collection::vec((0u64..5_000, 0u8..4, any::<bool>()), 1..40),
@@ -399,7 +400,7 @@ mod tests {
             }
             prop_assert!(r.no_evidence());
             prop_assert_eq!(r.carry_at(now, S), 0.0);
-            // `c.carry` stands for what the actor inherits (0..2).
+            // `c.carry` stands for any carried suspicion (0..2).
             for t in [Thresholds::objects(), Thresholds::identities()] {
                 prop_assert_eq!(score(&t, &r.signals(now, window, long), &c), c.carry);
             }

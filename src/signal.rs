@@ -461,8 +461,8 @@ impl Record {
 
     /// Whether the record holds no evidence of its own: no foreign target in
     /// the window or the long view, no carried suspicion. Its score is then
-    /// the context's carried suspicion alone (what a new account or session
-    /// inherits from its address), whatever the thresholds.
+    /// 0 whatever the thresholds: a new account inherits nothing from its
+    /// address (it is watched instead; see the engine).
     pub(crate) fn no_evidence(&self) -> bool {
         self.cur.targets == 0
             && self.prev.targets == 0
