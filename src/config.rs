@@ -233,9 +233,11 @@ pub struct ServiceViewConfig {
     pub ratio: f64,
     /// See `ratio`. Defaults to 0.25.
     pub margin: f64,
-    /// Weight of each calm bucket in the baseline (an EWMA). Anomalous
-    /// buckets never move the baseline, so an attack cannot teach it.
-    /// Defaults to 0.05.
+    /// Weight of each bucket in the baseline (an EWMA). The baseline learns
+    /// from the requests of established people (accounts and sessions with
+    /// history) in every bucket where there were enough of them, anomalous
+    /// or not, else from calm buckets only: an attack by actors without
+    /// history cannot teach it. Defaults to 0.05.
     pub alpha: f64,
 }
 

@@ -271,7 +271,7 @@ impl Engine {
         // and is learned, and counted there instead.
         if self.mode == Mode::Enforce {
             let foreign = probe.self_target && t.foreign_block > 0;
-            self.views[pi as usize].record(now, !foreign, foreign);
+            self.views[pi as usize].record(now, !foreign, foreign, false);
         }
         let until = self.block(now, actors, pi, actor, score, VerdictReason::Detected);
         Some(PreRefusal {
@@ -300,29 +300,38 @@ impl Engine {
         // Read only if some record has evidence to score.
         let anomalous = std::cell::OnceCell::new();
         let mut watched = false;
-        // Requests of the address in its window, for the view.
+        // Requests of the address in its window, for the view; whether a
+        // person with history made the request.
         let mut address_requests = 0u32;
+        let mut established = false;
         let mut worst: Option<(ActorKey, f64, Level)> = None;
         for key in actors.keys() {
             let res = self.store.update((key, pi), now, self.half_life, |r| {
                 r.learn(now, window, long, target, outcome);
                 let requests = r.window_requests(now, window);
+                let person_with_history = key.kind().is_personal() && !self.is_new(r, now);
                 if r.no_evidence() {
                     // Nothing of its own to score (own objects read, no
                     // foreign target yet, nothing carried): no suspicion,
                     // whatever its address did.
                     r.set_score(0.0);
-                    return (0.0, 0.0, requests);
+                    return (0.0, 0.0, requests, person_with_history);
                 }
                 let anomalous = *anomalous.get_or_init(|| view.anomalous(now));
                 let ctx = self.context(probe, key.kind(), r, now, anomalous, watched);
                 let s = policy::score(t, &judged(key.kind(), r.signals(now, window, long)), &ctx);
                 r.set_score(s);
-                (s, r.carry_at(now, self.half_life), requests)
+                (
+                    s,
+                    r.carry_at(now, self.half_life),
+                    requests,
+                    person_with_history,
+                )
             });
-            let Some((score, carry, requests)) = res else {
+            let Some((score, carry, requests, with_history)) = res else {
                 continue;
             };
+            established |= with_history;
             if key.kind() == ActorKind::Ip {
                 address_requests = requests;
             }
@@ -365,6 +374,7 @@ impl Engine {
                 now,
                 outcome == Some(Outcome::Miss),
                 target.is_some_and(|t| !t.is_self) && outcome != Some(Outcome::Miss),
+                established,
             );
         }
         if let Some((key, score, _)) = worst {

@@ -1,7 +1,9 @@
 //! The service-wide view of one probe: how often its answers are misses and
 //! its targets foreign, over the last two buckets, against a baseline that
-//! moves only with calm buckets (an attack cannot teach it that attacks are
-//! normal). While the view is anomalous, actors with no history get tighter
+//! moves with what established people (accounts and sessions with history)
+//! did in each bucket, anomaly or not, or else with calm buckets: an attack
+//! by actors without history cannot teach it that attacks are normal, and a
+//! wrong prior is corrected by ordinary users. While the view is anomalous, actors with no history get tighter
 //! thresholds: that is what catches an attack spread thin over many fresh
 //! accounts or addresses.
 
@@ -12,13 +14,19 @@ use crate::config::ServiceViewConfig;
 const REQ: usize = 0;
 const MISS: usize = 1;
 const FOREIGN: usize = 2;
+/// The same counts for requests of *established* actors (a person with
+/// history): what the baseline learns from, anomaly or not.
+const EREQ: usize = 3;
+const EMISS: usize = 4;
+const EFOREIGN: usize = 5;
+const COUNTS: usize = 6;
 
 /// One stripe of the current bucket's counters, on a cache line of its
 /// own: threads count on different stripes, so counting on every probe
 /// request does not bounce one line between cores.
 #[derive(Default)]
 #[repr(align(64))]
-struct Stripe([AtomicU32; 3]);
+struct Stripe([AtomicU32; COUNTS]);
 
 const STRIPES: usize = 8;
 
@@ -90,7 +98,7 @@ impl View {
             return;
         }
         // This thread won the rotation.
-        let closed: [u32; 3] = std::array::from_fn(|i| {
+        let closed: [u32; COUNTS] = std::array::from_fn(|i| {
             self.cur
                 .iter()
                 .map(|s| s.0[i].swap(0, Ordering::AcqRel))
@@ -102,24 +110,34 @@ impl View {
             closed[FOREIGN] as u64,
             self.min_requests as u64 / 2,
         );
-        if calm && closed[REQ] as u64 >= (self.min_requests as u64 / 2).max(1) {
-            let req = closed[REQ] as f64;
-            for (base, count) in [
-                (&self.base_miss, closed[MISS]),
-                (&self.base_foreign, closed[FOREIGN]),
-            ] {
+        let enough = (self.min_requests as u64 / 2).max(1);
+        // What established people did is what is normal, anomaly or not: a
+        // wrong prior is corrected by them, and an attack by actors without
+        // history cannot teach it. Without enough of them, a calm bucket's
+        // whole traffic.
+        let learn = if closed[EREQ] as u64 >= enough {
+            Some((closed[EREQ], closed[EMISS], closed[EFOREIGN]))
+        } else if calm && closed[REQ] as u64 >= enough {
+            Some((closed[REQ], closed[MISS], closed[FOREIGN]))
+        } else {
+            None
+        };
+        if let Some((req, miss, foreign)) = learn {
+            let req = req as f64;
+            for (base, count) in [(&self.base_miss, miss), (&self.base_foreign, foreign)] {
                 let old = f32::from_bits(base.load(Ordering::Relaxed)) as f64;
                 let new = old + self.alpha * (count as f64 / req - old);
                 base.store((new as f32).to_bits(), Ordering::Relaxed);
             }
         }
         let keep = b == old + 1;
-        for (i, c) in closed.iter().enumerate() {
+        for (i, c) in closed.iter().take(3).enumerate() {
             self.prev[i].store(if keep { *c } else { 0 }, Ordering::Release);
         }
     }
 
-    pub(crate) fn record(&self, now: u64, miss: bool, foreign: bool) {
+    /// Counts one request; `established`: a person with history made it.
+    pub(crate) fn record(&self, now: u64, miss: bool, foreign: bool, established: bool) {
         self.roll(now);
         let cur = &self.cur[stripe()].0;
         cur[REQ].fetch_add(1, Ordering::Relaxed);
@@ -128,6 +146,15 @@ impl View {
         }
         if foreign {
             cur[FOREIGN].fetch_add(1, Ordering::Relaxed);
+        }
+        if established {
+            cur[EREQ].fetch_add(1, Ordering::Relaxed);
+            if miss {
+                cur[EMISS].fetch_add(1, Ordering::Relaxed);
+            }
+            if foreign {
+                cur[EFOREIGN].fetch_add(1, Ordering::Relaxed);
+            }
         }
     }
 
@@ -186,7 +213,7 @@ mod tests {
         for minute in 0..10u64 {
             for i in 0..100u64 {
                 now = minute * 60 * S + i * S / 2;
-                v.record(now, i % 10 == 0, false);
+                v.record(now, i % 10 == 0, false, false);
             }
         }
         now
@@ -205,7 +232,7 @@ mod tests {
             for _ in 0..8 {
                 sc.spawn(|| {
                     for _ in 0..16 {
-                        v.record(t, true, false);
+                        v.record(t, true, false, false);
                     }
                 });
             }
@@ -213,7 +240,7 @@ mod tests {
         assert!(v.anomalous(t));
         // Two buckets later it has all rolled out, stripes included.
         let later = t + 3 * ServiceViewConfig::default().bucket_secs * S;
-        v.record(later, false, false);
+        v.record(later, false, false, false);
         assert!(!v.anomalous(later));
     }
 
@@ -225,7 +252,7 @@ mod tests {
         assert!((v.baselines().0 - 0.1).abs() < 0.02);
         // A spike of misses.
         for i in 0..60u64 {
-            v.record(now + i * S / 4, true, false);
+            v.record(now + i * S / 4, true, false, false);
         }
         assert!(v.anomalous(now + 60 * S / 4));
         // Two quiet buckets later the spike is gone.
@@ -239,9 +266,48 @@ mod tests {
         // A sign-up form: most addresses are new (misses).
         let v = View::new(&ServiceViewConfig::default(), false, 0.9, 0.05);
         for i in 0..100u64 {
-            v.record(i * S / 2, i % 10 != 0, false);
+            v.record(i * S / 2, i % 10 != 0, false, false);
         }
         assert!(!v.anomalous(50 * S));
+    }
+
+    /// A prior below a probe's real miss rate keeps the view anomalous on
+    /// ordinary traffic; established people's own rate corrects it, while
+    /// an attack by actors without history never teaches the baseline.
+    #[test]
+    fn established_traffic_corrects_a_wrong_prior() {
+        let v = View::new(&ServiceViewConfig::default(), false, 0.05, 0.05);
+        // People with history, missing two times in five (contacts
+        // elsewhere, typos): anomalous against the prior at first.
+        let mut now = 0;
+        for i in 0..60u64 {
+            v.record(i * S, i % 5 < 2, false, true);
+        }
+        assert!(
+            v.anomalous(59 * S),
+            "the wrong prior flags ordinary traffic"
+        );
+        for minute in 1..60u64 {
+            for i in 0..60u64 {
+                now = minute * 60 * S + i * S;
+                v.record(now, i % 5 < 2, false, true);
+            }
+        }
+        assert!((v.baselines().0 - 0.4).abs() < 0.05, "{:?}", v.baselines());
+        assert!(!v.anomalous(now));
+        // New actors guessing for an hour (95% misses), three of their
+        // requests to one of the people's: never learned.
+        let base = v.baselines().0;
+        for minute in 60..120u64 {
+            for i in 0..60u64 {
+                now = minute * 60 * S + i * S;
+                v.record(now, i % 5 < 2, false, true);
+                for k in 0..3 {
+                    v.record(now, (i + k) % 20 != 0, false, false);
+                }
+            }
+        }
+        assert!((v.baselines().0 - base).abs() < 0.02, "{:?}", v.baselines());
     }
 
     #[test]
@@ -249,8 +315,8 @@ mod tests {
         let on = View::new(&ServiceViewConfig::default(), true, 0.1, 0.05);
         let off = View::new(&ServiceViewConfig::default(), false, 0.1, 0.05);
         for i in 0..50u64 {
-            on.record(i * S, false, true);
-            off.record(i * S, false, true);
+            on.record(i * S, false, true, false);
+            off.record(i * S, false, true, false);
         }
         assert!(on.anomalous(50 * S));
         assert!(!off.anomalous(50 * S));
