@@ -135,11 +135,14 @@ pub(crate) fn score(t: &Thresholds, s: &Signals, c: &Context) -> f64 {
     // distinct targets and repeats decay together (so the test only loosens
     // as time passes): an actor that never repeated a hit is judged by the
     // distinct share alone.
-    let share_ok = s.long_repeats <= 0.0
-        || share_lower_bound(s.long_misses, s.long_classified + s.long_repeats)
-            >= t.repeat_miss_ratio;
+    // (Computed only where the distinct test passed.)
+    let share_ok = || {
+        s.long_repeats <= 0.0
+            || share_lower_bound(s.long_misses, s.long_classified + s.long_repeats)
+                >= t.repeat_miss_ratio
+    };
     let miss_part = |misses: f64, classified: f64| {
-        if classified >= min_targets && misses >= t.miss_ratio * classified && share_ok {
+        if classified >= min_targets && misses >= t.miss_ratio * classified && share_ok() {
             part(misses, t.miss_block, k)
         } else {
             0.0

@@ -439,24 +439,24 @@ impl Record {
         }
     }
 
-    /// Distinct targets (not its own) in the window as it stands at `now`.
-    pub(crate) fn window_targets(&self, now: u64, window: u64) -> u32 {
+    /// The counts of the window as it stands at `now`, rolled or not.
+    fn window_counts(&self, now: u64, window: u64) -> Counts {
         let half = (window / 2).max(1);
         match now.saturating_sub(self.win_start) / half {
-            0 => u32::from(self.cur.targets) + u32::from(self.prev.targets),
-            1 => u32::from(self.cur.targets),
-            _ => 0,
+            0 => self.cur.add(&self.prev),
+            1 => self.cur,
+            _ => Counts::default(),
         }
+    }
+
+    /// Distinct targets (not its own) in the window as it stands at `now`.
+    pub(crate) fn window_targets(&self, now: u64, window: u64) -> u32 {
+        u32::from(self.window_counts(now, window).targets)
     }
 
     /// Requests in the window as it stands at `now`.
     pub(crate) fn window_requests(&self, now: u64, window: u64) -> u32 {
-        let half = (window / 2).max(1);
-        match now.saturating_sub(self.win_start) / half {
-            0 => u32::from(self.cur.requests) + u32::from(self.prev.requests),
-            1 => u32::from(self.cur.requests),
-            _ => 0,
-        }
+        u32::from(self.window_counts(now, window).requests)
     }
 
     /// Whether the record holds no evidence of its own: no foreign target in

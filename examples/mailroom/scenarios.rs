@@ -164,6 +164,20 @@ impl Tally {
         r.refused()
     }
 
+    /// An ordinary user is done: counts it as refused if it was, and its
+    /// error unless a refusal explains it (a refusal makes the next step
+    /// fail).
+    fn ordinary_done(&self, refused: bool, res: Result<(), Error>, who: &str) {
+        if refused {
+            self.ordinary_refused_users.fetch_add(1, Ordering::Relaxed);
+        }
+        if let Err(e) = res {
+            if !refused {
+                self.error(format!("{who}: {e}"));
+            }
+        }
+    }
+
     fn error(&self, e: String) {
         self.errors.fetch_add(1, Ordering::Relaxed);
         self.first_error
@@ -729,23 +743,12 @@ async fn signup_wave(addr: SocketAddr, size: &Arc<Size>, t: &Arc<Tally>) {
                     } else {
                         colleague
                     };
-                    let r = c
-                        .get(&format!("/api/recipients/lookup?email={}", encode(&email)))
-                        .await?;
-                    refused |= t.ordinary(&r);
-                    expect(&r, &[200, 404], "lookup")?;
+                    lookup(&mut c, &email, &t, &mut refused).await?;
                 }
                 Ok::<_, Error>(())
             }
             .await;
-            if refused {
-                t.ordinary_refused_users.fetch_add(1, Ordering::Relaxed);
-            }
-            if let Err(e) = res {
-                if !refused {
-                    t.error(format!("new member {i}: {e}"));
-                }
-            }
+            t.ordinary_done(refused, res, &format!("new member {i}"));
         });
     }
     join(set, t).await;
@@ -791,23 +794,12 @@ async fn short_list_user(addr: SocketAddr, u: usize, size: &Size, t: &Tally) {
             if rng.percent(10) {
                 email = typo(&email, &mut rng);
             }
-            let r = c
-                .get(&format!("/api/recipients/lookup?email={}", encode(&email)))
-                .await?;
-            refused |= t.ordinary(&r);
-            expect(&r, &[200, 404], "lookup")?;
+            lookup(&mut c, &email, t, &mut refused).await?;
         }
         Ok::<_, Error>(())
     }
     .await;
-    if refused {
-        t.ordinary_refused_users.fetch_add(1, Ordering::Relaxed);
-    }
-    if let Err(e) = res {
-        if !refused {
-            t.error(format!("short-list user {u}: {e}"));
-        }
-    }
+    t.ordinary_done(refused, res, &format!("short-list user {u}"));
 }
 
 /// What an ordinary user does.
@@ -893,11 +885,7 @@ async fn ordinary(
                 }
                 e
             };
-            let r = c
-                .get(&format!("/api/recipients/lookup?email={}", encode(&email)))
-                .await?;
-            refused |= t.ordinary(&r);
-            expect(&r, &[200, 404], "lookup")?;
+            lookup(&mut c, &email, t, &mut refused).await?;
         }
         // 8% forgot their password; a quarter of those mistype it first.
         if !script.business && rng.percent(8) {
@@ -920,15 +908,17 @@ async fn ordinary(
         Ok(())
     }
     .await;
-    if refused {
-        t.ordinary_refused_users.fetch_add(1, Ordering::Relaxed);
-    }
-    if let Err(e) = res {
-        // A refusal makes the next step fail; that is counted above.
-        if !refused {
-            t.error(format!("ordinary user {id}: {e}"));
-        }
-    }
+    t.ordinary_done(refused, res, &format!("ordinary user {id}"));
+}
+
+/// An ordinary user's recipient lookup (registered or not); sets
+/// `refused` if the guard refused it (before the answer is checked).
+async fn lookup(c: &mut Client, email: &str, t: &Tally, refused: &mut bool) -> Result<(), Error> {
+    let r = c
+        .get(&format!("/api/recipients/lookup?email={}", encode(email)))
+        .await?;
+    *refused |= t.ordinary(&r);
+    expect(&r, &[200, 404], "lookup")
 }
 
 fn expect(r: &Resp, ok: &[u16], what: &str) -> Result<(), Error> {
