@@ -13,7 +13,8 @@
 //! ```
 //! use std::net::SocketAddr;
 //! use axum::{Router, routing::get};
-//! use enumguard::{GuardLayer, ProbeConfig, TargetConfig, AccountId};
+//! use enumguard::{AccountId, GuardLayer, ProbeConfig, Refusal, TargetConfig};
+//! use tower::ServiceExt;
 //!
 //! let guard = GuardLayer::builder()
 //!     .probe(ProbeConfig::objects(
@@ -33,12 +34,45 @@
 //!     .layer(guard);
 //! // Serve with the peer address, which the guard needs:
 //! // axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-//! # let _ = app; let _: Option<SocketAddr> = None;
+//!
+//! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+//! // Account 7 walks other accounts' address books: the 15 first are
+//! // served, then it is blocked.
+//! let mut statuses = Vec::new();
+//! for id in 100..120 {
+//!     let mut req = http::Request::get(format!("/api/accounts/{id}/addressbook"))
+//!         .header("x-user-id", "7")
+//!         .body(axum::body::Body::empty())
+//!         .unwrap();
+//!     req.extensions_mut().insert(SocketAddr::from(([127, 0, 0, 1], 40000)));
+//!     let res = app.clone().oneshot(req).await.unwrap();
+//!     statuses.push(res.status().as_u16());
+//!     if res.status() == 429 {
+//!         assert!(res.extensions().get::<Refusal>().is_some());
+//!         assert!(res.headers().contains_key("retry-after"));
+//!     }
+//! }
+//! assert_eq!(statuses[..15], [200; 15]);
+//! assert_eq!(statuses[15..], [429; 5]);
+//! # });
 //! ```
 //!
 //! On an `objects` probe a target equal to the caller's account id is its
 //! own; where object ids are not account ids, the handler reports the owner
 //! with an [`Owner`] in the response (see [`ProbeConfig::objects`]).
+//!
+//! # Architecture
+//! One sans-IO core, [`detect::Detector`], decides; adapters feed it facts.
+//! The tower [`Guard`] is the adapter of this crate. Modules, one role each:
+//!
+//! | module | role |
+//! |---|---|
+//! | [`actor`] | who a request is attributed to: keys, accounts, CIDRs, the peer address, forwarding headers, sessions |
+//! | [`config`] | the settings, their defaults, TOML loading, validation, errors |
+//! | `probe` | the parts of a probe: path patterns, target extraction, outcome classification |
+//! | `state` | the live state: signal records, the bounded store, the verdict table |
+//! | [`detect`] | the core: the compiled policy, the steps, scoring, escalation, the service-wide view |
+//! | `guard` | the tower adapter: layer, service, future, bodies, refusal responses, handle |
 //!
 //! # Deployment caveat
 //! The guard keys on the TCP peer address. Behind a proxy or load balancer,
@@ -49,37 +83,27 @@
 #![deny(unreachable_pub, unsafe_code)]
 
 pub mod actor;
-mod body;
 mod clock;
 pub mod config;
-mod engine;
-mod future;
-mod handle;
-mod layer;
+pub mod detect;
+mod guard;
 pub mod metrics;
-mod policy;
 mod probe;
-mod response;
-mod service;
-mod signal;
-mod store;
-mod verdict;
-mod view;
+mod state;
 
 pub use actor::{
     AccountId, Actor, ActorKey, ActorKind, AsAccountId, Cidr, ForwardedHeader, PeerAddr,
 };
-pub use body::{GuardBody, ResponseBody};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{
     BlockConfig, Config, ConfigError, ConfigErrorKind, KindFactors, Limits, LinkConfig, ListConfig,
     MissingPeer, Mode, OutcomeConfig, Oversized, ProbeConfig, ProbeStyle, ResponseConfig,
     ServiceViewConfig, SessionSource, TargetConfig, Thresholds, ThrottleConfig,
 };
-pub use future::ResponseFuture;
-pub use handle::{GuardHandle, Suspect};
-pub use layer::{GuardBuilder, GuardLayer};
+pub use detect::{Refusal, RefusalKind};
+pub use guard::{
+    DefaultRefusal, Guard, GuardBody, GuardBuilder, GuardHandle, GuardLayer, OnRefusal,
+    ResponseBody, ResponseFuture, Suspect,
+};
 pub use probe::{Outcome, Owner, StatusSpec};
-pub use response::{DefaultRefusal, OnRefusal, Refusal, RefusalKind};
-pub use service::Guard;
-pub use verdict::{Verdict, VerdictReason};
+pub use state::{Verdict, VerdictReason};

@@ -7,10 +7,6 @@
 //! handles (no key is built or looked up per request): install the recorder
 //! before the server starts serving, as exporters' setup does anyway.
 
-use std::sync::OnceLock;
-
-use metrics::Counter;
-
 /// Counter: requests seen by the guard.
 pub const REQUESTS: &str = "enumguard_requests_total";
 /// Counter: requests refused. Labels: `reason` (`blocked`, `throttled`,
@@ -33,31 +29,3 @@ pub const VERDICTS_ACTIVE: &str = "enumguard_verdicts_active";
 pub const EVICTIONS: &str = "enumguard_evictions_total";
 /// Counter: new actors not tracked because the store was full of suspects.
 pub const UNTRACKED: &str = "enumguard_untracked_total";
-
-/// The per-request counters, registered on first use.
-#[derive(Default)]
-pub(crate) struct Hot {
-    cell: OnceLock<HotCounters>,
-}
-
-pub(crate) struct HotCounters {
-    pub(crate) requests: Counter,
-    /// Per probe: hit, miss, denied, other.
-    pub(crate) outcomes: Vec<[Counter; 4]>,
-}
-
-impl Hot {
-    pub(crate) fn get(&self, probes: &[crate::probe::Probe]) -> &HotCounters {
-        self.cell.get_or_init(|| HotCounters {
-            requests: metrics::counter!(REQUESTS),
-            outcomes: probes
-                .iter()
-                .map(|p| {
-                    ["hit", "miss", "denied", "other"].map(|o| {
-                        metrics::counter!(PROBE_REQUESTS, "probe" => p.name.to_string(), "outcome" => o)
-                    })
-                })
-                .collect(),
-        })
-    }
-}

@@ -1,21 +1,17 @@
 //! [`GuardLayer`] and its [`GuardBuilder`].
 
-use std::num::NonZeroU32;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 
-use http::StatusCode;
 use http::request::Parts;
 use tower_layer::Layer;
 
+use super::handle::GuardHandle;
+use super::response::OnRefusal;
+use super::service::{AccountFn, Guard, OwnsFn, Shared};
 use crate::actor::{AccountId, AsAccountId};
 use crate::clock::{Clock, SharedClock, SystemClock};
 use crate::config::{Config, ConfigError, MissingPeer, Mode, ProbeConfig, SessionSource};
-use crate::engine::Engine;
-use crate::handle::GuardHandle;
-use crate::response::{DefaultRefusal, OnRefusal};
-use crate::service::{AccountFn, Guard, Shared};
-use crate::verdict::Table;
+use crate::detect::Detector;
 
 /// The enumguard layer. Wrap a router or any
 /// `Service<Request<GuardBody<B>>>` with it.
@@ -45,8 +41,7 @@ pub struct GuardLayer {
 impl std::fmt::Debug for GuardLayer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("GuardLayer")
-            .field("mode", &self.shared.mode)
-            .field("probes", &self.shared.engine.probes.len())
+            .field("policy", &*self.shared.core().policy())
             .finish_non_exhaustive()
     }
 }
@@ -57,7 +52,10 @@ impl GuardLayer {
         GuardBuilder::default()
     }
 
-    /// A layer from a validated config (no account source, system clock).
+    /// A layer from a config, with no account source and the system
+    /// clock. To add what only code gives (the account source, the
+    /// ownership hook, a clock), use the builder: `GuardLayer::builder()
+    /// .config(config).account(...)`, in any order.
     ///
     /// # Errors
     /// The config's first invalid field.
@@ -89,12 +87,19 @@ impl<S> Layer<S> for GuardLayer {
 #[derive(Default)]
 #[must_use]
 pub struct GuardBuilder {
+    /// The settings: [`config`](Self::config)'s, with every other call's
+    /// change applied over them.
     config: Config,
+    /// The changes the other calls made, in order: replayed over a config
+    /// given later, so that the order of the calls does not matter.
+    edits: Vec<Edit>,
     account: Option<AccountFn>,
-    owns: Option<crate::service::OwnsFn>,
+    owns: Option<OwnsFn>,
     clock: Option<Arc<dyn Clock>>,
     responder: Option<Arc<dyn OnRefusal>>,
 }
+
+type Edit = Arc<dyn Fn(&mut Config) + Send + Sync>;
 
 impl std::fmt::Debug for GuardBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -105,47 +110,58 @@ impl std::fmt::Debug for GuardBuilder {
 }
 
 impl GuardBuilder {
-    /// Replaces every setting with `config` (from TOML, say). Builder calls
-    /// after this one change it further.
+    /// Starts from `config` (from TOML, say). The other calls change it
+    /// further whether they come before or after this one: a probe added
+    /// with [`probe`](Self::probe) is added to `config`'s probes, a
+    /// [`mode`](Self::mode) replaces `config`'s mode. Called twice, the last
+    /// config is the base.
     pub fn config(mut self, config: Config) -> Self {
         self.config = config;
+        for e in &self.edits {
+            e(&mut self.config);
+        }
+        self
+    }
+
+    /// Applies a change now, and again over a config given later.
+    fn edit(mut self, f: impl Fn(&mut Config) + Send + Sync + 'static) -> Self {
+        f(&mut self.config);
+        self.edits.push(Arc::new(f));
         self
     }
 
     /// `Enforce` or `Observe`. Defaults to `Enforce`.
-    pub fn mode(mut self, mode: Mode) -> Self {
-        self.config.mode = mode;
-        self
+    pub fn mode(self, mode: Mode) -> Self {
+        self.edit(move |c| c.mode = mode)
     }
 
     /// Proxies (CIDRs) whose forwarding headers are believed. Defaults to
     /// none. See the proxy caveat in the [`actor`](crate::actor) docs.
-    pub fn trusted_proxies<I, T>(mut self, cidrs: I) -> Self
+    pub fn trusted_proxies<I, T>(self, cidrs: I) -> Self
     where
         I: IntoIterator<Item = T>,
         T: Into<String>,
     {
-        self.config.trusted_proxies = cidrs.into_iter().map(Into::into).collect();
-        self
+        let cidrs: Vec<String> = cidrs.into_iter().map(Into::into).collect();
+        self.edit(move |c| c.trusted_proxies = cidrs.clone())
     }
 
     /// The header trusted proxies write. Defaults to
     /// [`ForwardedHeader::XForwardedFor`](crate::actor::ForwardedHeader).
-    pub fn forwarded_header(mut self, which: crate::actor::ForwardedHeader) -> Self {
-        self.config.forwarded_header = which;
-        self
+    pub fn forwarded_header(self, which: crate::actor::ForwardedHeader) -> Self {
+        self.edit(move |c| c.forwarded_header = which)
     }
 
     /// The session token is this header's value (hashed). Defaults to none.
-    pub fn session_header(mut self, name: impl Into<String>) -> Self {
-        self.config.session = Some(SessionSource::Header(name.into()));
-        self
+    pub fn session_header(self, name: impl Into<String>) -> Self {
+        let name = name.into();
+        self.edit(move |c| c.session = Some(SessionSource::Header(name.clone())))
     }
 
     /// The session token is this cookie's value (hashed). Defaults to none.
-    pub fn session_cookie(mut self, name: impl Into<String>) -> Self {
-        self.config.session = Some(SessionSource::Cookie(name.into()));
-        self
+    pub fn session_cookie(self, name: impl Into<String>) -> Self {
+        let name = name.into();
+        self.edit(move |c| c.session = Some(SessionSource::Cookie(name.clone())))
     }
 
     /// The account of a request, from its head. Runs on requests the guard
@@ -204,52 +220,48 @@ impl GuardBuilder {
     }
 
     /// Adds a probe.
-    pub fn probe(mut self, probe: ProbeConfig) -> Self {
-        self.config.probes.push(probe);
-        self
+    pub fn probe(self, probe: ProbeConfig) -> Self {
+        self.edit(move |c| c.probes.push(probe.clone()))
     }
 
     /// Never counts nor refuses these networks.
-    pub fn allow_cidr(mut self, cidr: impl Into<String>) -> Self {
-        self.config.allow.cidrs.push(cidr.into());
-        self
+    pub fn allow_cidr(self, cidr: impl Into<String>) -> Self {
+        let cidr = cidr.into();
+        self.edit(move |c| c.allow.cidrs.push(cidr.clone()))
     }
 
     /// Always refuses these networks.
-    pub fn deny_cidr(mut self, cidr: impl Into<String>) -> Self {
-        self.config.deny.cidrs.push(cidr.into());
-        self
+    pub fn deny_cidr(self, cidr: impl Into<String>) -> Self {
+        let cidr = cidr.into();
+        self.edit(move |c| c.deny.cidrs.push(cidr.clone()))
     }
 
     /// Never counts nor refuses this account.
-    pub fn allow_account(mut self, id: impl Into<String>) -> Self {
-        self.config.allow.accounts.push(id.into());
-        self
+    pub fn allow_account(self, id: impl Into<String>) -> Self {
+        let id = id.into();
+        self.edit(move |c| c.allow.accounts.push(id.clone()))
     }
 
     /// Always refuses this account.
-    pub fn deny_account(mut self, id: impl Into<String>) -> Self {
-        self.config.deny.accounts.push(id.into());
-        self
+    pub fn deny_account(self, id: impl Into<String>) -> Self {
+        let id = id.into();
+        self.edit(move |c| c.deny.accounts.push(id.clone()))
     }
 
     /// Most signal records kept. Defaults to 200,000.
-    pub fn max_actors(mut self, n: usize) -> Self {
-        self.config.limits.max_actors = n;
-        self
+    pub fn max_actors(self, n: usize) -> Self {
+        self.edit(move |c| c.limits.max_actors = n)
     }
 
     /// Most verdicts kept. Defaults to 100,000.
-    pub fn max_verdicts(mut self, n: usize) -> Self {
-        self.config.limits.max_verdicts = n;
-        self
+    pub fn max_verdicts(self, n: usize) -> Self {
+        self.edit(move |c| c.limits.max_verdicts = n)
     }
 
     /// What happens without a peer address. Defaults to
     /// [`MissingPeer::Refuse`].
-    pub fn missing_peer(mut self, m: MissingPeer) -> Self {
-        self.config.missing_peer = m;
-        self
+    pub fn missing_peer(self, m: MissingPeer) -> Self {
+        self.edit(move |c| c.missing_peer = m)
     }
 
     /// The clock. Defaults to [`SystemClock`]; tests pass a
@@ -277,7 +289,6 @@ impl GuardBuilder {
     /// A [`ConfigError`] naming the first invalid field.
     pub fn build(self) -> Result<GuardLayer, ConfigError> {
         let c = self.config;
-        let compiled = c.compile()?;
         let clock = SharedClock(self.clock.unwrap_or_else(|| Arc::new(SystemClock::new())));
         // Records keep coarse times as u32 seconds of the clock.
         let secs = clock.now() / 1_000_000_000;
@@ -291,70 +302,15 @@ impl GuardBuilder {
                 ),
             ));
         }
-        let per_minute = NonZeroU32::new(c.throttle.per_minute).unwrap_or(NonZeroU32::MIN);
-        let burst = NonZeroU32::new(c.throttle.burst.max(1)).unwrap_or(NonZeroU32::MIN);
-        let quota = governor::Quota::per_minute(per_minute).allow_burst(burst);
-        let table = Table::new(c.limits.max_verdicts, quota, clock.clone());
-        let engine = Engine::new(&c, compiled.probes, table);
-        let responder = self.responder.unwrap_or_else(|| {
-            Arc::new(DefaultRefusal::new(
-                StatusCode::from_u16(c.responses.block_status)
-                    .unwrap_or(StatusCode::TOO_MANY_REQUESTS),
-                StatusCode::from_u16(c.responses.throttle_status)
-                    .unwrap_or(StatusCode::TOO_MANY_REQUESTS),
-            ))
-        });
-        let session_key = compiled.session_key.unwrap_or_else(random_key);
-        let shared = Shared {
-            engine,
-            clock,
-            mode: c.mode,
-            missing_peer: c.missing_peer,
-            ip_prefix: (c.ip_v4_prefix, c.ip_v6_prefix),
-            subnet_prefix: (c.subnet_v4_prefix, c.subnet_v6_prefix),
-            trusted: compiled.trusted,
-            forwarded_header: c.forwarded_header,
-            allow: compiled.allow,
-            deny: compiled.deny,
-            allow_accounts: c
-                .allow
-                .accounts
-                .iter()
-                .map(|a| AccountId::new(a).hash())
-                .collect(),
-            deny_accounts: c
-                .deny
-                .accounts
-                .iter()
-                .map(|a| AccountId::new(a).hash())
-                .collect(),
-            session_header: match &c.session {
-                Some(SessionSource::Header(h)) => http::HeaderName::from_bytes(h.as_bytes()).ok(),
-                _ => None,
-            },
-            session: c.session.clone(),
-            session_key,
-            target_key: random_key(),
-            account: self.account,
-            owns: self.owns,
-            responder,
-            warned_missing_peer: AtomicBool::new(false),
-            hot: crate::metrics::Hot::default(),
-        };
+        let core = Detector::new(c)?;
         Ok(GuardLayer {
-            shared: Arc::new(shared),
+            shared: Arc::new(Shared::new(
+                core,
+                clock,
+                self.account,
+                self.owns,
+                self.responder,
+            )),
         })
     }
-}
-
-/// A random key per process, from the standard library's randomly seeded
-/// hasher (no extra dependency).
-fn random_key() -> (u64, u64) {
-    use std::hash::{BuildHasher, Hasher};
-    let s = std::collections::hash_map::RandomState::new();
-    let mut a = s.build_hasher();
-    a.write_u64(0x5e55_1011);
-    let mut b = s.build_hasher();
-    b.write_u64(0x6b65_7973);
-    (a.finish(), b.finish())
 }

@@ -1,5 +1,6 @@
-//! [`ResponseFuture`]: reads a probe's JSON body when it has to, forwards
-//! to the inner service, and learns from the response head.
+//! [`ResponseFuture`]: reads a probe's JSON body when it has to (and hands
+//! its target to the detector), forwards to the inner service, and reports
+//! the answer's head.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -14,21 +15,10 @@ use http_body::{Body, Frame};
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
-use crate::actor::Actors;
-use crate::body::{GuardBody, ResponseBody, to_bytes_frame};
-use crate::config::Oversized;
-use crate::probe::{Outcome, Owner, TargetInfo};
-use crate::response::{Refusal, RefusalKind};
-use crate::service::Shared;
-
-/// What the learning step needs of a probe request. Fixed size, no heap.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Learn {
-    pub(crate) probe: u8,
-    pub(crate) target: Option<TargetInfo>,
-    pub(crate) actors: Actors,
-    pub(crate) now: u64,
-}
+use super::body::{GuardBody, ResponseBody, to_bytes_frame};
+use super::service::Shared;
+use crate::detect::{Answer, BodyTarget, Decision, Refusal, Ticket};
+use crate::probe::{Outcome, Owner};
 
 pin_project! {
     /// The future of [`Guard`](crate::Guard).
@@ -52,7 +42,7 @@ pin_project! {
         Forward {
             #[pin]
             fut: S::Future,
-            learn: Option<(Learn, Arc<Shared>)>,
+            learn: Option<(Ticket, Arc<Shared>)>,
         },
         Refused {
             res: Option<Response<Bytes>>,
@@ -72,7 +62,7 @@ struct Reading<S, B: Body> {
     read: usize,
     parts: Option<Parts>,
     inner: Option<S>,
-    learn: Learn,
+    ticket: Ticket,
     shared: Arc<Shared>,
 }
 
@@ -81,7 +71,7 @@ where
     S: Service<Request<GuardBody<B>>>,
     B: Body,
 {
-    pub(crate) fn forward(fut: S::Future, learn: Option<(Learn, Arc<Shared>)>) -> Self {
+    pub(crate) fn forward(fut: S::Future, learn: Option<(Ticket, Arc<Shared>)>) -> Self {
         Self {
             state: State::Forward { fut, learn },
         }
@@ -97,7 +87,7 @@ where
         inner: S,
         parts: Parts,
         body: B,
-        learn: Learn,
+        ticket: Ticket,
         shared: Arc<Shared>,
     ) -> Self {
         Self {
@@ -108,7 +98,7 @@ where
                     read: 0,
                     parts: Some(parts),
                     inner: Some(inner),
-                    learn,
+                    ticket,
                     shared,
                 }),
             },
@@ -142,8 +132,8 @@ where
             match this.state.project() {
                 StateProj::Forward { fut, learn } => {
                     let res = ready!(fut.poll(cx))?;
-                    if let Some((l, shared)) = learn.take() {
-                        learn_from(&shared, &l, &res);
+                    if let Some((ticket, shared)) = learn.take() {
+                        learn_from(&shared, ticket, &res);
                     }
                     return Poll::Ready(Ok(res.map(ResponseBody::inner)));
                 }
@@ -158,11 +148,13 @@ where
                         read,
                         parts,
                         inner,
-                        learn,
+                        ticket,
                         shared,
                     } = &mut **reading;
-                    let probe = &shared.engine.probes[learn.probe as usize];
-                    let limit = probe.body_limit;
+                    let limit = {
+                        let policy = shared.core().policy();
+                        policy.probe_of(ticket).map_or(0, |(_, p)| p.body_limit)
+                    };
                     let mut ended = false;
                     let mut errored = false;
                     if let Some(b) = body.as_mut() {
@@ -194,90 +186,95 @@ where
                             }
                         }
                     }
-                    let oversized = *read > limit;
-                    let learn = *learn;
                     let shared = shared.clone();
                     let parts = parts.take().expect("parts taken once");
                     let mut inner = inner.take().expect("inner service taken once");
                     // After a read error the body is done: it is not polled again.
                     let rest = if ended || errored { None } else { body.take() };
-                    let mut learn_ctx = learn;
-                    let mut refusal: Option<Refusal> = None;
-                    if oversized {
-                        if probe.oversized == Oversized::Refuse {
-                            refusal = shared.refuse_or_observe(Refusal::new(
-                                RefusalKind::BodyTooLarge,
-                                None,
-                                None,
-                                Some(&probe.name),
-                            ));
+                    let decision = {
+                        let policy = shared.core().policy();
+                        let found = if *read > limit {
+                            BodyTarget::Oversized
+                        } else if ended && !errored {
+                            let mut json = Vec::with_capacity(*read);
+                            for d in frames
+                                .iter()
+                                .filter_map(|f| f.as_ref().ok().and_then(|f| f.data_ref()))
+                            {
+                                json.extend_from_slice(d);
+                            }
+                            body_target(&shared, &policy, ticket, &json)
+                        } else {
+                            BodyTarget::Nothing
+                        };
+                        shared.core().body(&policy, *ticket, found)
+                    };
+                    let learn = match decision {
+                        Decision::Refuse(r) => {
+                            let res = shared.refusal_response(r);
+                            self.as_mut()
+                                .project()
+                                .state
+                                .set(State::Refused { res: Some(res) });
+                            continue;
                         }
-                    } else if ended && !errored {
-                        let mut json = Vec::with_capacity(*read);
-                        for d in frames
-                            .iter()
-                            .filter_map(|f| f.as_ref().ok().and_then(|f| f.data_ref()))
-                        {
-                            json.extend_from_slice(d);
-                        }
-                        if let Some(target) = probe.json_target_or_body(
-                            &json,
-                            learn.actors.account.as_ref(),
-                            shared.target_key,
-                        ) {
-                            learn_ctx.target = Some(target);
-                            refusal = shared.precheck(&learn_ctx, &target);
-                        }
-                    }
-                    if let Some(r) = refusal {
-                        let res = shared.refusal_response(r);
-                        self.as_mut()
-                            .project()
-                            .state
-                            .set(State::Refused { res: Some(res) });
-                        continue;
-                    }
+                        Decision::Track(t) => Some((t, shared)),
+                        Decision::Pass => None,
+                    };
                     let frames = std::mem::take(frames);
                     let req = Request::from_parts(parts, GuardBody::replay(frames, rest));
                     let fut = inner.call(req);
-                    self.as_mut().project().state.set(State::Forward {
-                        fut,
-                        learn: Some((learn_ctx, shared)),
-                    });
+                    self.as_mut()
+                        .project()
+                        .state
+                        .set(State::Forward { fut, learn });
                 }
             }
         }
     }
 }
 
-fn learn_from<T>(shared: &Shared, l: &Learn, res: &Response<T>) {
-    let probe = &shared.engine.probes[l.probe as usize];
-    let outcome = probe.classify(res.status(), res.extensions());
+/// The target of a JSON-body probe from the body read.
+fn body_target(
+    shared: &Shared,
+    policy: &crate::detect::Policy,
+    ticket: &Ticket,
+    json: &[u8],
+) -> BodyTarget {
+    let Some((id, probe)) = policy.probe_of(ticket) else {
+        return BodyTarget::Nothing;
+    };
+    let account = ticket.actors().account();
+    probe
+        .source
+        .json_target(json, |bytes| {
+            shared.core().target(policy, id, bytes, account.as_ref())
+        })
+        .map_or(BodyTarget::Nothing, BodyTarget::Found)
+}
+
+/// Reports a tracked request's answer to the detector.
+fn learn_from<T>(shared: &Shared, ticket: Ticket, res: &Response<T>) {
     // A refusal from an inner guard or limiter says nothing of the target.
     if res.extensions().get::<Refusal>().is_some() {
         return;
     }
+    let policy = shared.core().policy();
+    let Some((id, probe)) = policy.probe_of(&ticket) else {
+        return;
+    };
+    let outcome = probe.classify(res.status(), res.extensions());
     let i = match outcome {
         Some(Outcome::Hit) => 0,
         Some(Outcome::Miss) => 1,
         Some(Outcome::Denied) => 2,
         None => 3,
     };
-    if let Some(c) = shared
-        .hot
-        .get(&shared.engine.probes)
-        .outcomes
-        .get(l.probe as usize)
-    {
+    if let Some(c) = policy.hot().outcomes.get(id.index()) {
         c[i].increment(1);
     }
-    // What the application says of the object's owner wins over ids.
-    let mut target = l.target;
-    if let (Some(t), Some(owner)) = (target.as_mut(), res.extensions().get::<Owner>()) {
-        t.is_self = l.actors.account.is_some_and(|a| a.hash() == owner.0.hash());
-        shared.engine.note_owner_reported(l.probe);
-    }
+    let owner = res.extensions().get::<Owner>().map(|o| o.0);
     shared
-        .engine
-        .learn(l.now, &l.actors, l.probe, target, outcome);
+        .core()
+        .outcome(&policy, ticket, Answer { outcome, owner });
 }

@@ -1,7 +1,11 @@
-//! The verdict table: what the policy (or an operator) holds for an actor
-//! now. It holds only throttled and blocked actors (expired ones are removed
-//! when the gate meets them), so the allow path of a quiet service reads one
-//! atomic and no map.
+//! The verdict table: what the detector (or an operator) holds for an
+//! actor now. It holds only throttled and blocked actors (expired ones are
+//! removed when the gate meets them), so the allow path of a quiet service
+//! reads one atomic and no map.
+//!
+//! Which verdicts a request is subject to is [`covers`], the one rule that
+//! both the gate and the table's count of verdicts that can refuse a
+//! request matching no probe go by.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicIsize, AtomicU64, AtomicUsize, Ordering};
@@ -10,15 +14,75 @@ use std::time::Duration;
 use dashmap::DashMap;
 use governor::{Quota, RateLimiter, state::InMemoryState, state::NotKeyed};
 
+use super::sweep::Sweep;
 use crate::actor::{ActorKey, ActorKind};
-use crate::clock::SharedClock;
 
 type Limiter = RateLimiter<
     NotKeyed,
     InMemoryState,
-    SharedClock,
+    StepClock,
     governor::middleware::NoOpMiddleware<governor::nanos::Nanos>,
 >;
+
+/// The throttles' clock: the latest time the table was told (the detector
+/// is sans-IO: time comes with each request, never from a clock of its
+/// own). Only throttle checks move it, so the hot path writes no shared
+/// line.
+#[derive(Clone, Default)]
+pub(crate) struct StepClock(Arc<AtomicU64>);
+
+impl StepClock {
+    fn at(&self, now: u64) {
+        self.0.fetch_max(now, Ordering::AcqRel);
+    }
+}
+
+impl governor::clock::Clock for StepClock {
+    type Instant = governor::nanos::Nanos;
+
+    fn now(&self) -> Self::Instant {
+        governor::nanos::Nanos::from(self.0.load(Ordering::Acquire))
+    }
+}
+
+/// The request a verdict is asked about: which probe it matched, and
+/// whether it has an account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Scope {
+    /// The probe (its slot) the request matched, if any.
+    pub(crate) probe: Option<u8>,
+    /// The request has no account.
+    pub(crate) anonymous: bool,
+}
+
+/// Whether a verdict held for an actor of kind `kind` applies to a request
+/// of `scope`. The one place this rule is written:
+///
+/// - an operator's ban refuses everything;
+/// - a verdict that detection put on a *shared* actor (an ip or a subnet:
+///   a NAT, an office) applies only to anonymous requests to the probe it
+///   was caught on (or to any probe, for a verdict without one): the people
+///   behind that address can still log in and use the service, each judged
+///   on its own account;
+/// - a throttle of a person (session, account) is a reduced quota on the
+///   enumerable endpoints (probe requests only); a block refuses everything.
+pub(crate) fn covers(
+    kind: ActorKind,
+    throttle: bool,
+    reason: VerdictReason,
+    verdict_probe: Option<u8>,
+    scope: Scope,
+) -> bool {
+    if reason == VerdictReason::Manual {
+        return true;
+    }
+    if !kind.is_personal() {
+        return scope.anonymous
+            && scope.probe.is_some()
+            && (verdict_probe.is_none() || verdict_probe == scope.probe);
+    }
+    !throttle || scope.probe.is_some()
+}
 
 /// Why an actor has its verdict.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,14 +147,23 @@ pub(crate) struct Entry {
     pub(crate) probe: Option<u8>,
 }
 
-/// Whether a verdict can refuse a request that matches no probe: an
-/// operator's ban, or a block of an account or a session (see the gate's
-/// rules in `service.rs`; address verdicts and throttles only ever apply to
-/// probe requests).
+/// Whether a verdict can refuse a request that matches no probe, with an
+/// account or without: [`covers`] for such requests. The fast path of a
+/// request without a probe skips the gate while no such verdict is live.
 fn is_wide(key: &ActorKey, e: &Entry) -> bool {
-    e.reason == VerdictReason::Manual
-        || (matches!(e.state, State::Block)
-            && matches!(key.kind(), ActorKind::Account | ActorKind::Session))
+    let throttle = matches!(e.state, State::Throttle(_));
+    [true, false].into_iter().any(|anonymous| {
+        covers(
+            key.kind(),
+            throttle,
+            e.reason,
+            e.probe,
+            Scope {
+                probe: None,
+                anonymous,
+            },
+        )
+    })
 }
 
 /// What the gate found for one actor.
@@ -111,12 +184,11 @@ pub(crate) struct Table {
     wide_until: AtomicU64,
     cap: usize,
     sweeping: AtomicBool,
-    quota: Quota,
-    clock: SharedClock,
+    clock: StepClock,
 }
 
 impl Table {
-    pub(crate) fn new(cap: usize, quota: Quota, clock: SharedClock) -> Self {
+    pub(crate) fn new(cap: usize) -> Self {
         Self {
             map: DashMap::with_hasher(ahash::RandomState::new()),
             len: AtomicUsize::new(0),
@@ -124,8 +196,7 @@ impl Table {
             wide_until: AtomicU64::new(0),
             cap,
             sweeping: AtomicBool::new(false),
-            quota,
-            clock,
+            clock: StepClock::default(),
         }
     }
 
@@ -158,13 +229,8 @@ impl Table {
 
     #[cold]
     fn clear_ended(&self, now: u64) {
-        if self
-            .sweeping
-            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
-            .is_ok()
-        {
+        if let Some(_sweep) = Sweep::try_begin(&self.sweeping) {
             self.purge_expired(now);
-            self.sweeping.store(false, Ordering::Release);
         }
     }
 
@@ -186,23 +252,18 @@ impl Table {
         }
     }
 
-    /// The gate for one actor. `applies(throttle, reason, probe)` says
-    /// whether the verdict applies to this request; it is asked before a
-    /// throttle's quota is spent, so requests a verdict does not cover never
-    /// use it up. An expired verdict found here is removed.
-    pub(crate) fn check(
-        &self,
-        key: &ActorKey,
-        now: u64,
-        applies: impl FnOnce(bool, VerdictReason, Option<u8>) -> bool,
-    ) -> Gate {
+    /// The gate for one actor, for a request of `scope` (see [`covers`]).
+    /// Whether the verdict applies is asked before a throttle's quota is
+    /// spent, so requests a verdict does not cover never use it up. An
+    /// expired verdict found here is removed.
+    pub(crate) fn check(&self, key: &ActorKey, now: u64, scope: Scope) -> Gate {
         let expired = {
             let Some(e) = self.map.get(key) else {
                 return Gate::Pass;
             };
             if e.until > now {
                 let throttle = matches!(e.state, State::Throttle(_));
-                if !applies(throttle, e.reason, e.probe) {
+                if !covers(key.kind(), throttle, e.reason, e.probe, scope) {
                     return Gate::Pass;
                 }
                 return match &e.state {
@@ -210,7 +271,10 @@ impl Table {
                         retry_after: e.until - now,
                         probe: e.probe,
                     },
-                    State::Throttle(l) => match l.check() {
+                    State::Throttle(l) => match {
+                        self.clock.at(now);
+                        l.check()
+                    } {
                         Ok(()) => Gate::Pass,
                         Err(not_until) => {
                             let wait = not_until
@@ -300,8 +364,9 @@ impl Table {
         )
     }
 
-    /// Throttles `key` until `until`, unless it is blocked. Returns whether
-    /// this is a new throttle.
+    /// Throttles `key` until `until` to `quota`, unless it is blocked.
+    /// Returns whether this is a new throttle.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn throttle(
         &self,
         key: ActorKey,
@@ -309,6 +374,7 @@ impl Table {
         reason: VerdictReason,
         probe: Option<u8>,
         now: u64,
+        quota: Quota,
     ) -> bool {
         if let Some(mut e) = self.map.get_mut(&key) {
             if e.until > now {
@@ -320,10 +386,7 @@ impl Table {
                 return false;
             }
             let new = Entry {
-                state: State::Throttle(Arc::new(RateLimiter::direct_with_clock(
-                    self.quota,
-                    self.clock.clone(),
-                ))),
+                state: State::Throttle(self.limiter(now, quota)),
                 until,
                 reason,
                 strikes: e.strikes,
@@ -336,10 +399,7 @@ impl Table {
         self.insert(
             key,
             Entry {
-                state: State::Throttle(Arc::new(RateLimiter::direct_with_clock(
-                    self.quota,
-                    self.clock.clone(),
-                ))),
+                state: State::Throttle(self.limiter(now, quota)),
                 until,
                 reason,
                 strikes: 0,
@@ -347,6 +407,11 @@ impl Table {
             },
             now,
         )
+    }
+
+    fn limiter(&self, now: u64, quota: Quota) -> Arc<Limiter> {
+        self.clock.at(now);
+        Arc::new(RateLimiter::direct_with_clock(quota, self.clock.clone()))
     }
 
     pub(crate) fn remove(&self, key: &ActorKey) -> bool {
@@ -387,13 +452,9 @@ impl Table {
     /// then subnets), the soonest-ending first. An operator's ban is never
     /// evicted. One thread sweeps at a time; removals are counted exactly.
     fn make_room(&self, now: u64) {
-        if self
-            .sweeping
-            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
-            .is_err()
-        {
+        let Some(_sweep) = Sweep::try_begin(&self.sweeping) else {
             return;
-        }
+        };
         let mut removed = self.drop_where(|_, e| e.until <= now);
         if self.map.len() >= self.cap {
             removed += self.drop_where(|_, e| matches!(e.state, State::Throttle(_)));
@@ -422,7 +483,6 @@ impl Table {
             self.len.fetch_sub(removed, Ordering::Relaxed);
             metrics::counter!(crate::metrics::EVICTIONS).increment(removed as u64);
         }
-        self.sweeping.store(false, Ordering::Release);
     }
 
     /// Drops expired verdicts (housekeeping).
@@ -455,8 +515,51 @@ mod tests {
     use std::num::NonZeroU32;
 
     fn table(cap: usize) -> Table {
-        let clock = SharedClock(std::sync::Arc::new(crate::clock::ManualClock::new()));
-        Table::new(cap, Quota::per_minute(NonZeroU32::MIN), clock)
+        Table::new(cap)
+    }
+
+    const Q: fn() -> Quota = || Quota::per_minute(NonZeroU32::MIN);
+
+    const ANY: Scope = Scope {
+        probe: Some(0),
+        anonymous: true,
+    };
+
+    /// The fast path of requests without a probe and the gate go by one
+    /// rule: a verdict counts as one that can refuse such a request exactly
+    /// when the gate would apply it to one, with an account or without.
+    #[test]
+    fn the_fast_path_and_the_gate_agree() {
+        let t = table(64);
+        let reasons = [VerdictReason::Manual, VerdictReason::Detected, VerdictReason::Linked];
+        let mut n = 0u128;
+        for kind in ActorKind::ALL {
+            for reason in reasons {
+                for probe in [None, Some(0u8), Some(1)] {
+                    for throttle in [false, true] {
+                        n += 1;
+                        let key = ActorKey::hashed(kind, n);
+                        if throttle {
+                            t.throttle(key, 100, reason, probe, 1, Q());
+                        } else {
+                            t.block(key, 100, reason, 1, probe, 1);
+                        }
+                        let e = t.get(&key).unwrap();
+                        let refuses_unprobed = [true, false].into_iter().any(|anonymous| {
+                            matches!(
+                                t.check(&key, 2, Scope { probe: None, anonymous }),
+                                Gate::Blocked { .. } | Gate::Throttled { .. }
+                            )
+                        });
+                        assert_eq!(
+                            is_wide(&key, &e),
+                            refuses_unprobed,
+                            "{kind:?} {reason:?} {probe:?} throttle={throttle}"
+                        );
+                    }
+                }
+            }
+        }
     }
 
     fn ip(i: u32) -> ActorKey {
@@ -518,9 +621,9 @@ mod tests {
                 match op {
                     0 => { t.block(key, now + dur, VerdictReason::Detected, 1, Some(0), now); }
                     1 => { t.block(key, now + dur, VerdictReason::Manual, 1, None, now); }
-                    2 => { t.throttle(key, now + dur, VerdictReason::Detected, Some(0), now); }
+                    2 => { t.throttle(key, now + dur, VerdictReason::Detected, Some(0), now, Q()); }
                     3 => { t.remove(&key); }
-                    4 => { t.check(&key, now, |_, _, _| true); }
+                    4 => { t.check(&key, now, ANY); }
                     _ => { now += dur; t.purge_expired(now); }
                 }
                 let (n, until) = recount(&t);
@@ -541,7 +644,7 @@ mod tests {
         let t = table(16);
         t.block(ip(1), 10, VerdictReason::Detected, 1, None, 1);
         assert!(!t.is_empty());
-        assert!(matches!(t.check(&ip(1), 11, |_, _, _| true), Gate::Pass));
+        assert!(matches!(t.check(&ip(1), 11, ANY), Gate::Pass));
         assert!(t.is_empty());
     }
 }

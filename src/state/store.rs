@@ -8,17 +8,34 @@
 //! against them first (no strike, no carried suspicion, a low score), then
 //! mildly suspect ones (below a throttle, or strikes long past), never a
 //! current suspect (a recent strike, carried suspicion, or a score at a
-//! throttle or above; see [`eviction_class`]). A flood of fresh keys
+//! throttle or above: the lowest `throttle_at` of the configured probes;
+//! see [`eviction_class`]). A flood of fresh keys
 //! therefore evicts other fresh keys, never a suspect. If everything left is
 //! suspect, the new key is not tracked (counted in
 //! `enumguard_untracked_total`); verdicts still apply to it.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use dashmap::DashMap;
 
+use super::record::Record;
+use super::sweep::Sweep;
 use crate::actor::{ActorKey, ActorKind};
-use crate::signal::Record;
+
+/// Carried suspicion at which a record is never evicted: a quarter of a
+/// block, i.e. a blocked co-actor within about two half-lives. Lower keeps
+/// more records of the people around a caught scraper (and less room for
+/// new keys); higher forgets a comeback's address sooner.
+const KEEP_CARRY: f64 = 0.25;
+/// Below this carried suspicion (and half the keep score, with no strike) a
+/// record has nothing against it and goes first.
+const FREE_CARRY: f64 = 0.05;
+/// Each sweep frees this fraction of the capacity: larger sweeps are rarer
+/// but longer (one pass over the map either way).
+const SWEEP_FRACTION: usize = 8;
+/// Last-seen times sampled to find a sweep's cutoff: enough for a cutoff
+/// within a fraction of a percent of the wanted share.
+const SWEEP_SAMPLE: usize = 1024;
 
 /// The store's key: one actor and one probe (its index), packed into 24
 /// bytes. A plain `(ActorKey, u8)` would take 32: the probe cannot use the
@@ -80,6 +97,9 @@ pub(crate) struct Store {
     cooldown: AtomicUsize,
     /// How long a strike keeps a record from eviction after its last activity.
     strike_memory: u64,
+    /// The score (f64 bits) from which a record is a current suspect, never
+    /// evicted: the lowest `throttle_at` of the probes.
+    keep_score: AtomicU64,
     pub(crate) evicted: AtomicUsize,
 }
 
@@ -88,14 +108,20 @@ pub(crate) struct Store {
 /// past), `KEEP` never (a recent strike, carried suspicion, or suspicion at a
 /// throttle or above). Suspicion is read decayed to `now`, so a record that
 /// went quiet long ago does not hold its place forever.
-pub(crate) fn eviction_class(r: &Record, now: u64, half_life: u64, strike_memory: u64) -> u8 {
+pub(crate) fn eviction_class(
+    r: &Record,
+    now: u64,
+    half_life: u64,
+    strike_memory: u64,
+    keep_score: f64,
+) -> u8 {
     let idle = now.saturating_sub(r.last_seen.max(r.first_seen()).max(r.carry_raised()));
     let score = r.last_score() * 0.5f64.powf(idle as f64 / half_life.max(1) as f64);
     let carry = r.carry_at(now, half_life);
     let recent_strike = r.strikes > 0 && idle < strike_memory;
-    if recent_strike || score >= 0.6 || carry >= 0.25 {
+    if recent_strike || score >= keep_score || carry >= KEEP_CARRY {
         KEEP
-    } else if r.strikes == 0 && score < 0.3 && carry < 0.05 {
+    } else if r.strikes == 0 && score < keep_score / 2.0 && carry < FREE_CARRY {
         0
     } else {
         1
@@ -118,8 +144,33 @@ impl Store {
             sweeping: AtomicBool::new(false),
             cooldown: AtomicUsize::new(0),
             strike_memory,
+            keep_score: AtomicU64::new(0.6f64.to_bits()),
             evicted: AtomicUsize::new(0),
         }
+    }
+
+    /// Records scored at `score` or above are current suspects, never
+    /// evicted (the lowest `throttle_at` of the probes; set again on reload).
+    pub(crate) fn set_keep_score(&self, score: f64) {
+        self.keep_score.store(score.to_bits(), Ordering::Relaxed);
+    }
+
+    fn keep_score(&self) -> f64 {
+        f64::from_bits(self.keep_score.load(Ordering::Relaxed))
+    }
+
+    /// Drops every record of probe slot `probe` (a probe a reload removed);
+    /// returns how many went.
+    pub(crate) fn drop_probe(&self, probe: u8) -> usize {
+        let mut removed = 0usize;
+        self.map.retain(|k, _| {
+            let gone = k.probe == probe;
+            removed += usize::from(gone);
+            !gone
+        });
+        self.len.fetch_sub(removed, Ordering::Relaxed);
+        metrics::gauge!(crate::metrics::TRACKED).set(self.len() as f64);
+        removed
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -202,14 +253,10 @@ impl Store {
         {
             return;
         }
-        if self
-            .sweeping
-            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
-            .is_err()
-        {
+        let Some(_sweep) = Sweep::try_begin(&self.sweeping) else {
             return;
-        }
-        let target = (self.cap / 8).max(1);
+        };
+        let target = (self.cap / SWEEP_FRACTION).max(1);
         let mut removed = 0usize;
         for class in [0u8, 1] {
             if removed >= target {
@@ -226,19 +273,19 @@ impl Store {
             self.cooldown.store(target, Ordering::Relaxed);
         }
         metrics::gauge!(crate::metrics::TRACKED).set(self.len.load(Ordering::Relaxed) as f64);
-        self.sweeping.store(false, Ordering::Release);
     }
 
     /// Evicts up to `want` records of eviction class `class`, least recently
     /// seen first. Two passes over the map: one to sample the last-seen
     /// times and find the cutoff, one to remove.
     fn evict_class(&self, class: u8, want: usize, now: u64, half_life: u64) -> usize {
-        let mut sample: Vec<u64> = Vec::with_capacity(1024);
+        let keep = self.keep_score();
+        let mut sample: Vec<u64> = Vec::with_capacity(SWEEP_SAMPLE);
         let mut count = 0usize;
-        let stride = (self.cap / 1024).max(1);
+        let stride = (self.cap / SWEEP_SAMPLE).max(1);
         for r in self.map.iter() {
-            if eviction_class(r.value(), now, half_life, self.strike_memory) == class {
-                if count % stride == 0 && sample.len() < 1024 {
+            if eviction_class(r.value(), now, half_life, self.strike_memory, keep) == class {
+                if count % stride == 0 && sample.len() < SWEEP_SAMPLE {
                     sample.push(r.value().last_seen.max(r.value().first_seen()));
                 }
                 count += 1;
@@ -255,7 +302,7 @@ impl Store {
         self.map.retain(|_, r| {
             let evict = removed < want
                 && r.last_seen.max(r.first_seen()) <= cutoff
-                && eviction_class(r, now, half_life, self.strike_memory) == class;
+                && eviction_class(r, now, half_life, self.strike_memory, keep) == class;
             if evict {
                 removed += 1;
             }
@@ -343,6 +390,30 @@ mod tests {
         // Long after (strike memory and many half-lives past): room again.
         s.cooldown.store(0, Ordering::Relaxed);
         assert!(s.update(key(100), 100_000, 100, |_| ()).is_some());
+    }
+
+    /// With `throttle_at = 0.4`, a throttled actor (score 0.45) is a
+    /// current suspect: a flood of fresh keys, each mildly suspect (a few
+    /// foreign reads: 0.35), does not evict its record. Under a keep score
+    /// of 0.6 (the old fixed value) it would go first, being the oldest.
+    #[test]
+    fn the_keep_score_follows_throttle_at() {
+        let hl = 1_000_000_000_000;
+        let flood = |keep: Option<f64>| {
+            let s = Store::new(64, 1_000_000_000);
+            if let Some(k) = keep {
+                s.set_keep_score(k);
+            }
+            s.update(key(1), 1, hl, |r| r.set_score(0.45));
+            for i in 2..10_000u32 {
+                s.update(key(i), 1 + i as u64, hl, |r| r.set_score(0.35));
+                assert!(s.len() <= 64);
+            }
+            assert!(s.evicted.load(Ordering::Relaxed) > 9_000);
+            s.read(&key(1), |_| ()).is_some()
+        };
+        assert!(flood(Some(0.4)), "the throttled record survived");
+        assert!(!flood(Some(0.6)), "at 0.6, 0.45 is only mildly suspect");
     }
 
     #[test]

@@ -31,7 +31,7 @@
 //! makes 30.
 
 use crate::config::Thresholds;
-use crate::signal::Signals;
+use crate::state::record::Signals;
 
 /// What the policy knows about the actor besides its signals.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -388,7 +388,7 @@ mod tests {
             c in contexts(),
         ) {
             use crate::probe::{Outcome, TargetInfo};
-            use crate::signal::Record;
+            use crate::state::record::Record;
             const S: u64 = 1_000_000_000;
             let (window, long) = (3600 * S, 6 * 3600 * S);
             let account = crate::actor::AccountId::new("7");

@@ -4,9 +4,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::actor::{Actor, ActorKey, ActorKind};
-use crate::service::Shared;
-use crate::verdict::Verdict;
+use super::service::Shared;
+use crate::actor::{Actor, ActorKey};
+use crate::config::{Config, ConfigError};
+use crate::detect::Detector;
+use crate::state::Verdict;
 
 /// A handle on a guard's shared state, from [`GuardLayer::handle`](crate::GuardLayer::handle).
 /// Cheap to clone.
@@ -51,13 +53,11 @@ pub struct Suspect {
 impl GuardHandle {
     /// The key the guard uses for `actor`.
     pub fn key(&self, actor: &Actor) -> ActorKey {
-        let s = &self.shared;
+        let policy = self.shared.core().policy();
         match actor {
-            Actor::Ip(ip) => ActorKey::ip(*ip, s.ip_prefix.0, s.ip_prefix.1, ActorKind::Ip),
-            Actor::Subnet(ip) => {
-                ActorKey::ip(*ip, s.subnet_prefix.0, s.subnet_prefix.1, ActorKind::Subnet)
-            }
-            Actor::Session(token) => s.session_key_of(token),
+            Actor::Ip(ip) => policy.ip_key(*ip),
+            Actor::Subnet(ip) => policy.subnet_key(*ip),
+            Actor::Session(token) => policy.session_key_of(token.as_bytes()),
             Actor::Account(a) => a.key(),
         }
     }
@@ -65,74 +65,105 @@ impl GuardHandle {
     /// Blocks `actor` for `duration` (refused at once, the inner service is
     /// not called). Replaces a shorter verdict; a longer block stays.
     pub fn ban(&self, actor: &Actor, duration: Duration) {
-        let now = self.shared.clock.now();
+        let now = self.shared.now();
         let nanos = duration.as_nanos().min(u64::MAX as u128) as u64;
-        self.shared
-            .engine
-            .manual_block(self.key(actor), now, nanos.max(1));
+        self.shared.core().ban(self.key(actor), now, nanos.max(1));
     }
 
     /// Lifts any verdict on `actor` and forgets its signals and strikes.
     /// Returns whether it had a verdict.
     pub fn unban(&self, actor: &Actor) -> bool {
-        let key = self.key(actor);
-        let had = self.shared.engine.verdicts.remove(&key);
-        self.shared.engine.forget(key);
-        if had {
-            tracing::warn!(target: "enumguard", actor = %key, verdict = "allow", reason = "manual", "enumguard verdict changed");
-            metrics::counter!(crate::metrics::VERDICTS, "verdict" => "allow", "actor_kind" => key.kind().as_str(), "reason" => "manual", "probe" => "").increment(1);
-        }
-        had
+        self.shared.core().unban(self.key(actor))
     }
 
     /// The verdict held for `actor` now.
     pub fn verdict(&self, actor: &Actor) -> Verdict {
-        let now = self.shared.clock.now();
-        self.shared.engine.verdicts.verdict(&self.key(actor), now)
+        let now = self.shared.now();
+        self.shared.core().verdict_of(&self.key(actor), now)
     }
 
     /// (actor, probe) signal records tracked now.
     pub fn tracked(&self) -> usize {
-        self.shared.engine.store.len()
+        self.shared.core().tracked()
     }
 
     /// The bound on tracked records.
     pub fn capacity(&self) -> usize {
-        self.shared.engine.store.capacity()
+        self.shared.core().capacity()
     }
 
     /// Verdicts held now (including expired ones not yet purged).
     pub fn verdicts(&self) -> usize {
-        self.shared.engine.verdicts.len()
+        self.shared.core().verdicts.len()
     }
 
     /// Drops expired verdicts; returns how many. The table also does this
     /// itself when it is full, so calling it is optional.
     pub fn purge_expired(&self) -> usize {
-        let now = self.shared.clock.now();
-        self.shared.engine.verdicts.purge_expired(now)
+        let now = self.shared.now();
+        self.shared.core().verdicts.purge_expired(now)
     }
 
     /// Actors with a suspicion of at least `min_score`, most suspect first.
     /// Walks the whole store: for admin use, not per request.
     pub fn suspects(&self, min_score: f64) -> Vec<Suspect> {
-        let engine = &self.shared.engine;
+        let core = self.shared.core();
+        let policy = core.policy();
         let mut out = Vec::new();
-        engine.store.for_each(|key, r| {
+        core.store.for_each(|key, r| {
             if r.last_score() >= min_score || r.strikes > 0 {
                 out.push(Suspect {
                     actor: key.actor(),
-                    probe: engine
-                        .probes
-                        .get(key.probe() as usize)
+                    probe: policy
+                        .by_slot(key.probe())
                         .map(|p| p.name.to_string())
                         .unwrap_or_default(),
                     score: r.last_score(),
-                    strikes: r.strikes as u32,
+                    strikes: u32::from(r.strikes),
                 });
             }
         });
         out.sort_by(|a, b| b.score.total_cmp(&a.score));
         out
+    }
+
+    /// Replaces the guard's settings with `config` while it runs: new
+    /// thresholds, probes, lists and mode apply from the next request on;
+    /// records, verdicts and strikes stay (see [`Detector::reload`] for
+    /// what a removed probe loses). What only code gives (the account
+    /// source, the ownership hook, the clock, the refusal responses) stays
+    /// as built. Probes added with [`GuardBuilder::probe`](crate::GuardBuilder::probe)
+    /// are part of the config: a reload keeps only the probes `config` has.
+    ///
+    /// # Errors
+    /// An invalid config is refused with its first invalid field, and the
+    /// running one is kept.
+    ///
+    /// ```
+    /// use enumguard::{Config, GuardLayer, Mode};
+    /// let layer = GuardLayer::builder().build().unwrap();
+    /// let handle = layer.handle();
+    /// let observe = Config::from_toml_str("mode = \"observe\"").unwrap();
+    /// handle.reload(observe).unwrap();
+    /// assert_eq!(handle.config().mode, Mode::Observe);
+    /// let mut bad = Config::default();
+    /// bad.limits.max_verdicts = 1;
+    /// assert!(handle.reload(bad).is_err());
+    /// assert_eq!(handle.config().mode, Mode::Observe, "the old config runs on");
+    /// ```
+    ///
+    /// [`Detector::reload`]: crate::detect::Detector::reload
+    pub fn reload(&self, config: Config) -> Result<(), ConfigError> {
+        self.shared.core().reload(config)
+    }
+
+    /// The settings in force now.
+    pub fn config(&self) -> Config {
+        self.shared.core().policy().config().clone()
+    }
+
+    /// The detection core, for adapters of your own (a log replay, say).
+    pub fn detector(&self) -> &Detector {
+        self.shared.core()
     }
 }

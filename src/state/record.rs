@@ -655,8 +655,8 @@ mod tests {
             }
             r.raise_carry(now, lh, carry, 0.0);
             let score_at = |at: u64| {
-                let ctx = crate::policy::Context { carry: r.carry_at(at, lh), ..crate::policy::Context::plain(1.0) };
-                crate::policy::score(&th, &r.signals(at, w, lh), &ctx)
+                let ctx = crate::detect::score::Context { carry: r.carry_at(at, lh), ..crate::detect::score::Context::plain(1.0) };
+                crate::detect::score::score(&th, &r.signals(at, w, lh), &ctx)
             };
             let mut prev = score_at(now);
             let mut at = now;
@@ -676,7 +676,7 @@ mod tests {
             crate::clock::secs_to_nanos(th.window_secs),
             crate::clock::secs_to_nanos(th.long_half_life_secs),
         );
-        let ctx = crate::policy::Context::plain(1.0);
+        let ctx = crate::detect::score::Context::plain(1.0);
         let mut r = Record::new(0);
         for i in 0..12u64 {
             r.learn(
@@ -697,8 +697,8 @@ mod tests {
             h.learn(now, w, lh, Some(next), Some(outcome));
             let actual = h.signals(now, w, lh);
             let (p, a) = (
-                crate::policy::score(&th, &predicted, &ctx),
-                crate::policy::score(&th, &actual, &ctx),
+                crate::detect::score::score(&th, &predicted, &ctx),
+                crate::detect::score::score(&th, &actual, &ctx),
             );
             assert!(
                 (p - a).abs() < 0.02,

@@ -192,7 +192,7 @@ impl View {
         self.rates_anomalous(get(REQ), get(MISS), get(FOREIGN), self.min_requests as u64)
     }
 
-    #[cfg(test)]
+    /// The learned baselines (miss, foreign).
     pub(crate) fn baselines(&self) -> (f64, f64) {
         (
             f32::from_bits(self.base_miss.load(Ordering::Relaxed)) as f64,

@@ -1,0 +1,143 @@
+//! Account ids, as the application names them to the guard.
+
+use std::fmt;
+use std::hash::Hasher;
+
+use siphasher::sip128::{Hasher128, SipHasher13};
+
+use super::{ActorKey, ActorKind};
+
+/// Fixed keys for account hashing: account ids are not secrets, and a fixed
+/// key lets every replica (and an operator's `ban`) compute the same key.
+pub(crate) const ACCOUNT_KEYS: (u64, u64) = (0x656e_756d_6775_6172, 0x6163_636f_756e_7473);
+
+pub(crate) fn hash128(keys: (u64, u64), bytes: &[u8]) -> u128 {
+    let mut h = SipHasher13::new_with_keys(keys.0, keys.1);
+    h.write(bytes);
+    h.finish128().as_u128()
+}
+
+/// An account id as the application gives it to the guard.
+///
+/// Holds a 128-bit hash of the id's bytes (what the guard keys on) and the
+/// first 32 bytes of the id for logs, so it never allocates. A numeric id and
+/// its decimal string are the same account: `AccountId::from(42u64)` equals
+/// `AccountId::new("42")`, which is what lets a path target `/accounts/42`
+/// be recognised as account 42's own object.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct AccountId {
+    hash: u128,
+    len: u8,
+    shown: [u8; 32],
+}
+
+impl AccountId {
+    /// An account id from its textual form.
+    pub fn new(id: impl AsRef<[u8]>) -> Self {
+        let bytes = id.as_ref();
+        let mut shown = [0u8; 32];
+        let n = bytes.len().min(32);
+        shown[..n].copy_from_slice(&bytes[..n]);
+        Self {
+            hash: hash128(ACCOUNT_KEYS, bytes),
+            len: n as u8,
+            shown,
+        }
+    }
+
+    /// The actor key of this account.
+    pub fn key(&self) -> ActorKey {
+        ActorKey::hashed(ActorKind::Account, self.hash)
+    }
+
+    /// Whether a target (as it appears in a request) names this account.
+    pub fn is(&self, target: &[u8]) -> bool {
+        hash128(ACCOUNT_KEYS, target) == self.hash
+    }
+
+    pub(crate) fn hash(&self) -> u128 {
+        self.hash
+    }
+}
+
+impl From<u64> for AccountId {
+    fn from(id: u64) -> Self {
+        let mut buf = [0u8; 20];
+        let mut i = buf.len();
+        let mut n = id;
+        loop {
+            i -= 1;
+            buf[i] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        AccountId::new(&buf[i..])
+    }
+}
+
+impl From<&str> for AccountId {
+    fn from(id: &str) -> Self {
+        AccountId::new(id)
+    }
+}
+
+impl From<&String> for AccountId {
+    fn from(id: &String) -> Self {
+        AccountId::new(id)
+    }
+}
+
+impl fmt::Display for AccountId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let shown = String::from_utf8_lossy(&self.shown[..self.len as usize]);
+        f.write_str(&shown)
+    }
+}
+
+impl fmt::Debug for AccountId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "AccountId({self})")
+    }
+}
+
+/// A type an authentication layer puts into the request extensions, which
+/// the guard can read as the request's account
+/// (see [`GuardBuilder::account_from_extension`](crate::GuardBuilder::account_from_extension)).
+pub trait AsAccountId {
+    /// The account id this value names.
+    fn account_id(&self) -> AccountId;
+}
+
+impl AsAccountId for AccountId {
+    fn account_id(&self) -> AccountId {
+        *self
+    }
+}
+
+impl AsAccountId for u64 {
+    fn account_id(&self) -> AccountId {
+        AccountId::from(*self)
+    }
+}
+
+impl AsAccountId for String {
+    fn account_id(&self) -> AccountId {
+        AccountId::new(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn account_numeric_equals_text() {
+        assert_eq!(AccountId::from(42u64), AccountId::new("42"));
+        assert!(AccountId::from(42u64).is(b"42"));
+        assert!(!AccountId::from(42u64).is(b"43"));
+        assert_eq!(AccountId::from(0u64), AccountId::new("0"));
+        assert_eq!(AccountId::from(u64::MAX).to_string(), u64::MAX.to_string());
+    }
+}

@@ -1,0 +1,54 @@
+//! The actors of one request.
+
+use std::net::IpAddr;
+
+use super::{AccountId, ActorKey, ActorKind};
+
+/// The actors one request is attributed to, as keys: fixed size, on the
+/// stack. Built by the detector's policy from plain facts (see
+/// [`Policy::actors`](crate::detect::Policy::actors)), so every adapter
+/// derives the same keys the same way.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Actors {
+    pub(crate) addr: Option<IpAddr>,
+    pub(crate) ip: Option<ActorKey>,
+    pub(crate) subnet: Option<ActorKey>,
+    pub(crate) session: Option<ActorKey>,
+    pub(crate) account: Option<AccountId>,
+}
+
+impl Actors {
+    /// The `ip` actor of a request whose peer address is unknown
+    /// (see [`MissingPeer::Unknown`](crate::MissingPeer::Unknown)).
+    pub fn unknown_ip() -> ActorKey {
+        ActorKey::hashed(ActorKind::Ip, 0)
+    }
+
+    /// The client address, when known.
+    pub fn addr(&self) -> Option<IpAddr> {
+        self.addr
+    }
+
+    /// The account, when the request has one.
+    pub fn account(&self) -> Option<AccountId> {
+        self.account
+    }
+
+    /// Whether the request has no account (an anonymous request owns
+    /// nothing, and address verdicts apply to it).
+    pub fn is_anonymous(&self) -> bool {
+        self.account.is_none()
+    }
+
+    /// Each actor key present, in kind order (ip, subnet, session, account).
+    pub fn keys(&self) -> impl Iterator<Item = ActorKey> + '_ {
+        [
+            self.ip,
+            self.subnet,
+            self.session,
+            self.account.map(|a| a.key()),
+        ]
+        .into_iter()
+        .flatten()
+    }
+}

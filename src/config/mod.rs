@@ -1,0 +1,42 @@
+//! Configuration: the same settings from code ([`GuardBuilder`](crate::GuardBuilder))
+//! or from TOML ([`Config::from_toml_str`], [`Config::from_file`]).
+//!
+//! Every field has a documented default, so an empty file is a valid config:
+//!
+//! ```
+//! let config = enumguard::Config::from_toml_str("").unwrap();
+//! assert_eq!(config.mode, enumguard::Mode::Enforce);
+//! ```
+//!
+//! Errors name the field and the bad value:
+//!
+//! ```
+//! let err = enumguard::Config::from_toml_str(r#"trusted_proxies = ["10.0.0.0/33"]"#).unwrap_err();
+//! assert_eq!(err.field(), Some("trusted_proxies[0]"));
+//! assert_eq!(err.value(), Some("10.0.0.0/33"));
+//! ```
+//!
+//! | file | role |
+//! |---|---|
+//! | `schema.rs` | [`Config`] and its sections, with their defaults |
+//! | `probe.rs` | [`ProbeConfig`]: one enumerable endpoint |
+//! | `thresholds.rs` | [`Thresholds`]: defaults per probe style, and their checks |
+//! | `load.rs` | reading TOML, errors with line and field |
+//! | `validate.rs` | every check a config must pass |
+//! | `error.rs` | [`ConfigError`] |
+
+mod error;
+mod load;
+mod probe;
+mod schema;
+mod thresholds;
+mod validate;
+
+pub use error::{ConfigError, ConfigErrorKind};
+pub use probe::{OutcomeConfig, Oversized, ProbeConfig, ProbeStyle, TargetConfig};
+pub use schema::{
+    BlockConfig, Config, LinkConfig, ListConfig, Limits, MissingPeer, Mode, ResponseConfig,
+    ServiceViewConfig, SessionSource, ThrottleConfig,
+};
+pub use thresholds::{KindFactors, Thresholds};
+pub(crate) use validate::{MAX_PROBES, parse_cidrs, parse_key, probe_parts};

@@ -1,0 +1,322 @@
+//! One enumerable endpoint: [`ProbeConfig`] and what it is made of.
+
+use serde::{Deserialize, Serialize};
+
+use super::{ConfigError, Thresholds};
+use crate::probe::StatusSpec;
+
+/// What kind of enumeration a probe guards against; it picks the default
+/// thresholds (see [`Thresholds::objects`] and [`Thresholds::identities`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProbeStyle {
+    /// Objects with owners, addressed by id (address books, orders):
+    /// the tell is foreign targets. The default.
+    #[default]
+    Objects,
+    /// Identities (emails, usernames) on an endpoint that answers
+    /// differently for registered ones: the tell is misses.
+    Identities,
+}
+
+/// Where a probe's target is in the request. Exactly one field is set.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TargetConfig {
+    /// A named parameter of the path pattern, e.g. `id` for `/a/{id}`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// A query parameter (percent-decoded).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub query: Option<String>,
+    /// A request header.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub header: Option<String>,
+    /// A field of a JSON object body; dots name nested fields (`user.email`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub json: Option<String>,
+}
+
+impl TargetConfig {
+    /// The target is path parameter `name`.
+    pub fn path(name: impl Into<String>) -> Self {
+        Self {
+            path: Some(name.into()),
+            ..Self::default()
+        }
+    }
+    /// The target is query parameter `name`.
+    pub fn query(name: impl Into<String>) -> Self {
+        Self {
+            query: Some(name.into()),
+            ..Self::default()
+        }
+    }
+    /// The target is header `name`.
+    pub fn header(name: impl Into<String>) -> Self {
+        Self {
+            header: Some(name.into()),
+            ..Self::default()
+        }
+    }
+    /// The target is JSON body field `name`.
+    pub fn json(name: impl Into<String>) -> Self {
+        Self {
+            json: Some(name.into()),
+            ..Self::default()
+        }
+    }
+}
+
+/// How a response is classified when the application put no
+/// [`Outcome`](crate::Outcome) into its extensions. Status specs are codes
+/// (`404`) or classes (`"2xx"`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OutcomeConfig {
+    /// Statuses that mean the target exists and was served. Defaults to `["2xx"]`.
+    pub hit: Vec<StatusSpec>,
+    /// Statuses that mean the target does not exist. Defaults to `[404]`.
+    pub miss: Vec<StatusSpec>,
+    /// Statuses that mean the actor may not see the target. Defaults to `[401, 403]`.
+    pub denied: Vec<StatusSpec>,
+}
+
+impl Default for OutcomeConfig {
+    fn default() -> Self {
+        Self {
+            hit: vec![StatusSpec::Class(2)],
+            miss: vec![StatusSpec::Code(404)],
+            denied: vec![StatusSpec::Code(401), StatusSpec::Code(403)],
+        }
+    }
+}
+
+/// What to do with a body larger than the probe's `body_limit`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Oversized {
+    /// Count no target and pass the request through untouched (the default
+    /// for `objects` probes).
+    Pass,
+    /// Refuse with 413 (the default for `identities` probes).
+    Refuse,
+}
+
+/// One enumerable endpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProbeConfig {
+    /// A short name, used in metrics labels and logs.
+    pub name: String,
+    /// The HTTP method, or `*` for any. Defaults to `GET`.
+    #[serde(default = "default_method")]
+    pub method: String,
+    /// The path pattern, with `{name}` parameters: `/api/accounts/{id}`.
+    pub path: String,
+    /// Where the target is.
+    pub target: TargetConfig,
+    /// Picks default thresholds. Defaults to `objects`.
+    #[serde(default)]
+    pub style: ProbeStyle,
+    /// Whether a target equal to the actor's own account id is its own
+    /// object (not counted). Defaults to true for `objects`, false for
+    /// `identities`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub self_target: Option<bool>,
+    /// How the response is classified.
+    #[serde(default)]
+    pub outcome: OutcomeConfig,
+    /// Most bytes of body read for a `json` target. Defaults to 16,384.
+    #[serde(default = "default_body_limit")]
+    pub body_limit: usize,
+    /// What happens to a larger body. Defaults to `refuse` for
+    /// `identities` (padding a body past the limit would otherwise hide
+    /// every guess) and `pass` for `objects`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oversized: Option<Oversized>,
+    /// Overrides of the style's thresholds, as written in TOML (the
+    /// `[probes.thresholds]` table); read them merged with
+    /// [`ProbeConfig::resolved_thresholds`].
+    #[serde(default, rename = "thresholds", skip_serializing_if = "Option::is_none")]
+    overrides: Option<toml::Table>,
+    /// Thresholds given in code ([`ProbeConfig::thresholds`]); they win
+    /// over `overrides`.
+    #[serde(skip)]
+    given: Option<Thresholds>,
+}
+
+fn default_method() -> String {
+    "GET".to_owned()
+}
+
+fn default_body_limit() -> usize {
+    16 * 1024
+}
+
+impl ProbeConfig {
+    /// A probe with the defaults of `style`.
+    pub fn new(
+        name: impl Into<String>,
+        method: impl Into<String>,
+        path: impl Into<String>,
+        target: TargetConfig,
+        style: ProbeStyle,
+    ) -> Self {
+        Self {
+            name: name.into(),
+            method: method.into(),
+            path: path.into(),
+            target,
+            style,
+            self_target: None,
+            outcome: OutcomeConfig::default(),
+            body_limit: default_body_limit(),
+            oversized: None,
+            overrides: None,
+            given: None,
+        }
+    }
+
+    /// An objects probe (see [`Thresholds::objects`]): the tell is
+    /// *foreign* objects, so the guard must know which objects are the
+    /// caller's own. By default a target equal to the caller's account id
+    /// is its own (`/api/accounts/{id}/addressbook`). Where ids are not
+    /// account ids (orders, invoices, documents), the handler says whose
+    /// object it served with an [`Owner`](crate::Owner) in the response
+    /// (or [`GuardBuilder::owns`](crate::GuardBuilder::owns) tells before
+    /// the handler runs); an own object never counts, however many:
+    ///
+    /// ```
+    /// use std::net::SocketAddr;
+    /// use enumguard::{AccountId, GuardLayer, Owner, ProbeConfig, TargetConfig};
+    /// use tower::{Layer, ServiceExt, service_fn};
+    ///
+    /// // Order 7000 + k belongs to account 42; order ids are not account ids.
+    /// let owner_of = |order: u64| if order >= 7000 { 42u64 } else { 1 };
+    /// let app = service_fn(move |req: http::Request<_>| async move {
+    ///     let id: u64 = req.uri().path().rsplit('/').next().unwrap().parse().unwrap();
+    ///     let mut res = http::Response::new(String::from("{...}"));
+    ///     res.extensions_mut().insert(Owner(AccountId::from(owner_of(id))));
+    ///     Ok::<_, std::convert::Infallible>(res)
+    /// });
+    /// let guard = GuardLayer::builder()
+    ///     .probe(ProbeConfig::objects("orders", "GET", "/api/orders/{id}", TargetConfig::path("id")))
+    ///     .account(|parts| parts.headers.get("x-user-id")?.to_str().ok().map(AccountId::new))
+    ///     .build()
+    ///     .unwrap();
+    /// let svc = guard.layer(app);
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// // Account 42 reads 40 of its own orders: none is foreign, none refused
+    /// // (15 foreign ones would block it).
+    /// for k in 0..40 {
+    ///     let mut req = http::Request::get(format!("/api/orders/{}", 7000 + k))
+    ///         .header("x-user-id", "42")
+    ///         .body(String::new())
+    ///         .unwrap();
+    ///     req.extensions_mut().insert(SocketAddr::from(([127, 0, 0, 1], 4000)));
+    ///     let res = svc.clone().oneshot(req).await.unwrap();
+    ///     assert_eq!(res.status(), 200);
+    /// }
+    /// # });
+    /// ```
+    pub fn objects(
+        name: impl Into<String>,
+        method: impl Into<String>,
+        path: impl Into<String>,
+        target: TargetConfig,
+    ) -> Self {
+        Self::new(name, method, path, target, ProbeStyle::Objects)
+    }
+
+    /// An identities probe (see [`Thresholds::identities`]).
+    pub fn identities(
+        name: impl Into<String>,
+        method: impl Into<String>,
+        path: impl Into<String>,
+        target: TargetConfig,
+    ) -> Self {
+        Self::new(name, method, path, target, ProbeStyle::Identities)
+    }
+
+    /// Sets the outcome classification.
+    pub fn outcome(mut self, outcome: OutcomeConfig) -> Self {
+        self.outcome = outcome;
+        self
+    }
+
+    /// Sets the thresholds (replacing the style's defaults).
+    pub fn thresholds(mut self, thresholds: Thresholds) -> Self {
+        self.given = Some(thresholds);
+        self
+    }
+
+    /// Sets whether a target equal to the actor's account is its own.
+    pub fn self_target(mut self, on: bool) -> Self {
+        self.self_target = Some(on);
+        self
+    }
+
+    /// Sets the body limit for `json` targets.
+    pub fn body_limit(mut self, bytes: usize, oversized: Oversized) -> Self {
+        self.body_limit = bytes;
+        self.oversized = Some(oversized);
+        self
+    }
+
+    /// The thresholds this probe runs with: those given in code, or the
+    /// style's defaults with the TOML overrides merged in.
+    ///
+    /// # Errors
+    /// An override that names no threshold, or has the wrong type.
+    pub fn resolved_thresholds(&self) -> Result<Thresholds, ConfigError> {
+        self.effective_thresholds(0)
+    }
+
+    pub(crate) fn effective_thresholds(&self, index: usize) -> Result<Thresholds, ConfigError> {
+        if let Some(t) = &self.given {
+            return Ok(t.clone());
+        }
+        let mut t = Thresholds::for_style(self.style);
+        if let Some(over) = &self.overrides {
+            // Merge the override table over the defaults, field by field.
+            let base = toml::Table::try_from(&t).map_err(|e| {
+                ConfigError::invalid(format!("probes[{index}].thresholds"), "", e.to_string())
+            })?;
+            let mut merged = base;
+            for (k, v) in over {
+                if !merged.contains_key(k) {
+                    return Err(ConfigError::invalid(
+                        format!("probes[{index}].thresholds.{k}"),
+                        v.to_string(),
+                        "unknown threshold",
+                    ));
+                }
+                if let (Some(toml::Value::Table(dst)), toml::Value::Table(src)) =
+                    (merged.get_mut(k), v)
+                {
+                    for (k2, v2) in src {
+                        if !dst.contains_key(k2) {
+                            return Err(ConfigError::invalid(
+                                format!("probes[{index}].thresholds.{k}.{k2}"),
+                                v2.to_string(),
+                                "unknown field",
+                            ));
+                        }
+                        dst.insert(k2.clone(), v2.clone());
+                    }
+                } else {
+                    merged.insert(k.clone(), v.clone());
+                }
+            }
+            t = merged.try_into().map_err(|e: toml::de::Error| {
+                ConfigError::invalid(
+                    format!("probes[{index}].thresholds"),
+                    over.to_string().trim().to_owned(),
+                    e.message().to_owned(),
+                )
+            })?;
+        }
+        Ok(t)
+    }
+}

@@ -1,0 +1,332 @@
+//! Every check a config must pass before a guard is built from it.
+
+use http::Method;
+
+use super::thresholds::{check_thresholds, positive};
+use super::{Config, ConfigError, Oversized, ProbeConfig, ProbeStyle, SessionSource, Thresholds};
+use crate::actor::Cidr;
+use crate::probe::{PathPattern, TargetSource};
+
+/// Bodies larger than this are never buffered, whatever a probe says.
+pub(crate) const MAX_BODY_LIMIT: usize = 1 << 20;
+
+/// The most probes one guard holds (their index is a byte in each record's key).
+pub(crate) const MAX_PROBES: usize = 255;
+
+impl Config {
+    /// Checks every field; what [`GuardBuilder::build`](crate::GuardBuilder::build)
+    /// runs.
+    ///
+    /// # Errors
+    /// The first invalid field.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let prefix = |field: &str, v: u8, max: u8| {
+            if v > max {
+                Err(ConfigError::invalid(
+                    field,
+                    v.to_string(),
+                    format!("must be 0..={max}"),
+                ))
+            } else {
+                Ok(v)
+            }
+        };
+        prefix("ip_v4_prefix", self.ip_v4_prefix, 32)?;
+        prefix("ip_v6_prefix", self.ip_v6_prefix, 128)?;
+        prefix("subnet_v4_prefix", self.subnet_v4_prefix, 32)?;
+        prefix("subnet_v6_prefix", self.subnet_v6_prefix, 128)?;
+        parse_cidrs("trusted_proxies", &self.trusted_proxies)?;
+        parse_cidrs("allow.cidrs", &self.allow.cidrs)?;
+        parse_cidrs("deny.cidrs", &self.deny.cidrs)?;
+        if let Some(SessionSource::Header(h) | SessionSource::Cookie(h)) = &self.session {
+            let field = match &self.session {
+                Some(SessionSource::Header(_)) => "session.header",
+                _ => "session.cookie",
+            };
+            if h.is_empty() || http::HeaderName::from_bytes(h.as_bytes()).is_err() {
+                return Err(ConfigError::invalid(
+                    field,
+                    h.clone(),
+                    "not a valid header or cookie name",
+                ));
+            }
+        }
+        if let Some(k) = &self.session_key {
+            parse_key(k).ok_or_else(|| {
+                ConfigError::invalid("session_key", "<redacted>", "must be exactly 32 hex digits")
+            })?;
+        }
+        if self.limits.max_actors < 16 {
+            return Err(ConfigError::invalid(
+                "limits.max_actors",
+                self.limits.max_actors.to_string(),
+                "must be at least 16",
+            ));
+        }
+        if self.limits.max_verdicts < 16 {
+            return Err(ConfigError::invalid(
+                "limits.max_verdicts",
+                self.limits.max_verdicts.to_string(),
+                "must be at least 16",
+            ));
+        }
+        if self.throttle.per_minute == 0 {
+            return Err(ConfigError::invalid(
+                "throttle.per_minute",
+                "0",
+                "must be at least 1",
+            ));
+        }
+        if self.blocks.base_secs == 0 {
+            return Err(ConfigError::invalid(
+                "blocks.base_secs",
+                "0",
+                "must be at least 1",
+            ));
+        }
+        if self.blocks.factor == 0 {
+            return Err(ConfigError::invalid(
+                "blocks.factor",
+                "0",
+                "must be at least 1",
+            ));
+        }
+        if self.blocks.max_secs < self.blocks.base_secs {
+            return Err(ConfigError::invalid(
+                "blocks.max_secs",
+                self.blocks.max_secs.to_string(),
+                "must be at least blocks.base_secs",
+            ));
+        }
+        for (field, status) in [
+            ("responses.block_status", self.responses.block_status),
+            ("responses.throttle_status", self.responses.throttle_status),
+        ] {
+            if !(400..=599).contains(&status) {
+                return Err(ConfigError::invalid(
+                    field,
+                    status.to_string(),
+                    "must be a 4xx or 5xx status",
+                ));
+            }
+        }
+        unit("links.boost", self.links.boost)?;
+        if !(self.links.watch_factor.is_finite()
+            && self.links.watch_factor > 0.0
+            && self.links.watch_factor <= 1.0)
+        {
+            return Err(ConfigError::invalid(
+                "links.watch_factor",
+                self.links.watch_factor.to_string(),
+                "must be in (0, 1]",
+            ));
+        }
+        if self.service_view.per_address == 0 {
+            return Err(ConfigError::invalid(
+                "service_view.per_address",
+                "0",
+                "must be at least 1",
+            ));
+        }
+        if self.links.history_hits > u16::MAX as u32 {
+            return Err(ConfigError::invalid(
+                "links.history_hits",
+                self.links.history_hits.to_string(),
+                format!("must be at most {}", u16::MAX),
+            ));
+        }
+        if self.links.half_life_secs == 0 {
+            return Err(ConfigError::invalid(
+                "links.half_life_secs",
+                "0",
+                "must be at least 1",
+            ));
+        }
+        if self.service_view.bucket_secs == 0 {
+            return Err(ConfigError::invalid(
+                "service_view.bucket_secs",
+                "0",
+                "must be at least 1",
+            ));
+        }
+        unit("service_view.alpha", self.service_view.alpha)?;
+        positive("service_view.ratio", self.service_view.ratio)?;
+        if self.probes.len() > MAX_PROBES {
+            return Err(ConfigError::invalid(
+                "probes",
+                self.probes.len().to_string(),
+                format!("at most {MAX_PROBES} probes"),
+            ));
+        }
+        for (i, p) in self.probes.iter().enumerate() {
+            if self.probes[..i].iter().any(|q| q.name == p.name) {
+                return Err(ConfigError::invalid(
+                    format!("probes[{i}].name"),
+                    p.name.clone(),
+                    "another probe has this name",
+                ));
+            }
+            probe_parts(i, p)?;
+        }
+        Ok(())
+    }
+}
+
+/// Parses a list of CIDRs; an error names the entry (`allow.cidrs[1]`).
+pub(crate) fn parse_cidrs(field: &str, list: &[String]) -> Result<Vec<Cidr>, ConfigError> {
+    list.iter()
+        .enumerate()
+        .map(|(i, s)| {
+            s.parse::<Cidr>()
+                .map_err(|e| ConfigError::invalid(format!("{field}[{i}]"), s.clone(), e.to_string()))
+        })
+        .collect()
+}
+
+/// A probe's settings, checked and parsed.
+pub(crate) struct ProbeParts {
+    pub(crate) method: Option<Method>,
+    pub(crate) pattern: PathPattern,
+    pub(crate) source: TargetSource,
+    pub(crate) thresholds: Thresholds,
+    pub(crate) self_target: bool,
+    pub(crate) oversized: Oversized,
+}
+
+/// Checks probe number `i` and parses what it is made of.
+pub(crate) fn probe_parts(i: usize, p: &ProbeConfig) -> Result<ProbeParts, ConfigError> {
+    let field = |f: &str| format!("probes[{i}].{f}");
+    if p.name.is_empty() || p.name.len() > 64 {
+        return Err(ConfigError::invalid(
+            field("name"),
+            p.name.clone(),
+            "must be 1..=64 characters",
+        ));
+    }
+    let method = if p.method == "*" {
+        None
+    } else {
+        Some(
+            Method::from_bytes(p.method.to_ascii_uppercase().as_bytes()).map_err(|_| {
+                ConfigError::invalid(field("method"), p.method.clone(), "not an HTTP method")
+            })?,
+        )
+    };
+    let pattern = PathPattern::parse(&p.path).map_err(|m| {
+        ConfigError::invalid(field("path"), p.path.clone(), format!("{m}{}", colon_hint(&p.path)))
+    })?;
+    let t = &p.target;
+    let set = [
+        t.path.is_some(),
+        t.query.is_some(),
+        t.header.is_some(),
+        t.json.is_some(),
+    ]
+    .iter()
+    .filter(|b| **b)
+    .count();
+    if set != 1 {
+        return Err(ConfigError::invalid(
+            field("target"),
+            format!("{set} sources"),
+            "set exactly one of path, query, header, json",
+        ));
+    }
+    let source = if let Some(name) = &t.path {
+        let Some(idx) = pattern.param(name) else {
+            return Err(ConfigError::invalid(
+                field("target.path"),
+                name.clone(),
+                format!(
+                    "the path `{}` has no parameter `{{{name}}}`{}",
+                    p.path,
+                    colon_hint(&p.path)
+                ),
+            ));
+        };
+        TargetSource::Path(idx)
+    } else if let Some(q) = &t.query {
+        if q.is_empty() {
+            return Err(ConfigError::invalid(
+                field("target.query"),
+                "",
+                "must not be empty",
+            ));
+        }
+        TargetSource::Query(q.clone())
+    } else if let Some(h) = &t.header {
+        TargetSource::Header(http::HeaderName::from_bytes(h.as_bytes()).map_err(|_| {
+            ConfigError::invalid(field("target.header"), h.clone(), "not a header name")
+        })?)
+    } else {
+        let j = t.json.as_deref().unwrap_or_default();
+        if j.is_empty() || j.split('.').any(str::is_empty) {
+            return Err(ConfigError::invalid(
+                field("target.json"),
+                j,
+                "must be a field name, dots between nested names",
+            ));
+        }
+        TargetSource::Json(j.split('.').map(str::to_owned).collect())
+    };
+    if p.body_limit == 0 || p.body_limit > MAX_BODY_LIMIT {
+        return Err(ConfigError::invalid(
+            field("body_limit"),
+            p.body_limit.to_string(),
+            format!("must be 1..={MAX_BODY_LIMIT}"),
+        ));
+    }
+    let thresholds = p.effective_thresholds(i)?;
+    check_thresholds(i, &thresholds)?;
+    Ok(ProbeParts {
+        method,
+        pattern,
+        source,
+        thresholds,
+        self_target: p
+            .self_target
+            .unwrap_or(matches!(p.style, ProbeStyle::Objects)),
+        oversized: p.oversized.unwrap_or(match p.style {
+            ProbeStyle::Identities => Oversized::Refuse,
+            ProbeStyle::Objects => Oversized::Pass,
+        }),
+    })
+}
+
+/// A hint for a path written in another router's syntax: `/orders/:id`
+/// (or `*rest`) is `/orders/{id}` here.
+fn colon_hint(path: &str) -> String {
+    let seg = path
+        .split('/')
+        .find(|s| s.starts_with(':') || s.starts_with('*'))
+        .filter(|s| s.len() > 1);
+    match seg {
+        Some(s) => format!(
+            " (parameters are written `{{{}}}`, not `{s}`)",
+            &s[1..]
+        ),
+        None => String::new(),
+    }
+}
+
+fn unit(field: &str, v: f64) -> Result<(), ConfigError> {
+    if v.is_finite() && (0.0..=1.0).contains(&v) {
+        Ok(())
+    } else {
+        Err(ConfigError::invalid(
+            field,
+            v.to_string(),
+            "must be between 0 and 1",
+        ))
+    }
+}
+
+/// A 32-hex-digit key.
+pub(crate) fn parse_key(k: &str) -> Option<(u64, u64)> {
+    if k.len() != 32 || !k.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let a = u64::from_str_radix(&k[..16], 16).ok()?;
+    let b = u64::from_str_radix(&k[16..], 16).ok()?;
+    Some((a, b))
+}

@@ -1,0 +1,316 @@
+//! [`Detector`]: the sans-IO detection core. It knows nothing of tower,
+//! hyper or bodies: adapters give it plain facts and the time, and it
+//! answers. It holds the compiled [`Policy`] (swapped whole by a reload)
+//! apart from the live state (records, verdicts, service-wide views), which
+//! a reload keeps.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use arc_swap::{ArcSwap, Guard};
+
+use super::policy::Policy;
+use super::probes::ProbeLive;
+use crate::actor::{AccountId, ActorKey};
+use crate::clock::secs_to_nanos;
+use crate::config::{Config, ConfigError};
+use crate::probe::TargetInfo;
+use crate::state::store::Store;
+use crate::state::verdict::Table;
+
+/// The detection core. Cheap to share (`Arc`); every method takes `&self`
+/// and the time, in nanoseconds of the adapter's clock.
+///
+/// A request goes through it in up to three calls:
+/// [`check`](Self::check) before the inner service (lists, verdicts, the
+/// pre-check), [`body`](Self::body) when the probe's target is in the body,
+/// and [`outcome`](Self::outcome) with the answer (learning, linking,
+/// escalation). The tower [`Guard`](crate::Guard) is one adapter; the test
+/// suite drives it from lists of events in simulated time.
+///
+/// ```
+/// use enumguard::Config;
+/// use enumguard::detect::{Answer, Decision, Detector, Facts, Target};
+/// use enumguard::{AccountId, Outcome};
+///
+/// let config = Config::from_toml_str(r#"
+///     [[probes]]
+///     name = "book"
+///     path = "/accounts/{id}/book"
+///     target = { path = "id" }
+/// "#).unwrap();
+/// let detector = Detector::new(config).unwrap();
+/// let policy = detector.policy();
+/// let me = AccountId::new("7");
+/// let actors = policy.actors(Some("203.0.113.9".parse().unwrap()), None, Some(me));
+/// let mut now = 1_000_000_000u64;
+/// let mut refused = 0;
+/// for id in 100..140u64 {
+///     let m = policy.route(&http::Method::GET, &format!("/accounts/{id}/book")).unwrap();
+///     let target = detector.target(&policy, m.probe(), id.to_string().as_bytes(), Some(&me));
+///     let facts = Facts { actors, probe: Some(m.probe()), target: Target::Known(target) };
+///     match detector.check(&policy, &facts, now) {
+///         Decision::Refuse(_) => refused += 1,
+///         Decision::Track(ticket) => {
+///             let answer = Answer { outcome: Some(Outcome::Hit), owner: None };
+///             detector.outcome(&policy, ticket, answer);
+///         }
+///         Decision::Pass => {}
+///     }
+///     now += 1_000_000_000;
+/// }
+/// // Fifteen foreign address books, then every request is refused.
+/// assert_eq!(refused, 40 - 15);
+/// ```
+pub struct Detector {
+    policy: ArcSwap<Policy>,
+    pub(crate) store: Store,
+    pub(crate) verdicts: Table,
+    /// Secret key of the distinct-target sketch: fixed for the detector's
+    /// life (records depend on it).
+    target_key: (u64, u64),
+    /// The session key used when the config sets none.
+    random_session_key: (u64, u64),
+    pub(crate) warned_missing_peer: AtomicBool,
+    /// Probe names by slot, for the life of the detector: a slot freed by
+    /// a reload is reused only once every other slot has been used.
+    slots: Mutex<Slots>,
+}
+
+#[derive(Default)]
+struct Slots {
+    names: Vec<Option<Arc<str>>>,
+    /// Freed slots, oldest first.
+    freed: std::collections::VecDeque<u8>,
+}
+
+impl Slots {
+    fn slot_for(&mut self, name: &str, taken: &[u8]) -> u8 {
+        if let Some(i) = self
+            .names
+            .iter()
+            .position(|n| n.as_deref() == Some(name))
+        {
+            return i as u8;
+        }
+        let slot = if self.names.len() < crate::config::MAX_PROBES {
+            self.names.push(None);
+            (self.names.len() - 1) as u8
+        } else {
+            // Every slot has been used once: the one freed longest ago,
+            // not taken by this config.
+            let pos = self
+                .freed
+                .iter()
+                .position(|s| !taken.contains(s))
+                .unwrap_or(0);
+            self.freed.remove(pos).unwrap_or(0)
+        };
+        self.names[slot as usize] = Some(Arc::from(name));
+        slot
+    }
+}
+
+impl std::fmt::Debug for Detector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Detector")
+            .field("policy", &*self.policy.load())
+            .field("tracked", &self.store.len())
+            .field("verdicts", &self.verdicts.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Detector {
+    /// A detector for `config`.
+    ///
+    /// # Errors
+    /// The config's first invalid field.
+    pub fn new(config: Config) -> Result<Self, ConfigError> {
+        let random_session_key = random_key();
+        let mut slots = Slots::default();
+        let policy = compile(&mut slots, config, random_session_key, None)?;
+        let c = &policy.config;
+        let store = Store::new(
+            c.limits.max_actors,
+            secs_to_nanos(c.blocks.max_secs).saturating_mul(2),
+        );
+        store.set_keep_score(policy.keep_score());
+        let verdicts = Table::new(c.limits.max_verdicts);
+        announce_probes(&policy);
+        Ok(Self {
+            policy: ArcSwap::from_pointee(policy),
+            store,
+            verdicts,
+            target_key: random_key(),
+            random_session_key,
+            warned_missing_peer: AtomicBool::new(false),
+            slots: Mutex::new(slots),
+        })
+    }
+
+    /// The current policy. Hold it for one request (it is a cheap, lock-free
+    /// snapshot), not across awaits.
+    #[inline]
+    pub fn policy(&self) -> Guard<Arc<Policy>> {
+        self.policy.load()
+    }
+
+    /// Replaces the policy with `config`, compiled. New thresholds apply
+    /// from the next request on; records, verdicts and strikes stay, and so
+    /// do the service-wide views of the probes that keep their name. A
+    /// probe the new config no longer has loses its records (a probe's
+    /// records are keyed by its name's slot). An invalid config is refused
+    /// and the old policy keeps running.
+    ///
+    /// `limits` (the bounds on records and verdicts) are fixed when the
+    /// detector is made; a reload that changes them is refused. A changed
+    /// `session_key` keys sessions anew from the next request on.
+    ///
+    /// # Errors
+    /// The new config's first invalid field.
+    pub fn reload(&self, config: Config) -> Result<(), ConfigError> {
+        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        let old = self.policy.load_full();
+        if config.limits != old.config.limits {
+            return Err(ConfigError::invalid(
+                "limits",
+                format!(
+                    "max_actors = {}, max_verdicts = {}",
+                    config.limits.max_actors, config.limits.max_verdicts
+                ),
+                "the bounds on records and verdicts are set when the guard is built; build a new guard to change them",
+            ));
+        }
+        let new = compile(&mut slots, config, self.random_session_key, Some(&old))?;
+        let removed: Vec<u8> = old
+            .probes
+            .iter()
+            .filter(|p| new.by_slot(p.slot).is_none_or(|q| q.name != p.name))
+            .map(|p| p.slot)
+            .collect();
+        self.store.set_keep_score(new.keep_score().min(old.keep_score()));
+        announce_probes(&new);
+        self.policy.store(Arc::new(new));
+        for slot in removed {
+            let n = self.store.drop_probe(slot);
+            slots.freed.push_back(slot);
+            tracing::info!(target: "enumguard", slot, records = n, "probe removed by reload: its records are dropped");
+        }
+        self.store
+            .set_keep_score(self.policy.load().keep_score());
+        Ok(())
+    }
+
+    /// A probe request's target, reduced to what the signals keep: a keyed
+    /// hash (the key is this detector's secret), its number, and whether it
+    /// is the caller's own account id (for probes with `self_target`).
+    pub fn target(
+        &self,
+        policy: &Policy,
+        probe: super::ProbeId,
+        bytes: &[u8],
+        account: Option<&AccountId>,
+    ) -> TargetInfo {
+        let self_target = policy
+            .probes
+            .get(probe.0 as usize)
+            .is_some_and(|p| p.self_target);
+        TargetInfo::new(bytes, account, self_target, self.target_key)
+    }
+
+    /// Nothing held can refuse a request that matches no probe (no list,
+    /// no live ban nor personal block): such a request needs no
+    /// identification. `now` is read only if a verdict might.
+    #[inline]
+    pub fn quiet(&self, policy: &Policy, now: impl FnOnce() -> u64) -> bool {
+        policy.no_lists && self.verdicts.no_wide(now)
+    }
+
+    /// Whether any verdict is held at all (one atomic read).
+    #[inline]
+    pub(crate) fn has_verdicts(&self) -> bool {
+        !self.verdicts.is_empty()
+    }
+
+    /// (actor, probe) records tracked now.
+    pub fn tracked(&self) -> usize {
+        self.store.len()
+    }
+
+    /// The bound on tracked records.
+    pub fn capacity(&self) -> usize {
+        self.store.capacity()
+    }
+
+    /// The verdict held for an actor key now.
+    pub fn verdict_of(&self, key: &ActorKey, now: u64) -> crate::Verdict {
+        self.verdicts.verdict(key, now)
+    }
+
+    pub(crate) fn warn_missing_peer_once(&self) -> bool {
+        !self.warned_missing_peer.swap(true, Ordering::Relaxed)
+    }
+}
+
+/// Compiles `config`, giving each probe its slot by name and, where an
+/// older policy had a probe of that name, its live state (a fresh view if
+/// the view's settings changed, seeded with what the old one learned).
+fn compile(
+    slots: &mut Slots,
+    config: Config,
+    random_session_key: (u64, u64),
+    old: Option<&Policy>,
+) -> Result<Policy, ConfigError> {
+    let mut taken = Vec::with_capacity(config.probes.len());
+    let mut slot_of = |name: &str, c: &Config, i: usize| {
+        let slot = slots.slot_for(name, &taken);
+        taken.push(slot);
+        let live = old.and_then(|o| {
+            let p = o.probes.iter().find(|p| &*p.name == name)?;
+            let t = c.probes[i].effective_thresholds(i).ok()?;
+            let watch = c.probes[i]
+                .self_target
+                .unwrap_or(matches!(c.probes[i].style, crate::config::ProbeStyle::Objects))
+                && t.foreign_block > 0;
+            if o.config.service_view == c.service_view && p.watch_foreign == watch {
+                return Some(p.live.clone());
+            }
+            let (miss, foreign) = p.live.view.baselines();
+            Some(Arc::new(ProbeLive::new(super::view::View::new(
+                &c.service_view,
+                watch,
+                miss,
+                foreign,
+            ))))
+        });
+        (slot, live)
+    };
+    Policy::compile(config, random_session_key, &mut slot_of)
+}
+
+/// Logs the compiled probes: how many (info), and each pattern (debug).
+fn announce_probes(policy: &Policy) {
+    tracing::info!(target: "enumguard", probes = policy.probes.len(), mode = ?policy.mode, "enumguard policy compiled");
+    for p in &policy.probes {
+        tracing::debug!(
+            target: "enumguard",
+            probe = %p.name,
+            path = %p.pattern(),
+            target = ?p.source,
+            "enumguard probe"
+        );
+    }
+}
+
+/// A random key per process, from the standard library's randomly seeded
+/// hasher (no extra dependency).
+pub(crate) fn random_key() -> (u64, u64) {
+    use std::hash::{BuildHasher, Hasher};
+    let s = std::collections::hash_map::RandomState::new();
+    let mut a = s.build_hasher();
+    a.write_u64(0x5e55_1011);
+    let mut b = s.build_hasher();
+    b.write_u64(0x6b65_7973);
+    (a.finish(), b.finish())
+}

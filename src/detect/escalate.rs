@@ -1,0 +1,247 @@
+//! Verdicts: throttles, blocks with escalating durations, the links a
+//! block makes to the request's other actors, and the event and metric of
+//! every change. Operators' bans and unbans go through here too.
+
+use super::policy::Policy;
+use super::probes::Probe;
+use super::score::{self, Level};
+use super::Detector;
+use crate::actor::{ActorKey, Actors};
+use crate::config::Mode;
+use crate::state::verdict::VerdictReason;
+
+/// Carried suspicion a block leaves at its end, at most: a repeat offender
+/// is not forgotten while it waits, and a day-long block reaches this.
+const MAX_BLOCK_CARRY: f64 = 4.0;
+
+impl Detector {
+    /// Throttles `key` (a new throttle is announced; a live one extended).
+    pub(crate) fn throttle(
+        &self,
+        policy: &Policy,
+        probe: &Probe,
+        now: u64,
+        actors: &Actors,
+        key: ActorKey,
+        score: f64,
+    ) {
+        if self.verdicts.throttle(
+            key,
+            now + policy.throttle_for,
+            VerdictReason::Detected,
+            Some(probe.slot),
+            now,
+            policy.quota,
+        ) {
+            self.announce(policy, probe, key, actors, "throttle", VerdictReason::Detected, score, now, 0);
+        }
+    }
+
+    /// The learning step found `key` at block level (the worst of the
+    /// request): every other actor of the request at block level is blocked
+    /// too, then `key`, which links.
+    pub(crate) fn block_crossed(
+        &self,
+        policy: &Policy,
+        probe: &Probe,
+        now: u64,
+        actors: &Actors,
+        key: ActorKey,
+        score: f64,
+    ) {
+        let t = &probe.thresholds;
+        for other in actors.keys() {
+            if other == key {
+                continue;
+            }
+            let s = self
+                .store
+                .read(&(other, probe.slot), |r| r.last_score())
+                .unwrap_or(0.0);
+            if score::level(t, s) == Level::Block && !self.is_blocked(other, now) {
+                self.block_one(policy, probe, now, actors, other, s, VerdictReason::Detected);
+            }
+        }
+        if !self.is_blocked(key, now) {
+            self.block(policy, probe, now, actors, key, score, VerdictReason::Detected);
+        }
+    }
+
+    pub(crate) fn is_blocked(&self, key: ActorKey, now: u64) -> bool {
+        matches!(self.verdicts.verdict(&key, now), crate::Verdict::Block { .. })
+    }
+
+    /// Blocks `actor` and raises the suspicion of the other actors of the
+    /// request (linking). Returns the end of the block.
+    ///
+    /// Links go from a person to its addresses and its other identities
+    /// (an account to its session and the reverse), never from an address
+    /// to the people behind it: a blocked ip or subnet (many people) adds
+    /// nothing to the accounts and sessions of the request, and an address
+    /// that carries suspicion only makes the *new* accounts and sessions
+    /// beside it watched (see `context`).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn block(
+        &self,
+        policy: &Policy,
+        probe: &Probe,
+        now: u64,
+        actors: &Actors,
+        actor: ActorKey,
+        score: f64,
+        reason: VerdictReason,
+    ) -> u64 {
+        let until = self.block_one(policy, probe, now, actors, actor, score, reason);
+        let t = &probe.thresholds;
+        let from_person = actor.kind().is_personal();
+        for other in actors.keys() {
+            if other == actor || (other.kind().is_personal() && !from_person) {
+                continue;
+            }
+            let linked = self
+                .store
+                .update((other, probe.slot), now, policy.half_life, |r| {
+                    r.raise_carry(now, policy.half_life, policy.boost, 0.0);
+                    let s = r.last_score() + policy.boost;
+                    r.set_score(s);
+                    s
+                });
+            if let Some(s) = linked {
+                if score::level(t, s) == Level::Block && !self.is_blocked(other, now) {
+                    self.block_one(policy, probe, now, actors, other, s, VerdictReason::Linked);
+                }
+            }
+        }
+        until
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn block_one(
+        &self,
+        policy: &Policy,
+        probe: &Probe,
+        now: u64,
+        actors: &Actors,
+        actor: ActorKey,
+        score: f64,
+        reason: VerdictReason,
+    ) -> u64 {
+        let strikes = self
+            .store
+            .update((actor, probe.slot), now, policy.half_life, |r| {
+                r.strikes = r.strikes.saturating_add(1);
+                // A blocked actor comes back with half a block of carried
+                // suspicion when its block *ends*, however long the block
+                // was: a repeat offender is not forgotten while it waits.
+                let d = policy.block_duration(u32::from(r.strikes));
+                let floor = 0.5 * 2f64.powf(d as f64 / policy.half_life.max(1) as f64);
+                r.raise_carry(now, policy.half_life, 0.0, floor.min(MAX_BLOCK_CARRY));
+                r.set_score(r.last_score().max(1.0));
+                u32::from(r.strikes)
+            })
+            .unwrap_or(1);
+        let until = now.saturating_add(policy.block_duration(strikes));
+        if self
+            .verdicts
+            .block(actor, until, reason, strikes, Some(probe.slot), now)
+        {
+            self.announce(policy, probe, actor, actors, "block", reason, score, now, strikes);
+        }
+        until
+    }
+
+    /// The tracing event and metric of a verdict change.
+    #[allow(clippy::too_many_arguments)]
+    fn announce(
+        &self,
+        policy: &Policy,
+        probe: &Probe,
+        actor: ActorKey,
+        actors: &Actors,
+        verdict: &'static str,
+        reason: VerdictReason,
+        score: f64,
+        now: u64,
+        strikes: u32,
+    ) {
+        let t = &probe.thresholds;
+        let signals = self
+            .store
+            .read(&(actor, probe.slot), |r| r.signals(now, probe.window, probe.long))
+            .unwrap_or_default();
+        // The account's id, for an account actor only.
+        let account = actors
+            .account
+            .filter(|a| a.key() == actor)
+            .map(|a| a.to_string());
+        let secs = match self.verdicts.verdict(&actor, now) {
+            crate::Verdict::Block { remaining, .. } | crate::Verdict::Throttle { remaining, .. } => {
+                remaining.as_secs()
+            }
+            _ => 0,
+        };
+        tracing::warn!(
+            target: "enumguard",
+            actor = %actor,
+            account = account.as_deref(),
+            probe = %probe.name,
+            verdict,
+            reason = reason.as_str(),
+            mode = if policy.mode == Mode::Observe { "observe" } else { "enforce" },
+            score = format_args!("{score:.2}"),
+            foreign = format_args!("{:.1}", signals.foreign),
+            misses = format_args!("{:.1}", signals.misses),
+            denied = format_args!("{:.1}", signals.denied),
+            seq_run = signals.seq_run,
+            regular = signals.regular,
+            foreign_block = t.foreign_block,
+            miss_block = t.miss_block,
+            denied_block = t.denied_block,
+            strikes,
+            secs,
+            "enumguard verdict changed"
+        );
+        metrics::counter!(
+            crate::metrics::VERDICTS,
+            "verdict" => verdict,
+            "actor_kind" => actor.kind().as_str(),
+            "reason" => reason.as_str(),
+            "probe" => probe.name.to_string()
+        )
+        .increment(1);
+    }
+
+    /// An operator's ban of `key` for `dur` nanoseconds from `now`: replaces
+    /// a shorter verdict; a longer block stays.
+    pub fn ban(&self, key: ActorKey, now: u64, dur: u64) {
+        let strikes = match self.verdicts.get(&key) {
+            Some(e) => e.strikes.max(1),
+            None => 1,
+        };
+        if self.verdicts.block(
+            key,
+            now.saturating_add(dur),
+            VerdictReason::Manual,
+            strikes,
+            None,
+            now,
+        ) {
+            tracing::warn!(target: "enumguard", actor = %key, verdict = "block", reason = "manual", secs = dur / 1_000_000_000, "enumguard verdict changed");
+            metrics::counter!(crate::metrics::VERDICTS, "verdict" => "block", "actor_kind" => key.kind().as_str(), "reason" => "manual", "probe" => "").increment(1);
+        }
+    }
+
+    /// Lifts any verdict on `key` and forgets its records (signals and
+    /// strikes). Returns whether it had a verdict.
+    pub fn unban(&self, key: ActorKey) -> bool {
+        let had = self.verdicts.remove(&key);
+        for slot in 0..=u8::MAX {
+            self.store.remove(&(key, slot));
+        }
+        if had {
+            tracing::warn!(target: "enumguard", actor = %key, verdict = "allow", reason = "manual", "enumguard verdict changed");
+            metrics::counter!(crate::metrics::VERDICTS, "verdict" => "allow", "actor_kind" => key.kind().as_str(), "reason" => "manual", "probe" => "").increment(1);
+        }
+        had
+    }
+}

@@ -1,0 +1,108 @@
+//! What an adapter tells the detector about a request, and what it answers.
+
+use super::policy::Match;
+use super::refusal::Refusal;
+use crate::actor::{AccountId, Actors};
+use crate::probe::{Outcome, TargetInfo};
+
+/// A probe of the current policy, as [`Policy::route`](super::Policy::route)
+/// matched it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProbeId(pub(crate) u8);
+
+impl ProbeId {
+    pub(crate) fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+impl Match {
+    /// The probe matched.
+    pub fn probe(&self) -> ProbeId {
+        ProbeId(self.index)
+    }
+}
+
+/// A request's target, as far as the adapter knows it before the inner
+/// service runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// No target (the request matched no probe, or the head lacks it).
+    None,
+    /// The probe's target is in the body: the adapter reads it and reports
+    /// it with [`Detector::body`](super::Detector::body).
+    InBody,
+    /// The target, from the request head.
+    Known(TargetInfo),
+}
+
+/// The facts of one request, before the inner service runs.
+#[derive(Debug, Clone, Copy)]
+pub struct Facts {
+    /// Who made it ([`Policy::actors`](super::Policy::actors)).
+    pub actors: Actors,
+    /// The probe it matched, if any.
+    pub probe: Option<ProbeId>,
+    /// Its target.
+    pub target: Target,
+}
+
+/// What the detector says of a request.
+#[derive(Debug)]
+#[must_use]
+pub enum Decision {
+    /// Forward it; nothing is learned from its answer.
+    Pass,
+    /// Refuse it (enforce mode only: observe mode passes it, counting what
+    /// it would have refused).
+    Refuse(Refusal),
+    /// Forward it and report its answer with the ticket
+    /// ([`Detector::outcome`](super::Detector::outcome)); if the ticket
+    /// [awaits the body](Ticket::awaits_body), read the target first and
+    /// report it with [`Detector::body`](super::Detector::body).
+    Track(Ticket),
+}
+
+/// A tracked probe request, handed back with its answer. Fixed size, no heap.
+#[derive(Debug, Clone, Copy)]
+pub struct Ticket {
+    pub(crate) slot: u8,
+    pub(crate) actors: Actors,
+    pub(crate) now: u64,
+    pub(crate) target: Option<TargetInfo>,
+    pub(crate) awaits_body: bool,
+}
+
+impl Ticket {
+    /// The probe's target is in the body, which the adapter must read and
+    /// report before forwarding.
+    pub fn awaits_body(&self) -> bool {
+        self.awaits_body
+    }
+
+    /// The request's actors.
+    pub fn actors(&self) -> &Actors {
+        &self.actors
+    }
+}
+
+/// What the adapter found in a body it read for a probe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyTarget {
+    /// The target.
+    Found(TargetInfo),
+    /// Nothing to count (an empty body, or the body failed to read).
+    Nothing,
+    /// The body was larger than the probe's `body_limit`.
+    Oversized,
+}
+
+/// The answer to a tracked request, as the adapter read it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Answer {
+    /// Hit, miss or denied; `None` for a status in no outcome rule.
+    pub outcome: Option<Outcome>,
+    /// Whose object it was, when the application said
+    /// ([`Owner`](crate::Owner)).
+    pub owner: Option<AccountId>,
+}

@@ -1,0 +1,35 @@
+//! The detection core, sans IO: [`Detector`] takes plain facts (the
+//! actors, the matched probe and its target, later the answer) and a time,
+//! and answers pass, refuse or track. It knows nothing of tower, hyper or
+//! bodies; the tower [`Guard`](crate::Guard) is one adapter, a log replay or
+//! a test driving it from a list of events is another.
+//!
+//! | file | role |
+//! |---|---|
+//! | `detector.rs` | [`Detector`]: the policy (swapped whole by a reload) apart from the live state |
+//! | `policy.rs` | [`Policy`]: a config compiled once (probes, prefixes, lists, durations in nanoseconds); deriving actor keys |
+//! | `probes.rs` | the compiled probe: matching, target extraction, outcome rules, with its live state |
+//! | `facts.rs` | what an adapter says ([`Facts`], [`Answer`], [`BodyTarget`]) and what the detector answers ([`Decision`], [`Ticket`]) |
+//! | `steps.rs` | the steps: lists, the gate, the pre-check, learning; how observe mode predicts enforce mode |
+//! | `context.rs` | what is known of an actor besides its signals: kind, history, a suspect address |
+//! | `score.rs` | the scoring: signals and context in, suspicion out (pure) |
+//! | `escalate.rs` | throttles, escalating blocks, links, operators' bans; the event and metric of each change |
+//! | `view.rs` | the service-wide view of each probe |
+//! | `refusal.rs` | [`Refusal`]: why a request was refused, and for how long |
+
+mod context;
+mod detector;
+mod escalate;
+mod facts;
+mod policy;
+pub(crate) mod probes;
+mod refusal;
+pub(crate) mod score;
+mod steps;
+mod view;
+
+pub use detector::Detector;
+pub use facts::{Answer, BodyTarget, Decision, Facts, ProbeId, Target, Ticket};
+pub use policy::{Match, Policy};
+pub use refusal::{Refusal, RefusalKind};
+pub use crate::probe::TargetInfo;

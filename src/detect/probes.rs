@@ -1,0 +1,310 @@
+//! The compiled probe: pattern, target source, outcome rules and
+//! thresholds in the units the hot path uses, with a handle on its live
+//! state (the service-wide view), which outlives a reload.
+
+use std::ops::Range;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use http::{HeaderMap, Method, StatusCode};
+
+use super::view::View;
+use crate::clock::secs_to_nanos;
+use crate::config::{Oversized, ProbeConfig, ServiceViewConfig, Thresholds, probe_parts};
+use crate::config::ConfigError;
+use crate::probe::{Outcome, OutcomeRules, PathPattern, TARGET_BUF, TargetSource};
+
+/// What a probe keeps across reloads (by name): its service-wide view and
+/// what the application showed of it.
+pub(crate) struct ProbeLive {
+    pub(crate) view: View,
+    /// The application has reported an [`Owner`](crate::Owner) in a
+    /// response: ownership is known only after the handler.
+    pub(crate) owner_reported: AtomicBool,
+    /// A request has matched the probe (for the warning about probes that
+    /// match nothing).
+    pub(crate) matched: AtomicBool,
+}
+
+impl ProbeLive {
+    pub(crate) fn new(view: View) -> Self {
+        Self {
+            view,
+            owner_reported: AtomicBool::new(false),
+            matched: AtomicBool::new(false),
+        }
+    }
+
+    /// Notes a flag once: a load, and a store only the first time (no
+    /// shared line written per request).
+    pub(crate) fn note(flag: &AtomicBool) {
+        if !flag.load(Ordering::Relaxed) {
+            flag.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
+/// A probe, compiled.
+pub(crate) struct Probe {
+    /// Shared with every refusal that names it (no allocation per refusal).
+    pub(crate) name: Arc<str>,
+    /// Its slot in the state: the byte in each record's key. Kept by name
+    /// across reloads.
+    pub(crate) slot: u8,
+    method: Option<Method>,
+    pattern: PathPattern,
+    pub(crate) source: TargetSource,
+    pub(crate) self_target: bool,
+    rules: OutcomeRules,
+    pub(crate) body_limit: usize,
+    pub(crate) oversized: Oversized,
+    pub(crate) thresholds: Thresholds,
+    /// `thresholds.window_secs` and `long_half_life_secs`, in nanoseconds.
+    pub(crate) window: u64,
+    pub(crate) long: u64,
+    /// Foreign targets are this probe's tell (own objects and a foreign
+    /// threshold): the service-wide view watches their rate.
+    pub(crate) watch_foreign: bool,
+    pub(crate) live: Arc<ProbeLive>,
+}
+
+impl std::fmt::Debug for Probe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Probe")
+            .field("name", &self.name)
+            .field("method", &self.method)
+            .field("path", &self.pattern.to_pattern_string())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Probe {
+    /// Compiles probe number `i`; `live` is the state it keeps from an
+    /// earlier policy, if any (else a fresh view).
+    pub(crate) fn compile(
+        i: usize,
+        p: &ProbeConfig,
+        slot: u8,
+        view_cfg: &ServiceViewConfig,
+        live: Option<Arc<ProbeLive>>,
+    ) -> Result<Self, ConfigError> {
+        let parts = probe_parts(i, p)?;
+        let t = parts.thresholds;
+        let watch_foreign = parts.self_target && t.foreign_block > 0;
+        let live = live.unwrap_or_else(|| {
+            Arc::new(ProbeLive::new(View::new(
+                view_cfg,
+                watch_foreign,
+                t.baseline_miss_ratio,
+                t.baseline_foreign_ratio,
+            )))
+        });
+        Ok(Self {
+            name: Arc::from(p.name.as_str()),
+            slot,
+            method: parts.method,
+            pattern: parts.pattern,
+            source: parts.source,
+            self_target: parts.self_target,
+            rules: OutcomeRules {
+                hit: p.outcome.hit.clone(),
+                miss: p.outcome.miss.clone(),
+                denied: p.outcome.denied.clone(),
+            },
+            body_limit: p.body_limit,
+            oversized: parts.oversized,
+            window: secs_to_nanos(t.window_secs),
+            long: secs_to_nanos(t.long_half_life_secs),
+            thresholds: t,
+            watch_foreign,
+            live,
+        })
+    }
+
+    /// The path pattern as written.
+    pub(crate) fn pattern(&self) -> String {
+        self.pattern.to_pattern_string()
+    }
+
+    /// Whether the request is for this probe; if so, where its path target
+    /// lies in `path` (for path probes), as a byte range.
+    #[inline]
+    pub(crate) fn matches(&self, method: &Method, path: &str) -> Option<Option<Range<usize>>> {
+        if let Some(m) = &self.method {
+            if m != method {
+                return None;
+            }
+        }
+        self.pattern.matches(path, self.source.path_param())
+    }
+
+    /// Whether the target is in the body.
+    pub(crate) fn needs_body(&self) -> bool {
+        self.source.in_body()
+    }
+
+    /// The target bytes from the request head (not for JSON targets).
+    pub(crate) fn head_target<'a>(
+        &self,
+        path_capture: Option<&'a str>,
+        query: Option<&'a str>,
+        headers: &'a HeaderMap,
+        buf: &'a mut [u8; TARGET_BUF],
+    ) -> Option<&'a [u8]> {
+        self.source.head_target(path_capture, query, headers, buf)
+    }
+
+    /// How the response turned out; `None` for statuses in no class.
+    pub(crate) fn classify(&self, status: StatusCode, ext: &http::Extensions) -> Option<Outcome> {
+        self.rules.classify(status, ext)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{OutcomeConfig, TargetConfig};
+
+    fn probe(path: &str, target: TargetConfig) -> Probe {
+        compile(&ProbeConfig::objects("p", "GET", path, target)).unwrap()
+    }
+
+    fn compile(p: &ProbeConfig) -> Result<Probe, ConfigError> {
+        Probe::compile(0, p, 0, &ServiceViewConfig::default(), None)
+    }
+
+    fn capture<'a>(p: &Probe, m: &Method, path: &'a str) -> Option<Option<&'a str>> {
+        p.matches(m, path).map(|c| c.map(|r| &path[r]))
+    }
+
+    #[test]
+    fn path_pattern_matches() {
+        let p = probe("/api/accounts/{id}/addressbook", TargetConfig::path("id"));
+        assert_eq!(
+            capture(&p, &Method::GET, "/api/accounts/42/addressbook"),
+            Some(Some("42"))
+        );
+        assert_eq!(
+            capture(&p, &Method::POST, "/api/accounts/42/addressbook"),
+            None
+        );
+        assert_eq!(capture(&p, &Method::GET, "/api/accounts/42"), None);
+        assert_eq!(capture(&p, &Method::GET, "/api/accounts//addressbook"), None);
+        assert_eq!(
+            capture(&p, &Method::GET, "/api/accounts/42/addressbook/x"),
+            None
+        );
+        let two = probe("/a/{x}/b/{id}", TargetConfig::path("id"));
+        assert_eq!(capture(&two, &Method::GET, "/a/xx/b/77"), Some(Some("77")));
+    }
+
+    #[test]
+    fn bad_patterns_are_config_errors() {
+        for (path, target) in [
+            ("api/{id}", TargetConfig::path("id")),
+            ("/api/{id", TargetConfig::path("id")),
+            ("/api/x{id}", TargetConfig::path("id")),
+            ("/api/{id}", TargetConfig::path("other")),
+        ] {
+            let e = compile(&ProbeConfig::objects("p", "GET", path, target)).unwrap_err();
+            assert!(e.field().unwrap().starts_with("probes[0]."), "{e}");
+        }
+        let mut two = TargetConfig::path("id");
+        two.query = Some("q".into());
+        let e = compile(&ProbeConfig::objects("p", "GET", "/a/{id}", two)).unwrap_err();
+        assert_eq!(e.field(), Some("probes[0].target"));
+    }
+
+    /// A path in another router's syntax gets a hint at ours.
+    #[test]
+    fn a_colon_parameter_hints_at_braces() {
+        let e = compile(&ProbeConfig::objects(
+            "p",
+            "GET",
+            "/orders/:id",
+            TargetConfig::path("id"),
+        ))
+        .unwrap_err();
+        assert_eq!(e.field(), Some("probes[0].target.path"));
+        assert!(e.to_string().contains("`{id}`, not `:id`"), "{e}");
+    }
+
+    #[test]
+    fn query_target_is_decoded() {
+        let p = probe("/lookup", TargetConfig::query("email"));
+        let h = HeaderMap::new();
+        let t = |q: Option<&str>| {
+            let mut buf = [0u8; TARGET_BUF];
+            p.head_target(None, q, &h, &mut buf).map(|b| b.to_vec())
+        };
+        assert_eq!(t(Some("x=1&email=a%40b.test&y")).as_deref(), Some(&b"a@b.test"[..]));
+        // Without the name, the whole query is the target.
+        assert_eq!(t(Some("x=1")).as_deref(), Some(&b"x=1"[..]));
+        assert_eq!(t(None), None);
+        // An encoded key is the same key.
+        assert_eq!(t(Some("%65mail=guess%40x")).as_deref(), Some(&b"guess@x"[..]));
+        // A name given twice with different values: the whole query.
+        assert_eq!(
+            t(Some("email=decoy&email=guess")).as_deref(),
+            Some(&b"email=decoy&email=guess"[..])
+        );
+        assert_eq!(t(Some("email=same&email=same")).as_deref(), Some(&b"same"[..]));
+        // A broken escape is kept as is, never a panic.
+        assert_eq!(t(Some("email=%4")).as_deref(), Some(&b"%4"[..]));
+        assert_eq!(t(Some("email=%zz%")).as_deref(), Some(&b"%zz%"[..]));
+    }
+
+    #[test]
+    fn classify_prefers_extension_then_exact_codes() {
+        let mut p = probe("/a/{id}", TargetConfig::path("id"));
+        let ext = http::Extensions::new();
+        assert_eq!(p.classify(StatusCode::OK, &ext), Some(Outcome::Hit));
+        assert_eq!(p.classify(StatusCode::NOT_FOUND, &ext), Some(Outcome::Miss));
+        assert_eq!(
+            p.classify(StatusCode::FORBIDDEN, &ext),
+            Some(Outcome::Denied)
+        );
+        assert_eq!(p.classify(StatusCode::INTERNAL_SERVER_ERROR, &ext), None);
+        let mut ext2 = http::Extensions::new();
+        ext2.insert(Outcome::Miss);
+        assert_eq!(p.classify(StatusCode::OK, &ext2), Some(Outcome::Miss));
+        let oc: OutcomeConfig =
+            toml::from_str("hit = [409]\nmiss = [\"2xx\"]\ndenied = [\"4xx\"]").unwrap();
+        p.rules = OutcomeRules {
+            hit: oc.hit,
+            miss: oc.miss,
+            denied: oc.denied,
+        };
+        assert_eq!(p.classify(StatusCode::CONFLICT, &ext), Some(Outcome::Hit));
+        assert_eq!(p.classify(StatusCode::CREATED, &ext), Some(Outcome::Miss));
+        assert_eq!(
+            p.classify(StatusCode::UNAUTHORIZED, &ext),
+            Some(Outcome::Denied)
+        );
+    }
+
+    #[test]
+    fn status_spec_rejects_nonsense() {
+        assert!(toml::from_str::<OutcomeConfig>("hit = [\"7xx\"]").is_err());
+        assert!(toml::from_str::<OutcomeConfig>("hit = [99]").is_err());
+    }
+
+    #[test]
+    fn json_target() {
+        let p = compile(&ProbeConfig::identities(
+            "p",
+            "POST",
+            "/reset",
+            TargetConfig::json("user.email"),
+        ))
+        .unwrap();
+        let t = |b: &[u8]| p.source.json_target(b, |t| t.to_vec());
+        assert_eq!(t(br#"{"user":{"email":"a@b"}}"#).as_deref(), Some(&b"a@b"[..]));
+        assert_eq!(t(br#"{"user":{"email":42}}"#).as_deref(), Some(&b"42"[..]));
+        // Unreadable bodies, or without the field, count as themselves;
+        // empty ones count nothing.
+        assert_eq!(t(b"not json").as_deref(), Some(&b"not json"[..]));
+        assert_eq!(t(br#"{"user":{}}"#).as_deref(), Some(&br#"{"user":{}}"#[..]));
+        assert_eq!(t(b"  "), None);
+    }
+}

@@ -1,0 +1,390 @@
+//! The steps of a request through the detector, each in one place:
+//! lists, the gate (verdicts), the pre-check (would this target cross a
+//! block threshold?), and learning from the answer.
+//!
+//! Observe mode takes every step exactly as enforce mode does, verdicts,
+//! strikes, escalation, events and metrics included; only the refusal is
+//! left out. A request enforce mode would refuse is therefore passed
+//! without a ticket: nothing is learned from its answer, as nothing is in
+//! enforce mode, where it never reaches the service.
+
+use super::facts::{Answer, BodyTarget, Decision, Facts, ProbeId, Target, Ticket};
+use super::policy::Policy;
+use super::probes::{Probe, ProbeLive};
+use super::refusal::{Refusal, RefusalKind};
+use super::score::{self, Level};
+use super::{Detector, context};
+use crate::actor::{ActorKey, ActorKind, Actors, in_any};
+use crate::config::{Mode, Oversized};
+use crate::probe::{Outcome, TargetInfo};
+use crate::state::record::Record;
+use crate::state::verdict::{Gate, Scope, VerdictReason};
+
+impl Detector {
+    /// Everything before the inner service: the allow and deny lists, the
+    /// actors' verdicts, and for a probe request with a known target the
+    /// pre-check. See [`Decision`].
+    pub fn check(&self, policy: &Policy, facts: &Facts, now: u64) -> Decision {
+        let actors = &facts.actors;
+        let account = actors.account.map(|a| a.hash());
+        if !policy.no_lists {
+            if actors.addr.is_some_and(|ip| in_any(&policy.allow, ip))
+                || account.is_some_and(|h| policy.allow_accounts.contains(&h))
+            {
+                return Decision::Pass;
+            }
+            let denied_ip = actors.addr.is_some_and(|ip| in_any(&policy.deny, ip));
+            if denied_ip || account.is_some_and(|h| policy.deny_accounts.contains(&h)) {
+                let kind = if denied_ip {
+                    ActorKind::Ip
+                } else {
+                    ActorKind::Account
+                };
+                return self.refuse(
+                    policy,
+                    Refusal::new(RefusalKind::Denylisted, Some(kind), None, None),
+                );
+            }
+        }
+        let probe = facts
+            .probe
+            .and_then(|ProbeId(i)| policy.probes.get(i as usize));
+        let target = match facts.target {
+            Target::Known(t) => Some(t),
+            _ => None,
+        };
+        if self.has_verdicts() {
+            if let Some(r) = self.gate(policy, actors, now, probe) {
+                // Pressing on against a throttle with new targets is
+                // evidence too: it moves the actor toward a block.
+                if r.kind() == RefusalKind::Throttled {
+                    if let (Some(p), Some(_)) = (probe, target) {
+                        self.learn(policy, p, now, actors, target, None);
+                    }
+                }
+                return self.refuse(policy, r);
+            }
+        }
+        let Some(probe) = probe else {
+            return Decision::Pass;
+        };
+        let ticket = Ticket {
+            slot: probe.slot,
+            actors: *actors,
+            now,
+            target,
+            awaits_body: facts.target == Target::InBody,
+        };
+        match target {
+            Some(t) => self.prechecked(policy, probe, ticket, &t),
+            None => Decision::Track(ticket),
+        }
+    }
+
+    /// The target of a ticket that [awaited the body](Ticket::awaits_body),
+    /// as the adapter read it: the pre-check runs now.
+    pub fn body(&self, policy: &Policy, mut ticket: Ticket, body: BodyTarget) -> Decision {
+        ticket.awaits_body = false;
+        let Some(probe) = policy.by_slot(ticket.slot) else {
+            return Decision::Pass;
+        };
+        match body {
+            BodyTarget::Found(t) => {
+                ticket.target = Some(t);
+                self.prechecked(policy, probe, ticket, &t)
+            }
+            BodyTarget::Nothing => Decision::Track(ticket),
+            BodyTarget::Oversized if probe.oversized == Oversized::Refuse => self.refuse(
+                policy,
+                Refusal::new(RefusalKind::BodyTooLarge, None, None, Some(&probe.name)),
+            ),
+            BodyTarget::Oversized => Decision::Track(ticket),
+        }
+    }
+
+    /// The answer to a tracked request: folded into every actor's record,
+    /// and verdicts changed where a threshold was crossed. A ticket whose
+    /// probe a reload removed is ignored.
+    pub fn outcome(&self, policy: &Policy, ticket: Ticket, answer: Answer) {
+        let Some(probe) = policy.by_slot(ticket.slot) else {
+            return;
+        };
+        let mut target = ticket.target;
+        // What the application says of the object's owner wins over ids.
+        if let (Some(t), Some(owner)) = (target.as_mut(), answer.owner) {
+            t.is_self = ticket
+                .actors
+                .account
+                .is_some_and(|a| a.hash() == owner.hash());
+            ProbeLive::note(&probe.live.owner_reported);
+        }
+        self.learn(
+            policy,
+            probe,
+            ticket.now,
+            &ticket.actors,
+            target,
+            answer.outcome,
+        );
+    }
+
+    /// A refusal, as the mode has it: enforce refuses; observe counts it
+    /// and passes the request (without a ticket: see the module docs).
+    pub(crate) fn refuse(&self, policy: &Policy, r: Refusal) -> Decision {
+        let actor_kind = r.actor_kind().map_or("none", ActorKind::as_str);
+        if policy.mode == Mode::Observe {
+            metrics::counter!(crate::metrics::WOULD_REFUSE, "reason" => r.kind().as_str(), "actor_kind" => actor_kind).increment(1);
+            tracing::debug!(target: "enumguard", reason = r.kind().as_str(), actor_kind, "observe mode: would refuse");
+            return Decision::Pass;
+        }
+        metrics::counter!(crate::metrics::REFUSED, "reason" => r.kind().as_str(), "actor_kind" => actor_kind).increment(1);
+        tracing::debug!(target: "enumguard", reason = r.kind().as_str(), actor_kind, "refused");
+        Decision::Refuse(r)
+    }
+
+    /// A request without a peer address, by `missing_peer`: `Ok` counts it
+    /// as `ip:unknown` (see [`Actors::unknown_ip`]); `Err` refuses it
+    /// (enforce mode with `missing_peer = "refuse"`). Logged once.
+    pub fn missing_peer(&self, policy: &Policy) -> Result<(), Refusal> {
+        use crate::config::MissingPeer;
+        match policy.missing_peer {
+            MissingPeer::Unknown => Ok(()),
+            MissingPeer::Refuse if policy.mode == Mode::Observe => {
+                if self.warn_missing_peer_once() {
+                    tracing::error!(
+                        target: "enumguard",
+                        "request without a peer address (observe mode: counted as `ip:unknown`); \
+                         in enforce mode such requests are refused with 500. Serve with \
+                         `into_make_service_with_connect_info::<SocketAddr>()` (axum) or insert \
+                         `enumguard::PeerAddr` into request extensions."
+                    );
+                }
+                metrics::counter!(crate::metrics::WOULD_REFUSE, "reason" => "missing_peer", "actor_kind" => "none").increment(1);
+                Ok(())
+            }
+            MissingPeer::Refuse => {
+                metrics::counter!(crate::metrics::REFUSED, "reason" => "missing_peer", "actor_kind" => "none").increment(1);
+                if self.warn_missing_peer_once() {
+                    tracing::error!(
+                        target: "enumguard",
+                        "request without a peer address: serve with `into_make_service_with_connect_info::<SocketAddr>()` \
+                         (axum) or insert `enumguard::PeerAddr` / `SocketAddr` into request extensions; \
+                         or set `missing_peer = \"unknown\"`. Refusing such requests with 500."
+                    );
+                }
+                Err(Refusal::new(RefusalKind::MissingPeer, None, None, None))
+            }
+        }
+    }
+
+    /// Looks up each actor's verdict; the first that applies (see
+    /// [`covers`](crate::state::verdict::covers)) refuses.
+    fn gate(
+        &self,
+        policy: &Policy,
+        actors: &Actors,
+        now: u64,
+        probe: Option<&Probe>,
+    ) -> Option<Refusal> {
+        let scope = Scope {
+            probe: probe.map(|p| p.slot),
+            anonymous: actors.account.is_none(),
+        };
+        for key in actors.keys() {
+            let (kind, retry, slot) = match self.verdicts.check(&key, now, scope) {
+                Gate::Pass => continue,
+                Gate::Blocked { retry_after, probe } => (RefusalKind::Blocked, retry_after, probe),
+                Gate::Throttled { retry_after, probe } => {
+                    (RefusalKind::Throttled, retry_after, probe)
+                }
+            };
+            let name = slot.and_then(|s| policy.by_slot(s)).map(|p| &p.name);
+            return Some(Refusal::new(kind, Some(key.kind()), Some(retry), name));
+        }
+        None
+    }
+
+    /// The pre-check, then the ticket or the refusal.
+    fn prechecked(
+        &self,
+        policy: &Policy,
+        probe: &Probe,
+        ticket: Ticket,
+        target: &TargetInfo,
+    ) -> Decision {
+        match self.precheck(policy, probe, ticket.now, &ticket.actors, target) {
+            Some((actor, retry_after)) => self.refuse(
+                policy,
+                Refusal::new(
+                    RefusalKind::Blocked,
+                    Some(actor.kind()),
+                    Some(retry_after),
+                    Some(&probe.name),
+                ),
+            ),
+            None => Decision::Track(ticket),
+        }
+    }
+
+    /// Would counting `target` for these actors cross a block threshold?
+    /// If so, the actor is blocked now and the request refused before the
+    /// inner service runs: `Some((actor, retry_after))`.
+    fn precheck(
+        &self,
+        policy: &Policy,
+        probe: &Probe,
+        now: u64,
+        actors: &Actors,
+        target: &TargetInfo,
+    ) -> Option<(ActorKey, u64)> {
+        if target.is_self {
+            return None;
+        }
+        let t = &probe.thresholds;
+        // Read only if some record meets a new target.
+        let anomalous = std::cell::OnceCell::new();
+        let mut watched = false;
+        let anonymous = actors.account.is_none();
+        // Where the application tells ownership only in the response, the
+        // target may be the actor's own: an actor with no evidence yet is
+        // not refused on a guess (its first foreign read is then learned,
+        // and the next one refused), so that new users reading their own
+        // objects during a spike are never refused.
+        // (An anonymous request owns nothing: no exemption there.)
+        let owner_later = !anonymous
+            && probe
+                .live
+                .owner_reported
+                .load(std::sync::atomic::Ordering::Relaxed);
+        let mut crossing: Option<(ActorKey, f64)> = None;
+        for key in actors.keys() {
+            let eval = |r: &Record| -> Option<f64> {
+                if r.seen(target.hash) || (owner_later && r.no_evidence()) {
+                    // Not a new target: counting it adds nothing.
+                    return None;
+                }
+                let anomalous = *anomalous.get_or_init(|| probe.live.view.anomalous(now));
+                let ctx = context::context(policy, probe, key.kind(), r, now, anomalous, watched);
+                // One new distinct target, with the outcome that would
+                // weigh most (unknown until the inner service answers).
+                let signals = context::judged(key.kind(), r.signals(now, probe.window, probe.long));
+                let seq = r.seq_run_after(target);
+                let worst = [Outcome::Miss, Outcome::Denied]
+                    .into_iter()
+                    .map(|o| score::score(t, &signals.with_new_target(o, seq), &ctx))
+                    .fold(0.0f64, f64::max);
+                Some(worst)
+            };
+            let (score, carry) = match self.store.read(&(key, probe.slot), |r| {
+                (eval(r), r.carry_at(now, policy.half_life))
+            }) {
+                Some(v) => v,
+                None => (eval(&Record::new(now)), 0.0),
+            };
+            watched |= context::suspect_address(policy, key.kind(), carry);
+            // An address's verdict refuses only anonymous requests (see the
+            // gate): a request with an account is refused for what its own
+            // actors would cross.
+            if !anonymous && !key.kind().is_personal() {
+                continue;
+            }
+            if let Some(s) = score {
+                if s >= 1.0 && crossing.is_none_or(|(_, best)| s > best) {
+                    crossing = Some((key, s));
+                }
+            }
+        }
+        let (actor, score) = crossing?;
+        if let crate::Verdict::Block { remaining, .. } = self.verdicts.verdict(&actor, now) {
+            // Already blocked (its verdict did not cover this request, or
+            // it came in between): no new strike, no second count.
+            return Some((actor, (remaining.as_nanos() as u64).max(1)));
+        }
+        // The attempt counts in the service-wide view as what the pre-check
+        // took it for, the worst answer (a foreign object where foreign
+        // objects are the tell, else a miss): refusing attempts must not
+        // hide an attack from the view.
+        probe
+            .live
+            .view
+            .record(now, !probe.watch_foreign, probe.watch_foreign, false);
+        let until = self.block(policy, probe, now, actors, actor, score, VerdictReason::Detected);
+        Some((actor, until.saturating_sub(now).max(1)))
+    }
+
+    /// Folds the answer to a probe request into every actor's record and
+    /// changes verdicts that crossed a threshold.
+    pub(crate) fn learn(
+        &self,
+        policy: &Policy,
+        probe: &Probe,
+        now: u64,
+        actors: &Actors,
+        target: Option<TargetInfo>,
+        outcome: Option<Outcome>,
+    ) {
+        let t = &probe.thresholds;
+        let (window, long) = (probe.window, probe.long);
+        let view = &probe.live.view;
+        // Read only if some record has evidence to score.
+        let anomalous = std::cell::OnceCell::new();
+        let mut watched = false;
+        // Requests of the address in its window, for the view; whether a
+        // person with history made the request.
+        let mut address_requests = 0u32;
+        let mut established = false;
+        let mut worst: Option<(ActorKey, f64)> = None;
+        for key in actors.keys() {
+            let res = self
+                .store
+                .update((key, probe.slot), now, policy.half_life, |r| {
+                    r.learn(now, window, long, target, outcome);
+                    let requests = r.window_requests(now, window);
+                    let with_history = key.kind().is_personal() && !context::is_new(policy, r, now);
+                    if r.no_evidence() {
+                        // Nothing of its own to score (own objects read, no
+                        // foreign target yet, nothing carried): no
+                        // suspicion, whatever its address did.
+                        r.set_score(0.0);
+                        return (0.0, 0.0, requests, with_history);
+                    }
+                    let anomalous = *anomalous.get_or_init(|| view.anomalous(now));
+                    let ctx = context::context(policy, probe, key.kind(), r, now, anomalous, watched);
+                    let s = score::score(t, &context::judged(key.kind(), r.signals(now, window, long)), &ctx);
+                    r.set_score(s);
+                    (s, r.carry_at(now, policy.half_life), requests, with_history)
+                });
+            let Some((score, carry, requests, with_history)) = res else {
+                continue;
+            };
+            established |= with_history;
+            if key.kind() == ActorKind::Ip {
+                address_requests = requests;
+            }
+            watched |= context::suspect_address(policy, key.kind(), carry);
+            match score::level(t, score) {
+                Level::Block => {
+                    if worst.is_none_or(|(_, s)| score > s) {
+                        worst = Some((key, score));
+                    }
+                }
+                Level::Throttle => self.throttle(policy, probe, now, actors, key, score),
+                Level::Allow => {}
+            }
+        }
+        // One busy address counts for a bounded share of the view: the view
+        // is for attacks spread over many addresses (see
+        // `ServiceViewConfig::per_address`).
+        if address_requests <= policy.per_address {
+            view.record(
+                now,
+                outcome == Some(Outcome::Miss),
+                target.is_some_and(|t| !t.is_self) && outcome != Some(Outcome::Miss),
+                established,
+            );
+        }
+        if let Some((key, score)) = worst {
+            self.block_crossed(policy, probe, now, actors, key, score);
+        }
+    }
+}

@@ -1,0 +1,108 @@
+//! The facts of an `http` request head, as the detector wants them: its
+//! actors and its probe's target. Reads only; never alters the request.
+
+use http::request::Parts;
+
+use super::service::Shared;
+use crate::actor::{Actors, client_ip, cookie, peer_addr};
+use crate::config::SessionSource;
+use crate::detect::{Match, Policy, Refusal, Target};
+use crate::probe::TARGET_BUF;
+
+/// How much of a request's attribution a step needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Need {
+    /// Only that the peer address is known (a request no probe, verdict or
+    /// list concerns).
+    Peer,
+    /// The address actors (ip, subnet), for the address lists.
+    Addr,
+    /// Every actor, session and account included.
+    Full,
+}
+
+impl Need {
+    pub(crate) fn of(policy: &Policy, probe: bool, verdicts: bool) -> Self {
+        if probe
+            || verdicts
+            || !policy.allow_accounts.is_empty()
+            || !policy.deny_accounts.is_empty()
+        {
+            Need::Full
+        } else if !policy.allow.is_empty() || !policy.deny.is_empty() {
+            Need::Addr
+        } else {
+            Need::Peer
+        }
+    }
+}
+
+/// The request's actors, as far as `need` asks: the session hash, the
+/// account closure and even the forwarding headers are skipped where
+/// nothing would read them. A request without a peer address is
+/// `ip:unknown`, or refused (see [`MissingPeer`](crate::MissingPeer)).
+pub(crate) fn actors(
+    shared: &Shared,
+    policy: &Policy,
+    parts: &Parts,
+    need: Need,
+) -> Result<Actors, Refusal> {
+    let addr = match peer_addr(&parts.extensions) {
+        Some(peer) => Some(client_ip(
+            peer,
+            &parts.headers,
+            &policy.trusted,
+            policy.forwarded_header,
+        )),
+        None => {
+            shared.core().missing_peer(policy)?;
+            None
+        }
+    };
+    if need != Need::Full {
+        return Ok(policy.actors(addr, None, None));
+    }
+    let token = match &policy.session {
+        Some(SessionSource::Header(_)) => policy
+            .session_header
+            .as_ref()
+            .and_then(|h| parts.headers.get(h))
+            .map(|v| v.as_bytes()),
+        Some(SessionSource::Cookie(c)) => cookie(&parts.headers, c),
+        None => None,
+    };
+    let account = shared.account(parts);
+    Ok(policy.actors(addr, token, account))
+}
+
+/// The target of a probe request from its head (`Target::InBody` for a
+/// JSON-body probe). The path capture is read from the path the probe
+/// matched, by the byte range the matcher returned; a range that does not
+/// slice the path (which cannot happen with an unchanged request) counts
+/// the whole path, so a target is never dropped silently.
+pub(crate) fn target(
+    shared: &Shared,
+    policy: &Policy,
+    parts: &Parts,
+    m: &Match,
+    actors: &Actors,
+) -> Target {
+    let Some(probe) = policy.probes.get(m.probe_index()) else {
+        return Target::None;
+    };
+    if probe.needs_body() {
+        return Target::InBody;
+    }
+    let path = parts.uri.path();
+    let capture = m.capture().map(|r| path.get(r).unwrap_or(path));
+    let mut buf = [0u8; TARGET_BUF];
+    let Some(bytes) = probe.head_target(capture, parts.uri.query(), &parts.headers, &mut buf) else {
+        return Target::None;
+    };
+    let account = actors.account();
+    let mut t = shared.core().target(policy, m.probe(), bytes, account.as_ref());
+    if !t.is_own() && shared.owns(parts, &probe.name, bytes) {
+        t = t.with_own(true);
+    }
+    Target::Known(t)
+}

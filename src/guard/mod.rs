@@ -1,0 +1,28 @@
+//! The tower adapter: [`GuardLayer`] wraps a service; each [`Guard`] turns
+//! an `http::Request` into facts for the [`Detector`](crate::detect::Detector),
+//! forwards or refuses, and reports the answer.
+//!
+//! | file | role |
+//! |---|---|
+//! | `layer.rs` | [`GuardLayer`] and [`GuardBuilder`]: building the guard |
+//! | `service.rs` | [`Guard`]: the request path, from matching to forwarding |
+//! | `identify.rs` | facts from the request head: actors and the probe's target |
+//! | `future.rs` | [`ResponseFuture`]: reading a JSON body, reporting the answer |
+//! | `body.rs` | [`GuardBody`], [`ResponseBody`]: bodies passed through untouched |
+//! | `response.rs` | [`OnRefusal`], [`DefaultRefusal`]: refusal responses |
+//! | `handle.rs` | [`GuardHandle`]: bans, inspection, reload |
+
+mod body;
+mod future;
+mod handle;
+mod identify;
+mod layer;
+mod response;
+mod service;
+
+pub use body::{GuardBody, ResponseBody};
+pub use future::ResponseFuture;
+pub use handle::{GuardHandle, Suspect};
+pub use layer::{GuardBuilder, GuardLayer};
+pub use response::{DefaultRefusal, OnRefusal};
+pub use service::Guard;

@@ -1,0 +1,106 @@
+//! How a probe request turned out, and whose object it was: what the
+//! application can tell the guard in the response extensions.
+
+use http::StatusCode;
+
+use super::StatusSpec;
+use crate::actor::AccountId;
+
+/// How a probe request turned out, as the application tells the guard by
+/// putting this into the response extensions. It overrides the status
+/// classes, which is what an endpoint that answers 200 either way needs:
+///
+/// ```
+/// let mut res = http::Response::new(());
+/// res.extensions_mut().insert(enumguard::Outcome::Miss);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Outcome {
+    /// The target exists and was served (or: the identity is registered).
+    Hit,
+    /// The target does not exist (or: no such identity).
+    Miss,
+    /// The actor may not see the target.
+    Denied,
+}
+
+impl Outcome {
+    /// The lower-case name used in logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Hit => "hit",
+            Outcome::Miss => "miss",
+            Outcome::Denied => "denied",
+        }
+    }
+}
+
+/// Whose object a probe request was about, as the application tells the
+/// guard by putting this into the response extensions: the handler usually
+/// knows the owner of the object it loaded (even when it forgot to check
+/// it). The guard compares it with the request's account: an object the
+/// caller owns is its own and never counts as foreign, however many distinct
+/// ones it reads (a customer's orders, whose ids are not account ids); one
+/// owned by anyone else is foreign, whatever its id.
+///
+/// ```
+/// use enumguard::{AccountId, Owner};
+/// let order_owner = AccountId::from(42u64); // loaded with the order
+/// let mut res = http::Response::new(());
+/// res.extensions_mut().insert(Owner(order_owner));
+/// ```
+///
+/// A response without an `Owner` is judged as before: a target equal to the
+/// caller's account id is its own (`self_target`). See also
+/// [`GuardBuilder::owns`](crate::GuardBuilder::owns), which tells before the
+/// handler runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Owner(pub AccountId);
+
+impl From<AccountId> for Owner {
+    fn from(a: AccountId) -> Self {
+        Owner(a)
+    }
+}
+
+/// A probe's outcome rules: which statuses are hits, misses and denials.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct OutcomeRules {
+    pub(crate) hit: Vec<StatusSpec>,
+    pub(crate) miss: Vec<StatusSpec>,
+    pub(crate) denied: Vec<StatusSpec>,
+}
+
+impl OutcomeRules {
+    /// How the response turned out: the application's [`Outcome`] in the
+    /// extensions if there is one, else the status by the rules (exact
+    /// codes before classes: `miss = [404]` beats `denied = ["4xx"]`);
+    /// `None` for a status in no rule.
+    pub(crate) fn classify(&self, status: StatusCode, ext: &http::Extensions) -> Option<Outcome> {
+        if let Some(o) = ext.get::<Outcome>() {
+            return Some(*o);
+        }
+        let exact = |list: &[StatusSpec]| {
+            list.iter()
+                .any(|s| matches!(s, StatusSpec::Code(c) if *c == status.as_u16()))
+        };
+        let any = |list: &[StatusSpec]| list.iter().any(|s| s.matches(status));
+        let rules = [
+            (&self.miss, Outcome::Miss),
+            (&self.denied, Outcome::Denied),
+            (&self.hit, Outcome::Hit),
+        ];
+        for (list, o) in rules {
+            if exact(list) {
+                return Some(o);
+            }
+        }
+        for (list, o) in rules {
+            if any(list) {
+                return Some(o);
+            }
+        }
+        None
+    }
+}
