@@ -37,11 +37,11 @@ mod named;
 mod peer;
 mod session;
 
-pub use account::{AccountId, AsAccountId};
 pub(crate) use account::{ACCOUNT_KEYS, hash128};
+pub use account::{AccountId, AsAccountId};
 pub use actors::Actors;
-pub use cidr::{Cidr, CidrParseError};
 pub(crate) use cidr::in_any;
+pub use cidr::{Cidr, CidrParseError};
 pub use forwarded::ForwardedHeader;
 pub(crate) use forwarded::client_ip;
 pub use key::{ActorKey, ActorKind};

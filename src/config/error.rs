@@ -39,7 +39,6 @@ impl ConfigError {
         }
     }
 
-
     /// What kind of error this is.
     pub fn kind(&self) -> ConfigErrorKind {
         self.kind

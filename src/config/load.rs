@@ -34,7 +34,6 @@ impl Config {
             e
         })
     }
-
 }
 
 impl ConfigError {

@@ -35,7 +35,7 @@ mod validate;
 pub use error::{ConfigError, ConfigErrorKind};
 pub use probe::{OutcomeConfig, Oversized, ProbeConfig, ProbeStyle, TargetConfig};
 pub use schema::{
-    BlockConfig, Config, LinkConfig, ListConfig, Limits, MissingPeer, Mode, ResponseConfig,
+    BlockConfig, Config, Limits, LinkConfig, ListConfig, MissingPeer, Mode, ResponseConfig,
     ServiceViewConfig, SessionSource, ThrottleConfig,
 };
 pub use thresholds::{KindFactors, Thresholds};

@@ -138,7 +138,11 @@ pub struct ProbeConfig {
     /// Overrides of the style's thresholds, as written in TOML (the
     /// `[probes.thresholds]` table); read them merged with
     /// [`ProbeConfig::resolved_thresholds`].
-    #[serde(default, rename = "thresholds", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "thresholds",
+        skip_serializing_if = "Option::is_none"
+    )]
     overrides: Option<toml::Table>,
     /// Thresholds given in code ([`ProbeConfig::thresholds`]); they win
     /// over `overrides`.

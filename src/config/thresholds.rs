@@ -193,7 +193,6 @@ impl Default for Thresholds {
     }
 }
 
-
 pub(crate) fn check_thresholds(i: usize, t: &Thresholds) -> Result<(), ConfigError> {
     let f = |name: &str| format!("probes[{i}].thresholds.{name}");
     if t.window_secs == 0 {
@@ -284,7 +283,6 @@ pub(crate) fn check_thresholds(i: usize, t: &Thresholds) -> Result<(), ConfigErr
     }
     Ok(())
 }
-
 
 pub(crate) fn positive(field: &str, v: f64) -> Result<(), ConfigError> {
     if v.is_finite() && v > 0.0 {

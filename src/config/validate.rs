@@ -177,8 +177,9 @@ pub(crate) fn parse_cidrs(field: &str, list: &[String]) -> Result<Vec<Cidr>, Con
     list.iter()
         .enumerate()
         .map(|(i, s)| {
-            s.parse::<Cidr>()
-                .map_err(|e| ConfigError::invalid(format!("{field}[{i}]"), s.clone(), e.to_string()))
+            s.parse::<Cidr>().map_err(|e| {
+                ConfigError::invalid(format!("{field}[{i}]"), s.clone(), e.to_string())
+            })
         })
         .collect()
 }
@@ -213,7 +214,11 @@ pub(crate) fn probe_parts(i: usize, p: &ProbeConfig) -> Result<ProbeParts, Confi
         )
     };
     let pattern = PathPattern::parse(&p.path).map_err(|m| {
-        ConfigError::invalid(field("path"), p.path.clone(), format!("{m}{}", colon_hint(&p.path)))
+        ConfigError::invalid(
+            field("path"),
+            p.path.clone(),
+            format!("{m}{}", colon_hint(&p.path)),
+        )
     })?;
     let t = &p.target;
     let set = [
@@ -301,10 +306,7 @@ fn colon_hint(path: &str) -> String {
         .find(|s| s.starts_with(':') || s.starts_with('*'))
         .filter(|s| s.len() > 1);
     match seg {
-        Some(s) => format!(
-            " (parameters are written `{{{}}}`, not `{s}`)",
-            &s[1..]
-        ),
+        Some(s) => format!(" (parameters are written `{{{}}}`, not `{s}`)", &s[1..]),
         None => String::new(),
     }
 }

@@ -4,7 +4,7 @@
 //! apart from the live state (records, verdicts, service-wide views), which
 //! a reload keeps.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::{ArcSwap, Guard};
@@ -48,7 +48,7 @@ use crate::state::verdict::Table;
 /// for id in 100..140u64 {
 ///     let m = policy.route(&http::Method::GET, &format!("/accounts/{id}/book")).unwrap();
 ///     let target = detector.target(&policy, m.probe(), id.to_string().as_bytes(), Some(&me));
-///     let facts = Facts { actors, probe: Some(m.probe()), target: Target::Known(target) };
+///     let facts = Facts { actors: &actors, probe: Some(m.probe()), target: Target::Known(target) };
 ///     match detector.check(&policy, &facts, now) {
 ///         Decision::Refuse(_) => refused += 1,
 ///         Decision::Track(ticket) => {
@@ -59,11 +59,15 @@ use crate::state::verdict::Table;
 ///     }
 ///     now += 1_000_000_000;
 /// }
-/// // Fifteen foreign address books, then every request is refused.
-/// assert_eq!(refused, 40 - 15);
+/// // Throttled from the 9th foreign address book, blocked by the 15th.
+/// assert!(40 - refused <= 15);
+/// let key = actors.keys().last().unwrap(); // the account
+/// assert!(matches!(detector.verdict_of(&key, now), enumguard::Verdict::Block { .. }));
 /// ```
 pub struct Detector {
     policy: ArcSwap<Policy>,
+    /// Bumped by every reload, after the swap.
+    generation: AtomicU64,
     pub(crate) store: Store,
     pub(crate) verdicts: Table,
     /// Secret key of the distinct-target sketch: fixed for the detector's
@@ -86,11 +90,7 @@ struct Slots {
 
 impl Slots {
     fn slot_for(&mut self, name: &str, taken: &[u8]) -> u8 {
-        if let Some(i) = self
-            .names
-            .iter()
-            .position(|n| n.as_deref() == Some(name))
-        {
+        if let Some(i) = self.names.iter().position(|n| n.as_deref() == Some(name)) {
             return i as u8;
         }
         let slot = if self.names.len() < crate::config::MAX_PROBES {
@@ -140,6 +140,7 @@ impl Detector {
         announce_probes(&policy);
         Ok(Self {
             policy: ArcSwap::from_pointee(policy),
+            generation: AtomicU64::new(0),
             store,
             verdicts,
             target_key: random_key(),
@@ -154,6 +155,21 @@ impl Detector {
     #[inline]
     pub fn policy(&self) -> Guard<Arc<Policy>> {
         self.policy.load()
+    }
+
+    /// The current policy with its generation, for an adapter that keeps
+    /// its own copy (one per service clone, say) and checks
+    /// [`generation`](Self::generation) per request: a read of a line that
+    /// only a reload writes.
+    pub fn snapshot(&self) -> (u64, Arc<Policy>) {
+        let generation = self.generation();
+        (generation, self.policy.load_full())
+    }
+
+    /// Bumped by every reload, once the new policy is in place.
+    #[inline]
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 
     /// Replaces the policy with `config`, compiled. New thresholds apply
@@ -189,16 +205,17 @@ impl Detector {
             .filter(|p| new.by_slot(p.slot).is_none_or(|q| q.name != p.name))
             .map(|p| p.slot)
             .collect();
-        self.store.set_keep_score(new.keep_score().min(old.keep_score()));
+        self.store
+            .set_keep_score(new.keep_score().min(old.keep_score()));
         announce_probes(&new);
         self.policy.store(Arc::new(new));
+        self.generation.fetch_add(1, Ordering::AcqRel);
         for slot in removed {
             let n = self.store.drop_probe(slot);
             slots.freed.push_back(slot);
             tracing::info!(target: "enumguard", slot, records = n, "probe removed by reload: its records are dropped");
         }
-        self.store
-            .set_keep_score(self.policy.load().keep_score());
+        self.store.set_keep_score(self.policy.load().keep_score());
         Ok(())
     }
 
@@ -269,10 +286,10 @@ fn compile(
         let live = old.and_then(|o| {
             let p = o.probes.iter().find(|p| &*p.name == name)?;
             let t = c.probes[i].effective_thresholds(i).ok()?;
-            let watch = c.probes[i]
-                .self_target
-                .unwrap_or(matches!(c.probes[i].style, crate::config::ProbeStyle::Objects))
-                && t.foreign_block > 0;
+            let watch = c.probes[i].self_target.unwrap_or(matches!(
+                c.probes[i].style,
+                crate::config::ProbeStyle::Objects
+            )) && t.foreign_block > 0;
             if o.config.service_view == c.service_view && p.watch_foreign == watch {
                 return Some(p.live.clone());
             }

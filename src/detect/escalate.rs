@@ -2,10 +2,10 @@
 //! block makes to the request's other actors, and the event and metric of
 //! every change. Operators' bans and unbans go through here too.
 
+use super::Detector;
 use super::policy::Policy;
 use super::probes::Probe;
 use super::score::{self, Level};
-use super::Detector;
 use crate::actor::{ActorKey, Actors};
 use crate::config::Mode;
 use crate::state::verdict::VerdictReason;
@@ -33,7 +33,17 @@ impl Detector {
             now,
             policy.quota,
         ) {
-            self.announce(policy, probe, key, actors, "throttle", VerdictReason::Detected, score, now, 0);
+            self.announce(
+                policy,
+                probe,
+                key,
+                actors,
+                "throttle",
+                VerdictReason::Detected,
+                score,
+                now,
+                0,
+            );
         }
     }
 
@@ -59,16 +69,35 @@ impl Detector {
                 .read(&(other, probe.slot), |r| r.last_score())
                 .unwrap_or(0.0);
             if score::level(t, s) == Level::Block && !self.is_blocked(other, now) {
-                self.block_one(policy, probe, now, actors, other, s, VerdictReason::Detected);
+                self.block_one(
+                    policy,
+                    probe,
+                    now,
+                    actors,
+                    other,
+                    s,
+                    VerdictReason::Detected,
+                );
             }
         }
         if !self.is_blocked(key, now) {
-            self.block(policy, probe, now, actors, key, score, VerdictReason::Detected);
+            self.block(
+                policy,
+                probe,
+                now,
+                actors,
+                key,
+                score,
+                VerdictReason::Detected,
+            );
         }
     }
 
     pub(crate) fn is_blocked(&self, key: ActorKey, now: u64) -> bool {
-        matches!(self.verdicts.verdict(&key, now), crate::Verdict::Block { .. })
+        matches!(
+            self.verdicts.verdict(&key, now),
+            crate::Verdict::Block { .. }
+        )
     }
 
     /// Blocks `actor` and raises the suspicion of the other actors of the
@@ -145,7 +174,9 @@ impl Detector {
             .verdicts
             .block(actor, until, reason, strikes, Some(probe.slot), now)
         {
-            self.announce(policy, probe, actor, actors, "block", reason, score, now, strikes);
+            self.announce(
+                policy, probe, actor, actors, "block", reason, score, now, strikes,
+            );
         }
         until
     }
@@ -167,7 +198,9 @@ impl Detector {
         let t = &probe.thresholds;
         let signals = self
             .store
-            .read(&(actor, probe.slot), |r| r.signals(now, probe.window, probe.long))
+            .read(&(actor, probe.slot), |r| {
+                r.signals(now, probe.window, probe.long)
+            })
             .unwrap_or_default();
         // The account's id, for an account actor only.
         let account = actors
@@ -175,9 +208,8 @@ impl Detector {
             .filter(|a| a.key() == actor)
             .map(|a| a.to_string());
         let secs = match self.verdicts.verdict(&actor, now) {
-            crate::Verdict::Block { remaining, .. } | crate::Verdict::Throttle { remaining, .. } => {
-                remaining.as_secs()
-            }
+            crate::Verdict::Block { remaining, .. }
+            | crate::Verdict::Throttle { remaining, .. } => remaining.as_secs(),
             _ => 0,
         };
         tracing::warn!(

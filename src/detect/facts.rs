@@ -38,9 +38,9 @@ pub enum Target {
 
 /// The facts of one request, before the inner service runs.
 #[derive(Debug, Clone, Copy)]
-pub struct Facts {
+pub struct Facts<'a> {
     /// Who made it ([`Policy::actors`](super::Policy::actors)).
-    pub actors: Actors,
+    pub actors: &'a Actors,
     /// The probe it matched, if any.
     pub probe: Option<ProbeId>,
     /// Its target.

@@ -28,8 +28,8 @@ pub(crate) mod score;
 mod steps;
 mod view;
 
+pub use crate::probe::TargetInfo;
 pub use detector::Detector;
 pub use facts::{Answer, BodyTarget, Decision, Facts, ProbeId, Target, Ticket};
 pub use policy::{Match, Policy};
 pub use refusal::{Refusal, RefusalKind};
-pub use crate::probe::TargetInfo;

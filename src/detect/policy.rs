@@ -14,7 +14,9 @@ use metrics::Counter;
 use super::probes::{Probe, ProbeLive};
 use crate::actor::{AccountId, ActorKey, ActorKind, Actors, Cidr, ForwardedHeader, hash128};
 use crate::clock::secs_to_nanos;
-use crate::config::{Config, ConfigError, MissingPeer, Mode, SessionSource, parse_cidrs, parse_key};
+use crate::config::{
+    Config, ConfigError, MissingPeer, Mode, SessionSource, parse_cidrs, parse_key,
+};
 
 /// A request matched to a probe: which one, and where its path target lies
 /// in the request's path.
@@ -240,7 +242,12 @@ impl Policy {
 
     /// The `subnet` actor of an address.
     pub fn subnet_key(&self, ip: IpAddr) -> ActorKey {
-        ActorKey::ip(ip, self.subnet_prefix.0, self.subnet_prefix.1, ActorKind::Subnet)
+        ActorKey::ip(
+            ip,
+            self.subnet_prefix.0,
+            self.subnet_prefix.1,
+            ActorKind::Subnet,
+        )
     }
 
     /// The `session` actor of a raw token (a keyed hash; the token is not kept).
@@ -316,7 +323,12 @@ impl Policy {
         if seen < next
             || self
                 .next_warning
-                .compare_exchange(next, next.saturating_mul(4), Ordering::Relaxed, Ordering::Relaxed)
+                .compare_exchange(
+                    next,
+                    next.saturating_mul(4),
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                )
                 .is_err()
         {
             return;

@@ -10,8 +10,8 @@ use http::{HeaderMap, Method, StatusCode};
 
 use super::view::View;
 use crate::clock::secs_to_nanos;
-use crate::config::{Oversized, ProbeConfig, ServiceViewConfig, Thresholds, probe_parts};
 use crate::config::ConfigError;
+use crate::config::{Oversized, ProbeConfig, ServiceViewConfig, Thresholds, probe_parts};
 use crate::probe::{Outcome, OutcomeRules, PathPattern, TARGET_BUF, TargetSource};
 
 /// What a probe keeps across reloads (by name): its service-wide view and
@@ -189,7 +189,10 @@ mod tests {
             None
         );
         assert_eq!(capture(&p, &Method::GET, "/api/accounts/42"), None);
-        assert_eq!(capture(&p, &Method::GET, "/api/accounts//addressbook"), None);
+        assert_eq!(
+            capture(&p, &Method::GET, "/api/accounts//addressbook"),
+            None
+        );
         assert_eq!(
             capture(&p, &Method::GET, "/api/accounts/42/addressbook/x"),
             None
@@ -237,18 +240,27 @@ mod tests {
             let mut buf = [0u8; TARGET_BUF];
             p.head_target(None, q, &h, &mut buf).map(|b| b.to_vec())
         };
-        assert_eq!(t(Some("x=1&email=a%40b.test&y")).as_deref(), Some(&b"a@b.test"[..]));
+        assert_eq!(
+            t(Some("x=1&email=a%40b.test&y")).as_deref(),
+            Some(&b"a@b.test"[..])
+        );
         // Without the name, the whole query is the target.
         assert_eq!(t(Some("x=1")).as_deref(), Some(&b"x=1"[..]));
         assert_eq!(t(None), None);
         // An encoded key is the same key.
-        assert_eq!(t(Some("%65mail=guess%40x")).as_deref(), Some(&b"guess@x"[..]));
+        assert_eq!(
+            t(Some("%65mail=guess%40x")).as_deref(),
+            Some(&b"guess@x"[..])
+        );
         // A name given twice with different values: the whole query.
         assert_eq!(
             t(Some("email=decoy&email=guess")).as_deref(),
             Some(&b"email=decoy&email=guess"[..])
         );
-        assert_eq!(t(Some("email=same&email=same")).as_deref(), Some(&b"same"[..]));
+        assert_eq!(
+            t(Some("email=same&email=same")).as_deref(),
+            Some(&b"same"[..])
+        );
         // A broken escape is kept as is, never a panic.
         assert_eq!(t(Some("email=%4")).as_deref(), Some(&b"%4"[..]));
         assert_eq!(t(Some("email=%zz%")).as_deref(), Some(&b"%zz%"[..]));
@@ -299,12 +311,18 @@ mod tests {
         ))
         .unwrap();
         let t = |b: &[u8]| p.source.json_target(b, |t| t.to_vec());
-        assert_eq!(t(br#"{"user":{"email":"a@b"}}"#).as_deref(), Some(&b"a@b"[..]));
+        assert_eq!(
+            t(br#"{"user":{"email":"a@b"}}"#).as_deref(),
+            Some(&b"a@b"[..])
+        );
         assert_eq!(t(br#"{"user":{"email":42}}"#).as_deref(), Some(&b"42"[..]));
         // Unreadable bodies, or without the field, count as themselves;
         // empty ones count nothing.
         assert_eq!(t(b"not json").as_deref(), Some(&b"not json"[..]));
-        assert_eq!(t(br#"{"user":{}}"#).as_deref(), Some(&br#"{"user":{}}"#[..]));
+        assert_eq!(
+            t(br#"{"user":{}}"#).as_deref(),
+            Some(&br#"{"user":{}}"#[..])
+        );
         assert_eq!(t(b"  "), None);
     }
 }

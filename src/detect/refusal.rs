@@ -105,4 +105,3 @@ impl fmt::Display for Refusal {
         Ok(())
     }
 }
-

@@ -24,8 +24,8 @@ impl Detector {
     /// Everything before the inner service: the allow and deny lists, the
     /// actors' verdicts, and for a probe request with a known target the
     /// pre-check. See [`Decision`].
-    pub fn check(&self, policy: &Policy, facts: &Facts, now: u64) -> Decision {
-        let actors = &facts.actors;
+    pub fn check(&self, policy: &Policy, facts: &Facts<'_>, now: u64) -> Decision {
+        let actors = facts.actors;
         let account = actors.account.map(|a| a.hash());
         if !policy.no_lists {
             if actors.addr.is_some_and(|ip| in_any(&policy.allow, ip))
@@ -308,7 +308,15 @@ impl Detector {
             .live
             .view
             .record(now, !probe.watch_foreign, probe.watch_foreign, false);
-        let until = self.block(policy, probe, now, actors, actor, score, VerdictReason::Detected);
+        let until = self.block(
+            policy,
+            probe,
+            now,
+            actors,
+            actor,
+            score,
+            VerdictReason::Detected,
+        );
         Some((actor, until.saturating_sub(now).max(1)))
     }
 
@@ -349,8 +357,13 @@ impl Detector {
                         return (0.0, 0.0, requests, with_history);
                     }
                     let anomalous = *anomalous.get_or_init(|| view.anomalous(now));
-                    let ctx = context::context(policy, probe, key.kind(), r, now, anomalous, watched);
-                    let s = score::score(t, &context::judged(key.kind(), r.signals(now, window, long)), &ctx);
+                    let ctx =
+                        context::context(policy, probe, key.kind(), r, now, anomalous, watched);
+                    let s = score::score(
+                        t,
+                        &context::judged(key.kind(), r.signals(now, window, long)),
+                        &ctx,
+                    );
                     r.set_score(s);
                     (s, r.carry_at(now, policy.half_life), requests, with_history)
                 });

@@ -5,7 +5,6 @@
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use bytes::{Buf, Bytes};
@@ -16,8 +15,8 @@ use pin_project_lite::pin_project;
 use tower_service::Service;
 
 use super::body::{GuardBody, ResponseBody, to_bytes_frame};
-use super::service::Shared;
-use crate::detect::{Answer, BodyTarget, Decision, Refusal, Ticket};
+use super::service::Tracked;
+use crate::detect::{Answer, BodyTarget, Decision, Refusal};
 use crate::probe::{Outcome, Owner};
 
 pin_project! {
@@ -42,7 +41,7 @@ pin_project! {
         Forward {
             #[pin]
             fut: S::Future,
-            learn: Option<(Ticket, Arc<Shared>)>,
+            learn: Option<Tracked>,
         },
         Refused {
             res: Option<Response<Bytes>>,
@@ -62,8 +61,7 @@ struct Reading<S, B: Body> {
     read: usize,
     parts: Option<Parts>,
     inner: Option<S>,
-    ticket: Ticket,
-    shared: Arc<Shared>,
+    tracked: Option<Tracked>,
 }
 
 impl<S, B> ResponseFuture<S, B>
@@ -71,7 +69,7 @@ where
     S: Service<Request<GuardBody<B>>>,
     B: Body,
 {
-    pub(crate) fn forward(fut: S::Future, learn: Option<(Ticket, Arc<Shared>)>) -> Self {
+    pub(crate) fn forward(fut: S::Future, learn: Option<Tracked>) -> Self {
         Self {
             state: State::Forward { fut, learn },
         }
@@ -83,13 +81,7 @@ where
         }
     }
 
-    pub(crate) fn read_body(
-        inner: S,
-        parts: Parts,
-        body: B,
-        ticket: Ticket,
-        shared: Arc<Shared>,
-    ) -> Self {
+    pub(crate) fn read_body(inner: S, parts: Parts, body: B, tracked: Tracked) -> Self {
         Self {
             state: State::Reading {
                 reading: Box::new(Reading {
@@ -98,8 +90,7 @@ where
                     read: 0,
                     parts: Some(parts),
                     inner: Some(inner),
-                    ticket,
-                    shared,
+                    tracked: Some(tracked),
                 }),
             },
         }
@@ -132,8 +123,8 @@ where
             match this.state.project() {
                 StateProj::Forward { fut, learn } => {
                     let res = ready!(fut.poll(cx))?;
-                    if let Some((ticket, shared)) = learn.take() {
-                        learn_from(&shared, ticket, &res);
+                    if let Some(t) = learn.take() {
+                        learn_from(&t, &res);
                     }
                     return Poll::Ready(Ok(res.map(ResponseBody::inner)));
                 }
@@ -148,13 +139,13 @@ where
                         read,
                         parts,
                         inner,
-                        ticket,
-                        shared,
+                        tracked,
                     } = &mut **reading;
-                    let limit = {
-                        let policy = shared.core().policy();
-                        policy.probe_of(ticket).map_or(0, |(_, p)| p.body_limit)
-                    };
+                    let limit = tracked.as_ref().map_or(0, |t| {
+                        t.policy
+                            .probe_of(&t.ticket)
+                            .map_or(0, |(_, p)| p.body_limit)
+                    });
                     let mut ended = false;
                     let mut errored = false;
                     if let Some(b) = body.as_mut() {
@@ -186,13 +177,12 @@ where
                             }
                         }
                     }
-                    let shared = shared.clone();
+                    let tracked = tracked.take().expect("ticket taken once");
                     let parts = parts.take().expect("parts taken once");
                     let mut inner = inner.take().expect("inner service taken once");
                     // After a read error the body is done: it is not polled again.
                     let rest = if ended || errored { None } else { body.take() };
                     let decision = {
-                        let policy = shared.core().policy();
                         let found = if *read > limit {
                             BodyTarget::Oversized
                         } else if ended && !errored {
@@ -203,22 +193,25 @@ where
                             {
                                 json.extend_from_slice(d);
                             }
-                            body_target(&shared, &policy, ticket, &json)
+                            body_target(&tracked, &json)
                         } else {
                             BodyTarget::Nothing
                         };
-                        shared.core().body(&policy, *ticket, found)
+                        tracked
+                            .shared
+                            .core()
+                            .body(&tracked.policy, tracked.ticket, found)
                     };
                     let learn = match decision {
                         Decision::Refuse(r) => {
-                            let res = shared.refusal_response(r);
+                            let res = tracked.shared.refusal_response(r);
                             self.as_mut()
                                 .project()
                                 .state
                                 .set(State::Refused { res: Some(res) });
                             continue;
                         }
-                        Decision::Track(t) => Some((t, shared)),
+                        Decision::Track(ticket) => Some(Tracked { ticket, ..tracked }),
                         Decision::Pass => None,
                     };
                     let frames = std::mem::take(frames);
@@ -235,32 +228,28 @@ where
 }
 
 /// The target of a JSON-body probe from the body read.
-fn body_target(
-    shared: &Shared,
-    policy: &crate::detect::Policy,
-    ticket: &Ticket,
-    json: &[u8],
-) -> BodyTarget {
-    let Some((id, probe)) = policy.probe_of(ticket) else {
+fn body_target(t: &Tracked, json: &[u8]) -> BodyTarget {
+    let Some((id, probe)) = t.policy.probe_of(&t.ticket) else {
         return BodyTarget::Nothing;
     };
-    let account = ticket.actors().account();
+    let account = t.ticket.actors().account();
     probe
         .source
         .json_target(json, |bytes| {
-            shared.core().target(policy, id, bytes, account.as_ref())
+            t.shared
+                .core()
+                .target(&t.policy, id, bytes, account.as_ref())
         })
         .map_or(BodyTarget::Nothing, BodyTarget::Found)
 }
 
 /// Reports a tracked request's answer to the detector.
-fn learn_from<T>(shared: &Shared, ticket: Ticket, res: &Response<T>) {
+fn learn_from<T>(t: &Tracked, res: &Response<T>) {
     // A refusal from an inner guard or limiter says nothing of the target.
     if res.extensions().get::<Refusal>().is_some() {
         return;
     }
-    let policy = shared.core().policy();
-    let Some((id, probe)) = policy.probe_of(&ticket) else {
+    let Some((id, probe)) = t.policy.probe_of(&t.ticket) else {
         return;
     };
     let outcome = probe.classify(res.status(), res.extensions());
@@ -270,11 +259,11 @@ fn learn_from<T>(shared: &Shared, ticket: Ticket, res: &Response<T>) {
         Some(Outcome::Denied) => 2,
         None => 3,
     };
-    if let Some(c) = policy.hot().outcomes.get(id.index()) {
+    if let Some(c) = t.policy.hot().outcomes.get(id.index()) {
         c[i].increment(1);
     }
     let owner = res.extensions().get::<Owner>().map(|o| o.0);
-    shared
+    t.shared
         .core()
-        .outcome(&policy, ticket, Answer { outcome, owner });
+        .outcome(&t.policy, t.ticket, Answer { outcome, owner });
 }

@@ -96,11 +96,14 @@ pub(crate) fn target(
     let path = parts.uri.path();
     let capture = m.capture().map(|r| path.get(r).unwrap_or(path));
     let mut buf = [0u8; TARGET_BUF];
-    let Some(bytes) = probe.head_target(capture, parts.uri.query(), &parts.headers, &mut buf) else {
+    let Some(bytes) = probe.head_target(capture, parts.uri.query(), &parts.headers, &mut buf)
+    else {
         return Target::None;
     };
     let account = actors.account();
-    let mut t = shared.core().target(policy, m.probe(), bytes, account.as_ref());
+    let mut t = shared
+        .core()
+        .target(policy, m.probe(), bytes, account.as_ref());
     if !t.is_own() && shared.owns(parts, &probe.name, bytes) {
         t = t.with_own(true);
     }

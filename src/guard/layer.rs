@@ -75,10 +75,7 @@ impl<S> Layer<S> for GuardLayer {
     type Service = Guard<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        Guard {
-            inner,
-            shared: self.shared.clone(),
-        }
+        Guard::new(inner, self.shared.clone())
     }
 }
 

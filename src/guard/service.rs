@@ -77,9 +77,13 @@ impl Shared {
             None => {
                 let policy = self.core.policy();
                 let statuses = &policy.config().responses;
-                let status = |s: u16| StatusCode::from_u16(s).unwrap_or(StatusCode::TOO_MANY_REQUESTS);
-                DefaultRefusal::new(status(statuses.block_status), status(statuses.throttle_status))
-                    .response(&r)
+                let status =
+                    |s: u16| StatusCode::from_u16(s).unwrap_or(StatusCode::TOO_MANY_REQUESTS);
+                DefaultRefusal::new(
+                    status(statuses.block_status),
+                    status(statuses.throttle_status),
+                )
+                .response(&r)
             }
         };
         res.extensions_mut().insert(r);
@@ -88,19 +92,25 @@ impl Shared {
 
     /// Everything before the inner service, for a request whose head is
     /// `parts`, matched to `matched`; `now` if the clock was read already.
-    fn before(&self, policy: &Policy, parts: &Parts, matched: Option<Match>, now: Option<u64>) -> Step {
+    fn before(
+        &self,
+        policy: &Policy,
+        parts: &Parts,
+        matched: Option<Match>,
+        now: Option<u64>,
+    ) -> Decision {
         let verdicts = self.core.has_verdicts();
         let need = Need::of(policy, matched.is_some(), verdicts);
         if need == Need::Peer {
             // Nothing concerns this request: it only needs a known peer.
             return match self.peer_known(policy, &parts.extensions) {
-                Ok(()) => Step::Forward(None),
-                Err(r) => Step::Refuse(r),
+                Ok(()) => Decision::Pass,
+                Err(r) => Decision::Refuse(r),
             };
         }
         let actors = match identify::actors(self, policy, parts, need) {
             Ok(a) => a,
-            Err(r) => return Step::Refuse(r),
+            Err(r) => return Decision::Refuse(r),
         };
         // The clock is read once, and only when something will use it.
         let now = if matched.is_some() || verdicts {
@@ -113,19 +123,15 @@ impl Shared {
             None => Target::None,
         };
         let facts = Facts {
-            actors,
+            actors: &actors,
             probe: matched.as_ref().map(Match::probe),
             target,
         };
-        match self.core.check(policy, &facts, now) {
-            Decision::Pass => Step::Forward(None),
-            Decision::Refuse(r) => Step::Refuse(r),
-            Decision::Track(t) if t.awaits_body() => Step::ReadBody(t),
-            Decision::Track(t) => Step::Forward(Some(t)),
-        }
+        self.core.check(policy, &facts, now)
     }
 
     /// `Ok` if the request has a peer address, or may go without one.
+    #[inline]
     fn peer_known(&self, policy: &Policy, ext: &http::Extensions) -> Result<(), Refusal> {
         if has_peer(ext) {
             Ok(())
@@ -135,22 +141,39 @@ impl Shared {
     }
 }
 
-/// The outcome of the steps before the inner service.
-enum Step {
-    Forward(Option<Ticket>),
-    Refuse(Refusal),
-    /// A JSON-body probe: read the body first.
-    ReadBody(Ticket),
-}
-
 /// The guard service; see [`GuardLayer`](crate::GuardLayer).
 ///
 /// Every clone shares the same state. A refusal is a response (with a
 /// [`Refusal`] in its extensions), never an error; errors of the inner
 /// service pass through unchanged.
 pub struct Guard<S> {
-    pub(crate) inner: S,
-    pub(crate) shared: Arc<Shared>,
+    inner: S,
+    shared: Arc<Shared>,
+    /// The detector's policy as of `generation`, checked per request: a
+    /// reload is seen by the next request, and a request reads no shared
+    /// reference count.
+    policy: Arc<Policy>,
+    generation: u64,
+}
+
+impl<S> Guard<S> {
+    pub(crate) fn new(inner: S, shared: Arc<Shared>) -> Self {
+        let (generation, policy) = shared.core.snapshot();
+        Self {
+            inner,
+            shared,
+            policy,
+            generation,
+        }
+    }
+
+    /// The policy in force, refreshed if a reload happened.
+    #[inline]
+    fn refresh(&mut self) {
+        if self.shared.core.generation() != self.generation {
+            (self.generation, self.policy) = self.shared.core.snapshot();
+        }
+    }
 }
 
 impl<S: Clone> Clone for Guard<S> {
@@ -158,6 +181,8 @@ impl<S: Clone> Clone for Guard<S> {
         Self {
             inner: self.inner.clone(),
             shared: self.shared.clone(),
+            policy: self.policy.clone(),
+            generation: self.generation,
         }
     }
 }
@@ -187,8 +212,13 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        let shared = &self.shared;
-        let policy = shared.core.policy();
+        self.refresh();
+        let Guard {
+            inner,
+            shared,
+            policy,
+            ..
+        } = self;
         policy.hot().requests.increment(1);
         policy.note_request();
         let matched = policy.route(req.method(), req.uri().path());
@@ -196,27 +226,53 @@ where
         // refuse the request (and the lists): while none is held, nothing
         // needs identifying. The clock, if read here, is handed on.
         let mut now = None;
-        if matched.is_none() && shared.core.quiet(&policy, || *now.insert(shared.clock.now())) {
-            return match shared.peer_known(&policy, req.extensions()) {
-                Ok(()) => ResponseFuture::forward(self.inner.call(req.map(GuardBody::new)), None),
+        if matched.is_none()
+            && shared
+                .core
+                .quiet(policy, || *now.insert(shared.clock.now()))
+        {
+            return match shared.peer_known(policy, req.extensions()) {
+                Ok(()) => ResponseFuture::forward(inner.call(req.map(GuardBody::new)), None),
                 Err(r) => ResponseFuture::refused(shared.refusal_response(r)),
             };
         }
         let (parts, body) = req.into_parts();
-        match shared.before(&policy, &parts, matched, now) {
-            Step::Forward(ticket) => {
+        match shared.before(policy, &parts, matched, now) {
+            Decision::Pass => {
                 let req = Request::from_parts(parts, GuardBody::new(body));
-                let fut = self.inner.call(req);
-                ResponseFuture::forward(fut, ticket.map(|t| (t, shared.clone())))
+                ResponseFuture::forward(inner.call(req), None)
             }
-            Step::Refuse(r) => ResponseFuture::refused(shared.refusal_response(r)),
-            Step::ReadBody(ticket) => {
+            Decision::Track(ticket) if !ticket.awaits_body() => {
+                let req = Request::from_parts(parts, GuardBody::new(body));
+                let fut = inner.call(req);
+                ResponseFuture::forward(fut, Some(Tracked::new(ticket, shared, policy)))
+            }
+            Decision::Refuse(r) => ResponseFuture::refused(shared.refusal_response(r)),
+            Decision::Track(ticket) => {
                 // The inner service is called once the body is read: take
                 // the ready service, leave a clone in its place.
-                let clone = self.inner.clone();
-                let inner = std::mem::replace(&mut self.inner, clone);
-                ResponseFuture::read_body(inner, parts, body, ticket, shared.clone())
+                let clone = inner.clone();
+                let ready = std::mem::replace(inner, clone);
+                ResponseFuture::read_body(ready, parts, body, Tracked::new(ticket, shared, policy))
             }
+        }
+    }
+}
+
+/// A tracked request on its way: the ticket, and what reporting its answer
+/// needs (the detector, and the policy it was decided by).
+pub(crate) struct Tracked {
+    pub(crate) ticket: Ticket,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) policy: Arc<Policy>,
+}
+
+impl Tracked {
+    fn new(ticket: Ticket, shared: &Arc<Shared>, policy: &Arc<Policy>) -> Self {
+        Self {
+            ticket,
+            shared: shared.clone(),
+            policy: policy.clone(),
         }
     }
 }

@@ -17,9 +17,9 @@ mod pattern;
 mod status;
 mod target;
 
-pub use outcome::{Outcome, Owner};
 pub(crate) use outcome::OutcomeRules;
+pub use outcome::{Outcome, Owner};
 pub(crate) use pattern::PathPattern;
 pub use status::StatusSpec;
-pub(crate) use target::{TARGET_BUF, TargetSource};
 pub use target::TargetInfo;
+pub(crate) use target::{TARGET_BUF, TargetSource};

@@ -119,7 +119,11 @@ impl PathPattern {
     /// parameter number `capture` (the index into segments) lies, as a byte
     /// range, if asked: the range is computed while splitting, never
     /// recovered from pointers.
-    pub(crate) fn matches(&self, path: &str, capture: Option<usize>) -> Option<Option<Range<usize>>> {
+    pub(crate) fn matches(
+        &self,
+        path: &str,
+        capture: Option<usize>,
+    ) -> Option<Option<Range<usize>>> {
         if self.lead == self.segments.len() {
             // No parameter: the path is the literal.
             return (path == self.prefix).then_some(None);

@@ -35,6 +35,9 @@ mod tests {
             panic!("mid-sweep");
         });
         assert!(r.is_err());
-        assert!(Sweep::try_begin(&flag).is_some(), "sweeping is possible again");
+        assert!(
+            Sweep::try_begin(&flag).is_some(),
+            "sweeping is possible again"
+        );
     }
 }

@@ -531,7 +531,11 @@ mod tests {
     #[test]
     fn the_fast_path_and_the_gate_agree() {
         let t = table(64);
-        let reasons = [VerdictReason::Manual, VerdictReason::Detected, VerdictReason::Linked];
+        let reasons = [
+            VerdictReason::Manual,
+            VerdictReason::Detected,
+            VerdictReason::Linked,
+        ];
         let mut n = 0u128;
         for kind in ActorKind::ALL {
             for reason in reasons {
@@ -547,7 +551,14 @@ mod tests {
                         let e = t.get(&key).unwrap();
                         let refuses_unprobed = [true, false].into_iter().any(|anonymous| {
                             matches!(
-                                t.check(&key, 2, Scope { probe: None, anonymous }),
+                                t.check(
+                                    &key,
+                                    2,
+                                    Scope {
+                                        probe: None,
+                                        anonymous
+                                    }
+                                ),
                                 Gate::Blocked { .. } | Gate::Throttled { .. }
                             )
                         });
