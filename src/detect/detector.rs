@@ -261,7 +261,7 @@ impl Detector {
     }
 
     /// The verdict held for an actor key now.
-    pub fn verdict_of(&self, key: &ActorKey, now: u64) -> crate::Verdict {
+    pub fn verdict_of(&self, key: &ActorKey, now: u64) -> crate::state::Verdict {
         self.verdicts.verdict(key, now)
     }
 

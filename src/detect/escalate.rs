@@ -96,7 +96,7 @@ impl Detector {
     pub(crate) fn is_blocked(&self, key: ActorKey, now: u64) -> bool {
         matches!(
             self.verdicts.verdict(&key, now),
-            crate::Verdict::Block { .. }
+            crate::state::Verdict::Block { .. }
         )
     }
 
@@ -208,8 +208,8 @@ impl Detector {
             .filter(|a| a.key() == actor)
             .map(|a| a.to_string());
         let secs = match self.verdicts.verdict(&actor, now) {
-            crate::Verdict::Block { remaining, .. }
-            | crate::Verdict::Throttle { remaining, .. } => remaining.as_secs(),
+            crate::state::Verdict::Block { remaining, .. }
+            | crate::state::Verdict::Throttle { remaining, .. } => remaining.as_secs(),
             _ => 0,
         };
         tracing::warn!(

@@ -295,7 +295,7 @@ impl Detector {
             }
         }
         let (actor, score) = crossing?;
-        if let crate::Verdict::Block { remaining, .. } = self.verdicts.verdict(&actor, now) {
+        if let crate::state::Verdict::Block { remaining, .. } = self.verdicts.verdict(&actor, now) {
             // Already blocked (its verdict did not cover this request, or
             // it came in between): no new strike, no second count.
             return Some((actor, (remaining.as_nanos() as u64).max(1)));

@@ -15,7 +15,7 @@ use pin_project_lite::pin_project;
 use tower_service::Service;
 
 use super::body::{GuardBody, ResponseBody, to_bytes_frame};
-use super::service::Tracked;
+use super::shared::Tracked;
 use crate::detect::{Answer, BodyTarget, Decision, Refusal};
 use crate::probe::{Outcome, Owner};
 

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::service::Shared;
+use super::shared::Shared;
 use crate::actor::{Actor, ActorKey};
 use crate::config::{Config, ConfigError};
 use crate::detect::Detector;

@@ -3,10 +3,9 @@
 
 use http::request::Parts;
 
-use super::service::Shared;
-use crate::actor::{Actors, client_ip, cookie, peer_addr};
+use crate::actor::{AccountId, Actors, client_ip, cookie, peer_addr};
 use crate::config::SessionSource;
-use crate::detect::{Match, Policy, Refusal, Target};
+use crate::detect::{Detector, Match, Policy, Refusal, Target};
 use crate::probe::TARGET_BUF;
 
 /// How much of a request's attribution a step needs.
@@ -41,11 +40,14 @@ impl Need {
 /// account closure and even the forwarding headers are skipped where
 /// nothing would read them. A request without a peer address is
 /// `ip:unknown`, or refused (see [`MissingPeer`](crate::MissingPeer)).
+/// `account` is the application's account source, run only when `need`
+/// asks for every actor.
 pub(crate) fn actors(
-    shared: &Shared,
+    core: &Detector,
     policy: &Policy,
     parts: &Parts,
     need: Need,
+    account: impl FnOnce(&Parts) -> Option<AccountId>,
 ) -> Result<Actors, Refusal> {
     let addr = match peer_addr(&parts.extensions) {
         Some(peer) => Some(client_ip(
@@ -55,7 +57,7 @@ pub(crate) fn actors(
             policy.forwarded_header,
         )),
         None => {
-            shared.core().missing_peer(policy)?;
+            core.missing_peer(policy)?;
             None
         }
     };
@@ -71,21 +73,22 @@ pub(crate) fn actors(
         Some(SessionSource::Cookie(c)) => cookie(&parts.headers, c),
         None => None,
     };
-    let account = shared.account(parts);
-    Ok(policy.actors(addr, token, account))
+    Ok(policy.actors(addr, token, account(parts)))
 }
 
 /// The target of a probe request from its head (`Target::InBody` for a
 /// JSON-body probe). The path capture is read from the path the probe
 /// matched, by the byte range the matcher returned; a range that does not
 /// slice the path (which cannot happen with an unchanged request) counts
-/// the whole path, so a target is never dropped silently.
+/// the whole path, so a target is never dropped silently. `owns` is the
+/// application's ownership hook: `(parts, probe, target) -> own`.
 pub(crate) fn target(
-    shared: &Shared,
+    core: &Detector,
     policy: &Policy,
     parts: &Parts,
     m: &Match,
     actors: &Actors,
+    owns: impl FnOnce(&Parts, &str, &[u8]) -> bool,
 ) -> Target {
     let Some(probe) = policy.probes.get(m.probe_index()) else {
         return Target::None;
@@ -101,10 +104,8 @@ pub(crate) fn target(
         return Target::None;
     };
     let account = actors.account();
-    let mut t = shared
-        .core()
-        .target(policy, m.probe(), bytes, account.as_ref());
-    if !t.is_own() && shared.owns(parts, &probe.name, bytes) {
+    let mut t = core.target(policy, m.probe(), bytes, account.as_ref());
+    if !t.is_own() && owns(parts, &probe.name, bytes) {
         t = t.with_own(true);
     }
     Target::Known(t)

@@ -7,7 +7,8 @@ use tower_layer::Layer;
 
 use super::handle::GuardHandle;
 use super::response::OnRefusal;
-use super::service::{AccountFn, Guard, OwnsFn, Shared};
+use super::service::Guard;
+use super::shared::{AccountFn, OwnsFn, Shared};
 use crate::actor::{AccountId, AsAccountId};
 use crate::clock::{Clock, SharedClock, SystemClock};
 use crate::config::{Config, ConfigError, MissingPeer, Mode, ProbeConfig, SessionSource};

@@ -6,6 +6,7 @@
 //! |---|---|
 //! | `layer.rs` | [`GuardLayer`] and [`GuardBuilder`]: building the guard |
 //! | `service.rs` | [`Guard`]: the request path, from matching to forwarding |
+//! | `shared.rs` | what every clone shares: the detector, the clock, the hooks; the steps before the inner service |
 //! | `identify.rs` | facts from the request head: actors and the probe's target |
 //! | `future.rs` | [`ResponseFuture`]: reading a JSON body, reporting the answer |
 //! | `body.rs` | [`GuardBody`], [`ResponseBody`]: bodies passed through untouched |
@@ -19,6 +20,7 @@ mod identify;
 mod layer;
 mod response;
 mod service;
+mod shared;
 
 pub use body::{GuardBody, ResponseBody};
 pub use future::ResponseFuture;

@@ -35,6 +35,16 @@ impl StepClock {
     fn at(&self, now: u64) {
         self.0.fetch_max(now, Ordering::AcqRel);
     }
+
+    /// A throttle's check at `now`.
+    fn check_at(
+        &self,
+        l: &Limiter,
+        now: u64,
+    ) -> Result<(), governor::NotUntil<governor::nanos::Nanos>> {
+        self.at(now);
+        l.check()
+    }
 }
 
 impl governor::clock::Clock for StepClock {
@@ -271,10 +281,7 @@ impl Table {
                         retry_after: e.until - now,
                         probe: e.probe,
                     },
-                    State::Throttle(l) => match {
-                        self.clock.at(now);
-                        l.check()
-                    } {
+                    State::Throttle(l) => match self.clock.check_at(l, now) {
                         Ok(()) => Gate::Pass,
                         Err(not_until) => {
                             let wait = not_until
