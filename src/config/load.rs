@@ -108,6 +108,30 @@ impl ConfigError {
             (line_key, value)
         };
         let line = src[..pos].matches('\n').count() + 1;
+        // An unknown *table* (`[[probe]]`, `[limit]`): the error is at its
+        // header, whose name ended the prefix. Name the table, not a field
+        // inside it, and the known name it is closest to.
+        if let Some(k) = named("unknown field `") {
+            let parent = prefix
+                .strip_suffix('.')
+                .map(|p| p.strip_suffix(']').and_then(|p| p.rsplit_once('[')).map_or(p, |(p, _)| p))
+                .filter(|p| p.rsplit('.').next() == Some(k.as_str()));
+            if let Some(table) = parent {
+                let hint = msg
+                    .split_once("expected one of ")
+                    .map(|(_, list)| list.split(", ").map(|c| c.trim_matches('`')).collect::<Vec<_>>())
+                    .and_then(|known| closest(&k, &known))
+                    .map(|c| format!(", did you mean `{c}`?"))
+                    .unwrap_or_default();
+                return Self {
+                    kind: ConfigErrorKind::Parse,
+                    field: Some(table.to_owned()),
+                    value: None,
+                    message: format!("line {line}: unknown table `{k}`{hint}"),
+                    file: None,
+                };
+            }
+        }
         Self {
             kind: ConfigErrorKind::Parse,
             field: key.map(|k| format!("{prefix}{k}")),
@@ -116,6 +140,31 @@ impl ConfigError {
             file: None,
         }
     }
+}
+
+/// The known name `name` is most likely a misspelling of: a plural or
+/// singular of it, or one at most two edits away.
+fn closest<'a>(name: &str, known: &[&'a str]) -> Option<&'a str> {
+    let distance = |a: &str, b: &str| -> usize {
+        let b: Vec<char> = b.chars().collect();
+        let mut row: Vec<usize> = (0..=b.len()).collect();
+        for (i, ca) in a.chars().enumerate() {
+            let mut prev = row[0];
+            row[0] = i + 1;
+            for (j, cb) in b.iter().enumerate() {
+                let cur = row[j + 1];
+                row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
+                prev = cur;
+            }
+        }
+        row[b.len()]
+    };
+    known
+        .iter()
+        .map(|k| (distance(name, k), *k))
+        .filter(|(d, _)| *d <= 2)
+        .min()
+        .map(|(_, k)| k)
 }
 
 #[cfg(test)]
@@ -153,6 +202,32 @@ mod tests {
         assert_eq!(e.field(), Some("links.history_hits"));
         assert_eq!(e.value(), Some("70000"));
         assert!(Config::from_toml_str("[links]\nhistory_hits = 65535\n").is_ok());
+    }
+
+    /// `[[probe]]` for `[[probes]]`: the table is named, with the fix.
+    #[test]
+    fn an_unknown_table_is_named_with_the_likely_fix() {
+        let e = Config::from_toml_str(
+            "[[probe]]\nname = \"a\"\npath = \"/a/{id}\"\ntarget = { path = \"id\" }\n",
+        )
+        .unwrap_err();
+        assert_eq!(e.field(), Some("probe"));
+        assert!(
+            e.to_string().contains("unknown table `probe`, did you mean `probes`?"),
+            "{e}"
+        );
+        let e = Config::from_toml_str("[limit]\nmax_actors = 5\n").unwrap_err();
+        assert_eq!(e.field(), Some("limit"));
+        assert!(e.to_string().contains("did you mean `limits`?"), "{e}");
+        let e = Config::from_toml_str(
+            "[[probes]]\nname = \"a\"\npath = \"/a/{id}\"\ntarget = { path = \"id\" }\n[probes.threshold]\nforeign_block = 1\n",
+        )
+        .unwrap_err();
+        assert_eq!(e.field(), Some("probes[0].threshold"));
+        assert!(e.to_string().contains("did you mean `thresholds`?"), "{e}");
+        // A misspelt key (not a table) keeps its own message.
+        let e = Config::from_toml_str("mdoe = \"observe\"").unwrap_err();
+        assert_eq!(e.field(), Some("mdoe"));
     }
 
     #[test]
