@@ -114,12 +114,20 @@ impl ConfigError {
         if let Some(k) = named("unknown field `") {
             let parent = prefix
                 .strip_suffix('.')
-                .map(|p| p.strip_suffix(']').and_then(|p| p.rsplit_once('[')).map_or(p, |(p, _)| p))
+                .map(|p| {
+                    p.strip_suffix(']')
+                        .and_then(|p| p.rsplit_once('['))
+                        .map_or(p, |(p, _)| p)
+                })
                 .filter(|p| p.rsplit('.').next() == Some(k.as_str()));
             if let Some(table) = parent {
                 let hint = msg
                     .split_once("expected one of ")
-                    .map(|(_, list)| list.split(", ").map(|c| c.trim_matches('`')).collect::<Vec<_>>())
+                    .map(|(_, list)| {
+                        list.split(", ")
+                            .map(|c| c.trim_matches('`'))
+                            .collect::<Vec<_>>()
+                    })
                     .and_then(|known| closest(&k, &known))
                     .map(|c| format!(", did you mean `{c}`?"))
                     .unwrap_or_default();
@@ -213,7 +221,8 @@ mod tests {
         .unwrap_err();
         assert_eq!(e.field(), Some("probe"));
         assert!(
-            e.to_string().contains("unknown table `probe`, did you mean `probes`?"),
+            e.to_string()
+                .contains("unknown table `probe`, did you mean `probes`?"),
             "{e}"
         );
         let e = Config::from_toml_str("[limit]\nmax_actors = 5\n").unwrap_err();

@@ -127,7 +127,31 @@ impl Detector {
     /// # Errors
     /// The config's first invalid field.
     pub fn new(config: Config) -> Result<Self, ConfigError> {
-        let random_session_key = random_key();
+        Self::with_keys(config, random_key(), random_key())
+    }
+
+    /// A detector whose secret keys (of the distinct-target sketch, and of
+    /// sessions when the config sets no `session_key`) derive from `seed`:
+    /// the same input gives the same decisions, run after run. For replays
+    /// and tests; a service uses [`new`](Self::new), whose random keys an
+    /// attacker cannot know (knowing the sketch key, one could pick targets
+    /// that count as one).
+    ///
+    /// # Errors
+    /// The config's first invalid field.
+    pub fn with_seed(config: Config, seed: u64) -> Result<Self, ConfigError> {
+        let key = |n: u64| {
+            let h = crate::actor::hash128((seed, n), b"enumguard seed");
+            ((h >> 64) as u64, h as u64)
+        };
+        Self::with_keys(config, key(1), key(2))
+    }
+
+    fn with_keys(
+        config: Config,
+        target_key: (u64, u64),
+        random_session_key: (u64, u64),
+    ) -> Result<Self, ConfigError> {
         let mut slots = Slots::default();
         let policy = compile(&mut slots, config, random_session_key, None)?;
         let c = &policy.config;
@@ -143,7 +167,7 @@ impl Detector {
             generation: AtomicU64::new(0),
             store,
             verdicts,
-            target_key: random_key(),
+            target_key,
             random_session_key,
             warned_missing_peer: AtomicBool::new(false),
             slots: Mutex::new(slots),
