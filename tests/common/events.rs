@@ -13,13 +13,31 @@ use tracing::{Event, Metadata, Subscriber};
 /// One event: its message and fields (`message` included), as text.
 pub type Fields = BTreeMap<String, String>;
 
+/// The events of the closures [`Capture::run`] ran. The capture is the
+/// test binary's global subscriber, listening to every callsite: each event
+/// goes to the capture of the thread that emitted it, if that thread is in
+/// `run` (a scoped subscriber would race with other threads over tracing's
+/// per-callsite interest cache and miss events now and then).
 #[derive(Clone, Default)]
 pub struct Capture(Arc<Mutex<Vec<Fields>>>);
 
+thread_local! {
+    static ACTIVE: std::cell::RefCell<Option<Capture>> = const { std::cell::RefCell::new(None) };
+}
+
+struct Global;
+
 impl Capture {
-    /// Runs `f` with this capture as the thread's subscriber.
+    /// Runs `f`, capturing the events this thread emits meanwhile.
     pub fn run<R>(&self, f: impl FnOnce() -> R) -> R {
-        tracing::subscriber::with_default(self.clone(), f)
+        static INSTALL: std::sync::Once = std::sync::Once::new();
+        INSTALL.call_once(|| {
+            tracing::subscriber::set_global_default(Global).expect("no other global subscriber");
+        });
+        let previous = ACTIVE.with(|a| a.replace(Some(self.clone())));
+        let out = f();
+        ACTIVE.with(|a| *a.borrow_mut() = previous);
+        out
     }
 
     /// Every event so far.
@@ -48,7 +66,7 @@ impl Visit for Visitor<'_> {
     }
 }
 
-impl Subscriber for Capture {
+impl Subscriber for Global {
     fn enabled(&self, _: &Metadata<'_>) -> bool {
         true
     }
@@ -62,10 +80,13 @@ impl Subscriber for Capture {
     fn record_follows_from(&self, _: &Id, _: &Id) {}
 
     fn event(&self, event: &Event<'_>) {
+        let Some(capture) = ACTIVE.with(|a| a.borrow().clone()) else {
+            return;
+        };
         let mut fields = Fields::new();
         event.record(&mut Visitor(&mut fields));
         fields.insert("level".into(), event.metadata().level().to_string());
-        self.0.lock().unwrap().push(fields);
+        capture.0.lock().unwrap().push(fields);
     }
 
     fn enter(&self, _: &Id) {}
