@@ -55,8 +55,10 @@ async fn a_reload_through_the_handle_switches_the_mode_and_keeps_the_verdicts() 
     assert_eq!(refusal.unwrap().kind(), RefusalKind::Blocked);
 
     // An invalid config is refused; the running one stays.
-    let mut bad = Config::default();
-    bad.trusted_proxies = vec!["10.0.0.0/33".into()];
+    let bad = Config {
+        trusted_proxies: vec!["10.0.0.0/33".into()],
+        ..Config::default()
+    };
     let e = handle.reload(bad).unwrap_err();
     assert_eq!(e.field(), Some("trusted_proxies[0]"));
     assert_eq!(handle.config().responses.block_status, 403);
