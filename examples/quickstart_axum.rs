@@ -3,11 +3,14 @@
 //! ```text
 //! cargo run --example quickstart_axum [-- --listen 127.0.0.1:3000]
 //! curl -i -H 'x-user-id: 42' http://127.0.0.1:3000/api/accounts/42/addressbook
+//! curl -i 'http://127.0.0.1:3000/api/recipients/lookup?email=ann@example.test'
 //! ```
 
 use std::net::SocketAddr;
 
-use axum::{Router, extract::Path, routing::get};
+use axum::extract::{Path, Query};
+use axum::http::StatusCode;
+use axum::{Router, routing::get};
 use enumguard::{AccountId, GuardLayer, ProbeConfig, TargetConfig};
 
 #[tokio::main]
@@ -23,6 +26,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             "/api/accounts/{id}/addressbook",
             TargetConfig::path("id"),
         ))
+        // An oracle: the answer tells whether an email is registered. A
+        // script guessing addresses misses most of the time: it is stopped
+        // after a few misses, while a person who mistypes hits next time.
+        .probe(ProbeConfig::identities(
+            "lookup",
+            "GET",
+            "/api/recipients/lookup",
+            TargetConfig::query("email"),
+        ))
         // Who is calling (here a header set by an auth proxy; usually your
         // session lookup). Reading one's own address book never counts.
         .account(|parts| {
@@ -37,6 +49,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let app = Router::new()
         .route("/api/accounts/{id}/addressbook", get(addressbook))
+        .route("/api/recipients/lookup", get(lookup))
         .layer(guard);
 
     let listener = tokio::net::TcpListener::bind(listen).await?;
@@ -52,6 +65,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
 async fn addressbook(Path(id): Path<u64>) -> String {
     format!("{{\"account\":{id},\"contacts\":[]}}\n")
+}
+
+/// 200 for a registered address, 404 for any other: the guard reads the
+/// status as hit or miss.
+async fn lookup(Query(q): Query<std::collections::HashMap<String, String>>) -> StatusCode {
+    match q.get("email").map(String::as_str) {
+        Some("ann@example.test") => StatusCode::OK,
+        _ => StatusCode::NOT_FOUND,
+    }
 }
 
 /// `--listen ADDR`, or 127.0.0.1:3000.

@@ -16,7 +16,7 @@ use tower_service::Service;
 
 use super::body::{GuardBody, ResponseBody, to_bytes_frame};
 use super::shared::Tracked;
-use crate::detect::{Answer, BodyTarget, Decision, Refusal};
+use crate::detect::{Answer, BodyTarget, Decision, Policy, Refusal};
 use crate::probe::{Outcome, Owner};
 
 pin_project! {
@@ -142,9 +142,8 @@ where
                         tracked,
                     } = &mut **reading;
                     let limit = tracked.as_ref().map_or(0, |t| {
-                        t.policy
-                            .probe_of(&t.ticket)
-                            .map_or(0, |(_, p)| p.body_limit)
+                        let policy = t.shared.core().policy();
+                        policy.probe_of(&t.ticket).map_or(0, |(_, p)| p.body_limit)
                     });
                     let mut ended = false;
                     let mut errored = false;
@@ -183,6 +182,7 @@ where
                     // After a read error the body is done: it is not polled again.
                     let rest = if ended || errored { None } else { body.take() };
                     let decision = {
+                        let policy = tracked.shared.core().policy();
                         let found = if *read > limit {
                             BodyTarget::Oversized
                         } else if ended && !errored {
@@ -193,14 +193,11 @@ where
                             {
                                 json.extend_from_slice(d);
                             }
-                            body_target(&tracked, &json)
+                            body_target(&tracked, &policy, &json)
                         } else {
                             BodyTarget::Nothing
                         };
-                        tracked
-                            .shared
-                            .core()
-                            .body(&tracked.policy, tracked.ticket, found)
+                        tracked.shared.core().body(&policy, tracked.ticket, found)
                     };
                     let learn = match decision {
                         Decision::Refuse(r) => {
@@ -228,17 +225,15 @@ where
 }
 
 /// The target of a JSON-body probe from the body read.
-fn body_target(t: &Tracked, json: &[u8]) -> BodyTarget {
-    let Some((id, probe)) = t.policy.probe_of(&t.ticket) else {
+fn body_target(t: &Tracked, policy: &Policy, json: &[u8]) -> BodyTarget {
+    let Some((id, probe)) = policy.probe_of(&t.ticket) else {
         return BodyTarget::Nothing;
     };
     let account = t.ticket.actors().account();
     probe
         .source
         .json_target(json, |bytes| {
-            t.shared
-                .core()
-                .target(&t.policy, id, bytes, account.as_ref())
+            t.shared.core().target(policy, id, bytes, account.as_ref())
         })
         .map_or(BodyTarget::Nothing, BodyTarget::Found)
 }
@@ -249,7 +244,8 @@ fn learn_from<T>(t: &Tracked, res: &Response<T>) {
     if res.extensions().get::<Refusal>().is_some() {
         return;
     }
-    let Some((id, probe)) = t.policy.probe_of(&t.ticket) else {
+    let policy = t.shared.core().policy();
+    let Some((id, probe)) = policy.probe_of(&t.ticket) else {
         return;
     };
     let outcome = probe.classify(res.status(), res.extensions());
@@ -259,11 +255,11 @@ fn learn_from<T>(t: &Tracked, res: &Response<T>) {
         Some(Outcome::Denied) => 2,
         None => 3,
     };
-    if let Some(c) = t.policy.hot().outcomes.get(id.index()) {
+    if let Some(c) = policy.hot().outcomes.get(id.index()) {
         c[i].increment(1);
     }
     let owner = res.extensions().get::<Owner>().map(|o| o.0);
     t.shared
         .core()
-        .outcome(&t.policy, t.ticket, Answer { outcome, owner });
+        .outcome(&policy, t.ticket, Answer { outcome, owner });
 }

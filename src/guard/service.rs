@@ -120,7 +120,7 @@ where
             Decision::Track(ticket) if !ticket.awaits_body() => {
                 let req = Request::from_parts(parts, GuardBody::new(body));
                 let fut = inner.call(req);
-                ResponseFuture::forward(fut, Some(Tracked::new(ticket, shared, policy)))
+                ResponseFuture::forward(fut, Some(Tracked::new(ticket, shared)))
             }
             Decision::Refuse(r) => ResponseFuture::refused(shared.refusal_response(r)),
             Decision::Track(ticket) => {
@@ -128,7 +128,7 @@ where
                 // the ready service, leave a clone in its place.
                 let clone = inner.clone();
                 let ready = std::mem::replace(inner, clone);
-                ResponseFuture::read_body(ready, parts, body, Tracked::new(ticket, shared, policy))
+                ResponseFuture::read_body(ready, parts, body, Tracked::new(ticket, shared))
             }
         }
     }

@@ -146,15 +146,13 @@ impl Shared {
 pub(crate) struct Tracked {
     pub(crate) ticket: Ticket,
     pub(crate) shared: Arc<Shared>,
-    pub(crate) policy: Arc<Policy>,
 }
 
 impl Tracked {
-    pub(crate) fn new(ticket: Ticket, shared: &Arc<Shared>, policy: &Arc<Policy>) -> Self {
+    pub(crate) fn new(ticket: Ticket, shared: &Arc<Shared>) -> Self {
         Self {
             ticket,
             shared: shared.clone(),
-            policy: policy.clone(),
         }
     }
 }
