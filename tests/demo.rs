@@ -1,6 +1,8 @@
 //! The demo, short: every scenario of `examples/demo.rs` at its quick size,
 //! over real HTTP on loopback, so CI keeps the README's first command
 //! working. And the mailroom's interface, which outside tools drive.
+// Served by axum, whose `ConnectInfo` the guard reads with the `axum` feature.
+#![cfg(feature = "axum")]
 
 #[allow(dead_code)]
 #[path = "../examples/mailroom/app.rs"]

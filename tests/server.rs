@@ -6,6 +6,8 @@
 //! errors that name the field.
 //!
 //! Time is a `ManualClock`; nothing sleeps.
+// Served by axum, whose `ConnectInfo` the guard reads with the `axum` feature.
+#![cfg(feature = "axum")]
 
 mod common;
 

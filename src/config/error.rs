@@ -54,7 +54,7 @@ impl ConfigError {
         self.value.as_deref()
     }
 
-    /// The file the config came from, for [`Config::from_file`].
+    /// The file the config came from, for [`Config::from_file`](crate::Config::from_file).
     pub fn file(&self) -> Option<&str> {
         self.file.as_deref()
     }

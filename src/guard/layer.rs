@@ -269,7 +269,7 @@ impl GuardBuilder {
         self
     }
 
-    /// Builds refusal responses. Defaults to [`DefaultRefusal`] with the
+    /// Builds refusal responses. Defaults to [`DefaultRefusal`](crate::DefaultRefusal) with the
     /// configured statuses.
     pub fn on_refusal(mut self, hook: impl OnRefusal) -> Self {
         self.responder = Some(Arc::new(hook));

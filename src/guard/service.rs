@@ -19,7 +19,7 @@ use crate::detect::{Decision, Policy};
 /// The guard service; see [`GuardLayer`](crate::GuardLayer).
 ///
 /// Every clone shares the same state. A refusal is a response (with a
-/// [`Refusal`] in its extensions), never an error; errors of the inner
+/// [`Refusal`](crate::Refusal) in its extensions), never an error; errors of the inner
 /// service pass through unchanged.
 pub struct Guard<S> {
     inner: S,

@@ -33,6 +33,7 @@ async fn banned_ip_gets_429_retry_after_and_refusal_and_inner_is_not_called() {
     assert_eq!(calls.load(Ordering::SeqCst), 1);
 }
 
+#[cfg(feature = "axum")]
 #[tokio::test]
 async fn peer_addr_and_connect_info_extensions_are_read_too() {
     let layer = GuardLayer::builder().build().unwrap();

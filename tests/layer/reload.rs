@@ -94,12 +94,19 @@ async fn a_reload_applies_new_thresholds_to_the_next_request() {
         ..enumguard::Thresholds::objects()
     });
     handle.reload(tight).unwrap();
-    let (res, _) = call(&layer, &calls, get("/api/accounts/5002/addressbook", 8)).await;
-    assert_eq!(
-        res.status(),
-        429,
-        "the third foreign book, counted with the two before"
-    );
+    // The third foreign book crosses the new threshold, counted with the
+    // two before the reload (the fourth at the latest: the distinct-target
+    // sketch may count two targets as one, about one time in 256).
+    let mut refused_at = None;
+    for k in 2..4u64 {
+        let path = format!("/api/accounts/{}/addressbook", 5000 + k);
+        let (res, _) = call(&layer, &calls, get(&path, 8)).await;
+        if res.status() == 429 {
+            refused_at = Some(k + 1);
+            break;
+        }
+    }
+    assert!(matches!(refused_at, Some(3 | 4)), "{refused_at:?}");
     // Account 7's block survived the reload.
     assert!(matches!(
         handle.verdict(&Actor::account(AccountId::from(7u64))),
