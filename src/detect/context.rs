@@ -30,11 +30,17 @@ pub(crate) fn is_young(policy: &Policy, r: &Record, now: u64) -> bool {
     now.saturating_sub(r.first_seen()) < policy.new_actor
 }
 
+/// The share of one link boost an address must still carry for the new
+/// accounts and sessions beside it to be watched: half, i.e. a blocked
+/// person used the address within about the last half-life. Lower watches
+/// an address longer after a block (more of its newcomers meet the watch);
+/// higher lets a comeback through sooner.
+const SUSPECT_SHARE: f64 = 0.5;
+
 /// Whether an address's record on a probe makes the new accounts and
-/// sessions beside it watched: a carry of at least half of one link boost,
-/// i.e. a blocked person used the address within about the last half-life.
+/// sessions beside it watched (see [`SUSPECT_SHARE`]).
 pub(crate) fn suspect_address(policy: &Policy, kind: ActorKind, carry: f64) -> bool {
-    !kind.is_personal() && carry > 0.0 && carry >= policy.boost * 0.5
+    !kind.is_personal() && carry > 0.0 && carry >= policy.boost * SUSPECT_SHARE
 }
 
 /// The policy's context for one actor's record. `anomalous`: the
@@ -84,5 +90,94 @@ pub(crate) fn context(
         strikes: u32::from(r.strikes),
         carry: r.carry_at(now, policy.half_life),
         foreign_factor,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Config, ProbeConfig, TargetConfig};
+    use crate::probe::TargetInfo;
+
+    const S: u64 = 1_000_000_000;
+
+    fn policy() -> Policy {
+        let mut c = Config::default();
+        c.probes.push(ProbeConfig::objects(
+            "book",
+            "GET",
+            "/a/{id}",
+            TargetConfig::path("id"),
+        ));
+        Policy::compile(c, (1, 2), |_, _, _| (0, None)).unwrap()
+    }
+
+    /// A record first seen at `born`, with `own` own-object reads.
+    fn record(born: u64, own: u32) -> Record {
+        let mut r = Record::new(born);
+        let me = crate::actor::AccountId::new("9");
+        for _ in 0..own {
+            let t = TargetInfo::new(b"9", Some(&me), true, (1, 2));
+            r.learn(
+                born,
+                3600 * S,
+                21_600 * S,
+                Some(t),
+                Some(crate::Outcome::Hit),
+            );
+        }
+        r
+    }
+
+    #[test]
+    fn a_young_person_at_a_suspect_address_is_watched_an_old_one_is_not() {
+        let p = policy();
+        let probe = &p.probes[0];
+        let now = 10 * 86_400 * S;
+        let young = record(now - 3600 * S, 0);
+        let old = record(now - 3 * 86_400 * S, 0);
+        let c = context(&p, probe, ActorKind::Account, &young, now, false, true);
+        assert_eq!(c.foreign_factor, p.watch_factor);
+        let c = context(&p, probe, ActorKind::Account, &old, now, false, true);
+        assert_eq!(c.foreign_factor, 1.0);
+        // An address is never watched itself.
+        let c = context(&p, probe, ActorKind::Ip, &young, now, false, true);
+        assert_eq!(c.foreign_factor, 1.0);
+        // Nor is anyone where nothing is suspect.
+        let c = context(&p, probe, ActorKind::Account, &young, now, false, false);
+        assert_eq!(c.foreign_factor, 1.0);
+    }
+
+    #[test]
+    fn during_an_anomaly_a_stranger_gets_less_room_than_a_newcomer_reading_its_own() {
+        let p = policy();
+        let probe = &p.probes[0];
+        let now = 10 * 86_400 * S;
+        let stranger = record(now - 60 * S, 0);
+        let reader = record(now - 60 * S, 1);
+        let c = context(&p, probe, ActorKind::Account, &stranger, now, true, false);
+        assert!(c.tightened);
+        assert_eq!(c.foreign_factor, probe.thresholds.stranger_factor);
+        let c = context(&p, probe, ActorKind::Account, &reader, now, true, false);
+        assert!(c.tightened);
+        assert_eq!(c.foreign_factor, 1.0);
+        // No anomaly: neither is tightened.
+        let c = context(&p, probe, ActorKind::Account, &stranger, now, false, false);
+        assert!(!c.tightened);
+    }
+
+    #[test]
+    fn a_suspect_address_carries_at_least_half_a_boost() {
+        let p = policy();
+        assert!(suspect_address(&p, ActorKind::Ip, p.boost * 0.5));
+        assert!(!suspect_address(&p, ActorKind::Ip, p.boost * 0.49));
+        assert!(!suspect_address(&p, ActorKind::Account, p.boost));
+    }
+
+    #[test]
+    fn blocks_grow_fourfold_up_to_a_day() {
+        let p = policy();
+        let mins: Vec<u64> = (1..=6).map(|s| p.block_duration(s) / (60 * S)).collect();
+        assert_eq!(mins, [15, 60, 240, 960, 1440, 1440]);
     }
 }

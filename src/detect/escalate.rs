@@ -10,8 +10,14 @@ use crate::actor::{ActorKey, Actors};
 use crate::config::Mode;
 use crate::state::verdict::VerdictReason;
 
-/// Carried suspicion a block leaves at its end, at most: a repeat offender
-/// is not forgotten while it waits, and a day-long block reaches this.
+/// Carried suspicion a block leaves at its *end*: half a block, so that an
+/// actor back from a block is stopped sooner. Higher stops a comeback at
+/// its first target; lower gives a person who tripped a block by accident
+/// more room afterwards.
+const BLOCK_CARRY: f64 = 0.5;
+/// Carried suspicion a block leaves at its start, at most: a repeat
+/// offender is not forgotten while it waits, and a day-long block reaches
+/// this.
 const MAX_BLOCK_CARRY: f64 = 4.0;
 
 impl Detector {
@@ -163,7 +169,7 @@ impl Detector {
                 // suspicion when its block *ends*, however long the block
                 // was: a repeat offender is not forgotten while it waits.
                 let d = policy.block_duration(u32::from(r.strikes));
-                let floor = 0.5 * 2f64.powf(d as f64 / policy.half_life.max(1) as f64);
+                let floor = BLOCK_CARRY * 2f64.powf(d as f64 / policy.half_life.max(1) as f64);
                 r.raise_carry(now, policy.half_life, 0.0, floor.min(MAX_BLOCK_CARRY));
                 r.set_score(r.last_score().max(1.0));
                 u32::from(r.strikes)

@@ -17,6 +17,18 @@ use crate::clock::NANOS_PER_SEC;
 use crate::probe::{Outcome, TargetInfo};
 
 const BITS: usize = 256;
+
+/// Weight of each new gap in the cadence's moving mean and deviation:
+/// higher follows a change of pace sooner, lower is fooled less by one odd
+/// gap.
+const CADENCE_WEIGHT: f32 = 0.25;
+/// Gaps seen before a cadence can be called machine-regular: fewer, and a
+/// person's short burst of steady clicks would look like a script.
+const CADENCE_MIN_GAPS: u8 = 8;
+/// A cadence is machine-regular when the mean deviation of its gaps is
+/// under this share of their mean: people vary by far more than 10%;
+/// scripts with jitter added escape it (and meet the other signals).
+const CADENCE_REGULAR: f32 = 0.1;
 /// `last_numeric` before any numeric target (a 20-digit number, which a
 /// target of at most 19 digits never is).
 const NO_NUMERIC: u64 = u64::MAX;
@@ -296,8 +308,8 @@ impl Record {
                 self.gap_dev_ms = 0.0;
             } else {
                 let dev = (gap - self.gap_mean_ms).abs();
-                self.gap_mean_ms += 0.25 * (gap - self.gap_mean_ms);
-                self.gap_dev_ms += 0.25 * (dev - self.gap_dev_ms);
+                self.gap_mean_ms += CADENCE_WEIGHT * (gap - self.gap_mean_ms);
+                self.gap_dev_ms += CADENCE_WEIGHT * (dev - self.gap_dev_ms);
             }
             self.gaps = self.gaps.saturating_add(1);
         }
@@ -428,9 +440,9 @@ impl Record {
             classified,
             requests: u32::from(sum.requests),
             seq_run: self.seq_run as u32,
-            regular: self.gaps >= 8
+            regular: self.gaps >= CADENCE_MIN_GAPS
                 && self.gap_mean_ms > 0.0
-                && self.gap_dev_ms < 0.1 * self.gap_mean_ms,
+                && self.gap_dev_ms < CADENCE_REGULAR * self.gap_mean_ms,
             long_foreign: (self.long[0] as f64 * decay - long_misses).max(0.0),
             long_misses,
             long_denied: self.long[2] as f64 * decay,
