@@ -44,7 +44,7 @@ async fn peer_addr_and_connect_info_extensions_are_read_too() {
 
     let mut req = Request::get("/").body(Full::new(Bytes::new())).unwrap();
     req.extensions_mut()
-        .insert(PeerAddr("198.51.100.1:5555".parse().unwrap()));
+        .insert(enumguard::PeerAddr("198.51.100.1:5555".parse().unwrap()));
     let (res, _) = call(&layer, &calls, req).await;
     assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
 

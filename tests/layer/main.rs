@@ -33,7 +33,7 @@ pub(crate) use std::time::Duration;
 pub(crate) use bytes::Bytes;
 pub(crate) use enumguard::{
     AccountId, Actor, ActorKind, GuardBody, GuardLayer, ManualClock, MissingPeer, Mode, Oversized,
-    PeerAddr, ProbeConfig, Refusal, RefusalKind, TargetConfig, Verdict, VerdictReason,
+    ProbeConfig, Refusal, RefusalKind, TargetConfig, Verdict, VerdictReason,
 };
 pub(crate) use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
 pub(crate) use http_body::{Body, Frame, SizeHint};
