@@ -89,25 +89,28 @@ struct Slots {
 }
 
 impl Slots {
-    fn slot_for(&mut self, name: &str, taken: &[u8]) -> u8 {
+    /// The slot of probe `name`: the one it had before (taken back out of
+    /// `freed`), else a fresh one while any is left, else the slot freed
+    /// longest ago that neither this config (`taken`) nor the running policy
+    /// (`in_use`: its requests may be in flight) uses. `None`: no slot left.
+    fn slot_for(&mut self, name: &str, taken: &[u8], in_use: &[u8]) -> Option<u8> {
         if let Some(i) = self.names.iter().position(|n| n.as_deref() == Some(name)) {
-            return i as u8;
+            let slot = i as u8;
+            self.freed.retain(|s| *s != slot);
+            return Some(slot);
         }
         let slot = if self.names.len() < crate::config::MAX_PROBES {
             self.names.push(None);
             (self.names.len() - 1) as u8
         } else {
-            // Every slot has been used once: the one freed longest ago,
-            // not taken by this config.
             let pos = self
                 .freed
                 .iter()
-                .position(|s| !taken.contains(s))
-                .unwrap_or(0);
-            self.freed.remove(pos).unwrap_or(0)
+                .position(|s| !taken.contains(s) && !in_use.contains(s))?;
+            self.freed.remove(pos)?
         };
-        self.names[slot as usize] = Some(Arc::from(name));
-        slot
+        self.names[usize::from(slot)] = Some(Arc::from(name));
+        Some(slot)
     }
 }
 
@@ -155,11 +158,10 @@ impl Detector {
         let mut slots = Slots::default();
         let policy = compile(&mut slots, config, random_session_key, None)?;
         let c = &policy.config;
-        let store = Store::new(
-            c.limits.max_actors,
-            secs_to_nanos(c.blocks.max_secs).saturating_mul(2),
-        );
-        store.set_keep_score(policy.keep_score());
+        let store = Store::new(c.limits.max_actors, strike_memory(c));
+        for p in &policy.probes {
+            store.set_keep_score(p.slot, p.thresholds.throttle_at);
+        }
         let verdicts = Table::new(c.limits.max_verdicts);
         announce_probes(&policy);
         Ok(Self {
@@ -205,7 +207,10 @@ impl Detector {
     ///
     /// `limits` (the bounds on records and verdicts) are fixed when the
     /// detector is made; a reload that changes them is refused. A changed
-    /// `session_key` keys sessions anew from the next request on.
+    /// `session_key` keys sessions anew from the next request on. A
+    /// [`ProbeId`](super::ProbeId) names a probe of the policy it came from:
+    /// use it with that policy only. Each probe name takes one of 255 slots
+    /// for the detector's life; a reload that would need more is refused.
     ///
     /// # Errors
     /// The new config's first invalid field.
@@ -229,17 +234,38 @@ impl Detector {
             .filter(|p| new.by_slot(p.slot).is_none_or(|q| q.name != p.name))
             .map(|p| p.slot)
             .collect();
+        // While both policies may be read, eviction keeps what either would.
+        for p in &new.probes {
+            let before = old
+                .by_slot(p.slot)
+                .map_or(1.0, |o| o.thresholds.throttle_at);
+            self.store
+                .set_keep_score(p.slot, p.thresholds.throttle_at.min(before));
+        }
         self.store
-            .set_keep_score(new.keep_score().min(old.keep_score()));
+            .set_strike_memory(strike_memory(&new.config).max(strike_memory(&old.config)));
         announce_probes(&new);
+        let memory = strike_memory(&new.config);
+        let keep: Vec<(u8, f64)> = new
+            .probes
+            .iter()
+            .map(|p| (p.slot, p.thresholds.throttle_at))
+            .collect();
         self.policy.store(Arc::new(new));
         self.generation.fetch_add(1, Ordering::AcqRel);
-        for slot in removed {
-            let n = self.store.drop_probe(slot);
-            slots.freed.push_back(slot);
-            tracing::info!(target: "enumguard", slot, records = n, "probe removed by reload: its records are dropped");
+        for (slot, score) in keep {
+            self.store.set_keep_score(slot, score);
         }
-        self.store.set_keep_score(self.policy.load().keep_score());
+        self.store.set_strike_memory(memory);
+        for slot in removed {
+            // Its records, and the verdicts that could only ever apply to
+            // its requests (address verdicts and throttles); a person's
+            // block stays, wherever it was earned.
+            let records = self.store.drop_probe(slot);
+            let verdicts = self.verdicts.drop_probe(slot);
+            slots.freed.push_back(slot);
+            tracing::info!(target: "enumguard", slot, records, verdicts, "probe removed by reload: its records are dropped");
+        }
         Ok(())
     }
 
@@ -304,8 +330,18 @@ fn compile(
     old: Option<&Policy>,
 ) -> Result<Policy, ConfigError> {
     let mut taken = Vec::with_capacity(config.probes.len());
+    let in_use: Vec<u8> = old.map_or_else(Vec::new, |o| o.probes.iter().map(|p| p.slot).collect());
     let mut slot_of = |name: &str, c: &Config, i: usize| {
-        let slot = slots.slot_for(name, &taken);
+        let slot = slots.slot_for(name, &taken, &in_use).ok_or_else(|| {
+            ConfigError::invalid(
+                format!("probes[{i}].name"),
+                name,
+                format!(
+                    "no probe slot left: this guard has had {} different probe names; build a new guard",
+                    crate::config::MAX_PROBES
+                ),
+            )
+        })?;
         taken.push(slot);
         let live = old.and_then(|o| {
             let p = o.probes.iter().find(|p| &*p.name == name)?;
@@ -317,17 +353,32 @@ fn compile(
             if o.config.service_view == c.service_view && p.watch_foreign == watch {
                 return Some(p.live.clone());
             }
+            // New view settings: a new view, seeded with what the old one
+            // learned, and what the application showed of the probe.
             let (miss, foreign) = p.live.view.baselines();
-            Some(Arc::new(ProbeLive::new(super::view::View::new(
+            let live = ProbeLive::new(super::view::View::new(
                 &c.service_view,
                 watch,
                 miss,
                 foreign,
-            ))))
+            ));
+            for (to, from) in [
+                (&live.owner_reported, &p.live.owner_reported),
+                (&live.matched, &p.live.matched),
+            ] {
+                to.store(from.load(Ordering::Relaxed), Ordering::Relaxed);
+            }
+            Some(Arc::new(live))
         });
-        (slot, live)
+        Ok((slot, live))
     };
     Policy::compile(config, random_session_key, &mut slot_of)
+}
+
+/// How long a strike keeps a record from eviction after its last activity:
+/// twice the longest block.
+fn strike_memory(c: &Config) -> u64 {
+    secs_to_nanos(c.blocks.max_secs).saturating_mul(2)
 }
 
 /// Logs the compiled probes: how many (info), and each pattern (debug).
@@ -354,4 +405,51 @@ pub(crate) fn random_key() -> (u64, u64) {
     let mut b = s.build_hasher();
     b.write_u64(0x6b65_7973);
     (a.finish(), b.finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A name keeps its slot, taken back out of the freed ones; once every
+    /// slot has been used, a new name gets the slot freed longest ago that
+    /// nothing uses, and none while every freed slot is in use.
+    #[test]
+    fn slots_are_kept_by_name_and_never_shared() {
+        let mut s = Slots::default();
+        let max = crate::config::MAX_PROBES;
+        for i in 0..max {
+            assert_eq!(s.slot_for(&format!("p{i}"), &[], &[]), Some(i as u8));
+        }
+        // All used: a new name needs a freed slot.
+        assert_eq!(s.slot_for("new", &[], &[]), None);
+        s.freed.extend([3u8, 7]);
+        // p3 comes back: its own slot, no longer free.
+        assert_eq!(s.slot_for("p3", &[], &[]), Some(3));
+        assert_eq!(s.freed, [7]);
+        // Slot 7 is still in use by the running policy: not given out.
+        assert_eq!(s.slot_for("new", &[], &[7]), None);
+        assert_eq!(s.slot_for("new", &[], &[]), Some(7));
+        assert!(s.freed.is_empty());
+        // "p7" lost its slot to "new": it would need another one.
+        assert_eq!(s.slot_for("p7", &[7], &[]), None);
+    }
+
+    #[test]
+    fn a_reload_that_needs_more_slots_than_are_left_is_refused() {
+        let probe = |name: String| {
+            crate::ProbeConfig::objects(name, "GET", "/a/{id}", crate::TargetConfig::path("id"))
+        };
+        let config = |prefix: &str, n: usize| Config {
+            probes: (0..n).map(|i| probe(format!("{prefix}{i}"))).collect(),
+            ..Config::default()
+        };
+        let d = Detector::new(config("a", 128)).unwrap();
+        let e = d.reload(config("b", 128)).unwrap_err();
+        assert!(e.to_string().contains("no probe slot left"), "{e}");
+        assert_eq!(d.policy().probes.len(), 128);
+        assert!(d.policy().probe_names().all(|n| n.starts_with('a')));
+        // Fewer new names fit.
+        d.reload(config("b", 127)).unwrap();
+    }
 }

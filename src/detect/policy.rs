@@ -119,13 +119,17 @@ impl Policy {
     pub(crate) fn compile(
         config: Config,
         random_session_key: (u64, u64),
-        mut slot_of: impl FnMut(&str, &Config, usize) -> (u8, Option<Arc<ProbeLive>>),
+        mut slot_of: impl FnMut(
+            &str,
+            &Config,
+            usize,
+        ) -> Result<(u8, Option<Arc<ProbeLive>>), ConfigError>,
     ) -> Result<Self, ConfigError> {
         config.validate()?;
         let c = &config;
         let mut probes = Vec::with_capacity(c.probes.len());
         for (i, p) in c.probes.iter().enumerate() {
-            let (slot, live) = slot_of(&p.name, c, i);
+            let (slot, live) = slot_of(&p.name, c, i)?;
             probes.push(Probe::compile(i, p, slot, &c.service_view, live)?);
         }
         let hashes = |list: &[String]| -> Vec<u128> {
@@ -270,15 +274,6 @@ impl Policy {
                 })
                 .collect(),
         })
-    }
-
-    /// The lowest `throttle_at` of the probes: from there a record is a
-    /// current suspect, never evicted.
-    pub(crate) fn keep_score(&self) -> f64 {
-        self.probes
-            .iter()
-            .map(|p| p.thresholds.throttle_at)
-            .fold(1.0, f64::min)
     }
 
     /// The probe in slot `slot`, if this policy has it.

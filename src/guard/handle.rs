@@ -132,8 +132,10 @@ impl GuardHandle {
     /// records, verdicts and strikes stay (see [`Detector::reload`] for
     /// what a removed probe loses). What only code gives (the account
     /// source, the ownership hook, the clock, the refusal responses) stays
-    /// as built. Probes added with [`GuardBuilder::probe`](crate::GuardBuilder::probe)
-    /// are part of the config: a reload keeps only the probes `config` has.
+    /// as built. Everything the builder's other calls set (probes, lists,
+    /// trusted proxies, mode...) is part of the config: a reload replaces
+    /// it with what `config` says. To change one setting, start from the
+    /// config in force, [`config`](Self::config), which includes them.
     ///
     /// # Errors
     /// An invalid config is refused with its first invalid field, and the

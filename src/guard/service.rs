@@ -52,12 +52,20 @@ impl<S> Guard<S> {
 }
 
 impl<S: Clone> Clone for Guard<S> {
+    /// A clone of a service built before a reload (a router's template,
+    /// cloned per request) takes the current policy rather than the stale
+    /// one: one reference count either way.
     fn clone(&self) -> Self {
+        let (generation, policy) = if self.shared.core.generation() == self.generation {
+            (self.generation, self.policy.clone())
+        } else {
+            self.shared.core.snapshot()
+        };
         Self {
             inner: self.inner.clone(),
             shared: self.shared.clone(),
-            policy: self.policy.clone(),
-            generation: self.generation,
+            policy,
+            generation,
         }
     }
 }

@@ -8,7 +8,7 @@
 //! against them first (no strike, no carried suspicion, a low score), then
 //! mildly suspect ones (below a throttle, or strikes long past), never a
 //! current suspect (a recent strike, carried suspicion, or a score at a
-//! throttle or above: the lowest `throttle_at` of the configured probes;
+//! throttle or above: its probe's `throttle_at`;
 //! see [`eviction_class`]). A flood of fresh keys
 //! therefore evicts other fresh keys, never a suspect. If everything left is
 //! suspect, the new key is not tracked (counted in
@@ -33,6 +33,8 @@ const FREE_CARRY: f64 = 0.05;
 /// Each sweep frees this fraction of the capacity: larger sweeps are rarer
 /// but longer (one pass over the map either way).
 const SWEEP_FRACTION: usize = 8;
+/// The keep score of a slot no probe has set (the default `throttle_at`).
+const DEFAULT_KEEP_SCORE: f64 = 0.6;
 /// Last-seen times sampled to find a sweep's cutoff: enough for a cutoff
 /// within a fraction of a percent of the wanted share.
 const SWEEP_SAMPLE: usize = 1024;
@@ -95,11 +97,12 @@ pub(crate) struct Store {
     /// little to evict: keeps a store full of suspects from costing a full
     /// scan per request.
     cooldown: AtomicUsize,
-    /// How long a strike keeps a record from eviction after its last activity.
-    strike_memory: u64,
-    /// The score (f64 bits) from which a record is a current suspect, never
-    /// evicted: the lowest `throttle_at` of the probes.
-    keep_score: AtomicU64,
+    /// How long a strike keeps a record from eviction after its last
+    /// activity (twice the longest block; set again on reload).
+    strike_memory: AtomicU64,
+    /// Per probe slot, the score (f64 bits) from which a record is a current
+    /// suspect, never evicted: that probe's `throttle_at`.
+    keep_scores: Box<[AtomicU64]>,
     pub(crate) evicted: AtomicUsize,
 }
 
@@ -143,20 +146,28 @@ impl Store {
             cap,
             sweeping: AtomicBool::new(false),
             cooldown: AtomicUsize::new(0),
-            strike_memory,
-            keep_score: AtomicU64::new(0.6f64.to_bits()),
+            strike_memory: AtomicU64::new(strike_memory),
+            keep_scores: (0..=u8::MAX)
+                .map(|_| AtomicU64::new(DEFAULT_KEEP_SCORE.to_bits()))
+                .collect(),
             evicted: AtomicUsize::new(0),
         }
     }
 
-    /// Records scored at `score` or above are current suspects, never
-    /// evicted (the lowest `throttle_at` of the probes; set again on reload).
-    pub(crate) fn set_keep_score(&self, score: f64) {
-        self.keep_score.store(score.to_bits(), Ordering::Relaxed);
+    /// Records of probe slot `probe` scored at `score` or above are current
+    /// suspects, never evicted (that probe's `throttle_at`; set again on
+    /// reload).
+    pub(crate) fn set_keep_score(&self, probe: u8, score: f64) {
+        self.keep_scores[usize::from(probe)].store(score.to_bits(), Ordering::Relaxed);
     }
 
-    fn keep_score(&self) -> f64 {
-        f64::from_bits(self.keep_score.load(Ordering::Relaxed))
+    fn keep_score(&self, probe: u8) -> f64 {
+        f64::from_bits(self.keep_scores[usize::from(probe)].load(Ordering::Relaxed))
+    }
+
+    /// How long a strike keeps a record from eviction.
+    pub(crate) fn set_strike_memory(&self, nanos: u64) {
+        self.strike_memory.store(nanos, Ordering::Relaxed);
     }
 
     /// Drops every record of probe slot `probe` (a probe a reload removed);
@@ -279,12 +290,13 @@ impl Store {
     /// seen first. Two passes over the map: one to sample the last-seen
     /// times and find the cutoff, one to remove.
     fn evict_class(&self, class: u8, want: usize, now: u64, half_life: u64) -> usize {
-        let keep = self.keep_score();
+        let memory = self.strike_memory.load(Ordering::Relaxed);
         let mut sample: Vec<u64> = Vec::with_capacity(SWEEP_SAMPLE);
         let mut count = 0usize;
         let stride = (self.cap / SWEEP_SAMPLE).max(1);
         for r in self.map.iter() {
-            if eviction_class(r.value(), now, half_life, self.strike_memory, keep) == class {
+            let keep = self.keep_score(r.key().probe);
+            if eviction_class(r.value(), now, half_life, memory, keep) == class {
                 if count % stride == 0 && sample.len() < SWEEP_SAMPLE {
                     sample.push(r.value().last_seen.max(r.value().first_seen()));
                 }
@@ -299,10 +311,10 @@ impl Store {
         let idx = ((sample.len() as f64 * frac).ceil() as usize).clamp(1, sample.len()) - 1;
         let cutoff = if frac >= 1.0 { u64::MAX } else { sample[idx] };
         let mut removed = 0usize;
-        self.map.retain(|_, r| {
+        self.map.retain(|k, r| {
             let evict = removed < want
                 && r.last_seen.max(r.first_seen()) <= cutoff
-                && eviction_class(r, now, half_life, self.strike_memory, keep) == class;
+                && eviction_class(r, now, half_life, memory, self.keep_score(k.probe)) == class;
             if evict {
                 removed += 1;
             }
@@ -402,7 +414,7 @@ mod tests {
         let flood = |keep: Option<f64>| {
             let s = Store::new(64, 1_000_000_000);
             if let Some(k) = keep {
-                s.set_keep_score(k);
+                s.set_keep_score(0, k);
             }
             s.update(key(1), 1, hl, |r| r.set_score(0.45));
             for i in 2..10_000u32 {

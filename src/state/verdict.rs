@@ -492,6 +492,15 @@ impl Table {
         }
     }
 
+    /// Drops the verdicts that only ever apply to requests of probe slot
+    /// `probe` (address verdicts and throttles caught there): a probe a
+    /// reload removed. Returns how many went.
+    pub(crate) fn drop_probe(&self, probe: u8) -> usize {
+        let removed = self.drop_where(|k, e| e.probe == Some(probe) && !is_wide(k, e));
+        self.len.fetch_sub(removed, Ordering::Relaxed);
+        removed
+    }
+
     /// Drops expired verdicts (housekeeping).
     pub(crate) fn purge_expired(&self, now: u64) -> usize {
         let removed = self.drop_where(|_, e| e.until <= now);
