@@ -85,6 +85,8 @@
 
 pub mod actor;
 mod clock;
+#[cfg(feature = "redis")]
+mod cluster;
 pub mod config;
 pub mod detect;
 mod guard;
@@ -97,9 +99,9 @@ pub use actor::{
 };
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{
-    BlockConfig, Config, ConfigError, ConfigErrorKind, KindFactors, Limits, LinkConfig, ListConfig,
-    MissingPeer, Mode, OutcomeConfig, Oversized, ProbeConfig, ProbeStyle, ResponseConfig,
-    ServiceViewConfig, SessionSource, TargetConfig, Thresholds, ThrottleConfig,
+    BlockConfig, ClusterConfig, Config, ConfigError, ConfigErrorKind, KindFactors, Limits,
+    LinkConfig, ListConfig, MissingPeer, Mode, OutcomeConfig, Oversized, ProbeConfig, ProbeStyle,
+    ResponseConfig, ServiceViewConfig, SessionSource, TargetConfig, Thresholds, ThrottleConfig,
 };
 pub use detect::{Refusal, RefusalKind};
 pub use guard::{

@@ -35,8 +35,10 @@ mod validate;
 pub use error::{ConfigError, ConfigErrorKind};
 pub use probe::{OutcomeConfig, Oversized, ProbeConfig, ProbeStyle, TargetConfig};
 pub use schema::{
-    BlockConfig, Config, Limits, LinkConfig, ListConfig, MissingPeer, Mode, ResponseConfig,
-    ServiceViewConfig, SessionSource, ThrottleConfig,
+    BlockConfig, ClusterConfig, Config, Limits, LinkConfig, ListConfig, MissingPeer, Mode,
+    ResponseConfig, ServiceViewConfig, SessionSource, ThrottleConfig,
 };
 pub use thresholds::{KindFactors, Thresholds};
+#[cfg(feature = "redis")]
+pub(crate) use validate::redact;
 pub(crate) use validate::{MAX_PROBES, parse_cidrs, parse_key, probe_parts};

@@ -234,6 +234,40 @@ impl Default for ServiceViewConfig {
     }
 }
 
+/// Verdicts shared by many replicas through Redis (feature `redis`).
+///
+/// ```toml
+/// [cluster]
+/// redis_url = "redis://:password@10.0.0.5:6379/0"   # rediss:// for TLS
+/// key_prefix = "enumguard:mailroom"
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// The Redis server: `redis://[:password@]host:port[/db]`, `rediss://`
+    /// for TLS, or `unix:///path`. Required.
+    pub redis_url: String,
+    /// Prefix of every key and channel, so that several services can share
+    /// one Redis. Defaults to `enumguard`.
+    pub key_prefix: String,
+    /// How often, at most, a replica's batched changes are sent, in
+    /// milliseconds. Defaults to 100.
+    pub sync_interval_ms: u64,
+    /// This replica's name in messages. Defaults to a random one.
+    pub replica_id: Option<String>,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self {
+            redis_url: String::new(),
+            key_prefix: "enumguard".into(),
+            sync_interval_ms: 100,
+            replica_id: None,
+        }
+    }
+}
+
 /// All settings of a guard. Build one in code with
 /// [`GuardBuilder`](crate::GuardBuilder), or read it from TOML.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -284,6 +318,9 @@ pub struct Config {
     /// The enumerable endpoints. Defaults to none (the guard then only
     /// enforces verdicts set through the handle and the lists).
     pub probes: Vec<ProbeConfig>,
+    /// Replicas sharing verdicts through Redis. Defaults to none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterConfig>,
 }
 
 impl Default for Config {
@@ -308,6 +345,7 @@ impl Default for Config {
             links: LinkConfig::default(),
             service_view: ServiceViewConfig::default(),
             probes: Vec::new(),
+            cluster: None,
         }
     }
 }

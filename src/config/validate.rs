@@ -151,6 +151,9 @@ impl Config {
         }
         unit("service_view.alpha", self.service_view.alpha)?;
         positive("service_view.ratio", self.service_view.ratio)?;
+        if let Some(c) = &self.cluster {
+            self.check_cluster(c)?;
+        }
         if self.probes.len() > MAX_PROBES {
             return Err(ConfigError::invalid(
                 "probes",
@@ -169,6 +172,77 @@ impl Config {
             probe_parts(i, p)?;
         }
         Ok(())
+    }
+}
+
+impl Config {
+    fn check_cluster(&self, c: &super::ClusterConfig) -> Result<(), ConfigError> {
+        if !cfg!(feature = "redis") {
+            return Err(ConfigError::invalid(
+                "cluster",
+                "",
+                "this build of enumguard has no `redis` feature: build it with `--features redis`",
+            ));
+        }
+        let url = c.redis_url.trim();
+        if !["redis://", "rediss://", "unix://", "redis+unix://"]
+            .iter()
+            .any(|s| url.starts_with(s) && url.len() > s.len())
+        {
+            return Err(ConfigError::invalid(
+                "cluster.redis_url",
+                redact(url),
+                "must be redis://host:port, rediss://host:port (TLS) or unix:///path",
+            ));
+        }
+        if c.key_prefix.is_empty()
+            || c.key_prefix.len() > 64
+            || c.key_prefix
+                .bytes()
+                .any(|b| b.is_ascii_whitespace() || b == b'*')
+        {
+            return Err(ConfigError::invalid(
+                "cluster.key_prefix",
+                c.key_prefix.clone(),
+                "must be 1..=64 characters, without spaces or `*`",
+            ));
+        }
+        if !(10..=10_000).contains(&c.sync_interval_ms) {
+            return Err(ConfigError::invalid(
+                "cluster.sync_interval_ms",
+                c.sync_interval_ms.to_string(),
+                "must be 10..=10000",
+            ));
+        }
+        if c.replica_id
+            .as_ref()
+            .is_some_and(|r| r.is_empty() || r.len() > 64)
+        {
+            return Err(ConfigError::invalid(
+                "cluster.replica_id",
+                c.replica_id.clone().unwrap_or_default(),
+                "must be 1..=64 characters",
+            ));
+        }
+        if self.session_key.is_none() {
+            return Err(ConfigError::invalid(
+                "session_key",
+                "",
+                "a cluster needs a `session_key` (32 hex digits) set alike on every replica: \
+                 otherwise each replica names the same session (and the same actor in Redis) differently",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A Redis URL with its password left out, for errors and logs.
+pub(crate) fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}://<redacted>@{}", &url[..scheme], &url[at + 1..])
+        }
+        _ => url.to_owned(),
     }
 }
 

@@ -5,10 +5,11 @@
 //! a reload keeps.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use arc_swap::{ArcSwap, Guard};
 
+use super::change::{ChangeKind, VerdictChange, VerdictListener};
 use super::policy::Policy;
 use super::probes::ProbeLive;
 use crate::actor::{AccountId, ActorKey};
@@ -79,6 +80,8 @@ pub struct Detector {
     /// Probe names by slot, for the life of the detector: a slot freed by
     /// a reload is reused only once every other slot has been used.
     slots: Mutex<Slots>,
+    /// Told of every verdict change made here (set once).
+    listener: OnceLock<Box<dyn VerdictListener>>,
 }
 
 #[derive(Default)]
@@ -173,6 +176,7 @@ impl Detector {
             random_session_key,
             warned_missing_peer: AtomicBool::new(false),
             slots: Mutex::new(slots),
+            listener: OnceLock::new(),
         })
     }
 
@@ -225,6 +229,13 @@ impl Detector {
                     config.limits.max_actors, config.limits.max_verdicts
                 ),
                 "the bounds on records and verdicts are set when the guard is built; build a new guard to change them",
+            ));
+        }
+        if config.cluster != old.config.cluster {
+            return Err(ConfigError::invalid(
+                "cluster",
+                "",
+                "the cluster settings are set when the guard is built; build a new guard to change them",
             ));
         }
         let new = compile(&mut slots, config, self.random_session_key, Some(&old))?;
@@ -313,6 +324,87 @@ impl Detector {
     /// The verdict held for an actor key now.
     pub fn verdict_of(&self, key: &ActorKey, now: u64) -> crate::state::Verdict {
         self.verdicts.verdict(key, now)
+    }
+
+    /// Sets the listener told of every verdict change made here (once;
+    /// `false` if one was set already).
+    pub fn set_listener(&self, listener: impl VerdictListener) -> bool {
+        self.listener.set(Box::new(listener)).is_ok()
+    }
+
+    /// Tells the listener, if any.
+    pub(crate) fn changed(&self, change: impl FnOnce() -> VerdictChange) {
+        if let Some(l) = self.listener.get() {
+            l.changed(&change());
+        }
+    }
+
+    /// Applies a verdict change another replica made (the listener is not
+    /// told: it is not this detector's). A block raises the actor's strikes
+    /// on its probe to the change's, so that a later block here escalates
+    /// from there.
+    pub fn apply(&self, change: &VerdictChange, now: u64) {
+        let policy = self.policy();
+        let slot = change
+            .probe
+            .as_deref()
+            .and_then(|name| policy.probes.iter().find(|p| &*p.name == name))
+            .map(|p| p.slot);
+        let until = now.saturating_add(change.remaining.max(1));
+        match change.kind {
+            ChangeKind::Block => {
+                if let Some(slot) = slot {
+                    let strikes = change.strikes.min(u32::from(u8::MAX)) as u8;
+                    self.store
+                        .update((change.actor, slot), now, policy.half_life, |r| {
+                            r.strikes = r.strikes.max(strikes);
+                        });
+                }
+                self.verdicts.block(
+                    change.actor,
+                    until,
+                    change.reason,
+                    change.strikes,
+                    slot,
+                    now,
+                );
+            }
+            ChangeKind::Throttle => {
+                self.verdicts
+                    .throttle(change.actor, until, change.reason, slot, now, policy.quota);
+            }
+            ChangeKind::Allow => {
+                self.verdicts.remove(&change.actor);
+                for slot in 0..=u8::MAX {
+                    self.store.remove(&(change.actor, slot));
+                }
+            }
+        }
+    }
+
+    /// Every verdict live at `now`, as changes (for a replica that starts,
+    /// or one that reconnects).
+    pub fn live_verdicts(&self, now: u64) -> Vec<VerdictChange> {
+        let policy = self.policy();
+        self.verdicts
+            .live(now)
+            .into_iter()
+            .map(|(actor, e)| VerdictChange {
+                actor,
+                kind: if e.is_throttle() {
+                    ChangeKind::Throttle
+                } else {
+                    ChangeKind::Block
+                },
+                reason: e.reason,
+                strikes: e.strikes,
+                remaining: e.until - now,
+                probe: e
+                    .probe
+                    .and_then(|s| policy.by_slot(s))
+                    .map(|p| p.name.clone()),
+            })
+            .collect()
     }
 
     pub(crate) fn warn_missing_peer_once(&self) -> bool {

@@ -3,6 +3,7 @@
 //! every change. Operators' bans and unbans go through here too.
 
 use super::Detector;
+use super::change::{ChangeKind, VerdictChange};
 use super::policy::Policy;
 use super::probes::Probe;
 use super::score::{self, Level};
@@ -265,6 +266,14 @@ impl Detector {
             now,
         ) {
             tracing::warn!(target: "enumguard", actor = %key, verdict = "block", reason = "manual", secs = dur / 1_000_000_000, "enumguard verdict changed");
+            self.changed(|| VerdictChange {
+                actor: key,
+                kind: ChangeKind::Block,
+                reason: VerdictReason::Manual,
+                strikes,
+                remaining: dur,
+                probe: None,
+            });
             metrics::counter!(crate::metrics::VERDICTS, "verdict" => "block", "actor_kind" => key.kind().as_str(), "reason" => "manual", "probe" => "").increment(1);
         }
     }
@@ -278,6 +287,14 @@ impl Detector {
         }
         if had {
             tracing::warn!(target: "enumguard", actor = %key, verdict = "allow", reason = "manual", "enumguard verdict changed");
+            self.changed(|| VerdictChange {
+                actor: key,
+                kind: ChangeKind::Allow,
+                reason: VerdictReason::Manual,
+                strikes: 0,
+                remaining: 0,
+                probe: None,
+            });
             metrics::counter!(crate::metrics::VERDICTS, "verdict" => "allow", "actor_kind" => key.kind().as_str(), "reason" => "manual", "probe" => "").increment(1);
         }
         had

@@ -15,8 +15,10 @@
 //! | `score.rs` | the scoring: signals and context in, suspicion out (pure) |
 //! | `escalate.rs` | throttles, escalating blocks, links, operators' bans; the event and metric of each change |
 //! | `view.rs` | the service-wide view of each probe |
+//! | `change.rs` | [`VerdictChange`]: verdict changes as data, for listeners and replicas |
 //! | `refusal.rs` | [`Refusal`]: why a request was refused, and for how long |
 
+mod change;
 mod context;
 mod detector;
 mod escalate;
@@ -29,7 +31,10 @@ mod steps;
 mod view;
 
 pub use crate::probe::TargetInfo;
+pub use change::{ChangeKind, VerdictChange, VerdictListener};
 pub use detector::Detector;
+#[cfg(feature = "redis")]
+pub(crate) use detector::random_key;
 pub use facts::{Answer, BodyTarget, Decision, Facts, ProbeId, Target, Ticket};
 pub use policy::{Match, Policy};
 pub use refusal::{Refusal, RefusalKind};

@@ -164,6 +164,22 @@ impl GuardHandle {
         self.shared.core().policy().config().clone()
     }
 
+    /// Whether the cluster sync (feature `redis`) has no working Redis
+    /// connection now: `None` without a `[cluster]`. Detection goes on
+    /// locally meanwhile; the gauge `enumguard_cluster_degraded` says the
+    /// same.
+    #[cfg(feature = "redis")]
+    pub fn cluster_degraded(&self) -> Option<bool> {
+        self.shared.cluster.as_ref().map(|s| s.degraded())
+    }
+
+    /// Verdict changes the cluster sync dropped because its queue was full
+    /// (`enumguard_cluster_dropped_total`); `None` without a `[cluster]`.
+    #[cfg(feature = "redis")]
+    pub fn cluster_dropped(&self) -> Option<u64> {
+        self.shared.cluster.as_ref().map(|s| s.dropped())
+    }
+
     /// The detection core, for adapters of your own (a log replay, say).
     pub fn detector(&self) -> &Detector {
         self.shared.core()

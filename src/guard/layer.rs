@@ -300,15 +300,30 @@ impl GuardBuilder {
                 ),
             ));
         }
-        let core = Detector::new(c)?;
+        let core = Arc::new(Detector::new(c)?);
+        #[allow(unused_mut)]
+        let mut shared = Shared::new(core, clock, self.account, self.owns, self.responder);
+        #[cfg(feature = "redis")]
+        {
+            let policy = shared.core.policy();
+            if let Some(cluster) = &policy.config().cluster {
+                // Validated: a cluster has a session key.
+                let secret = policy
+                    .config()
+                    .session_key
+                    .as_deref()
+                    .and_then(crate::config::parse_key)
+                    .unwrap_or_default();
+                shared.cluster = Some(crate::cluster::start(
+                    &shared.core,
+                    shared.clock.clone(),
+                    cluster,
+                    secret,
+                )?);
+            }
+        }
         Ok(GuardLayer {
-            shared: Arc::new(Shared::new(
-                core,
-                clock,
-                self.account,
-                self.owns,
-                self.responder,
-            )),
+            shared: Arc::new(shared),
         })
     }
 }

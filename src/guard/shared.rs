@@ -22,18 +22,21 @@ pub(crate) type OwnsFn = Arc<dyn Fn(&Parts, &str, &[u8]) -> bool + Send + Sync>;
 /// detector, and what only code can give it (the clock, the account
 /// source, the ownership hook, the refusal responses).
 pub(crate) struct Shared {
-    pub(crate) core: Detector,
+    pub(crate) core: Arc<Detector>,
     pub(crate) clock: SharedClock,
     account: Option<AccountFn>,
     owns: Option<OwnsFn>,
     /// The refusal hook; `None` is [`DefaultRefusal`] with the statuses of
     /// the policy in force.
     responder: Option<Arc<dyn OnRefusal>>,
+    /// The cluster sync's state, when replicas share verdicts.
+    #[cfg(feature = "redis")]
+    pub(crate) cluster: Option<Arc<crate::cluster::Status>>,
 }
 
 impl Shared {
     pub(crate) fn new(
-        core: Detector,
+        core: Arc<Detector>,
         clock: SharedClock,
         account: Option<AccountFn>,
         owns: Option<OwnsFn>,
@@ -45,6 +48,8 @@ impl Shared {
             account,
             owns,
             responder,
+            #[cfg(feature = "redis")]
+            cluster: None,
         }
     }
 

@@ -148,6 +148,12 @@ pub(crate) enum State {
     Block,
 }
 
+impl Entry {
+    pub(crate) fn is_throttle(&self) -> bool {
+        matches!(self.state, State::Throttle(_))
+    }
+}
+
 #[derive(Clone)]
 pub(crate) struct Entry {
     pub(crate) state: State,
@@ -419,6 +425,15 @@ impl Table {
     fn limiter(&self, now: u64, quota: Quota) -> Arc<Limiter> {
         self.clock.at(now);
         Arc::new(RateLimiter::direct_with_clock(quota, self.clock.clone()))
+    }
+
+    /// Every verdict still live at `now`.
+    pub(crate) fn live(&self, now: u64) -> Vec<(ActorKey, Entry)> {
+        self.map
+            .iter()
+            .filter(|e| e.until > now)
+            .map(|e| (*e.key(), e.value().clone()))
+            .collect()
     }
 
     pub(crate) fn remove(&self, key: &ActorKey) -> bool {

@@ -4,6 +4,8 @@
 #![allow(dead_code)]
 
 pub mod events;
+#[cfg(feature = "redis")]
+pub mod redis;
 pub mod sim;
 
 use enumguard::{AccountId, ProbeConfig, TargetConfig};

@@ -1,0 +1,406 @@
+//! The background task that shares verdicts through Redis.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use redis::aio::MultiplexedConnection;
+use tokio::sync::mpsc;
+
+use super::wire::{Batch, Names, Wire};
+use crate::clock::SharedClock;
+use crate::config::{ClusterConfig, ConfigError, redact};
+use crate::detect::{ChangeKind, Detector, VerdictChange};
+
+/// Changes waiting for the task, at most; more are dropped and counted.
+const CHANNEL: usize = 4096;
+/// Changes sent in one pipeline and one message, at most.
+const MAX_BATCH: usize = 512;
+/// All live verdicts are read again this often, for messages lost while
+/// a replica was away.
+const RESYNC: Duration = Duration::from_secs(5);
+/// How long a Redis command may take before the connection is given up:
+/// a paused or overloaded Redis is met like a dead one.
+const TIMEOUT: Duration = Duration::from_millis(500);
+/// Reconnect backoff: from, to.
+const BACKOFF: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(5));
+/// A lost connection is warned about at most this often.
+const WARN_EVERY: Duration = Duration::from_secs(60);
+/// Verdict keys read per load, at most (the table holds no more anyway).
+const MAX_LOAD: usize = 200_000;
+
+/// Gauge: 1 while the cluster sync has no working Redis connection.
+pub(crate) const DEGRADED: &str = "enumguard_cluster_degraded";
+/// Counter: verdict changes not shared because the sync's queue was full.
+pub(crate) const DROPPED: &str = "enumguard_cluster_dropped_total";
+
+/// What the handle can read of the sync.
+#[derive(Debug, Default)]
+pub(crate) struct Status {
+    degraded: AtomicBool,
+    dropped: AtomicU64,
+}
+
+impl Status {
+    pub(crate) fn degraded(&self) -> bool {
+        self.degraded.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    fn set_degraded(&self, on: bool) {
+        self.degraded.store(on, Ordering::Relaxed);
+        metrics::gauge!(DEGRADED).set(if on { 1.0 } else { 0.0 });
+    }
+}
+
+/// Starts sharing `core`'s verdicts as `config` says, on the current tokio
+/// runtime. `secret` hashes the key names (the shared session key).
+pub(crate) fn start(
+    core: &Arc<Detector>,
+    clock: SharedClock,
+    config: &ClusterConfig,
+    secret: (u64, u64),
+) -> Result<Arc<Status>, ConfigError> {
+    let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
+        ConfigError::invalid(
+            "cluster",
+            "",
+            "the cluster sync runs on a tokio runtime: build the guard inside one",
+        )
+    })?;
+    let client = redis::Client::open(config.redis_url.as_str()).map_err(|e| {
+        ConfigError::invalid(
+            "cluster.redis_url",
+            redact(&config.redis_url),
+            e.to_string(),
+        )
+    })?;
+    let (tx, rx) = mpsc::channel::<VerdictChange>(CHANNEL);
+    let status = Arc::new(Status::default());
+    // Degraded until the first connection works.
+    status.set_degraded(true);
+    let on_full = status.clone();
+    core.set_listener(move |c: &VerdictChange| {
+        if tx.try_send(c.clone()).is_err() {
+            on_full.dropped.fetch_add(1, Ordering::Relaxed);
+            metrics::counter!(DROPPED).increment(1);
+        }
+    });
+    let replica = config
+        .replica_id
+        .clone()
+        .unwrap_or_else(|| format!("{:016x}", crate::detect::random_key().0));
+    let task = Task {
+        core: Arc::downgrade(core),
+        clock,
+        client,
+        names: Names::new(&config.key_prefix, secret),
+        replica,
+        interval: Duration::from_millis(config.sync_interval_ms),
+        url: redact(&config.redis_url),
+        status: status.clone(),
+        last_warning: None,
+        pending: Vec::new(),
+    };
+    runtime.spawn(task.run(rx));
+    Ok(status)
+}
+
+struct Task {
+    core: Weak<Detector>,
+    clock: SharedClock,
+    client: redis::Client,
+    names: Names,
+    replica: String,
+    interval: Duration,
+    url: String,
+    status: Arc<Status>,
+    last_warning: Option<Instant>,
+    /// Unbans made while Redis was away, sent after the reconnect (the
+    /// live verdicts are pushed then anyway).
+    pending: Vec<VerdictChange>,
+}
+
+/// Why a connection ended.
+enum Ended {
+    /// The guard is gone: the task ends.
+    Closed,
+    /// Redis failed: reconnect.
+    Failed(String),
+}
+
+impl From<redis::RedisError> for Ended {
+    fn from(e: redis::RedisError) -> Self {
+        Ended::Failed(e.to_string())
+    }
+}
+
+impl Task {
+    async fn run(mut self, mut rx: mpsc::Receiver<VerdictChange>) {
+        let mut backoff = BACKOFF.0;
+        loop {
+            let began = Instant::now();
+            match self.connected(&mut rx).await {
+                Ended::Closed => return,
+                Ended::Failed(why) => {
+                    self.status.set_degraded(true);
+                    if self.last_warning.is_none_or(|t| t.elapsed() >= WARN_EVERY) {
+                        self.last_warning = Some(Instant::now());
+                        tracing::warn!(
+                            target: "enumguard",
+                            redis = %self.url,
+                            error = %why,
+                            "enumguard cluster: no working Redis connection; detection goes on locally, reconnecting"
+                        );
+                    }
+                }
+            }
+            // A connection that worked a while starts the backoff afresh.
+            if began.elapsed() > BACKOFF.1 {
+                backoff = BACKOFF.0;
+            }
+            // Keep draining while waiting, so that the guard's going is seen.
+            let wait = tokio::time::sleep(backoff);
+            tokio::pin!(wait);
+            loop {
+                tokio::select! {
+                    _ = &mut wait => break,
+                    c = rx.recv() => match c {
+                        None => return,
+                        // Kept for after the reconnect: the live ones are
+                        // pushed then anyway; an unban is sent as is.
+                        Some(c) if c.kind == ChangeKind::Allow => self.pending.push(c),
+                        Some(_) => {}
+                    },
+                }
+            }
+            backoff = (backoff * 2).min(BACKOFF.1);
+        }
+    }
+
+    fn core(&self) -> Option<Arc<Detector>> {
+        self.core.upgrade()
+    }
+
+    async fn connect(&self) -> Result<(MultiplexedConnection, redis::aio::PubSub), Ended> {
+        let config = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(TIMEOUT)
+            .set_response_timeout(TIMEOUT);
+        let conn = tokio::time::timeout(
+            TIMEOUT * 2,
+            self.client
+                .get_multiplexed_async_connection_with_config(&config),
+        )
+        .await
+        .map_err(|_| Ended::Failed("connect timed out".into()))??;
+        let mut pubsub = tokio::time::timeout(TIMEOUT * 2, self.client.get_async_pubsub())
+            .await
+            .map_err(|_| Ended::Failed("subscribe timed out".into()))??;
+        tokio::time::timeout(TIMEOUT, pubsub.subscribe(self.names.channel()))
+            .await
+            .map_err(|_| Ended::Failed("subscribe timed out".into()))??;
+        Ok((conn, pubsub))
+    }
+
+    async fn connected(&mut self, rx: &mut mpsc::Receiver<VerdictChange>) -> Ended {
+        let (mut conn, pubsub) = match self.connect().await {
+            Ok(c) => c,
+            Err(e) => return e,
+        };
+        let mut messages = pubsub.into_on_message();
+        // What this replica holds goes up (made while Redis was away, or
+        // before this replica knew of it), then what Redis holds comes down.
+        let Some(core) = self.core() else {
+            return Ended::Closed;
+        };
+        let mut held = core.live_verdicts(self.clock.now());
+        held.append(&mut self.pending);
+        drop(core);
+        for chunk in held.chunks(MAX_BATCH) {
+            if let Err(e) = self.send(&mut conn, chunk).await {
+                return e;
+            }
+        }
+        if let Err(e) = self.load(&mut conn).await {
+            return e;
+        }
+        self.status.set_degraded(false);
+        tracing::info!(target: "enumguard", redis = %self.url, replica = %self.replica, "enumguard cluster: connected");
+        let mut flush = tokio::time::interval(self.interval);
+        let mut resync = tokio::time::interval(RESYNC);
+        resync.reset();
+        let mut batch: Vec<VerdictChange> = Vec::new();
+        loop {
+            tokio::select! {
+                c = rx.recv() => match c {
+                    None => return Ended::Closed,
+                    Some(c) => {
+                        batch.push(c);
+                        if batch.len() >= MAX_BATCH {
+                            if let Err(e) = self.send(&mut conn, &batch).await {
+                                self.keep_allows(&batch);
+                                return e;
+                            }
+                            batch.clear();
+                        }
+                    }
+                },
+                _ = flush.tick() => {
+                    if !batch.is_empty() {
+                        if let Err(e) = self.send(&mut conn, &batch).await {
+                            self.keep_allows(&batch);
+                            return e;
+                        }
+                        batch.clear();
+                    }
+                }
+                m = messages.next() => match m {
+                    None => return Ended::Failed("the subscription ended".into()),
+                    Some(m) => self.received(m.get_payload_bytes()),
+                },
+                _ = resync.tick() => {
+                    if let Err(e) = self.load(&mut conn).await {
+                        return e;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Writes a batch (each verdict under its key with its expiry; an
+    /// unban deletes the key) and publishes it.
+    async fn send(
+        &self,
+        conn: &mut MultiplexedConnection,
+        changes: &[VerdictChange],
+    ) -> Result<(), Ended> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let wires: Vec<Wire> = changes.iter().map(Wire::from_change).collect();
+        let mut pipe = redis::pipe();
+        for (c, w) in changes.iter().zip(&wires) {
+            let key = self.names.verdict(&c.actor);
+            match c.kind {
+                ChangeKind::Allow => {
+                    pipe.del(key).ignore();
+                }
+                _ => {
+                    let ms = c.remaining.div_ceil(1_000_000).max(1);
+                    let value = serde_json::to_string(w).unwrap_or_default();
+                    pipe.cmd("SET")
+                        .arg(key)
+                        .arg(value)
+                        .arg("PX")
+                        .arg(ms)
+                        .ignore();
+                }
+            }
+        }
+        let message = serde_json::to_string(&Batch {
+            from: self.replica.clone(),
+            changes: wires,
+        })
+        .unwrap_or_default();
+        pipe.publish(self.names.channel(), message).ignore();
+        tokio::time::timeout(TIMEOUT, pipe.query_async::<()>(conn))
+            .await
+            .map_err(|_| Ended::Failed("a write timed out".into()))??;
+        Ok(())
+    }
+
+    /// Applies a message from another replica.
+    fn received(&self, payload: &[u8]) {
+        let Ok(batch) = serde_json::from_slice::<Batch>(payload) else {
+            return;
+        };
+        if batch.from == self.replica {
+            return;
+        }
+        let Some(core) = self.core() else {
+            return;
+        };
+        let now = self.clock.now();
+        for w in &batch.changes {
+            if let Some(c) = w.to_change(None) {
+                core.apply(&c, now);
+            }
+        }
+    }
+
+    /// Reads every live verdict from Redis and applies it.
+    async fn load(&self, conn: &mut MultiplexedConnection) -> Result<(), Ended> {
+        let mut cursor: u64 = 0;
+        let mut seen = 0usize;
+        loop {
+            let (next, keys): (u64, Vec<String>) = tokio::time::timeout(
+                TIMEOUT,
+                redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(self.names.verdict_pattern())
+                    .arg("COUNT")
+                    .arg(1000)
+                    .query_async(conn),
+            )
+            .await
+            .map_err(|_| Ended::Failed("a scan timed out".into()))??;
+            if !keys.is_empty() {
+                let mut pipe = redis::pipe();
+                for k in &keys {
+                    pipe.get(k).cmd("PTTL").arg(k);
+                }
+                let values: Vec<(Option<String>, i64)> =
+                    tokio::time::timeout(TIMEOUT, pipe.query_async::<Vec<redis::Value>>(conn))
+                        .await
+                        .map_err(|_| Ended::Failed("a load timed out".into()))??
+                        .chunks(2)
+                        .map(|pair| {
+                            let v = redis::from_redis_value::<Option<String>>(&pair[0])
+                                .ok()
+                                .flatten();
+                            let ttl = pair
+                                .get(1)
+                                .and_then(|t| redis::from_redis_value::<i64>(t).ok());
+                            (v, ttl.unwrap_or(-2))
+                        })
+                        .collect();
+                let Some(core) = self.core() else {
+                    return Err(Ended::Closed);
+                };
+                let now = self.clock.now();
+                for (value, ttl) in values {
+                    let (Some(value), true) = (value, ttl > 0) else {
+                        continue;
+                    };
+                    let Ok(w) = serde_json::from_str::<Wire>(&value) else {
+                        continue;
+                    };
+                    if let Some(c) = w.to_change(Some(ttl as u64)) {
+                        core.apply(&c, now);
+                    }
+                }
+            }
+            seen += keys.len();
+            cursor = next;
+            if cursor == 0 || seen >= MAX_LOAD {
+                return Ok(());
+            }
+        }
+    }
+}
+
+impl Task {
+    fn keep_allows(&mut self, batch: &[VerdictChange]) {
+        self.pending.extend(
+            batch
+                .iter()
+                .filter(|c| c.kind == ChangeKind::Allow)
+                .cloned(),
+        );
+    }
+}
