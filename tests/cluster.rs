@@ -246,6 +246,54 @@ async fn redis_down_and_back_costs_no_request_and_loses_no_verdict() {
     }
 }
 
+/// A scraper round-robined over three replicas: each replica counts what
+/// the others saw of it (as of their last sync, every 20 ms here), so it is
+/// stopped near the single-replica bound (15 foreign books) instead of
+/// three times it, and then refused on every replica.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scraper_round_robined_over_three_replicas_is_stopped_near_one_replicas_bound() {
+    let redis = RedisServer::start();
+    let rs = [
+        replica(&redis.url()).await,
+        replica(&redis.url()).await,
+        replica(&redis.url()).await,
+    ];
+    connected(&rs.iter().collect::<Vec<_>>()).await;
+    let c = client();
+    let mut served = 0;
+    let mut refused_in_a_row = 0;
+    for k in 0..90u64 {
+        let r = &rs[(k % 3) as usize];
+        let path = format!("/api/accounts/{}/addressbook", 1_000 + k * 37);
+        match status(&c, r, &path, 7).await {
+            200 => {
+                served += 1;
+                refused_in_a_row = 0;
+            }
+            429 => refused_in_a_row += 1,
+            s => panic!("status {s}"),
+        }
+        if refused_in_a_row >= 6 {
+            break;
+        }
+        // About 200 requests a second over the three.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    println!("round-robin scraper over 3 replicas: {served} foreign books served");
+    assert!(served >= 12, "{served}");
+    assert!(
+        served <= 15 + 6,
+        "{served}: more than one replica's bound plus a sync interval's worth"
+    );
+    for r in &rs {
+        let took = until(Duration::from_secs(1), || async {
+            status(&c, r, "/api/accounts/5/addressbook", 7).await == 429
+        })
+        .await;
+        assert!(took.is_some(), "a replica does not refuse the scraper");
+    }
+}
+
 #[test]
 fn a_cluster_needs_a_shared_session_key_and_a_redis_url() {
     let e =

@@ -8,13 +8,17 @@ use futures_util::StreamExt;
 use redis::aio::MultiplexedConnection;
 use tokio::sync::mpsc;
 
-use super::wire::{Batch, Names, Wire};
+use super::wire::{Batch, EvidenceBatch, EvidenceWire, Names, Wire};
+use crate::actor::ActorKey;
 use crate::clock::SharedClock;
 use crate::config::{ClusterConfig, ConfigError, redact};
 use crate::detect::{ChangeKind, Detector, VerdictChange};
 
 /// Changes waiting for the task, at most; more are dropped and counted.
 const CHANNEL: usize = 4096;
+/// Records touched between two syncs that are sent, at most (the queue of
+/// notices holds as many).
+const MAX_TOUCHED: usize = 65_536;
 /// Changes sent in one pipeline and one message, at most.
 const MAX_BATCH: usize = 512;
 /// All live verdicts are read again this often, for messages lost while
@@ -90,6 +94,14 @@ pub(crate) fn start(
             metrics::counter!(DROPPED).increment(1);
         }
     });
+    let (touched_tx, touched_rx) = mpsc::channel::<(ActorKey, u8)>(MAX_TOUCHED);
+    let on_full = status.clone();
+    core.set_touched(move |key, slot| {
+        if touched_tx.try_send((key, slot)).is_err() {
+            on_full.dropped.fetch_add(1, Ordering::Relaxed);
+            metrics::counter!(DROPPED).increment(1);
+        }
+    });
     let replica = config
         .replica_id
         .clone()
@@ -105,6 +117,8 @@ pub(crate) fn start(
         status: status.clone(),
         last_warning: None,
         pending: Vec::new(),
+        touched: std::collections::HashSet::new(),
+        touched_rx,
     };
     runtime.spawn(task.run(rx));
     Ok(status)
@@ -123,6 +137,10 @@ struct Task {
     /// Unbans made while Redis was away, sent after the reconnect (the
     /// live verdicts are pushed then anyway).
     pending: Vec<VerdictChange>,
+    /// Records requests updated since the last sync, whose evidence goes
+    /// to the other replicas.
+    touched: std::collections::HashSet<(ActorKey, u8)>,
+    touched_rx: mpsc::Receiver<(ActorKey, u8)>,
 }
 
 /// Why a connection ended.
@@ -169,6 +187,13 @@ impl Task {
             loop {
                 tokio::select! {
                     _ = &mut wait => break,
+                    t = self.touched_rx.recv() => {
+                        if let Some(t) = t {
+                            if self.touched.len() < MAX_TOUCHED {
+                                self.touched.insert(t);
+                            }
+                        }
+                    }
                     c = rx.recv() => match c {
                         None => return,
                         // Kept for after the reconnect: the live ones are
@@ -200,7 +225,8 @@ impl Task {
         let mut pubsub = tokio::time::timeout(TIMEOUT * 2, self.client.get_async_pubsub())
             .await
             .map_err(|_| Ended::Failed("subscribe timed out".into()))??;
-        tokio::time::timeout(TIMEOUT, pubsub.subscribe(self.names.channel()))
+        let channels = [self.names.channel(), self.names.evidence_channel()];
+        tokio::time::timeout(TIMEOUT, pubsub.subscribe(&channels[..]))
             .await
             .map_err(|_| Ended::Failed("subscribe timed out".into()))??;
         Ok((conn, pubsub))
@@ -249,6 +275,13 @@ impl Task {
                         }
                     }
                 },
+                t = self.touched_rx.recv() => {
+                    if let Some(t) = t {
+                        if self.touched.len() < MAX_TOUCHED {
+                            self.touched.insert(t);
+                        }
+                    }
+                }
                 _ = flush.tick() => {
                     if !batch.is_empty() {
                         if let Err(e) = self.send(&mut conn, &batch).await {
@@ -257,10 +290,21 @@ impl Task {
                         }
                         batch.clear();
                     }
+                    if !self.touched.is_empty() {
+                        if let Err(e) = self.send_evidence(&mut conn).await {
+                            return e;
+                        }
+                    }
                 }
                 m = messages.next() => match m {
                     None => return Ended::Failed("the subscription ended".into()),
-                    Some(m) => self.received(m.get_payload_bytes()),
+                    Some(m) => {
+                        if m.get_channel_name().ends_with(":evidence") {
+                            self.received_evidence(m.get_payload_bytes());
+                        } else {
+                            self.received(m.get_payload_bytes());
+                        }
+                    }
                 },
                 _ = resync.tick() => {
                     if let Err(e) = self.load(&mut conn).await {
@@ -311,6 +355,74 @@ impl Task {
             .await
             .map_err(|_| Ended::Failed("a write timed out".into()))??;
         Ok(())
+    }
+
+    /// Sends what this replica saw of the records touched since the last
+    /// sync: each under its own key with the probe's window as expiry, and
+    /// one message to the others.
+    async fn send_evidence(&mut self, conn: &mut MultiplexedConnection) -> Result<(), Ended> {
+        let Some(core) = self.core() else {
+            return Err(Ended::Closed);
+        };
+        let now = self.clock.now();
+        let touched: Vec<(ActorKey, u8)> = self.touched.drain().collect();
+        let mut items = Vec::with_capacity(touched.len());
+        for (key, slot) in touched {
+            if let Some((ev, probe, window)) = core.evidence_of(key, slot, now) {
+                if !ev.is_empty() {
+                    items.push(EvidenceWire::new(&key, &probe, &ev, window));
+                }
+            }
+        }
+        drop(core);
+        for chunk in items.chunks(MAX_BATCH) {
+            let mut pipe = redis::pipe();
+            for w in chunk {
+                let Some((actor, probe, _, valid)) = w.parts() else {
+                    continue;
+                };
+                let key = self.names.evidence(&actor, probe, &self.replica);
+                let value = serde_json::to_string(w).unwrap_or_default();
+                let ms = (valid / 1_000_000).max(1);
+                pipe.cmd("SET")
+                    .arg(key)
+                    .arg(value)
+                    .arg("PX")
+                    .arg(ms)
+                    .ignore();
+            }
+            let message = serde_json::to_string(&EvidenceBatch {
+                from: self.replica.clone(),
+                items: chunk.iter().map(EvidenceWire::clone_wire).collect(),
+            })
+            .unwrap_or_default();
+            pipe.publish(self.names.evidence_channel(), message)
+                .ignore();
+            tokio::time::timeout(TIMEOUT, pipe.query_async::<()>(conn))
+                .await
+                .map_err(|_| Ended::Failed("a write timed out".into()))??;
+        }
+        Ok(())
+    }
+
+    /// Keeps evidence another replica sent.
+    fn received_evidence(&self, payload: &[u8]) {
+        let Ok(batch) = serde_json::from_slice::<EvidenceBatch>(payload) else {
+            return;
+        };
+        if batch.from == self.replica {
+            return;
+        }
+        let Some(core) = self.core() else {
+            return;
+        };
+        let from = crate::actor::hash128((0, 0), batch.from.as_bytes()) as u64;
+        let now = self.clock.now();
+        for w in &batch.items {
+            if let Some((actor, probe, ev, valid)) = w.parts() {
+                core.merge_evidence(actor, probe, from, ev, valid, now);
+            }
+        }
     }
 
     /// Applies a message from another replica.

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::actor::{ActorKey, ActorKind, hash128};
 use crate::detect::{ChangeKind, VerdictChange};
 use crate::state::VerdictReason;
+use crate::state::record::{Counts, Evidence, WORDS};
 
 /// Names in Redis, all under the configured prefix.
 pub(crate) struct Names {
@@ -27,6 +28,19 @@ impl Names {
     /// The channel verdict changes are published on.
     pub(crate) fn channel(&self) -> String {
         format!("{}:verdicts", self.prefix)
+    }
+
+    /// The channel evidence is published on.
+    pub(crate) fn evidence_channel(&self) -> String {
+        format!("{}:evidence", self.prefix)
+    }
+
+    /// The key of what `replica` saw of an actor on a probe.
+    pub(crate) fn evidence(&self, actor: &ActorKey, probe: &str, replica: &str) -> String {
+        let v = self.verdict(actor);
+        let hash = v.rsplit(':').next().unwrap_or_default();
+        let p = hash128(self.secret, probe.as_bytes()) as u64;
+        format!("{}:e:{hash}:{p:016x}:{replica}", self.prefix)
     }
 
     /// The key of an actor's verdict.
@@ -121,6 +135,72 @@ impl Wire {
             probe: self.p.as_deref().map(Arc::from),
         })
     }
+}
+
+/// What a replica saw of one (actor, probe) in its window.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct EvidenceWire {
+    pub(crate) a: (u8, u8, u64, u64),
+    pub(crate) p: String,
+    /// The window's distinct-target sketch.
+    pub(crate) b: [u64; WORDS],
+    /// requests, targets, hits, misses, denied.
+    pub(crate) c: [u16; 5],
+    /// The probe's window, in milliseconds: how long this counts.
+    pub(crate) w: u64,
+}
+
+impl EvidenceWire {
+    pub(crate) fn new(actor: &ActorKey, probe: &str, ev: &Evidence, window: u64) -> Self {
+        let (kind, prefix, hi, lo) = actor.parts();
+        let c = &ev.counts;
+        Self {
+            a: (kind_code(kind), prefix, hi, lo),
+            p: probe.to_owned(),
+            b: ev.bits,
+            c: [c.requests, c.targets, c.hits, c.misses, c.denied],
+            w: window.div_ceil(1_000_000),
+        }
+    }
+
+    pub(crate) fn clone_wire(&self) -> Self {
+        Self {
+            a: self.a,
+            p: self.p.clone(),
+            b: self.b,
+            c: self.c,
+            w: self.w,
+        }
+    }
+
+    /// The actor, the probe's name, what was seen and for how long it
+    /// counts (nanoseconds); `None` for anything malformed.
+    pub(crate) fn parts(&self) -> Option<(ActorKey, &str, Evidence, u64)> {
+        let (kind, prefix, hi, lo) = self.a;
+        if prefix > 128 {
+            return None;
+        }
+        let actor = ActorKey::from_parts(kind_of(kind)?, prefix, hi, lo);
+        let [requests, targets, hits, misses, denied] = self.c;
+        let ev = Evidence {
+            bits: self.b,
+            counts: Counts {
+                requests,
+                targets,
+                hits,
+                misses,
+                denied,
+            },
+        };
+        Some((actor, &self.p, ev, self.w.saturating_mul(1_000_000)))
+    }
+}
+
+/// A batch of evidence from one replica.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct EvidenceBatch {
+    pub(crate) from: String,
+    pub(crate) items: Vec<EvidenceWire>,
 }
 
 /// A batch of changes from one replica.

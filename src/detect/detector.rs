@@ -16,7 +16,9 @@ use crate::actor::{AccountId, ActorKey};
 use crate::clock::secs_to_nanos;
 use crate::config::{Config, ConfigError};
 use crate::probe::TargetInfo;
-use crate::state::store::Store;
+use crate::state::record::Evidence;
+use crate::state::remote::Remote;
+use crate::state::store::{Store, StoreKey};
 use crate::state::verdict::Table;
 
 /// The detection core. Cheap to share (`Arc`); every method takes `&self`
@@ -82,6 +84,11 @@ pub struct Detector {
     slots: Mutex<Slots>,
     /// Told of every verdict change made here (set once).
     listener: OnceLock<Box<dyn VerdictListener>>,
+    /// What other replicas saw of each (actor, probe).
+    pub(crate) remote: Remote,
+    /// Told of every (actor, probe slot) record a request updated (set
+    /// once, by the cluster sync).
+    touched: OnceLock<Box<dyn Fn(ActorKey, u8) + Send + Sync>>,
 }
 
 #[derive(Default)]
@@ -133,7 +140,18 @@ impl Detector {
     /// # Errors
     /// The config's first invalid field.
     pub fn new(config: Config) -> Result<Self, ConfigError> {
-        Self::with_keys(config, random_key(), random_key())
+        // Replicas merge each other's distinct-target sketches: they must
+        // set the same bits for the same target, so the sketch key derives
+        // from the secret they share.
+        let shared = config.cluster.as_ref().and(config.session_key.as_deref());
+        let target_key = match shared.and_then(crate::config::parse_key) {
+            Some(secret) => {
+                let h = crate::actor::hash128(secret, b"enumguard sketch key");
+                ((h >> 64) as u64, h as u64)
+            }
+            None => random_key(),
+        };
+        Self::with_keys(config, target_key, random_key())
     }
 
     /// A detector whose secret keys (of the distinct-target sketch, and of
@@ -166,6 +184,7 @@ impl Detector {
             store.set_keep_score(p.slot, p.thresholds.throttle_at);
         }
         let verdicts = Table::new(c.limits.max_verdicts);
+        let c_max_actors = c.limits.max_actors;
         announce_probes(&policy);
         Ok(Self {
             policy: ArcSwap::from_pointee(policy),
@@ -177,6 +196,8 @@ impl Detector {
             warned_missing_peer: AtomicBool::new(false),
             slots: Mutex::new(slots),
             listener: OnceLock::new(),
+            remote: Remote::new(c_max_actors),
+            touched: OnceLock::new(),
         })
     }
 
@@ -273,6 +294,7 @@ impl Detector {
             // its requests (address verdicts and throttles); a person's
             // block stays, wherever it was earned.
             let records = self.store.drop_probe(slot);
+            self.remote.drop_probe(slot);
             let verdicts = self.verdicts.drop_probe(slot);
             slots.freed.push_back(slot);
             tracing::info!(target: "enumguard", slot, records, verdicts, "probe removed by reload: its records are dropped");
@@ -405,6 +427,71 @@ impl Detector {
                     .map(|p| p.name.clone()),
             })
             .collect()
+    }
+
+    #[cfg(feature = "redis")]
+    /// Sets what is told of every record a request updated (once).
+    pub(crate) fn set_touched(&self, f: impl Fn(ActorKey, u8) + Send + Sync + 'static) -> bool {
+        self.touched.set(Box::new(f)).is_ok()
+    }
+
+    /// Tells of an updated record, if anyone listens.
+    #[inline]
+    pub(crate) fn touch(&self, key: ActorKey, slot: u8) {
+        if let Some(f) = self.touched.get() {
+            f(key, slot);
+        }
+    }
+
+    /// What other replicas saw of `key` on probe slot `slot`, merged.
+    #[inline]
+    pub(crate) fn remote_of(&self, key: ActorKey, slot: u8, now: u64) -> Option<Evidence> {
+        if self.remote.is_empty() {
+            return None;
+        }
+        self.remote.get(StoreKey::new(key, slot), now)
+    }
+
+    #[cfg(feature = "redis")]
+    /// What this replica saw of `key` on probe slot `slot` in its window, to
+    /// send to the others, with the probe's name and window.
+    pub(crate) fn evidence_of(
+        &self,
+        key: ActorKey,
+        slot: u8,
+        now: u64,
+    ) -> Option<(Evidence, Arc<str>, u64)> {
+        let policy = self.policy();
+        let probe = policy.by_slot(slot)?;
+        let ev = self
+            .store
+            .read(&(key, slot), |r| r.evidence(now, probe.window))?;
+        Some((ev, probe.name.clone(), probe.window))
+    }
+
+    #[cfg(feature = "redis")]
+    /// Keeps what `replica` saw of `key` on the probe named `probe`: counted
+    /// with this replica's own evidence until `now + valid`.
+    pub(crate) fn merge_evidence(
+        &self,
+        key: ActorKey,
+        probe: &str,
+        replica: u64,
+        ev: Evidence,
+        valid: u64,
+        now: u64,
+    ) {
+        let policy = self.policy();
+        let Some(p) = policy.probes.iter().find(|p| &*p.name == probe) else {
+            return;
+        };
+        self.remote.put(
+            StoreKey::new(key, p.slot),
+            replica,
+            ev,
+            now.saturating_add(valid.min(p.window)),
+            now,
+        );
     }
 
     pub(crate) fn warn_missing_peer_once(&self) -> bool {

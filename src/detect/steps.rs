@@ -258,6 +258,7 @@ impl Detector {
                 .load(std::sync::atomic::Ordering::Relaxed);
         let mut crossing: Option<(ActorKey, f64)> = None;
         for key in actors.keys() {
+            let remote = self.remote_of(key, probe.slot, now);
             let eval = |r: &Record| -> Option<f64> {
                 if r.seen(target.hash) || (owner_later && r.no_evidence()) {
                     // Not a new target: counting it adds nothing.
@@ -267,7 +268,10 @@ impl Detector {
                 let ctx = context::context(policy, probe, key.kind(), r, now, anomalous, watched);
                 // One new distinct target, with the outcome that would
                 // weigh most (unknown until the inner service answers).
-                let signals = context::judged(key.kind(), r.signals(now, probe.window, probe.long));
+                let signals = context::judged(
+                    key.kind(),
+                    r.signals_with(now, probe.window, probe.long, remote.as_ref()),
+                );
                 let seq = r.seq_run_after(target);
                 let worst = [Outcome::Miss, Outcome::Denied]
                     .into_iter()
@@ -343,6 +347,7 @@ impl Detector {
         let mut established = false;
         let mut worst: Option<(ActorKey, f64)> = None;
         for key in actors.keys() {
+            let remote = self.remote_of(key, probe.slot, now);
             let res = self
                 .store
                 .update((key, probe.slot), now, policy.half_life, |r| {
@@ -359,17 +364,15 @@ impl Detector {
                     let anomalous = *anomalous.get_or_init(|| view.anomalous(now));
                     let ctx =
                         context::context(policy, probe, key.kind(), r, now, anomalous, watched);
-                    let s = score::score(
-                        t,
-                        &context::judged(key.kind(), r.signals(now, window, long)),
-                        &ctx,
-                    );
+                    let signals = r.signals_with(now, window, long, remote.as_ref());
+                    let s = score::score(t, &context::judged(key.kind(), signals), &ctx);
                     r.set_score(s);
                     (s, r.carry_at(now, policy.half_life), requests, with_history)
                 });
             let Some((score, carry, requests, with_history)) = res else {
                 continue;
             };
+            self.touch(key, probe.slot);
             established |= with_history;
             if key.kind() == ActorKind::Ip {
                 address_requests = requests;

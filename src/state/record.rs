@@ -32,7 +32,7 @@ const CADENCE_REGULAR: f32 = 0.1;
 /// `last_numeric` before any numeric target (a 20-digit number, which a
 /// target of at most 19 digits never is).
 const NO_NUMERIC: u64 = u64::MAX;
-const WORDS: usize = BITS / 64;
+pub(crate) const WORDS: usize = BITS / 64;
 
 /// Counts over one half-window, each saturating at `u16::MAX` (the
 /// thresholds that matter are tens of targets; the sketch itself saturates
@@ -47,8 +47,32 @@ pub(crate) struct Counts {
     pub(crate) denied: u16,
 }
 
+/// What one replica saw of an actor on a probe in its window: the window's
+/// distinct-target sketch (the union of its halves) and counts. Merged by
+/// union and sum; 40 bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(crate) struct Evidence {
+    pub(crate) bits: [u64; WORDS],
+    pub(crate) counts: Counts,
+}
+
+impl Evidence {
+    /// This evidence and `o`'s together.
+    pub(crate) fn merge(&mut self, o: &Evidence) {
+        for (w, r) in self.bits.iter_mut().zip(o.bits) {
+            *w |= r;
+        }
+        self.counts = self.counts.add(&o.counts);
+    }
+
+    /// Nothing seen.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.counts.requests == 0
+    }
+}
+
 impl Counts {
-    fn add(&self, o: &Counts) -> Counts {
+    pub(crate) fn add(&self, o: &Counts) -> Counts {
         Counts {
             requests: self.requests.saturating_add(o.requests),
             targets: self.targets.saturating_add(o.targets),
@@ -397,6 +421,67 @@ impl Record {
             Some(n) if n != self.last_numeric => 0,
             _ => self.seq_run as u32,
         }
+    }
+
+    #[cfg(feature = "redis")]
+    /// What this record saw in its window as it stands at `now`: the
+    /// window's distinct-target sketch and counts, for another replica.
+    pub(crate) fn evidence(&self, now: u64, window: u64) -> Evidence {
+        let (counts, bits) = self.window(now, window);
+        Evidence { bits, counts }
+    }
+
+    fn window(&self, now: u64, window: u64) -> (Counts, [u64; WORDS]) {
+        let half = (window / 2).max(1);
+        match now.saturating_sub(self.win_start) / half {
+            0 => {
+                let mut b = [0u64; WORDS];
+                for (i, w) in b.iter_mut().enumerate() {
+                    *w = self.bits_cur[i] | self.bits_prev[i];
+                }
+                (self.cur.add(&self.prev), b)
+            }
+            1 => (self.cur, self.bits_cur),
+            _ => (Counts::default(), [0u64; WORDS]),
+        }
+    }
+
+    /// The signals at `now`, with what other replicas saw of the same
+    /// actor in their windows (`remote`) merged into the window's: their
+    /// sketches by union (a target seen by two replicas counts once), their
+    /// counts added. The long view stays this replica's.
+    pub(crate) fn signals_with(
+        &self,
+        now: u64,
+        window: u64,
+        long_half_life: u64,
+        remote: Option<&Evidence>,
+    ) -> Signals {
+        let Some(remote) = remote else {
+            return self.signals(now, window, long_half_life);
+        };
+        let mut s = self.signals(now, window, long_half_life);
+        let (local, mut bits) = self.window(now, window);
+        for (w, r) in bits.iter_mut().zip(remote.bits) {
+            *w |= r;
+        }
+        let sum = local.add(&remote.counts);
+        let set: u32 = bits.iter().map(|w| w.count_ones()).sum();
+        let estimate = linear_count(set);
+        // Counts of targets seen on two replicas are in both sums: scale
+        // them to the union's estimate (down as well as up).
+        let scale = if sum.targets == 0 {
+            1.0
+        } else {
+            estimate / sum.targets as f64
+        };
+        s.misses = sum.misses as f64 * scale;
+        s.denied = sum.denied as f64 * scale;
+        s.classified =
+            (u32::from(sum.hits) + u32::from(sum.misses) + u32::from(sum.denied)) as f64 * scale;
+        s.foreign = (estimate - s.misses).max(0.0);
+        s.requests = u32::from(sum.requests);
+        s
     }
 
     /// The signals at `now`, for a probe with this `window` and long
