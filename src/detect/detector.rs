@@ -435,20 +435,21 @@ impl Detector {
         self.touched.set(Box::new(f)).is_ok()
     }
 
-    /// Tells of an updated record, if anyone listens.
+    /// Who wants to hear of updated records, if anyone.
     #[inline]
-    pub(crate) fn touch(&self, key: ActorKey, slot: u8) {
-        if let Some(f) = self.touched.get() {
-            f(key, slot);
-        }
+    pub(crate) fn touched(&self) -> Option<&(dyn Fn(ActorKey, u8) + Send + Sync)> {
+        self.touched.get().map(|f| &**f)
+    }
+
+    /// Whether other replicas sent any evidence (one atomic read).
+    #[inline]
+    pub(crate) fn sharing(&self) -> bool {
+        !self.remote.is_empty()
     }
 
     /// What other replicas saw of `key` on probe slot `slot`, merged.
     #[inline]
     pub(crate) fn remote_of(&self, key: ActorKey, slot: u8, now: u64) -> Option<Evidence> {
-        if self.remote.is_empty() {
-            return None;
-        }
         self.remote.get(StoreKey::new(key, slot), now)
     }
 

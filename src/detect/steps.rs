@@ -257,8 +257,13 @@ impl Detector {
                 .owner_reported
                 .load(std::sync::atomic::Ordering::Relaxed);
         let mut crossing: Option<(ActorKey, f64)> = None;
+        let sharing = cfg!(feature = "redis") && self.sharing();
         for key in actors.keys() {
-            let remote = self.remote_of(key, probe.slot, now);
+            let remote = if sharing {
+                self.remote_of(key, probe.slot, now)
+            } else {
+                None
+            };
             let eval = |r: &Record| -> Option<f64> {
                 if r.seen(target.hash) || (owner_later && r.no_evidence()) {
                     // Not a new target: counting it adds nothing.
@@ -346,8 +351,21 @@ impl Detector {
         let mut address_requests = 0u32;
         let mut established = false;
         let mut worst: Option<(ActorKey, f64)> = None;
+        // Read once per request: whether other replicas sent evidence, and
+        // whether anyone wants to hear of updated records (only the cluster
+        // sync does: without the `redis` feature neither is read at all).
+        let sharing = cfg!(feature = "redis") && self.sharing();
+        let touched = if cfg!(feature = "redis") {
+            self.touched()
+        } else {
+            None
+        };
         for key in actors.keys() {
-            let remote = self.remote_of(key, probe.slot, now);
+            let remote = if sharing {
+                self.remote_of(key, probe.slot, now)
+            } else {
+                None
+            };
             let res = self
                 .store
                 .update((key, probe.slot), now, policy.half_life, |r| {
@@ -372,7 +390,9 @@ impl Detector {
             let Some((score, carry, requests, with_history)) = res else {
                 continue;
             };
-            self.touch(key, probe.slot);
+            if let Some(f) = touched {
+                f(key, probe.slot);
+            }
             established |= with_history;
             if key.kind() == ActorKind::Ip {
                 address_requests = requests;

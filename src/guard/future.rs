@@ -238,13 +238,22 @@ fn body_target(t: &Tracked, policy: &Policy, json: &[u8]) -> BodyTarget {
         .map_or(BodyTarget::Nothing, BodyTarget::Found)
 }
 
-/// Reports a tracked request's answer to the detector.
+/// Reports a tracked request's answer to the detector, by the policy the
+/// request was decided by (a reload meanwhile applies from the next one).
 fn learn_from<T>(t: &Tracked, res: &Response<T>) {
     // A refusal from an inner guard or limiter says nothing of the target.
     if res.extensions().get::<Refusal>().is_some() {
         return;
     }
-    let policy = t.shared.core().policy();
+    // A reload came between: the current policy (a probe it removed is
+    // not learned into).
+    let current;
+    let policy: &Policy = if t.shared.core().generation() == t.generation {
+        &t.policy
+    } else {
+        current = t.shared.core().policy();
+        &current
+    };
     let Some((id, probe)) = policy.probe_of(&t.ticket) else {
         return;
     };
@@ -261,5 +270,5 @@ fn learn_from<T>(t: &Tracked, res: &Response<T>) {
     let owner = res.extensions().get::<Owner>().map(|o| o.0);
     t.shared
         .core()
-        .outcome(&policy, t.ticket, Answer { outcome, owner });
+        .outcome(policy, t.ticket, Answer { outcome, owner });
 }

@@ -95,6 +95,7 @@ pub struct GuardBuilder {
     owns: Option<OwnsFn>,
     clock: Option<Arc<dyn Clock>>,
     responder: Option<Arc<dyn OnRefusal>>,
+    seed: Option<u64>,
 }
 
 type Edit = Arc<dyn Fn(&mut Config) + Send + Sync>;
@@ -269,6 +270,17 @@ impl GuardBuilder {
         self
     }
 
+    /// Derives the guard's secret keys (the distinct-target sketch's, and
+    /// the sessions' when the config sets no `session_key`) from `seed`, so
+    /// that the same traffic gives the same decisions run after run: for
+    /// tests and replays. A service leaves it unset: random keys, which an
+    /// attacker cannot know (knowing the sketch key, one could pick targets
+    /// that count as one). See [`Detector::with_seed`](crate::detect::Detector::with_seed).
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = Some(seed);
+        self
+    }
+
     /// Builds refusal responses. Defaults to [`DefaultRefusal`](crate::DefaultRefusal) with the
     /// configured statuses.
     pub fn on_refusal(mut self, hook: impl OnRefusal) -> Self {
@@ -300,7 +312,10 @@ impl GuardBuilder {
                 ),
             ));
         }
-        let core = Arc::new(Detector::new(c)?);
+        let core = Arc::new(match self.seed {
+            Some(seed) => Detector::with_seed(c, seed)?,
+            None => Detector::new(c)?,
+        });
         #[allow(unused_mut)]
         let mut shared = Shared::new(core, clock, self.account, self.owns, self.responder);
         #[cfg(feature = "redis")]

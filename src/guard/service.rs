@@ -100,8 +100,9 @@ where
             inner,
             shared,
             policy,
-            ..
+            generation,
         } = self;
+        let generation = *generation;
         policy.hot().requests.increment(1);
         policy.note_request();
         let matched = policy.route(req.method(), req.uri().path());
@@ -128,7 +129,7 @@ where
             Decision::Track(ticket) if !ticket.awaits_body() => {
                 let req = Request::from_parts(parts, GuardBody::new(body));
                 let fut = inner.call(req);
-                ResponseFuture::forward(fut, Some(Tracked::new(ticket, shared)))
+                ResponseFuture::forward(fut, Some(Tracked::new(ticket, shared, policy, generation)))
             }
             Decision::Refuse(r) => ResponseFuture::refused(shared.refusal_response(r)),
             Decision::Track(ticket) => {
@@ -136,7 +137,12 @@ where
                 // the ready service, leave a clone in its place.
                 let clone = inner.clone();
                 let ready = std::mem::replace(inner, clone);
-                ResponseFuture::read_body(ready, parts, body, Tracked::new(ticket, shared))
+                ResponseFuture::read_body(
+                    ready,
+                    parts,
+                    body,
+                    Tracked::new(ticket, shared, policy, generation),
+                )
             }
         }
     }

@@ -151,13 +151,25 @@ impl Shared {
 pub(crate) struct Tracked {
     pub(crate) ticket: Ticket,
     pub(crate) shared: Arc<Shared>,
+    /// The policy the request was decided by, and its generation: while
+    /// no reload came between, its answer is read by the same rules
+    /// without reading the detector's current policy again.
+    pub(crate) policy: Arc<Policy>,
+    pub(crate) generation: u64,
 }
 
 impl Tracked {
-    pub(crate) fn new(ticket: Ticket, shared: &Arc<Shared>) -> Self {
+    pub(crate) fn new(
+        ticket: Ticket,
+        shared: &Arc<Shared>,
+        policy: &Arc<Policy>,
+        generation: u64,
+    ) -> Self {
         Self {
             ticket,
             shared: shared.clone(),
+            policy: policy.clone(),
+            generation,
         }
     }
 }

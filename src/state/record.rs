@@ -450,6 +450,7 @@ impl Record {
     /// actor in their windows (`remote`) merged into the window's: their
     /// sketches by union (a target seen by two replicas counts once), their
     /// counts added. The long view stays this replica's.
+    #[inline]
     pub(crate) fn signals_with(
         &self,
         now: u64,

@@ -129,6 +129,13 @@ pub struct Sim {
     pub handle: enumguard::GuardHandle,
 }
 
+thread_local! {
+    /// The guards a test builds are seeded 0, 1, 2... in the order it
+    /// builds them (each test runs on a thread of its own): the same run
+    /// gives the same figures every time.
+    static NEXT_SEED: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
 impl Sim {
     pub fn new() -> Self {
         Self::with(|b| b)
@@ -151,7 +158,8 @@ impl Sim {
                 TargetConfig::path("id"),
             ))
             .account(super::account_from_header)
-            .clock(clock.clone());
+            .clock(clock.clone())
+            .seed(NEXT_SEED.with(|s| s.replace(s.get() + 1)));
         let layer = more(builder).build().expect("valid config");
         Self {
             handle: layer.handle(),
