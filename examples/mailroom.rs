@@ -3,8 +3,16 @@
 //!
 //! ```text
 //! cargo run --release --example mailroom -- --listen 127.0.0.1:3000 \
-//!     [--accounts N] [--guard enforce|observe|off] [--config FILE] [--patched]
+//!     [--accounts N] [--guard enforce|observe|off] [--config FILE] [--patched] \
+//!     [--replicas N [--redis URL]]
 //! ```
+//!
+//! `--replicas N` serves N replicas in this process on ports PORT, PORT+1,
+//! ..., each with its own guard and guard state, over the same data (as
+//! replicas over one database). With `--redis URL` (build with
+//! `--features redis`) the guards share verdicts and evidence through that
+//! Redis; without it they share nothing, which shows the dilution: a
+//! scraper round-robined over them gets N times the room.
 //!
 //! Seed: accounts `1..=N` (default 10,000), email `user{id}@mailroom.test`,
 //! password `pass-{id}`, each with an address book of 5..=40 contacts.
@@ -29,23 +37,28 @@
 #[path = "mailroom/app.rs"]
 mod app;
 
+use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use app::{GuardChoice, Options};
 
 const USAGE: &str = "usage: mailroom [--listen ADDR] [--accounts N] [--guard enforce|observe|off] \
-                     [--config FILE] [--patched]";
+                     [--config FILE] [--patched] [--replicas N [--redis URL]]";
 
 struct Args {
     listen: SocketAddr,
     opts: Options,
+    replicas: u16,
+    redis: Option<String>,
 }
 
 fn parse_args() -> Result<Args, String> {
     let mut listen: SocketAddr = "127.0.0.1:3000".parse().expect("valid default address");
     let mut opts = Options::new();
     let mut guard: Option<GuardChoice> = None;
+    let mut replicas = 1u16;
+    let mut redis = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value"));
@@ -76,6 +89,25 @@ fn parse_args() -> Result<Args, String> {
                 opts.config = enumguard::Config::from_file(&v).map_err(|e| e.to_string())?;
             }
             "--patched" => opts.patched = true,
+            "--replicas" => {
+                let v = value("--replicas")?;
+                replicas = v
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=16).contains(n))
+                    .ok_or_else(|| format!("--replicas {v}: want a number in 1..=16"))?;
+            }
+            "--redis" => {
+                let v = value("--redis")?;
+                if !cfg!(feature = "redis") {
+                    return Err(
+                        "--redis needs the `redis` feature: cargo run --release --example mailroom \
+                         --features redis -- ..."
+                            .into(),
+                    );
+                }
+                redis = Some(v);
+            }
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown argument {other}")),
         }
@@ -85,7 +117,29 @@ fn parse_args() -> Result<Args, String> {
         enumguard::Mode::Enforce => GuardChoice::Enforce,
         enumguard::Mode::Observe => GuardChoice::Observe,
     });
-    Ok(Args { listen, opts })
+    if let Some(url) = &redis {
+        // Replicas must name sessions alike: one key for all of them (here
+        // one process; replicas in several processes set the same
+        // `session_key` in their config).
+        if opts.config.session_key.is_none() {
+            let key: u128 = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(7, |d| d.as_nanos())
+                .wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c834);
+            opts.config.session_key = Some(format!("{key:032x}"));
+        }
+        opts.config.cluster = Some(enumguard::ClusterConfig {
+            redis_url: url.clone(),
+            key_prefix: "mailroom".into(),
+            ..enumguard::ClusterConfig::default()
+        });
+    }
+    Ok(Args {
+        listen,
+        opts,
+        replicas,
+        redis,
+    })
 }
 
 #[tokio::main]
@@ -102,45 +156,64 @@ async fn main() -> ExitCode {
         }
     };
     app::log_verdicts_to_stderr();
-    let app = match app::app(&args.opts) {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("mailroom: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let listener = match tokio::net::TcpListener::bind(args.listen).await {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("mailroom: cannot listen on {}: {e}", args.listen);
-            return ExitCode::FAILURE;
-        }
-    };
-    let addr = listener.local_addr().unwrap_or(args.listen);
+    let state = std::sync::Arc::new(app::Mailroom::seeded(args.opts.accounts, args.opts.patched));
     let guard = match args.opts.guard {
         GuardChoice::Enforce => "enforce",
         GuardChoice::Observe => "observe",
         GuardChoice::Off => "off",
     };
-    println!(
-        "mailroom listening on http://{addr} ({} accounts, guard {guard}{})",
-        args.opts.accounts,
-        if args.opts.patched { ", patched" } else { "" }
-    );
-    let shutdown = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    let served = axum::serve(
-        listener,
-        app.router
-            .into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await;
-    match served {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("mailroom: {e}");
+    let mut servers = tokio::task::JoinSet::new();
+    for i in 0..args.replicas {
+        let mut opts = args.opts.clone();
+        if let Some(c) = opts.config.cluster.as_mut() {
+            c.replica_id = Some(format!("mailroom-{i}"));
+        }
+        let app = match app::app_with(&opts, state.clone()) {
+            Ok(a) => a,
+            Err(e) => {
+                eprintln!("mailroom: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        let at = SocketAddr::new(args.listen.ip(), args.listen.port().saturating_add(i));
+        let listener = match tokio::net::TcpListener::bind(at).await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("mailroom: cannot listen on {at}: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let addr = listener.local_addr().unwrap_or(at);
+        println!(
+            "mailroom listening on http://{addr} ({} accounts, guard {guard}{}{})",
+            args.opts.accounts,
+            if args.opts.patched { ", patched" } else { "" },
+            match (&args.redis, args.replicas) {
+                (Some(_), n) if n > 1 =>
+                    format!(", replica {} of {n} sharing through Redis", i + 1),
+                (Some(_), _) => ", sharing through Redis".to_string(),
+                (None, n) if n > 1 => format!(", replica {} of {n}, sharing nothing", i + 1),
+                (None, _) => String::new(),
+            }
+        );
+        servers.spawn(
+            axum::serve(
+                listener,
+                app.router
+                    .into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .into_future(),
+        );
+    }
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => ExitCode::SUCCESS,
+        r = servers.join_next() => {
+            let why = match r {
+                Some(Ok(Err(e))) => e.to_string(),
+                Some(Err(e)) => e.to_string(),
+                _ => "it ended".into(),
+            };
+            eprintln!("mailroom: a replica stopped: {why}");
             ExitCode::FAILURE
         }
     }

@@ -74,6 +74,7 @@
 //! | `state` | the live state: signal records, the bounded store, the verdict table |
 //! | [`detect`] | the core: the compiled policy, the steps, scoring, escalation, the service-wide view |
 //! | `guard` | the tower adapter: layer, service, future, bodies, refusal responses, handle |
+//! | `cluster` | feature `redis`: verdicts and evidence shared by replicas through Redis |
 //!
 //! # Deployment caveat
 //! The guard keys on the TCP peer address. Behind a proxy or load balancer,

@@ -292,7 +292,17 @@ pub struct App {
 /// # Errors
 /// The guard's configuration is invalid.
 pub fn app(opts: &Options) -> Result<App, ConfigError> {
-    let state = Arc::new(Mailroom::seeded(opts.accounts, opts.patched));
+    app_with(
+        opts,
+        Arc::new(Mailroom::seeded(opts.accounts, opts.patched)),
+    )
+}
+
+/// Builds the service on data of its own or shared with other replicas.
+///
+/// # Errors
+/// The guard's configuration is invalid.
+pub fn app_with(opts: &Options, state: Arc<Mailroom>) -> Result<App, ConfigError> {
     let router = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/api/register", post(register))
