@@ -94,10 +94,10 @@ pub(crate) fn start(
             metrics::counter!(DROPPED).increment(1);
         }
     });
-    let (touched_tx, touched_rx) = mpsc::channel::<(ActorKey, u8)>(MAX_TOUCHED);
+    let (touched_tx, touched_rx) = mpsc::channel::<Notice>(MAX_TOUCHED / 4);
     let on_full = status.clone();
-    core.set_touched(move |key, slot| {
-        if touched_tx.try_send((key, slot)).is_err() {
+    core.set_touched(move |keys, slot| {
+        if touched_tx.try_send((*keys, slot)).is_err() {
             on_full.dropped.fetch_add(1, Ordering::Relaxed);
             metrics::counter!(DROPPED).increment(1);
         }
@@ -140,7 +140,7 @@ struct Task {
     /// Records requests updated since the last sync, whose evidence goes
     /// to the other replicas.
     touched: std::collections::HashSet<(ActorKey, u8)>,
-    touched_rx: mpsc::Receiver<(ActorKey, u8)>,
+    touched_rx: mpsc::Receiver<Notice>,
 }
 
 /// Why a connection ended.
@@ -189,9 +189,7 @@ impl Task {
                     _ = &mut wait => break,
                     t = self.touched_rx.recv() => {
                         if let Some(t) = t {
-                            if self.touched.len() < MAX_TOUCHED {
-                                self.touched.insert(t);
-                            }
+                            self.note(t);
                         }
                     }
                     c = rx.recv() => match c {
@@ -277,9 +275,7 @@ impl Task {
                 },
                 t = self.touched_rx.recv() => {
                     if let Some(t) = t {
-                        if self.touched.len() < MAX_TOUCHED {
-                            self.touched.insert(t);
-                        }
+                        self.note(t);
                     }
                 }
                 _ = flush.tick() => {
@@ -506,7 +502,18 @@ impl Task {
     }
 }
 
+/// The records one request updated, on a probe slot.
+type Notice = ([Option<ActorKey>; 4], u8);
+
 impl Task {
+    fn note(&mut self, (keys, slot): Notice) {
+        for key in keys.into_iter().flatten() {
+            if self.touched.len() < MAX_TOUCHED {
+                self.touched.insert((key, slot));
+            }
+        }
+    }
+
     fn keep_allows(&mut self, batch: &[VerdictChange]) {
         self.pending.extend(
             batch

@@ -88,8 +88,12 @@ pub struct Detector {
     pub(crate) remote: Remote,
     /// Told of every (actor, probe slot) record a request updated (set
     /// once, by the cluster sync).
-    touched: OnceLock<Box<dyn Fn(ActorKey, u8) + Send + Sync>>,
+    touched: OnceLock<Box<Touched>>,
 }
+
+/// What is told of the records one request updated (up to its four
+/// actors) on a probe slot.
+pub(crate) type Touched = dyn Fn(&[Option<ActorKey>; 4], u8) + Send + Sync;
 
 #[derive(Default)]
 struct Slots {
@@ -431,13 +435,16 @@ impl Detector {
 
     #[cfg(feature = "redis")]
     /// Sets what is told of every record a request updated (once).
-    pub(crate) fn set_touched(&self, f: impl Fn(ActorKey, u8) + Send + Sync + 'static) -> bool {
+    pub(crate) fn set_touched(
+        &self,
+        f: impl Fn(&[Option<ActorKey>; 4], u8) + Send + Sync + 'static,
+    ) -> bool {
         self.touched.set(Box::new(f)).is_ok()
     }
 
     /// Who wants to hear of updated records, if anyone.
     #[inline]
-    pub(crate) fn touched(&self) -> Option<&(dyn Fn(ActorKey, u8) + Send + Sync)> {
+    pub(crate) fn touched(&self) -> Option<&Touched> {
         self.touched.get().map(|f| &**f)
     }
 

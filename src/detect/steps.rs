@@ -360,6 +360,8 @@ impl Detector {
         } else {
             None
         };
+        // The records this request updated: one notice per request.
+        let mut updated: [Option<ActorKey>; 4] = [None; 4];
         for key in actors.keys() {
             let remote = if sharing {
                 self.remote_of(key, probe.slot, now)
@@ -377,7 +379,7 @@ impl Detector {
                         // foreign target yet, nothing carried): no
                         // suspicion, whatever its address did.
                         r.set_score(0.0);
-                        return (0.0, 0.0, requests, with_history);
+                        return (0.0, 0.0, requests, with_history, false);
                     }
                     let anomalous = *anomalous.get_or_init(|| view.anomalous(now));
                     let ctx =
@@ -385,13 +387,18 @@ impl Detector {
                     let signals = r.signals_with(now, window, long, remote.as_ref());
                     let s = score::score(t, &context::judged(key.kind(), signals), &ctx);
                     r.set_score(s);
-                    (s, r.carry_at(now, policy.half_life), requests, with_history)
+                    let carry = r.carry_at(now, policy.half_life);
+                    (s, carry, requests, with_history, true)
                 });
-            let Some((score, carry, requests, with_history)) = res else {
+            let Some((score, carry, requests, with_history, evidence)) = res else {
                 continue;
             };
-            if let Some(f) = touched {
-                f(key, probe.slot);
+            // Only records with evidence are worth sharing: one that only
+            // read its own objects adds nothing to another replica's view.
+            if evidence && touched.is_some() {
+                if let Some(k) = updated.iter_mut().find(|k| k.is_none()) {
+                    *k = Some(key);
+                }
             }
             established |= with_history;
             if key.kind() == ActorKind::Ip {
@@ -407,6 +414,9 @@ impl Detector {
                 Level::Throttle => self.throttle(policy, probe, now, actors, key, score),
                 Level::Allow => {}
             }
+        }
+        if let (Some(f), true) = (touched, updated[0].is_some()) {
+            f(&updated, probe.slot);
         }
         // One busy address counts for a bounded share of the view: the view
         // is for attacks spread over many addresses (see
