@@ -30,6 +30,9 @@ mod app;
 #[path = "mailroom/client.rs"]
 mod client;
 #[allow(dead_code)]
+#[path = "mailroom/replicas.rs"]
+mod replicas;
+#[allow(dead_code)]
 #[path = "mailroom/scenarios.rs"]
 mod scenarios;
 
@@ -108,7 +111,35 @@ fn main() -> ExitCode {
         }
     };
     println!("\n{}", scenarios::table(&rows, size.nat_users));
-    let failures: Vec<String> = rows.iter().flat_map(scenarios::Row::failures).collect();
+    let mut failures: Vec<String> = rows.iter().flat_map(scenarios::Row::failures).collect();
+    // Three replicas behind a balancer, a scraper round-robining them.
+    if only.as_deref().is_none_or(|w| "replicas".contains(w)) {
+        let opts = app::Options {
+            config: config.clone(),
+            accounts: size.accounts,
+            ..app::Options::new()
+        };
+        match runtime.block_on(replicas::run(&opts, size.scrape_ids)) {
+            Ok(o) => {
+                println!(
+                    "three replicas, a scraper round-robining them ({} ids): sharing nothing, {} books out",
+                    size.scrape_ids, o.alone
+                );
+                match o.shared {
+                    Ok(n) => {
+                        println!("  sharing verdicts and evidence through Redis, {n} books out");
+                        if n > 25 {
+                            failures
+                                .push(format!("replicas sharing through Redis leaked {n} books"));
+                        }
+                    }
+                    Err(why) => println!("  sharing through Redis: {why}"),
+                }
+                println!();
+            }
+            Err(e) => failures.push(format!("replicas scenario: {e}")),
+        }
+    }
     let secs = t0.elapsed().as_secs_f64();
     if failures.is_empty() {
         println!("PASS: every attack stopped, no ordinary user refused ({secs:.1} s)");
