@@ -187,11 +187,6 @@ impl Task {
             loop {
                 tokio::select! {
                     _ = &mut wait => break,
-                    t = self.touched_rx.recv() => {
-                        if let Some(t) = t {
-                            self.note(t);
-                        }
-                    }
                     c = rx.recv() => match c {
                         None => return,
                         // Kept for after the reconnect: the live ones are
@@ -273,12 +268,10 @@ impl Task {
                         }
                     }
                 },
-                t = self.touched_rx.recv() => {
-                    if let Some(t) = t {
-                        self.note(t);
-                    }
-                }
                 _ = flush.tick() => {
+                    // Notices are taken at the tick, not as they come: the
+                    // request path then never wakes this task.
+                    self.drain_notices();
                     if !batch.is_empty() {
                         if let Err(e) = self.send(&mut conn, &batch).await {
                             self.keep_allows(&batch);
@@ -506,6 +499,12 @@ impl Task {
 type Notice = ([Option<ActorKey>; 4], u8);
 
 impl Task {
+    fn drain_notices(&mut self) {
+        while let Ok(t) = self.touched_rx.try_recv() {
+            self.note(t);
+        }
+    }
+
     fn note(&mut self, (keys, slot): Notice) {
         for key in keys.into_iter().flatten() {
             if self.touched.len() < MAX_TOUCHED {
