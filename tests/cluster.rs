@@ -294,6 +294,35 @@ async fn a_scraper_round_robined_over_three_replicas_is_stopped_near_one_replica
     }
 }
 
+/// A replica that starts while a scrape is under way counts what the
+/// others saw of the scraper already (loaded from Redis when it connects).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_that_starts_late_counts_what_the_others_saw() {
+    let redis = RedisServer::start();
+    let a = replica(&redis.url()).await;
+    connected(&[&a]).await;
+    let c = client();
+    for k in 0..10u64 {
+        let path = format!("/api/accounts/{}/addressbook", 2_000 + k * 37);
+        assert_eq!(status(&c, &a, &path, 7).await, 200);
+    }
+    // A's evidence goes out at its next sync (every 20 ms).
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let b = replica(&redis.url()).await;
+    connected(&[&b]).await;
+    let mut served = 0;
+    for k in 10..40u64 {
+        let path = format!("/api/accounts/{}/addressbook", 2_000 + k * 37);
+        if status(&c, &b, &path, 7).await == 200 {
+            served += 1;
+        } else {
+            break;
+        }
+    }
+    // 15 in all: B lets through what is left of the bound, not 15 more.
+    assert!(served <= 7, "{served}");
+}
+
 #[test]
 fn a_cluster_needs_a_shared_session_key_and_a_redis_url() {
     let e =

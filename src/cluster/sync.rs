@@ -247,6 +247,11 @@ impl Task {
         if let Err(e) = self.load(&mut conn).await {
             return e;
         }
+        // And what the others saw lately (evidence sent while this replica
+        // was away or not yet started).
+        if let Err(e) = self.load_evidence(&mut conn).await {
+            return e;
+        }
         self.status.set_degraded(false);
         tracing::info!(target: "enumguard", redis = %self.url, replica = %self.replica, "enumguard cluster: connected");
         let mut flush = tokio::time::interval(self.interval);
@@ -429,6 +434,70 @@ impl Task {
         for w in &batch.changes {
             if let Some(c) = w.to_change(None) {
                 core.apply(&c, now);
+            }
+        }
+    }
+
+    /// Reads the other replicas' live evidence from Redis and keeps it.
+    async fn load_evidence(&self, conn: &mut MultiplexedConnection) -> Result<(), Ended> {
+        let mut cursor: u64 = 0;
+        let mut seen = 0usize;
+        loop {
+            let (next, keys): (u64, Vec<String>) = tokio::time::timeout(
+                TIMEOUT,
+                redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(self.names.evidence_pattern())
+                    .arg("COUNT")
+                    .arg(1000)
+                    .query_async(conn),
+            )
+            .await
+            .map_err(|_| Ended::Failed("a scan timed out".into()))??;
+            // The replica is the last part of the key; this one's own are skipped.
+            let others: Vec<&String> = keys
+                .iter()
+                .filter(|k| k.rsplit(':').next() != Some(self.replica.as_str()))
+                .collect();
+            if !others.is_empty() {
+                let mut pipe = redis::pipe();
+                for k in &others {
+                    pipe.get(*k).cmd("PTTL").arg(*k);
+                }
+                let values: Vec<redis::Value> =
+                    tokio::time::timeout(TIMEOUT, pipe.query_async(conn))
+                        .await
+                        .map_err(|_| Ended::Failed("a load timed out".into()))??;
+                let Some(core) = self.core() else {
+                    return Err(Ended::Closed);
+                };
+                let now = self.clock.now();
+                for (k, pair) in others.iter().zip(values.chunks(2)) {
+                    let value = redis::from_redis_value::<Option<String>>(&pair[0])
+                        .ok()
+                        .flatten();
+                    let ttl = pair
+                        .get(1)
+                        .and_then(|t| redis::from_redis_value::<i64>(t).ok())
+                        .unwrap_or(-2);
+                    let (Some(value), true) = (value, ttl > 0) else {
+                        continue;
+                    };
+                    let Ok(w) = serde_json::from_str::<EvidenceWire>(&value) else {
+                        continue;
+                    };
+                    let from = k.rsplit(':').next().unwrap_or_default();
+                    let from = crate::actor::hash128((0, 0), from.as_bytes()) as u64;
+                    if let Some((actor, probe, ev, _)) = w.parts() {
+                        core.merge_evidence(actor, probe, from, ev, ttl as u64 * 1_000_000, now);
+                    }
+                }
+            }
+            seen += keys.len();
+            cursor = next;
+            if cursor == 0 || seen >= MAX_LOAD {
+                return Ok(());
             }
         }
     }

@@ -54,6 +54,11 @@ impl Names {
         format!("{}:v:{:032x}", self.prefix, hash128(self.secret, &bytes))
     }
 
+    /// The pattern of every evidence key.
+    pub(crate) fn evidence_pattern(&self) -> String {
+        format!("{}:e:*", self.prefix)
+    }
+
     /// The pattern of every verdict key.
     pub(crate) fn verdict_pattern(&self) -> String {
         format!("{}:v:*", self.prefix)
