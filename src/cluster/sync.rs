@@ -440,6 +440,58 @@ impl Task {
 
     /// Reads the other replicas' live evidence from Redis and keeps it.
     async fn load_evidence(&self, conn: &mut MultiplexedConnection) -> Result<(), Ended> {
+        let Some(core) = self.core() else {
+            return Err(Ended::Closed);
+        };
+        let pattern = self.names.evidence_pattern();
+        // The replica is the last part of the key; this one's own are skipped.
+        let others = |key: &str| key.rsplit(':').next() != Some(self.replica.as_str());
+        self.for_each_live(conn, &pattern, others, |key, value, ttl_ms| {
+            let Ok(w) = serde_json::from_str::<EvidenceWire>(value) else {
+                return;
+            };
+            let from = key.rsplit(':').next().unwrap_or_default();
+            let from = crate::actor::hash128((0, 0), from.as_bytes()) as u64;
+            if let Some((actor, probe, ev, _)) = w.parts() {
+                let now = self.clock.now();
+                core.merge_evidence(actor, probe, from, ev, ttl_ms * 1_000_000, now);
+            }
+        })
+        .await
+    }
+
+    /// Reads every live verdict from Redis and applies it.
+    async fn load(&self, conn: &mut MultiplexedConnection) -> Result<(), Ended> {
+        let Some(core) = self.core() else {
+            return Err(Ended::Closed);
+        };
+        let pattern = self.names.verdict_pattern();
+        self.for_each_live(
+            conn,
+            &pattern,
+            |_| true,
+            |_, value, ttl_ms| {
+                let Ok(w) = serde_json::from_str::<Wire>(value) else {
+                    return;
+                };
+                if let Some(c) = w.to_change(Some(ttl_ms)) {
+                    core.apply(&c, self.clock.now());
+                }
+            },
+        )
+        .await
+    }
+
+    /// Calls `f(key, value, remaining ms)` for each live key matching
+    /// `pattern` that `wanted` keeps (at most `MAX_LOAD` keys), scanning
+    /// and reading in batches.
+    async fn for_each_live(
+        &self,
+        conn: &mut MultiplexedConnection,
+        pattern: &str,
+        wanted: impl Fn(&str) -> bool,
+        mut f: impl FnMut(&str, &str, u64),
+    ) -> Result<(), Ended> {
         let mut cursor: u64 = 0;
         let mut seen = 0usize;
         loop {
@@ -448,32 +500,24 @@ impl Task {
                 redis::cmd("SCAN")
                     .arg(cursor)
                     .arg("MATCH")
-                    .arg(self.names.evidence_pattern())
+                    .arg(pattern)
                     .arg("COUNT")
                     .arg(1000)
                     .query_async(conn),
             )
             .await
             .map_err(|_| Ended::Failed("a scan timed out".into()))??;
-            // The replica is the last part of the key; this one's own are skipped.
-            let others: Vec<&String> = keys
-                .iter()
-                .filter(|k| k.rsplit(':').next() != Some(self.replica.as_str()))
-                .collect();
-            if !others.is_empty() {
+            let keys_wanted: Vec<&String> = keys.iter().filter(|k| wanted(k)).collect();
+            if !keys_wanted.is_empty() {
                 let mut pipe = redis::pipe();
-                for k in &others {
+                for k in &keys_wanted {
                     pipe.get(*k).cmd("PTTL").arg(*k);
                 }
                 let values: Vec<redis::Value> =
                     tokio::time::timeout(TIMEOUT, pipe.query_async(conn))
                         .await
                         .map_err(|_| Ended::Failed("a load timed out".into()))??;
-                let Some(core) = self.core() else {
-                    return Err(Ended::Closed);
-                };
-                let now = self.clock.now();
-                for (k, pair) in others.iter().zip(values.chunks(2)) {
+                for (k, pair) in keys_wanted.iter().zip(values.chunks(2)) {
                     let value = redis::from_redis_value::<Option<String>>(&pair[0])
                         .ok()
                         .flatten();
@@ -481,77 +525,8 @@ impl Task {
                         .get(1)
                         .and_then(|t| redis::from_redis_value::<i64>(t).ok())
                         .unwrap_or(-2);
-                    let (Some(value), true) = (value, ttl > 0) else {
-                        continue;
-                    };
-                    let Ok(w) = serde_json::from_str::<EvidenceWire>(&value) else {
-                        continue;
-                    };
-                    let from = k.rsplit(':').next().unwrap_or_default();
-                    let from = crate::actor::hash128((0, 0), from.as_bytes()) as u64;
-                    if let Some((actor, probe, ev, _)) = w.parts() {
-                        core.merge_evidence(actor, probe, from, ev, ttl as u64 * 1_000_000, now);
-                    }
-                }
-            }
-            seen += keys.len();
-            cursor = next;
-            if cursor == 0 || seen >= MAX_LOAD {
-                return Ok(());
-            }
-        }
-    }
-
-    /// Reads every live verdict from Redis and applies it.
-    async fn load(&self, conn: &mut MultiplexedConnection) -> Result<(), Ended> {
-        let mut cursor: u64 = 0;
-        let mut seen = 0usize;
-        loop {
-            let (next, keys): (u64, Vec<String>) = tokio::time::timeout(
-                TIMEOUT,
-                redis::cmd("SCAN")
-                    .arg(cursor)
-                    .arg("MATCH")
-                    .arg(self.names.verdict_pattern())
-                    .arg("COUNT")
-                    .arg(1000)
-                    .query_async(conn),
-            )
-            .await
-            .map_err(|_| Ended::Failed("a scan timed out".into()))??;
-            if !keys.is_empty() {
-                let mut pipe = redis::pipe();
-                for k in &keys {
-                    pipe.get(k).cmd("PTTL").arg(k);
-                }
-                let values: Vec<(Option<String>, i64)> =
-                    tokio::time::timeout(TIMEOUT, pipe.query_async::<Vec<redis::Value>>(conn))
-                        .await
-                        .map_err(|_| Ended::Failed("a load timed out".into()))??
-                        .chunks(2)
-                        .map(|pair| {
-                            let v = redis::from_redis_value::<Option<String>>(&pair[0])
-                                .ok()
-                                .flatten();
-                            let ttl = pair
-                                .get(1)
-                                .and_then(|t| redis::from_redis_value::<i64>(t).ok());
-                            (v, ttl.unwrap_or(-2))
-                        })
-                        .collect();
-                let Some(core) = self.core() else {
-                    return Err(Ended::Closed);
-                };
-                let now = self.clock.now();
-                for (value, ttl) in values {
-                    let (Some(value), true) = (value, ttl > 0) else {
-                        continue;
-                    };
-                    let Ok(w) = serde_json::from_str::<Wire>(&value) else {
-                        continue;
-                    };
-                    if let Some(c) = w.to_change(Some(ttl as u64)) {
-                        core.apply(&c, now);
+                    if let (Some(value), true) = (value, ttl > 0) {
+                        f(k, &value, ttl as u64);
                     }
                 }
             }

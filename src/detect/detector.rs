@@ -401,9 +401,7 @@ impl Detector {
             }
             ChangeKind::Allow => {
                 self.verdicts.remove(&change.actor);
-                for slot in 0..=u8::MAX {
-                    self.store.remove(&(change.actor, slot));
-                }
+                self.forget(change.actor);
             }
         }
     }

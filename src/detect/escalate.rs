@@ -278,13 +278,19 @@ impl Detector {
         }
     }
 
+    /// Forgets `key`'s records on every probe (after an unban, here or on
+    /// another replica).
+    pub(crate) fn forget(&self, key: ActorKey) {
+        for slot in self.policy().probes.iter().map(|p| p.slot) {
+            self.store.remove(&(key, slot));
+        }
+    }
+
     /// Lifts any verdict on `key` and forgets its records (signals and
     /// strikes). Returns whether it had a verdict.
     pub fn unban(&self, key: ActorKey) -> bool {
         let had = self.verdicts.remove(&key);
-        for slot in 0..=u8::MAX {
-            self.store.remove(&(key, slot));
-        }
+        self.forget(key);
         if had {
             tracing::warn!(target: "enumguard", actor = %key, verdict = "allow", reason = "manual", "enumguard verdict changed");
             self.changed(|| VerdictChange {
