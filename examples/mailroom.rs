@@ -4,14 +4,15 @@
 //! ```text
 //! cargo run --release --example mailroom -- --listen 127.0.0.1:3000 \
 //!     [--accounts N] [--guard enforce|observe|off] [--config FILE] [--patched] \
-//!     [--replicas N [--redis URL]]
+//!     [--replicas N [--redis URL | --redis-cluster URL,URL...]]
 //! ```
 //!
 //! `--replicas N` serves N replicas in this process on ports PORT, PORT+1,
 //! ..., each with its own guard and guard state, over the same data (as
 //! replicas over one database). With `--redis URL` (build with
 //! `--features redis`) the guards share verdicts and evidence through that
-//! Redis; without it they share nothing, which shows the dilution: a
+//! Redis (`--redis-cluster` names some nodes of a Redis Cluster instead);
+//! without it they share nothing, which shows the dilution: a
 //! scraper round-robined over them gets N times the room.
 //!
 //! Seed: accounts `1..=N` (default 10,000), email `user{id}@mailroom.test`,
@@ -44,7 +45,8 @@ use std::process::ExitCode;
 use app::{GuardChoice, Options};
 
 const USAGE: &str = "usage: mailroom [--listen ADDR] [--accounts N] [--guard enforce|observe|off] \
-                     [--config FILE] [--patched] [--replicas N [--redis URL]]";
+                     [--config FILE] [--patched] \
+                     [--replicas N [--redis URL | --redis-cluster URL,URL...]]";
 
 struct Args {
     listen: SocketAddr,
@@ -59,6 +61,7 @@ fn parse_args() -> Result<Args, String> {
     let mut guard: Option<GuardChoice> = None;
     let mut replicas = 1u16;
     let mut redis = None;
+    let mut cluster_nodes: Vec<String> = Vec::new();
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value"));
@@ -97,14 +100,19 @@ fn parse_args() -> Result<Args, String> {
                     .filter(|n| (1..=16).contains(n))
                     .ok_or_else(|| format!("--replicas {v}: want a number in 1..=16"))?;
             }
-            "--redis" => {
-                let v = value("--redis")?;
+            "--redis" | "--redis-cluster" => {
+                let v = value(&arg)?;
                 if !cfg!(feature = "redis") {
-                    return Err(
-                        "--redis needs the `redis` feature: cargo run --release --example mailroom \
+                    return Err(format!(
+                        "{arg} needs the `redis` feature: cargo run --release --example mailroom \
                          --features redis -- ..."
-                            .into(),
-                    );
+                    ));
+                }
+                if redis.is_some() {
+                    return Err("give --redis or --redis-cluster, once".into());
+                }
+                if arg == "--redis-cluster" {
+                    cluster_nodes = v.split(',').map(|u| u.trim().to_owned()).collect();
                 }
                 redis = Some(v);
             }
@@ -128,8 +136,13 @@ fn parse_args() -> Result<Args, String> {
                 .wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c834);
             opts.config.session_key = Some(format!("{key:032x}"));
         }
+        let (redis_url, redis_cluster) = match cluster_nodes.is_empty() {
+            true => (url.clone(), Vec::new()),
+            false => (String::new(), cluster_nodes),
+        };
         opts.config.cluster = Some(enumguard::ClusterConfig {
-            redis_url: url.clone(),
+            redis_url,
+            redis_cluster,
             key_prefix: "mailroom".into(),
             ..enumguard::ClusterConfig::default()
         });

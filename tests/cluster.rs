@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use axum::{Router, routing::get};
 use bytes::Bytes;
-use common::redis::RedisServer;
+use common::redis::{RedisCluster, RedisServer};
 use enumguard::{AccountId, Actor, Config, GuardHandle, GuardLayer};
 use http_body_util::Empty;
 use hyper_util::client::legacy::Client;
@@ -34,11 +34,16 @@ impl Drop for Replica {
 }
 
 async fn replica(redis: &str) -> Replica {
+    replica_at(&format!("redis_url = \"{redis}\"")).await
+}
+
+/// A replica whose `[cluster]` says where Redis is with `at`.
+async fn replica_at(at: &str) -> Replica {
     let config = Config::from_toml_str(&format!(
         r#"
 session_key = "{SESSION_KEY}"
 [cluster]
-redis_url = "{redis}"
+{at}
 key_prefix = "test"
 sync_interval_ms = 20
 [[probes]]
@@ -323,6 +328,135 @@ async fn a_replica_that_starts_late_counts_what_the_others_saw() {
     assert!(served <= 7, "{served}");
 }
 
+/// A Redis Cluster (three primaries): bans reach the other replicas, a
+/// scraper round-robined over them is stopped near one replica's bound,
+/// and a replica that starts later loads the verdicts from every node (the
+/// keys spread over the nodes: each is scanned).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_share_through_a_redis_cluster() {
+    let cluster = RedisCluster::start(3);
+    let nodes: Vec<String> = cluster.urls().iter().map(|u| format!("\"{u}\"")).collect();
+    // One node is enough to find the others.
+    let at = format!("redis_cluster = [{}]", nodes[1]);
+    let all = format!("redis_cluster = [{}]", nodes.join(", "));
+    let rs = [
+        replica_at(&at).await,
+        replica_at(&all).await,
+        replica_at(&all).await,
+    ];
+    connected(&rs.iter().collect::<Vec<_>>()).await;
+    let c = client();
+    for id in 100..130 {
+        rs[0].handle.ban(&account(id), Duration::from_secs(600));
+    }
+    for r in &rs[1..] {
+        let took = until(Duration::from_secs(1), || async {
+            status(&c, r, "/hello", 129).await == 429
+        })
+        .await;
+        assert!(took.is_some(), "a ban did not reach a replica within 1 s");
+        for id in 100..130 {
+            assert_eq!(status(&c, r, "/hello", id).await, 429, "account {id}");
+        }
+        assert_eq!(status(&c, r, "/hello", 7).await, 200);
+    }
+    // The verdicts are spread over the nodes.
+    for node in &cluster.nodes {
+        let keys: u64 = node.cli(&["dbsize"]).trim().parse().unwrap_or(0);
+        assert!(keys > 0, "a node holds no key: {keys}");
+    }
+    // A scraper round-robined over the three.
+    let mut served = 0;
+    for k in 0..90u64 {
+        let path = format!("/api/accounts/{}/addressbook", 1_000 + k * 37);
+        match status(&c, &rs[(k % 3) as usize], &path, 7).await {
+            200 => served += 1,
+            429 => break,
+            s => panic!("status {s}"),
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    println!("round-robin scraper over 3 replicas, Redis Cluster: {served} foreign books served");
+    assert!((12..=15 + 6).contains(&served), "{served}");
+    // A replica started now loads every live verdict, from every node.
+    let late = replica_at(&at).await;
+    connected(&[&late]).await;
+    for id in 100..130 {
+        assert!(
+            matches!(
+                late.handle.verdict(&account(id)),
+                enumguard::Verdict::Block { .. }
+            ),
+            "account {id}'s ban was not loaded"
+        );
+    }
+    assert_eq!(
+        status(&c, &late, "/api/accounts/5/addressbook", 7).await,
+        429
+    );
+}
+
+/// A Redis with a password, over TLS (a self-signed certificate, accepted
+/// with `#insecure`): bans reach the other replica; with a wrong password
+/// a replica never connects and serves on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_password_and_tls_work() {
+    let tls_port = common::redis::free_port();
+    let redis = RedisServer::start_with(|dir| {
+        let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+        let ok = std::process::Command::new("openssl")
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+            ])
+            .args(["-subj", "/CN=localhost", "-keyout"])
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .expect("openssl, to make a test certificate");
+        assert!(ok.success());
+        let (cert, key) = (cert.display().to_string(), key.display().to_string());
+        [
+            "--requirepass",
+            "s3cret",
+            "--tls-port",
+            &tls_port.to_string(),
+            "--tls-cert-file",
+            &cert,
+            "--tls-key-file",
+            &key,
+            "--tls-ca-cert-file",
+            &cert,
+            "--tls-auth-clients",
+            "no",
+        ]
+        .map(String::from)
+        .to_vec()
+    });
+    let url = format!("rediss://:s3cret@127.0.0.1:{tls_port}/#insecure");
+    let rs = [replica(&url).await, replica(&url).await];
+    connected(&rs.iter().collect::<Vec<_>>()).await;
+    let c = client();
+    rs[0].handle.ban(&account(7), Duration::from_secs(600));
+    let took = until(Duration::from_secs(1), || async {
+        status(&c, &rs[1], "/hello", 7).await == 429
+    })
+    .await;
+    assert!(
+        took.is_some(),
+        "the ban did not reach the other replica over TLS"
+    );
+    // The verdict is in Redis (read over the plain port, with the password).
+    let keys = redis.cli(&["-a", "s3cret", "--no-auth-warning", "keys", "test:v:*"]);
+    assert_eq!(keys.lines().count(), 1, "{keys}");
+    // A wrong password: the replica stays degraded and serves on.
+    let wrong = replica(&format!("redis://:wrong@127.0.0.1:{}/", redis.port)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(wrong.handle.cluster_degraded(), Some(true));
+    assert_eq!(status(&c, &wrong, "/hello", 7).await, 200);
+}
+
 #[test]
 fn a_cluster_needs_a_shared_session_key_and_a_redis_url() {
     let e =
@@ -345,4 +479,20 @@ fn a_cluster_needs_a_shared_session_key_and_a_redis_url() {
     .unwrap();
     let e = GuardLayer::from_config(config).unwrap_err();
     assert_eq!(e.field(), Some("cluster"));
+    // One server or a cluster, not both; not neither.
+    let cluster = |body: &str| {
+        Config::from_toml_str(&format!(
+            "session_key = \"{SESSION_KEY}\"\n[cluster]\n{body}\n"
+        ))
+    };
+    let e = cluster("redis_url = \"redis://a:1\"\nredis_cluster = [\"redis://b:1\"]").unwrap_err();
+    assert!(e.to_string().contains("not both"), "{e}");
+    let e = cluster("key_prefix = \"x\"").unwrap_err();
+    assert!(e.to_string().contains("redis_cluster"), "{e}");
+    let e = cluster("redis_cluster = [\"redis://b:1\", \"unix:///tmp/r.sock\"]").unwrap_err();
+    assert_eq!(e.field(), Some("cluster.redis_cluster[1]"));
+    assert!(
+        cluster("redis_cluster = [\"redis://:pw@10.0.0.1:7000\", \"rediss://10.0.0.2:7000\"]")
+            .is_ok()
+    );
 }

@@ -53,6 +53,7 @@ async fn scrape(opts: &Options, ids: u64, redis: Option<String>) -> Result<u64, 
                 key_prefix: "demo".into(),
                 sync_interval_ms: 50,
                 replica_id: Some(format!("replica-{i}")),
+                ..enumguard::ClusterConfig::default()
             });
         }
         let a = app::app_with(&o, state.clone())?;

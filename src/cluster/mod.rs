@@ -9,8 +9,10 @@
 //! | file | role |
 //! |---|---|
 //! | `wire.rs` | key names (keyed hashes, never an address or a token) and the message format |
+//! | `link.rs` | one Redis server or a Redis Cluster: batches, per-node scans, the subscription |
 //! | `sync.rs` | the background task: batches, publish, subscribe, load, reconnect with backoff |
 
+mod link;
 mod sync;
 mod wire;
 

@@ -5,13 +5,13 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use redis::aio::MultiplexedConnection;
 use tokio::sync::mpsc;
 
+use super::link::{Link, Source};
 use super::wire::{Batch, EvidenceBatch, EvidenceWire, Names, Wire};
 use crate::actor::ActorKey;
 use crate::clock::SharedClock;
-use crate::config::{ClusterConfig, ConfigError, redact};
+use crate::config::{ClusterConfig, ConfigError};
 use crate::detect::{ChangeKind, Detector, VerdictChange};
 
 /// Changes waiting for the task, at most; more are dropped and counted.
@@ -76,13 +76,7 @@ pub(crate) fn start(
             "the cluster sync runs on a tokio runtime: build the guard inside one",
         )
     })?;
-    let client = redis::Client::open(config.redis_url.as_str()).map_err(|e| {
-        ConfigError::invalid(
-            "cluster.redis_url",
-            redact(&config.redis_url),
-            e.to_string(),
-        )
-    })?;
+    let source = Source::new(config, TIMEOUT)?;
     let (tx, rx) = mpsc::channel::<VerdictChange>(CHANNEL);
     let status = Arc::new(Status::default());
     // Degraded until the first connection works.
@@ -109,11 +103,12 @@ pub(crate) fn start(
     let task = Task {
         core: Arc::downgrade(core),
         clock,
-        client,
+        source,
+        turn: 0,
         names: Names::new(&config.key_prefix, secret),
         replica,
         interval: Duration::from_millis(config.sync_interval_ms),
-        url: redact(&config.redis_url),
+        url: Source::describe(config),
         status: status.clone(),
         last_warning: None,
         pending: Vec::new(),
@@ -127,7 +122,9 @@ pub(crate) fn start(
 struct Task {
     core: Weak<Detector>,
     clock: SharedClock,
-    client: redis::Client,
+    source: Source,
+    /// Connections made: which cluster node is asked for the subscription.
+    turn: usize,
     names: Names,
     replica: String,
     interval: Duration,
@@ -204,18 +201,12 @@ impl Task {
         self.core.upgrade()
     }
 
-    async fn connect(&self) -> Result<(MultiplexedConnection, redis::aio::PubSub), Ended> {
-        let config = redis::AsyncConnectionConfig::new()
-            .set_connection_timeout(TIMEOUT)
-            .set_response_timeout(TIMEOUT);
-        let conn = tokio::time::timeout(
-            TIMEOUT * 2,
-            self.client
-                .get_multiplexed_async_connection_with_config(&config),
-        )
-        .await
-        .map_err(|_| Ended::Failed("connect timed out".into()))??;
-        let mut pubsub = tokio::time::timeout(TIMEOUT * 2, self.client.get_async_pubsub())
+    async fn connect(&mut self) -> Result<(Link, redis::aio::PubSub), Ended> {
+        let conn = tokio::time::timeout(TIMEOUT * 2, self.source.connect(TIMEOUT))
+            .await
+            .map_err(|_| Ended::Failed("connect timed out".into()))??;
+        self.turn = self.turn.wrapping_add(1);
+        let mut pubsub = tokio::time::timeout(TIMEOUT * 2, self.source.pubsub(self.turn))
             .await
             .map_err(|_| Ended::Failed("subscribe timed out".into()))??;
         let channels = [self.names.channel(), self.names.evidence_channel()];
@@ -311,31 +302,20 @@ impl Task {
 
     /// Writes a batch (each verdict under its key with its expiry; an
     /// unban deletes the key) and publishes it.
-    async fn send(
-        &self,
-        conn: &mut MultiplexedConnection,
-        changes: &[VerdictChange],
-    ) -> Result<(), Ended> {
+    async fn send(&self, conn: &mut Link, changes: &[VerdictChange]) -> Result<(), Ended> {
         if changes.is_empty() {
             return Ok(());
         }
         let wires: Vec<Wire> = changes.iter().map(Wire::from_change).collect();
-        let mut pipe = redis::pipe();
+        let mut cmds = Vec::with_capacity(changes.len() + 1);
         for (c, w) in changes.iter().zip(&wires) {
             let key = self.names.verdict(&c.actor);
             match c.kind {
-                ChangeKind::Allow => {
-                    pipe.del(key).ignore();
-                }
+                ChangeKind::Allow => cmds.push(redis::Cmd::del(key)),
                 _ => {
                     let ms = c.remaining.div_ceil(1_000_000).max(1);
                     let value = serde_json::to_string(w).unwrap_or_default();
-                    pipe.cmd("SET")
-                        .arg(key)
-                        .arg(value)
-                        .arg("PX")
-                        .arg(ms)
-                        .ignore();
+                    cmds.push(set_px(key, value, ms));
                 }
             }
         }
@@ -344,8 +324,8 @@ impl Task {
             changes: wires,
         })
         .unwrap_or_default();
-        pipe.publish(self.names.channel(), message).ignore();
-        tokio::time::timeout(TIMEOUT, pipe.query_async::<()>(conn))
+        cmds.push(redis::Cmd::publish(self.names.channel(), message));
+        tokio::time::timeout(TIMEOUT, conn.exec(cmds))
             .await
             .map_err(|_| Ended::Failed("a write timed out".into()))??;
         Ok(())
@@ -354,7 +334,7 @@ impl Task {
     /// Sends what this replica saw of the records touched since the last
     /// sync: each under its own key with the probe's window as expiry, and
     /// one message to the others.
-    async fn send_evidence(&mut self, conn: &mut MultiplexedConnection) -> Result<(), Ended> {
+    async fn send_evidence(&mut self, conn: &mut Link) -> Result<(), Ended> {
         let Some(core) = self.core() else {
             return Err(Ended::Closed);
         };
@@ -370,29 +350,22 @@ impl Task {
         }
         drop(core);
         for chunk in items.chunks(MAX_BATCH) {
-            let mut pipe = redis::pipe();
+            let mut cmds = Vec::with_capacity(chunk.len() + 1);
             for w in chunk {
                 let Some((actor, probe, _, valid)) = w.parts() else {
                     continue;
                 };
                 let key = self.names.evidence(&actor, probe, &self.replica);
                 let value = serde_json::to_string(w).unwrap_or_default();
-                let ms = (valid / 1_000_000).max(1);
-                pipe.cmd("SET")
-                    .arg(key)
-                    .arg(value)
-                    .arg("PX")
-                    .arg(ms)
-                    .ignore();
+                cmds.push(set_px(key, value, (valid / 1_000_000).max(1)));
             }
             let message = serde_json::to_string(&EvidenceBatch {
                 from: self.replica.clone(),
                 items: chunk.iter().map(EvidenceWire::clone_wire).collect(),
             })
             .unwrap_or_default();
-            pipe.publish(self.names.evidence_channel(), message)
-                .ignore();
-            tokio::time::timeout(TIMEOUT, pipe.query_async::<()>(conn))
+            cmds.push(redis::Cmd::publish(self.names.evidence_channel(), message));
+            tokio::time::timeout(TIMEOUT, conn.exec(cmds))
                 .await
                 .map_err(|_| Ended::Failed("a write timed out".into()))??;
         }
@@ -439,7 +412,7 @@ impl Task {
     }
 
     /// Reads the other replicas' live evidence from Redis and keeps it.
-    async fn load_evidence(&self, conn: &mut MultiplexedConnection) -> Result<(), Ended> {
+    async fn load_evidence(&self, conn: &mut Link) -> Result<(), Ended> {
         let Some(core) = self.core() else {
             return Err(Ended::Closed);
         };
@@ -461,7 +434,7 @@ impl Task {
     }
 
     /// Reads every live verdict from Redis and applies it.
-    async fn load(&self, conn: &mut MultiplexedConnection) -> Result<(), Ended> {
+    async fn load(&self, conn: &mut Link) -> Result<(), Ended> {
         let Some(core) = self.core() else {
             return Err(Ended::Closed);
         };
@@ -487,56 +460,53 @@ impl Task {
     /// and reading in batches.
     async fn for_each_live(
         &self,
-        conn: &mut MultiplexedConnection,
+        conn: &mut Link,
         pattern: &str,
         wanted: impl Fn(&str) -> bool,
         mut f: impl FnMut(&str, &str, u64),
     ) -> Result<(), Ended> {
-        let mut cursor: u64 = 0;
-        let mut seen = 0usize;
-        loop {
-            let (next, keys): (u64, Vec<String>) = tokio::time::timeout(
-                TIMEOUT,
-                redis::cmd("SCAN")
-                    .arg(cursor)
-                    .arg("MATCH")
-                    .arg(pattern)
-                    .arg("COUNT")
-                    .arg(1000)
-                    .query_async(conn),
-            )
+        let nodes = tokio::time::timeout(TIMEOUT, conn.nodes())
             .await
-            .map_err(|_| Ended::Failed("a scan timed out".into()))??;
-            let keys_wanted: Vec<&String> = keys.iter().filter(|k| wanted(k)).collect();
-            if !keys_wanted.is_empty() {
-                let mut pipe = redis::pipe();
-                for k in &keys_wanted {
-                    pipe.get(*k).cmd("PTTL").arg(*k);
-                }
-                let values: Vec<redis::Value> =
-                    tokio::time::timeout(TIMEOUT, pipe.query_async(conn))
+            .map_err(|_| Ended::Failed("reading the cluster's nodes timed out".into()))??;
+        let mut seen = 0usize;
+        // Every node holds its own keys: each is scanned to its end.
+        for node in &nodes {
+            let mut cursor: u64 = 0;
+            loop {
+                let (next, keys) =
+                    tokio::time::timeout(TIMEOUT, conn.scan(node, cursor, pattern, 1000))
+                        .await
+                        .map_err(|_| Ended::Failed("a scan timed out".into()))??;
+                let keys_wanted: Vec<&String> = keys.iter().filter(|k| wanted(k)).collect();
+                if !keys_wanted.is_empty() {
+                    let values = tokio::time::timeout(TIMEOUT, conn.read(&keys_wanted))
                         .await
                         .map_err(|_| Ended::Failed("a load timed out".into()))??;
-                for (k, pair) in keys_wanted.iter().zip(values.chunks(2)) {
-                    let value = redis::from_redis_value::<Option<String>>(&pair[0])
-                        .ok()
-                        .flatten();
-                    let ttl = pair
-                        .get(1)
-                        .and_then(|t| redis::from_redis_value::<i64>(t).ok())
-                        .unwrap_or(-2);
-                    if let (Some(value), true) = (value, ttl > 0) {
-                        f(k, &value, ttl as u64);
+                    for (k, v) in keys_wanted.iter().zip(values) {
+                        if let Some((value, ttl)) = v {
+                            f(k, &value, ttl);
+                        }
                     }
                 }
-            }
-            seen += keys.len();
-            cursor = next;
-            if cursor == 0 || seen >= MAX_LOAD {
-                return Ok(());
+                seen += keys.len();
+                cursor = next;
+                if seen >= MAX_LOAD {
+                    return Ok(());
+                }
+                if cursor == 0 {
+                    break;
+                }
             }
         }
+        Ok(())
     }
+}
+
+/// `SET key value PX ms`.
+fn set_px(key: String, value: String, ms: u64) -> redis::Cmd {
+    let mut c = redis::cmd("SET");
+    c.arg(key).arg(value).arg("PX").arg(ms);
+    c
 }
 
 /// The records one request updated, on a probe slot.

@@ -234,19 +234,27 @@ impl Default for ServiceViewConfig {
     }
 }
 
-/// Verdicts shared by many replicas through Redis (feature `redis`).
+/// Verdicts shared by many replicas through Redis (feature `redis`): one
+/// server (`redis_url`) or a Redis Cluster (`redis_cluster`), never both.
 ///
 /// ```toml
 /// [cluster]
 /// redis_url = "redis://:password@10.0.0.5:6379/0"   # rediss:// for TLS
+/// # or, for a Redis Cluster, some of its nodes:
+/// # redis_cluster = ["redis://10.0.0.5:7000", "redis://10.0.0.6:7000"]
 /// key_prefix = "enumguard:mailroom"
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ClusterConfig {
     /// The Redis server: `redis://[:password@]host:port[/db]`, `rediss://`
-    /// for TLS, or `unix:///path`. Required.
+    /// for TLS (`rediss://host:port/#insecure` accepts any certificate), or
+    /// `unix:///path`. Required unless `redis_cluster` is given.
     pub redis_url: String,
+    /// Some nodes of a Redis Cluster (cluster mode), each
+    /// `redis://[:password@]host:port` or `rediss://...`: the others are
+    /// found from them. Instead of `redis_url`.
+    pub redis_cluster: Vec<String>,
     /// Prefix of every key and channel, so that several services can share
     /// one Redis. Defaults to `enumguard`.
     pub key_prefix: String,
@@ -261,6 +269,7 @@ impl Default for ClusterConfig {
     fn default() -> Self {
         Self {
             redis_url: String::new(),
+            redis_cluster: Vec::new(),
             key_prefix: "enumguard".into(),
             sync_interval_ms: 100,
             replica_id: None,

@@ -184,16 +184,54 @@ impl Config {
                 "this build of enumguard has no `redis` feature: build it with `--features redis`",
             ));
         }
-        let url = c.redis_url.trim();
-        if !["redis://", "rediss://", "unix://", "redis+unix://"]
-            .iter()
-            .any(|s| url.starts_with(s) && url.len() > s.len())
-        {
-            return Err(ConfigError::invalid(
-                "cluster.redis_url",
-                redact(url),
-                "must be redis://host:port, rediss://host:port (TLS) or unix:///path",
-            ));
+        let schemes: &[&str] = &["redis://", "rediss://", "unix://", "redis+unix://"];
+        let well_formed = |url: &str, schemes: &[&str]| {
+            schemes
+                .iter()
+                .any(|s| url.starts_with(s) && url.len() > s.len())
+        };
+        match (c.redis_url.trim(), c.redis_cluster.as_slice()) {
+            ("", []) => {
+                return Err(ConfigError::invalid(
+                    "cluster.redis_url",
+                    "",
+                    "a cluster needs `redis_url` (one Redis server) or `redis_cluster` (nodes of a Redis Cluster)",
+                ));
+            }
+            (url, []) => {
+                if !well_formed(url, schemes) {
+                    return Err(ConfigError::invalid(
+                        "cluster.redis_url",
+                        redact(url),
+                        "must be redis://host:port, rediss://host:port (TLS) or unix:///path",
+                    ));
+                }
+            }
+            ("", nodes) => {
+                if nodes.len() > MAX_SEEDS {
+                    return Err(ConfigError::invalid(
+                        "cluster.redis_cluster",
+                        nodes.len().to_string(),
+                        format!("at most {MAX_SEEDS} nodes: the others are found from them"),
+                    ));
+                }
+                for (i, url) in nodes.iter().enumerate() {
+                    if !well_formed(url.trim(), &schemes[..2]) {
+                        return Err(ConfigError::invalid(
+                            format!("cluster.redis_cluster[{i}]"),
+                            redact(url),
+                            "must be redis://host:port or rediss://host:port (TLS)",
+                        ));
+                    }
+                }
+            }
+            (url, _) => {
+                return Err(ConfigError::invalid(
+                    "cluster.redis_url",
+                    redact(url),
+                    "give `redis_url` (one Redis server) or `redis_cluster` (a Redis Cluster), not both",
+                ));
+            }
         }
         if c.key_prefix.is_empty()
             || c.key_prefix.len() > 64
@@ -235,6 +273,9 @@ impl Config {
         Ok(())
     }
 }
+
+/// Seed nodes of a Redis Cluster, at most.
+const MAX_SEEDS: usize = 64;
 
 /// A Redis URL with its password left out, for errors and logs.
 pub(crate) fn redact(url: &str) -> String {
