@@ -388,9 +388,9 @@ fn main() {
     println!(
         "guard: {} records tracked, {} verdicts; observe: {} records tracked, {} verdicts",
         servers.guard.tracked(),
-        servers.guard.verdicts(),
+        servers.guard.verdict_count(),
         servers.observe.tracked(),
-        servers.observe.verdicts()
+        servers.observe.verdict_count()
     );
     for (i, (name, _)) in results.iter().enumerate().skip(1) {
         let r = ratio(i, 0);

@@ -439,7 +439,7 @@ fn pieces(group: &'static str) -> Vec<Variant> {
                     let ip = Ipv4Addr::from(0xC612_0000u32 + k);
                     handle.ban(&Actor::ip(ip), Duration::from_secs(3600));
                 }
-                assert_eq!(handle.verdicts(), bans as usize);
+                assert_eq!(handle.verdict_count(), bans as usize);
                 layer.layer(inner())
             });
         }

@@ -106,8 +106,8 @@ pub use config::{
 };
 pub use detect::{Refusal, RefusalKind};
 pub use guard::{
-    DefaultRefusal, Guard, GuardBody, GuardBuilder, GuardHandle, GuardLayer, OnRefusal,
-    ResponseBody, ResponseFuture, Suspect,
+    ActiveVerdict, DefaultRefusal, Guard, GuardBody, GuardBuilder, GuardHandle, GuardLayer,
+    OnRefusal, ResponseBody, ResponseFuture, Suspect,
 };
 pub use probe::{Outcome, Owner, StatusSpec};
 pub use state::{Verdict, VerdictReason};

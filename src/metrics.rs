@@ -29,3 +29,25 @@ pub const VERDICTS_ACTIVE: &str = "enumguard_verdicts_active";
 pub const EVICTIONS: &str = "enumguard_evictions_total";
 /// Counter: new actors not tracked because the store was full of suspects.
 pub const UNTRACKED: &str = "enumguard_untracked_total";
+/// Gauge (feature `redis`): 1 while the cluster sync has no working Redis
+/// connection, 0 while it has one.
+pub const CLUSTER_DEGRADED: &str = "enumguard_cluster_degraded";
+/// Counter (feature `redis`): verdict changes and evidence notices not
+/// shared because the sync's queue was full.
+pub const CLUSTER_DROPPED: &str = "enumguard_cluster_dropped_total";
+
+/// Every metric the crate emits, by name (for dashboards and alerts to be
+/// checked against).
+pub const ALL: &[&str] = &[
+    REQUESTS,
+    REFUSED,
+    WOULD_REFUSE,
+    VERDICTS,
+    PROBE_REQUESTS,
+    TRACKED,
+    VERDICTS_ACTIVE,
+    EVICTIONS,
+    UNTRACKED,
+    CLUSTER_DEGRADED,
+    CLUSTER_DROPPED,
+];

@@ -267,14 +267,23 @@ mod tests {
             "{said}"
         );
         let cluster = ClusterConfig {
-            redis_cluster: vec![
-                "redis://:pw1@a:7000".into(),
-                "redis://user:pw2@b:7001".into(),
-            ],
+            redis_cluster: vec!["redis://:pw1@a:7000".into(), "redis://:pw1@b:7001".into()],
             ..ClusterConfig::default()
         };
         let said = Source::describe(&cluster);
         assert!(!said.contains("pw") && said.contains("b:7001"), "{said}");
-        assert!(Source::new(&cluster, Duration::from_millis(10)).is_ok());
+        if let Err(e) = Source::new(&cluster, Duration::from_millis(10)) {
+            panic!("{e}");
+        }
+        // Every node of one cluster takes the same credentials.
+        let mixed = ClusterConfig {
+            redis_cluster: vec!["redis://:pw1@a:7000".into(), "redis://u:pw2@b:7001".into()],
+            ..ClusterConfig::default()
+        };
+        let e = Source::new(&mixed, Duration::from_millis(10))
+            .err()
+            .expect("an error");
+        assert_eq!(e.field(), Some("cluster.redis_cluster"));
+        assert!(!e.to_string().contains("pw"), "{e}");
     }
 }

@@ -34,10 +34,7 @@ const WARN_EVERY: Duration = Duration::from_secs(60);
 /// Verdict keys read per load, at most (the table holds no more anyway).
 const MAX_LOAD: usize = 200_000;
 
-/// Gauge: 1 while the cluster sync has no working Redis connection.
-pub(crate) const DEGRADED: &str = "enumguard_cluster_degraded";
-/// Counter: verdict changes not shared because the sync's queue was full.
-pub(crate) const DROPPED: &str = "enumguard_cluster_dropped_total";
+use crate::metrics::{CLUSTER_DEGRADED as DEGRADED, CLUSTER_DROPPED as DROPPED};
 
 /// What the handle can read of the sync.
 #[derive(Debug, Default)]

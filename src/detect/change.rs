@@ -49,6 +49,26 @@ pub struct VerdictChange {
     pub probe: Option<Arc<str>>,
 }
 
+impl VerdictChange {
+    /// The verdict it set, as [`Verdict`](crate::Verdict) says it.
+    pub fn verdict(&self) -> crate::state::Verdict {
+        use crate::state::Verdict;
+        let remaining = std::time::Duration::from_nanos(self.remaining);
+        match self.kind {
+            ChangeKind::Block => Verdict::Block {
+                remaining,
+                reason: self.reason,
+                strikes: self.strikes,
+            },
+            ChangeKind::Throttle => Verdict::Throttle {
+                remaining,
+                reason: self.reason,
+            },
+            ChangeKind::Allow => Verdict::Allow,
+        }
+    }
+}
+
 /// Receives every verdict change the detector makes itself (not those it
 /// applies for another replica). Called on the request path: it must not
 /// block (hand the change to a channel).

@@ -48,6 +48,32 @@ pub struct Suspect {
     pub score: f64,
     /// Times blocked.
     pub strikes: u32,
+    /// The verdict the actor holds now (on any probe).
+    pub verdict: Verdict,
+}
+
+/// A live verdict, as [`GuardHandle::verdicts`] lists it.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct ActiveVerdict {
+    /// The actor (addresses in clear, sessions and accounts as hashes).
+    pub actor: ActorKey,
+    /// The verdict: kind, reason, time remaining, strikes.
+    pub verdict: Verdict,
+    /// The probe it was caught on (`None` for a manual ban, which covers
+    /// every request).
+    pub probe: Option<String>,
+}
+
+/// The stronger of two verdicts: a block over a throttle over nothing,
+/// then the longer.
+fn stronger(a: Verdict, b: Verdict) -> Verdict {
+    let rank = |v: &Verdict| match v {
+        Verdict::Allow => (0, Duration::ZERO),
+        Verdict::Throttle { remaining, .. } => (1, *remaining),
+        Verdict::Block { remaining, .. } => (2, *remaining),
+    };
+    if rank(&b) > rank(&a) { b } else { a }
 }
 
 impl GuardHandle {
@@ -76,10 +102,23 @@ impl GuardHandle {
         self.shared.core().unban(self.key(actor))
     }
 
-    /// The verdict held for `actor` now.
+    /// The verdict the gate holds against `actor` now: for an address,
+    /// the stronger of its own and its subnet's (an address inside a banned
+    /// /24 reads `Block`). A detected (not manual) verdict on an address or
+    /// subnet refuses only anonymous requests to a probe; one on a session
+    /// or an account refuses everything (a block) or its probe requests
+    /// over the quota (a throttle).
     pub fn verdict(&self, actor: &Actor) -> Verdict {
         let now = self.shared.now();
-        self.shared.core().verdict_of(&self.key(actor), now)
+        let core = self.shared.core();
+        let own = core.verdict_of(&self.key(actor), now);
+        match actor {
+            Actor::Ip(ip) => {
+                let subnet = core.policy().subnet_key(*ip);
+                stronger(own, core.verdict_of(&subnet, now))
+            }
+            _ => own,
+        }
     }
 
     /// (actor, probe) signal records tracked now.
@@ -92,8 +131,32 @@ impl GuardHandle {
         self.shared.core().capacity()
     }
 
+    /// Every live verdict (detected, linked and manual), longest remaining
+    /// first. Walks the verdict table: for admin use, not per request.
+    pub fn verdicts(&self) -> Vec<ActiveVerdict> {
+        let now = self.shared.now();
+        let mut out: Vec<ActiveVerdict> = self
+            .shared
+            .core()
+            .live_verdicts(now)
+            .into_iter()
+            .map(|c| ActiveVerdict {
+                actor: c.actor,
+                verdict: c.verdict(),
+                probe: c.probe.map(|p| p.to_string()),
+            })
+            .collect();
+        out.sort_by_key(|v| {
+            std::cmp::Reverse(match v.verdict {
+                Verdict::Block { remaining, .. } | Verdict::Throttle { remaining, .. } => remaining,
+                Verdict::Allow => Duration::ZERO,
+            })
+        });
+        out
+    }
+
     /// Verdicts held now (including expired ones not yet purged).
-    pub fn verdicts(&self) -> usize {
+    pub fn verdict_count(&self) -> usize {
         self.shared.core().verdicts.len()
     }
 
@@ -109,6 +172,7 @@ impl GuardHandle {
     pub fn suspects(&self, min_score: f64) -> Vec<Suspect> {
         let core = self.shared.core();
         let policy = core.policy();
+        let now = self.shared.now();
         let mut out = Vec::new();
         core.store.for_each(|key, r| {
             if r.last_score() >= min_score || r.strikes > 0 {
@@ -120,6 +184,7 @@ impl GuardHandle {
                         .unwrap_or_default(),
                     score: r.last_score(),
                     strikes: u32::from(r.strikes),
+                    verdict: core.verdict_of(&key.actor(), now),
                 });
             }
         });

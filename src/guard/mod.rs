@@ -24,7 +24,7 @@ mod shared;
 
 pub use body::{GuardBody, ResponseBody};
 pub use future::ResponseFuture;
-pub use handle::{GuardHandle, Suspect};
+pub use handle::{ActiveVerdict, GuardHandle, Suspect};
 pub use layer::{GuardBuilder, GuardLayer};
 pub use response::{DefaultRefusal, OnRefusal};
 pub use service::Guard;

@@ -104,6 +104,9 @@ pub(crate) struct Store {
     /// suspect, never evicted: that probe's `throttle_at`.
     keep_scores: Box<[AtomicU64]>,
     pub(crate) evicted: AtomicUsize,
+    /// The `enumguard_tracked_actors` gauge, registered at the first
+    /// change of the count and set at every one since.
+    gauge: std::sync::OnceLock<metrics::Gauge>,
 }
 
 /// How readily a record may be evicted to make room: 0 first (nothing
@@ -147,6 +150,7 @@ impl Store {
             sweeping: AtomicBool::new(false),
             cooldown: AtomicUsize::new(0),
             strike_memory: AtomicU64::new(strike_memory),
+            gauge: std::sync::OnceLock::new(),
             keep_scores: (0..=u8::MAX)
                 .map(|_| AtomicU64::new(DEFAULT_KEEP_SCORE.to_bits()))
                 .collect(),
@@ -180,8 +184,15 @@ impl Store {
             !gone
         });
         self.len.fetch_sub(removed, Ordering::Relaxed);
-        metrics::gauge!(crate::metrics::TRACKED).set(self.len() as f64);
+        self.publish_len();
         removed
+    }
+
+    /// Sets the gauge to the count (an atomic store on a kept handle).
+    fn publish_len(&self) {
+        self.gauge
+            .get_or_init(|| metrics::gauge!(crate::metrics::TRACKED))
+            .set(self.len.load(Ordering::Relaxed) as f64);
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -231,10 +242,8 @@ impl Store {
             f(&mut entry)
         };
         if created {
-            let n = self.len.fetch_add(1, Ordering::Relaxed) + 1;
-            if n % 256 == 0 {
-                metrics::gauge!(crate::metrics::TRACKED).set(n as f64);
-            }
+            self.len.fetch_add(1, Ordering::Relaxed);
+            self.publish_len();
         }
         Some(out)
     }
@@ -242,6 +251,7 @@ impl Store {
     pub(crate) fn remove(&self, key: &(impl Into<Key> + Copy)) -> bool {
         if self.map.remove(&(*key).into()).is_some() {
             self.len.fetch_sub(1, Ordering::Relaxed);
+            self.publish_len();
             true
         } else {
             false
@@ -283,7 +293,7 @@ impl Store {
         if removed * 4 < target {
             self.cooldown.store(target, Ordering::Relaxed);
         }
-        metrics::gauge!(crate::metrics::TRACKED).set(self.len.load(Ordering::Relaxed) as f64);
+        self.publish_len();
     }
 
     /// Evicts up to `want` records of eviction class `class`, least recently

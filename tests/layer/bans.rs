@@ -97,7 +97,7 @@ async fn ban_expires_when_the_clock_passes_it() {
     assert_eq!(calls.load(Ordering::SeqCst), 1);
     // The gate removed the expired verdict when it met it: the table is
     // empty again (its fast path back), with nothing left to purge.
-    assert_eq!(handle.verdicts(), 0);
+    assert_eq!(handle.verdict_count(), 0);
     assert_eq!(handle.purge_expired(), 0);
 }
 
@@ -112,7 +112,7 @@ async fn unban_lets_the_actor_through() {
     let who = Actor::ip(ip("192.0.2.45"));
 
     handle.ban(&who, Duration::from_secs(3600));
-    assert_eq!(handle.verdicts(), 1);
+    assert_eq!(handle.verdict_count(), 1);
     let (res, _) = call(&layer, &calls, get_from("192.0.2.45")).await;
     assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
 
@@ -286,4 +286,50 @@ async fn banned_session_cookie_is_refused() {
         assert_eq!(res.status(), StatusCode::OK, "{cookie}");
     }
     assert_eq!(calls.load(Ordering::SeqCst), 4);
+}
+
+// ---------------------------------------------------------------------------
+// What the handle says of verdicts
+// ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn the_handle_lists_live_verdicts_and_answers_as_the_gate_does() {
+    let clock = ManualClock::new();
+    let layer = GuardLayer::builder().clock(clock.clone()).build().unwrap();
+    let handle = layer.handle();
+    let calls = Arc::new(AtomicUsize::new(0));
+    // A banned /24: an address inside it is refused, and reads `Block`.
+    handle.ban(&Actor::subnet(ip("198.51.100.0")), Duration::from_secs(600));
+    handle.ban(&Actor::ip(ip("203.0.113.9")), Duration::from_secs(60));
+    let (res, _) = call(&layer, &calls, get_from("198.51.100.77")).await;
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(matches!(
+        handle.verdict(&Actor::ip(ip("198.51.100.77"))),
+        Verdict::Block {
+            reason: VerdictReason::Manual,
+            ..
+        }
+    ));
+    assert_eq!(
+        handle.verdict(&Actor::ip(ip("198.51.101.1"))),
+        Verdict::Allow
+    );
+    // The list: both bans, longest remaining first, with kind and time left.
+    clock.advance(Duration::from_secs(10));
+    let list = handle.verdicts();
+    assert_eq!(list.len(), 2, "{list:?}");
+    assert_eq!(list[0].actor.kind(), ActorKind::Subnet);
+    assert_eq!(
+        list[0].verdict,
+        Verdict::Block {
+            remaining: Duration::from_secs(590),
+            reason: VerdictReason::Manual,
+            strikes: 1
+        }
+    );
+    assert_eq!(list[1].actor.kind(), ActorKind::Ip);
+    assert_eq!(list[1].probe, None);
+    // Expired verdicts are not listed.
+    clock.advance(Duration::from_secs(60));
+    assert_eq!(handle.verdicts().len(), 1);
 }

@@ -543,5 +543,5 @@ async fn detected_account_block_covers_every_path_until_it_ends() {
     let (res, refusal) = call(&layer, &calls, req("/api/accounts/7/profile", "7")).await;
     assert_eq!(res.status(), StatusCode::OK);
     assert!(refusal.is_none());
-    assert_eq!(handle.verdicts(), 0);
+    assert_eq!(handle.verdict_count(), 0);
 }

@@ -125,7 +125,7 @@ async fn clones_of_layer_and_service_share_state() {
         layer_b.handle().verdict(&Actor::ip(ip("192.0.2.5"))),
         Verdict::Block { .. }
     ));
-    assert_eq!(layer_b.handle().verdicts(), 1);
+    assert_eq!(layer_b.handle().verdict_count(), 1);
 
     // Unban through the other clone's handle.
     assert!(layer_b.handle().unban(&Actor::ip(ip("192.0.2.5"))));
