@@ -4,8 +4,14 @@
 //! ```text
 //! cargo run --release --example mailroom -- --listen 127.0.0.1:3000 \
 //!     [--accounts N] [--guard enforce|observe|off] [--config FILE] [--patched] \
-//!     [--replicas N [--redis URL | --redis-cluster URL,URL...]]
+//!     [--replicas N [--redis URL | --redis-cluster URL,URL...]] \
+//!     [--admin ADDR --admin-token TOKEN]
 //! ```
+//!
+//! `--admin ADDR` serves, on a second listener, the admin service under
+//! `/admin/` (every request needs `Authorization: Bearer TOKEN`; 401
+//! otherwise) and Prometheus metrics at `GET /metrics`. With several
+//! replicas it administers the first one (on PORT).
 //!
 //! `--replicas N` serves N replicas in this process on ports PORT, PORT+1,
 //! ..., each with its own guard and guard state, over the same data (as
@@ -46,13 +52,15 @@ use app::{GuardChoice, Options};
 
 const USAGE: &str = "usage: mailroom [--listen ADDR] [--accounts N] [--guard enforce|observe|off] \
                      [--config FILE] [--patched] \
-                     [--replicas N [--redis URL | --redis-cluster URL,URL...]]";
+                     [--replicas N [--redis URL | --redis-cluster URL,URL...]] \
+                     [--admin ADDR --admin-token TOKEN]";
 
 struct Args {
     listen: SocketAddr,
     opts: Options,
     replicas: u16,
     redis: Option<String>,
+    admin: Option<(SocketAddr, String)>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -62,6 +70,8 @@ fn parse_args() -> Result<Args, String> {
     let mut replicas = 1u16;
     let mut redis = None;
     let mut cluster_nodes: Vec<String> = Vec::new();
+    let mut admin: Option<SocketAddr> = None;
+    let mut admin_token: Option<String> = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value"));
@@ -116,6 +126,20 @@ fn parse_args() -> Result<Args, String> {
                 }
                 redis = Some(v);
             }
+            "--admin" => {
+                let v = value("--admin")?;
+                admin = Some(
+                    v.parse()
+                        .map_err(|e| format!("--admin {v}: {e} (want IP:PORT)"))?,
+                );
+            }
+            "--admin-token" => {
+                let v = value("--admin-token")?;
+                if v.len() < 16 {
+                    return Err("--admin-token: at least 16 characters".into());
+                }
+                admin_token = Some(v);
+            }
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown argument {other}")),
         }
@@ -147,11 +171,18 @@ fn parse_args() -> Result<Args, String> {
             ..enumguard::ClusterConfig::default()
         });
     }
+    let admin = match (admin, admin_token) {
+        (Some(a), Some(t)) => Some((a, t)),
+        (None, None) => None,
+        (Some(_), None) => return Err("--admin needs --admin-token TOKEN".into()),
+        (None, Some(_)) => return Err("--admin-token goes with --admin ADDR".into()),
+    };
     Ok(Args {
         listen,
         opts,
         replicas,
         redis,
+        admin,
     })
 }
 
@@ -174,6 +205,18 @@ async fn main() -> ExitCode {
         GuardChoice::Enforce => "enforce",
         GuardChoice::Observe => "observe",
         GuardChoice::Off => "off",
+    };
+    // The recorder goes in before any guard serves (the guard registers
+    // its counters at its first request).
+    let metrics = match &args.admin {
+        Some(_) => match metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder() {
+            Ok(h) => Some(h),
+            Err(e) => {
+                eprintln!("mailroom: cannot install the metrics recorder: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        None => None,
     };
     let mut servers = tokio::task::JoinSet::new();
     for i in 0..args.replicas {
@@ -209,6 +252,28 @@ async fn main() -> ExitCode {
                 (None, _) => String::new(),
             }
         );
+        if let (0, Some((at, token)), Some(metrics), Some(handle)) =
+            (i, &args.admin, &metrics, &app.guard)
+        {
+            let listener = match tokio::net::TcpListener::bind(at).await {
+                Ok(l) => l,
+                Err(e) => {
+                    eprintln!("mailroom: cannot listen on {at} (--admin): {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            println!(
+                "mailroom admin on http://{}/admin/ (bearer token), metrics on /metrics",
+                listener.local_addr().unwrap_or(*at)
+            );
+            servers.spawn(
+                axum::serve(
+                    listener,
+                    admin_router(handle.clone(), token, metrics.clone()),
+                )
+                .into_future(),
+            );
+        }
         servers.spawn(
             axum::serve(
                 listener,
@@ -230,4 +295,29 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The admin listener's routes: the admin service under `/admin/` and the
+/// Prometheus text at `/metrics`, with the exporter's upkeep every 5 s.
+fn admin_router(
+    handle: enumguard::GuardHandle,
+    token: &str,
+    metrics: metrics_exporter_prometheus::PrometheusHandle,
+) -> axum::Router {
+    let upkeep = metrics.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(5));
+        loop {
+            every.tick().await;
+            upkeep.run_upkeep();
+        }
+    });
+    let admin = enumguard::admin::AdminService::new(handle).bearer_token(token);
+    axum::Router::new().nest_service("/admin", admin).route(
+        "/metrics",
+        axum::routing::get(move || {
+            let text = metrics.render();
+            async move { ([("content-type", "text/plain; version=0.0.4")], text) }
+        }),
+    )
 }

@@ -85,6 +85,9 @@
 #![deny(unreachable_pub, unsafe_code)]
 
 pub mod actor;
+#[cfg(feature = "admin")]
+#[cfg_attr(docsrs, doc(cfg(feature = "admin")))]
+pub mod admin;
 mod clock;
 #[cfg(feature = "redis")]
 mod cluster;
