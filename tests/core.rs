@@ -436,3 +436,29 @@ fn a_probe_removed_by_a_reload_loses_its_records() {
     replay(&d, &reqs[..3]);
     assert_eq!(d.tracked(), 3, "the book's records stayed");
 }
+
+/// The listener (the cluster sync, a log of verdicts) hears of detected
+/// verdicts, not only of an operator's bans: each is a change that the
+/// other replicas must apply.
+#[test]
+fn the_listener_hears_detected_verdicts() {
+    let d = detector("");
+    let heard = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let h = heard.clone();
+    assert!(d.set_listener(move |c: &enumguard::detect::VerdictChange| {
+        h.lock().unwrap().push(c.clone());
+    }));
+    let seen = replay(&d, &walk(7, None, X, 0, 40, 0));
+    assert!(
+        seen.iter().any(|s| *s != Seen::Served),
+        "the walk was not refused"
+    );
+    let heard = heard.lock().unwrap();
+    let block = heard
+        .iter()
+        .find(|c| c.kind == enumguard::detect::ChangeKind::Block)
+        .expect("a detected block told to the listener");
+    assert_eq!(block.reason, VerdictReason::Detected);
+    assert_eq!(block.probe.as_deref(), Some("book"));
+    assert!(block.remaining > 0 && block.strikes >= 1);
+}

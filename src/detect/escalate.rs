@@ -214,11 +214,26 @@ impl Detector {
             .account
             .filter(|a| a.key() == actor)
             .map(|a| a.to_string());
-        let secs = match self.verdicts.verdict(&actor, now) {
+        let remaining = match self.verdicts.verdict(&actor, now) {
             crate::state::Verdict::Block { remaining, .. }
-            | crate::state::Verdict::Throttle { remaining, .. } => remaining.as_secs(),
-            _ => 0,
+            | crate::state::Verdict::Throttle { remaining, .. } => remaining,
+            _ => std::time::Duration::ZERO,
         };
+        let secs = remaining.as_secs();
+        // The listener (a replay's log of verdicts, the cluster sync) hears
+        // of every change made here, detected ones as well as bans.
+        self.changed(|| VerdictChange {
+            actor,
+            kind: if verdict == "block" {
+                ChangeKind::Block
+            } else {
+                ChangeKind::Throttle
+            },
+            reason,
+            strikes: if verdict == "block" { strikes } else { 0 },
+            remaining: u64::try_from(remaining.as_nanos()).unwrap_or(u64::MAX),
+            probe: Some(probe.name.clone()),
+        });
         tracing::warn!(
             target: "enumguard",
             actor = %actor,
