@@ -75,6 +75,7 @@
 //! | [`detect`] | the core: the compiled policy, the steps, scoring, escalation, the service-wide view |
 //! | `guard` | the tower adapter: layer, service, future, bodies, refusal responses, handle |
 //! | `cluster` | feature `redis`: verdicts and evidence shared by replicas through Redis |
+//! | [`replay`] | feature `cli`: access logs through the detector in the log's own time (`enumguard replay`) |
 //!
 //! # Deployment caveat
 //! The guard keys on the TCP peer address. Behind a proxy or load balancer,
@@ -96,6 +97,9 @@ pub mod detect;
 mod guard;
 pub mod metrics;
 mod probe;
+#[cfg(feature = "cli")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cli")))]
+pub mod replay;
 mod state;
 
 pub use actor::{

@@ -36,6 +36,42 @@ impl Config {
     }
 }
 
+impl Config {
+    /// The config with every default written out, as the guard runs it:
+    /// each probe's `self_target`, `oversized` and thresholds in full
+    /// (`enumguard check-config` prints it). Loading it back gives the same
+    /// policy.
+    ///
+    /// # Errors
+    /// A probe's threshold overrides are invalid.
+    pub fn effective(&self) -> Result<Config, ConfigError> {
+        let probes = self
+            .probes
+            .iter()
+            .enumerate()
+            .map(|(i, p)| p.effective(i))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Config {
+            probes,
+            ..self.clone()
+        })
+    }
+
+    /// The config as a TOML document.
+    ///
+    /// # Errors
+    /// A value TOML cannot hold (none that a valid config has).
+    pub fn to_toml_string(&self) -> Result<String, ConfigError> {
+        toml::to_string_pretty(self).map_err(|e| ConfigError {
+            kind: ConfigErrorKind::Parse,
+            field: None,
+            value: None,
+            message: format!("cannot write the config as TOML: {e}"),
+            file: None,
+        })
+    }
+}
+
 impl ConfigError {
     fn from_toml(src: &str, e: &toml::de::Error) -> Self {
         let msg = e.message();

@@ -277,6 +277,28 @@ impl ProbeConfig {
         self.effective_thresholds(0)
     }
 
+    /// This probe with every default written out: `self_target`,
+    /// `oversized`, and the thresholds in full (as a `[probes.thresholds]`
+    /// table).
+    pub(crate) fn effective(&self, index: usize) -> Result<ProbeConfig, ConfigError> {
+        let t = self.effective_thresholds(index)?;
+        let table = toml::Table::try_from(&t).map_err(|e| {
+            ConfigError::invalid(format!("probes[{index}].thresholds"), "", e.to_string())
+        })?;
+        let objects = matches!(self.style, ProbeStyle::Objects);
+        Ok(ProbeConfig {
+            self_target: Some(self.self_target.unwrap_or(objects)),
+            oversized: Some(self.oversized.unwrap_or(if objects {
+                Oversized::Pass
+            } else {
+                Oversized::Refuse
+            })),
+            overrides: Some(table),
+            given: None,
+            ..self.clone()
+        })
+    }
+
     pub(crate) fn effective_thresholds(&self, index: usize) -> Result<Thresholds, ConfigError> {
         if let Some(t) = &self.given {
             return Ok(t.clone());

@@ -1,0 +1,300 @@
+//! `enumguard`: the operator's command-line tool (feature `cli`).
+//!
+//! - `enumguard replay --config FILE [options] LOG...`: access logs
+//!   through the detector, in the log's own time; what enforce mode would
+//!   have refused, whom, and when.
+//! - `enumguard check-config FILE`: validates a config and prints it with
+//!   every default filled in.
+//! - `enumguard generate`: a mailroom access log with known attacks and
+//!   known ordinary users, to try the replay on.
+
+use std::fs::File;
+use std::io::{self, BufWriter, IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use enumguard::Config;
+use enumguard::replay::generate::{GenOptions, generate};
+use enumguard::replay::{Fields, Format, Options, Replay, Source, write_plot};
+
+#[derive(Parser)]
+#[command(name = "enumguard", version, about = "Replay access logs through enumguard's detector, and check configs")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Replays access logs through the detector, in the log's own time,
+    /// and reports what enforce mode would have done.
+    Replay(ReplayArgs),
+    /// Validates a config and prints it in full, every default filled in.
+    CheckConfig {
+        /// The TOML config.
+        file: PathBuf,
+    },
+    /// Writes a mailroom access log with known attacks and known ordinary
+    /// users (the README's worked example).
+    Generate(GenerateArgs),
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum FormatArg {
+    /// nginx/Apache combined (or common); the remote user is the account.
+    Combined,
+    /// One JSON object a line.
+    Jsonl,
+}
+
+impl From<FormatArg> for Format {
+    fn from(f: FormatArg) -> Self {
+        match f {
+            FormatArg::Combined => Format::Combined,
+            FormatArg::Jsonl => Format::Jsonl,
+        }
+    }
+}
+
+#[derive(Args)]
+struct ReplayArgs {
+    /// The config to replay with (its mode is ignored: the replay says
+    /// what enforce mode would have done).
+    #[arg(long, short)]
+    config: PathBuf,
+    /// The log format.
+    #[arg(long, value_enum, default_value = "combined")]
+    format: FormatArg,
+    /// JSON lines: read part KEY from field NAME (KEY: time, remote_addr,
+    /// method, uri, status, account, session, body). Repeatable.
+    #[arg(long = "field", value_name = "KEY=NAME")]
+    fields: Vec<String>,
+    /// How far out of order lines may be, in seconds.
+    #[arg(long, default_value_t = 5)]
+    reorder_secs: u64,
+    /// Seeds the detector's keys and the actor hashes: same input and
+    /// seed, byte-identical output.
+    #[arg(long, default_value_t = Options::default().seed)]
+    seed: u64,
+    /// Shows actors in clear (addresses, account names) instead of keyed
+    /// hashes.
+    #[arg(long)]
+    reveal: bool,
+    /// How many suspects and collateral actors the summary lists.
+    #[arg(long, default_value_t = 10)]
+    top: usize,
+    /// Writes one JSON line per request here.
+    #[arg(long, value_name = "FILE")]
+    decisions: Option<PathBuf>,
+    /// Writes one JSON line per verdict change here.
+    #[arg(long, value_name = "FILE")]
+    verdicts: Option<PathBuf>,
+    /// Draws requests, refusals and active verdicts over time per probe
+    /// (FILE.svg, or FILE.html).
+    #[arg(long, value_name = "FILE")]
+    plot: Option<PathBuf>,
+    /// No progress bar, even on a terminal.
+    #[arg(long, short)]
+    quiet: bool,
+    /// The logs, read in order (`.gz` decompressed, `-` standard input).
+    #[arg(required = true, value_name = "LOG")]
+    logs: Vec<String>,
+}
+
+#[derive(Args)]
+struct GenerateArgs {
+    /// The log format.
+    #[arg(long, value_enum, default_value = "combined")]
+    format: FormatArg,
+    /// Minutes of traffic.
+    #[arg(long, default_value_t = 60)]
+    minutes: u32,
+    /// Ordinary accounts.
+    #[arg(long, default_value_t = 200)]
+    users: u32,
+    /// Seeds the randomness.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Where to write it (`-`: standard output).
+    #[arg(long, short, default_value = "-")]
+    out: String,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Replay(a) => replay(a),
+        Command::CheckConfig { file } => check_config(&file),
+        Command::Generate(a) => generate_log(&a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn check_config(file: &PathBuf) -> Result<(), String> {
+    let config = Config::from_file(file).map_err(|e| e.to_string())?;
+    let text = config
+        .effective()
+        .and_then(|c| c.to_toml_string())
+        .map_err(|e| e.to_string())?;
+    let mut out = io::stdout().lock();
+    writeln!(
+        out,
+        "# {}: valid; every setting, defaults filled in",
+        file.display()
+    )
+    .and_then(|()| out.write_all(text.as_bytes()))
+    .map_err(|e| format!("cannot write: {e}"))
+}
+
+fn create(path: &PathBuf) -> Result<BufWriter<File>, String> {
+    File::create(path)
+        .map(|f| BufWriter::with_capacity(256 * 1024, f))
+        .map_err(|e| format!("cannot create {}: {e}", path.display()))
+}
+
+fn replay(a: ReplayArgs) -> Result<(), String> {
+    let config = Config::from_file(&a.config).map_err(|e| e.to_string())?;
+    let mut fields = Fields::default();
+    for f in &a.fields {
+        fields.set(f)?;
+    }
+    let opts = Options {
+        format: a.format.into(),
+        fields,
+        reorder_secs: a.reorder_secs,
+        seed: a.seed,
+        reveal: a.reveal,
+        top: a.top,
+    };
+    let sources: Vec<Source> = a.logs.iter().map(|l| Source::from_arg(l)).collect();
+    if sources.iter().filter(|s| **s == Source::Stdin).count() > 1 {
+        return Err("`-` (standard input) can be read only once".into());
+    }
+    let mut replay = Replay::new(config, opts).map_err(|e| e.to_string())?;
+    replay.set_files(sources.iter().map(Source::name).collect());
+    if let Some(p) = &a.decisions {
+        replay.decisions_to(create(p)?);
+    }
+    if let Some(p) = &a.verdicts {
+        replay.verdicts_to(create(p)?);
+    }
+    if a.plot.is_some() {
+        replay.keep_plot();
+    }
+    let read = Arc::new(AtomicU64::new(0));
+    let bar = progress(&a, &sources, read.clone());
+    for (i, source) in sources.iter().enumerate() {
+        let mut lines = source
+            .open(read.clone())
+            .map_err(|e| e.to_string())?;
+        let mut n = 0u64;
+        loop {
+            let line = lines.next_line().map_err(|e| {
+                format!("{}: read error after line {n}: {e}", source.name())
+            })?;
+            let Some(line) = line else { break };
+            n += 1;
+            replay
+                .feed(i as u32, n, line)
+                .map_err(|e| format!("cannot write the output: {e}"))?;
+            if n % 4096 == 0 {
+                if let Some(b) = &bar {
+                    b.set_position(read.load(Ordering::Relaxed));
+                }
+            }
+        }
+    }
+    if let Some(b) = &bar {
+        b.finish_and_clear();
+    }
+    let report = replay
+        .finish()
+        .map_err(|e| format!("cannot write the output: {e}"))?;
+    if let (Some(p), Some(data)) = (&a.plot, &report.plot) {
+        write_plot(p, data)?;
+    }
+    let mut out = io::stdout().lock();
+    write!(out, "{report}").map_err(|e| format!("cannot write: {e}"))
+}
+
+/// A progress bar on standard error when it is a terminal (bytes of the
+/// files read), else nothing.
+fn progress(
+    a: &ReplayArgs,
+    sources: &[Source],
+    _read: Arc<AtomicU64>,
+) -> Option<indicatif::ProgressBar> {
+    if a.quiet || !io::stderr().is_terminal() {
+        return None;
+    }
+    let sizes: Option<u64> = sources.iter().map(Source::size).sum();
+    let bar = match sizes {
+        Some(total) => {
+            let b = indicatif::ProgressBar::new(total);
+            b.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{bar:40} {binary_bytes}/{binary_total_bytes} {elapsed} (eta {eta})",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            b
+        }
+        None => {
+            let b = indicatif::ProgressBar::new_spinner();
+            b.set_style(
+                indicatif::ProgressStyle::with_template("{spinner} {binary_bytes} read {elapsed}")
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+            );
+            b
+        }
+    };
+    bar.enable_steady_tick(Duration::from_millis(200));
+    Some(bar)
+}
+
+fn generate_log(a: &GenerateArgs) -> Result<(), String> {
+    let opts = GenOptions {
+        format: a.format.into(),
+        minutes: a.minutes,
+        users: a.users,
+        seed: a.seed,
+    };
+    let mut out: Box<dyn Write> = if a.out == "-" {
+        Box::new(BufWriter::new(io::stdout().lock()))
+    } else {
+        Box::new(create(&PathBuf::from(&a.out))?)
+    };
+    let mut err = None;
+    let truth = generate(&opts, |line| {
+        if err.is_none() {
+            if let Err(e) = writeln!(out, "{line}") {
+                err = Some(e);
+            }
+        }
+    });
+    if let Some(e) = err {
+        return Err(format!("cannot write: {e}"));
+    }
+    out.flush().map_err(|e| format!("cannot write: {e}"))?;
+    if a.out != "-" {
+        eprintln!(
+            "wrote {} lines to {}: attackers {} and {} addresses; {} ordinary accounts",
+            truth.lines,
+            a.out,
+            truth.attacker_accounts.join(", "),
+            truth.attacker_addrs.len(),
+            truth.ordinary_accounts.len()
+        );
+    }
+    Ok(())
+}
