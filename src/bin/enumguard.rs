@@ -22,7 +22,11 @@ use enumguard::replay::generate::{GenOptions, generate};
 use enumguard::replay::{Fields, Format, Options, Replay, Source, write_plot};
 
 #[derive(Parser)]
-#[command(name = "enumguard", version, about = "Replay access logs through enumguard's detector, and check configs")]
+#[command(
+    name = "enumguard",
+    version,
+    about = "Replay access logs through enumguard's detector, and check configs"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -194,14 +198,12 @@ fn replay(a: ReplayArgs) -> Result<(), String> {
     let read = Arc::new(AtomicU64::new(0));
     let bar = progress(&a, &sources, read.clone());
     for (i, source) in sources.iter().enumerate() {
-        let mut lines = source
-            .open(read.clone())
-            .map_err(|e| e.to_string())?;
+        let mut lines = source.open(read.clone()).map_err(|e| e.to_string())?;
         let mut n = 0u64;
         loop {
-            let line = lines.next_line().map_err(|e| {
-                format!("{}: read error after line {n}: {e}", source.name())
-            })?;
+            let line = lines
+                .next_line()
+                .map_err(|e| format!("{}: read error after line {n}: {e}", source.name()))?;
             let Some(line) = line else { break };
             n += 1;
             replay

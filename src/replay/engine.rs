@@ -234,7 +234,9 @@ impl Replay {
         let changes: Arc<Mutex<Vec<VerdictChange>>> = Arc::default();
         let sink = changes.clone();
         detector.set_listener(move |c: &VerdictChange| {
-            sink.lock().unwrap_or_else(|e| e.into_inner()).push(c.clone());
+            sink.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(c.clone());
         });
         let policy = detector.policy().clone();
         let names: Vec<String> = policy.probe_names().map(str::to_owned).collect();
@@ -456,12 +458,9 @@ impl Replay {
                     let headers = HeaderMap::new();
                     match p.head_target(capture, entry.query(), &headers, &mut buf) {
                         Some(bytes) => {
-                            let t = self.detector.target(
-                                &policy,
-                                m.probe(),
-                                bytes,
-                                account.as_ref(),
-                            );
+                            let t =
+                                self.detector
+                                    .target(&policy, m.probe(), bytes, account.as_ref());
                             own = t.is_own();
                             Target::Known(t)
                         }
@@ -483,12 +482,9 @@ impl Replay {
                     Some(b) => p
                         .source
                         .json_target(b.as_bytes(), |bytes| {
-                            let t = self.detector.target(
-                                &policy,
-                                m.probe(),
-                                bytes,
-                                account.as_ref(),
-                            );
+                            let t =
+                                self.detector
+                                    .target(&policy, m.probe(), bytes, account.as_ref());
                             own = t.is_own();
                             BodyTarget::Found(t)
                         })
@@ -562,7 +558,14 @@ impl Replay {
                 outcome == Some(Outcome::Hit)
             }
         });
-        self.tally_actors(&actors, &entry, probe.is_some(), ordinary, refused, (now, file, line));
+        self.tally_actors(
+            &actors,
+            &entry,
+            probe.is_some(),
+            ordinary,
+            refused,
+            (now, file, line),
+        );
         if self.decisions.is_some() {
             self.write_decision(file, line, &entry, &actors, pi, why.as_ref())?;
         }
@@ -662,16 +665,22 @@ impl Replay {
             match c.kind {
                 ChangeKind::Block => {
                     self.verdict_counts.blocks += 1;
-                    *self.verdict_counts.blocked.entry(kind.as_str()).or_default() +=
-                        u64::from(t.as_ref().is_some_and(|t| !t.blocked));
+                    *self
+                        .verdict_counts
+                        .blocked
+                        .entry(kind.as_str())
+                        .or_default() += u64::from(t.as_ref().is_some_and(|t| !t.blocked));
                     if let Some(t) = t {
                         t.blocked = true;
                     }
                 }
                 ChangeKind::Throttle => {
                     self.verdict_counts.throttles += 1;
-                    *self.verdict_counts.throttled.entry(kind.as_str()).or_default() +=
-                        u64::from(t.as_ref().is_some_and(|t| !t.throttled));
+                    *self
+                        .verdict_counts
+                        .throttled
+                        .entry(kind.as_str())
+                        .or_default() += u64::from(t.as_ref().is_some_and(|t| !t.throttled));
                     if let Some(t) = t {
                         t.throttled = true;
                     }
@@ -745,18 +754,24 @@ impl Replay {
         let mut collateral: Vec<Collateral> = self
             .actors
             .iter()
-            .filter(|(_, t)| t.refused > 0 && u64::from(t.ordinary) * 2 > u64::from(t.probe_requests))
+            .filter(|(_, t)| {
+                t.refused > 0 && u64::from(t.ordinary) * 2 > u64::from(t.probe_requests)
+            })
             .map(|(k, t)| Collateral {
                 actor: self.show(k, t.name.as_deref()),
                 probe_requests: t.probe_requests,
                 ordinary: t.ordinary,
                 refused: t.refused,
-                first_refused: t.first_refused.map(|(time, file, line)| {
-                    (format_rfc3339(time), self.file_name(file), line)
-                }),
+                first_refused: t
+                    .first_refused
+                    .map(|(time, file, line)| (format_rfc3339(time), self.file_name(file), line)),
             })
             .collect();
-        collateral.sort_by(|a, b| b.refused.cmp(&a.refused).then_with(|| a.actor.cmp(&b.actor)));
+        collateral.sort_by(|a, b| {
+            b.refused
+                .cmp(&a.refused)
+                .then_with(|| a.actor.cmp(&b.actor))
+        });
         let collateral_total = collateral.len();
         collateral.truncate(self.opts.top);
         let mut suspects = Vec::new();
@@ -799,7 +814,11 @@ impl Replay {
         Report {
             lines_read: self.lines_read,
             parsed: self.parsed,
-            skipped: self.skipped.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect(),
+            skipped: self
+                .skipped
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), *v))
+                .collect(),
             failed: self.failed,
             failures: self.failures.clone(),
             late: self.late,

@@ -184,7 +184,10 @@ pub fn generate(opts: &GenOptions, mut out: impl FnMut(&str)) -> Truth {
             ("/api/accounts/9001/addressbook".to_owned(), 200)
         } else {
             let c = 1 + rng.below(20);
-            (format!("/api/recipients/lookup?email=user{c}@mail.example"), 200)
+            (
+                format!("/api/recipients/lookup?email=user{c}@mail.example"),
+                200,
+            )
         };
         reqs.push(Req {
             ms: t,
@@ -212,7 +215,11 @@ pub fn generate(opts: &GenOptions, mut out: impl FnMut(&str)) -> Truth {
                 method: "GET",
                 uri: format!("/api/accounts/{next_id}/addressbook"),
                 // Past the last account, no such address book.
-                status: if next_id <= u64::from(users) { 200 } else { 404 },
+                status: if next_id <= u64::from(users) {
+                    200
+                } else {
+                    404
+                },
                 account: Some(name.into()),
                 body: None,
             });

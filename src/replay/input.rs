@@ -197,7 +197,10 @@ mod tests {
         big.extend_from_slice(b"\nnext\n");
         big.extend(std::iter::repeat_n(b'b', MAX_LINE));
         big.extend_from_slice(b"\nlast");
-        assert_eq!(lines_of(&big), ["<too long>", "next", &"b".repeat(MAX_LINE), "last"]);
+        assert_eq!(
+            lines_of(&big),
+            ["<too long>", "next", &"b".repeat(MAX_LINE), "last"]
+        );
         // A long line with no newline at the end.
         assert_eq!(lines_of(&vec![b'z'; MAX_LINE + 1]), ["<too long>"]);
     }

@@ -212,9 +212,7 @@ pub(crate) fn combined(line: &str) -> Parsed {
         return fail("unclosed [time");
     };
     let Some(time) = time::parse_clf(stamp) else {
-        return Parsed::Failed(format!(
-            "time {stamp:?} is not dd/Mon/yyyy:hh:mm:ss +zzzz"
-        ));
+        return Parsed::Failed(format!("time {stamp:?} is not dd/Mon/yyyy:hh:mm:ss +zzzz"));
     };
     let Some((request, rest)) = quoted(rest) else {
         return fail("no quoted request line");
@@ -278,8 +276,9 @@ pub(crate) fn json(line: &str, fields: &Fields) -> Parsed {
     };
     let time = match t {
         Value::Number(n) => n.as_f64().and_then(time::from_epoch),
-        Value::String(s) => time::parse_rfc3339(s)
-            .or_else(|| s.parse::<f64>().ok().and_then(time::from_epoch)),
+        Value::String(s) => {
+            time::parse_rfc3339(s).or_else(|| s.parse::<f64>().ok().and_then(time::from_epoch))
+        }
         _ => None,
     };
     let Some(time) = time else {
@@ -318,10 +317,7 @@ pub(crate) fn json(line: &str, fields: &Fields) -> Parsed {
     let status = match status {
         Some(s) if (100..=999).contains(&s) => s as u16,
         _ => {
-            return Parsed::Failed(format!(
-                "field {:?} is not a 3-digit status",
-                fields.status
-            ));
+            return Parsed::Failed(format!("field {:?} is not a 3-digit status", fields.status));
         }
     };
     let body = match get(&fields.body) {
@@ -390,12 +386,27 @@ mod tests {
             ("", "skip"),
             ("   ", "skip"),
             (&format!(r#"192.0.2.1 - - {t} "-" 400 0"#) as &str, "skip"),
-            (&format!(r#"192.0.2.1 - - {t} "\x16\x03\x01" 400 0"#), "skip"),
+            (
+                &format!(r#"192.0.2.1 - - {t} "\x16\x03\x01" 400 0"#),
+                "skip",
+            ),
             (&format!(r#"192.0.2.1 - - {t} "GET" 400 0"#), "skip"),
-            (&format!(r#"mail.example - - {t} "GET / HTTP/1.1" 200 0"#), "fail"),
-            (r#"192.0.2.1 - - [10/Oct/2000] "GET / HTTP/1.1" 200 0"#, "fail"),
-            (r#"192.0.2.1 - - 10/Oct/2000:13:55:36 +0000 "GET / HTTP/1.1" 200 0"#, "fail"),
-            (&format!(r#"192.0.2.1 - - {t} "GET / HTTP/1.1" abc 0"#), "fail"),
+            (
+                &format!(r#"mail.example - - {t} "GET / HTTP/1.1" 200 0"#),
+                "fail",
+            ),
+            (
+                r#"192.0.2.1 - - [10/Oct/2000] "GET / HTTP/1.1" 200 0"#,
+                "fail",
+            ),
+            (
+                r#"192.0.2.1 - - 10/Oct/2000:13:55:36 +0000 "GET / HTTP/1.1" 200 0"#,
+                "fail",
+            ),
+            (
+                &format!(r#"192.0.2.1 - - {t} "GET / HTTP/1.1" abc 0"#),
+                "fail",
+            ),
             (&format!(r#"192.0.2.1 - - {t} "GET / HTTP/1.1"#), "fail"),
             (&format!(r#"192.0.2.1 - - {t} "GET / HTTP/1.1""#), "fail"),
             ("192.0.2.1", "fail"),
