@@ -283,7 +283,7 @@ pub fn generate(opts: &GenOptions, mut out: impl FnMut(&str)) -> Truth {
                 use std::fmt::Write;
                 let _ = write!(
                     line,
-                    r#"{} - {} [{}] "{} {} HTTP/1.1" {} {} "-" "{}""#,
+                    r#"{} - {} [{}] "{} {} HTTP/1.1" {} {} "-" "Mozilla/5.0""#,
                     r.addr,
                     r.account.as_deref().unwrap_or("-"),
                     format_clf(nanos),
@@ -291,7 +291,6 @@ pub fn generate(opts: &GenOptions, mut out: impl FnMut(&str)) -> Truth {
                     r.uri,
                     r.status,
                     200 + r.uri.len() * 7,
-                    "Mozilla/5.0"
                 );
             }
             Format::Jsonl => {
