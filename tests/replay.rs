@@ -725,3 +725,47 @@ fn generate_writes_the_worked_example_log() {
     assert_eq!(text.lines().count() as u64, truth.lines);
     assert_eq!(text.lines().next(), lines.first().map(String::as_str));
 }
+
+/// `--plot` draws one panel per probe, as SVG or as an HTML page; any
+/// other name is refused before the replay starts.
+#[test]
+fn the_plot_is_svg_or_an_html_page() {
+    let d = dir("plot");
+    let (lines, _) = gen_log(Format::Combined, 20);
+    let log = d.join("access.log");
+    write_lines(&log, &lines);
+    let (svg, html) = (d.join("p.svg"), d.join("p.html"));
+    for p in [&svg, &html] {
+        run(&[
+            "replay",
+            "-c",
+            MAILROOM,
+            "--plot",
+            p.to_str().unwrap(),
+            log.to_str().unwrap(),
+        ]);
+    }
+    let svg = std::fs::read_to_string(&svg).unwrap();
+    assert!(svg.starts_with("<svg"), "{}", &svg[..svg.len().min(200)]);
+    for probe in ["addressbook", "lookup", "password-reset", "register"] {
+        assert!(svg.contains(probe), "no panel for {probe}");
+    }
+    let html = std::fs::read_to_string(&html).unwrap();
+    assert!(html.starts_with("<!DOCTYPE html>"), "{}", &html[..200]);
+    assert!(html.contains(&svg));
+    let out = Command::new(BIN)
+        .args([
+            "replay",
+            "-c",
+            MAILROOM,
+            "--plot",
+            d.join("p.png").to_str().unwrap(),
+            log.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("p.png") && err.contains(".svg"), "{err}");
+    assert!(!d.join("p.png").exists());
+}

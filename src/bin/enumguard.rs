@@ -192,7 +192,19 @@ fn replay(a: ReplayArgs) -> Result<(), String> {
     if let Some(p) = &a.verdicts {
         replay.verdicts_to(create(p)?);
     }
-    if a.plot.is_some() {
+    if let Some(p) = &a.plot {
+        let ext = p.extension().and_then(|e| e.to_str()).unwrap_or("");
+        if !["svg", "html", "htm"]
+            .iter()
+            .any(|x| ext.eq_ignore_ascii_case(x))
+        {
+            return Err(format!(
+                "--plot {}: the picture is written as SVG (.svg) or as an HTML page (.html)",
+                p.display()
+            ));
+        }
+        // Found unwritable now, not after the whole replay.
+        create(p)?;
         replay.keep_plot();
     }
     let read = Arc::new(AtomicU64::new(0));
