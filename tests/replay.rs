@@ -769,3 +769,69 @@ fn the_plot_is_svg_or_an_html_page() {
     assert!(err.contains("p.png") && err.contains(".svg"), "{err}");
     assert!(!d.join("p.png").exists());
 }
+
+/// The README's worked example, as written there: the generated log with
+/// the mailroom config refuses the attackers and nobody else; the
+/// README's tightened lookup thresholds put ordinary users on the
+/// collateral list.
+#[test]
+fn the_readme_worked_example() {
+    let d = dir("readme");
+    let log = d.join("demo.log");
+    run(&["generate", "-o", log.to_str().unwrap()]);
+    let replay = |config: &str| {
+        String::from_utf8(
+            run(&[
+                "replay",
+                "-c",
+                config,
+                "--reveal",
+                "--top",
+                "50",
+                log.to_str().unwrap(),
+            ])
+            .stdout,
+        )
+        .unwrap()
+    };
+    let s = replay(MAILROOM);
+    assert!(
+        s.contains("lines read: 11,396,"),
+        "the README says 11396 lines: {s}"
+    );
+    let first = s
+        .lines()
+        .find(|l| l.contains("addressbook first block:"))
+        .unwrap();
+    assert!(first.ends_with("account:7001"), "{first}");
+    let first = s
+        .lines()
+        .find(|l| l.contains("lookup first block:"))
+        .unwrap();
+    assert!(first.ends_with("subnet:192.0.2.0/24"), "{first}");
+    assert!(
+        s.contains("collateral (refused, yet most of their probe requests were to their own objects or hits): 0"),
+        "{s}"
+    );
+
+    // The README's tightened thresholds, taken from the README itself.
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let at = readme
+        .find("tightens the lookup probe")
+        .expect("the worked example");
+    let block = &readme[at..];
+    let block = &block[block.find("```toml\n").unwrap() + 8..];
+    let block = &block[..block.find("```").unwrap()];
+    let config = std::fs::read_to_string(MAILROOM).unwrap();
+    let old = "[probes.thresholds]\nbaseline_miss_ratio = 0.25\n";
+    assert_eq!(config.matches(old).count(), 1);
+    assert!(block.starts_with(old), "{block}");
+    let tight = d.join("tight.toml");
+    std::fs::write(&tight, config.replace(old, block)).unwrap();
+    let s = replay(tight.to_str().unwrap());
+    let line = s.lines().find(|l| l.starts_with("collateral")).unwrap();
+    let n: usize = line.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(n > 0, "{s}");
+    assert!(s.contains("  ip:198.51.100.10 "), "the NAT address: {s}");
+}
