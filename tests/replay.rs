@@ -32,6 +32,15 @@ fn gen_log(format: Format, minutes: u32) -> (Vec<String>, Truth) {
     (lines, truth)
 }
 
+/// A fresh directory holding `access.log`: `minutes` of generated traffic.
+fn logged(name: &str, format: Format, minutes: u32) -> (PathBuf, PathBuf, Truth) {
+    let d = dir(name);
+    let (lines, truth) = gen_log(format, minutes);
+    let log = d.join("access.log");
+    write_lines(&log, &lines);
+    (d, log, truth)
+}
+
 fn write_lines(path: &Path, lines: &[String]) {
     let mut f = std::fs::File::create(path).unwrap();
     for l in lines {
@@ -60,10 +69,7 @@ fn json_lines(path: &Path) -> Vec<serde_json::Value> {
 /// The attack's actors are blocked, no ordinary account is ever refused,
 /// every line is counted, and each request has its decision line.
 fn check_generated(format: Format, fmt_arg: &str, name: &str) {
-    let d = dir(name);
-    let (lines, truth) = gen_log(format, 45);
-    let log = d.join("access.log");
-    write_lines(&log, &lines);
+    let (d, log, truth) = logged(name, format, 45);
     let (dec, ver) = (d.join("decisions.jsonl"), d.join("verdicts.jsonl"));
     let out = run(&[
         "replay",
@@ -169,10 +175,7 @@ fn a_generated_json_log_blocks_the_attackers_and_no_ordinary_user() {
 
 #[test]
 fn the_same_input_gives_byte_identical_output() {
-    let d = dir("determinism");
-    let (lines, _) = gen_log(Format::Combined, 30);
-    let log = d.join("access.log");
-    write_lines(&log, &lines);
+    let (d, log, _) = logged("determinism", Format::Combined, 30);
     let once = |tag: &str, seed: &str| {
         let files: Vec<PathBuf> = ["decisions.jsonl", "verdicts.jsonl", "plot.svg"]
             .iter()
@@ -507,10 +510,7 @@ fn out_of_order_lines_are_reordered_or_counted_late() {
 /// thresholds looks at.
 #[test]
 fn a_higher_threshold_blocks_later() {
-    let d = dir("tuning");
-    let (lines, _) = gen_log(Format::Combined, 30);
-    let log = d.join("access.log");
-    write_lines(&log, &lines);
+    let (d, log, _) = logged("tuning", Format::Combined, 30);
     let text = std::fs::read_to_string(MAILROOM).unwrap();
     let raised = text.replace(
         "target = { path = \"id\" }\nstyle = \"objects\"\n",
@@ -545,10 +545,7 @@ fn a_higher_threshold_blocks_later() {
 /// collateral, first.
 #[test]
 fn refused_ordinary_users_are_listed_as_collateral() {
-    let d = dir("collateral");
-    let (lines, _) = gen_log(Format::Combined, 20);
-    let log = d.join("access.log");
-    write_lines(&log, &lines);
+    let (d, log, _) = logged("collateral", Format::Combined, 20);
     let text = std::fs::read_to_string(MAILROOM).unwrap().replace(
         "[deny]\ncidrs = []",
         "[deny]\ncidrs = [\"198.51.100.0/24\"]",
@@ -730,10 +727,7 @@ fn generate_writes_the_worked_example_log() {
 /// other name is refused before the replay starts.
 #[test]
 fn the_plot_is_svg_or_an_html_page() {
-    let d = dir("plot");
-    let (lines, _) = gen_log(Format::Combined, 20);
-    let log = d.join("access.log");
-    write_lines(&log, &lines);
+    let (d, log, _) = logged("plot", Format::Combined, 20);
     let (svg, html) = (d.join("p.svg"), d.join("p.html"));
     for p in [&svg, &html] {
         run(&[

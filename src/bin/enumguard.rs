@@ -19,7 +19,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use enumguard::Config;
 use enumguard::replay::generate::{GenOptions, generate};
-use enumguard::replay::{Fields, Format, Options, Replay, Source, write_plot};
+use enumguard::replay::{Fields, Format, Options, Replay, Source, plot_is_html, write_plot};
 
 #[derive(Parser)]
 #[command(
@@ -193,16 +193,7 @@ fn replay(a: ReplayArgs) -> Result<(), String> {
         replay.verdicts_to(create(p)?);
     }
     if let Some(p) = &a.plot {
-        let ext = p.extension().and_then(|e| e.to_str()).unwrap_or("");
-        if !["svg", "html", "htm"]
-            .iter()
-            .any(|x| ext.eq_ignore_ascii_case(x))
-        {
-            return Err(format!(
-                "--plot {}: the picture is written as SVG (.svg) or as an HTML page (.html)",
-                p.display()
-            ));
-        }
+        plot_is_html(p)?;
         // Found unwritable now, not after the whole replay.
         create(p)?;
         replay.keep_plot();

@@ -55,7 +55,7 @@ mod time;
 pub use engine::Replay;
 pub use input::{Line, Lines, MAX_LINE, Source};
 pub use line::Fields;
-pub use plot::{PlotData, ProbeSeries, render_svg, write_plot};
+pub use plot::{PlotData, ProbeSeries, plot_is_html, render_svg, write_plot};
 pub use report::{Collateral, Failure, FirstBlock, ProbeReport, Report, SuspectReport};
 
 /// The log format.

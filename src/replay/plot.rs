@@ -44,19 +44,36 @@ const REQUESTS: RGBColor = RGBColor(31, 119, 180);
 const REFUSALS: RGBColor = RGBColor(214, 39, 40);
 const VERDICTS: RGBColor = RGBColor(255, 127, 14);
 
-/// Writes `data` to `path`: SVG, or an HTML page holding the SVG when the
-/// name ends in `.html` / `.htm`.
+/// Writes `data` to `path`: SVG (`.svg`), or an HTML page holding the SVG
+/// (`.html` / `.htm`).
 ///
 /// # Errors
-/// The file cannot be written, or plotters failed to draw.
+/// The name is neither (see [`plot_is_html`]), the file cannot be written,
+/// or plotters failed to draw.
 pub fn write_plot(path: &Path, data: &PlotData) -> Result<(), String> {
+    let html = plot_is_html(path)?;
     let svg = render_svg(data).map_err(|e| format!("--plot {}: {e}", path.display()))?;
-    let html = path
-        .extension()
-        .and_then(|e| e.to_str())
-        .is_some_and(|e| e.eq_ignore_ascii_case("html") || e.eq_ignore_ascii_case("htm"));
     let out = if html { html_page(&svg) } else { svg };
     std::fs::write(path, out).map_err(|e| format!("--plot {}: {e}", path.display()))
+}
+
+/// Whether `path` names an HTML page (`.html`, `.htm`) rather than an SVG
+/// (`.svg`).
+///
+/// # Errors
+/// Any other name: the picture is written as SVG or HTML only.
+pub fn plot_is_html(path: &Path) -> Result<bool, String> {
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+    if ext.eq_ignore_ascii_case("svg") {
+        Ok(false)
+    } else if ext.eq_ignore_ascii_case("html") || ext.eq_ignore_ascii_case("htm") {
+        Ok(true)
+    } else {
+        Err(format!(
+            "--plot {}: the picture is written as SVG (.svg) or as an HTML page (.html)",
+            path.display()
+        ))
+    }
 }
 
 /// The picture as an SVG document.
@@ -133,27 +150,28 @@ fn panel(
         .y_desc("verdicts")
         .draw()?;
     let at = |i: usize| data.start_secs + i as i64 * bucket;
+    let line = |values: &[u64], color: RGBColor| {
+        LineSeries::new(
+            values.iter().enumerate().map(|(i, &v)| (at(i), v)),
+            color.stroke_width(2),
+        )
+    };
+    let key = |color: RGBColor| {
+        move |(x, y): (i32, i32)| PathElement::new([(x, y), (x + 16, y)], color.stroke_width(2))
+    };
+    for (values, color, label) in [
+        (&probe.requests, REQUESTS, "requests"),
+        (&probe.refusals, REFUSALS, "would be refused"),
+    ] {
+        chart
+            .draw_series(line(values, color))?
+            .label(label)
+            .legend(key(color));
+    }
     chart
-        .draw_series(LineSeries::new(
-            probe.requests.iter().enumerate().map(|(i, &v)| (at(i), v)),
-            REQUESTS.stroke_width(2),
-        ))?
-        .label("requests")
-        .legend(|(x, y)| PathElement::new([(x, y), (x + 16, y)], REQUESTS.stroke_width(2)));
-    chart
-        .draw_series(LineSeries::new(
-            probe.refusals.iter().enumerate().map(|(i, &v)| (at(i), v)),
-            REFUSALS.stroke_width(2),
-        ))?
-        .label("would be refused")
-        .legend(|(x, y)| PathElement::new([(x, y), (x + 16, y)], REFUSALS.stroke_width(2)));
-    chart
-        .draw_secondary_series(LineSeries::new(
-            probe.verdicts.iter().enumerate().map(|(i, &v)| (at(i), v)),
-            VERDICTS.stroke_width(2),
-        ))?
+        .draw_secondary_series(line(&probe.verdicts, VERDICTS))?
         .label("active verdicts (right axis)")
-        .legend(|(x, y)| PathElement::new([(x, y), (x + 16, y)], VERDICTS.stroke_width(2)));
+        .legend(key(VERDICTS));
     chart
         .configure_series_labels()
         .position(SeriesLabelPosition::UpperLeft)
