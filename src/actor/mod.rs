@@ -26,7 +26,7 @@
 //! | `cidr.rs` | [`Cidr`] |
 //! | `peer.rs` | [`PeerAddr`] and reading the peer address |
 //! | `forwarded.rs` | [`ForwardedHeader`] and the walk of forwarding headers |
-//! | `session.rs` | session tokens from cookies |
+//! | `session.rs` | session tokens from a header or cookie; one value from several |
 
 mod account;
 mod actors;
@@ -48,4 +48,4 @@ pub use key::{ActorKey, ActorKind};
 pub use named::Actor;
 pub use peer::PeerAddr;
 pub(crate) use peer::{has_peer, peer_addr};
-pub(crate) use session::cookie;
+pub(crate) use session::{COMBINED_LEN, cookie, header as header_value};

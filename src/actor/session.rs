@@ -1,27 +1,108 @@
-//! Session tokens from a header or a cookie.
+//! Session tokens from a header or a cookie, and the one rule for a value
+//! given several times.
+//!
+//! # Several values
+//! Frameworks disagree on which of several values wins (the first, the
+//! last, a comma-joined list), so the guard never picks one: a header, a
+//! cookie or a header target that appears with several distinct values is
+//! read as one value derived from all of them, in order ([`one_of`]). An
+//! attacker who sends a rotating decoy next to its real token therefore
+//! never keeps a stable key by choosing where the decoy goes: the same pair
+//! is the same key, a changed decoy a fresh one, and the request still
+//! counts against its address (and its account). Repeats of one value, and
+//! empty values, are one value.
 
-use http::HeaderMap;
+use std::hash::Hasher;
 
-/// The value of cookie `name` in the request's `Cookie` headers.
-pub(crate) fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a [u8]> {
-    for value in headers.get_all(http::header::COOKIE).iter() {
-        for pair in value.as_bytes().split(|b| *b == b';') {
-            let pair = trim_ascii(pair);
-            if let Some(eq) = pair.iter().position(|b| *b == b'=') {
-                if &pair[..eq] == name.as_bytes() {
-                    let v = trim_ascii(&pair[eq + 1..]);
-                    if !v.is_empty() {
-                        return Some(v);
-                    }
+use http::{HeaderMap, HeaderName};
+use siphasher::sip128::{Hasher128, SipHasher13};
+
+/// How long a value derived from several is: a marker byte (`\n`, which no
+/// header value holds) then a 128-bit hash.
+pub(crate) const COMBINED_LEN: usize = 17;
+
+/// One value from `values` (each trimmed; empty ones skipped): the value
+/// itself if every value is the same, or, if they differ, a value derived
+/// from all of them in order ([`COMBINED_LEN`] bytes, written to `buf`,
+/// and never equal to a single header value). `None` if there is none.
+pub(crate) fn one_of<'a>(
+    values: impl Iterator<Item = &'a [u8]>,
+    buf: &'a mut [u8; COMBINED_LEN],
+) -> Option<&'a [u8]> {
+    let mut first: Option<&'a [u8]> = None;
+    let mut repeats = 0usize;
+    let mut hasher: Option<SipHasher13> = None;
+    for v in values {
+        let v = v.trim_ascii();
+        if v.is_empty() {
+            continue;
+        }
+        match (&mut hasher, first) {
+            (None, None) => first = Some(v),
+            (None, Some(f)) if f == v => repeats += 1,
+            (None, Some(f)) => {
+                let mut h = SipHasher13::new_with_keys(0x656e_756d, 0x6775_6172_64);
+                for _ in 0..=repeats {
+                    feed(&mut h, f);
                 }
+                feed(&mut h, v);
+                hasher = Some(h);
             }
+            (Some(h), _) => feed(h, v),
         }
     }
-    None
+    match hasher {
+        None => first,
+        Some(h) => {
+            buf[0] = b'\n';
+            buf[1..].copy_from_slice(&h.finish128().as_u128().to_le_bytes());
+            Some(&buf[..])
+        }
+    }
 }
 
-fn trim_ascii(b: &[u8]) -> &[u8] {
-    b.trim_ascii()
+/// One value, length first, so that no two lists feed the same bytes.
+fn feed(h: &mut SipHasher13, v: &[u8]) {
+    h.write_usize(v.len());
+    h.write(v);
+}
+
+/// Header `name`, every line of it, as one value ([`one_of`]). Lines are
+/// not split at commas: a comma-joined line is one value.
+pub(crate) fn header<'a>(
+    headers: &'a HeaderMap,
+    name: &HeaderName,
+    buf: &'a mut [u8; COMBINED_LEN],
+) -> Option<&'a [u8]> {
+    one_of(headers.get_all(name).iter().map(|v| v.as_bytes()), buf)
+}
+
+/// The value of cookie `name` in the request's `Cookie` headers: every
+/// pair with that name (names trimmed, values unquoted as RFC 6265 allows)
+/// in every `Cookie` line, as one value ([`one_of`]).
+pub(crate) fn cookie<'a>(
+    headers: &'a HeaderMap,
+    name: &str,
+    buf: &'a mut [u8; COMBINED_LEN],
+) -> Option<&'a [u8]> {
+    let name = name.as_bytes();
+    let values = headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .flat_map(|line| line.as_bytes().split(|b| *b == b';'))
+        .filter_map(move |pair| {
+            let eq = pair.iter().position(|b| *b == b'=')?;
+            (pair[..eq].trim_ascii() == name).then(|| unquote(pair[eq + 1..].trim_ascii()))
+        });
+    one_of(values, buf)
+}
+
+/// A cookie value without its surrounding double quotes (`"abc"` is `abc`).
+fn unquote(v: &[u8]) -> &[u8] {
+    match v {
+        [b'"', inner @ .., b'"'] => inner,
+        _ => v,
+    }
 }
 
 #[cfg(test)]
@@ -39,11 +120,72 @@ mod tests {
         h
     }
 
+    fn cookie_of(h: &HeaderMap, name: &str) -> Option<Vec<u8>> {
+        let mut buf = [0u8; COMBINED_LEN];
+        cookie(h, name, &mut buf).map(<[u8]>::to_vec)
+    }
+
+    fn header_of(h: &HeaderMap, name: &str) -> Option<Vec<u8>> {
+        let mut buf = [0u8; COMBINED_LEN];
+        let name = HeaderName::from_bytes(name.as_bytes()).unwrap();
+        header(h, &name, &mut buf).map(<[u8]>::to_vec)
+    }
+
     #[test]
     fn cookie_lookup() {
         let h = headers(&[("cookie", "a=1; sid=abc ; b=2"), ("cookie", "c=3")]);
-        assert_eq!(cookie(&h, "sid"), Some(&b"abc"[..]));
-        assert_eq!(cookie(&h, "c"), Some(&b"3"[..]));
-        assert_eq!(cookie(&h, "nope"), None);
+        assert_eq!(cookie_of(&h, "sid").as_deref(), Some(&b"abc"[..]));
+        assert_eq!(cookie_of(&h, "c").as_deref(), Some(&b"3"[..]));
+        assert_eq!(cookie_of(&h, "nope"), None);
+        // Quoted is the same value (RFC 6265); a spaced name is the name.
+        let h = headers(&[("cookie", "sid =\"abc\"; sid=; x")]);
+        assert_eq!(cookie_of(&h, "sid").as_deref(), Some(&b"abc"[..]));
+    }
+
+    #[test]
+    fn one_value_given_twice_is_that_value() {
+        let h = headers(&[("cookie", "sid=abc; sid=abc"), ("cookie", "sid=abc")]);
+        assert_eq!(cookie_of(&h, "sid").as_deref(), Some(&b"abc"[..]));
+        let h = headers(&[
+            ("x-session", "abc"),
+            ("x-session", " abc "),
+            ("x-session", ""),
+        ]);
+        assert_eq!(header_of(&h, "x-session").as_deref(), Some(&b"abc"[..]));
+    }
+
+    #[test]
+    fn several_values_are_derived_from_all_of_them() {
+        // Whichever position a rotating decoy takes, the value changes with
+        // it, and it is neither the decoy nor the real token.
+        let real = "real-token";
+        let mut seen = std::collections::HashSet::new();
+        for i in 0..50 {
+            let decoy = format!("decoy{i}");
+            for (a, b) in [(real, decoy.as_str()), (decoy.as_str(), real)] {
+                let h = headers(&[("x-session", a), ("x-session", b)]);
+                let v = header_of(&h, "x-session").unwrap();
+                assert_eq!(v.len(), COMBINED_LEN);
+                assert_ne!(v, real.as_bytes());
+                assert_ne!(v, decoy.as_bytes());
+                assert!(seen.insert(v.clone()), "a repeated key for {a} + {b}");
+                let h = headers(&[
+                    ("cookie", &format!("sid={a}")),
+                    ("cookie", &format!("sid={b}")),
+                ]);
+                let c = cookie_of(&h, "sid").unwrap();
+                let h = headers(&[("cookie", &format!("sid={a}; sid={b}"))]);
+                assert_eq!(cookie_of(&h, "sid").unwrap(), c, "one line or two");
+                // A cookie given twice is read by the same rule as a header.
+                assert_eq!(c, v);
+            }
+        }
+        // The same pair, in the same order, is the same value each time.
+        let pair = headers(&[("x-session", "a"), ("x-session", "b")]);
+        assert_eq!(header_of(&pair, "x-session"), header_of(&pair, "x-session"));
+        // Lists that join to the same bytes stay apart.
+        let h1 = headers(&[("x", "ab"), ("x", "c")]);
+        let h2 = headers(&[("x", "a"), ("x", "bc")]);
+        assert_ne!(header_of(&h1, "x"), header_of(&h2, "x"));
     }
 }

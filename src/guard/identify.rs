@@ -3,7 +3,7 @@
 
 use http::request::Parts;
 
-use crate::actor::{AccountId, Actors, client_ip, cookie, peer_addr};
+use crate::actor::{AccountId, Actors, COMBINED_LEN, client_ip, cookie, header_value, peer_addr};
 use crate::config::SessionSource;
 use crate::detect::{Detector, Match, Policy, Refusal, Target};
 use crate::probe::TARGET_BUF;
@@ -64,13 +64,15 @@ pub(crate) fn actors(
     if need != Need::Full {
         return Ok(policy.actors(addr, None, None));
     }
+    // A session given several times is one value derived from all of
+    // them (`actor/session.rs`): a decoy never chooses the key.
+    let mut buf = [0u8; COMBINED_LEN];
     let token = match &policy.session {
         Some(SessionSource::Header(_)) => policy
             .session_header
             .as_ref()
-            .and_then(|h| parts.headers.get(h))
-            .map(|v| v.as_bytes()),
-        Some(SessionSource::Cookie(c)) => cookie(&parts.headers, c),
+            .and_then(|h| header_value(&parts.headers, h, &mut buf)),
+        Some(SessionSource::Cookie(c)) => cookie(&parts.headers, c, &mut buf),
         None => None,
     };
     Ok(policy.actors(addr, token, account(parts)))

@@ -3,7 +3,7 @@
 
 use http::HeaderMap;
 
-use crate::actor::{ACCOUNT_KEYS, AccountId, hash128};
+use crate::actor::{ACCOUNT_KEYS, AccountId, COMBINED_LEN, hash128};
 
 /// Where a probe's target is.
 #[derive(Debug, Clone)]
@@ -73,8 +73,11 @@ impl TargetSource {
                 }
             }
             TargetSource::Header(h) => {
-                let v = headers.get(h)?.as_bytes().trim_ascii();
-                if v.is_empty() { None } else { Some(v) }
+                // Every line of the header: several distinct values are one
+                // target derived from all of them (`actor/session.rs`), so
+                // a decoy beside the guess never hides it.
+                let buf = buf.first_chunk_mut::<COMBINED_LEN>()?;
+                crate::actor::header_value(headers, h, buf)
             }
             TargetSource::Json(_) => None,
         }
@@ -251,6 +254,47 @@ mod tests {
         assert!(!TargetInfo::new(b"42", Some(&me), false, K).is_self);
         assert!(!TargetInfo::new(b"43", Some(&me), true, K).is_self);
         assert_eq!(TargetInfo::new(b"43", None, true, K).numeric, Some(43));
+    }
+
+    fn header_target(lines: &[&str]) -> Option<Vec<u8>> {
+        let mut h = HeaderMap::new();
+        for v in lines {
+            h.append("x-email", http::HeaderValue::from_str(v).unwrap());
+        }
+        let src = TargetSource::Header(http::HeaderName::from_static("x-email"));
+        let mut buf = [0u8; TARGET_BUF];
+        src.head_target(None, None, &h, &mut buf)
+            .map(<[u8]>::to_vec)
+    }
+
+    #[test]
+    fn a_header_target_given_several_times_is_all_of_them() {
+        assert_eq!(
+            header_target(&["a@x.test"]).as_deref(),
+            Some(&b"a@x.test"[..])
+        );
+        assert_eq!(
+            header_target(&["a@x.test", " a@x.test", ""]).as_deref(),
+            Some(&b"a@x.test"[..]),
+            "one value repeated is that value"
+        );
+        assert_eq!(header_target(&[]), None);
+        assert_eq!(header_target(&[" "]), None);
+        // A fixed decoy first or last, the guess in the other line: each
+        // guess is its own target (none hides behind the decoy), and no
+        // guess is read as the decoy.
+        let mut seen = std::collections::HashSet::new();
+        for i in 0..100 {
+            let guess = format!("guess{i}@x.test");
+            for lines in [
+                ["decoy@x.test", guess.as_str()],
+                [guess.as_str(), "decoy@x.test"],
+            ] {
+                let t = header_target(&lines).unwrap();
+                assert_ne!(t, b"decoy@x.test");
+                assert!(seen.insert(t), "{lines:?} counted as a target seen before");
+            }
+        }
     }
 
     #[test]
