@@ -135,8 +135,13 @@ fn parse_args() -> Result<Args, String> {
             }
             "--admin-token" => {
                 let v = value("--admin-token")?;
-                if v.len() < 16 {
-                    return Err("--admin-token: at least 16 characters".into());
+                if v.len() < enumguard::admin::MIN_TOKEN_LEN
+                    || !v.bytes().all(|b| b.is_ascii_graphic())
+                {
+                    return Err(format!(
+                        "--admin-token: at least {} visible characters, no spaces",
+                        enumguard::admin::MIN_TOKEN_LEN
+                    ));
                 }
                 admin_token = Some(v);
             }
@@ -312,7 +317,9 @@ fn admin_router(
             upkeep.run_upkeep();
         }
     });
-    let admin = enumguard::admin::AdminService::new(handle).bearer_token(token);
+    // The token was checked with the arguments.
+    let admin = enumguard::admin::AdminService::new(handle, token)
+        .unwrap_or_else(|e| panic!("--admin-token: {e}"));
     axum::Router::new().nest_service("/admin", admin).route(
         "/metrics",
         axum::routing::get(move || {

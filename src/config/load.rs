@@ -3,6 +3,7 @@
 
 use std::path::Path;
 
+use super::validate::{REDACTED, redact};
 use super::{Config, ConfigError, ConfigErrorKind};
 
 impl Config {
@@ -55,6 +56,26 @@ impl Config {
             probes,
             ..self.clone()
         })
+    }
+
+    /// The config with its secrets replaced by `<redacted>`: `session_key`,
+    /// and the credentials in Redis URLs (`redis://<redacted>@host:6379`).
+    /// For printing (`enumguard check-config` prints this); a redacted
+    /// `session_key` does not load back, on purpose.
+    pub fn redacted(&self) -> Config {
+        let mut c = self.clone();
+        if c.session_key.is_some() {
+            c.session_key = Some(REDACTED.to_owned());
+        }
+        if let Some(cluster) = &mut c.cluster {
+            if !cluster.redis_url.is_empty() {
+                cluster.redis_url = redact(&cluster.redis_url);
+            }
+            for u in &mut cluster.redis_cluster {
+                *u = redact(u);
+            }
+        }
+        c
     }
 
     /// The config as a TOML document.
@@ -176,14 +197,36 @@ impl ConfigError {
                 };
             }
         }
+        let field = key.map(|k| format!("{prefix}{k}"));
+        let mut message = format!("line {line}: {msg}");
+        let mut value = value;
+        // A secret that did not parse is not echoed: neither as the value
+        // nor inside the parser's message.
+        if field.as_deref().is_some_and(is_secret) {
+            if let Some(v) = value.take().filter(|v| !v.is_empty()) {
+                message = message.replace(&v, REDACTED);
+                let inner = v.trim_matches(|c| c == '"' || c == '\'');
+                if !inner.is_empty() {
+                    message = message.replace(inner, REDACTED);
+                }
+            }
+            value = Some(REDACTED.to_owned());
+        }
         Self {
             kind: ConfigErrorKind::Parse,
-            field: key.map(|k| format!("{prefix}{k}")),
+            field,
             value,
-            message: format!("line {line}: {msg}"),
+            message,
             file: None,
         }
     }
+}
+
+/// Fields whose values are secrets (a key, URLs that may hold a password).
+fn is_secret(field: &str) -> bool {
+    field == "session_key"
+        || field.starts_with("cluster.redis_url")
+        || field.starts_with("cluster.redis_cluster")
 }
 
 /// The known name `name` is most likely a misspelling of: a plural or
@@ -215,6 +258,13 @@ fn closest<'a>(name: &str, known: &[&'a str]) -> Option<&'a str> {
 mod tests {
     use super::*;
     use crate::config::Thresholds;
+
+    /// The shipped example's config passes every check.
+    #[test]
+    fn the_mailroom_example_config_loads() {
+        let c = Config::from_toml_str(include_str!("../../examples/mailroom.toml")).unwrap();
+        let _layer = crate::GuardLayer::from_config(c).unwrap();
+    }
 
     #[test]
     fn empty_is_default() {
@@ -336,6 +386,219 @@ mod tests {
             !e.to_string().contains("abc"),
             "the key is never echoed: {e}"
         );
+    }
+
+    /// A config whose settings at `table` are `body`, with one probe.
+    fn with(table: &str, body: &str) -> Result<Config, ConfigError> {
+        Config::from_toml_str(&format!(
+            "[[probes]]\nname = \"p\"\npath = \"/p/{{id}}\"\ntarget = {{ path = \"id\" }}\n[{table}]\n{body}\n"
+        ))
+    }
+
+    /// Every number that 0 (or a value out of its range) would make
+    /// meaningless, or that the guard would silently clamp, is an error
+    /// that names it, never a quiet substitute: `burst = 0` was read as 1.
+    #[test]
+    fn zeros_and_nonsense_numbers_are_errors_that_name_the_field() {
+        for (table, body, field) in [
+            ("throttle", "burst = 0", "throttle.burst"),
+            ("throttle", "per_minute = 0", "throttle.per_minute"),
+            ("throttle", "duration_secs = 0", "throttle.duration_secs"),
+            ("blocks", "base_secs = 0", "blocks.base_secs"),
+            ("blocks", "factor = 0", "blocks.factor"),
+            ("blocks", "max_secs = 0", "blocks.max_secs"),
+            ("links", "half_life_secs = 0", "links.half_life_secs"),
+            ("links", "new_actor_secs = 0", "links.new_actor_secs"),
+            ("links", "history_hits = 0", "links.history_hits"),
+            ("links", "boost = 1.5", "links.boost"),
+            ("links", "watch_factor = nan", "links.watch_factor"),
+            (
+                "service_view",
+                "bucket_secs = 0",
+                "service_view.bucket_secs",
+            ),
+            (
+                "service_view",
+                "min_requests = 0",
+                "service_view.min_requests",
+            ),
+            (
+                "service_view",
+                "per_address = 0",
+                "service_view.per_address",
+            ),
+            ("service_view", "ratio = 0.5", "service_view.ratio"),
+            ("service_view", "ratio = inf", "service_view.ratio"),
+            ("service_view", "margin = -0.1", "service_view.margin"),
+            ("service_view", "margin = nan", "service_view.margin"),
+            ("service_view", "alpha = 0", "service_view.alpha"),
+            ("service_view", "alpha = 1.5", "service_view.alpha"),
+            ("limits", "max_actors = 0", "limits.max_actors"),
+            ("limits", "max_verdicts = 0", "limits.max_verdicts"),
+            (
+                "probes.thresholds",
+                "window_secs = 0",
+                "probes[0].thresholds.window_secs",
+            ),
+            (
+                "probes.thresholds",
+                "long_half_life_secs = 0",
+                "probes[0].thresholds.long_half_life_secs",
+            ),
+            (
+                "probes.thresholds",
+                "miss_ratio = 0",
+                "probes[0].thresholds.miss_ratio",
+            ),
+            (
+                "probes.thresholds",
+                "throttle_at = 1.5",
+                "probes[0].thresholds.throttle_at",
+            ),
+            (
+                "probes.thresholds",
+                "repeat_factor = 0",
+                "probes[0].thresholds.repeat_factor",
+            ),
+            (
+                "probes.thresholds",
+                "kind_factors = { ip = 0.0 }",
+                "probes[0].thresholds.kind_factors.ip",
+            ),
+        ] {
+            let e = with(table, body).expect_err(body);
+            assert_eq!(e.field(), Some(field), "{body}: {e}");
+            assert_eq!(e.kind(), ConfigErrorKind::Invalid, "{body}: {e}");
+            assert!(e.to_string().contains(field), "{e}");
+        }
+        // A subnet smaller than the ip actor holds no address.
+        let e = Config::from_toml_str("ip_v4_prefix = 24\nsubnet_v4_prefix = 28").unwrap_err();
+        assert_eq!(e.field(), Some("subnet_v4_prefix"));
+        // The smallest sensible values load.
+        for (table, body) in [
+            ("throttle", "burst = 1\nper_minute = 1\nduration_secs = 1"),
+            (
+                "service_view",
+                "min_requests = 1\nratio = 1.0\nmargin = 0.0\nalpha = 1.0",
+            ),
+            ("links", "history_hits = 1\nnew_actor_secs = 1"),
+        ] {
+            with(table, body).unwrap_or_else(|e| panic!("{body}: {e}"));
+        }
+    }
+
+    /// Durations beyond what the clock's nanoseconds hold (or longer than
+    /// any block) are errors naming the field, not overflows later.
+    #[test]
+    fn durations_beyond_the_maximum_are_errors_that_name_the_field() {
+        use crate::config::validate::MAX_DURATION_SECS;
+        let huge = u64::MAX.to_string();
+        for (table, key, field) in [
+            ("throttle", "duration_secs", "throttle.duration_secs"),
+            ("blocks", "base_secs", "blocks.base_secs"),
+            ("blocks", "max_secs", "blocks.max_secs"),
+            ("links", "half_life_secs", "links.half_life_secs"),
+            ("links", "new_actor_secs", "links.new_actor_secs"),
+            ("service_view", "bucket_secs", "service_view.bucket_secs"),
+            (
+                "probes.thresholds",
+                "window_secs",
+                "probes[0].thresholds.window_secs",
+            ),
+            (
+                "probes.thresholds",
+                "long_half_life_secs",
+                "probes[0].thresholds.long_half_life_secs",
+            ),
+        ] {
+            // u64::MAX does not fit TOML's i64: the parser names the field.
+            let e = with(table, &format!("{key} = {huge}")).unwrap_err();
+            assert_eq!(e.field(), Some(field), "{key}: {e}");
+            for secs in [MAX_DURATION_SECS + 1, i64::MAX as u64] {
+                let e = with(table, &format!("{key} = {secs}")).unwrap_err();
+                assert_eq!(e.field(), Some(field), "{key} = {secs}: {e}");
+                assert_eq!(e.value(), Some(secs.to_string().as_str()));
+            }
+        }
+        // The longest allowed: a block of 10 years, escalated, saturates.
+        let c = with(
+            "blocks",
+            &format!("base_secs = {MAX_DURATION_SECS}\nmax_secs = {MAX_DURATION_SECS}"),
+        )
+        .unwrap();
+        let _layer = crate::GuardLayer::from_config(c).unwrap();
+        // A throttle outlasting the longest block.
+        let e = Config::from_toml_str(
+            "[throttle]\nduration_secs = 7200\n[blocks]\nbase_secs = 60\nmax_secs = 3600\n",
+        )
+        .unwrap_err();
+        assert_eq!(e.field(), Some("throttle.duration_secs"));
+        assert!(e.to_string().contains("blocks.max_secs"), "{e}");
+    }
+
+    /// A secret that fails to parse is not echoed in the error.
+    #[test]
+    fn a_secret_that_does_not_parse_is_not_echoed() {
+        for toml in [
+            "session_key = 0123456789abcdef0123456789abcdef",
+            "session_key = 123456789012345678",
+            "session_key = [\"0123456789abcdef0123456789abcdef\"]",
+            "[cluster]\nredis_url = [\"redis://:hunter2@10.0.0.5\"]",
+        ] {
+            let e = Config::from_toml_str(toml).unwrap_err();
+            let text = format!("{e} {e:?}");
+            for secret in ["0123456789abcdef", "123456789012345678", "hunter2"] {
+                assert!(!text.contains(secret), "{toml}: {text}");
+            }
+            assert!(e.field().is_some(), "{toml}: {e}");
+        }
+    }
+
+    /// `Debug` and [`Config::redacted`] never show the session key or a
+    /// Redis password; `redacted` keeps everything else.
+    #[test]
+    fn debug_and_redacted_hide_the_secrets() {
+        let key = "0123456789abcdef0123456789abcdef";
+        let c = Config {
+            session_key: Some(key.into()),
+            cluster: Some(crate::config::ClusterConfig {
+                redis_url: "redis://:hunter2@10.0.0.5:6379/0".into(),
+                redis_cluster: vec![
+                    "rediss://ops:s3cr3t@10.0.0.6:7000".into(),
+                    "unix:///run/redis.sock?db=1&pass=s3cr3t".into(),
+                ],
+                ..Default::default()
+            }),
+            ..Config::default()
+        };
+        let r = c.redacted();
+        for text in [
+            format!("{c:?}"),
+            format!("{c:#?}"),
+            format!("{r:?}"),
+            r.to_toml_string().unwrap(),
+        ] {
+            for secret in [key, "hunter2", "s3cr3t"] {
+                assert!(!text.contains(secret), "{secret}: {text}");
+            }
+            assert!(text.contains("10.0.0.5:6379/0"), "{text}");
+            assert!(text.contains("db=1"), "{text}");
+        }
+        assert_eq!(r.session_key.as_deref(), Some("<redacted>"));
+        assert_eq!(
+            r.cluster.as_ref().unwrap().redis_url,
+            "redis://<redacted>@10.0.0.5:6379/0"
+        );
+        assert_eq!(
+            Config {
+                session_key: None,
+                cluster: None,
+                ..r.clone()
+            },
+            Config::default()
+        );
+        // Nothing secret: nothing changes.
+        assert_eq!(Config::default().redacted(), Config::default());
     }
 
     #[test]

@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::ProbeConfig;
+use super::validate::{REDACTED, redact};
 
 /// Enforce verdicts, or only compute and report them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -244,7 +245,9 @@ impl Default for ServiceViewConfig {
 /// # redis_cluster = ["redis://10.0.0.5:7000", "redis://10.0.0.6:7000"]
 /// key_prefix = "enumguard:mailroom"
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// Its `Debug` shows the URLs with their passwords redacted.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ClusterConfig {
     /// The Redis server: `redis://[:password@]host:port[/db]`, `rediss://`
@@ -279,7 +282,11 @@ impl Default for ClusterConfig {
 
 /// All settings of a guard. Build one in code with
 /// [`GuardBuilder`](crate::GuardBuilder), or read it from TOML.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// Its `Debug` never shows a secret: `session_key` and the passwords in
+/// Redis URLs print as `<redacted>` (so does [`Config::redacted`], which
+/// `enumguard check-config` prints).
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// `enforce` (default) or `observe`.
@@ -356,5 +363,45 @@ impl Default for Config {
             probes: Vec::new(),
             cluster: None,
         }
+    }
+}
+
+impl std::fmt::Debug for ClusterConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let nodes: Vec<String> = self.redis_cluster.iter().map(|u| redact(u)).collect();
+        f.debug_struct("ClusterConfig")
+            .field("redis_url", &redact(&self.redis_url))
+            .field("redis_cluster", &nodes)
+            .field("key_prefix", &self.key_prefix)
+            .field("sync_interval_ms", &self.sync_interval_ms)
+            .field("replica_id", &self.replica_id)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("mode", &self.mode)
+            .field("missing_peer", &self.missing_peer)
+            .field("ip_v4_prefix", &self.ip_v4_prefix)
+            .field("ip_v6_prefix", &self.ip_v6_prefix)
+            .field("subnet_v4_prefix", &self.subnet_v4_prefix)
+            .field("subnet_v6_prefix", &self.subnet_v6_prefix)
+            .field("trusted_proxies", &self.trusted_proxies)
+            .field("forwarded_header", &self.forwarded_header)
+            .field("session", &self.session)
+            .field("session_key", &self.session_key.as_ref().map(|_| REDACTED))
+            .field("allow", &self.allow)
+            .field("deny", &self.deny)
+            .field("limits", &self.limits)
+            .field("throttle", &self.throttle)
+            .field("blocks", &self.blocks)
+            .field("responses", &self.responses)
+            .field("links", &self.links)
+            .field("service_view", &self.service_view)
+            .field("probes", &self.probes)
+            .field("cluster", &self.cluster)
+            .finish()
     }
 }

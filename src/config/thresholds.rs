@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::validate::duration;
 use super::{ConfigError, ProbeStyle};
 
 /// Per actor kind multipliers of a probe's thresholds: a shared address
@@ -195,20 +196,8 @@ impl Default for Thresholds {
 
 pub(crate) fn check_thresholds(i: usize, t: &Thresholds) -> Result<(), ConfigError> {
     let f = |name: &str| format!("probes[{i}].thresholds.{name}");
-    if t.window_secs == 0 {
-        return Err(ConfigError::invalid(
-            f("window_secs"),
-            "0",
-            "must be at least 1",
-        ));
-    }
-    if t.long_half_life_secs == 0 {
-        return Err(ConfigError::invalid(
-            f("long_half_life_secs"),
-            "0",
-            "must be at least 1",
-        ));
-    }
+    duration(&f("window_secs"), t.window_secs)?;
+    duration(&f("long_half_life_secs"), t.long_half_life_secs)?;
     for (name, v) in [("miss_ratio", t.miss_ratio), ("throttle_at", t.throttle_at)] {
         if !(v.is_finite() && v > 0.0 && v <= 1.0) {
             return Err(ConfigError::invalid(

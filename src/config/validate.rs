@@ -1,8 +1,6 @@
 //! Every check a config must pass before a guard is built from it.
 
-use http::Method;
-
-use super::thresholds::{check_thresholds, positive};
+use super::thresholds::check_thresholds;
 use super::{Config, ConfigError, Oversized, ProbeConfig, ProbeStyle, SessionSource, Thresholds};
 use crate::actor::Cidr;
 use crate::probe::{PathPattern, TargetSource};
@@ -35,6 +33,18 @@ impl Config {
         prefix("ip_v6_prefix", self.ip_v6_prefix, 128)?;
         prefix("subnet_v4_prefix", self.subnet_v4_prefix, 32)?;
         prefix("subnet_v6_prefix", self.subnet_v6_prefix, 128)?;
+        for (field, subnet, ip) in [
+            ("subnet_v4_prefix", self.subnet_v4_prefix, self.ip_v4_prefix),
+            ("subnet_v6_prefix", self.subnet_v6_prefix, self.ip_v6_prefix),
+        ] {
+            if subnet > ip {
+                return Err(ConfigError::invalid(
+                    field,
+                    subnet.to_string(),
+                    format!("must be at most the ip prefix ({ip}): a subnet holds its addresses"),
+                ));
+            }
+        }
         parse_cidrs("trusted_proxies", &self.trusted_proxies)?;
         parse_cidrs("allow.cidrs", &self.allow.cidrs)?;
         parse_cidrs("deny.cidrs", &self.deny.cidrs)?;
@@ -53,7 +63,7 @@ impl Config {
         }
         if let Some(k) = &self.session_key {
             parse_key(k).ok_or_else(|| {
-                ConfigError::invalid("session_key", "<redacted>", "must be exactly 32 hex digits")
+                ConfigError::invalid("session_key", REDACTED, "must be exactly 32 hex digits")
             })?;
         }
         if self.limits.max_actors < 16 {
@@ -70,32 +80,28 @@ impl Config {
                 "must be at least 16",
             ));
         }
-        if self.throttle.per_minute == 0 {
-            return Err(ConfigError::invalid(
-                "throttle.per_minute",
-                "0",
-                "must be at least 1",
-            ));
-        }
-        if self.blocks.base_secs == 0 {
-            return Err(ConfigError::invalid(
-                "blocks.base_secs",
-                "0",
-                "must be at least 1",
-            ));
-        }
-        if self.blocks.factor == 0 {
-            return Err(ConfigError::invalid(
-                "blocks.factor",
-                "0",
-                "must be at least 1",
-            ));
-        }
+        at_least_one("throttle.per_minute", u64::from(self.throttle.per_minute))?;
+        // A burst of 0 was silently read as 1: say so instead.
+        at_least_one("throttle.burst", u64::from(self.throttle.burst))?;
+        duration("throttle.duration_secs", self.throttle.duration_secs)?;
+        duration("blocks.base_secs", self.blocks.base_secs)?;
+        at_least_one("blocks.factor", u64::from(self.blocks.factor))?;
+        duration("blocks.max_secs", self.blocks.max_secs)?;
         if self.blocks.max_secs < self.blocks.base_secs {
             return Err(ConfigError::invalid(
                 "blocks.max_secs",
                 self.blocks.max_secs.to_string(),
                 "must be at least blocks.base_secs",
+            ));
+        }
+        if self.throttle.duration_secs > self.blocks.max_secs {
+            return Err(ConfigError::invalid(
+                "throttle.duration_secs",
+                self.throttle.duration_secs.to_string(),
+                format!(
+                    "must be at most blocks.max_secs ({}): a throttle is the milder verdict",
+                    self.blocks.max_secs
+                ),
             ));
         }
         for (field, status) in [
@@ -121,36 +127,45 @@ impl Config {
                 "must be in (0, 1]",
             ));
         }
-        if self.service_view.per_address == 0 {
-            return Err(ConfigError::invalid(
-                "service_view.per_address",
-                "0",
-                "must be at least 1",
-            ));
-        }
-        if self.links.history_hits > u16::MAX as u32 {
+        duration("links.half_life_secs", self.links.half_life_secs)?;
+        duration("links.new_actor_secs", self.links.new_actor_secs)?;
+        if !(1..=u32::from(u16::MAX)).contains(&self.links.history_hits) {
             return Err(ConfigError::invalid(
                 "links.history_hits",
                 self.links.history_hits.to_string(),
-                format!("must be at most {}", u16::MAX),
+                format!(
+                    "must be 1..={} (0 would give every actor history at its first request)",
+                    u16::MAX
+                ),
             ));
         }
-        if self.links.half_life_secs == 0 {
+        duration("service_view.bucket_secs", self.service_view.bucket_secs)?;
+        at_least_one(
+            "service_view.min_requests",
+            u64::from(self.service_view.min_requests),
+        )?;
+        at_least_one(
+            "service_view.per_address",
+            u64::from(self.service_view.per_address),
+        )?;
+        if !(self.service_view.ratio.is_finite() && self.service_view.ratio >= 1.0) {
             return Err(ConfigError::invalid(
-                "links.half_life_secs",
-                "0",
-                "must be at least 1",
+                "service_view.ratio",
+                self.service_view.ratio.to_string(),
+                "must be at least 1 (a rate at or above the baseline times this)",
             ));
         }
-        if self.service_view.bucket_secs == 0 {
+        unit("service_view.margin", self.service_view.margin)?;
+        if !(self.service_view.alpha.is_finite()
+            && self.service_view.alpha > 0.0
+            && self.service_view.alpha <= 1.0)
+        {
             return Err(ConfigError::invalid(
-                "service_view.bucket_secs",
-                "0",
-                "must be at least 1",
+                "service_view.alpha",
+                self.service_view.alpha.to_string(),
+                "must be in (0, 1] (0 would never learn a baseline)",
             ));
         }
-        unit("service_view.alpha", self.service_view.alpha)?;
-        positive("service_view.ratio", self.service_view.ratio)?;
         if let Some(c) = &self.cluster {
             self.check_cluster(c)?;
         }
@@ -277,14 +292,40 @@ impl Config {
 /// Seed nodes of a Redis Cluster, at most.
 const MAX_SEEDS: usize = 64;
 
-/// A Redis URL with its password left out, for errors and logs.
+/// What a secret prints as.
+pub(crate) const REDACTED: &str = "<redacted>";
+
+/// A Redis URL with its credentials left out, for errors, logs and
+/// printed configs: the user info before `@`
+/// (`redis://:pw@host` is `redis://<redacted>@host`) and the value of a
+/// `pass` or `password` query parameter (`unix:///s?pass=pw`).
 pub(crate) fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let mut out = match (base.find("://"), base.rfind('@')) {
         (Some(scheme), Some(at)) if at > scheme => {
-            format!("{}://<redacted>@{}", &url[..scheme], &url[at + 1..])
+            format!("{}://{REDACTED}@{}", &base[..scheme], &base[at + 1..])
         }
-        _ => url.to_owned(),
+        _ => base.to_owned(),
+    };
+    if let Some(q) = query {
+        out.push('?');
+        let params: Vec<String> = q
+            .split('&')
+            .map(|p| match p.split_once('=') {
+                Some((k, _))
+                    if k.eq_ignore_ascii_case("pass") || k.eq_ignore_ascii_case("password") =>
+                {
+                    format!("{k}={REDACTED}")
+                }
+                _ => p.to_owned(),
+            })
+            .collect();
+        out.push_str(&params.join("&"));
     }
+    out
 }
 
 /// Parses a list of CIDRs; an error names the entry (`allow.cidrs[1]`).
@@ -301,7 +342,7 @@ pub(crate) fn parse_cidrs(field: &str, list: &[String]) -> Result<Vec<Cidr>, Con
 
 /// A probe's settings, checked and parsed.
 pub(crate) struct ProbeParts {
-    pub(crate) method: Option<Method>,
+    pub(crate) method: crate::probe::Methods,
     pub(crate) pattern: PathPattern,
     pub(crate) source: TargetSource,
     pub(crate) thresholds: Thresholds,
@@ -319,15 +360,8 @@ pub(crate) fn probe_parts(i: usize, p: &ProbeConfig) -> Result<ProbeParts, Confi
             "must be 1..=64 characters",
         ));
     }
-    let method = if p.method == "*" {
-        None
-    } else {
-        Some(
-            Method::from_bytes(p.method.to_ascii_uppercase().as_bytes()).map_err(|_| {
-                ConfigError::invalid(field("method"), p.method.clone(), "not an HTTP method")
-            })?,
-        )
-    };
+    let method = crate::probe::Methods::parse(&p.method)
+        .map_err(|m| ConfigError::invalid(field("method"), p.method.clone(), m))?;
     let pattern = PathPattern::parse(&p.path).map_err(|m| {
         ConfigError::invalid(
             field("path"),
@@ -423,6 +457,34 @@ fn colon_hint(path: &str) -> String {
     match seg {
         Some(s) => format!(" (parameters are written `{{{}}}`, not `{s}`)", &s[1..]),
         None => String::new(),
+    }
+}
+
+/// The longest duration any setting may have, in seconds (10 years). Times
+/// are u64 nanoseconds of a clock whose origin may lie up to 68 years back,
+/// so `now + duration` stays far from overflow, and nothing the guard does
+/// needs longer.
+pub(crate) const MAX_DURATION_SECS: u64 = 10 * 365 * 24 * 3600;
+
+/// A duration in seconds: at least 1, at most [`MAX_DURATION_SECS`].
+pub(crate) fn duration(field: &str, secs: u64) -> Result<(), ConfigError> {
+    if (1..=MAX_DURATION_SECS).contains(&secs) {
+        Ok(())
+    } else {
+        Err(ConfigError::invalid(
+            field,
+            secs.to_string(),
+            format!("must be 1..={MAX_DURATION_SECS} seconds (10 years)"),
+        ))
+    }
+}
+
+/// A count that 0 would make meaningless.
+pub(crate) fn at_least_one(field: &str, v: u64) -> Result<(), ConfigError> {
+    if v == 0 {
+        Err(ConfigError::invalid(field, "0", "must be at least 1"))
+    } else {
+        Ok(())
     }
 }
 

@@ -139,8 +139,12 @@ impl Policy {
         let deny = parse_cidrs("deny.cidrs", &c.deny.cidrs)?;
         let allow_accounts = hashes(&c.allow.accounts);
         let deny_accounts = hashes(&c.deny.accounts);
-        let per_minute = NonZeroU32::new(c.throttle.per_minute).unwrap_or(NonZeroU32::MIN);
-        let burst = NonZeroU32::new(c.throttle.burst.max(1)).unwrap_or(NonZeroU32::MIN);
+        // Validated above; never clamped: a 0 is the config's error.
+        let nonzero = |field: &str, v: u32| {
+            NonZeroU32::new(v).ok_or_else(|| ConfigError::invalid(field, "0", "must be at least 1"))
+        };
+        let per_minute = nonzero("throttle.per_minute", c.throttle.per_minute)?;
+        let burst = nonzero("throttle.burst", c.throttle.burst)?;
         Ok(Self {
             mode: c.mode,
             missing_peer: c.missing_peer,

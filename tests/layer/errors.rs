@@ -185,3 +185,73 @@ async fn subnet_ban_covers_the_v4_24() {
     let (res, _) = call(&layer, &calls, get_from("203.0.114.1")).await;
     assert_eq!(res.status(), StatusCode::OK);
 }
+
+// ---------------------------------------------------------------------------
+// Secrets in Debug output, and numbers the builder refuses
+// ---------------------------------------------------------------------------
+
+/// `{:?}` of a builder (and of its config) is what ends up in logs and
+/// panic messages: it never shows the session key or a Redis password.
+#[test]
+fn builder_debug_never_shows_the_session_key_or_a_redis_password() {
+    const KEY: &str = "00112233445566778899aabbccddeeff";
+    let config = enumguard::Config {
+        session_key: Some(KEY.into()),
+        cluster: Some(enumguard::config::ClusterConfig {
+            redis_url: "redis://:pa55word-x1@10.0.0.5:6379/0".into(),
+            redis_cluster: vec!["rediss://ops:pa55word-x2@10.0.0.6:7000".into()],
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let builder = GuardLayer::builder().config(config.clone());
+    for text in [
+        format!("{builder:?}"),
+        format!("{builder:#?}"),
+        format!("{config:?}"),
+        format!("{:?}", builder.config_ref()),
+    ] {
+        for secret in [KEY, "8899aabb", "pa55word"] {
+            assert!(!text.contains(secret), "{secret} in {text}");
+        }
+        // The rest is still there to debug with.
+        assert!(text.contains("10.0.0.5:6379"), "{text}");
+        assert!(text.contains("session_key"), "{text}");
+    }
+    // A layer built with a key does not show it either.
+    let layer = GuardLayer::builder()
+        .config(enumguard::Config {
+            session_key: Some(KEY.into()),
+            ..Default::default()
+        })
+        .build()
+        .unwrap();
+    assert!(!format!("{layer:?}").contains(KEY));
+}
+
+/// A zero burst was once read as 1 without a word: through the builder as
+/// through TOML, it is an error that names the field.
+#[test]
+fn builder_refuses_a_zero_burst_and_other_meaningless_numbers() {
+    let mut c = enumguard::Config::default();
+    c.throttle.burst = 0;
+    let e = GuardLayer::builder().config(c).build().unwrap_err();
+    assert_eq!(e.field(), Some("throttle.burst"));
+    assert!(e.to_string().contains("throttle.burst"), "{e}");
+    let mut c = enumguard::Config::default();
+    c.service_view.alpha = 0.0;
+    let e = GuardLayer::from_config(c).unwrap_err();
+    assert_eq!(e.field(), Some("service_view.alpha"));
+    let mut c = enumguard::Config::default();
+    c.blocks.max_secs = u64::MAX;
+    let e = GuardLayer::from_config(c).unwrap_err();
+    assert_eq!(e.field(), Some("blocks.max_secs"));
+    let mut c = enumguard::Config::default();
+    c.throttle.duration_secs = u64::MAX / 1_000_000_000 + 1;
+    let e = GuardLayer::from_config(c).unwrap_err();
+    assert_eq!(e.field(), Some("throttle.duration_secs"));
+    // The smallest burst, 1, is accepted.
+    let mut c = enumguard::Config::default();
+    c.throttle.burst = 1;
+    GuardLayer::from_config(c).unwrap();
+}
