@@ -145,19 +145,29 @@ fn main() -> ExitCode {
 }
 
 fn check_config(file: &PathBuf) -> Result<(), String> {
+    let text = check_config_text(file)?;
+    io::stdout()
+        .lock()
+        .write_all(text.as_bytes())
+        .map_err(|e| format!("cannot write: {e}"))
+}
+
+/// What `check-config` prints: a header line, then the effective config
+/// as TOML with its secrets (session_key, Redis passwords) redacted.
+fn check_config_text(file: &PathBuf) -> Result<String, String> {
     let config = Config::from_file(file).map_err(|e| e.to_string())?;
-    let text = config
-        .effective()
-        .and_then(|c| c.to_toml_string())
-        .map_err(|e| e.to_string())?;
-    let mut out = io::stdout().lock();
-    writeln!(
-        out,
-        "# {}: valid; every setting, defaults filled in",
+    let effective = config.effective().map_err(|e| e.to_string())?;
+    let redacted = effective.redacted();
+    let toml = redacted.to_toml_string().map_err(|e| e.to_string())?;
+    let mut text = format!(
+        "# {}: valid; every setting, defaults filled in\n",
         file.display()
-    )
-    .and_then(|()| out.write_all(text.as_bytes()))
-    .map_err(|e| format!("cannot write: {e}"))
+    );
+    if redacted != effective {
+        text.push_str("# secrets are shown as <redacted>: put them back before loading this\n");
+    }
+    text.push_str(&toml);
+    Ok(text)
 }
 
 fn create(path: &PathBuf) -> Result<BufWriter<File>, String> {
@@ -302,4 +312,40 @@ fn generate_log(a: &GenerateArgs) -> Result<(), String> {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `check-config` on a config with a session key and Redis passwords
+    /// prints neither.
+    #[test]
+    fn check_config_never_prints_a_secret() {
+        let dir = std::env::temp_dir().join(format!("enumguard-check-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("secret.toml");
+        let key = "0123456789abcdef0123456789abcdef";
+        let mut toml = format!("session_key = \"{key}\"\n");
+        if cfg!(feature = "redis") {
+            toml.push_str("[cluster]\nredis_url = \"redis://admin:hunter2-pw@10.0.0.5:6379/0\"\n");
+        }
+        std::fs::write(&file, toml).unwrap();
+        let text = check_config_text(&file).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(!text.contains(key), "{text}");
+        assert!(
+            !text.to_ascii_lowercase().contains("0123456789abcdef"),
+            "{text}"
+        );
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(text.contains("session_key = \"<redacted>\""), "{text}");
+        assert!(text.contains("secrets are shown as <redacted>"), "{text}");
+        if cfg!(feature = "redis") {
+            assert!(
+                text.contains("redis://<redacted>@10.0.0.5:6379/0"),
+                "{text}"
+            );
+        }
+    }
 }
