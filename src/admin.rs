@@ -265,7 +265,7 @@ where
                 return Ok(res);
             }
             if let Err(refused) = write_allowed(&req) {
-                return Ok(refused);
+                return Ok(*refused);
             }
             Ok(this.route(req).await)
         })
@@ -275,7 +275,7 @@ where
 /// Refuses a write (any method but GET and HEAD) a browser could have
 /// sent from another site: without a JSON or TOML content type (415), or
 /// marked `Sec-Fetch-Site: cross-site` (403).
-fn write_allowed<B>(req: &Request<B>) -> Result<(), Answer> {
+fn write_allowed<B>(req: &Request<B>) -> Result<(), Refused> {
     if matches!(*req.method(), Method::GET | Method::HEAD) {
         return Ok(());
     }
@@ -284,10 +284,10 @@ fn write_allowed<B>(req: &Request<B>) -> Result<(), Answer> {
         .get("sec-fetch-site")
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"cross-site"))
     {
-        return Err(error(
+        return Err(Box::new(error(
             StatusCode::FORBIDDEN,
             "a cross-site request cannot change the guard",
-        ));
+        )));
     }
     let reload = req.uri().path().trim_end_matches('/').ends_with("/reload")
         || req.uri().path().trim_end_matches('/') == "reload";
@@ -313,14 +313,14 @@ fn write_allowed<B>(req: &Request<B>) -> Result<(), Answer> {
     if ok {
         return Ok(());
     }
-    Err(error(
+    Err(Box::new(error(
         StatusCode::UNSUPPORTED_MEDIA_TYPE,
         format!(
             "a {} needs `Content-Type: {want}` (a form or text/plain, which another site can \
              make a browser send, is never accepted)",
             req.method()
         ),
-    ))
+    )))
 }
 
 /// An actor as the admin API names it.
@@ -369,37 +369,37 @@ impl AdminService {
             (&Method::GET, ["verdicts"]) => self.verdicts(),
             (&Method::GET, ["actors", kind, value]) => match path_actor(kind, value, LOOKUP) {
                 Ok(a) => self.actor(&a),
-                Err(e) => e,
+                Err(e) => *e,
             },
             (&Method::POST, ["actors", "lookup"]) => match read(req).await {
                 Ok(body) => match json_body::<ActorRef>(&body, LOOKUP_BODY)
                     .and_then(|r| actor(&r.kind, &r.value).map_err(bad))
                 {
                     Ok(a) => self.actor(&a),
-                    Err(e) => e,
+                    Err(e) => *e,
                 },
-                Err(e) => e,
+                Err(e) => *e,
             },
             (&Method::POST, ["bans"]) => match read(req).await {
                 Ok(body) => self.ban(&body, &who),
-                Err(e) => e,
+                Err(e) => *e,
             },
             (&Method::DELETE, ["bans", kind, value]) => match path_actor(kind, value, LIFT) {
                 Ok(a) => self.unban(&a, &who),
-                Err(e) => e,
+                Err(e) => *e,
             },
             (&Method::POST, ["bans", "lift"]) => match read(req).await {
                 Ok(body) => match json_body::<LiftRequest>(&body, LIFT_BODY)
                     .and_then(|r| actor(&r.actor.kind, &r.actor.value).map_err(bad))
                 {
                     Ok(a) => self.unban(&a, &who),
-                    Err(e) => e,
+                    Err(e) => *e,
                 },
-                Err(e) => e,
+                Err(e) => *e,
             },
             (&Method::POST, ["reload"]) => match read(req).await {
                 Ok(body) => self.reload(&body, &who),
-                Err(e) => e,
+                Err(e) => *e,
             },
             (_, ["suspects" | "verdicts" | "bans" | "reload"])
             | (_, ["actors", "lookup"] | ["bans", "lift"])
@@ -472,7 +472,7 @@ impl AdminService {
     fn ban(&self, body: &[u8], who: &str) -> Answer {
         let ban: BanRequest = match json_body(body, BAN_BODY) {
             Ok(b) => b,
-            Err(e) => return e,
+            Err(e) => return *e,
         };
         if !(1..=MAX_BAN_SECS).contains(&ban.secs) {
             return error(
@@ -550,13 +550,16 @@ const LIFT_BODY: &str = r#"{"actor": {"kind": "session", "value": "..."}}"#;
 const BAN_BODY: &str =
     r#"{"actor": {"kind": "ip", "value": "203.0.113.9"}, "secs": 600, "reason": "..."}"#;
 
-fn bad(message: String) -> Answer {
-    error(StatusCode::BAD_REQUEST, message)
+/// An answer that ends a request early (boxed: a response is large).
+type Refused = Box<Answer>;
+
+fn bad(message: String) -> Refused {
+    Box::new(error(StatusCode::BAD_REQUEST, message))
 }
 
 /// A JSON body as `T`; a 400 that says what was wanted, with the values
 /// of the body left out (they may be session tokens).
-fn json_body<T: serde::de::DeserializeOwned>(body: &[u8], want: &str) -> Result<T, Answer> {
+fn json_body<T: serde::de::DeserializeOwned>(body: &[u8], want: &str) -> Result<T, Refused> {
     serde_json::from_slice(body)
         .map_err(|e| bad(format!("{}: want {want}", without_strings(&e.to_string()))))
 }
@@ -605,7 +608,7 @@ fn without_strings(message: &str) -> String {
 
 /// The actor a URL path names. A session token is refused there: proxies
 /// and access logs keep URLs, so it goes in a body (`body_route`).
-fn path_actor(kind: &str, value: &str, body_route: &str) -> Result<Actor, Answer> {
+fn path_actor(kind: &str, value: &str, body_route: &str) -> Result<Actor, Refused> {
     if kind == "session" {
         return Err(bad(format!(
             "a session token does not go in a URL (proxies and access logs keep URLs): \
@@ -616,7 +619,7 @@ fn path_actor(kind: &str, value: &str, body_route: &str) -> Result<Actor, Answer
 }
 
 /// Reads a body of at most [`MAX_BODY`] bytes.
-async fn read<B>(req: Request<B>) -> Result<Bytes, Answer>
+async fn read<B>(req: Request<B>) -> Result<Bytes, Refused>
 where
     B: Body + Send + 'static,
     B::Data: Send,
@@ -624,11 +627,11 @@ where
 {
     match Limited::new(req.into_body(), MAX_BODY).collect().await {
         Ok(c) => Ok(c.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(error(
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(Box::new(error(
             StatusCode::PAYLOAD_TOO_LARGE,
             format!("the body is over {MAX_BODY} bytes"),
-        )),
-        Err(e) => Err(error(StatusCode::BAD_REQUEST, e)),
+        ))),
+        Err(e) => Err(bad(e.to_string())),
     }
 }
 

@@ -253,5 +253,5 @@ fn builder_refuses_a_zero_burst_and_other_meaningless_numbers() {
     // The smallest burst, 1, is accepted.
     let mut c = enumguard::Config::default();
     c.throttle.burst = 1;
-    GuardLayer::from_config(c).unwrap();
+    let _layer = GuardLayer::from_config(c).unwrap();
 }
