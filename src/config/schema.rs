@@ -84,7 +84,8 @@ impl Default for Limits {
 pub struct ThrottleConfig {
     /// Requests a throttled actor may make per minute. Defaults to 6.
     pub per_minute: u32,
-    /// Burst allowance on top of the rate. Defaults to 3.
+    /// Burst allowance on top of the rate: at least 1 (0 is an error, not
+    /// read as 1). Defaults to 3.
     pub burst: u32,
     /// How long a throttle lasts after the last evidence for it, in
     /// seconds. Defaults to 600.
