@@ -34,7 +34,7 @@ impl Detector {
     ) {
         if self.verdicts.throttle(
             key,
-            now + policy.throttle_for,
+            now.saturating_add(policy.throttle_for),
             VerdictReason::Detected,
             Some(probe.slot),
             now,
@@ -151,6 +151,12 @@ impl Detector {
         until
     }
 
+    /// Blocks `actor` unless it holds a live block already, and counts
+    /// the strike of the block it starts. Of requests that cross a
+    /// threshold at the same time, only the one whose block the table took
+    /// counts a strike (the record's strikes are set to this block's, not
+    /// added to), so a burst of concurrent crossings is one strike, not
+    /// one each. Returns the end of the actor's block.
     #[allow(clippy::too_many_arguments)]
     fn block_one(
         &self,
@@ -162,29 +168,45 @@ impl Detector {
         score: f64,
         reason: VerdictReason,
     ) -> u64 {
+        // The strike this block would be: read, counted only if it starts.
         let strikes = self
             .store
+            .read(&(actor, probe.slot), |r| r.strikes)
+            .unwrap_or(0)
+            .saturating_add(1);
+        let d = policy.block_duration(u32::from(strikes));
+        let until = now.saturating_add(d);
+        if let Err(held) = self.verdicts.block_new(
+            actor,
+            until,
+            reason,
+            u32::from(strikes),
+            Some(probe.slot),
+            now,
+        ) {
+            return held;
+        }
+        self.store
             .update((actor, probe.slot), now, policy.half_life, |r| {
-                r.strikes = r.strikes.saturating_add(1);
+                r.strikes = r.strikes.max(strikes);
                 // A blocked actor comes back with half a block of carried
                 // suspicion when its block *ends*, however long the block
                 // was: a repeat offender is not forgotten while it waits.
-                let d = policy.block_duration(u32::from(r.strikes));
                 let floor = BLOCK_CARRY * 2f64.powf(d as f64 / policy.half_life.max(1) as f64);
                 r.raise_carry(now, policy.half_life, 0.0, floor.min(MAX_BLOCK_CARRY));
                 r.set_score(r.last_score().max(1.0));
-                u32::from(r.strikes)
-            })
-            .unwrap_or(1);
-        let until = now.saturating_add(policy.block_duration(strikes));
-        if self
-            .verdicts
-            .block(actor, until, reason, strikes, Some(probe.slot), now)
-        {
-            self.announce(
-                policy, probe, actor, actors, "block", reason, score, now, strikes,
-            );
-        }
+            });
+        self.announce(
+            policy,
+            probe,
+            actor,
+            actors,
+            "block",
+            reason,
+            score,
+            now,
+            u32::from(strikes),
+        );
         until
     }
 
@@ -265,8 +287,12 @@ impl Detector {
         .increment(1);
     }
 
-    /// An operator's ban of `key` for `dur` nanoseconds from `now`: replaces
-    /// a shorter verdict; a longer block stays.
+    /// An operator's ban of `key` for `dur` nanoseconds from `now`. It
+    /// refuses everything, so it takes effect over any narrower block (a
+    /// detected block of an address covers one probe and anonymous
+    /// requests), however long that one lasts; over a longer ban, or a
+    /// longer detected block of a person (which refuses everything too),
+    /// the later end stays. See `merge_block` in `state::verdict`.
     pub fn ban(&self, key: ActorKey, now: u64, dur: u64) {
         let strikes = match self.verdicts.get(&key) {
             Some(e) => e.strikes.max(1),
@@ -280,13 +306,21 @@ impl Detector {
             None,
             now,
         ) {
-            tracing::warn!(target: "enumguard", actor = %key, verdict = "block", reason = "manual", secs = dur / 1_000_000_000, "enumguard verdict changed");
+            // What the table holds now (a person's longer detected block
+            // extends the ban).
+            let remaining = match self.verdicts.verdict(&key, now) {
+                crate::state::Verdict::Block { remaining, .. } => {
+                    u64::try_from(remaining.as_nanos()).unwrap_or(u64::MAX)
+                }
+                _ => dur,
+            };
+            tracing::warn!(target: "enumguard", actor = %key, verdict = "block", reason = "manual", secs = remaining / 1_000_000_000, "enumguard verdict changed");
             self.changed(|| VerdictChange {
                 actor: key,
                 kind: ChangeKind::Block,
                 reason: VerdictReason::Manual,
                 strikes,
-                remaining: dur,
+                remaining,
                 probe: None,
             });
             metrics::counter!(crate::metrics::VERDICTS, "verdict" => "block", "actor_kind" => key.kind().as_str(), "reason" => "manual", "probe" => "").increment(1);
@@ -319,5 +353,133 @@ impl Detector {
             metrics::counter!(crate::metrics::VERDICTS, "verdict" => "allow", "actor_kind" => key.kind().as_str(), "reason" => "manual", "probe" => "").increment(1);
         }
         had
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::actor::ActorKind;
+    use crate::config::Config;
+    use crate::state::Verdict;
+    use crate::{ProbeConfig, TargetConfig};
+
+    fn detector() -> Detector {
+        Detector::new(Config {
+            probes: vec![ProbeConfig::identities(
+                "lookup",
+                "GET",
+                "/api/lookup",
+                TargetConfig::query("email"),
+            )],
+            ..Config::default()
+        })
+        .unwrap()
+    }
+
+    fn no_actors() -> Actors {
+        Actors {
+            addr: None,
+            ip: None,
+            subnet: None,
+            session: None,
+            account: None,
+        }
+    }
+
+    const SEC: u64 = 1_000_000_000;
+
+    /// Eight requests of one account cross the block threshold at the same
+    /// instant, each past the "not blocked yet" check: one block, one
+    /// strike, the first block's duration; the next block, after it ends,
+    /// is the second strike.
+    #[test]
+    fn concurrent_crossings_add_one_strike() {
+        let d = detector();
+        let policy = d.policy();
+        let probe = &policy.probes[0];
+        let key = ActorKey::hashed(ActorKind::Account, 5);
+        let now = 10 * SEC;
+        let gate = std::sync::Barrier::new(8);
+        let ends: Vec<u64> = std::thread::scope(|s| {
+            let hs: Vec<_> = (0..8)
+                .map(|_| {
+                    s.spawn(|| {
+                        gate.wait();
+                        d.block_one(
+                            &policy,
+                            probe,
+                            now,
+                            &no_actors(),
+                            key,
+                            1.5,
+                            VerdictReason::Detected,
+                        )
+                    })
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let first = policy.block_duration(1);
+        assert!(ends.iter().all(|&e| e == now + first), "{ends:?}");
+        assert_eq!(d.store.read(&(key, probe.slot), |r| r.strikes), Some(1));
+        assert_eq!(
+            d.verdicts.verdict(&key, now),
+            Verdict::Block {
+                remaining: std::time::Duration::from_nanos(first),
+                reason: VerdictReason::Detected,
+                strikes: 1
+            }
+        );
+        // After it ended: the second strike, a longer block.
+        let later = now + first + SEC;
+        let end = d.block_one(
+            &policy,
+            probe,
+            later,
+            &no_actors(),
+            key,
+            1.5,
+            VerdictReason::Detected,
+        );
+        assert_eq!(end, later + policy.block_duration(2));
+        assert!(policy.block_duration(2) > first);
+        assert_eq!(d.store.read(&(key, probe.slot), |r| r.strikes), Some(2));
+    }
+
+    /// At the far end of the clock, a throttle's and a block's ends
+    /// saturate instead of overflowing.
+    #[test]
+    fn ends_saturate_at_the_end_of_time() {
+        let d = detector();
+        let policy = d.policy();
+        let probe = &policy.probes[0];
+        let key = ActorKey::hashed(ActorKind::Session, 6);
+        let now = u64::MAX - SEC;
+        d.throttle(&policy, probe, now, &no_actors(), key, 0.8);
+        d.throttle(&policy, probe, now + 1, &no_actors(), key, 0.8);
+        assert!(matches!(
+            d.verdicts.verdict(&key, now),
+            Verdict::Throttle { remaining, .. } if remaining.as_nanos() == u128::from(SEC)
+        ));
+        let other = ActorKey::hashed(ActorKind::Account, 7);
+        let end = d.block_one(
+            &policy,
+            probe,
+            now,
+            &no_actors(),
+            other,
+            1.5,
+            VerdictReason::Detected,
+        );
+        assert_eq!(end, u64::MAX);
+        d.ban(other, now, u64::MAX);
+        assert!(matches!(
+            d.verdicts.verdict(&other, now),
+            Verdict::Block {
+                reason: VerdictReason::Manual,
+                ..
+            }
+        ));
     }
 }

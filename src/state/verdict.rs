@@ -182,6 +182,95 @@ fn is_wide(key: &ActorKey, e: &Entry) -> bool {
     })
 }
 
+/// Each sweep of a full table evicts up to this fraction of its capacity.
+const SWEEP_FRACTION: usize = 8;
+/// Ranks sampled to find a sweep's cutoff.
+const SWEEP_SAMPLE: usize = 1024;
+
+/// The order in which a full table evicts live verdicts, lowest first:
+/// throttles before blocks; then those an attacker can mint most cheaply
+/// (sessions, then addresses, then accounts, then subnets); then the
+/// soonest-ending. `None` for an operator's ban: never evicted.
+fn evict_rank(key: &ActorKey, e: &Entry) -> Option<(u8, u8, u64)> {
+    if e.reason == VerdictReason::Manual {
+        return None;
+    }
+    let kind = match key.kind() {
+        ActorKind::Session => 0u8,
+        ActorKind::Ip => 1,
+        ActorKind::Account => 2,
+        ActorKind::Subnet => 3,
+    };
+    Some((u8::from(!e.is_throttle()), kind, e.until))
+}
+
+/// How much of an actor's traffic a block refuses, for merging two blocks
+/// of one actor (see [`covers`]): an operator's ban refuses everything and
+/// is never evicted (3); a detected block of a person refuses everything
+/// (2); of an address, anonymous requests to any probe (1) or to one
+/// probe (0).
+fn breadth(kind: ActorKind, e: &Entry) -> u8 {
+    if e.reason == VerdictReason::Manual {
+        3
+    } else if kind.is_personal() {
+        2
+    } else if e.probe.is_none() {
+        1
+    } else {
+        0
+    }
+}
+
+/// Whether block `a` refuses every request block `b` refuses.
+fn contains(kind: ActorKind, a: &Entry, b: &Entry) -> bool {
+    let (x, y) = (breadth(kind, a), breadth(kind, b));
+    x > y || (x == y && (x != 0 || a.probe == b.probe))
+}
+
+/// A new block `new` of an actor of kind `kind` that holds the live block
+/// or throttle `old`: what the entry becomes (`None`: it stays). By scope
+/// first, then by end:
+/// - over a throttle, the block;
+/// - the broader block wins whatever its end: an operator's one-hour ban
+///   of an address that holds a four-hour detected block of one probe
+///   refuses everything for that hour (the rest of the narrower block is
+///   not kept: detection finds the address again, with its strikes);
+/// - where both refuse the same requests (the same scope, or a ban and a
+///   detected block of a person, which both refuse everything), the later
+///   end, kept by the broader one: a detected block (a remote one
+///   included) never turns a ban into an evictable detected block;
+/// - two blocks of an address on different probes: the later end.
+///
+/// Strikes never go down.
+fn merge_block(kind: ActorKind, old: &Entry, new: Entry) -> Option<Entry> {
+    if old.is_throttle() {
+        return Some(new);
+    }
+    let strikes = new.strikes.max(old.strikes);
+    let (wider, narrower) = (contains(kind, &new, old), contains(kind, old, &new));
+    // Both refuse everything (a person's blocks) or exactly the same.
+    let same_effect = (wider && narrower) || (kind.is_personal() && (wider || narrower));
+    if same_effect {
+        // A strictly wider block (a ban over a person's detected block)
+        // takes over; otherwise only a later end changes anything.
+        let takes_over = wider && !narrower;
+        if !takes_over && new.until <= old.until {
+            return None;
+        }
+        let until = new.until.max(old.until);
+        let keep = if wider { new } else { old.clone() };
+        return Some(Entry {
+            until,
+            strikes,
+            ..keep
+        });
+    }
+    if wider || (!narrower && new.until > old.until) {
+        return Some(Entry { strikes, ..new });
+    }
+    None
+}
+
 /// What the gate found for one actor.
 pub(crate) enum Gate {
     Pass,
@@ -200,6 +289,9 @@ pub(crate) struct Table {
     wide_until: AtomicU64,
     cap: usize,
     sweeping: AtomicBool,
+    /// New verdicts that find the table full and sweep nothing, after a
+    /// sweep that found nothing to evict.
+    cooldown: AtomicUsize,
     clock: StepClock,
 }
 
@@ -212,6 +304,7 @@ impl Table {
             wide_until: AtomicU64::new(0),
             cap,
             sweeping: AtomicBool::new(false),
+            cooldown: AtomicUsize::new(0),
             clock: StepClock::default(),
         }
     }
@@ -337,8 +430,12 @@ impl Table {
         }
     }
 
-    /// Blocks `key` until `until`. Returns false if it was already blocked
-    /// at least that long.
+    /// Blocks `key` until `until`, merged with the verdict it holds by
+    /// scope, then by end (see [`merge_block`]): a broader block (an
+    /// operator's ban over a detected address block) takes effect even if
+    /// the narrower one ends later; a narrower one (a detected or remote
+    /// block over a ban) never replaces a broader one. Returns whether the
+    /// verdict changed.
     pub(crate) fn block(
         &self,
         key: ActorKey,
@@ -348,33 +445,47 @@ impl Table {
         probe: Option<u8>,
         now: u64,
     ) -> bool {
-        if let Some(mut e) = self.map.get_mut(&key) {
-            if matches!(e.state, State::Block) && e.until >= until {
-                return false;
+        let new = Entry {
+            state: State::Block,
+            until,
+            reason,
+            strikes,
+            probe,
+        };
+        self.upsert(key, now, |old| match old {
+            Some(e) if e.until > now => merge_block(key.kind(), e, new),
+            _ => Some(new),
+        })
+    }
+
+    /// Blocks `key` unless it holds a live block already (of any scope),
+    /// checked and set under the entry's lock: of concurrent requests that
+    /// cross a threshold together, exactly one starts the block (and adds
+    /// the strike). `Err` holds the end of the block it already had.
+    pub(crate) fn block_new(
+        &self,
+        key: ActorKey,
+        until: u64,
+        reason: VerdictReason,
+        strikes: u32,
+        probe: Option<u8>,
+        now: u64,
+    ) -> Result<(), u64> {
+        let mut held = None;
+        self.upsert(key, now, |old| match old {
+            Some(e) if e.until > now && !e.is_throttle() => {
+                held = Some(e.until);
+                None
             }
-            let new = Entry {
+            _ => Some(Entry {
                 state: State::Block,
                 until,
                 reason,
                 strikes,
                 probe,
-            };
-            // Under the entry's lock, so the count follows the map.
-            self.changed(&key, Some(&e), Some(&new));
-            *e = new;
-            return true;
-        }
-        self.insert(
-            key,
-            Entry {
-                state: State::Block,
-                until,
-                reason,
-                strikes,
-                probe,
-            },
-            now,
-        )
+            }),
+        });
+        held.map_or(Ok(()), Err)
     }
 
     /// Throttles `key` until `until` to `quota`, unless it is blocked.
@@ -389,37 +500,27 @@ impl Table {
         now: u64,
         quota: Quota,
     ) -> bool {
-        if let Some(mut e) = self.map.get_mut(&key) {
-            if e.until > now {
-                // Keep the limiter (and its state); extend a live throttle,
-                // leave a live block alone.
-                if matches!(e.state, State::Throttle(_)) {
-                    e.until = e.until.max(until);
-                }
-                return false;
+        let mut fresh = false;
+        self.upsert(key, now, |old| match old {
+            // Keep the limiter (and its state); extend a live throttle
+            // (its new end counted like any change, so that the fast path
+            // of requests without a probe sees it), leave a live block
+            // alone.
+            Some(e) if e.until > now => {
+                (e.is_throttle() && until > e.until).then(|| Entry { until, ..e.clone() })
             }
-            let new = Entry {
-                state: State::Throttle(self.limiter(now, quota)),
-                until,
-                reason,
-                strikes: e.strikes,
-                probe,
-            };
-            self.changed(&key, Some(&e), Some(&new));
-            *e = new;
-            return true;
-        }
-        self.insert(
-            key,
-            Entry {
-                state: State::Throttle(self.limiter(now, quota)),
-                until,
-                reason,
-                strikes: 0,
-                probe,
-            },
-            now,
-        )
+            old => {
+                fresh = true;
+                Some(Entry {
+                    state: State::Throttle(self.limiter(now, quota)),
+                    until,
+                    reason,
+                    strikes: old.map_or(0, |e| e.strikes),
+                    probe,
+                })
+            }
+        });
+        fresh
     }
 
     fn limiter(&self, now: u64, quota: Quota) -> Arc<Limiter> {
@@ -446,64 +547,110 @@ impl Table {
         }
     }
 
-    fn insert(&self, key: ActorKey, entry: Entry, now: u64) -> bool {
-        if self.len.load(Ordering::Relaxed) >= self.cap {
+    /// Changes `key`'s entry to what `decide` makes of the current one
+    /// (`None`: leave it), under the entry's lock, so that the count of
+    /// wide verdicts and their latest end follow every change (an extended
+    /// end included). Makes room first if the key is new and the table is
+    /// full. Returns whether the entry changed.
+    fn upsert(
+        &self,
+        key: ActorKey,
+        now: u64,
+        decide: impl FnOnce(Option<&Entry>) -> Option<Entry>,
+    ) -> bool {
+        if self.len.load(Ordering::Relaxed) >= self.cap && !self.map.contains_key(&key) {
             self.make_room(now);
         }
-        // The count is adjusted under the entry's lock: `entry` holds it
-        // while the change is made, then the old value is known.
         let mut slot = self.map.entry(key);
-        match &mut slot {
+        let inserted = match &mut slot {
             dashmap::Entry::Occupied(o) => {
-                self.changed(&key, Some(o.get()), Some(&entry));
-                o.insert(entry);
+                let Some(new) = decide(Some(o.get())) else {
+                    return false;
+                };
+                self.changed(&key, Some(o.get()), Some(&new));
+                o.insert(new);
+                false
             }
             dashmap::Entry::Vacant(_) => {
-                self.changed(&key, None, Some(&entry));
-                slot.or_insert(entry);
+                let Some(new) = decide(None) else {
+                    return false;
+                };
+                self.changed(&key, None, Some(&new));
+                slot.or_insert(new);
                 self.len.fetch_add(1, Ordering::Relaxed);
+                true
             }
+        };
+        if inserted {
+            metrics::gauge!(crate::metrics::VERDICTS_ACTIVE).set(self.len() as f64);
         }
-        metrics::gauge!(crate::metrics::VERDICTS_ACTIVE).set(self.len() as f64);
         true
     }
 
-    /// Makes room for one more verdict: drops expired verdicts; if that is
-    /// not enough, throttles; then detected blocks, those an attacker can
-    /// mint most cheaply first (sessions, then addresses, then accounts,
-    /// then subnets), the soonest-ending first. An operator's ban is never
-    /// evicted. One thread sweeps at a time; removals are counted exactly.
+    /// Makes room for more verdicts, in one bounded step: drops expired
+    /// verdicts, then up to an eighth of the capacity by rank (see
+    /// [`evict_rank`]): throttles before blocks, those an attacker can mint
+    /// most cheaply first, the soonest-ending first. An operator's ban is
+    /// never evicted. One thread sweeps at a time (two passes over the
+    /// table, a bounded sample in between); a sweep that finds nothing to
+    /// evict (a table of bans) turns the next sweeps away until as many
+    /// verdicts came, so no request pays a scan per verdict.
     fn make_room(&self, now: u64) {
+        if self
+            .cooldown
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |c| c.checked_sub(1))
+            .is_ok()
+        {
+            return;
+        }
         let Some(_sweep) = Sweep::try_begin(&self.sweeping) else {
             return;
         };
-        let mut removed = self.drop_where(|_, e| e.until <= now);
-        if self.map.len() >= self.cap {
-            removed += self.drop_where(|_, e| matches!(e.state, State::Throttle(_)));
-        }
-        if self.map.len() >= self.cap {
-            let rank = |k: &ActorKey| match k.kind() {
-                ActorKind::Session => 0u8,
-                ActorKind::Ip => 1,
-                ActorKind::Account => 2,
-                ActorKind::Subnet => 3,
-            };
-            let mut order: Vec<(u8, u64)> = self
-                .map
-                .iter()
-                .filter(|e| e.reason != VerdictReason::Manual)
-                .map(|e| (rank(e.key()), e.until))
-                .collect();
-            order.sort_unstable();
-            if let Some(&cutoff) = order.get((self.cap / 8).min(order.len().saturating_sub(1))) {
-                removed += self.drop_where(|k, e| {
-                    e.reason != VerdictReason::Manual && (rank(k), e.until) <= cutoff
-                });
+        let want = (self.cap / SWEEP_FRACTION).max(1);
+        // Pass 1: the expired (all go), and a sample of the live ranks.
+        let mut expired = 0usize;
+        let mut count = 0usize;
+        let stride = (self.cap / SWEEP_SAMPLE).max(1);
+        let mut sample: Vec<(u8, u8, u64)> = Vec::with_capacity(SWEEP_SAMPLE.min(self.cap));
+        for e in self.map.iter() {
+            if e.until <= now {
+                expired += 1;
+            } else if let Some(rank) = evict_rank(e.key(), e.value()) {
+                if count % stride == 0 && sample.len() < SWEEP_SAMPLE {
+                    sample.push(rank);
+                }
+                count += 1;
             }
         }
+        let more = want.saturating_sub(expired).min(count);
+        let cutoff = if more == 0 || sample.is_empty() {
+            None
+        } else {
+            sample.sort_unstable();
+            let frac = more as f64 / count as f64;
+            let idx = ((sample.len() as f64 * frac).ceil() as usize).clamp(1, sample.len()) - 1;
+            Some(if more >= count {
+                (u8::MAX, u8::MAX, u64::MAX)
+            } else {
+                sample[idx]
+            })
+        };
+        // Pass 2: remove them, at most `more` live ones.
+        let mut ranked = 0usize;
+        let removed = self.drop_where(|k, e| {
+            if e.until <= now {
+                return true;
+            }
+            let evict =
+                ranked < more && cutoff.is_some_and(|c| evict_rank(k, e).is_some_and(|r| r <= c));
+            ranked += usize::from(evict);
+            evict
+        });
         if removed > 0 {
             self.len.fetch_sub(removed, Ordering::Relaxed);
             metrics::counter!(crate::metrics::EVICTIONS).increment(removed as u64);
+        } else {
+            self.cooldown.store(want, Ordering::Relaxed);
         }
     }
 
@@ -688,5 +835,228 @@ mod tests {
         assert!(!t.is_empty());
         assert!(matches!(t.check(&ip(1), 11, ANY), Gate::Pass));
         assert!(t.is_empty());
+    }
+
+    /// Extending a live throttle that can refuse requests without a probe
+    /// (a ban-like throttle) moves the fast path's end with it: past the
+    /// first end, requests without a probe still meet the gate.
+    #[test]
+    fn extending_a_wide_throttle_keeps_the_fast_path_shut() {
+        let t = table(16);
+        let key = ip(9);
+        assert!(t.throttle(key, 100, VerdictReason::Manual, None, 1, Q()));
+        assert!(!t.no_wide(|| 50));
+        // Extended at 50 to 300: not a new throttle.
+        assert!(!t.throttle(key, 300, VerdictReason::Manual, None, 50, Q()));
+        assert!(!t.no_wide(|| 150), "the fast path skipped a live throttle");
+        assert!(matches!(t.verdict(&key, 150), Verdict::Throttle { .. }));
+        assert!(t.no_wide(|| 300));
+    }
+
+    fn detected_probe_block(t: &Table, key: ActorKey, until: u64) {
+        assert!(t.block(key, until, VerdictReason::Detected, 1, Some(0), 1));
+    }
+
+    const H: u64 = 3_600_000_000_000;
+
+    /// An operator's ban is broader than a detected block of an address
+    /// (one probe, anonymous requests): it takes effect even when the
+    /// detected block ends later.
+    #[test]
+    fn a_ban_over_a_longer_narrower_block_takes_effect() {
+        let t = table(16);
+        let key = ip(1);
+        detected_probe_block(&t, key, 4 * H);
+        assert!(t.block(key, H, VerdictReason::Manual, 1, None, 2));
+        let with_account = Scope {
+            probe: Some(0),
+            anonymous: false,
+        };
+        let other_probe = Scope {
+            probe: Some(1),
+            anonymous: true,
+        };
+        let no_probe = Scope {
+            probe: None,
+            anonymous: false,
+        };
+        for scope in [with_account, other_probe, no_probe, ANY] {
+            assert!(
+                matches!(t.check(&key, 10, scope), Gate::Blocked { .. }),
+                "{scope:?}"
+            );
+        }
+        assert!(!t.no_wide(|| 10), "a ban shuts the fast path");
+        assert!(matches!(
+            t.verdict(&key, 10),
+            Verdict::Block {
+                reason: VerdictReason::Manual,
+                ..
+            }
+        ));
+    }
+
+    /// A detected block (from another replica, say) never replaces a ban,
+    /// however long it is; of a person, whose detected block refuses
+    /// everything too, it makes the ban last as long, still a ban.
+    #[test]
+    fn a_detected_block_never_replaces_a_ban() {
+        let t = table(16);
+        let addr = ip(2);
+        assert!(t.block(addr, H, VerdictReason::Manual, 1, None, 1));
+        assert!(!t.block(addr, 4 * H, VerdictReason::Detected, 3, Some(0), 2));
+        assert!(!t.block(addr, 4 * H, VerdictReason::Detected, 3, None, 2));
+        assert!(matches!(
+            t.verdict(&addr, 2),
+            Verdict::Block {
+                reason: VerdictReason::Manual,
+                remaining,
+                ..
+            } if remaining.as_nanos() == u128::from(H - 2)
+        ));
+        let account = ActorKey::hashed(ActorKind::Account, 77);
+        assert!(t.block(account, H, VerdictReason::Manual, 1, None, 1));
+        assert!(t.block(account, 4 * H, VerdictReason::Detected, 2, Some(0), 2));
+        assert_eq!(
+            t.verdict(&account, 2),
+            Verdict::Block {
+                remaining: Duration::from_nanos(4 * H - 2),
+                reason: VerdictReason::Manual,
+                strikes: 2
+            }
+        );
+        // And a ban of a person over a longer detected block: the ban,
+        // for the later end.
+        let session = ActorKey::hashed(ActorKind::Session, 78);
+        t.block(session, 4 * H, VerdictReason::Detected, 1, Some(0), 1);
+        assert!(t.block(session, H, VerdictReason::Manual, 1, None, 2));
+        assert!(matches!(
+            t.verdict(&session, 2),
+            Verdict::Block {
+                reason: VerdictReason::Manual,
+                remaining,
+                ..
+            } if remaining.as_nanos() == u128::from(4 * H - 2)
+        ));
+        // Same scope: the later end; a shorter ban changes nothing.
+        assert!(!t.block(addr, H / 2, VerdictReason::Manual, 1, None, 3));
+        assert!(t.block(addr, 2 * H, VerdictReason::Manual, 1, None, 3));
+        // A broader detected block of an address (every probe) over a
+        // narrower one (one probe), and two probes: the later end.
+        let other = ip(3);
+        detected_probe_block(&t, other, 4 * H);
+        assert!(t.block(other, H, VerdictReason::Detected, 1, None, 2));
+        assert_eq!(t.get(&other).unwrap().probe, None);
+        let third = ip(4);
+        detected_probe_block(&t, third, 2 * H);
+        assert!(!t.block(third, H, VerdictReason::Detected, 1, Some(1), 2));
+        assert!(t.block(third, 3 * H, VerdictReason::Detected, 1, Some(1), 2));
+        assert_eq!(t.get(&third).unwrap().probe, Some(1));
+    }
+
+    /// Of many concurrent first blocks of one actor, exactly one is taken.
+    #[test]
+    fn concurrent_first_blocks_start_one_episode() {
+        let t = Arc::new(table(64));
+        let key = ip(5);
+        let taken = std::thread::scope(|s| {
+            let hs: Vec<_> = (0..8)
+                .map(|i| {
+                    let t = t.clone();
+                    s.spawn(move || {
+                        t.block_new(key, 1_000 + i, VerdictReason::Detected, 1, Some(0), 1)
+                            .is_ok()
+                    })
+                })
+                .collect();
+            hs.into_iter()
+                .filter_map(|h| h.join().unwrap().then_some(()))
+                .count()
+        });
+        assert_eq!(taken, 1);
+        // A throttle is no block: a block replaces it.
+        let other = ip(6);
+        t.throttle(other, 500, VerdictReason::Detected, Some(0), 1, Q());
+        assert!(
+            t.block_new(other, 900, VerdictReason::Detected, 1, Some(0), 2)
+                .is_ok()
+        );
+        assert_eq!(
+            t.block_new(other, 950, VerdictReason::Detected, 2, Some(0), 3),
+            Err(900)
+        );
+        // Once it ended, a new episode.
+        assert!(
+            t.block_new(other, 2_000, VerdictReason::Detected, 2, Some(0), 901)
+                .is_ok()
+        );
+    }
+
+    /// A full table evicts in bounded steps: one sweep drops the expired
+    /// and at most an eighth of its capacity, throttles first, never every
+    /// throttle at once and never a ban.
+    #[test]
+    fn a_full_table_evicts_a_bounded_step_by_rank() {
+        let cap = 64;
+        let t = table(cap);
+        for i in 0..8u32 {
+            assert!(t.block(ip(1_000 + i), 10_000, VerdictReason::Manual, 1, None, 1));
+        }
+        for i in 0..28u32 {
+            t.block(
+                ip(i),
+                5_000 + u64::from(i),
+                VerdictReason::Detected,
+                1,
+                Some(0),
+                1,
+            );
+        }
+        for i in 0..28u32 {
+            t.throttle(
+                ip(100 + i),
+                2_000 + u64::from(i),
+                VerdictReason::Detected,
+                Some(0),
+                1,
+                Q(),
+            );
+        }
+        assert_eq!(t.len(), cap);
+        // One more: one sweep of cap / 8 = 8, the soonest-ending throttles.
+        t.block(ip(500), 9_000, VerdictReason::Detected, 1, Some(0), 2);
+        assert_eq!(t.len(), cap - 8 + 1);
+        let throttles = t.map.iter().filter(|e| e.is_throttle()).count();
+        assert_eq!(throttles, 20, "only a step of the throttles went");
+        for i in 0..8u32 {
+            assert!(t.get(&ip(100 + i)).is_none(), "the soonest-ending go first");
+            assert!(t.get(&ip(1_000 + i)).is_some(), "a ban stays");
+        }
+        // A table of bans only: a sweep finds nothing and the next verdicts
+        // do not sweep again.
+        let bans = table(16);
+        for i in 0..16u32 {
+            bans.block(ip(i), 10_000, VerdictReason::Manual, 1, None, 1);
+        }
+        bans.block(ip(99), 5_000, VerdictReason::Detected, 1, Some(0), 2);
+        assert_eq!(bans.cooldown.load(Ordering::Relaxed), 2);
+        bans.block(ip(98), 5_000, VerdictReason::Detected, 1, Some(0), 2);
+        assert_eq!(bans.cooldown.load(Ordering::Relaxed), 1);
+    }
+
+    /// Ends at the far end of time: nothing overflows.
+    #[test]
+    fn huge_ends_saturate() {
+        let t = table(16);
+        let now = u64::MAX - 5;
+        t.block(ip(1), u64::MAX, VerdictReason::Detected, 1, None, now);
+        t.throttle(ip(2), u64::MAX, VerdictReason::Manual, None, now, Q());
+        t.throttle(ip(2), u64::MAX, VerdictReason::Manual, None, now, Q());
+        assert!(matches!(
+            t.check(&ip(1), now, ANY),
+            Gate::Blocked { retry_after: 5, .. }
+        ));
+        assert!(matches!(t.verdict(&ip(2), now), Verdict::Throttle { .. }));
+        assert!(!t.no_wide(|| now));
     }
 }
