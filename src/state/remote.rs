@@ -1,17 +1,24 @@
 //! What other replicas saw of each (actor, probe), as of their last sync:
 //! bounded, and merged into this replica's own window when it decides.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use dashmap::DashMap;
 
 use super::record::Evidence;
 use super::store::StoreKey;
+use super::sweep::Sweep;
 
 /// Replicas whose evidence is kept per (actor, probe), at most: more
 /// replicas than this share verdicts but each counts the evidence of
 /// these only.
 const MAX_REPLICAS: usize = 16;
+/// A purge of a full map frees at least this fraction of its capacity
+/// (expired entries, then those that end soonest): one pass over the map
+/// per that many new keys, at most.
+const PURGE_FRACTION: usize = 8;
+/// Ends sampled to find a purge's cutoff.
+const PURGE_SAMPLE: usize = 1024;
 
 struct Seen {
     /// (replica, what it saw, until when it counts).
@@ -23,6 +30,12 @@ pub(crate) struct Remote {
     map: DashMap<StoreKey, Seen, ahash::RandomState>,
     len: AtomicUsize,
     cap: usize,
+    /// One purge at a time.
+    sweeping: AtomicBool,
+    /// Purges of a full map so far (each one or two passes over it).
+    purges: AtomicU64,
+    /// New keys dropped: the map was full and another thread was purging.
+    dropped: AtomicU64,
 }
 
 impl Remote {
@@ -31,6 +44,9 @@ impl Remote {
             map: DashMap::with_hasher(ahash::RandomState::new()),
             len: AtomicUsize::new(0),
             cap,
+            sweeping: AtomicBool::new(false),
+            purges: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
         }
     }
 
@@ -52,8 +68,12 @@ impl Remote {
         (!out.is_empty()).then_some(out)
     }
 
-    /// Keeps what `replica` saw of `key` until `until`. When full, expired
-    /// entries go first; if none has, the new one is not kept (sharing is
+    /// Keeps what `replica` saw of `key` until `until`. When full, a purge
+    /// (by one thread at a time) drops the expired entries and, if that is
+    /// less than `cap / 8`, the entries that end soonest up to that many:
+    /// the work is amortised, at most one purge (two passes) per `cap / 8`
+    /// new keys, never a pass per key. A new key that finds the map full
+    /// while another thread purges is dropped and counted (sharing is
     /// reduced, local detection is not).
     pub(crate) fn put(&self, key: StoreKey, replica: u64, ev: Evidence, until: u64, now: u64) {
         if let Some(mut seen) = self.map.get_mut(&key) {
@@ -69,8 +89,10 @@ impl Remote {
             return;
         }
         if self.len.load(Ordering::Relaxed) >= self.cap {
-            self.purge(now);
+            self.make_room(now);
             if self.len.load(Ordering::Relaxed) >= self.cap {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!(crate::metrics::CLUSTER_DROPPED).increment(1);
                 return;
             }
         }
@@ -88,16 +110,51 @@ impl Remote {
         }
     }
 
-    /// Drops what has expired.
-    pub(crate) fn purge(&self, now: u64) {
+    /// Makes room in a full map, unless another thread is doing it.
+    fn make_room(&self, now: u64) {
+        let Some(_sweep) = Sweep::try_begin(&self.sweeping) else {
+            return;
+        };
+        if self.len.load(Ordering::Relaxed) < self.cap {
+            return;
+        }
+        self.purges.fetch_add(1, Ordering::Relaxed);
+        let step = (self.cap / PURGE_FRACTION).max(1);
+        // Pass 1: drop the expired, sample the ends of the rest.
+        let mut count = 0usize;
+        let stride = (self.cap / PURGE_SAMPLE).max(1);
+        let mut sample = Vec::with_capacity(PURGE_SAMPLE.min(self.cap));
         let mut removed = 0usize;
         self.map.retain(|_, seen| {
             seen.by.retain(|(_, _, u)| *u > now);
-            let keep = !seen.by.is_empty();
-            removed += usize::from(!keep);
-            keep
+            let Some(end) = seen.by.iter().map(|(_, _, u)| *u).max() else {
+                removed += 1;
+                return false;
+            };
+            if count % stride == 0 && sample.len() < PURGE_SAMPLE {
+                sample.push(end);
+            }
+            count += 1;
+            true
         });
         self.len.fetch_sub(removed, Ordering::Relaxed);
+        let want = step.saturating_sub(removed).min(count);
+        if want == 0 || sample.is_empty() {
+            return;
+        }
+        // Pass 2: the soonest-ending, `want` at most.
+        sample.sort_unstable();
+        let frac = want as f64 / count as f64;
+        let idx = ((sample.len() as f64 * frac).ceil() as usize).clamp(1, sample.len()) - 1;
+        let cutoff = if want >= count { u64::MAX } else { sample[idx] };
+        let mut evicted = 0usize;
+        self.map.retain(|_, seen| {
+            let end = seen.by.iter().map(|(_, _, u)| *u).max().unwrap_or(0);
+            let evict = evicted < want && end <= cutoff;
+            evicted += usize::from(evict);
+            !evict
+        });
+        self.len.fetch_sub(evicted, Ordering::Relaxed);
     }
 
     /// Drops everything of probe slot `probe`.
@@ -150,5 +207,43 @@ mod tests {
         // Once the old ones expire, new keys find room.
         r.put(key(500), 1, ev(1, 0), 5_000, 2_000);
         assert!(r.get(key(500), 2_001).is_some());
+    }
+
+    /// A map full of live evidence makes room by its soonest-ending
+    /// entries, a step of `cap / 8` at a time: one purge per that many new
+    /// keys, not a pass per key; new evidence is kept, not dropped.
+    #[test]
+    fn a_full_map_of_live_evidence_costs_one_purge_per_step() {
+        let cap = 64;
+        let r = Remote::new(cap);
+        for i in 0..cap as u128 {
+            r.put(key(i), 1, ev(1, 0), 1_000 + i as u64, 0);
+        }
+        assert_eq!(r.len.load(Ordering::Relaxed), cap);
+        let news = 10 * cap as u128;
+        for i in 0..news {
+            r.put(key(1_000 + i), 1, ev(1, 0), 100_000 + i as u64, 1);
+            assert!(r.len.load(Ordering::Relaxed) <= cap);
+            assert!(r.get(key(1_000 + i), 2).is_some(), "new evidence kept");
+        }
+        let purges = r.purges.load(Ordering::Relaxed);
+        assert_eq!(purges, news as u64 / (cap as u64 / 8), "one per step");
+        assert_eq!(r.dropped.load(Ordering::Relaxed), 0);
+        // The soonest-ending went first: the first ones, then the oldest
+        // of the new ones.
+        assert!(r.get(key(0), 2).is_none());
+        assert!(r.get(key(1_000 + news - 1), 2).is_some());
+        // One purger at a time: while it holds the right, new keys are
+        // dropped and counted.
+        {
+            let _held = Sweep::try_begin(&r.sweeping).unwrap();
+            r.put(key(5_000), 1, ev(1, 0), 200_000, 3);
+            assert!(r.get(key(5_000), 4).is_none());
+            assert_eq!(r.dropped.load(Ordering::Relaxed), 1);
+        }
+        // Evidence already known is still updated when full.
+        r.put(key(1_000 + news - 1), 2, ev(2, 1), 200_000, 5);
+        assert_eq!(r.get(key(1_000 + news - 1), 6).unwrap().counts.requests, 3);
+        assert_eq!(r.len.load(Ordering::Relaxed), r.map.len());
     }
 }
