@@ -8,7 +8,7 @@
 
 //!
 //! One file per part: `bans.rs`, `lists.rs`, `errors.rs`, `proxies.rs`,
-//! `bodies.rs`, `reload.rs`.
+//! `bodies.rs`, `reload.rs`, `state.rs`.
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -19,6 +19,7 @@ mod errors;
 mod lists;
 mod proxies;
 mod reload;
+mod state;
 
 pub(crate) use std::collections::VecDeque;
 pub(crate) use std::convert::Infallible;
