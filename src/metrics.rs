@@ -35,6 +35,13 @@ pub const CLUSTER_DEGRADED: &str = "enumguard_cluster_degraded";
 /// Counter (feature `redis`): verdict changes and evidence notices not
 /// shared because the sync's queue was full.
 pub const CLUSTER_DROPPED: &str = "enumguard_cluster_dropped_total";
+/// Counter (feature `redis`): messages and stored values from Redis not
+/// applied. Label `reason`: `unauthenticated` (no valid MAC under the
+/// shared `session_key`: forged, altered, or from a replica with another
+/// key), `stale` (a message over 30 s old), `replayed` (a message seen
+/// before), `malformed`, `full` (a remote operator's ban while the verdict
+/// table is full; the next load tries it again).
+pub const CLUSTER_REJECTED: &str = "enumguard_cluster_rejected_total";
 
 /// Every metric the crate emits, by name (for dashboards and alerts to be
 /// checked against).
@@ -50,4 +57,5 @@ pub const ALL: &[&str] = &[
     UNTRACKED,
     CLUSTER_DEGRADED,
     CLUSTER_DROPPED,
+    CLUSTER_REJECTED,
 ];

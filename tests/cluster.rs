@@ -396,11 +396,35 @@ async fn replicas_share_through_a_redis_cluster() {
     );
 }
 
-/// A Redis with a password, over TLS (a self-signed certificate, accepted
-/// with `#insecure`): bans reach the other replica; with a wrong password
-/// a replica never connects and serves on.
+/// A Redis with a password: bans reach the other replica; with a wrong
+/// password a replica never connects and serves on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_password_and_tls_work() {
+async fn a_password_works_and_a_wrong_one_costs_no_request() {
+    let redis = RedisServer::start_with(|_| vec!["--requirepass".into(), "s3cret".into()]);
+    let url = format!("redis://:s3cret@127.0.0.1:{}/", redis.port);
+    let rs = [replica(&url).await, replica(&url).await];
+    connected(&rs.iter().collect::<Vec<_>>()).await;
+    let c = client();
+    rs[0].handle.ban(&account(7), Duration::from_secs(600));
+    let took = until(Duration::from_secs(1), || async {
+        status(&c, &rs[1], "/hello", 7).await == 429
+    })
+    .await;
+    assert!(took.is_some(), "the ban did not reach the other replica");
+    let keys = redis.cli(&["-a", "s3cret", "--no-auth-warning", "keys", "test:v:*"]);
+    assert_eq!(keys.lines().count(), 1, "{keys}");
+    // A wrong password: the replica stays degraded and serves on.
+    let wrong = replica(&format!("redis://:wrong@127.0.0.1:{}/", redis.port)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(wrong.handle.cluster_degraded(), Some(true));
+    assert_eq!(status(&c, &wrong, "/hello", 7).await, 200);
+}
+
+/// TLS with a self-signed certificate, accepted with `#insecure`: only
+/// with the feature `redis-insecure-tls`.
+#[cfg(feature = "redis-insecure-tls")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_without_certificate_checks_works_with_its_own_feature() {
     let tls_port = common::redis::free_port();
     let redis = RedisServer::start_with(|dir| {
         let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
@@ -450,11 +474,31 @@ async fn a_password_and_tls_work() {
     // The verdict is in Redis (read over the plain port, with the password).
     let keys = redis.cli(&["-a", "s3cret", "--no-auth-warning", "keys", "test:v:*"]);
     assert_eq!(keys.lines().count(), 1, "{keys}");
-    // A wrong password: the replica stays degraded and serves on.
-    let wrong = replica(&format!("redis://:wrong@127.0.0.1:{}/", redis.port)).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(wrong.handle.cluster_degraded(), Some(true));
-    assert_eq!(status(&c, &wrong, "/hello", 7).await, 200);
+}
+
+/// Without the feature `redis-insecure-tls`, a URL that would turn the
+/// certificate checks off is refused when the guard is built, naming the
+/// field and the feature, never the password.
+#[cfg(not(feature = "redis-insecure-tls"))]
+#[tokio::test]
+async fn insecure_tls_without_its_feature_is_a_config_error() {
+    for at in [
+        "redis_url = \"rediss://:s3cret@127.0.0.1:6380/#insecure\"",
+        "redis_cluster = [\"rediss://:s3cret@127.0.0.1:7000/#insecure\"]",
+    ] {
+        let config = Config::from_toml_str(&format!(
+            "session_key = \"{SESSION_KEY}\"\n[cluster]\n{at}\n"
+        ))
+        .unwrap();
+        let e = GuardLayer::from_config(config).unwrap_err();
+        assert!(
+            e.field().is_some_and(|f| f.starts_with("cluster.redis_")),
+            "{e}"
+        );
+        let said = e.to_string();
+        assert!(said.contains("redis-insecure-tls"), "{said}");
+        assert!(!said.contains("s3cret"), "{said}");
+    }
 }
 
 #[test]
@@ -495,4 +539,371 @@ fn a_cluster_needs_a_shared_session_key_and_a_redis_url() {
         cluster("redis_cluster = [\"redis://:pw@10.0.0.1:7000\", \"rediss://10.0.0.2:7000\"]")
             .is_ok()
     );
+}
+
+// ---- Redis is not trusted: what an attacker who can read and write it gets.
+
+/// The process's metrics, as Prometheus would scrape them (installed once;
+/// the counters are the process's, so tests compare with a baseline).
+fn scrape() -> String {
+    static PROMETHEUS: std::sync::OnceLock<metrics_exporter_prometheus::PrometheusHandle> =
+        std::sync::OnceLock::new();
+    PROMETHEUS
+        .get_or_init(|| {
+            let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+            let handle = recorder.handle();
+            metrics::set_global_recorder(recorder).expect("no other recorder");
+            handle
+        })
+        .render()
+}
+
+/// `enumguard_cluster_rejected_total{reason}` now.
+fn rejected(reason: &str) -> u64 {
+    let prefix = format!("enumguard_cluster_rejected_total{{reason=\"{reason}\"}} ");
+    scrape()
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix)?.trim().parse::<f64>().ok())
+        .unwrap_or(0.0) as u64
+}
+
+/// Waits (at most 2 s) until `rejected(reason)` is at least `n`.
+async fn rejected_at_least(reason: &str, n: u64) {
+    let ok = until(Duration::from_secs(2), || async { rejected(reason) >= n }).await;
+    assert!(
+        ok.is_some(),
+        "{reason}: {} rejected, expected at least {n}",
+        rejected(reason)
+    );
+}
+
+/// An attacker's plain connection to the same Redis.
+async fn attacker(redis: &RedisServer) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(redis.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap()
+}
+
+/// The keys matching `pattern`, read over `conn`.
+async fn keys(conn: &redis::aio::MultiplexedConnection, pattern: &str) -> Vec<String> {
+    let mut conn = conn.clone();
+    redis::cmd("KEYS")
+        .arg(pattern)
+        .query_async(&mut conn)
+        .await
+        .unwrap()
+}
+
+/// Waits (at most 2 s) until `keys(pattern)` counts `n` (`None`: any but 0).
+async fn keys_until(conn: &redis::aio::MultiplexedConnection, pattern: &str, n: Option<usize>) {
+    let ok = until(Duration::from_secs(2), || async {
+        let k = keys(conn, pattern).await.len();
+        n.map_or(k > 0, |n| k == n)
+    })
+    .await;
+    assert!(ok.is_some(), "{pattern}: {:?}", keys(conn, pattern).await);
+}
+
+/// What the old, trusting format read as "block 127.0.0.1 (every test
+/// client) for ever": the actor's parts in the clear, no MAC.
+fn forged_ban_of_localhost() -> String {
+    let lo = u128::from(std::net::Ipv4Addr::LOCALHOST.to_ipv6_mapped()) as u64;
+    format!(
+        r#"{{"from":"evil","t":{t},"changes":[{{"a":[0,128,0,{lo}],"k":"block","r":"manual","s":9,"ms":18446744073709551,"t":{t}}}]}}"#,
+        t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis()
+    )
+}
+
+/// Anyone who can publish on the channel: forged bans (no MAC, a wrong
+/// one, an altered body under a real MAC) ban nobody and unban nobody; a
+/// real message published again (a replay) changes nothing; a forged value
+/// stored in Redis is ignored by a replica that loads; each is counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_and_replayed_messages_ban_nobody_and_unban_nobody() {
+    use futures_util::StreamExt;
+    let unauthenticated = rejected("unauthenticated");
+    let replayed = rejected("replayed");
+    let redis = RedisServer::start();
+    let (a, b) = (replica(&redis.url()).await, replica(&redis.url()).await);
+    connected(&[&a, &b]).await;
+    let c = client();
+    let mut evil = attacker(&redis).await;
+    let mut listen = redis::Client::open(redis.url())
+        .unwrap()
+        .get_async_pubsub()
+        .await
+        .unwrap();
+    listen.subscribe("test:verdicts").await.unwrap();
+    let mut heard = listen.into_on_message();
+    // A real ban on A reaches B; the attacker hears its message.
+    a.handle.ban(&account(7), Duration::from_secs(600));
+    let real: Vec<u8> = tokio::time::timeout(Duration::from_secs(2), heard.next())
+        .await
+        .expect("the ban's message")
+        .unwrap()
+        .get_payload_bytes()
+        .to_vec();
+    let took = until(Duration::from_secs(1), || async {
+        status(&c, &b, "/hello", 7).await == 429
+    })
+    .await;
+    assert!(took.is_some(), "the real ban did not reach B");
+    let real_text = String::from_utf8(real.clone()).unwrap();
+    let (tag, body) = real_text.split_at(64);
+    assert!(tag.bytes().all(|b| b.is_ascii_hexdigit()), "{real_text}");
+    let unban_body = body.replace(r#""k":"block""#, r#""k":"allow""#);
+    assert_ne!(unban_body, body);
+    let forged = [
+        // The old trusting format: ban every client.
+        forged_ban_of_localhost(),
+        // The same under a made-up tag.
+        format!("{}{}", "ab".repeat(32), forged_ban_of_localhost()),
+        // The real message turned into an unban, its tag kept; or dropped.
+        format!("{tag}{unban_body}"),
+        unban_body.clone(),
+    ];
+    for f in &forged {
+        let _: () = redis::cmd("PUBLISH")
+            .arg("test:verdicts")
+            .arg(f)
+            .query_async(&mut evil)
+            .await
+            .unwrap();
+    }
+    // Each of A and B drops each of the four, and counts it.
+    rejected_at_least("unauthenticated", unauthenticated + 8).await;
+    for r in [&a, &b] {
+        assert_eq!(status(&c, r, "/hello", 8).await, 200, "a forged ban held");
+        assert_eq!(status(&c, r, "/hello", 7).await, 429, "a forged unban held");
+    }
+    // The real unban lifts it; the real ban published again does not
+    // bring it back.
+    assert!(a.handle.unban(&account(7)));
+    let took = until(Duration::from_secs(1), || async {
+        status(&c, &b, "/hello", 7).await == 200
+    })
+    .await;
+    assert!(took.is_some(), "the real unban did not reach B");
+    let _: () = redis::cmd("PUBLISH")
+        .arg("test:verdicts")
+        .arg(&real)
+        .query_async(&mut evil)
+        .await
+        .unwrap();
+    rejected_at_least("replayed", replayed + 2).await;
+    assert_eq!(status(&c, &b, "/hello", 7).await, 200, "a replay banned");
+    assert_eq!(status(&c, &a, "/hello", 7).await, 200, "a replay banned");
+    // Stored values: a real one (account 9's ban, lifted since) copied
+    // back under its own key with its body altered, or without its tag, or
+    // under another key; and the old trusting format. A replica that loads
+    // them applies none; it does apply a real one (account 10's ban).
+    a.handle.ban(&account(9), Duration::from_secs(600));
+    let mut stored = None;
+    for _ in 0..100 {
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg("test:v:*")
+            .query_async(&mut evil)
+            .await
+            .unwrap();
+        if let [key] = &keys[..] {
+            let value: Option<String> = redis::cmd("GET")
+                .arg(key)
+                .query_async(&mut evil)
+                .await
+                .unwrap();
+            if let Some(value) = value {
+                stored = Some((key.clone(), value));
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let (key, value) = stored.expect("account 9's ban is stored within 1 s");
+    assert!(value.len() > 64, "{value}");
+    let (tag, body) = value.split_at(64);
+    assert!(a.handle.unban(&account(9)));
+    keys_until(&evil, "test:v:*", Some(0)).await;
+    a.handle.ban(&account(10), Duration::from_secs(600));
+    keys_until(&evil, "test:v:*", Some(1)).await;
+    let old = forged_ban_of_localhost();
+    let stored_old = &old[old.find(r#"{"a""#).unwrap()..old.len() - 2];
+    let altered = format!("{tag}{}", body.replace(r#""s":1"#, r#""s":2"#));
+    assert_ne!(altered, value);
+    let other_key = format!("test:v:{}", "0".repeat(32));
+    let third_key = format!("test:v:{}", "1".repeat(32));
+    for (k, v) in [
+        (key.as_str(), altered.as_str()),
+        (third_key.as_str(), body),
+        (other_key.as_str(), value.as_str()),
+        ("test:v:dead", stored_old),
+    ] {
+        let _: () = redis::cmd("SET")
+            .arg(k)
+            .arg(v)
+            .arg("PX")
+            .arg(600_000)
+            .query_async(&mut evil)
+            .await
+            .unwrap();
+    }
+    let unauthenticated = rejected("unauthenticated");
+    let late = replica(&redis.url()).await;
+    connected(&[&late]).await;
+    assert!(rejected("unauthenticated") >= unauthenticated + 4);
+    assert_eq!(status(&c, &late, "/hello", 10).await, 429, "the real ban");
+    assert_eq!(status(&c, &late, "/hello", 9).await, 200, "a forged value");
+    assert_eq!(status(&c, &late, "/hello", 8).await, 200, "a forged value");
+}
+
+/// A ban for ever (an operator's, or a replica's whose config allows
+/// more) is held by the others at most `blocks.max_secs` (a day by
+/// default) past the last message or load that confirmed it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ban_for_ever_is_held_elsewhere_at_most_blocks_max_secs() {
+    let day = Duration::from_secs(86_400);
+    let redis = RedisServer::start();
+    let (a, b) = (replica(&redis.url()).await, replica(&redis.url()).await);
+    connected(&[&a, &b]).await;
+    let c = client();
+    a.handle.ban(&account(11), Duration::MAX);
+    let took = until(Duration::from_secs(1), || async {
+        status(&c, &b, "/hello", 11).await == 429
+    })
+    .await;
+    assert!(took.is_some(), "the ban did not reach B");
+    let remaining = |r: &Replica| match r.handle.verdict(&account(11)) {
+        enumguard::Verdict::Block { remaining, .. } => remaining,
+        v => panic!("{v:?}"),
+    };
+    assert!(remaining(&a) > 1000 * day, "{:?}", remaining(&a));
+    assert!(remaining(&b) <= day, "{:?}", remaining(&b));
+    assert!(remaining(&b) > day - Duration::from_secs(60));
+    // Loaded from Redis (whose key lives for ever), the same.
+    let late = replica(&redis.url()).await;
+    connected(&[&late]).await;
+    assert!(remaining(&late) <= day, "{:?}", remaining(&late));
+}
+
+/// Whoever reads Redis (keys, values, messages) learns no address and no
+/// account: key names are keyed hashes, and the actor in values and
+/// messages is encrypted under the shared key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_holds_no_address_and_no_account() {
+    use futures_util::StreamExt;
+    use siphasher::sip128::{Hasher128, SipHasher13};
+    use std::hash::Hasher;
+    let redis = RedisServer::start();
+    let a = replica(&redis.url()).await;
+    connected(&[&a]).await;
+    let mut listen = redis::Client::open(redis.url())
+        .unwrap()
+        .get_async_pubsub()
+        .await
+        .unwrap();
+    listen
+        .subscribe(&["test:verdicts", "test:evidence"][..])
+        .await
+        .unwrap();
+    let mut heard = listen.into_on_message();
+    let c = client();
+    // A ban of an address, an account's, and evidence of 127.0.0.1 and of
+    // account 4243 reading foreign address books.
+    let mut conn = attacker(&redis).await;
+    let ip: std::net::Ipv4Addr = "203.0.113.9".parse().unwrap();
+    a.handle.ban(&Actor::ip(ip), Duration::from_secs(600));
+    a.handle.ban(&account(4242), Duration::from_secs(600));
+    keys_until(&conn, "test:v:*", Some(2)).await;
+    for k in 0..5u64 {
+        let path = format!("/api/accounts/{}/addressbook", 3_000 + k);
+        assert_eq!(status(&c, &a, &path, 4243).await, 200);
+    }
+    keys_until(&conn, "test:e:*", None).await;
+    let mut seen = String::new();
+    for key in keys(&conn, "*").await {
+        let value: String = redis::cmd("GET")
+            .arg(&key)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        seen.push_str(&format!("{key}\n{value}\n"));
+    }
+    while let Ok(Some(m)) = tokio::time::timeout(Duration::from_millis(200), heard.next()).await {
+        seen.push_str(&String::from_utf8_lossy(m.get_payload_bytes()));
+        seen.push('\n');
+    }
+    assert!(
+        seen.contains("test:v:") && seen.contains("test:e:"),
+        "{seen}"
+    );
+    // The addresses, as text, hex and the decimal halves the old format had.
+    let mut secret = vec!["203.0.113.9".to_owned(), "127.0.0.1".to_owned()];
+    for ip in [ip, std::net::Ipv4Addr::LOCALHOST] {
+        let bits = u128::from(ip.to_ipv6_mapped());
+        secret.push(format!("{:08x}", u32::from(ip)));
+        secret.push((bits as u64).to_string());
+    }
+    // The accounts' keys as anyone can compute them (the hash key is fixed).
+    for id in ["4242", "4243"] {
+        let mut h = SipHasher13::new_with_keys(0x656e_756d_6775_6172, 0x6163_636f_756e_7473);
+        h.write(id.as_bytes());
+        let bits = h.finish128().as_u128();
+        secret.push(format!("{:016x}", (bits >> 64) as u64));
+        secret.push(((bits >> 64) as u64).to_string());
+        secret.push((bits as u64).to_string());
+    }
+    for s in &secret {
+        assert!(!seen.contains(s.as_str()), "Redis shows {s}:\n{seen}");
+    }
+}
+
+/// A key whose expiry someone set to hundreds of thousands of years (the
+/// value itself real: its MAC does not cover the expiry): a replica that
+/// loads it neither fails nor keeps it past what the value says.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostile_expiry_in_redis_breaks_no_replica() {
+    let redis = RedisServer::start();
+    let a = replica(&redis.url()).await;
+    connected(&[&a]).await;
+    let c = client();
+    let mut evil = attacker(&redis).await;
+    a.handle.ban(&account(12), Duration::from_secs(600));
+    keys_until(&evil, "test:v:*", Some(1)).await;
+    for k in 0..10u64 {
+        let path = format!("/api/accounts/{}/addressbook", 2_000 + k * 37);
+        assert_eq!(status(&c, &a, &path, 7).await, 200);
+    }
+    keys_until(&evil, "test:e:*", None).await;
+    for key in keys(&evil, "test:*").await {
+        let _: i64 = redis::cmd("PEXPIRE")
+            .arg(&key)
+            .arg(9_000_000_000_000_000u64)
+            .query_async(&mut evil)
+            .await
+            .unwrap();
+    }
+    let b = replica(&redis.url()).await;
+    connected(&[&b]).await;
+    // B loaded the evidence (15 in all: B lets through what is left of the
+    // bound) and the ban, no longer than it was made for.
+    let mut served = 0;
+    for k in 10..40u64 {
+        let path = format!("/api/accounts/{}/addressbook", 2_000 + k * 37);
+        if status(&c, &b, &path, 7).await == 200 {
+            served += 1;
+        } else {
+            break;
+        }
+    }
+    assert!(served <= 7, "{served}");
+    match b.handle.verdict(&account(12)) {
+        enumguard::Verdict::Block { remaining, .. } => {
+            assert!(remaining <= Duration::from_secs(600), "{remaining:?}")
+        }
+        v => panic!("{v:?}"),
+    }
 }

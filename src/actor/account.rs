@@ -7,8 +7,21 @@ use siphasher::sip128::{Hasher128, SipHasher13};
 
 use super::{ActorKey, ActorKind};
 
-/// Fixed keys for account hashing: account ids are not secrets, and a fixed
-/// key lets every replica (and an operator's `ban`) compute the same key.
+/// Fixed keys for account hashing. They cannot come from a secret: an
+/// [`AccountId`] is a plain value the application builds without the guard
+/// (`AccountId::from(42)` in an authentication layer, [`AsAccountId`] in the
+/// request extensions, an operator's `ban`) and compares with the targets of
+/// requests (`AccountId::is`, `probe/target.rs`): every one of them, in every
+/// replica and across a reload of the config, must map one id to one key,
+/// and none of them has the policy (or its `session_key`) at hand.
+///
+/// So this hash is only a compact in-process key, never a secret, and never
+/// leaves the process as it is: what goes to Redis is keyed with the shared
+/// `session_key` (key names are keyed hashes of the actor key; the actor in
+/// stored values and messages is encrypted, `cluster/seal.rs`), so whoever
+/// reads Redis cannot test account ids against it. Logs and the admin
+/// service show the first 64 bits of it (`account:#…`); they are for
+/// operators, who know the accounts anyway.
 pub(crate) const ACCOUNT_KEYS: (u64, u64) = (0x656e_756d_6775_6172, 0x6163_636f_756e_7473);
 
 pub(crate) fn hash128(keys: (u64, u64), bytes: &[u8]) -> u128 {

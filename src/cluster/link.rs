@@ -43,6 +43,7 @@ impl Source {
     /// Clients for `config`; an error names the field whose URL is wrong.
     pub(super) fn new(config: &ClusterConfig, timeout: Duration) -> Result<Self, ConfigError> {
         let open = |field: String, url: &str| {
+            insecure_allowed(&field, url)?;
             redis::Client::open(url.trim())
                 .map_err(|e| ConfigError::invalid(field, redact(url), e.to_string()))
         };
@@ -123,6 +124,38 @@ impl Source {
             }
         }
     }
+}
+
+/// Whether `url` asks for TLS without certificate checks (`#insecure`).
+fn is_insecure(url: &str) -> bool {
+    url.trim()
+        .split_once('#')
+        .is_some_and(|(_, fragment)| fragment.eq_ignore_ascii_case("insecure"))
+}
+
+/// `#insecure` turns off the checks of the server's certificate: anyone on
+/// the path could then read and rewrite what the replicas share. It takes
+/// the feature `redis-insecure-tls`, named for what it does; without it
+/// such a URL is refused here, when the guard is built, instead of failing
+/// on every connection later. With it, a warning says so at start.
+fn insecure_allowed(field: &str, url: &str) -> Result<(), ConfigError> {
+    if !is_insecure(url) {
+        return Ok(());
+    }
+    if cfg!(feature = "redis-insecure-tls") {
+        tracing::warn!(
+            target: "enumguard",
+            redis = %redact(url),
+            "enumguard cluster: `#insecure`: TLS to Redis WITHOUT certificate checks (feature `redis-insecure-tls`); for tests only"
+        );
+        return Ok(());
+    }
+    Err(ConfigError::invalid(
+        field,
+        redact(url),
+        "`#insecure` (TLS without certificate checks) needs the feature `redis-insecure-tls`, \
+         off by default: give Redis a certificate the system trusts instead",
+    ))
 }
 
 impl Link {
@@ -254,6 +287,31 @@ impl Link {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn insecure_tls_takes_its_own_feature() {
+        let config = ClusterConfig {
+            redis_url: "rediss://:s3cret@10.0.0.5:6380/#insecure".into(),
+            ..ClusterConfig::default()
+        };
+        let built = Source::new(&config, Duration::from_millis(10));
+        if cfg!(feature = "redis-insecure-tls") {
+            assert!(built.is_ok());
+        } else {
+            let e = built.err().expect("an error without the feature");
+            assert_eq!(e.field(), Some("cluster.redis_url"));
+            assert!(e.to_string().contains("redis-insecure-tls"), "{e}");
+            assert!(!e.to_string().contains("s3cret"), "{e}");
+        }
+        // Checked TLS needs nothing more.
+        let checked = ClusterConfig {
+            redis_url: "rediss://10.0.0.5:6380/".into(),
+            ..ClusterConfig::default()
+        };
+        assert!(Source::new(&checked, Duration::from_millis(10)).is_ok());
+        assert!(is_insecure("rediss://a:1/#INSECURE "));
+        assert!(!is_insecure("rediss://a:1/"));
+    }
 
     #[test]
     fn what_the_log_says_of_redis_has_no_password() {

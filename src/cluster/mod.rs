@@ -6,13 +6,24 @@
 //! bounded channel: the request path never waits on Redis, and when the
 //! channel is full a change is dropped and counted.
 //!
+//! Redis is not trusted: whoever can read it or publish on its channels
+//! (without the shared `session_key`) learns no actor and changes no
+//! verdict. Every message and stored value is authenticated (HMAC-SHA256,
+//! keyed from the `session_key`; see `seal.rs`) and anything else is
+//! dropped and counted (`enumguard_cluster_rejected_total`); the actor in
+//! each value is encrypted; messages older than 30 s or seen before are
+//! dropped; a remote verdict is held at most `blocks.max_secs` past the
+//! last message or load that confirmed it.
+//!
 //! | file | role |
 //! |---|---|
+//! | `seal.rs` | the keys derived from the `session_key`: the MAC of messages and values, the actor's encryption |
 //! | `wire.rs` | key names (keyed hashes, never an address or a token) and the message format |
 //! | `link.rs` | one Redis server or a Redis Cluster: batches, per-node scans, the subscription |
 //! | `sync.rs` | the background task: batches, publish, subscribe, load, reconnect with backoff |
 
 mod link;
+mod seal;
 mod sync;
 mod wire;
 

@@ -1,18 +1,21 @@
 //! The background task that shares verdicts through Redis.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
 
 use super::link::{Link, Source};
+use super::seal::{Kind, Seal};
 use super::wire::{Batch, EvidenceBatch, EvidenceWire, Names, Wire};
 use crate::actor::ActorKey;
 use crate::clock::SharedClock;
 use crate::config::{ClusterConfig, ConfigError};
 use crate::detect::{ChangeKind, Detector, VerdictChange};
+use crate::state::VerdictReason;
 
 /// Changes waiting for the task, at most; more are dropped and counted.
 const CHANNEL: usize = 4096;
@@ -33,8 +36,26 @@ const BACKOFF: (Duration, Duration) = (Duration::from_millis(100), Duration::fro
 const WARN_EVERY: Duration = Duration::from_secs(60);
 /// Verdict keys read per load, at most (the table holds no more anyway).
 const MAX_LOAD: usize = 200_000;
+/// A message sent longer ago than this (ms, by the sender's wall clock
+/// against this replica's: replicas' clocks must agree within it) is
+/// dropped; within it, one seen before is dropped.
+const FRESH_MS: u64 = 30_000;
+/// Messages remembered to drop a replay, at most (16 bytes of tag and a
+/// time each). Beyond it (only replicas can mint new messages) a message is
+/// applied without being remembered.
+const MAX_SEEN: usize = 1 << 18;
 
-use crate::metrics::{CLUSTER_DEGRADED as DEGRADED, CLUSTER_DROPPED as DROPPED};
+use crate::metrics::{
+    CLUSTER_DEGRADED as DEGRADED, CLUSTER_DROPPED as DROPPED, CLUSTER_REJECTED as REJECTED,
+};
+
+/// Milliseconds since the Unix epoch, by the wall clock (shared by the
+/// replicas, unlike the guard's clock, whose origin is each one's own).
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis().min(u128::from(u64::MAX)) as u64)
+}
 
 /// What the handle can read of the sync.
 #[derive(Debug, Default)]
@@ -52,6 +73,11 @@ impl Status {
         self.dropped.load(Ordering::Relaxed)
     }
 
+    /// Counts a message or value from Redis not applied (see [`REJECTED`]).
+    fn reject(&self, why: &'static str) {
+        metrics::counter!(REJECTED, "reason" => why).increment(1);
+    }
+
     fn set_degraded(&self, on: bool) {
         self.degraded.store(on, Ordering::Relaxed);
         metrics::gauge!(DEGRADED).set(if on { 1.0 } else { 0.0 });
@@ -59,7 +85,8 @@ impl Status {
 }
 
 /// Starts sharing `core`'s verdicts as `config` says, on the current tokio
-/// runtime. `secret` hashes the key names (the shared session key).
+/// runtime. `secret` is the shared session key: every key that names,
+/// authenticates and encrypts what goes to Redis derives from it.
 pub(crate) fn start(
     core: &Arc<Detector>,
     clock: SharedClock,
@@ -97,12 +124,16 @@ pub(crate) fn start(
         .replica_id
         .clone()
         .unwrap_or_else(|| format!("{:016x}", crate::detect::random_key().0));
+    let seal = Seal::derive(secret);
     let task = Task {
         core: Arc::downgrade(core),
         clock,
         source,
         turn: 0,
-        names: Names::new(&config.key_prefix, secret),
+        names: Names::new(&config.key_prefix, seal.names()),
+        seal,
+        seen: HashMap::new(),
+        purged: 0,
         replica,
         interval: Duration::from_millis(config.sync_interval_ms),
         url: Source::describe(config),
@@ -123,6 +154,13 @@ struct Task {
     /// Connections made: which cluster node is asked for the subscription.
     turn: usize,
     names: Names,
+    /// The keys of the MACs and of the actors' encryption.
+    seal: Seal,
+    /// The messages seen in the last `FRESH_MS` (the start of their tag,
+    /// when sent), to drop a replay.
+    seen: HashMap<u128, u64>,
+    /// When `seen` was last purged (ms since the epoch).
+    purged: u64,
     replica: String,
     interval: Duration,
     url: String,
@@ -298,12 +336,17 @@ impl Task {
     }
 
     /// Writes a batch (each verdict under its key with its expiry; an
-    /// unban deletes the key) and publishes it.
+    /// unban deletes the key) and publishes it, each value and the message
+    /// sealed.
     async fn send(&self, conn: &mut Link, changes: &[VerdictChange]) -> Result<(), Ended> {
         if changes.is_empty() {
             return Ok(());
         }
-        let wires: Vec<Wire> = changes.iter().map(Wire::from_change).collect();
+        let t = unix_ms();
+        let wires: Vec<Wire> = changes
+            .iter()
+            .map(|c| Wire::from_change(c, &self.seal, t))
+            .collect();
         let mut cmds = Vec::with_capacity(changes.len() + 1);
         for (c, w) in changes.iter().zip(&wires) {
             let key = self.names.verdict(&c.actor);
@@ -312,16 +355,20 @@ impl Task {
                 _ => {
                     let ms = c.remaining.div_ceil(1_000_000).max(1);
                     let value = serde_json::to_string(w).unwrap_or_default();
+                    let value = self.seal.seal(Kind::Value, &key, &value);
                     cmds.push(set_px(key, value, ms));
                 }
             }
         }
         let message = serde_json::to_string(&Batch {
             from: self.replica.clone(),
+            t,
             changes: wires,
         })
         .unwrap_or_default();
-        cmds.push(redis::Cmd::publish(self.names.channel(), message));
+        let channel = self.names.channel();
+        let message = self.seal.seal(Kind::Message, &channel, &message);
+        cmds.push(redis::Cmd::publish(channel, message));
         tokio::time::timeout(TIMEOUT, conn.exec(cmds))
             .await
             .map_err(|_| Ended::Failed("a write timed out".into()))??;
@@ -330,38 +377,41 @@ impl Task {
 
     /// Sends what this replica saw of the records touched since the last
     /// sync: each under its own key with the probe's window as expiry, and
-    /// one message to the others.
+    /// one message to the others, all sealed.
     async fn send_evidence(&mut self, conn: &mut Link) -> Result<(), Ended> {
         let Some(core) = self.core() else {
             return Err(Ended::Closed);
         };
         let now = self.clock.now();
+        let t = unix_ms();
         let touched: Vec<(ActorKey, u8)> = self.touched.drain().collect();
         let mut items = Vec::with_capacity(touched.len());
         for (key, slot) in touched {
             if let Some((ev, probe, window)) = core.evidence_of(key, slot, now) {
                 if !ev.is_empty() {
-                    items.push(EvidenceWire::new(&key, &probe, &ev, window));
+                    let w = EvidenceWire::new(&key, &probe, &ev, window, &self.seal, t);
+                    items.push((key, w));
                 }
             }
         }
         drop(core);
+        let channel = self.names.evidence_channel();
         for chunk in items.chunks(MAX_BATCH) {
             let mut cmds = Vec::with_capacity(chunk.len() + 1);
-            for w in chunk {
-                let Some((actor, probe, _, valid)) = w.parts() else {
-                    continue;
-                };
-                let key = self.names.evidence(&actor, probe, &self.replica);
+            for (actor, w) in chunk {
+                let key = self.names.evidence(actor, &w.p, &self.replica);
                 let value = serde_json::to_string(w).unwrap_or_default();
-                cmds.push(set_px(key, value, (valid / 1_000_000).max(1)));
+                let value = self.seal.seal(Kind::Value, &key, &value);
+                cmds.push(set_px(key, value, w.w.max(1)));
             }
             let message = serde_json::to_string(&EvidenceBatch {
                 from: self.replica.clone(),
-                items: chunk.iter().map(EvidenceWire::clone_wire).collect(),
+                t,
+                items: chunk.iter().map(|(_, w)| w.clone_wire()).collect(),
             })
             .unwrap_or_default();
-            cmds.push(redis::Cmd::publish(self.names.evidence_channel(), message));
+            let message = self.seal.seal(Kind::Message, &channel, &message);
+            cmds.push(redis::Cmd::publish(channel.clone(), message));
             tokio::time::timeout(TIMEOUT, conn.exec(cmds))
                 .await
                 .map_err(|_| Ended::Failed("a write timed out".into()))??;
@@ -369,12 +419,76 @@ impl Task {
         Ok(())
     }
 
+    /// The body of a message on `channel` if it is authentic, fresh and
+    /// not seen before; otherwise `None`, counted.
+    fn admit_message<'a>(&mut self, channel: &str, payload: &'a [u8]) -> Option<&'a [u8]> {
+        let Some((id, body)) = self.seal.open(Kind::Message, channel, payload) else {
+            self.status.reject("unauthenticated");
+            return None;
+        };
+        Some(body).filter(|_| self.first_seen(id))
+    }
+
+    /// Whether a message is new: `false` (counted) for a replay.
+    fn first_seen(&mut self, id: u128) -> bool {
+        let now = unix_ms();
+        if self.seen.contains_key(&id) {
+            self.status.reject("replayed");
+            return false;
+        }
+        if self.seen.len() >= MAX_SEEN && now.saturating_sub(self.purged) >= 1_000 {
+            self.purged = now;
+            self.seen
+                .retain(|_, t| t.saturating_add(2 * FRESH_MS) >= now);
+        }
+        if self.seen.len() < MAX_SEEN {
+            self.seen.insert(id, now);
+        }
+        true
+    }
+
+    /// Whether a message sent at `t` (ms since the epoch) is recent
+    /// enough to apply; `false` is counted.
+    fn fresh(&self, t: u64) -> bool {
+        let now = unix_ms();
+        let ok = t.saturating_add(FRESH_MS) >= now && t <= now.saturating_add(FRESH_MS);
+        if !ok {
+            self.status.reject("stale");
+        }
+        ok
+    }
+
+    /// A remote change as this replica applies it: held at most
+    /// `blocks.max_secs` (past the message or load that brought it; the
+    /// next load extends it while Redis still holds it); an operator's ban
+    /// of an actor the table does not hold yet only while the table has
+    /// room, since such a ban is never evicted (`None`, counted: the next
+    /// load tries again).
+    fn bounded(&self, core: &Detector, mut c: VerdictChange) -> Option<VerdictChange> {
+        let policy = core.policy();
+        c.remaining = c.remaining.min(policy.block_max);
+        if c.reason == VerdictReason::Manual
+            && c.kind != ChangeKind::Allow
+            && core.verdicts.get(&c.actor).is_none()
+            && core.verdicts.len() >= policy.config().limits.max_verdicts
+        {
+            self.status.reject("full");
+            return None;
+        }
+        Some(c)
+    }
+
     /// Keeps evidence another replica sent.
-    fn received_evidence(&self, payload: &[u8]) {
-        let Ok(batch) = serde_json::from_slice::<EvidenceBatch>(payload) else {
+    fn received_evidence(&mut self, payload: &[u8]) {
+        let channel = self.names.evidence_channel();
+        let Some(body) = self.admit_message(&channel, payload) else {
             return;
         };
-        if batch.from == self.replica {
+        let Ok(batch) = serde_json::from_slice::<EvidenceBatch>(body) else {
+            self.status.reject("malformed");
+            return;
+        };
+        if batch.from == self.replica || !self.fresh(batch.t) {
             return;
         }
         let Some(core) = self.core() else {
@@ -383,18 +497,26 @@ impl Task {
         let from = crate::actor::hash128((0, 0), batch.from.as_bytes()) as u64;
         let now = self.clock.now();
         for w in &batch.items {
-            if let Some((actor, probe, ev, valid)) = w.parts() {
-                core.merge_evidence(actor, probe, from, ev, valid, now);
+            match w.parts(&self.seal) {
+                Some((actor, probe, ev, valid)) => {
+                    core.merge_evidence(actor, probe, from, ev, valid, now);
+                }
+                None => self.status.reject("malformed"),
             }
         }
     }
 
     /// Applies a message from another replica.
-    fn received(&self, payload: &[u8]) {
-        let Ok(batch) = serde_json::from_slice::<Batch>(payload) else {
+    fn received(&mut self, payload: &[u8]) {
+        let channel = self.names.channel();
+        let Some(body) = self.admit_message(&channel, payload) else {
             return;
         };
-        if batch.from == self.replica {
+        let Ok(batch) = serde_json::from_slice::<Batch>(body) else {
+            self.status.reject("malformed");
+            return;
+        };
+        if batch.from == self.replica || !self.fresh(batch.t) {
             return;
         }
         let Some(core) = self.core() else {
@@ -402,7 +524,11 @@ impl Task {
         };
         let now = self.clock.now();
         for w in &batch.changes {
-            if let Some(c) = w.to_change(None) {
+            let Some(c) = w.to_change(&self.seal, None) else {
+                self.status.reject("malformed");
+                continue;
+            };
+            if let Some(c) = self.bounded(&core, c) {
                 core.apply(&c, now);
             }
         }
@@ -416,15 +542,28 @@ impl Task {
         let pattern = self.names.evidence_pattern();
         // The replica is the last part of the key; this one's own are skipped.
         let others = |key: &str| key.rsplit(':').next() != Some(self.replica.as_str());
+        let unix = unix_ms();
         self.for_each_live(conn, &pattern, others, |key, value, ttl_ms| {
-            let Ok(w) = serde_json::from_str::<EvidenceWire>(value) else {
+            let Some((_, value)) = self.seal.open(Kind::Value, key, value.as_bytes()) else {
+                self.status.reject("unauthenticated");
                 return;
             };
+            let Ok(w) = serde_json::from_slice::<EvidenceWire>(value) else {
+                self.status.reject("malformed");
+                return;
+            };
+            // Redis's expiry, never past what the value itself says.
+            let left = ttl_ms.min(w.left_ms(unix));
             let from = key.rsplit(':').next().unwrap_or_default();
             let from = crate::actor::hash128((0, 0), from.as_bytes()) as u64;
-            if let Some((actor, probe, ev, _)) = w.parts() {
-                let now = self.clock.now();
-                core.merge_evidence(actor, probe, from, ev, ttl_ms * 1_000_000, now);
+            match w.parts(&self.seal) {
+                Some((actor, probe, ev, _)) if left > 0 => {
+                    let now = self.clock.now();
+                    let valid = left.saturating_mul(1_000_000);
+                    core.merge_evidence(actor, probe, from, ev, valid, now);
+                }
+                Some(_) => {}
+                None => self.status.reject("malformed"),
             }
         })
         .await
@@ -436,15 +575,30 @@ impl Task {
             return Err(Ended::Closed);
         };
         let pattern = self.names.verdict_pattern();
+        let unix = unix_ms();
         self.for_each_live(
             conn,
             &pattern,
             |_| true,
-            |_, value, ttl_ms| {
-                let Ok(w) = serde_json::from_str::<Wire>(value) else {
+            |key, value, ttl_ms| {
+                let Some((_, value)) = self.seal.open(Kind::Value, key, value.as_bytes()) else {
+                    self.status.reject("unauthenticated");
                     return;
                 };
-                if let Some(c) = w.to_change(Some(ttl_ms)) {
+                let Ok(w) = serde_json::from_slice::<Wire>(value) else {
+                    self.status.reject("malformed");
+                    return;
+                };
+                // Redis's expiry, never past what the value itself says.
+                let left = ttl_ms.min(w.left_ms(unix));
+                if left == 0 {
+                    return;
+                }
+                let Some(c) = w.to_change(&self.seal, Some(left)) else {
+                    self.status.reject("malformed");
+                    return;
+                };
+                if let Some(c) = self.bounded(&core, c) {
                     core.apply(&c, self.clock.now());
                 }
             },

@@ -4,7 +4,8 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::actor::{ActorKey, ActorKind, hash128};
+use super::seal::{Seal, actor_bytes};
+use crate::actor::{ActorKey, hash128};
 use crate::detect::{ChangeKind, VerdictChange};
 use crate::state::VerdictReason;
 use crate::state::record::{Counts, Evidence, WORDS};
@@ -12,8 +13,9 @@ use crate::state::record::{Counts, Evidence, WORDS};
 /// Names in Redis, all under the configured prefix.
 pub(crate) struct Names {
     prefix: String,
-    /// The secret the key names are hashed with (the shared session key):
-    /// a key name says nothing of the actor to whoever reads Redis.
+    /// The secret the key names are hashed with (derived from the shared
+    /// session key): a key name says nothing of the actor to whoever reads
+    /// Redis.
     secret: (u64, u64),
 }
 
@@ -45,12 +47,7 @@ impl Names {
 
     /// The key of an actor's verdict.
     pub(crate) fn verdict(&self, actor: &ActorKey) -> String {
-        let (kind, prefix, hi, lo) = actor.parts();
-        let mut bytes = [0u8; 18];
-        bytes[0] = kind_code(kind);
-        bytes[1] = prefix;
-        bytes[2..10].copy_from_slice(&hi.to_be_bytes());
-        bytes[10..18].copy_from_slice(&lo.to_be_bytes());
+        let bytes = actor_bytes(actor);
         format!("{}:v:{:032x}", self.prefix, hash128(self.secret, &bytes))
     }
 
@@ -65,60 +62,53 @@ impl Names {
     }
 }
 
-fn kind_code(k: ActorKind) -> u8 {
-    match k {
-        ActorKind::Ip => 0,
-        ActorKind::Subnet => 1,
-        ActorKind::Session => 2,
-        ActorKind::Account => 3,
-    }
-}
-
-fn kind_of(code: u8) -> Option<ActorKind> {
-    Some(match code {
-        0 => ActorKind::Ip,
-        1 => ActorKind::Subnet,
-        2 => ActorKind::Session,
-        3 => ActorKind::Account,
-        _ => return None,
-    })
-}
-
 /// One verdict change on the wire (and a verdict's value in Redis).
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct Wire {
-    /// kind, prefix, high and low 64 bits of the actor key.
-    a: (u8, u8, u64, u64),
+    /// The actor, encrypted ([`Seal::hide`]): no address, session or
+    /// account in Redis.
+    a: String,
     k: String,
     r: String,
     s: u32,
     /// Remaining, in milliseconds, when sent.
     ms: u64,
+    /// When it was sent (milliseconds since the Unix epoch): with `ms`, the
+    /// end a stored value can never outlive, whatever its key's expiry says.
+    #[serde(default)]
+    t: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     p: Option<String>,
 }
 
 impl Wire {
-    pub(crate) fn from_change(c: &VerdictChange) -> Self {
-        let (kind, prefix, hi, lo) = c.actor.parts();
+    /// `c` on the wire, sent at `t` (ms since the Unix epoch).
+    pub(crate) fn from_change(c: &VerdictChange, seal: &Seal, t: u64) -> Self {
         Self {
-            a: (kind_code(kind), prefix, hi, lo),
+            a: seal.hide(&c.actor),
             k: c.kind.as_str().to_owned(),
             r: c.reason.as_str().to_owned(),
             s: c.strikes,
             ms: c.remaining.div_ceil(1_000_000),
+            t,
             p: c.probe.as_deref().map(str::to_owned),
         }
     }
 
+    /// How long it has left at `now` (ms since the Unix epoch) by its own
+    /// word: what was sent, less the time since.
+    pub(crate) fn left_ms(&self, now: u64) -> u64 {
+        self.t.saturating_add(self.ms).saturating_sub(now)
+    }
+
     /// The change, with `remaining_ms` (Redis's own count, when loaded)
     /// in place of the one sent. `None` for anything malformed.
-    pub(crate) fn to_change(&self, remaining_ms: Option<u64>) -> Option<VerdictChange> {
-        let (kind, prefix, hi, lo) = self.a;
-        let kind_ = kind_of(kind)?;
-        if prefix > 128 {
-            return None;
-        }
+    pub(crate) fn to_change(
+        &self,
+        seal: &Seal,
+        remaining_ms: Option<u64>,
+    ) -> Option<VerdictChange> {
+        let actor = seal.reveal(&self.a)?;
         let kind = match self.k.as_str() {
             "block" => ChangeKind::Block,
             "throttle" => ChangeKind::Throttle,
@@ -132,7 +122,7 @@ impl Wire {
             _ => return None,
         };
         Some(VerdictChange {
-            actor: ActorKey::from_parts(kind_, prefix, hi, lo),
+            actor,
             kind,
             reason,
             strikes: self.s,
@@ -145,7 +135,8 @@ impl Wire {
 /// What a replica saw of one (actor, probe) in its window.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct EvidenceWire {
-    pub(crate) a: (u8, u8, u64, u64),
+    /// The actor, encrypted ([`Seal::hide`]).
+    pub(crate) a: String,
     pub(crate) p: String,
     /// The window's distinct-target sketch.
     pub(crate) b: [u64; WORDS],
@@ -153,39 +144,52 @@ pub(crate) struct EvidenceWire {
     pub(crate) c: [u16; 5],
     /// The probe's window, in milliseconds: how long this counts.
     pub(crate) w: u64,
+    /// When it was sent (ms since the Unix epoch).
+    #[serde(default)]
+    pub(crate) t: u64,
 }
 
 impl EvidenceWire {
-    pub(crate) fn new(actor: &ActorKey, probe: &str, ev: &Evidence, window: u64) -> Self {
-        let (kind, prefix, hi, lo) = actor.parts();
+    pub(crate) fn new(
+        actor: &ActorKey,
+        probe: &str,
+        ev: &Evidence,
+        window: u64,
+        seal: &Seal,
+        t: u64,
+    ) -> Self {
         let c = &ev.counts;
         Self {
-            a: (kind_code(kind), prefix, hi, lo),
+            a: seal.hide(actor),
             p: probe.to_owned(),
             b: ev.bits,
             c: [c.requests, c.targets, c.hits, c.misses, c.denied],
             w: window.div_ceil(1_000_000),
+            t,
         }
     }
 
     pub(crate) fn clone_wire(&self) -> Self {
         Self {
-            a: self.a,
+            a: self.a.clone(),
             p: self.p.clone(),
             b: self.b,
             c: self.c,
             w: self.w,
+            t: self.t,
         }
+    }
+
+    /// How long it counts from `now` (ms since the Unix epoch) by its own
+    /// word.
+    pub(crate) fn left_ms(&self, now: u64) -> u64 {
+        self.t.saturating_add(self.w).saturating_sub(now)
     }
 
     /// The actor, the probe's name, what was seen and for how long it
     /// counts (nanoseconds); `None` for anything malformed.
-    pub(crate) fn parts(&self) -> Option<(ActorKey, &str, Evidence, u64)> {
-        let (kind, prefix, hi, lo) = self.a;
-        if prefix > 128 {
-            return None;
-        }
-        let actor = ActorKey::from_parts(kind_of(kind)?, prefix, hi, lo);
+    pub(crate) fn parts(&self, seal: &Seal) -> Option<(ActorKey, &str, Evidence, u64)> {
+        let actor = seal.reveal(&self.a)?;
         let [requests, targets, hits, misses, denied] = self.c;
         let ev = Evidence {
             bits: self.b,
@@ -205,6 +209,9 @@ impl EvidenceWire {
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct EvidenceBatch {
     pub(crate) from: String,
+    /// When it was sent (ms since the Unix epoch).
+    #[serde(default)]
+    pub(crate) t: u64,
     pub(crate) items: Vec<EvidenceWire>,
 }
 
@@ -212,15 +219,19 @@ pub(crate) struct EvidenceBatch {
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct Batch {
     pub(crate) from: String,
+    /// When it was sent (ms since the Unix epoch).
+    #[serde(default)]
+    pub(crate) t: u64,
     pub(crate) changes: Vec<Wire>,
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::actor::ActorKind;
 
     #[test]
-    fn a_change_survives_the_wire_and_names_say_nothing_of_the_actor() {
+    fn a_change_survives_the_wire_and_neither_names_nor_values_say_who() {
         let actor = ActorKey::ip("203.0.113.9".parse().unwrap(), 32, 64, ActorKind::Ip);
         let c = VerdictChange {
             actor,
@@ -230,23 +241,47 @@ mod tests {
             remaining: 3_600_000_000_000,
             probe: Some(Arc::from("book")),
         };
-        let json = serde_json::to_string(&Wire::from_change(&c)).unwrap();
+        let seal = Seal::derive((1, 2));
+        let json = serde_json::to_string(&Wire::from_change(&c, &seal, 1_000)).unwrap();
+        // 203.0.113.9: cb007109, and its mapped form as a u64 in decimal.
+        let lo = actor.parts().3.to_string();
+        assert!(
+            !json.contains("cb007109") && !json.contains(&lo) && !json.contains("203."),
+            "{json}"
+        );
         let back: Wire = serde_json::from_str(&json).unwrap();
-        assert_eq!(back.to_change(None), Some(c.clone()));
-        // Redis's own remaining time wins.
-        assert_eq!(back.to_change(Some(5)).unwrap().remaining, 5_000_000);
-        let names = Names::new("eg", (1, 2));
+        assert_eq!(back.to_change(&seal, None), Some(c.clone()));
+        assert_eq!(back.to_change(&Seal::derive((1, 3)), None), None);
+        // Redis's own remaining time wins; a hostile one saturates.
+        assert_eq!(back.to_change(&seal, Some(5)).unwrap().remaining, 5_000_000);
+        assert_eq!(
+            back.to_change(&seal, Some(u64::MAX)).unwrap().remaining,
+            u64::MAX
+        );
+        // Its own word bounds it: 3,600,000 ms from t = 1,000.
+        assert_eq!(back.left_ms(1_000), 3_600_000);
+        assert_eq!(back.left_ms(3_600_999), 1);
+        assert_eq!(back.left_ms(u64::MAX), 0);
+        let names = Names::new("eg", seal.names());
         let key = names.verdict(&actor);
         assert!(key.starts_with("eg:v:") && !key.contains("203"), "{key}");
         assert_ne!(key, Names::new("eg", (1, 3)).verdict(&actor));
         // Garbage is refused, never a panic.
+        let a = seal.hide(&actor);
         for bad in [
-            r#"{"a":[9,0,0,0],"k":"block","r":"detected","s":1,"ms":1}"#,
-            r#"{"a":[0,200,0,0],"k":"block","r":"detected","s":1,"ms":1}"#,
-            r#"{"a":[0,32,0,0],"k":"ban","r":"detected","s":1,"ms":1}"#,
+            r#"{"a":"00","k":"block","r":"detected","s":1,"ms":1}"#.to_owned(),
+            format!(r#"{{"a":"{a}","k":"ban","r":"detected","s":1,"ms":1}}"#),
+            format!(r#"{{"a":"{a}","k":"block","r":"whim","s":1,"ms":1}}"#),
         ] {
-            let w: Wire = serde_json::from_str(bad).unwrap();
-            assert!(w.to_change(None).is_none(), "{bad}");
+            let w: Wire = serde_json::from_str(&bad).unwrap();
+            assert!(w.to_change(&seal, None).is_none(), "{bad}");
         }
+        // The old form, with the actor in the clear, is not read.
+        assert!(
+            serde_json::from_str::<Wire>(
+                r#"{"a":[0,128,0,281473978503433],"k":"block","r":"manual","s":1,"ms":1}"#
+            )
+            .is_err()
+        );
     }
 }
