@@ -41,7 +41,7 @@ pub(crate) fn one_of<'a>(
             (None, None) => first = Some(v),
             (None, Some(f)) if f == v => repeats += 1,
             (None, Some(f)) => {
-                let mut h = SipHasher13::new_with_keys(0x656e_756d, 0x6775_6172_64);
+                let mut h = SipHasher13::new_with_keys(0x656e_756d, 0x67_7561_7264);
                 for _ in 0..=repeats {
                     feed(&mut h, f);
                 }
