@@ -96,8 +96,10 @@ impl Default for OutcomeConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Oversized {
-    /// Count no target and pass the request through untouched (the default
-    /// for `objects` probes).
+    /// Pass the request through untouched, counted as a new target of its
+    /// own (the target it hides cannot be read, but the request is still
+    /// counted: padding never hides a guess). The default for `objects`
+    /// probes.
     Pass,
     /// Refuse with 413 (the default for `identities` probes).
     Refuse,
@@ -109,7 +111,12 @@ pub enum Oversized {
 pub struct ProbeConfig {
     /// A short name, used in metrics labels and logs.
     pub name: String,
-    /// The HTTP method, or `*` for any. Defaults to `GET`.
+    /// The HTTP method, several separated by commas (`"GET, POST"`), or `*`
+    /// for any. Defaults to `GET`. `GET` brings `HEAD` with it: routers
+    /// answer `HEAD` with the `GET` handler (the same status, no body), so
+    /// a `HEAD` request is the same guess. Name every method that reaches
+    /// the probe's handler; a method your router sends to another handler
+    /// (or answers 405) is not this probe and is not counted as it.
     #[serde(default = "default_method")]
     pub method: String,
     /// The path pattern, with `{name}` parameters: `/api/accounts/{id}`.
@@ -131,8 +138,8 @@ pub struct ProbeConfig {
     #[serde(default = "default_body_limit")]
     pub body_limit: usize,
     /// What happens to a larger body. Defaults to `refuse` for
-    /// `identities` (padding a body past the limit would otherwise hide
-    /// every guess) and `pass` for `objects`.
+    /// `identities` (a padded guess is refused outright) and `pass` for
+    /// `objects` (forwarded, and counted as a new target each time).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub oversized: Option<Oversized>,
     /// Overrides of the style's thresholds, as written in TOML (the

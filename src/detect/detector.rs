@@ -89,6 +89,8 @@ pub struct Detector {
     /// Told of every (actor, probe slot) record a request updated (set
     /// once, by the cluster sync).
     touched: OnceLock<Box<Touched>>,
+    /// Numbers the targets requests hide (see [`Detector::opaque_target`]).
+    opaque: AtomicU64,
 }
 
 /// What is told of the records one request updated (up to its four
@@ -202,6 +204,7 @@ impl Detector {
             listener: OnceLock::new(),
             remote: Remote::new(c_max_actors),
             touched: OnceLock::new(),
+            opaque: AtomicU64::new(0),
         })
     }
 
@@ -321,6 +324,19 @@ impl Detector {
             .get(probe.0 as usize)
             .is_some_and(|p| p.self_target);
         TargetInfo::new(bytes, account, self_target, self.target_key)
+    }
+
+    /// The target of a probe request that hides it (the head lacks it, the
+    /// body is empty or padded past the probe's limit): a new target every
+    /// time, unknown to be anyone's, so that leaving the target out never
+    /// hides a request from the count.
+    pub(crate) fn opaque_target(&self, probe: &super::probes::Probe) -> TargetInfo {
+        let n = self.opaque.fetch_add(1, Ordering::Relaxed);
+        let mut bytes = [0u8; 9];
+        // A leading 0xff: no UTF-8 text, so no target a request names.
+        bytes[0] = 0xff;
+        bytes[1..].copy_from_slice(&n.to_le_bytes());
+        TargetInfo::new(&bytes, None, probe.self_target, self.target_key)
     }
 
     /// Nothing held can refuse a request that matches no probe (no list,

@@ -27,7 +27,9 @@ impl Match {
 /// service runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Target {
-    /// No target (the request matched no probe, or the head lacks it).
+    /// No target: the request matched no probe, or the head lacks it (a
+    /// probe request without its target counts as a new target of its
+    /// own: leaving the target out never hides a request from the count).
     None,
     /// The probe's target is in the body: the adapter reads it and reports
     /// it with [`Detector::body`](super::Detector::body).
@@ -71,6 +73,9 @@ pub struct Ticket {
     pub(crate) now: u64,
     pub(crate) target: Option<TargetInfo>,
     pub(crate) awaits_body: bool,
+    /// Counted as pending in its actors' records until its answer (or
+    /// [`Detector::release`](super::Detector::release)) settles it.
+    pub(crate) admitted: bool,
 }
 
 impl Ticket {
@@ -84,6 +89,14 @@ impl Ticket {
     pub fn actors(&self) -> &Actors {
         &self.actors
     }
+
+    /// The request was admitted as pending: it must be handed back, with
+    /// its answer ([`Detector::outcome`](super::Detector::outcome)) or
+    /// without one ([`Detector::release`](super::Detector::release)), or
+    /// its actors carry it as in flight until their window rolls over it.
+    pub fn admitted(&self) -> bool {
+        self.admitted
+    }
 }
 
 /// What the adapter found in a body it read for a probe.
@@ -91,10 +104,16 @@ impl Ticket {
 pub enum BodyTarget {
     /// The target.
     Found(TargetInfo),
-    /// Nothing to count (an empty body, or the body failed to read).
+    /// No target in it (an empty body, or the body failed to read).
     Nothing,
     /// The body was larger than the probe's `body_limit`.
     Oversized,
+    /// The adapter cannot see bodies (a log that does not hold them): the
+    /// request counts without a target. (A tower adapter always sees the
+    /// body, and reports `Nothing` or `Oversized` for one it cannot read:
+    /// those count as a new target each, so that an attacker who hides the
+    /// target is still counted.)
+    Unseen,
 }
 
 /// The answer to a tracked request, as the adapter read it.

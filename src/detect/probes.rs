@@ -12,7 +12,7 @@ use super::view::View;
 use crate::clock::secs_to_nanos;
 use crate::config::ConfigError;
 use crate::config::{Oversized, ProbeConfig, ServiceViewConfig, Thresholds, probe_parts};
-use crate::probe::{Outcome, OutcomeRules, PathPattern, TARGET_BUF, TargetSource};
+use crate::probe::{Methods, Outcome, OutcomeRules, PathPattern, TARGET_BUF, TargetSource};
 
 /// What a probe keeps across reloads (by name): its service-wide view and
 /// what the application showed of it.
@@ -24,6 +24,9 @@ pub(crate) struct ProbeLive {
     /// A request has matched the probe (for the warning about probes that
     /// match nothing).
     pub(crate) matched: AtomicBool,
+    /// An anonymous request was answered with a hit or a miss: the probe
+    /// needs no login, so its addresses' verdicts hold every request.
+    pub(crate) answers_anonymous: AtomicBool,
 }
 
 impl ProbeLive {
@@ -32,6 +35,7 @@ impl ProbeLive {
             view,
             owner_reported: AtomicBool::new(false),
             matched: AtomicBool::new(false),
+            answers_anonymous: AtomicBool::new(false),
         }
     }
 
@@ -51,7 +55,7 @@ pub(crate) struct Probe {
     /// Its slot in the state: the byte in each record's key. Kept by name
     /// across reloads.
     pub(crate) slot: u8,
-    method: Option<Method>,
+    method: Methods,
     pattern: PathPattern,
     pub(crate) source: TargetSource,
     pub(crate) self_target: bool,
@@ -130,10 +134,8 @@ impl Probe {
     /// lies in `path` (for path probes), as a byte range.
     #[inline]
     pub(crate) fn matches(&self, method: &Method, path: &str) -> Option<Option<Range<usize>>> {
-        if let Some(m) = &self.method {
-            if m != method {
-                return None;
-            }
+        if !self.method.contains(method) {
+            return None;
         }
         self.pattern.matches(path, self.source.path_param())
     }

@@ -26,6 +26,10 @@ pub enum RefusalKind {
     /// A probe needed the body, it was larger than the probe's limit, and
     /// [`Oversized::Refuse`](crate::Oversized::Refuse) is configured.
     BodyTooLarge,
+    /// An actor of the request has so many probe requests in flight that
+    /// one more could cross a block threshold if their answers came back
+    /// as misses: retry once they have (no verdict, no strike).
+    InFlight,
 }
 
 impl RefusalKind {
@@ -37,6 +41,7 @@ impl RefusalKind {
             RefusalKind::Denylisted => "denylisted",
             RefusalKind::MissingPeer => "missing_peer",
             RefusalKind::BodyTooLarge => "body_too_large",
+            RefusalKind::InFlight => "in_flight",
         }
     }
 }

@@ -49,8 +49,12 @@ impl Detector {
         let probe = facts
             .probe
             .and_then(|ProbeId(i)| policy.probes.get(i as usize));
-        let target = match facts.target {
-            Target::Known(t) => Some(t),
+        let target = match (facts.target, probe) {
+            (Target::Known(t), _) => Some(t),
+            // A probe request whose head lacks its target (no query
+            // parameter, no header) still reaches the handler, which may
+            // read it elsewhere: it counts as a new target of its own.
+            (Target::None, Some(p)) => Some(self.opaque_target(p)),
             _ => None,
         };
         if self.has_verdicts() {
@@ -59,7 +63,7 @@ impl Detector {
                 // evidence too: it moves the actor toward a block.
                 if r.kind() == RefusalKind::Throttled {
                     if let (Some(p), Some(_)) = (probe, target) {
-                        self.learn(policy, p, now, actors, target, None);
+                        self.learn(policy, p, now, actors, target, None, false);
                     }
                 }
                 return self.refuse(policy, r);
@@ -74,6 +78,7 @@ impl Detector {
             now,
             target,
             awaits_body: facts.target == Target::InBody,
+            admitted: false,
         };
         match target {
             Some(t) => self.prechecked(policy, probe, ticket, &t),
@@ -88,17 +93,41 @@ impl Detector {
         let Some(probe) = policy.by_slot(ticket.slot) else {
             return Decision::Pass;
         };
-        match body {
-            BodyTarget::Found(t) => {
-                ticket.target = Some(t);
-                self.prechecked(policy, probe, ticket, &t)
+        let t = match body {
+            BodyTarget::Found(t) => t,
+            BodyTarget::Unseen => return Decision::Track(ticket),
+            BodyTarget::Oversized if probe.oversized == Oversized::Refuse => {
+                return self.refuse(
+                    policy,
+                    Refusal::new(RefusalKind::BodyTooLarge, None, None, Some(&probe.name)),
+                );
             }
-            BodyTarget::Nothing => Decision::Track(ticket),
-            BodyTarget::Oversized if probe.oversized == Oversized::Refuse => self.refuse(
-                policy,
-                Refusal::new(RefusalKind::BodyTooLarge, None, None, Some(&probe.name)),
-            ),
-            BodyTarget::Oversized => Decision::Track(ticket),
+            // Padding past the limit, or a body with nothing to read, still
+            // reaches the handler: a new target of its own, never none.
+            BodyTarget::Oversized | BodyTarget::Nothing => self.opaque_target(probe),
+        };
+        ticket.target = Some(t);
+        self.prechecked(policy, probe, ticket, &t)
+    }
+
+    /// A ticket that will get no answer (the request was dropped, or an
+    /// inner layer refused it): what it held as pending is let go, and
+    /// nothing is learned.
+    pub fn release(&self, policy: &Policy, ticket: Ticket) {
+        if !ticket.admitted {
+            return;
+        }
+        let Some(probe) = policy.by_slot(ticket.slot) else {
+            return;
+        };
+        self.settle_all(policy, probe, ticket.now, &ticket.actors);
+    }
+
+    /// Settles one pending request in each actor's record.
+    fn settle_all(&self, policy: &Policy, probe: &Probe, now: u64, actors: &Actors) {
+        for key in actors.keys() {
+            self.store
+                .update((key, probe.slot), now, policy.half_life, Record::settle);
         }
     }
 
@@ -125,6 +154,7 @@ impl Detector {
             &ticket.actors,
             target,
             answer.outcome,
+            ticket.admitted,
         );
     }
 
@@ -179,6 +209,10 @@ impl Detector {
 
     /// Looks up each actor's verdict; the first that applies (see
     /// [`covers`](crate::state::verdict::covers)) refuses.
+    ///
+    /// An address's detected verdict covers anonymous requests, and every
+    /// request to a probe that answers without a login (see
+    /// [`address_holds_all`]).
     fn gate(
         &self,
         policy: &Policy,
@@ -188,10 +222,11 @@ impl Detector {
     ) -> Option<Refusal> {
         let scope = Scope {
             probe: probe.map(|p| p.slot),
-            anonymous: actors.account.is_none(),
+            anonymous: address_holds_all(actors, probe),
         };
         for key in actors.keys() {
-            let (kind, retry, slot) = match self.verdicts.check(&key, now, scope) {
+            let gate = self.verdicts.check(&key, now, scope);
+            let (kind, retry, slot) = match gate {
                 Gate::Pass => continue,
                 Gate::Blocked { retry_after, probe } => (RefusalKind::Blocked, retry_after, probe),
                 Gate::Throttled { retry_after, probe } => {
@@ -204,16 +239,31 @@ impl Detector {
         None
     }
 
-    /// The pre-check, then the ticket or the refusal.
+    /// The pre-check, then the ticket (admitted: pending in its actors'
+    /// records until its answer) or the refusal.
     fn prechecked(
         &self,
         policy: &Policy,
         probe: &Probe,
-        ticket: Ticket,
+        mut ticket: Ticket,
         target: &TargetInfo,
     ) -> Decision {
         match self.precheck(policy, probe, ticket.now, &ticket.actors, target) {
-            Some((actor, retry_after)) => self.refuse(
+            Precheck::Admitted => {
+                ticket.admitted = true;
+                Decision::Track(ticket)
+            }
+            Precheck::Own => Decision::Track(ticket),
+            Precheck::InFlight(actor) => self.refuse(
+                policy,
+                Refusal::new(
+                    RefusalKind::InFlight,
+                    Some(actor.kind()),
+                    Some(crate::clock::NANOS_PER_SEC),
+                    Some(&probe.name),
+                ),
+            ),
+            Precheck::Blocked(actor, retry_after) => self.refuse(
                 policy,
                 Refusal::new(
                     RefusalKind::Blocked,
@@ -222,13 +272,17 @@ impl Detector {
                     Some(&probe.name),
                 ),
             ),
-            None => Decision::Track(ticket),
         }
     }
 
     /// Would counting `target` for these actors cross a block threshold?
     /// If so, the actor is blocked now and the request refused before the
-    /// inner service runs: `Some((actor, retry_after))`.
+    /// inner service runs. Otherwise the request is admitted: pending in
+    /// each actor's record until its answer, and counted, while pending,
+    /// as the worst answer it could bring; a request that would cross only
+    /// with those pending answers is refused for now
+    /// ([`RefusalKind::InFlight`]). So what an actor gets out is bounded
+    /// however many requests it sends at once.
     fn precheck(
         &self,
         policy: &Policy,
@@ -236,27 +290,34 @@ impl Detector {
         now: u64,
         actors: &Actors,
         target: &TargetInfo,
-    ) -> Option<(ActorKey, u64)> {
+    ) -> Precheck {
         if target.is_self {
-            return None;
+            return Precheck::Own;
         }
         let t = &probe.thresholds;
+        let window = probe.window;
         // Read only if some record meets a new target.
         let anomalous = std::cell::OnceCell::new();
         let mut watched = false;
         let anonymous = actors.account.is_none();
         // Where the application tells ownership only in the response, the
-        // target may be the actor's own: an actor with no evidence yet is
-        // not refused on a guess (its first foreign read is then learned,
-        // and the next one refused), so that new users reading their own
-        // objects during a spike are never refused.
-        // (An anonymous request owns nothing: no exemption there.)
+        // target may be the actor's own: an actor with no evidence yet and
+        // nothing in flight is not refused on a guess (its first foreign
+        // read is then learned, and the next one refused), so that new
+        // users reading their own objects during a spike are never
+        // refused. (An anonymous request owns nothing; an ownership hook
+        // that answered decides before the handler.)
         let owner_later = !anonymous
+            && !target.decided
             && probe
                 .live
                 .owner_reported
                 .load(std::sync::atomic::Ordering::Relaxed);
+        // The worst crossing of a personal actor, and of an address.
         let mut crossing: Option<(ActorKey, f64)> = None;
+        let mut address_crossing: Option<(ActorKey, f64)> = None;
+        let mut in_flight: Option<ActorKey> = None;
+        let mut address_in_flight: Option<ActorKey> = None;
         let sharing = cfg!(feature = "redis") && self.sharing();
         for key in actors.keys() {
             let remote = if sharing {
@@ -264,50 +325,85 @@ impl Detector {
             } else {
                 None
             };
-            let eval = |r: &Record| -> Option<f64> {
-                if r.seen(target.hash) || (owner_later && r.no_evidence()) {
+            // (settled, with what is in flight): the score if the target
+            // were counted now with the worst answer, alone and with the
+            // requests still pending.
+            let eval = |r: &Record| -> Option<(f64, f64)> {
+                let pending = r.pending_at(now, window);
+                if r.seen(target.hash) || (owner_later && pending == 0 && r.no_evidence()) {
                     // Not a new target: counting it adds nothing.
                     return None;
                 }
                 let anomalous = *anomalous.get_or_init(|| probe.live.view.anomalous(now));
                 let ctx = context::context(policy, probe, key.kind(), r, now, anomalous, watched);
-                // One new distinct target, with the outcome that would
-                // weigh most (unknown until the inner service answers).
                 let signals = context::judged(
                     key.kind(),
-                    r.signals_with(now, probe.window, probe.long, remote.as_ref()),
+                    r.signals_with(now, window, probe.long, remote.as_ref()),
                 );
                 let seq = r.seq_run_after(target);
-                let worst = [Outcome::Miss, Outcome::Denied]
-                    .into_iter()
-                    .map(|o| score::score(t, &signals.with_new_target(o, seq), &ctx))
-                    .fold(0.0f64, f64::max);
-                Some(worst)
+                let worst = |n: u32| {
+                    [Outcome::Miss, Outcome::Denied]
+                        .into_iter()
+                        .map(|o| score::score(t, &signals.with_new_targets(o, seq, n), &ctx))
+                        .fold(0.0f64, f64::max)
+                };
+                let settled = worst(1);
+                let flying = if pending == 0 {
+                    settled
+                } else {
+                    worst(pending + 1)
+                };
+                Some((settled, flying))
             };
-            let (score, carry) = match self.store.read(&(key, probe.slot), |r| {
-                (eval(r), r.carry_at(now, policy.half_life))
-            }) {
-                Some(v) => v,
-                None => (eval(&Record::new(now)), 0.0),
-            };
+            let fresh = Record::new(now);
+            let (score, carry) = self
+                .store
+                .update((key, probe.slot), now, policy.half_life, |r| {
+                    let out = (eval(r), r.carry_at(now, policy.half_life));
+                    r.admit(now, window);
+                    out
+                })
+                .unwrap_or_else(|| (eval(&fresh), 0.0));
             watched |= context::suspect_address(policy, key.kind(), carry);
-            // An address's verdict refuses only anonymous requests (see the
-            // gate): a request with an account is refused for what its own
-            // actors would cross.
-            if !anonymous && !key.kind().is_personal() {
+            let Some((settled, flying)) = score else {
                 continue;
-            }
-            if let Some(s) = score {
-                if s >= 1.0 && crossing.is_none_or(|(_, best)| s > best) {
-                    crossing = Some((key, s));
-                }
+            };
+            let (cross, fly) = if key.kind().is_personal() {
+                (&mut crossing, &mut in_flight)
+            } else {
+                (&mut address_crossing, &mut address_in_flight)
+            };
+            if settled >= 1.0 && cross.is_none_or(|(_, best)| settled > best) {
+                *cross = Some((key, settled));
+            } else if flying >= 1.0 && fly.is_none() {
+                *fly = Some(key);
             }
         }
-        let (actor, score) = crossing?;
+        // An address's evidence holds anonymous requests, and all requests
+        // to a probe that answers without a login (see `gate`).
+        let address_holds = address_holds_all(actors, Some(probe));
+        let crossing = match (crossing, address_crossing) {
+            (Some(c), Some(a)) if address_holds => Some(if a.1 > c.1 { a } else { c }),
+            (None, Some(a)) if address_holds => Some(a),
+            (c, _) => c,
+        };
+        let in_flight = in_flight.or(if address_holds {
+            address_in_flight
+        } else {
+            None
+        });
+        if crossing.is_none() && in_flight.is_none() {
+            return Precheck::Admitted;
+        }
+        // Not admitted after all.
+        self.settle_all(policy, probe, now, actors);
+        let Some((actor, score)) = crossing else {
+            return Precheck::InFlight(in_flight.expect("checked above"));
+        };
         if let crate::state::Verdict::Block { remaining, .. } = self.verdicts.verdict(&actor, now) {
             // Already blocked (its verdict did not cover this request, or
             // it came in between): no new strike, no second count.
-            return Some((actor, (remaining.as_nanos() as u64).max(1)));
+            return Precheck::Blocked(actor, (remaining.as_nanos() as u64).max(1));
         }
         // The attempt counts in the service-wide view as what the pre-check
         // took it for, the worst answer (a foreign object where foreign
@@ -326,7 +422,7 @@ impl Detector {
             score,
             VerdictReason::Detected,
         );
-        Some((actor, until.saturating_sub(now).max(1)))
+        Precheck::Blocked(actor, until.saturating_sub(now).max(1))
     }
 
     /// Folds the answer to a probe request into every actor's record and
@@ -339,7 +435,11 @@ impl Detector {
         actors: &Actors,
         target: Option<TargetInfo>,
         outcome: Option<Outcome>,
+        admitted: bool,
     ) {
+        if actors.account.is_none() && matches!(outcome, Some(Outcome::Hit | Outcome::Miss)) {
+            ProbeLive::note(&probe.live.answers_anonymous);
+        }
         let t = &probe.thresholds;
         let (window, long) = (probe.window, probe.long);
         let view = &probe.live.view;
@@ -371,6 +471,9 @@ impl Detector {
             let res = self
                 .store
                 .update((key, probe.slot), now, policy.half_life, |r| {
+                    if admitted {
+                        r.settle();
+                    }
                     r.learn(now, window, long, target, outcome);
                     let requests = r.window_requests(now, window);
                     let with_history = key.kind().is_personal() && !context::is_new(policy, r, now);
@@ -433,4 +536,33 @@ impl Detector {
             self.block_crossed(policy, probe, now, actors, key, score);
         }
     }
+}
+
+/// What the pre-check says of a probe request.
+enum Precheck {
+    /// Admitted: pending in its actors' records.
+    Admitted,
+    /// The actor's own object: nothing to count or hold.
+    Own,
+    /// Refused for now: with its pending answers it could cross.
+    InFlight(ActorKey),
+    /// Refused, the actor blocked (retry after, in nanoseconds).
+    Blocked(ActorKey, u64),
+}
+
+/// Whether an address's verdicts and evidence hold this request. An
+/// address is many people, so what it did holds its anonymous requests
+/// only, never the accounts behind it, on a probe that needs a login. A
+/// probe that answers anonymous requests (it has answered one with a hit
+/// or a miss: a password reset, a sign-up) needs no account, so an
+/// account on the request is the caller's choice: held like an anonymous
+/// one, or a guesser would send each guess with another account's token
+/// to slip out of its address's block.
+fn address_holds_all(actors: &Actors, probe: Option<&Probe>) -> bool {
+    actors.account.is_none()
+        || probe.is_some_and(|p| {
+            p.live
+                .answers_anonymous
+                .load(std::sync::atomic::Ordering::Relaxed)
+        })
 }

@@ -123,8 +123,8 @@ where
             match this.state.project() {
                 StateProj::Forward { fut, learn } => {
                     let res = ready!(fut.poll(cx))?;
-                    if let Some(t) = learn.take() {
-                        learn_from(&t, &res);
+                    if let Some(mut t) = learn.take() {
+                        learn_from(&mut t, &res);
                     }
                     return Poll::Ready(Ok(res.map(ResponseBody::inner)));
                 }
@@ -208,7 +208,11 @@ where
                                 .set(State::Refused { res: Some(res) });
                             continue;
                         }
-                        Decision::Track(ticket) => Some(Tracked { ticket, ..tracked }),
+                        Decision::Track(ticket) => {
+                            let mut tracked = tracked;
+                            tracked.ticket = ticket;
+                            Some(tracked)
+                        }
                         Decision::Pass => None,
                     };
                     let frames = std::mem::take(frames);
@@ -240,8 +244,9 @@ fn body_target(t: &Tracked, policy: &Policy, json: &[u8]) -> BodyTarget {
 
 /// Reports a tracked request's answer to the detector, by the policy the
 /// request was decided by (a reload meanwhile applies from the next one).
-fn learn_from<T>(t: &Tracked, res: &Response<T>) {
-    // A refusal from an inner guard or limiter says nothing of the target.
+fn learn_from<T>(t: &mut Tracked, res: &Response<T>) {
+    // A refusal from an inner guard or limiter says nothing of the target
+    // (dropping the ticket releases what it held as pending).
     if res.extensions().get::<Refusal>().is_some() {
         return;
     }
@@ -271,4 +276,5 @@ fn learn_from<T>(t: &Tracked, res: &Response<T>) {
     t.shared
         .core()
         .outcome(policy, t.ticket, Answer { outcome, owner });
+    t.ticket.admitted = false;
 }

@@ -83,14 +83,14 @@ pub(crate) fn actors(
 /// matched, by the byte range the matcher returned; a range that does not
 /// slice the path (which cannot happen with an unchanged request) counts
 /// the whole path, so a target is never dropped silently. `owns` is the
-/// application's ownership hook: `(parts, probe, target) -> own`.
+/// application's ownership hook, if any: `(parts, probe, target) -> own`.
 pub(crate) fn target(
     core: &Detector,
     policy: &Policy,
     parts: &Parts,
     m: &Match,
     actors: &Actors,
-    owns: impl FnOnce(&Parts, &str, &[u8]) -> bool,
+    owns: Option<impl FnOnce(&Parts, &str, &[u8]) -> bool>,
 ) -> Target {
     let Some(probe) = policy.probes.get(m.probe_index()) else {
         return Target::None;
@@ -106,9 +106,10 @@ pub(crate) fn target(
         return Target::None;
     };
     let account = actors.account();
-    let mut t = core.target(policy, m.probe(), bytes, account.as_ref());
-    if !t.is_own() && owns(parts, &probe.name, bytes) {
-        t = t.with_own(true);
-    }
-    Target::Known(t)
+    let t = core.target(policy, m.probe(), bytes, account.as_ref());
+    Target::Known(match owns {
+        // The application's ownership hook decides, both ways.
+        Some(owns) if !t.is_own() => t.with_own(owns(parts, &probe.name, bytes)),
+        _ => t,
+    })
 }

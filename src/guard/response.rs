@@ -69,7 +69,7 @@ impl OnRefusal for DefaultRefusal {
     fn response(&self, refusal: &Refusal) -> Response<Bytes> {
         let status = match refusal.kind() {
             RefusalKind::Blocked | RefusalKind::Denylisted => self.block_status,
-            RefusalKind::Throttled => self.throttle_status,
+            RefusalKind::Throttled | RefusalKind::InFlight => self.throttle_status,
             RefusalKind::MissingPeer => StatusCode::INTERNAL_SERVER_ERROR,
             RefusalKind::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             #[allow(unreachable_patterns)]

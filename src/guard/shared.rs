@@ -65,10 +65,6 @@ impl Shared {
         self.account.as_ref().and_then(|f| f(parts))
     }
 
-    pub(crate) fn owns(&self, parts: &Parts, probe: &str, target: &[u8]) -> bool {
-        self.owns.as_ref().is_some_and(|f| f(parts, probe, target))
-    }
-
     /// The refusal's response, with the [`Refusal`] in its extensions.
     pub(crate) fn refusal_response(&self, r: Refusal) -> Response<Bytes> {
         let mut res = match &self.responder {
@@ -118,9 +114,14 @@ impl Shared {
             0
         };
         let target = match &matched {
-            Some(m) => identify::target(&self.core, policy, parts, m, &actors, |p, n, t| {
-                self.owns(p, n, t)
-            }),
+            Some(m) => identify::target(
+                &self.core,
+                policy,
+                parts,
+                m,
+                &actors,
+                self.owns.as_ref().map(|f| |p: &Parts, n: &str, t: &[u8]| f(p, n, t)),
+            ),
             None => Target::None,
         };
         let facts = Facts {
@@ -156,6 +157,16 @@ pub(crate) struct Tracked {
     /// without reading the detector's current policy again.
     pub(crate) policy: Arc<Policy>,
     pub(crate) generation: u64,
+}
+
+/// A request dropped before its answer (the client went away, the inner
+/// service failed) gives back what its ticket held as pending.
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        if self.ticket.admitted() {
+            self.shared.core().release(&self.policy, self.ticket);
+        }
+    }
 }
 
 impl Tracked {

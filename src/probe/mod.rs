@@ -4,6 +4,7 @@
 //!
 //! | file | role |
 //! |---|---|
+//! | `method.rs` | the methods a probe answers to (`GET` brings `HEAD`) |
 //! | `pattern.rs` | path patterns with `{name}` parameters; the capture as a byte range |
 //! | `target.rs` | where the target is (path, query, header, JSON body), how it is decoded, and [`TargetInfo`](crate::detect::TargetInfo), what the signals keep of it |
 //! | `status.rs` | [`StatusSpec`]: status codes and classes in outcome rules |
@@ -12,11 +13,13 @@
 //! The compiled probe, which puts these together with its thresholds, is
 //! part of the detector's policy (`detect/probes.rs`).
 
+mod method;
 mod outcome;
 mod pattern;
 mod status;
 mod target;
 
+pub(crate) use method::Methods;
 pub(crate) use outcome::OutcomeRules;
 pub use outcome::{Outcome, Owner};
 pub(crate) use pattern::PathPattern;

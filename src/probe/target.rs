@@ -177,6 +177,11 @@ pub struct TargetInfo {
     /// The probe has own objects (`self_target`): only hits on own objects
     /// are history there; elsewhere, hits on a target found before.
     pub(crate) self_target: bool,
+    /// Whose object it is was decided before the handler ran (the target
+    /// is the actor's account id, or the application's ownership hook
+    /// answered): an [`Owner`](crate::Owner) in the response is then not
+    /// waited for.
+    pub(crate) decided: bool,
 }
 
 impl TargetInfo {
@@ -186,9 +191,11 @@ impl TargetInfo {
     }
 
     /// The same target, marked as the actor's own (or not): what the
-    /// application said of its owner.
+    /// application said of its owner. Either answer decides ownership
+    /// before the handler runs.
     pub fn with_own(mut self, own: bool) -> Self {
         self.is_self = own;
+        self.decided = true;
         self
     }
 
@@ -218,6 +225,7 @@ impl TargetInfo {
             numeric,
             is_self,
             self_target,
+            decided: is_self,
         }
     }
 }

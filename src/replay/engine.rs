@@ -493,7 +493,7 @@ impl Replay {
                         self.probes[m.probe().index()].not_in_log.get_or_insert(
                             "its target is in the JSON body, which this log does not hold (jsonl: log it as `body`): its requests count without a target",
                         );
-                        BodyTarget::Nothing
+                        BodyTarget::Unseen
                     }
                 };
                 decision = self.detector.body(&policy, *ticket, body);

@@ -121,23 +121,32 @@ pub(crate) struct Signals {
 impl Signals {
     /// The signals if one more new distinct target, with `outcome`, were
     /// counted now (the pre-check's question), without touching the record.
+    #[cfg(test)]
     pub(crate) fn with_new_target(&self, outcome: Outcome, seq_run: u32) -> Signals {
+        self.with_new_targets(outcome, seq_run, 1)
+    }
+
+    /// The signals if `n` more new distinct targets, each with `outcome`,
+    /// were counted now: a request and the `n - 1` admitted before it whose
+    /// answers have not come back.
+    pub(crate) fn with_new_targets(&self, outcome: Outcome, seq_run: u32, n: u32) -> Signals {
         let mut s = *self;
-        s.requests = s.requests.saturating_add(1);
+        let k = f64::from(n);
+        s.requests = s.requests.saturating_add(n);
         if outcome != Outcome::Miss {
-            s.foreign += 1.0;
-            s.long_foreign += 1.0;
+            s.foreign += k;
+            s.long_foreign += k;
         }
-        s.classified += 1.0;
-        s.long_classified += 1.0;
+        s.classified += k;
+        s.long_classified += k;
         match outcome {
             Outcome::Miss => {
-                s.misses += 1.0;
-                s.long_misses += 1.0;
+                s.misses += k;
+                s.long_misses += k;
             }
             Outcome::Denied => {
-                s.denied += 1.0;
-                s.long_denied += 1.0;
+                s.denied += k;
+                s.long_denied += k;
             }
             Outcome::Hit => {}
         }
@@ -193,13 +202,19 @@ pub(crate) struct Record {
     pub(crate) last_seen: u64,
     cur: Counts,
     prev: Counts,
-    /// History hits (saturating): hits on the actor's own objects, or, on a
-    /// probe without own objects (identities), hits on a target it had
-    /// found before.
-    hits_total: u16,
     /// The score at the last update (for eviction and listing), in
     /// thousandths, saturating at 65.5.
     score_milli: u16,
+    /// History hits (saturating at 255): hits on the actor's own objects,
+    /// or, on a probe without own objects (identities), hits on a target
+    /// it had found before.
+    hits_total: u8,
+    /// Probe requests admitted and not answered yet (saturating at 255):
+    /// the pre-check counts them as the worst answers they could bring,
+    /// so that the bound holds however many are sent at once. Forgotten
+    /// when the window rolls over them entirely (an answer that never
+    /// came back must not hold an actor for ever).
+    pending: u8,
     gap_mean_ms: f32,
     gap_dev_ms: f32,
     carry: f32,
@@ -249,6 +264,7 @@ impl Record {
             own: 0,
             gaps: 0,
             strikes: 0,
+            pending: 0,
         }
     }
 
@@ -282,7 +298,7 @@ impl Record {
     /// History hits over the record's life (saturating): hits on its own
     /// objects, or, where the probe has no own objects, repeated hits.
     pub(crate) fn hits_total(&self) -> u32 {
-        self.hits_total as u32
+        u32::from(self.hits_total)
     }
 
     /// Rotates the half-windows up to `now`.
@@ -298,10 +314,32 @@ impl Record {
         } else {
             self.prev = Counts::default();
             self.bits_prev = [0; WORDS];
+            self.pending = 0;
         }
         self.cur = Counts::default();
         self.bits_cur = [0; WORDS];
         self.win_start += k * half;
+    }
+
+    /// A probe request admitted: its answer is pending.
+    pub(crate) fn admit(&mut self, now: u64, window: u64) {
+        self.roll(now, window);
+        self.pending = self.pending.saturating_add(1);
+    }
+
+    /// An admitted request answered (or abandoned).
+    pub(crate) fn settle(&mut self) {
+        self.pending = self.pending.saturating_sub(1);
+    }
+
+    /// Requests admitted and not answered, as of `now`: none once a whole
+    /// window has passed since the window they were admitted in.
+    pub(crate) fn pending_at(&self, now: u64, window: u64) -> u32 {
+        if now.saturating_sub(self.win_start) < window.max(1) {
+            u32::from(self.pending)
+        } else {
+            0
+        }
     }
 
     fn bit(hash: u64) -> (usize, u64) {
@@ -538,7 +576,7 @@ impl Record {
     }
 
     /// The counts of the window as it stands at `now`, rolled or not.
-    fn window_counts(&self, now: u64, window: u64) -> Counts {
+    pub(crate) fn window_counts(&self, now: u64, window: u64) -> Counts {
         let half = (window / 2).max(1);
         match now.saturating_sub(self.win_start) / half {
             0 => self.cur.add(&self.prev),

@@ -309,14 +309,18 @@ async fn json_probe_reads_the_target_from_a_multi_frame_body() {
         Verdict::Allow
     ));
 
-    // The same guesses with the body over the limit count no target.
+    // The same guesses with the body over the limit (passed on, as
+    // `oversized = "pass"` says) are still counted, each as a new target:
+    // padding hides the target, never the request.
     let layer = reset_layer(8, &clock);
     let handle = layer.handle();
+    let before = calls.load(Ordering::SeqCst);
     let svc = layer.layer(recording(
         seen.clone(),
         calls.clone(),
         StatusCode::NOT_FOUND,
     ));
+    let mut refused_at = None;
     for i in 0..100u32 {
         clock.advance(Duration::from_secs(7));
         let body = format!(r#"{{"email":"guess{i}@example.test"}}"#);
@@ -325,10 +329,20 @@ async fn json_probe_reads_the_target_from_a_multi_frame_body() {
             .oneshot(reset_request("192.0.2.67", Chunks::new(body.as_bytes(), 5)))
             .await
             .unwrap();
+        if res.extensions().get::<Refusal>().is_some() {
+            refused_at = Some(i);
+            break;
+        }
         assert_eq!(res.status(), StatusCode::NOT_FOUND, "guess {i}");
         assert_eq!(seen.lock().unwrap().take().unwrap().data, body.as_bytes());
     }
-    assert_eq!(handle.verdict(&Actor::ip(ip("192.0.2.67"))), Verdict::Allow);
+    let at = refused_at.expect("the padded guesser is refused too");
+    assert!((5..60).contains(&at), "refused at guess {at}");
+    assert_eq!(calls.load(Ordering::SeqCst) - before, at as usize);
+    assert!(!matches!(
+        handle.verdict(&Actor::ip(ip("192.0.2.67"))),
+        Verdict::Allow
+    ));
 }
 
 #[tokio::test]
