@@ -127,8 +127,9 @@ pub struct ProbeConfig {
     #[serde(default)]
     pub style: ProbeStyle,
     /// Whether a target equal to the actor's own account id is its own
-    /// object (not counted). Defaults to true for `objects`, false for
-    /// `identities`.
+    /// object (not counted). Defaults to true for an `objects` probe whose
+    /// target names an account (see [`ProbeConfig::self_target_or_default`]),
+    /// false otherwise: on `/orders/{id}`, order 7 is not account 7's own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub self_target: Option<bool>,
     /// How the response is classified.
@@ -142,6 +143,17 @@ pub struct ProbeConfig {
     /// `objects` (forwarded, and counted as a new target each time).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub oversized: Option<Oversized>,
+    /// Whether the endpoint needs a login. An address is many people, so
+    /// what an address did holds only its anonymous requests, not the
+    /// accounts behind it; on an endpoint that needs no login (a password
+    /// reset, a sign-up) an account on the request is the caller's choice,
+    /// and the address holds every request (else a guesser would send each
+    /// guess with another throwaway account's token). Unset: learned, as
+    /// needing none from the first anonymous request it answers with a hit
+    /// or a miss. Set `false` where anonymous requests are answered, so the
+    /// rule holds from the first request after a start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub needs_login: Option<bool>,
     /// Overrides of the style's thresholds, as written in TOML (the
     /// `[probes.thresholds]` table); read them merged with
     /// [`ProbeConfig::resolved_thresholds`].
@@ -184,6 +196,7 @@ impl ProbeConfig {
             outcome: OutcomeConfig::default(),
             body_limit: default_body_limit(),
             oversized: None,
+            needs_login: None,
             overrides: None,
             given: None,
         }
@@ -268,6 +281,13 @@ impl ProbeConfig {
         self
     }
 
+    /// Sets whether the endpoint needs a login (see
+    /// [`needs_login`](Self::needs_login)).
+    pub fn needs_login(mut self, on: bool) -> Self {
+        self.needs_login = Some(on);
+        self
+    }
+
     /// Sets the body limit for `json` targets.
     pub fn body_limit(mut self, bytes: usize, oversized: Oversized) -> Self {
         self.body_limit = bytes;
@@ -284,6 +304,45 @@ impl ProbeConfig {
         self.effective_thresholds(0)
     }
 
+    /// `self_target` as set, or its default: true for an `objects` probe
+    /// whose target names an account (a parameter, query field, header or
+    /// JSON field whose name holds `account` or `user`, or a path parameter
+    /// right after an `accounts`, `users`, `customers`, `members` or
+    /// `profiles` segment, singular or plural), false otherwise. Object ids
+    /// that are not account ids (`/orders/{id}`) must not count order *k*
+    /// as account *k*'s own; set it explicitly where the guess is wrong.
+    pub fn self_target_or_default(&self) -> bool {
+        if let Some(on) = self.self_target {
+            return on;
+        }
+        if self.style != ProbeStyle::Objects {
+            return false;
+        }
+        let names_account = |n: &str| {
+            let n = n.to_ascii_lowercase();
+            n.contains("account") || n.contains("user")
+        };
+        let t = &self.target;
+        if let Some(name) = &t.path {
+            if names_account(name) {
+                return true;
+            }
+            let before = self
+                .path
+                .split('/')
+                .take_while(|seg| *seg != format!("{{{name}}}"))
+                .last()
+                .unwrap_or("")
+                .to_ascii_lowercase();
+            let stem = before.strip_suffix('s').unwrap_or(&before);
+            return matches!(stem, "account" | "user" | "customer" | "member" | "profile");
+        }
+        [&t.query, &t.header, &t.json]
+            .into_iter()
+            .flatten()
+            .any(|n| names_account(n))
+    }
+
     /// This probe with every default written out: `self_target`,
     /// `oversized`, and the thresholds in full (as a `[probes.thresholds]`
     /// table).
@@ -294,7 +353,7 @@ impl ProbeConfig {
         })?;
         let objects = matches!(self.style, ProbeStyle::Objects);
         Ok(ProbeConfig {
-            self_target: Some(self.self_target.unwrap_or(objects)),
+            self_target: Some(self.self_target_or_default()),
             oversized: Some(self.oversized.unwrap_or(if objects {
                 Oversized::Pass
             } else {

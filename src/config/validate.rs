@@ -129,13 +129,14 @@ impl Config {
         }
         duration("links.half_life_secs", self.links.half_life_secs)?;
         duration("links.new_actor_secs", self.links.new_actor_secs)?;
-        if !(1..=u32::from(u16::MAX)).contains(&self.links.history_hits) {
+        // A record counts history hits up to 255.
+        if !(1..=u32::from(u8::MAX)).contains(&self.links.history_hits) {
             return Err(ConfigError::invalid(
                 "links.history_hits",
                 self.links.history_hits.to_string(),
                 format!(
                     "must be 1..={} (0 would give every actor history at its first request)",
-                    u16::MAX
+                    u8::MAX
                 ),
             ));
         }
@@ -437,9 +438,7 @@ pub(crate) fn probe_parts(i: usize, p: &ProbeConfig) -> Result<ProbeParts, Confi
         pattern,
         source,
         thresholds,
-        self_target: p
-            .self_target
-            .unwrap_or(matches!(p.style, ProbeStyle::Objects)),
+        self_target: p.self_target_or_default(),
         oversized: p.oversized.unwrap_or(match p.style {
             ProbeStyle::Identities => Oversized::Refuse,
             ProbeStyle::Objects => Oversized::Pass,

@@ -59,6 +59,8 @@ pub(crate) struct Probe {
     pattern: PathPattern,
     pub(crate) source: TargetSource,
     pub(crate) self_target: bool,
+    /// `needs_login` as configured (`None`: learned).
+    pub(crate) needs_login: Option<bool>,
     rules: OutcomeRules,
     pub(crate) body_limit: usize,
     pub(crate) oversized: Oversized,
@@ -110,6 +112,7 @@ impl Probe {
             pattern: parts.pattern,
             source: parts.source,
             self_target: parts.self_target,
+            needs_login: p.needs_login,
             rules: OutcomeRules {
                 hit: p.outcome.hit.clone(),
                 miss: p.outcome.miss.clone(),

@@ -330,7 +330,14 @@ impl Detector {
             // requests still pending.
             let eval = |r: &Record| -> Option<(f64, f64)> {
                 let pending = r.pending_at(now, window);
-                if r.seen(target.hash) || (owner_later && pending == 0 && r.no_evidence()) {
+                // At a suspect address a young account gets no benefit of
+                // the doubt: accounts made by the dozen would each get one
+                // foreign object out.
+                let exempt = owner_later
+                    && pending == 0
+                    && r.no_evidence()
+                    && !(watched && context::is_young(policy, r, now));
+                if r.seen(target.hash) || exempt {
                     // Not a new target: counting it adds nothing.
                     return None;
                 }
@@ -426,7 +433,9 @@ impl Detector {
     }
 
     /// Folds the answer to a probe request into every actor's record and
-    /// changes verdicts that crossed a threshold.
+    /// changes verdicts that crossed a threshold; `admitted`: the request
+    /// was pending in those records, and is settled now.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn learn(
         &self,
         policy: &Policy,
@@ -553,16 +562,18 @@ enum Precheck {
 /// Whether an address's verdicts and evidence hold this request. An
 /// address is many people, so what it did holds its anonymous requests
 /// only, never the accounts behind it, on a probe that needs a login. A
-/// probe that answers anonymous requests (it has answered one with a hit
-/// or a miss: a password reset, a sign-up) needs no account, so an
-/// account on the request is the caller's choice: held like an anonymous
-/// one, or a guesser would send each guess with another account's token
-/// to slip out of its address's block.
+/// probe that needs none (`needs_login = false`, or, unset, it has answered
+/// an anonymous request with a hit or a miss: a password reset, a sign-up)
+/// leaves the account on a request to the caller's choice: held like an
+/// anonymous one, or a guesser would send each guess with another
+/// account's token to slip out of its address's block.
 fn address_holds_all(actors: &Actors, probe: Option<&Probe>) -> bool {
     actors.account.is_none()
-        || probe.is_some_and(|p| {
-            p.live
+        || probe.is_some_and(|p| match p.needs_login {
+            Some(needs) => !needs,
+            None => p
+                .live
                 .answers_anonymous
-                .load(std::sync::atomic::Ordering::Relaxed)
+                .load(std::sync::atomic::Ordering::Relaxed),
         })
 }
