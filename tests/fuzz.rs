@@ -915,7 +915,7 @@ fn toml_document() -> impl Strategy<Value = String> {
                             doc.remove(at);
                         }
                     }
-                    1 | 2 | 3 => {
+                    1..=3 => {
                         if let Some((k, _)) = doc[at].split_once('=') {
                             doc[at] = format!("{k}= {v}");
                         }
