@@ -75,13 +75,13 @@ pub(crate) fn context(
     let mut foreign_factor = 1.0;
     // A new account or session at a suspect address: watched, judged on
     // its own evidence with less room (it inherits no suspicion).
-    if watched && is_young(policy, r, now) && kind.is_personal() && probe.self_target {
+    if watched && is_young(policy, r, now) && kind.is_personal() && probe.watch_foreign {
         foreign_factor *= policy.watch_factor;
     }
     // A stranger during an anomaly: a new account or session that has read
     // none of its own objects (an address is many people, and an anonymous
     // request owns nothing).
-    if tightened && kind.is_personal() && probe.self_target && r.own_reads() == 0 {
+    if tightened && kind.is_personal() && probe.watch_foreign && r.own_reads() == 0 {
         foreign_factor *= t.stranger_factor;
     }
     Context {

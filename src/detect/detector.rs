@@ -319,11 +319,11 @@ impl Detector {
         bytes: &[u8],
         account: Option<&AccountId>,
     ) -> TargetInfo {
-        let self_target = policy
-            .probes
-            .get(probe.0 as usize)
-            .is_some_and(|p| p.self_target);
-        TargetInfo::new(bytes, account, self_target, self.target_key)
+        let Some(p) = policy.probes.get(probe.0 as usize) else {
+            return TargetInfo::new(bytes, account, false, self.target_key);
+        };
+        TargetInfo::new(bytes, account, p.self_target, self.target_key)
+            .owned_objects(p.watch_foreign)
     }
 
     /// The target of a probe request that hides it (the head lacks it, the
@@ -336,7 +336,7 @@ impl Detector {
         // A leading 0xff: no UTF-8 text, so no target a request names.
         bytes[0] = 0xff;
         bytes[1..].copy_from_slice(&n.to_le_bytes());
-        TargetInfo::new(&bytes, None, probe.self_target, self.target_key)
+        TargetInfo::new(&bytes, None, false, self.target_key).owned_objects(probe.watch_foreign)
     }
 
     /// Nothing held can refuse a request that matches no probe (no list,
@@ -547,10 +547,7 @@ fn compile(
         let live = old.and_then(|o| {
             let p = o.probes.iter().find(|p| &*p.name == name)?;
             let t = c.probes[i].effective_thresholds(i).ok()?;
-            let watch = c.probes[i].self_target.unwrap_or(matches!(
-                c.probes[i].style,
-                crate::config::ProbeStyle::Objects
-            )) && t.foreign_block > 0;
+            let watch = t.foreign_block > 0;
             if o.config.service_view == c.service_view && p.watch_foreign == watch {
                 return Some(p.live.clone());
             }

@@ -68,8 +68,9 @@ pub(crate) struct Probe {
     /// `thresholds.window_secs` and `long_half_life_secs`, in nanoseconds.
     pub(crate) window: u64,
     pub(crate) long: u64,
-    /// Foreign targets are this probe's tell (own objects and a foreign
-    /// threshold): the service-wide view watches their rate.
+    /// Foreign targets are this probe's tell (a foreign threshold: objects
+    /// with owners): the service-wide view watches their rate, and a young
+    /// account at a suspect address is watched on them.
     pub(crate) watch_foreign: bool,
     pub(crate) live: Arc<ProbeLive>,
 }
@@ -96,7 +97,9 @@ impl Probe {
     ) -> Result<Self, ConfigError> {
         let parts = probe_parts(i, p)?;
         let t = parts.thresholds;
-        let watch_foreign = parts.self_target && t.foreign_block > 0;
+        // Objects with owners (by id, an `Owner` or the ownership hook):
+        // foreign reads are the tell.
+        let watch_foreign = t.foreign_block > 0;
         let live = live.unwrap_or_else(|| {
             Arc::new(ProbeLive::new(View::new(
                 view_cfg,

@@ -174,8 +174,9 @@ pub struct TargetInfo {
     /// with `self_target`), or what the application said (an
     /// [`Owner`](crate::Owner) in the response, or the ownership hook).
     pub(crate) is_self: bool,
-    /// The probe has own objects (`self_target`): only hits on own objects
-    /// are history there; elsewhere, hits on a target found before.
+    /// The probe has objects with owners (an `objects` probe, ids account
+    /// ids or not): only hits on own objects are history there; elsewhere,
+    /// hits on a target found before.
     pub(crate) self_target: bool,
     /// Whose object it is was decided before the handler ran (the target
     /// is the actor's account id, or the application's ownership hook
@@ -196,6 +197,13 @@ impl TargetInfo {
     pub fn with_own(mut self, own: bool) -> Self {
         self.is_self = own;
         self.decided = true;
+        self
+    }
+
+    /// The same target, on a probe whose objects have owners (or not),
+    /// whether or not ids are account ids: what history means there.
+    pub(crate) fn owned_objects(mut self, on: bool) -> Self {
+        self.self_target = on;
         self
     }
 
