@@ -120,7 +120,9 @@ impl Shared {
                 parts,
                 m,
                 &actors,
-                self.owns.as_ref().map(|f| |p: &Parts, n: &str, t: &[u8]| f(p, n, t)),
+                self.owns
+                    .as_ref()
+                    .map(|f| |p: &Parts, n: &str, t: &[u8]| f(p, n, t)),
             ),
             None => Target::None,
         };
