@@ -220,7 +220,7 @@ async fn a_cookie_pair_on_one_line_is_the_pair_on_two() {
 /// The same two values, sent again and again, are one session: a guesser
 /// that keeps its pair is held by the session too, from a new address.
 #[tokio::test]
-async fn the_same_pair_is_one_stable_session() {
+async fn the_same_pair_is_one_stable_session_and_counts_against_each_value() {
     let clock = ManualClock::new();
     let router = app(layer(
         &clock,
@@ -253,15 +253,79 @@ async fn the_same_pair_is_one_stable_session() {
         "{:?}",
         res.status()
     );
-    // The real token alone, or in another pair, is another session.
+    // Each value took part in the guessing (the app read one of them):
+    // the real token alone, or beside another decoy, is refused too.
+    for lines in [
+        vec![("x-session", "real-token".to_owned())],
+        vec![
+            ("x-session", "real-token".to_owned()),
+            ("x-session", "other-decoy".to_owned()),
+        ],
+    ] {
+        let res = router
+            .clone()
+            .oneshot(request(
+                "/api/lookup?email=x%40example.test",
+                "203.0.113.9",
+                &lines,
+            ))
+            .await
+            .unwrap();
+        assert!(res.extensions().get::<Refusal>().is_some(), "{lines:?}");
+    }
+    // Another token alone is another session.
     let res = router
         .clone()
         .oneshot(request(
             "/api/lookup?email=x%40example.test",
             "203.0.113.9",
-            &[("x-session", "real-token".to_owned())],
+            &[("x-session", "someone-else".to_owned())],
         ))
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::NOT_FOUND);
+}
+
+/// A banned session token sent beside a decoy, in front of it or behind
+/// it, as a cookie or a header: the app would take one of them (which, is
+/// the framework's choice), so a verdict on either refuses the request.
+#[tokio::test]
+async fn a_banned_token_beside_a_decoy_is_still_refused() {
+    for source in ["x-session", "cookie"] {
+        let clock = ManualClock::new();
+        let layer = layer(&clock, Some(source), TargetConfig::query("email"));
+        let handle = layer.handle();
+        handle.ban(
+            &enumguard::Actor::session("tok-bad"),
+            Duration::from_secs(3600),
+        );
+        let router = app(layer);
+        for (i, decoy) in [Decoy::None, Decoy::First, Decoy::Last]
+            .into_iter()
+            .enumerate()
+        {
+            let lines = if source == "cookie" {
+                with_decoy("sid", "tok-bad", decoy, i)
+                    .into_iter()
+                    .map(|(_, v)| ("cookie", format!("sid={v}")))
+                    .collect()
+            } else {
+                with_decoy(source, "tok-bad", decoy, i)
+            };
+            // Not a probe request: the ban covers every request.
+            let res = router
+                .clone()
+                .oneshot(request(
+                    "/api/lookup?email=a@x.test",
+                    "198.51.100.9",
+                    &lines,
+                ))
+                .await
+                .unwrap();
+            assert!(
+                res.extensions().get::<Refusal>().is_some(),
+                "{source}, decoy {decoy:?}: the banned token got through"
+            );
+        }
+    }
 }

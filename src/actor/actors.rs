@@ -14,6 +14,9 @@ pub struct Actors {
     pub(crate) ip: Option<ActorKey>,
     pub(crate) subnet: Option<ActorKey>,
     pub(crate) session: Option<ActorKey>,
+    /// When a session was given several distinct values: the first and the
+    /// last value's own sessions (see `actor/session.rs`).
+    pub(crate) sessions: [Option<ActorKey>; 2],
     pub(crate) account: Option<AccountId>,
 }
 
@@ -40,12 +43,15 @@ impl Actors {
         self.account.is_none()
     }
 
-    /// Each actor key present, in kind order (ip, subnet, session, account).
+    /// Each actor key present, in kind order (ip, subnet, session, the
+    /// sessions of a session given several values, account).
     pub fn keys(&self) -> impl Iterator<Item = ActorKey> + '_ {
         [
             self.ip,
             self.subnet,
             self.session,
+            self.sessions[0],
+            self.sessions[1],
             self.account.map(|a| a.key()),
         ]
         .into_iter()

@@ -11,6 +11,12 @@
 //! is the same key, a changed decoy a fresh one, and the request still
 //! counts against its address (and its account). Repeats of one value, and
 //! empty values, are one value.
+//!
+//! Several session values are evidence, not a way to choose: the request
+//! also counts against the first and the last value's own sessions (the
+//! two a framework takes, see [`ends`]), and a verdict on either refuses
+//! it. A banned token sent beside a decoy is refused wherever it stands,
+//! and a real token that guessed beside decoys is blocked itself.
 
 use std::hash::Hasher;
 
@@ -82,19 +88,47 @@ pub(crate) fn header<'a>(
 /// in every `Cookie` line, as one value ([`one_of`]).
 pub(crate) fn cookie<'a>(
     headers: &'a HeaderMap,
-    name: &str,
+    name: &'a str,
     buf: &'a mut [u8; COMBINED_LEN],
 ) -> Option<&'a [u8]> {
+    one_of(cookie_values(headers, name), buf)
+}
+
+/// Every value of cookie `name`, in order.
+pub(crate) fn cookie_values<'a>(
+    headers: &'a HeaderMap,
+    name: &'a str,
+) -> impl Iterator<Item = &'a [u8]> + 'a {
     let name = name.as_bytes();
-    let values = headers
+    headers
         .get_all(http::header::COOKIE)
         .iter()
         .flat_map(|line| line.as_bytes().split(|b| *b == b';'))
         .filter_map(move |pair| {
             let eq = pair.iter().position(|b| *b == b'=')?;
             (pair[..eq].trim_ascii() == name).then(|| unquote(pair[eq + 1..].trim_ascii()))
+        })
+}
+
+/// Whether `value` is one [`one_of`] derived from several distinct values.
+pub(crate) fn is_combined(value: &[u8]) -> bool {
+    value.len() == COMBINED_LEN && value[0] == b'\n'
+}
+
+/// The first and the last of several values (each trimmed, empty ones
+/// skipped), the two a framework takes: besides the value derived from
+/// all of them, the request counts against both, and a verdict on either
+/// refuses it, so that a banned token sent beside a decoy (in front of it
+/// or behind it) is still refused.
+pub(crate) fn ends<'a>(values: impl Iterator<Item = &'a [u8]>) -> Option<(&'a [u8], &'a [u8])> {
+    let mut ends: Option<(&[u8], &[u8])> = None;
+    for v in values.map(<[u8]>::trim_ascii).filter(|v| !v.is_empty()) {
+        ends = Some(match ends {
+            None => (v, v),
+            Some((first, _)) => (first, v),
         });
-    one_of(values, buf)
+    }
+    ends
 }
 
 /// A cookie value without its surrounding double quotes (`"abc"` is `abc`).

@@ -383,6 +383,7 @@ mod tests {
             ip: None,
             subnet: None,
             session: None,
+            sessions: [None; 2],
             account: None,
         }
     }

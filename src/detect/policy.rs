@@ -243,6 +243,15 @@ impl Policy {
         actors
     }
 
+    /// Adds the sessions of the first and the last of several distinct
+    /// session values (see `actor/session.rs`).
+    pub(crate) fn add_sessions(&self, actors: &mut Actors, first: &[u8], last: &[u8]) {
+        actors.sessions = [
+            Some(self.session_key_of(first)),
+            Some(self.session_key_of(last)),
+        ];
+    }
+
     /// The `ip` actor of an address.
     pub fn ip_key(&self, ip: IpAddr) -> ActorKey {
         ActorKey::ip(ip, self.ip_prefix.0, self.ip_prefix.1, ActorKind::Ip)

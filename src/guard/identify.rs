@@ -3,7 +3,10 @@
 
 use http::request::Parts;
 
-use crate::actor::{AccountId, Actors, COMBINED_LEN, client_ip, cookie, header_value, peer_addr};
+use crate::actor::{
+    AccountId, Actors, COMBINED_LEN, client_ip, cookie, cookie_values, ends, header_value,
+    is_combined, peer_addr,
+};
 use crate::config::SessionSource;
 use crate::detect::{Detector, Match, Policy, Refusal, Target};
 use crate::probe::TARGET_BUF;
@@ -75,7 +78,21 @@ pub(crate) fn actors(
         Some(SessionSource::Cookie(c)) => cookie(&parts.headers, c, &mut buf),
         None => None,
     };
-    Ok(policy.actors(addr, token, account(parts)))
+    let mut actors = policy.actors(addr, token, account(parts));
+    if token.is_some_and(is_combined) {
+        let ends = match &policy.session {
+            Some(SessionSource::Header(_)) => policy
+                .session_header
+                .as_ref()
+                .and_then(|h| ends(parts.headers.get_all(h).iter().map(|v| v.as_bytes()))),
+            Some(SessionSource::Cookie(c)) => ends(cookie_values(&parts.headers, c)),
+            None => None,
+        };
+        if let Some((first, last)) = ends {
+            policy.add_sessions(&mut actors, first, last);
+        }
+    }
+    Ok(actors)
 }
 
 /// The target of a probe request from its head (`Target::InBody` for a

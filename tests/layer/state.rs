@@ -108,8 +108,10 @@ async fn a_fresh_enumerator_is_blocked_when_the_store_is_full_of_suspects() {
     let fresh = enumerate(&layer, &clock, "203.0.113.50", 500).await;
     let fresh = fresh.expect("the fresh enumerator was never refused");
     let first = took[0];
+    // Within a quarter of the first attacker's count: its records may be
+    // evicted once or twice while it builds up (the store holds 16).
     assert!(
-        fresh <= first + 2,
+        fresh <= first + first / 4,
         "the fresh enumerator got {fresh} guesses, the first attacker {first}"
     );
     assert!(handle.tracked() <= handle.capacity());
