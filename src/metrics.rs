@@ -27,7 +27,8 @@ pub const TRACKED: &str = "enumguard_tracked_actors";
 pub const VERDICTS_ACTIVE: &str = "enumguard_verdicts_active";
 /// Counter: records and verdicts evicted to stay within the bounds.
 pub const EVICTIONS: &str = "enumguard_evictions_total";
-/// Counter: new actors not tracked because the store was full of suspects.
+/// Counter: new actors not tracked because the store was full and another
+/// thread was making room.
 pub const UNTRACKED: &str = "enumguard_untracked_total";
 /// Gauge (feature `redis`): 1 while the cluster sync has no working Redis
 /// connection, 0 while it has one.

@@ -252,7 +252,8 @@ impl Default for ServiceViewConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct ClusterConfig {
     /// The Redis server: `redis://[:password@]host:port[/db]`, `rediss://`
-    /// for TLS (`rediss://host:port/#insecure` accepts any certificate), or
+    /// for TLS (`rediss://host:port/#insecure` accepts any certificate, only
+    /// with the feature `redis-insecure-tls`; without it, a config error), or
     /// `unix:///path`. Required unless `redis_cluster` is given.
     pub redis_url: String,
     /// Some nodes of a Redis Cluster (cluster mode), each
