@@ -14,9 +14,9 @@ pub struct Actors {
     pub(crate) ip: Option<ActorKey>,
     pub(crate) subnet: Option<ActorKey>,
     pub(crate) session: Option<ActorKey>,
-    /// When a session was given several distinct values: the first and the
-    /// last value's own sessions (see `actor/session.rs`).
-    pub(crate) sessions: [Option<ActorKey>; 2],
+    /// When a session was given several distinct values, `session` is the
+    /// first one's and this the last one's (see `actor/session.rs`).
+    pub(crate) session_alt: Option<ActorKey>,
     pub(crate) account: Option<AccountId>,
 }
 
@@ -43,15 +43,14 @@ impl Actors {
         self.account.is_none()
     }
 
-    /// Each actor key present, in kind order (ip, subnet, session, the
-    /// sessions of a session given several values, account).
+    /// Each actor key present, in kind order (ip, subnet, session, the last
+    /// of several session values, account).
     pub fn keys(&self) -> impl Iterator<Item = ActorKey> + '_ {
         [
             self.ip,
             self.subnet,
             self.session,
-            self.sessions[0],
-            self.sessions[1],
+            self.session_alt,
             self.account.map(|a| a.key()),
         ]
         .into_iter()

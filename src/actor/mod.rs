@@ -48,6 +48,4 @@ pub use key::{ActorKey, ActorKind};
 pub use named::Actor;
 pub use peer::PeerAddr;
 pub(crate) use peer::{has_peer, peer_addr};
-pub(crate) use session::{
-    COMBINED_LEN, cookie, cookie_values, ends, header as header_value, is_combined,
-};
+pub(crate) use session::{COMBINED_LEN, cookie_values, ends, header as header_value};

@@ -1,22 +1,20 @@
-//! Session tokens from a header or a cookie, and the one rule for a value
+//! Session tokens from a header or a cookie, and the rules for a value
 //! given several times.
 //!
 //! # Several values
 //! Frameworks disagree on which of several values wins (the first, the
-//! last, a comma-joined list), so the guard never picks one: a header, a
-//! cookie or a header target that appears with several distinct values is
-//! read as one value derived from all of them, in order ([`one_of`]). An
-//! attacker who sends a rotating decoy next to its real token therefore
-//! never keeps a stable key by choosing where the decoy goes: the same pair
-//! is the same key, a changed decoy a fresh one, and the request still
-//! counts against its address (and its account). Repeats of one value, and
-//! empty values, are one value.
+//! last, a comma-joined list), so the guard never lets the client choose:
 //!
-//! Several session values are evidence, not a way to choose: the request
-//! also counts against the first and the last value's own sessions (the
-//! two a framework takes, see [`ends`]), and a verdict on either refuses
-//! it. A banned token sent beside a decoy is refused wherever it stands,
-//! and a real token that guessed beside decoys is blocked itself.
+//! - A session header or cookie with several distinct values counts as its
+//!   first value and as its last ([`ends`]), the two a framework takes: the
+//!   request counts against both sessions, and a verdict on either refuses
+//!   it. A rotating decoy beside a real token never hides the token (its
+//!   session is counted and blocked wherever it stands), and a banned token
+//!   beside a decoy is refused. Repeats of one value, and empty values, are
+//!   one value.
+//! - A header target with several distinct values is read as one value
+//!   derived from all of them, in order ([`one_of`]): a decoy beside each
+//!   guess makes each guess a distinct target, never one.
 
 use std::hash::Hasher;
 
@@ -83,18 +81,9 @@ pub(crate) fn header<'a>(
     one_of(headers.get_all(name).iter().map(|v| v.as_bytes()), buf)
 }
 
-/// The value of cookie `name` in the request's `Cookie` headers: every
-/// pair with that name (names trimmed, values unquoted as RFC 6265 allows)
-/// in every `Cookie` line, as one value ([`one_of`]).
-pub(crate) fn cookie<'a>(
-    headers: &'a HeaderMap,
-    name: &'a str,
-    buf: &'a mut [u8; COMBINED_LEN],
-) -> Option<&'a [u8]> {
-    one_of(cookie_values(headers, name), buf)
-}
-
-/// Every value of cookie `name`, in order.
+/// Every value of cookie `name`, in order: every pair with that name
+/// (names trimmed, values unquoted as RFC 6265 allows) in every `Cookie`
+/// line.
 pub(crate) fn cookie_values<'a>(
     headers: &'a HeaderMap,
     name: &'a str,
@@ -110,16 +99,10 @@ pub(crate) fn cookie_values<'a>(
         })
 }
 
-/// Whether `value` is one [`one_of`] derived from several distinct values.
-pub(crate) fn is_combined(value: &[u8]) -> bool {
-    value.len() == COMBINED_LEN && value[0] == b'\n'
-}
-
-/// The first and the last of several values (each trimmed, empty ones
-/// skipped), the two a framework takes: besides the value derived from
-/// all of them, the request counts against both, and a verdict on either
-/// refuses it, so that a banned token sent beside a decoy (in front of it
-/// or behind it) is still refused.
+/// The first and the last of a session's values (each trimmed, empty ones
+/// skipped; the same value twice when there is one): the two a framework
+/// takes. The request counts against both, and a verdict on either refuses
+/// it.
 pub(crate) fn ends<'a>(values: impl Iterator<Item = &'a [u8]>) -> Option<(&'a [u8], &'a [u8])> {
     let mut ends: Option<(&[u8], &[u8])> = None;
     for v in values.map(<[u8]>::trim_ascii).filter(|v| !v.is_empty()) {
@@ -154,9 +137,12 @@ mod tests {
         h
     }
 
-    fn cookie_of(h: &HeaderMap, name: &str) -> Option<Vec<u8>> {
-        let mut buf = [0u8; COMBINED_LEN];
-        cookie(h, name, &mut buf).map(<[u8]>::to_vec)
+    fn cookie_of(h: &HeaderMap, name: &str) -> Option<(Vec<u8>, Vec<u8>)> {
+        ends(cookie_values(h, name)).map(|(a, b)| (a.to_vec(), b.to_vec()))
+    }
+
+    fn session_of(h: &HeaderMap, name: &str) -> Option<(Vec<u8>, Vec<u8>)> {
+        ends(h.get_all(name).iter().map(|v| v.as_bytes())).map(|(a, b)| (a.to_vec(), b.to_vec()))
     }
 
     fn header_of(h: &HeaderMap, name: &str) -> Option<Vec<u8>> {
@@ -165,58 +151,69 @@ mod tests {
         header(h, &name, &mut buf).map(<[u8]>::to_vec)
     }
 
+    fn one(v: &str) -> Option<(Vec<u8>, Vec<u8>)> {
+        Some((v.as_bytes().to_vec(), v.as_bytes().to_vec()))
+    }
+
     #[test]
     fn cookie_lookup() {
         let h = headers(&[("cookie", "a=1; sid=abc ; b=2"), ("cookie", "c=3")]);
-        assert_eq!(cookie_of(&h, "sid").as_deref(), Some(&b"abc"[..]));
-        assert_eq!(cookie_of(&h, "c").as_deref(), Some(&b"3"[..]));
+        assert_eq!(cookie_of(&h, "sid"), one("abc"));
+        assert_eq!(cookie_of(&h, "c"), one("3"));
         assert_eq!(cookie_of(&h, "nope"), None);
         // Quoted is the same value (RFC 6265); a spaced name is the name.
         let h = headers(&[("cookie", "sid =\"abc\"; sid=; x")]);
-        assert_eq!(cookie_of(&h, "sid").as_deref(), Some(&b"abc"[..]));
+        assert_eq!(cookie_of(&h, "sid"), one("abc"));
     }
 
     #[test]
     fn one_value_given_twice_is_that_value() {
         let h = headers(&[("cookie", "sid=abc; sid=abc"), ("cookie", "sid=abc")]);
-        assert_eq!(cookie_of(&h, "sid").as_deref(), Some(&b"abc"[..]));
+        assert_eq!(cookie_of(&h, "sid"), one("abc"));
         let h = headers(&[
             ("x-session", "abc"),
             ("x-session", " abc "),
             ("x-session", ""),
         ]);
+        assert_eq!(session_of(&h, "x-session"), one("abc"));
         assert_eq!(header_of(&h, "x-session").as_deref(), Some(&b"abc"[..]));
     }
 
     #[test]
-    fn several_values_are_derived_from_all_of_them() {
+    fn a_session_given_several_times_is_its_first_and_its_last() {
+        let h = headers(&[
+            ("x-session", "decoy"),
+            ("x-session", "mid"),
+            ("x-session", "real"),
+        ]);
+        let (first, last) = session_of(&h, "x-session").unwrap();
+        assert_eq!((&first[..], &last[..]), (&b"decoy"[..], &b"real"[..]));
+        // One line or two, the same cookie values.
+        let two = headers(&[("cookie", "sid=a"), ("cookie", "sid=b")]);
+        let one_line = headers(&[("cookie", "sid=a; sid=b")]);
+        assert_eq!(cookie_of(&two, "sid"), cookie_of(&one_line, "sid"));
+    }
+
+    #[test]
+    fn several_header_target_values_are_derived_from_all_of_them() {
         // Whichever position a rotating decoy takes, the value changes with
-        // it, and it is neither the decoy nor the real token.
-        let real = "real-token";
+        // it, and it is neither the decoy nor the real value.
+        let real = "real-target";
         let mut seen = std::collections::HashSet::new();
         for i in 0..50 {
             let decoy = format!("decoy{i}");
             for (a, b) in [(real, decoy.as_str()), (decoy.as_str(), real)] {
-                let h = headers(&[("x-session", a), ("x-session", b)]);
-                let v = header_of(&h, "x-session").unwrap();
+                let h = headers(&[("x-email", a), ("x-email", b)]);
+                let v = header_of(&h, "x-email").unwrap();
                 assert_eq!(v.len(), COMBINED_LEN);
                 assert_ne!(v, real.as_bytes());
                 assert_ne!(v, decoy.as_bytes());
                 assert!(seen.insert(v.clone()), "a repeated key for {a} + {b}");
-                let h = headers(&[
-                    ("cookie", &format!("sid={a}")),
-                    ("cookie", &format!("sid={b}")),
-                ]);
-                let c = cookie_of(&h, "sid").unwrap();
-                let h = headers(&[("cookie", &format!("sid={a}; sid={b}"))]);
-                assert_eq!(cookie_of(&h, "sid").unwrap(), c, "one line or two");
-                // A cookie given twice is read by the same rule as a header.
-                assert_eq!(c, v);
             }
         }
         // The same pair, in the same order, is the same value each time.
-        let pair = headers(&[("x-session", "a"), ("x-session", "b")]);
-        assert_eq!(header_of(&pair, "x-session"), header_of(&pair, "x-session"));
+        let pair = headers(&[("x", "a"), ("x", "b")]);
+        assert_eq!(header_of(&pair, "x"), header_of(&pair, "x"));
         // Lists that join to the same bytes stay apart.
         let h1 = headers(&[("x", "ab"), ("x", "c")]);
         let h2 = headers(&[("x", "a"), ("x", "bc")]);

@@ -383,7 +383,7 @@ mod tests {
             ip: None,
             subnet: None,
             session: None,
-            sessions: [None; 2],
+            session_alt: None,
             account: None,
         }
     }

@@ -243,13 +243,10 @@ impl Policy {
         actors
     }
 
-    /// Adds the sessions of the first and the last of several distinct
-    /// session values (see `actor/session.rs`).
-    pub(crate) fn add_sessions(&self, actors: &mut Actors, first: &[u8], last: &[u8]) {
-        actors.sessions = [
-            Some(self.session_key_of(first)),
-            Some(self.session_key_of(last)),
-        ];
+    /// Adds the session of the last of several distinct session values
+    /// (the first is the request's session; see `actor/session.rs`).
+    pub(crate) fn add_last_session(&self, actors: &mut Actors, last: &[u8]) {
+        actors.session_alt = Some(self.session_key_of(last));
     }
 
     /// The `ip` actor of an address.

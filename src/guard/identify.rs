@@ -3,10 +3,7 @@
 
 use http::request::Parts;
 
-use crate::actor::{
-    AccountId, Actors, COMBINED_LEN, client_ip, cookie, cookie_values, ends, header_value,
-    is_combined, peer_addr,
-};
+use crate::actor::{AccountId, Actors, client_ip, cookie_values, ends, peer_addr};
 use crate::config::SessionSource;
 use crate::detect::{Detector, Match, Policy, Refusal, Target};
 use crate::probe::TARGET_BUF;
@@ -67,29 +64,20 @@ pub(crate) fn actors(
     if need != Need::Full {
         return Ok(policy.actors(addr, None, None));
     }
-    // A session given several times is one value derived from all of
-    // them (`actor/session.rs`): a decoy never chooses the key.
-    let mut buf = [0u8; COMBINED_LEN];
-    let token = match &policy.session {
+    // A session given several times counts as its first value and, if it
+    // differs, its last (`actor/session.rs`): the two a framework takes.
+    let ends = match &policy.session {
         Some(SessionSource::Header(_)) => policy
             .session_header
             .as_ref()
-            .and_then(|h| header_value(&parts.headers, h, &mut buf)),
-        Some(SessionSource::Cookie(c)) => cookie(&parts.headers, c, &mut buf),
+            .and_then(|h| ends(parts.headers.get_all(h).iter().map(|v| v.as_bytes()))),
+        Some(SessionSource::Cookie(c)) => ends(cookie_values(&parts.headers, c)),
         None => None,
     };
-    let mut actors = policy.actors(addr, token, account(parts));
-    if token.is_some_and(is_combined) {
-        let ends = match &policy.session {
-            Some(SessionSource::Header(_)) => policy
-                .session_header
-                .as_ref()
-                .and_then(|h| ends(parts.headers.get_all(h).iter().map(|v| v.as_bytes()))),
-            Some(SessionSource::Cookie(c)) => ends(cookie_values(&parts.headers, c)),
-            None => None,
-        };
-        if let Some((first, last)) = ends {
-            policy.add_sessions(&mut actors, first, last);
+    let mut actors = policy.actors(addr, ends.map(|(first, _)| first), account(parts));
+    if let Some((first, last)) = ends {
+        if first != last {
+            policy.add_last_session(&mut actors, last);
         }
     }
     Ok(actors)
