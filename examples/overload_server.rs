@@ -30,7 +30,8 @@
 //! `--rounds` interleaved rounds (bare, guarded, refusing, then the next
 //! round in a rotated order) after a warm-up of every server. Before each
 //! run it waits, polling every 20 s for at most `--quiet-wait` seconds
-//! (default 600), until the 1-minute load average is below `--quiet-load`
+//! (default 600; `--quiet-total`, default 1800, bounds all the waiting
+//! together), until the 1-minute load average is below `--quiet-load`
 //! (default 0.7), and records the load it started at. Per run: requests/s,
 //! p50, p99, p99.9 and max latency (wrk's, through a `done` hook in Lua),
 //! the server's CPU time per request (`/proc/PID/stat`), and the non-2xx
@@ -63,7 +64,7 @@ fn main() -> Result<(), Error> {
         _ => Err(
             "usage: overload_server serve bare|guarded|refusing [--listen ADDR] [--max-secs N]\n       \
              overload_server bench [--rounds N] [--secs S] [--conns C1,C2] [--threads T] \
-             [--quiet-load L] [--quiet-wait S] [--server-cpu N] [--client-cpu N]"
+             [--quiet-load L] [--quiet-wait S] [--quiet-total S] [--server-cpu N] [--client-cpu N]"
                 .into(),
         ),
     }
@@ -332,6 +333,9 @@ fn bench(args: &[String]) -> Result<(), Error> {
     let threads: usize = flag(args, "--threads", 2)?;
     let quiet_load: f64 = flag(args, "--quiet-load", 0.7)?;
     let quiet_wait = Duration::from_secs(flag(args, "--quiet-wait", 600)?);
+    // All the waiting together is bounded too.
+    let quiet_total = Duration::from_secs(flag(args, "--quiet-total", 1800)?);
+    let mut waited = Duration::ZERO;
     let server_cpu: usize = flag(args, "--server-cpu", 0)?;
     let client_cpu: usize = flag(args, "--client-cpu", 1)?;
     let conns: Vec<usize> = conns
@@ -381,7 +385,12 @@ fn bench(args: &[String]) -> Result<(), Error> {
         for round in 0..rounds {
             for k in 0..3 {
                 let i = (k + round) % 3;
-                let (load, quiet) = wait_quiet(quiet_load, quiet_wait);
+                let t = Instant::now();
+                let (load, quiet) = wait_quiet(
+                    quiet_load,
+                    quiet_wait.min(quiet_total.saturating_sub(waited)),
+                );
+                waited += t.elapsed();
                 let mut run = run_wrk(&servers[i], &wrk)?;
                 run.load = load;
                 run.quiet = quiet;

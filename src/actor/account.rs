@@ -39,9 +39,15 @@ pub(crate) fn hash128(keys: (u64, u64), bytes: &[u8]) -> u128 {
 /// be recognised as account 42's own object.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct AccountId {
-    hash: u128,
+    /// The 128-bit hash as two halves: 8-byte aligned, so that an
+    /// `Option<AccountId>` in every request's actors is 64 bytes, not 80.
+    hash: [u64; 2],
     len: u8,
     shown: [u8; 32],
+}
+
+fn halves(h: u128) -> [u64; 2] {
+    [(h >> 64) as u64, h as u64]
 }
 
 impl AccountId {
@@ -52,7 +58,7 @@ impl AccountId {
         let n = bytes.len().min(32);
         shown[..n].copy_from_slice(&bytes[..n]);
         Self {
-            hash: hash128(ACCOUNT_KEYS, bytes),
+            hash: halves(hash128(ACCOUNT_KEYS, bytes)),
             len: n as u8,
             shown,
         }
@@ -60,16 +66,17 @@ impl AccountId {
 
     /// The actor key of this account.
     pub fn key(&self) -> ActorKey {
-        ActorKey::hashed(ActorKind::Account, self.hash)
+        ActorKey::hashed(ActorKind::Account, self.hash())
     }
 
     /// Whether a target (as it appears in a request) names this account.
     pub fn is(&self, target: &[u8]) -> bool {
-        hash128(ACCOUNT_KEYS, target) == self.hash
+        hash128(ACCOUNT_KEYS, target) == self.hash()
     }
 
+    #[inline]
     pub(crate) fn hash(&self) -> u128 {
-        self.hash
+        (u128::from(self.hash[0]) << 64) | u128::from(self.hash[1])
     }
 }
 

@@ -312,6 +312,7 @@ impl Detector {
     /// A probe request's target, reduced to what the signals keep: a keyed
     /// hash (the key is this detector's secret), its number, and whether it
     /// is the caller's own account id (for probes with `self_target`).
+    #[inline]
     pub fn target(
         &self,
         policy: &Policy,

@@ -76,7 +76,8 @@ pub(crate) fn actors(
     };
     let mut actors = policy.actors(addr, ends.map(|(first, _)| first), account(parts));
     if let Some((first, last)) = ends {
-        if first != last {
+        // One value: the same slice, no compare.
+        if !std::ptr::eq(first, last) && first != last {
             policy.add_last_session(&mut actors, last);
         }
     }

@@ -202,6 +202,7 @@ impl TargetInfo {
 
     /// The same target, on a probe whose objects have owners (or not),
     /// whether or not ids are account ids: what history means there.
+    #[inline]
     pub(crate) fn owned_objects(mut self, on: bool) -> Self {
         self.self_target = on;
         self

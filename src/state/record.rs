@@ -322,18 +322,21 @@ impl Record {
     }
 
     /// A probe request admitted: its answer is pending.
+    #[inline]
     pub(crate) fn admit(&mut self, now: u64, window: u64) {
         self.roll(now, window);
         self.pending = self.pending.saturating_add(1);
     }
 
     /// An admitted request answered (or abandoned).
+    #[inline]
     pub(crate) fn settle(&mut self) {
         self.pending = self.pending.saturating_sub(1);
     }
 
     /// Requests admitted and not answered, as of `now`: none once a whole
     /// window has passed since the window they were admitted in.
+    #[inline]
     pub(crate) fn pending_at(&self, now: u64, window: u64) -> u32 {
         if now.saturating_sub(self.win_start) < window.max(1) {
             u32::from(self.pending)
@@ -353,7 +356,9 @@ impl Record {
         (self.bits_cur[w] | self.bits_prev[w]) & m != 0
     }
 
-    /// Folds one probe request into the record.
+    /// Folds one probe request into the record. (Inlined into its one
+    /// caller, the detector's learning step.)
+    #[inline]
     pub(crate) fn learn(
         &mut self,
         now: u64,
