@@ -48,4 +48,4 @@ pub use key::{ActorKey, ActorKind};
 pub use named::Actor;
 pub use peer::PeerAddr;
 pub(crate) use peer::{has_peer, peer_addr};
-pub(crate) use session::{COMBINED_LEN, cookie_values, ends, header as header_value};
+pub(crate) use session::{COMBINED_LEN, cookie_values, ends, header as header_value, header_ends};

@@ -362,7 +362,6 @@ impl Detector {
                 };
                 Some((settled, flying))
             };
-            let fresh = Record::new(now);
             let (score, carry) = self
                 .store
                 .update((key, probe.slot), now, policy.half_life, |r| {
@@ -370,7 +369,8 @@ impl Detector {
                     r.admit(now, window);
                     out
                 })
-                .unwrap_or_else(|| (eval(&fresh), 0.0));
+                // The store is full and making room: judged as new.
+                .unwrap_or_else(|| (eval(&Record::new(now)), 0.0));
             watched |= context::suspect_address(policy, key.kind(), carry);
             let Some((settled, flying)) = score else {
                 continue;

@@ -3,7 +3,7 @@
 
 use http::request::Parts;
 
-use crate::actor::{AccountId, Actors, client_ip, cookie_values, ends, peer_addr};
+use crate::actor::{AccountId, Actors, client_ip, cookie_values, ends, header_ends, peer_addr};
 use crate::config::SessionSource;
 use crate::detect::{Detector, Match, Policy, Refusal, Target};
 use crate::probe::TARGET_BUF;
@@ -70,7 +70,7 @@ pub(crate) fn actors(
         Some(SessionSource::Header(_)) => policy
             .session_header
             .as_ref()
-            .and_then(|h| ends(parts.headers.get_all(h).iter().map(|v| v.as_bytes()))),
+            .and_then(|h| header_ends(&parts.headers, h)),
         Some(SessionSource::Cookie(c)) => ends(cookie_values(&parts.headers, c)),
         None => None,
     };
