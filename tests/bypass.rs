@@ -27,6 +27,21 @@ use tower::{Layer, ServiceExt, service_fn};
 /// What the guard hands the inner service.
 type Body = enumguard::GuardBody<Full<Bytes>>;
 
+/// A guard with one probe, accounts from `x-account`, time standing still.
+fn guard(probe: ProbeConfig) -> GuardLayer {
+    GuardLayer::builder()
+        .probe(probe)
+        .account(account_from_header)
+        .clock(ManualClock::new())
+        .build()
+        .unwrap()
+}
+
+/// The lookup probe on `/lookup?email=`, for `methods`.
+fn lookup(methods: &str) -> ProbeConfig {
+    ProbeConfig::identities("lookup", methods, "/lookup", TargetConfig::query("email"))
+}
+
 /// Guess `i` of a list in which one address in twenty is registered.
 fn guess(i: u64) -> String {
     if i % 20 == 0 {
@@ -76,17 +91,7 @@ async fn head_requests_are_the_same_guesses_as_get() {
 async fn axum_routes_head_to_the_get_handler_and_the_guard_counts_it() {
     let calls = Arc::new(AtomicUsize::new(0));
     let c = calls.clone();
-    let layer = GuardLayer::builder()
-        .probe(ProbeConfig::identities(
-            "lookup",
-            "GET",
-            "/lookup",
-            TargetConfig::query("email"),
-        ))
-        .account(account_from_header)
-        .clock(ManualClock::new())
-        .build()
-        .unwrap();
+    let layer = guard(lookup("GET"));
     let app: Router = Router::new()
         .route(
             "/lookup",
@@ -120,17 +125,7 @@ async fn axum_routes_head_to_the_get_handler_and_the_guard_counts_it() {
 /// name is not counted as it (the router sends it elsewhere).
 #[tokio::test]
 async fn a_probe_names_several_methods() {
-    let layer = GuardLayer::builder()
-        .probe(ProbeConfig::identities(
-            "lookup",
-            "GET, POST",
-            "/lookup",
-            TargetConfig::query("email"),
-        ))
-        .account(account_from_header)
-        .clock(ManualClock::new())
-        .build()
-        .unwrap();
+    let layer = guard(lookup("GET, POST"));
     let svc = layer.layer(service_fn(|_req: Request<Body>| async {
         Ok::<_, Infallible>(
             http::Response::builder()
@@ -185,12 +180,7 @@ async fn requests_in_flight_are_counted_before_their_answers() {
     let (open_tx, open_rx) = tokio::sync::watch::channel(false);
     let entered = Arc::new(AtomicUsize::new(0));
     let e = entered.clone();
-    let layer = GuardLayer::builder()
-        .probe(addressbook())
-        .account(account_from_header)
-        .clock(ManualClock::new())
-        .build()
-        .unwrap();
+    let layer = guard(addressbook());
     let svc = layer.layer(service_fn(move |_req: Request<Body>| {
         let mut open = open_rx.clone();
         e.fetch_add(1, Ordering::SeqCst);
@@ -251,17 +241,7 @@ async fn requests_in_flight_are_counted_before_their_answers() {
 async fn a_probe_request_that_hides_its_target_is_still_counted() {
     let calls = Arc::new(AtomicUsize::new(0));
     let c = calls.clone();
-    let layer = GuardLayer::builder()
-        .probe(ProbeConfig::identities(
-            "lookup",
-            "GET",
-            "/lookup",
-            TargetConfig::query("email"),
-        ))
-        .account(account_from_header)
-        .clock(ManualClock::new())
-        .build()
-        .unwrap();
+    let layer = guard(lookup("GET"));
     let svc = layer.layer(service_fn(move |req: Request<Body>| {
         c.fetch_add(1, Ordering::SeqCst);
         let known = req.headers().contains_key("x-registered");
@@ -365,17 +345,12 @@ async fn throwaway_accounts_at_one_address_share_its_block_on_a_login_free_probe
 /// the same attack is held the same way.
 #[tokio::test]
 async fn a_login_free_probe_is_learned_from_anonymous_answers() {
-    let layer = GuardLayer::builder()
-        .probe(ProbeConfig::identities(
-            "reset",
-            "POST",
-            "/reset",
-            TargetConfig::json("email"),
-        ))
-        .account(account_from_header)
-        .clock(ManualClock::new())
-        .build()
-        .unwrap();
+    let layer = guard(ProbeConfig::identities(
+        "reset",
+        "POST",
+        "/reset",
+        TargetConfig::json("email"),
+    ));
     let svc = layer.layer(service_fn(|req: Request<Body>| async move {
         use http_body_util::BodyExt;
         let body = req.into_body().collect().await.unwrap().to_bytes();
