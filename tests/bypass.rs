@@ -473,3 +473,54 @@ async fn order_ids_equal_to_the_account_id_are_not_own_by_default() {
     }
     assert!(served <= 16, "{served}");
 }
+
+/// A JSON body that names the target twice, the guess first and a fixed
+/// decoy last: a parser that takes the first key reads the guess, one
+/// that takes the last the decoy. The guard lets neither choose: such a
+/// body counts as its whole self, a new target each time.
+#[tokio::test]
+async fn a_json_key_given_twice_hides_no_guess() {
+    let layer = guard(ProbeConfig::identities(
+        "reset",
+        "POST",
+        "/reset",
+        TargetConfig::json("email"),
+    ));
+    let calls = Arc::new(AtomicUsize::new(0));
+    let c = calls.clone();
+    let svc = layer.layer(service_fn(move |_req: Request<Body>| {
+        c.fetch_add(1, Ordering::SeqCst);
+        async {
+            Ok::<_, Infallible>(
+                http::Response::builder()
+                    .status(404)
+                    .body(Full::<Bytes>::default())
+                    .unwrap(),
+            )
+        }
+    }));
+    let mut refused_at = None;
+    for i in 0..100 {
+        let body = format!(r#"{{"email":"guess{i}@x.test","email":"known@x.test"}}"#);
+        let mut req = Request::post("/reset")
+            .body(Full::new(Bytes::from(body)))
+            .unwrap();
+        req.extensions_mut()
+            .insert(SocketAddr::from(([127, 0, 0, 1], 40000)));
+        if svc
+            .clone()
+            .oneshot(req)
+            .await
+            .unwrap()
+            .extensions()
+            .get::<Refusal>()
+            .is_some()
+        {
+            refused_at = Some(i);
+            break;
+        }
+    }
+    let at = refused_at.expect("the duplicate-key guesser is refused");
+    assert!(at <= 25, "refused at {at}");
+    assert_eq!(calls.load(Ordering::SeqCst), at);
+}

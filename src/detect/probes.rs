@@ -332,5 +332,30 @@ mod tests {
             Some(&br#"{"user":{}}"#[..])
         );
         assert_eq!(t(b"  "), None);
+        // A key given twice (however it is escaped): parsers disagree on
+        // which wins, so a decoy beside the guess never chooses the target;
+        // the whole body counts.
+        for body in [
+            &br#"{"user":{"email":"decoy","email":"guess1"}}"#[..],
+            br#"{"user":{"\u0065mail":"guess1","email":"decoy"}}"#,
+            br#"{"user":{"email":"decoy"},"user":{"email":"guess1"}}"#,
+        ] {
+            assert_eq!(
+                t(body).as_deref(),
+                Some(body),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+        // Other keys twice are nobody's business; trailing bytes make it
+        // not JSON (the whole body).
+        assert_eq!(
+            t(br#"{"pad":1,"pad":2,"user":{"email":"a@b"}}"#).as_deref(),
+            Some(&b"a@b"[..])
+        );
+        assert_eq!(
+            t(br#"{"user":{"email":"a@b"}} x"#).as_deref(),
+            Some(&br#"{"user":{"email":"a@b"}} x"#[..])
+        );
     }
 }

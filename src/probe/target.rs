@@ -99,17 +99,114 @@ impl TargetSource {
 }
 
 /// The field at `path` of a JSON body, as text (a string's value, a
-/// number's digits).
+/// number's digits). `None` if the body is not JSON, lacks the field, or
+/// names it twice on the way (`{"email": "a", "email": "b"}`): parsers
+/// disagree on which of two equal keys wins, so a decoy beside the guess
+/// must not choose the target (the whole body is then the target).
 pub(crate) fn json_field(body: &[u8], path: &[String]) -> Option<String> {
-    let value: serde_json::Value = serde_json::from_slice(body).ok()?;
-    let mut v = &value;
-    for name in path {
-        v = v.get(name)?;
-    }
-    match v {
-        serde_json::Value::String(s) if !s.is_empty() => Some(s.clone()),
-        serde_json::Value::Number(n) => Some(n.to_string()),
+    use serde::de::DeserializeSeed;
+    let mut de = serde_json::Deserializer::from_slice(body);
+    match (FieldSeed { path }).deserialize(&mut de) {
+        Ok(Found::One(v)) if de.end().is_ok() => Some(v),
         _ => None,
+    }
+}
+
+/// What [`FieldSeed`] found.
+enum Found {
+    None,
+    One(String),
+    /// The field (or an object on its path) given more than once.
+    Twice,
+}
+
+/// Walks a JSON value down `path` without building it, noticing a key
+/// given twice on the way.
+struct FieldSeed<'p> {
+    path: &'p [String],
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for FieldSeed<'_> {
+    type Value = Found;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Found, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for FieldSeed<'_> {
+    type Value = Found;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Found, A::Error> {
+        use serde::de::IgnoredAny;
+        let Some((name, rest)) = self.path.split_first() else {
+            while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+            return Ok(Found::None);
+        };
+        let mut found: Option<Found> = None;
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            if key == name.as_str() {
+                let v = map.next_value_seed(FieldSeed { path: rest })?;
+                found = Some(match found {
+                    None => v,
+                    Some(_) => Found::Twice,
+                });
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(found.unwrap_or(Found::None))
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Found, A::Error> {
+        while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+        Ok(Found::None)
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Found, E> {
+        Ok(if self.path.is_empty() && !v.is_empty() {
+            Found::One(v.to_owned())
+        } else {
+            Found::None
+        })
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Found, E> {
+        Ok(self.number(v.to_string()))
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Found, E> {
+        Ok(self.number(v.to_string()))
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Found, E> {
+        Ok(
+            self.number(
+                serde_json::Number::from_f64(v).map_or_else(String::new, |n| n.to_string()),
+            ),
+        )
+    }
+
+    fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<Found, E> {
+        Ok(Found::None)
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Found, E> {
+        Ok(Found::None)
+    }
+}
+
+impl FieldSeed<'_> {
+    fn number(&self, digits: String) -> Found {
+        if self.path.is_empty() && !digits.is_empty() {
+            Found::One(digits)
+        } else {
+            Found::None
+        }
     }
 }
 
