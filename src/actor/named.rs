@@ -62,9 +62,6 @@ mod tests {
         let shown = format!("{:?}", Actor::session("secret-token-123"));
         assert!(!shown.contains("secret"), "{shown}");
         assert_eq!(shown, "Session(<redacted, 16 bytes>)");
-        assert_eq!(
-            format!("{:?}", Actor::account(7u64)).starts_with("Account("),
-            true
-        );
+        assert!(format!("{:?}", Actor::account(7u64)).starts_with("Account("));
     }
 }
