@@ -524,3 +524,32 @@ async fn a_json_key_given_twice_hides_no_guess() {
     assert!(at <= 25, "refused at {at}");
     assert_eq!(calls.load(Ordering::SeqCst), at);
 }
+
+/// On a probe that needs a login (the lookup) an address's verdicts do not
+/// hold the accounts behind it (an address is many people), but an address
+/// whose answers are mostly misses watches its young accounts on misses:
+/// 50 throwaway accounts taking turns get a guess or two each, where each
+/// would get its own threshold (about nine).
+#[tokio::test]
+async fn throwaway_accounts_on_a_login_probe_get_a_guess_or_two_each() {
+    let sim = Sim::new();
+    let ip = v4(203, 0, 113, 70);
+    let mut per_account = [0usize; 50];
+    let (mut answered, mut found) = (0, 0);
+    for i in 0..1_000u64 {
+        sim.tick(Duration::from_secs(3));
+        let email = guess(i);
+        let a = (i % 50) as usize;
+        if !sim.lookup(ip, 70_000 + a as u64, &email).await {
+            per_account[a] += 1;
+            answered += 1;
+            found += usize::from(registered(&email));
+        }
+    }
+    println!(
+        "50 throwaway accounts, one address, 1,000 lookups (login needed): {answered} answered, {found} registered found, at most {} per account",
+        per_account.iter().max().unwrap()
+    );
+    assert!(per_account.iter().all(|n| *n <= 3), "{per_account:?}");
+    assert!(found <= 5, "{found}");
+}

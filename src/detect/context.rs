@@ -43,9 +43,46 @@ pub(crate) fn suspect_address(policy: &Policy, kind: ActorKind, carry: f64) -> b
     !kind.is_personal() && carry > 0.0 && carry >= policy.boost * SUSPECT_SHARE
 }
 
+/// What the addresses of a request say of the people behind them on a
+/// probe (read off the address records, which the request visits first).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Beside {
+    /// An address carries suspicion (a blocked actor used it): a young
+    /// account or session there is watched on foreign objects.
+    pub(crate) suspect: bool,
+    /// An address guesses (see [`guessing_address`]): a young account or
+    /// session there is watched on misses.
+    pub(crate) guessing: bool,
+}
+
+/// Whether an address's answers on the probe are mostly misses: in its
+/// window at least its sample of answers (`min_targets` times its kind
+/// factor) and misses at least `miss_ratio` of them. The people behind a
+/// shared address find what they look up (a busy office mistypes one in
+/// seven); accounts made by the dozen to guess do not.
+pub(crate) fn guessing_address(probe: &Probe, kind: ActorKind, r: &Record, now: u64) -> bool {
+    let t = &probe.thresholds;
+    if kind.is_personal() || t.miss_block == 0 {
+        return false;
+    }
+    let c = r.window_counts(now, probe.window);
+    let misses = f64::from(c.misses);
+    if misses < 2.0 {
+        return false;
+    }
+    let answered = misses + f64::from(c.hits) + f64::from(c.denied);
+    let f = &t.kind_factors;
+    let sample = t.min_targets as f64
+        * if kind == ActorKind::Subnet {
+            f.subnet
+        } else {
+            f.ip
+        };
+    answered >= sample.max(2.0) && misses >= t.miss_ratio * answered
+}
+
 /// The policy's context for one actor's record. `anomalous`: the
-/// service-wide view is; `watched`: an address of the request carries
-/// suspicion on this probe (a blocked actor used it).
+/// service-wide view is; `beside`: what the request's addresses say.
 pub(crate) fn context(
     policy: &Policy,
     probe: &Probe,
@@ -53,8 +90,9 @@ pub(crate) fn context(
     r: &Record,
     now: u64,
     anomalous: bool,
-    watched: bool,
+    beside: Beside,
 ) -> Context {
+    let watched = beside.suspect;
     let t = &probe.thresholds;
     let f = &t.kind_factors;
     let kind_factor = match kind {
@@ -84,12 +122,21 @@ pub(crate) fn context(
     if tightened && kind.is_personal() && probe.watch_foreign && r.own_reads() == 0 {
         foreign_factor *= t.stranger_factor;
     }
+    // A new account or session at an address that guesses: watched on
+    // misses (its own; it inherits nothing). Accounts made by the dozen at
+    // one address each take a guess or two, not a threshold each.
+    let miss_factor = if beside.guessing && kind.is_personal() && is_young(policy, r, now) {
+        policy.watch_factor
+    } else {
+        1.0
+    };
     Context {
         kind_factor,
         tightened,
         strikes: u32::from(r.strikes),
         carry: r.carry_at(now, policy.half_life),
         foreign_factor,
+        miss_factor,
     }
 }
 
@@ -136,15 +183,59 @@ mod tests {
         let now = 10 * 86_400 * S;
         let young = record(now - 3600 * S, 0);
         let old = record(now - 3 * 86_400 * S, 0);
-        let c = context(&p, probe, ActorKind::Account, &young, now, false, true);
+        let c = context(
+            &p,
+            probe,
+            ActorKind::Account,
+            &young,
+            now,
+            false,
+            Beside {
+                suspect: true,
+                guessing: false,
+            },
+        );
         assert_eq!(c.foreign_factor, p.watch_factor);
-        let c = context(&p, probe, ActorKind::Account, &old, now, false, true);
+        let c = context(
+            &p,
+            probe,
+            ActorKind::Account,
+            &old,
+            now,
+            false,
+            Beside {
+                suspect: true,
+                guessing: false,
+            },
+        );
         assert_eq!(c.foreign_factor, 1.0);
         // An address is never watched itself.
-        let c = context(&p, probe, ActorKind::Ip, &young, now, false, true);
+        let c = context(
+            &p,
+            probe,
+            ActorKind::Ip,
+            &young,
+            now,
+            false,
+            Beside {
+                suspect: true,
+                guessing: false,
+            },
+        );
         assert_eq!(c.foreign_factor, 1.0);
         // Nor is anyone where nothing is suspect.
-        let c = context(&p, probe, ActorKind::Account, &young, now, false, false);
+        let c = context(
+            &p,
+            probe,
+            ActorKind::Account,
+            &young,
+            now,
+            false,
+            Beside {
+                suspect: false,
+                guessing: false,
+            },
+        );
         assert_eq!(c.foreign_factor, 1.0);
     }
 
@@ -155,14 +246,47 @@ mod tests {
         let now = 10 * 86_400 * S;
         let stranger = record(now - 60 * S, 0);
         let reader = record(now - 60 * S, 1);
-        let c = context(&p, probe, ActorKind::Account, &stranger, now, true, false);
+        let c = context(
+            &p,
+            probe,
+            ActorKind::Account,
+            &stranger,
+            now,
+            true,
+            Beside {
+                suspect: false,
+                guessing: false,
+            },
+        );
         assert!(c.tightened);
         assert_eq!(c.foreign_factor, probe.thresholds.stranger_factor);
-        let c = context(&p, probe, ActorKind::Account, &reader, now, true, false);
+        let c = context(
+            &p,
+            probe,
+            ActorKind::Account,
+            &reader,
+            now,
+            true,
+            Beside {
+                suspect: false,
+                guessing: false,
+            },
+        );
         assert!(c.tightened);
         assert_eq!(c.foreign_factor, 1.0);
         // No anomaly: neither is tightened.
-        let c = context(&p, probe, ActorKind::Account, &stranger, now, false, false);
+        let c = context(
+            &p,
+            probe,
+            ActorKind::Account,
+            &stranger,
+            now,
+            false,
+            Beside {
+                suspect: false,
+                guessing: false,
+            },
+        );
         assert!(!c.tightened);
     }
 

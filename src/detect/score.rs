@@ -47,6 +47,9 @@ pub(crate) struct Context {
     /// Extra factor (at most 1) on the foreign threshold: the watch on a new
     /// actor at a suspect address, the stranger factor.
     pub(crate) foreign_factor: f64,
+    /// Extra factor (at most 1) on the miss threshold and the sample it
+    /// needs: the watch on a new actor at an address that guesses.
+    pub(crate) miss_factor: f64,
 }
 
 impl Context {
@@ -59,6 +62,7 @@ impl Context {
             strikes: 0,
             carry: 0.0,
             foreign_factor: 1.0,
+            miss_factor: 1.0,
         }
     }
 }
@@ -130,7 +134,8 @@ pub(crate) fn score(t: &Thresholds, s: &Signals, c: &Context) -> f64 {
         }
     };
     let foreign = part(s.foreign.max(s.long_foreign), t.foreign_block, kf);
-    let min_targets = (t.min_targets as f64 * k).max(2.0);
+    let km = k * c.miss_factor.clamp(0.0, 1.0);
+    let min_targets = (t.min_targets as f64 * km).max(2.0);
     // The share over all answers, read on the long view, where misses,
     // distinct targets and repeats decay together (so the test only loosens
     // as time passes): an actor that never repeated a hit is judged by the
@@ -143,7 +148,7 @@ pub(crate) fn score(t: &Thresholds, s: &Signals, c: &Context) -> f64 {
     };
     let miss_part = |misses: f64, classified: f64| {
         if classified >= min_targets && misses >= t.miss_ratio * classified && share_ok() {
-            part(misses, t.miss_block, k)
+            part(misses, t.miss_block, km)
         } else {
             0.0
         }
@@ -296,6 +301,28 @@ mod tests {
         assert_eq!(score(&t, &typos, &watched), score(&t, &typos, &ctx()));
     }
 
+    #[test]
+    fn the_watch_at_a_guessing_address_tightens_misses() {
+        let t = Thresholds::identities();
+        let watched = Context {
+            miss_factor: 0.06,
+            ..ctx()
+        };
+        let misses = |m: f64, n: f64| Signals {
+            misses: m,
+            classified: n,
+            long_misses: m,
+            long_classified: n,
+            ..Signals::default()
+        };
+        // Two misses of two answers: a guesser's start, blocked when watched.
+        assert!(score(&t, &misses(2.0, 2.0), &watched) >= 1.0);
+        assert!(score(&t, &misses(2.0, 2.0), &ctx()) < t.throttle_at);
+        // One miss, or a miss beside a find, is not.
+        assert!(score(&t, &misses(1.0, 1.0), &watched) < t.throttle_at);
+        assert!(score(&t, &misses(1.0, 2.0), &watched) < t.throttle_at);
+    }
+
     fn signals() -> impl Strategy<Value = Signals> {
         (
             0.0..200.0f64,
@@ -335,6 +362,7 @@ mod tests {
                 strikes: u32::from(repeat),
                 carry,
                 foreign_factor: 1.0,
+                miss_factor: 1.0,
             })
     }
 

@@ -298,7 +298,7 @@ impl Detector {
         let window = probe.window;
         // Read only if some record meets a new target.
         let anomalous = std::cell::OnceCell::new();
-        let mut watched = false;
+        let mut beside = context::Beside::default();
         let anonymous = actors.account.is_none();
         // Where the application tells ownership only in the response, the
         // target may be the actor's own: an actor with no evidence yet and
@@ -336,13 +336,13 @@ impl Detector {
                 let exempt = owner_later
                     && pending == 0
                     && r.no_evidence()
-                    && !(watched && context::is_young(policy, r, now));
+                    && !(beside.suspect && context::is_young(policy, r, now));
                 if r.seen(target.hash) || exempt {
                     // Not a new target: counting it adds nothing.
                     return None;
                 }
                 let anomalous = *anomalous.get_or_init(|| probe.live.view.anomalous(now));
-                let ctx = context::context(policy, probe, key.kind(), r, now, anomalous, watched);
+                let ctx = context::context(policy, probe, key.kind(), r, now, anomalous, beside);
                 let signals = context::judged(
                     key.kind(),
                     r.signals_with(now, window, probe.long, remote.as_ref()),
@@ -362,16 +362,21 @@ impl Detector {
                 };
                 Some((settled, flying))
             };
-            let (score, carry) = self
+            let (score, carry, guessing) = self
                 .store
                 .update((key, probe.slot), now, policy.half_life, |r| {
-                    let out = (eval(r), r.carry_at(now, policy.half_life));
+                    let out = (
+                        eval(r),
+                        r.carry_at(now, policy.half_life),
+                        context::guessing_address(probe, key.kind(), r, now),
+                    );
                     r.admit(now, window);
                     out
                 })
                 // The store is full and making room: judged as new.
-                .unwrap_or_else(|| (eval(&Record::new(now)), 0.0));
-            watched |= context::suspect_address(policy, key.kind(), carry);
+                .unwrap_or_else(|| (eval(&Record::new(now)), 0.0, false));
+            beside.suspect |= context::suspect_address(policy, key.kind(), carry);
+            beside.guessing |= guessing;
             let Some((settled, flying)) = score else {
                 continue;
             };
@@ -454,7 +459,7 @@ impl Detector {
         let view = &probe.live.view;
         // Read only if some record has evidence to score.
         let anomalous = std::cell::OnceCell::new();
-        let mut watched = false;
+        let mut beside = context::Beside::default();
         // Requests of the address in its window, for the view; whether a
         // person with history made the request.
         let mut address_requests = 0u32;
@@ -491,18 +496,19 @@ impl Detector {
                         // foreign target yet, nothing carried): no
                         // suspicion, whatever its address did.
                         r.set_score(0.0);
-                        return (0.0, 0.0, requests, with_history, false);
+                        return (0.0, 0.0, requests, with_history, false, false);
                     }
                     let anomalous = *anomalous.get_or_init(|| view.anomalous(now));
                     let ctx =
-                        context::context(policy, probe, key.kind(), r, now, anomalous, watched);
+                        context::context(policy, probe, key.kind(), r, now, anomalous, beside);
                     let signals = r.signals_with(now, window, long, remote.as_ref());
                     let s = score::score(t, &context::judged(key.kind(), signals), &ctx);
                     r.set_score(s);
                     let carry = r.carry_at(now, policy.half_life);
-                    (s, carry, requests, with_history, true)
+                    let guessing = context::guessing_address(probe, key.kind(), r, now);
+                    (s, carry, requests, with_history, true, guessing)
                 });
-            let Some((score, carry, requests, with_history, evidence)) = res else {
+            let Some((score, carry, requests, with_history, evidence, guessing)) = res else {
                 continue;
             };
             // Only records with evidence are worth sharing: one that only
@@ -516,7 +522,8 @@ impl Detector {
             if key.kind() == ActorKind::Ip {
                 address_requests = requests;
             }
-            watched |= context::suspect_address(policy, key.kind(), carry);
+            beside.suspect |= context::suspect_address(policy, key.kind(), carry);
+            beside.guessing |= guessing;
             match score::level(t, score) {
                 Level::Block => {
                     if worst.is_none_or(|(_, s)| score > s) {
