@@ -225,8 +225,7 @@ impl Detector {
             anonymous: address_holds_all(actors, probe),
         };
         for key in actors.keys() {
-            let gate = self.verdicts.check(&key, now, scope);
-            let (kind, retry, slot) = match gate {
+            let (kind, retry, slot) = match self.verdicts.check(&key, now, scope) {
                 Gate::Pass => continue,
                 Gate::Blocked { retry_after, probe } => (RefusalKind::Blocked, retry_after, probe),
                 Gate::Throttled { retry_after, probe } => {
