@@ -24,6 +24,26 @@ use http::{Method, Request, StatusCode};
 use http_body_util::Full;
 use tower::{Layer, ServiceExt, service_fn};
 
+/// Sends `req` through `svc` (from 127.0.0.1): whether the guard refused it.
+async fn refused<S>(svc: &S, mut req: Request<Full<Bytes>>) -> bool
+where
+    S: tower::Service<
+            Request<Full<Bytes>>,
+            Response = http::Response<enumguard::ResponseBody<Full<Bytes>>>,
+            Error = Infallible,
+        > + Clone,
+{
+    req.extensions_mut()
+        .insert(SocketAddr::from(([127, 0, 0, 1], 40000)));
+    svc.clone()
+        .oneshot(req)
+        .await
+        .unwrap()
+        .extensions()
+        .get::<Refusal>()
+        .is_some()
+}
+
 /// What the guard hands the inner service.
 type Body = enumguard::GuardBody<Full<Bytes>>;
 
@@ -257,22 +277,12 @@ async fn a_probe_request_that_hides_its_target_is_still_counted() {
     }));
     let mut refused_at = None;
     for i in 0..100 {
-        let mut req = Request::get("/lookup")
+        let req = Request::get("/lookup")
             .header(X_ACCOUNT, "8")
             .header("x-email", format!("guess{i}@x.test"))
             .body(Full::<Bytes>::default())
             .unwrap();
-        req.extensions_mut()
-            .insert(SocketAddr::from(([127, 0, 0, 1], 40000)));
-        if svc
-            .clone()
-            .oneshot(req)
-            .await
-            .unwrap()
-            .extensions()
-            .get::<Refusal>()
-            .is_some()
-        {
+        if refused(&svc, req).await {
             refused_at = Some(i);
             break;
         }
@@ -502,20 +512,10 @@ async fn a_json_key_given_twice_hides_no_guess() {
     let mut refused_at = None;
     for i in 0..100 {
         let body = format!(r#"{{"email":"guess{i}@x.test","email":"known@x.test"}}"#);
-        let mut req = Request::post("/reset")
+        let req = Request::post("/reset")
             .body(Full::new(Bytes::from(body)))
             .unwrap();
-        req.extensions_mut()
-            .insert(SocketAddr::from(([127, 0, 0, 1], 40000)));
-        if svc
-            .clone()
-            .oneshot(req)
-            .await
-            .unwrap()
-            .extensions()
-            .get::<Refusal>()
-            .is_some()
-        {
+        if refused(&svc, req).await {
             refused_at = Some(i);
             break;
         }

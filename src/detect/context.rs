@@ -176,6 +176,15 @@ mod tests {
         r
     }
 
+    const SUSPECT: Beside = Beside {
+        suspect: true,
+        guessing: false,
+    };
+    const NOTHING: Beside = Beside {
+        suspect: false,
+        guessing: false,
+    };
+
     #[test]
     fn a_young_person_at_a_suspect_address_is_watched_an_old_one_is_not() {
         let p = policy();
@@ -183,59 +192,15 @@ mod tests {
         let now = 10 * 86_400 * S;
         let young = record(now - 3600 * S, 0);
         let old = record(now - 3 * 86_400 * S, 0);
-        let c = context(
-            &p,
-            probe,
-            ActorKind::Account,
-            &young,
-            now,
-            false,
-            Beside {
-                suspect: true,
-                guessing: false,
-            },
-        );
+        let c = context(&p, probe, ActorKind::Account, &young, now, false, SUSPECT);
         assert_eq!(c.foreign_factor, p.watch_factor);
-        let c = context(
-            &p,
-            probe,
-            ActorKind::Account,
-            &old,
-            now,
-            false,
-            Beside {
-                suspect: true,
-                guessing: false,
-            },
-        );
+        let c = context(&p, probe, ActorKind::Account, &old, now, false, SUSPECT);
         assert_eq!(c.foreign_factor, 1.0);
         // An address is never watched itself.
-        let c = context(
-            &p,
-            probe,
-            ActorKind::Ip,
-            &young,
-            now,
-            false,
-            Beside {
-                suspect: true,
-                guessing: false,
-            },
-        );
+        let c = context(&p, probe, ActorKind::Ip, &young, now, false, SUSPECT);
         assert_eq!(c.foreign_factor, 1.0);
         // Nor is anyone where nothing is suspect.
-        let c = context(
-            &p,
-            probe,
-            ActorKind::Account,
-            &young,
-            now,
-            false,
-            Beside {
-                suspect: false,
-                guessing: false,
-            },
-        );
+        let c = context(&p, probe, ActorKind::Account, &young, now, false, NOTHING);
         assert_eq!(c.foreign_factor, 1.0);
     }
 
@@ -246,32 +211,10 @@ mod tests {
         let now = 10 * 86_400 * S;
         let stranger = record(now - 60 * S, 0);
         let reader = record(now - 60 * S, 1);
-        let c = context(
-            &p,
-            probe,
-            ActorKind::Account,
-            &stranger,
-            now,
-            true,
-            Beside {
-                suspect: false,
-                guessing: false,
-            },
-        );
+        let c = context(&p, probe, ActorKind::Account, &stranger, now, true, NOTHING);
         assert!(c.tightened);
         assert_eq!(c.foreign_factor, probe.thresholds.stranger_factor);
-        let c = context(
-            &p,
-            probe,
-            ActorKind::Account,
-            &reader,
-            now,
-            true,
-            Beside {
-                suspect: false,
-                guessing: false,
-            },
-        );
+        let c = context(&p, probe, ActorKind::Account, &reader, now, true, NOTHING);
         assert!(c.tightened);
         assert_eq!(c.foreign_factor, 1.0);
         // No anomaly: neither is tightened.
@@ -282,10 +225,7 @@ mod tests {
             &stranger,
             now,
             false,
-            Beside {
-                suspect: false,
-                guessing: false,
-            },
+            NOTHING,
         );
         assert!(!c.tightened);
     }
