@@ -120,14 +120,15 @@ impl Detector {
         let Some(probe) = policy.by_slot(ticket.slot) else {
             return;
         };
-        self.settle_all(policy, probe, ticket.now, &ticket.actors);
+        self.settle_all(probe, &ticket.actors);
     }
 
-    /// Settles one pending request in each actor's record.
-    fn settle_all(&self, policy: &Policy, probe: &Probe, now: u64, actors: &Actors) {
+    /// Settles one pending request in each actor's record (a record
+    /// evicted meanwhile has nothing to settle).
+    fn settle_all(&self, probe: &Probe, actors: &Actors) {
         for key in actors.keys() {
             self.store
-                .update((key, probe.slot), now, policy.half_life, Record::settle);
+                .update_existing((key, probe.slot), Record::settle);
         }
     }
 
@@ -407,7 +408,7 @@ impl Detector {
             return Precheck::Admitted;
         }
         // Not admitted after all.
-        self.settle_all(policy, probe, now, actors);
+        self.settle_all(probe, actors);
         let Some((actor, score)) = crossing else {
             return Precheck::InFlight(in_flight.expect("checked above"));
         };

@@ -305,6 +305,14 @@ impl Store {
         Some(out)
     }
 
+    /// Updates a record only if it is tracked (never creates one, never
+    /// makes room).
+    pub(crate) fn update_existing(&self, key: impl Into<Key>, f: impl FnOnce(&mut Record)) {
+        if let Some(mut r) = self.map.get_mut(&key.into()) {
+            f(&mut r);
+        }
+    }
+
     pub(crate) fn remove(&self, key: &(impl Into<Key> + Copy)) -> bool {
         if self.map.remove(&(*key).into()).is_some() {
             self.len.fetch_sub(1, Ordering::Relaxed);
