@@ -109,7 +109,10 @@ pub(crate) fn context(
     // repeating one known target is free, and a spread attack's address is
     // blocked at its third or so new target, long before it could get busy.
     let busy = !kind.is_personal() && r.window_targets(now, probe.window) > policy.per_address;
-    let tightened = anomalous && new && !busy && t.anomaly_factor < 1.0;
+    // An actor blocked before on this probe is no newcomer to trust: while
+    // the view is anomalous it comes back to the tight thresholds whatever
+    // its age (a guessing network returning after its day-long block).
+    let tightened = anomalous && (new || r.strikes > 0) && !busy && t.anomaly_factor < 1.0;
     let mut foreign_factor = 1.0;
     // A new account or session at a suspect address: watched, judged on
     // its own evidence with less room (it inherits no suspicion).
@@ -129,6 +132,15 @@ pub(crate) fn context(
         policy.watch_factor
     } else {
         1.0
+    };
+    // An address blocked before on this probe, and not busy, has shown
+    // what it is: it comes back judged as one actor, without the room of
+    // the many people an address may be (a guessing network returning
+    // after its block gets a guess, not a kind factor's worth).
+    let kind_factor = if r.strikes > 0 && !busy {
+        kind_factor.min(1.0)
+    } else {
+        kind_factor
     };
     Context {
         kind_factor,

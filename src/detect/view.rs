@@ -30,6 +30,13 @@ struct Stripe([AtomicU32; COUNTS]);
 
 const STRIPES: usize = 8;
 
+/// The weight a closed bucket keeps in the slow view per bucket that
+/// follows: about the last ten buckets count (a mean age of about six and
+/// a half). A probe whose traffic is too thin for two buckets to reach
+/// `min_requests` (a password reset guessed from a thousand addresses at
+/// two tries an hour each) is judged on them: minutes, not hours.
+const SLOW_DECAY: f32 = 0.85;
+
 /// This thread's stripe.
 fn stripe() -> usize {
     use std::cell::Cell;
@@ -50,6 +57,10 @@ pub(crate) struct View {
     bucket: AtomicU64,
     cur: [Stripe; STRIPES],
     prev: [AtomicU32; 3],
+    /// The slow view: requests, misses and foreign targets of the closed
+    /// buckets, each bucket's weight shrinking by `SLOW_DECAY` per bucket
+    /// (as f32 bits; written only by the thread that wins a rotation).
+    slow: [AtomicU32; 3],
     /// Baselines as f32 bits.
     base_miss: AtomicU32,
     base_foreign: AtomicU32,
@@ -72,6 +83,7 @@ impl View {
             bucket: AtomicU64::new(0),
             cur: Default::default(),
             prev: Default::default(),
+            slow: Default::default(),
             base_miss: AtomicU32::new((prior_miss as f32).to_bits()),
             base_foreign: AtomicU32::new((prior_foreign as f32).to_bits()),
             bucket_nanos: crate::clock::secs_to_nanos(cfg.bucket_secs).max(1),
@@ -134,6 +146,14 @@ impl View {
         for (i, c) in closed.iter().take(3).enumerate() {
             self.prev[i].store(if keep { *c } else { 0 }, Ordering::Release);
         }
+        // The closed bucket joins the slow view; the buckets skipped (no
+        // request at all) age it too.
+        let skipped = (b - old).min(64) as i32;
+        for (i, c) in closed.iter().take(3).enumerate() {
+            let old = f32::from_bits(self.slow[i].load(Ordering::Relaxed));
+            let new = old * SLOW_DECAY.powi(skipped) + *c as f32 * SLOW_DECAY.powi(skipped - 1);
+            self.slow[i].store(new.to_bits(), Ordering::Relaxed);
+        }
     }
 
     /// Counts one request; `established`: a person with history made it.
@@ -162,16 +182,22 @@ impl View {
         if req < min.max(1) {
             return false;
         }
+        // At least `margin` above the baseline, and either `ratio` times it
+        // or, where the baseline is high (a lookup where a quarter of the
+        // addresses people ask for live elsewhere), the other answers
+        // halved: 25% misses to 63% is as clear a change as 10% to 30%.
         let anomalous = |count: u64, base: &AtomicU32| {
             let rate = count as f64 / req as f64;
             let base = f32::from_bits(base.load(Ordering::Relaxed)) as f64;
-            rate >= base * self.ratio && rate >= base + self.margin
+            rate >= base + self.margin
+                && (rate >= base * self.ratio || 1.0 - rate <= (1.0 - base) / 2.0)
         };
         anomalous(miss, &self.base_miss)
             || (self.watch_foreign && anomalous(foreign, &self.base_foreign))
     }
 
-    /// Whether the last two buckets are anomalous.
+    /// Whether the last two buckets are anomalous, or, where they are too
+    /// few requests to tell, the slow view with the current bucket.
     pub(crate) fn anomalous(&self, now: u64) -> bool {
         let b = now / self.bucket_nanos;
         let cur_bucket = self.bucket.load(Ordering::Acquire);
@@ -189,7 +215,24 @@ impl View {
                 _ => 0,
             }
         };
-        self.rates_anomalous(get(REQ), get(MISS), get(FOREIGN), self.min_requests as u64)
+        let req = get(REQ);
+        if req >= self.min_requests as u64 {
+            return self.rates_anomalous(req, get(MISS), get(FOREIGN), self.min_requests as u64);
+        }
+        // Thin traffic: the last ten or so buckets, and this one.
+        let stale = b.saturating_sub(cur_bucket).min(64) as i32;
+        // (A current bucket not rotated yet is as old as the time since.)
+        let slow = |i: usize| -> u64 {
+            let cur: u32 = self
+                .cur
+                .iter()
+                .map(|s| s.0[i].load(Ordering::Relaxed))
+                .fold(0u32, u32::saturating_add);
+            let s = f32::from_bits(self.slow[i].load(Ordering::Relaxed)) * SLOW_DECAY.powi(stale)
+                + cur as f32 * SLOW_DECAY.powi(stale);
+            s.round() as u64
+        };
+        self.rates_anomalous(slow(REQ), slow(MISS), slow(FOREIGN), self.min_requests as u64)
     }
 
     /// The learned baselines (miss, foreign).
