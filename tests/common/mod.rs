@@ -3,6 +3,7 @@
 //! Each suite uses a part of it (`mod common;`), so unused items are fine.
 #![allow(dead_code)]
 
+pub mod adversary;
 pub mod events;
 #[cfg(feature = "redis")]
 pub mod redis;
