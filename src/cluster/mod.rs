@@ -20,7 +20,7 @@
 //! | `seal.rs` | the keys derived from the `session_key`: the MAC of messages and values, the actor's encryption |
 //! | `wire.rs` | key names (keyed hashes, never an address or a token) and the message format |
 //! | `link.rs` | one Redis server or a Redis Cluster: batches, per-node scans, the subscription |
-//! | `sync.rs` | the background task: batches, publish, subscribe, load, reconnect with backoff |
+//! | `sync.rs` | the background task: batches, publish, subscribe, load, reconnect with backoff; evidence near the throttle level and verdicts sent at once; what arrives applied on a task of its own |
 
 mod link;
 mod seal;

@@ -16,6 +16,8 @@ use crate::clock::SharedClock;
 use crate::config::{ClusterConfig, ConfigError};
 use crate::detect::{ChangeKind, Detector, VerdictChange};
 use crate::state::VerdictReason;
+use crate::state::record::Evidence;
+use crate::state::store::StoreKey;
 
 /// Changes waiting for the task, at most; more are dropped and counted.
 const CHANNEL: usize = 4096;
@@ -24,6 +26,21 @@ const CHANNEL: usize = 4096;
 const MAX_TOUCHED: usize = 65_536;
 /// Changes sent in one pipeline and one message, at most.
 const MAX_BATCH: usize = 512;
+/// Notices of records to send at once (see [`AT_ONCE`]) waiting for the
+/// task, at most; more go with the next sync, or are dropped and counted.
+const URGENT: usize = 1024;
+/// A record whose last score reaches this share of its probe's
+/// `throttle_at` is sent to the other replicas at once, not at the next
+/// sync: a scraper round-robined over `n` replicas shows each of them a
+/// `1/n` share of its evidence, so for the shared view to reach the
+/// throttle level before any one replica's own does (and to stop a scraper
+/// faster than the sync interval near one replica's bound), each must send
+/// from well below it. A third covers three replicas evenly, more with
+/// the cascade: a record that has counted another replica's evidence
+/// reaches the level sooner, and is then sent at once too.
+const AT_ONCE: f64 = 1.0 / 3.0;
+/// Requests in flight counted into evidence sent at once, at most.
+const MAX_IN_FLIGHT: u32 = 64;
 /// All live verdicts are read again this often, for messages lost while
 /// a replica was away.
 const RESYNC: Duration = Duration::from_secs(5);
@@ -113,9 +130,34 @@ pub(crate) fn start(
         }
     });
     let (touched_tx, touched_rx) = mpsc::channel::<Notice>(MAX_TOUCHED / 4);
+    let (urgent_tx, urgent_rx) = mpsc::channel::<Notice>(URGENT);
+    let urgent_tx_asked = urgent_tx.clone();
     let on_full = status.clone();
+    let weak = Arc::downgrade(core);
     core.set_touched(move |keys, slot| {
+        // A record at the level to share at once wakes the task (the
+        // channel is its wake-up); everything else waits for the tick,
+        // and so does an urgent one that finds the channel full.
+        let urgent = weak
+            .upgrade()
+            .is_some_and(|core| at_once(&core, keys, slot));
+        if urgent && urgent_tx.try_send((*keys, slot)).is_ok() {
+            return;
+        }
         if touched_tx.try_send((*keys, slot)).is_err() {
+            on_full.dropped.fetch_add(1, Ordering::Relaxed);
+            metrics::counter!(DROPPED).increment(1);
+        }
+    });
+    // A request here of an actor another replica sent at once: this
+    // replica's evidence of it goes at once too.
+    let on_full = status.clone();
+    let asked_tx = urgent_tx_asked;
+    core.remote.set_asked(move |key: StoreKey| {
+        if asked_tx
+            .try_send(([Some(key.actor()), None, None, None], key.probe()))
+            .is_err()
+        {
             on_full.dropped.fetch_add(1, Ordering::Relaxed);
             metrics::counter!(DROPPED).increment(1);
         }
@@ -124,17 +166,27 @@ pub(crate) fn start(
         .replica_id
         .clone()
         .unwrap_or_else(|| format!("{:016x}", crate::detect::random_key().0));
-    let seal = Seal::derive(secret);
+    let seal = Arc::new(Seal::derive(secret));
+    let names = Arc::new(Names::new(&config.key_prefix, seal.names()));
+    let inbox = Inbox {
+        core: Arc::downgrade(core),
+        clock: clock.clone(),
+        names: names.clone(),
+        seal: seal.clone(),
+        seen: HashMap::new(),
+        purged: 0,
+        replica: replica.clone(),
+        status: status.clone(),
+    };
     let task = Task {
         core: Arc::downgrade(core),
         clock,
         source,
         turn: 0,
-        names: Names::new(&config.key_prefix, seal.names()),
+        names,
         seal,
-        seen: HashMap::new(),
-        purged: 0,
-        replica,
+        inbox: Arc::new(tokio::sync::Mutex::new(inbox)),
+        replica: replica.clone(),
         interval: Duration::from_millis(config.sync_interval_ms),
         url: Source::describe(config),
         status: status.clone(),
@@ -142,6 +194,8 @@ pub(crate) fn start(
         pending: Vec::new(),
         touched: std::collections::HashSet::new(),
         touched_rx,
+        urgent_rx,
+        in_flight_from: crate::actor::hash128((0, 0), replica.as_bytes()) as usize,
     };
     runtime.spawn(task.run(rx));
     Ok(status)
@@ -153,14 +207,12 @@ struct Task {
     source: Source,
     /// Connections made: which cluster node is asked for the subscription.
     turn: usize,
-    names: Names,
+    names: Arc<Names>,
     /// The keys of the MACs and of the actors' encryption.
-    seal: Seal,
-    /// The messages seen in the last `FRESH_MS` (the start of their tag,
-    /// when sent), to drop a replay.
-    seen: HashMap<u128, u64>,
-    /// When `seen` was last purged (ms since the epoch).
-    purged: u64,
+    seal: Arc<Seal>,
+    /// What comes from the others (kept across reconnects: what it has
+    /// seen is still dropped as a replay).
+    inbox: Arc<tokio::sync::Mutex<Inbox>>,
     replica: String,
     interval: Duration,
     url: String,
@@ -173,6 +225,10 @@ struct Task {
     /// to the other replicas.
     touched: std::collections::HashSet<(ActorKey, u8)>,
     touched_rx: mpsc::Receiver<Notice>,
+    /// Records to send at once (see [`AT_ONCE`]).
+    urgent_rx: mpsc::Receiver<Notice>,
+    /// Where this replica's in-flight sketch bits start (from its name).
+    in_flight_from: usize,
 }
 
 /// Why a connection ended.
@@ -256,7 +312,7 @@ impl Task {
             Ok(c) => c,
             Err(e) => return e,
         };
-        let mut messages = pubsub.into_on_message();
+        let messages = pubsub.into_on_message();
         // What this replica holds goes up (made while Redis was away, or
         // before this replica knew of it), then what Redis holds comes down.
         let Some(core) = self.core() else {
@@ -278,6 +334,8 @@ impl Task {
         if let Err(e) = self.load_evidence(&mut conn).await {
             return e;
         }
+        // From here what comes is applied as it comes, on its own task.
+        let mut receiving = Receiving(tokio::spawn(Inbox::run(self.inbox.clone(), messages)));
         self.status.set_degraded(false);
         tracing::info!(target: "enumguard", redis = %self.url, replica = %self.replica, "enumguard cluster: connected");
         let mut flush = tokio::time::interval(self.interval);
@@ -289,14 +347,21 @@ impl Task {
                 c = rx.recv() => match c {
                     None => return Ended::Closed,
                     Some(c) => {
+                        // A verdict goes at once, with those queued behind
+                        // it: a scraper faster than the sync interval meets
+                        // it on the other replicas within a round trip.
                         batch.push(c);
-                        if batch.len() >= MAX_BATCH {
-                            if let Err(e) = self.send(&mut conn, &batch).await {
-                                self.keep_allows(&batch);
-                                return e;
+                        while batch.len() < MAX_BATCH {
+                            match rx.try_recv() {
+                                Ok(c) => batch.push(c),
+                                Err(_) => break,
                             }
-                            batch.clear();
                         }
+                        if let Err(e) = self.send(&mut conn, &batch).await {
+                            self.keep_allows(&batch);
+                            return e;
+                        }
+                        batch.clear();
                     }
                 },
                 _ = flush.tick() => {
@@ -311,22 +376,29 @@ impl Task {
                         batch.clear();
                     }
                     if !self.touched.is_empty() {
-                        if let Err(e) = self.send_evidence(&mut conn).await {
+                        let touched: Vec<(ActorKey, u8)> = self.touched.drain().collect();
+                        if let Err(e) = self.send_evidence(&mut conn, touched, false).await {
                             return e;
                         }
                     }
                 }
-                m = messages.next() => match m {
-                    None => return Ended::Failed("the subscription ended".into()),
-                    Some(m) => {
-                        if m.get_channel_name().ends_with(":evidence") {
-                            self.received_evidence(m.get_payload_bytes());
-                        } else {
-                            self.received(m.get_payload_bytes());
-                        }
+                // A record at the level to share at once: it goes now, with
+                // every other such record queued meanwhile (while a send
+                // awaits Redis, those that come are taken by the next one).
+                n = self.urgent_rx.recv() => {
+                    let Some(first) = n else {
+                        return Ended::Closed;
+                    };
+                    let urgent = self.drain_urgent(first);
+                    if let Err(e) = self.send_evidence(&mut conn, urgent, true).await {
+                        return e;
                     }
-                },
+                }
+                _ = &mut receiving.0 => return Ended::Failed("the subscription ended".into()),
                 _ = resync.tick() => {
+                    // Messages wait meanwhile (see `Inbox::run`).
+                    let inbox = self.inbox.clone();
+                    let _held = inbox.lock().await;
                     if let Err(e) = self.load(&mut conn).await {
                         return e;
                     }
@@ -375,21 +447,31 @@ impl Task {
         Ok(())
     }
 
-    /// Sends what this replica saw of the records touched since the last
-    /// sync: each under its own key with the probe's window as expiry, and
-    /// one message to the others, all sealed.
-    async fn send_evidence(&mut self, conn: &mut Link) -> Result<(), Ended> {
+    /// Sends what this replica saw of the `touched` records (those touched
+    /// since the last sync, or `at_once`: records at the level to share
+    /// at once, with what is in flight, marked hot): each under its own key
+    /// with the probe's window as expiry, and one message to the others,
+    /// all sealed.
+    async fn send_evidence(
+        &mut self,
+        conn: &mut Link,
+        touched: Vec<(ActorKey, u8)>,
+        at_once: bool,
+    ) -> Result<(), Ended> {
         let Some(core) = self.core() else {
             return Err(Ended::Closed);
         };
         let now = self.clock.now();
         let t = unix_ms();
-        let touched: Vec<(ActorKey, u8)> = self.touched.drain().collect();
         let mut items = Vec::with_capacity(touched.len());
         for (key, slot) in touched {
-            if let Some((ev, probe, window)) = core.evidence_of(key, slot, now) {
+            if let Some((mut ev, probe, window)) = core.evidence_of(key, slot, now) {
+                if at_once {
+                    self.with_in_flight(&core, key, slot, now, &mut ev);
+                }
                 if !ev.is_empty() {
-                    let w = EvidenceWire::new(&key, &probe, &ev, window, &self.seal, t);
+                    let mut w = EvidenceWire::new(&key, &probe, &ev, window, &self.seal, t);
+                    w.h = at_once;
                     items.push((key, w));
                 }
             }
@@ -419,121 +501,6 @@ impl Task {
         Ok(())
     }
 
-    /// The body of a message on `channel` if it is authentic, fresh and
-    /// not seen before; otherwise `None`, counted.
-    fn admit_message<'a>(&mut self, channel: &str, payload: &'a [u8]) -> Option<&'a [u8]> {
-        let Some((id, body)) = self.seal.open(Kind::Message, channel, payload) else {
-            self.status.reject("unauthenticated");
-            return None;
-        };
-        Some(body).filter(|_| self.first_seen(id))
-    }
-
-    /// Whether a message is new: `false` (counted) for a replay.
-    fn first_seen(&mut self, id: u128) -> bool {
-        let now = unix_ms();
-        if self.seen.contains_key(&id) {
-            self.status.reject("replayed");
-            return false;
-        }
-        if self.seen.len() >= MAX_SEEN && now.saturating_sub(self.purged) >= 1_000 {
-            self.purged = now;
-            self.seen
-                .retain(|_, t| t.saturating_add(2 * FRESH_MS) >= now);
-        }
-        if self.seen.len() < MAX_SEEN {
-            self.seen.insert(id, now);
-        }
-        true
-    }
-
-    /// Whether a message sent at `t` (ms since the epoch) is recent
-    /// enough to apply; `false` is counted.
-    fn fresh(&self, t: u64) -> bool {
-        let now = unix_ms();
-        let ok = t.saturating_add(FRESH_MS) >= now && t <= now.saturating_add(FRESH_MS);
-        if !ok {
-            self.status.reject("stale");
-        }
-        ok
-    }
-
-    /// A remote change as this replica applies it: held at most
-    /// `blocks.max_secs` (past the message or load that brought it; the
-    /// next load extends it while Redis still holds it); an operator's ban
-    /// of an actor the table does not hold yet only while the table has
-    /// room, since such a ban is never evicted (`None`, counted: the next
-    /// load tries again).
-    fn bounded(&self, core: &Detector, mut c: VerdictChange) -> Option<VerdictChange> {
-        let policy = core.policy();
-        c.remaining = c.remaining.min(policy.block_max);
-        if c.reason == VerdictReason::Manual
-            && c.kind != ChangeKind::Allow
-            && core.verdicts.get(&c.actor).is_none()
-            && core.verdicts.len() >= policy.config().limits.max_verdicts
-        {
-            self.status.reject("full");
-            return None;
-        }
-        Some(c)
-    }
-
-    /// Keeps evidence another replica sent.
-    fn received_evidence(&mut self, payload: &[u8]) {
-        let channel = self.names.evidence_channel();
-        let Some(body) = self.admit_message(&channel, payload) else {
-            return;
-        };
-        let Ok(batch) = serde_json::from_slice::<EvidenceBatch>(body) else {
-            self.status.reject("malformed");
-            return;
-        };
-        if batch.from == self.replica || !self.fresh(batch.t) {
-            return;
-        }
-        let Some(core) = self.core() else {
-            return;
-        };
-        let from = crate::actor::hash128((0, 0), batch.from.as_bytes()) as u64;
-        let now = self.clock.now();
-        for w in &batch.items {
-            match w.parts(&self.seal) {
-                Some((actor, probe, ev, valid)) => {
-                    core.merge_evidence(actor, probe, from, ev, valid, now);
-                }
-                None => self.status.reject("malformed"),
-            }
-        }
-    }
-
-    /// Applies a message from another replica.
-    fn received(&mut self, payload: &[u8]) {
-        let channel = self.names.channel();
-        let Some(body) = self.admit_message(&channel, payload) else {
-            return;
-        };
-        let Ok(batch) = serde_json::from_slice::<Batch>(body) else {
-            self.status.reject("malformed");
-            return;
-        };
-        if batch.from == self.replica || !self.fresh(batch.t) {
-            return;
-        }
-        let Some(core) = self.core() else {
-            return;
-        };
-        let now = self.clock.now();
-        for w in &batch.changes {
-            let Some(c) = w.to_change(&self.seal, None) else {
-                self.status.reject("malformed");
-                continue;
-            };
-            if let Some(c) = self.bounded(&core, c) {
-                core.apply(&c, now);
-            }
-        }
-    }
-
     /// Reads the other replicas' live evidence from Redis and keeps it.
     async fn load_evidence(&self, conn: &mut Link) -> Result<(), Ended> {
         let Some(core) = self.core() else {
@@ -560,7 +527,7 @@ impl Task {
                 Some((actor, probe, ev, _)) if left > 0 => {
                     let now = self.clock.now();
                     let valid = left.saturating_mul(1_000_000);
-                    core.merge_evidence(actor, probe, from, ev, valid, now);
+                    keep_evidence(&core, (actor, probe), from, ev, valid, now, w.h);
                 }
                 Some(_) => {}
                 None => self.status.reject("malformed"),
@@ -598,7 +565,7 @@ impl Task {
                     self.status.reject("malformed");
                     return;
                 };
-                if let Some(c) = self.bounded(&core, c) {
+                if let Some(c) = bounded(&core, &self.status, c) {
                     core.apply(&c, self.clock.now());
                 }
             },
@@ -653,6 +620,166 @@ impl Task {
     }
 }
 
+/// What comes from the other replicas, applied as it arrives on a task of
+/// its own: a send awaiting Redis never holds it back.
+struct Inbox {
+    core: Weak<Detector>,
+    clock: SharedClock,
+    names: Arc<Names>,
+    seal: Arc<Seal>,
+    /// The messages seen in the last `FRESH_MS` (the start of their tag,
+    /// when sent), to drop a replay.
+    seen: HashMap<u128, u64>,
+    /// When `seen` was last purged (ms since the epoch).
+    purged: u64,
+    replica: String,
+    status: Arc<Status>,
+}
+
+impl Inbox {
+    /// Applies what comes on the subscription until it ends. A load holds
+    /// the inbox meanwhile (messages wait, as they did before), so that a
+    /// newer message is never undone by an older value read by a load.
+    async fn run(
+        inbox: Arc<tokio::sync::Mutex<Inbox>>,
+        messages: impl futures_util::Stream<Item = redis::Msg>,
+    ) {
+        let mut messages = std::pin::pin!(messages);
+        while let Some(m) = messages.next().await {
+            let mut inbox = inbox.lock().await;
+            if m.get_channel_name().ends_with(":evidence") {
+                inbox.received_evidence(m.get_payload_bytes());
+            } else {
+                inbox.received(m.get_payload_bytes());
+            }
+        }
+    }
+
+    /// The body of a message on `channel` if it is authentic, fresh and
+    /// not seen before; otherwise `None`, counted.
+    fn admit_message<'a>(&mut self, channel: &str, payload: &'a [u8]) -> Option<&'a [u8]> {
+        let Some((id, body)) = self.seal.open(Kind::Message, channel, payload) else {
+            self.status.reject("unauthenticated");
+            return None;
+        };
+        Some(body).filter(|_| self.first_seen(id))
+    }
+
+    /// Whether a message is new: `false` (counted) for a replay.
+    fn first_seen(&mut self, id: u128) -> bool {
+        let now = unix_ms();
+        if self.seen.contains_key(&id) {
+            self.status.reject("replayed");
+            return false;
+        }
+        if self.seen.len() >= MAX_SEEN && now.saturating_sub(self.purged) >= 1_000 {
+            self.purged = now;
+            self.seen
+                .retain(|_, t| t.saturating_add(2 * FRESH_MS) >= now);
+        }
+        if self.seen.len() < MAX_SEEN {
+            self.seen.insert(id, now);
+        }
+        true
+    }
+
+    /// Whether a message sent at `t` (ms since the epoch) is recent
+    /// enough to apply; `false` is counted.
+    fn fresh(&self, t: u64) -> bool {
+        let now = unix_ms();
+        let ok = t.saturating_add(FRESH_MS) >= now && t <= now.saturating_add(FRESH_MS);
+        if !ok {
+            self.status.reject("stale");
+        }
+        ok
+    }
+
+    /// Keeps evidence another replica sent.
+    fn received_evidence(&mut self, payload: &[u8]) {
+        let channel = self.names.evidence_channel();
+        let Some(body) = self.admit_message(&channel, payload) else {
+            return;
+        };
+        let Ok(batch) = serde_json::from_slice::<EvidenceBatch>(body) else {
+            self.status.reject("malformed");
+            return;
+        };
+        if batch.from == self.replica || !self.fresh(batch.t) {
+            return;
+        }
+        let Some(core) = self.core.upgrade() else {
+            return;
+        };
+        let from = crate::actor::hash128((0, 0), batch.from.as_bytes()) as u64;
+        let now = self.clock.now();
+        for w in &batch.items {
+            match w.parts(&self.seal) {
+                Some((actor, probe, ev, valid)) => {
+                    keep_evidence(&core, (actor, probe), from, ev, valid, now, w.h);
+                }
+                None => self.status.reject("malformed"),
+            }
+        }
+    }
+
+    /// Applies a message from another replica.
+    fn received(&mut self, payload: &[u8]) {
+        let channel = self.names.channel();
+        let Some(body) = self.admit_message(&channel, payload) else {
+            return;
+        };
+        let Ok(batch) = serde_json::from_slice::<Batch>(body) else {
+            self.status.reject("malformed");
+            return;
+        };
+        if batch.from == self.replica || !self.fresh(batch.t) {
+            return;
+        }
+        let Some(core) = self.core.upgrade() else {
+            return;
+        };
+        let now = self.clock.now();
+        for w in &batch.changes {
+            let Some(c) = w.to_change(&self.seal, None) else {
+                self.status.reject("malformed");
+                continue;
+            };
+            if let Some(c) = bounded(&core, &self.status, c) {
+                core.apply(&c, now);
+            }
+        }
+    }
+}
+
+/// Aborts the task receiving messages when a connection ends.
+struct Receiving(tokio::task::JoinHandle<()>);
+
+impl Drop for Receiving {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// A remote change as this replica applies it: held at most
+/// `blocks.max_secs` (past the message or load that brought it; the
+/// next load extends it while Redis still holds it); an operator's ban
+/// of an actor the table does not hold yet only while the table has
+/// room, since such a ban is never evicted (`None`, counted: the next
+/// load tries again).
+fn bounded(core: &Detector, status: &Status, mut c: VerdictChange) -> Option<VerdictChange> {
+    let policy = core.policy();
+    c.remaining = c.remaining.min(policy.block_max);
+    if c.reason == VerdictReason::Manual
+        && c.kind != ChangeKind::Allow
+        && core.verdicts.get(&c.actor).is_none()
+        && core.verdicts.len() >= policy.config().limits.max_verdicts
+    {
+        status.reject("full");
+        return None;
+    }
+    Some(c)
+}
+
 /// `SET key value PX ms`.
 fn set_px(key: String, value: String, ms: u64) -> redis::Cmd {
     let mut c = redis::cmd("SET");
@@ -663,7 +790,117 @@ fn set_px(key: String, value: String, ms: u64) -> redis::Cmd {
 /// The records one request updated, on a probe slot.
 type Notice = ([Option<ActorKey>; 4], u8);
 
+/// Keeps what `replica` saw of `actor` on the probe named `probe`, as
+/// [`Detector::merge_evidence`] does; `hot`: sent at once (see
+/// `state/remote.rs`).
+fn keep_evidence(
+    core: &Detector,
+    (actor, probe): (ActorKey, &str),
+    replica: u64,
+    ev: Evidence,
+    valid: u64,
+    now: u64,
+    hot: bool,
+) {
+    if !hot {
+        core.merge_evidence(actor, probe, replica, ev, valid, now);
+        return;
+    }
+    let policy = core.policy();
+    let Some(p) = policy.probes.iter().find(|p| &*p.name == probe) else {
+        return;
+    };
+    let until = now.saturating_add(valid.min(p.window));
+    core.remote
+        .put_from(StoreKey::new(actor, p.slot), replica, ev, until, now, true);
+}
+
+/// Whether one of the records a request updated on probe slot `slot`
+/// (their scores just set) is at the level to share at once: a record read
+/// per key, no allocation, no lock beyond the store's shard.
+fn at_once(core: &Detector, keys: &[Option<ActorKey>; 4], slot: u8) -> bool {
+    let Some(level) = core
+        .policy()
+        .by_slot(slot)
+        .map(|p| p.thresholds.throttle_at * AT_ONCE)
+    else {
+        return false;
+    };
+    keys.iter().flatten().any(|&key| {
+        core.store
+            .read(&(key, slot), |r| r.last_score() >= level)
+            .unwrap_or(false)
+    })
+}
+
 impl Task {
+    /// Counts the requests of `key` still in flight here (at most
+    /// [`MAX_IN_FLIGHT`]) into `ev` as new targets with the worst answer (a
+    /// foreign object where foreign objects are the tell, else a miss),
+    /// as this replica's own pre-check counts them: the others then refuse
+    /// what would cross with them, as this one does. Each is a sketch bit
+    /// the record has not set, picked from this replica's own sequence (so
+    /// that two replicas' do not coincide); the next send replaces them by
+    /// what the answers brought.
+    fn with_in_flight(
+        &self,
+        core: &Detector,
+        key: ActorKey,
+        slot: u8,
+        now: u64,
+        ev: &mut Evidence,
+    ) {
+        let policy = core.policy();
+        let Some(probe) = policy.by_slot(slot) else {
+            return;
+        };
+        let pending = core
+            .store
+            .read(&(key, slot), |r| r.pending_at(now, probe.window))
+            .unwrap_or(0)
+            .min(MAX_IN_FLIGHT);
+        let bits = ev.bits.len() * 64;
+        let mut bit = self.in_flight_from % bits;
+        let mut added: u16 = 0;
+        for _ in 0..bits {
+            if u32::from(added) >= pending {
+                break;
+            }
+            let (word, mask) = (bit / 64, 1u64 << (bit % 64));
+            if ev.bits[word] & mask == 0 {
+                ev.bits[word] |= mask;
+                added += 1;
+            }
+            // An odd stride visits every bit once.
+            bit = (bit + 97) % bits;
+        }
+        let c = &mut ev.counts;
+        c.requests = c.requests.saturating_add(added);
+        c.targets = c.targets.saturating_add(added);
+        if probe.watch_foreign {
+            c.hits = c.hits.saturating_add(added);
+        } else {
+            c.misses = c.misses.saturating_add(added);
+        }
+    }
+
+    /// The records to send at once: `first` and those queued behind it (a
+    /// few thousand at most), each once.
+    fn drain_urgent(&mut self, first: Notice) -> Vec<(ActorKey, u8)> {
+        let mut out = std::collections::HashSet::new();
+        let mut add = |(keys, slot): Notice| {
+            out.extend(keys.into_iter().flatten().map(|key| (key, slot)));
+        };
+        add(first);
+        for _ in 0..URGENT {
+            match self.urgent_rx.try_recv() {
+                Ok(n) => add(n),
+                Err(_) => break,
+            }
+        }
+        out.into_iter().collect()
+    }
+
     fn drain_notices(&mut self) {
         while let Ok(t) = self.touched_rx.try_recv() {
             self.note(t);

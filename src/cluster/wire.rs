@@ -147,6 +147,11 @@ pub(crate) struct EvidenceWire {
     /// When it was sent (ms since the Unix epoch).
     #[serde(default)]
     pub(crate) t: u64,
+    /// Sent at once, with what was in flight counted as its worst answer
+    /// (see `state/remote.rs`): the receiver sends its own at once too
+    /// when the actor comes to it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub(crate) h: bool,
 }
 
 impl EvidenceWire {
@@ -166,6 +171,7 @@ impl EvidenceWire {
             c: [c.requests, c.targets, c.hits, c.misses, c.denied],
             w: window.div_ceil(1_000_000),
             t,
+            h: false,
         }
     }
 
@@ -177,6 +183,7 @@ impl EvidenceWire {
             c: self.c,
             w: self.w,
             t: self.t,
+            h: self.h,
         }
     }
 

@@ -1,6 +1,15 @@
 //! What other replicas saw of each (actor, probe), as of their last sync:
 //! bounded, and merged into this replica's own window when it decides.
+//!
+//! Evidence that another replica sent at once (the actor was near its
+//! throttle level there: see `cluster/sync.rs`) is *hot*: while it lives,
+//! each time this replica reads it (a request of that actor here, in its
+//! pre-check and when it is answered) the `asked` hook is told, and the
+//! cluster sync sends this replica's own evidence of the actor at once,
+//! with what is in flight. A scraper round-robined over the replicas is
+//! then seen whole by each of them within one evidence round trip.
 
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use dashmap::DashMap;
@@ -21,9 +30,21 @@ const PURGE_FRACTION: usize = 8;
 const PURGE_SAMPLE: usize = 1024;
 
 struct Seen {
-    /// (replica, what it saw, until when it counts).
-    by: Vec<(u64, Evidence, u64)>,
+    by: Vec<Part>,
 }
+
+/// What one replica saw.
+struct Part {
+    replica: u64,
+    ev: Evidence,
+    /// Until when it counts.
+    until: u64,
+    /// Sent at once: a request of the actor here is told to `asked`.
+    hot: bool,
+}
+
+/// Told of a request here of an actor with hot evidence (see the module).
+pub(crate) type Asked = dyn Fn(StoreKey) + Send + Sync;
 
 /// The evidence other replicas sent.
 pub(crate) struct Remote {
@@ -36,6 +57,8 @@ pub(crate) struct Remote {
     purges: AtomicU64,
     /// New keys dropped: the map was full and another thread was purging.
     dropped: AtomicU64,
+    /// Told of each read of hot evidence (set once, by the cluster sync).
+    asked: OnceLock<Box<Asked>>,
 }
 
 impl Remote {
@@ -47,7 +70,14 @@ impl Remote {
             sweeping: AtomicBool::new(false),
             purges: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
+            asked: OnceLock::new(),
         }
+    }
+
+    /// Sets what is told of each read of hot evidence (once).
+    #[cfg(feature = "redis")]
+    pub(crate) fn set_asked(&self, f: impl Fn(StoreKey) + Send + Sync + 'static) -> bool {
+        self.asked.set(Box::new(f)).is_ok()
     }
 
     /// Nothing from other replicas: the request path skips the lookups.
@@ -56,13 +86,24 @@ impl Remote {
         self.len.load(Ordering::Relaxed) == 0
     }
 
-    /// What the other replicas saw of `key`, merged, as of `now`.
+    /// What the other replicas saw of `key`, merged, as of `now`. Hot
+    /// evidence among it is told to the `asked` hook (after the map's
+    /// shard is released).
     pub(crate) fn get(&self, key: StoreKey, now: u64) -> Option<Evidence> {
-        let seen = self.map.get(&key)?;
         let mut out = Evidence::default();
-        for (_, ev, until) in &seen.by {
-            if *until > now {
-                out.merge(ev);
+        let mut hot = false;
+        {
+            let seen = self.map.get(&key)?;
+            for f in &seen.by {
+                if f.until > now {
+                    out.merge(&f.ev);
+                    hot |= f.hot;
+                }
+            }
+        }
+        if hot {
+            if let Some(asked) = self.asked.get() {
+                asked(key);
             }
         }
         (!out.is_empty()).then_some(out)
@@ -76,13 +117,32 @@ impl Remote {
     /// while another thread purges is dropped and counted (sharing is
     /// reduced, local detection is not).
     pub(crate) fn put(&self, key: StoreKey, replica: u64, ev: Evidence, until: u64, now: u64) {
+        self.put_from(key, replica, ev, until, now, false);
+    }
+
+    /// As [`Remote::put`]; `hot`: sent at once (see the module).
+    pub(crate) fn put_from(
+        &self,
+        key: StoreKey,
+        replica: u64,
+        ev: Evidence,
+        until: u64,
+        now: u64,
+        hot: bool,
+    ) {
+        let from = Part {
+            replica,
+            ev,
+            until,
+            hot,
+        };
         if let Some(mut seen) = self.map.get_mut(&key) {
-            match seen.by.iter_mut().find(|(r, _, _)| *r == replica) {
-                Some(slot) => *slot = (replica, ev, until),
+            match seen.by.iter_mut().find(|f| f.replica == replica) {
+                Some(slot) => *slot = from,
                 None => {
-                    seen.by.retain(|(_, _, u)| *u > now);
+                    seen.by.retain(|f| f.until > now);
                     if seen.by.len() < MAX_REPLICAS {
-                        seen.by.push((replica, ev, until));
+                        seen.by.push(from);
                     }
                 }
             }
@@ -96,16 +156,7 @@ impl Remote {
                 return;
             }
         }
-        if self
-            .map
-            .insert(
-                key,
-                Seen {
-                    by: vec![(replica, ev, until)],
-                },
-            )
-            .is_none()
-        {
+        if self.map.insert(key, Seen { by: vec![from] }).is_none() {
             self.len.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -126,8 +177,8 @@ impl Remote {
         let mut sample = Vec::with_capacity(PURGE_SAMPLE.min(self.cap));
         let mut removed = 0usize;
         self.map.retain(|_, seen| {
-            seen.by.retain(|(_, _, u)| *u > now);
-            let Some(end) = seen.by.iter().map(|(_, _, u)| *u).max() else {
+            seen.by.retain(|f| f.until > now);
+            let Some(end) = seen.by.iter().map(|f| f.until).max() else {
                 removed += 1;
                 return false;
             };
@@ -149,7 +200,7 @@ impl Remote {
         let cutoff = if want >= count { u64::MAX } else { sample[idx] };
         let mut evicted = 0usize;
         self.map.retain(|_, seen| {
-            let end = seen.by.iter().map(|(_, _, u)| *u).max().unwrap_or(0);
+            let end = seen.by.iter().map(|f| f.until).max().unwrap_or(0);
             let evict = evicted < want && end <= cutoff;
             evicted += usize::from(evict);
             !evict
@@ -207,6 +258,29 @@ mod tests {
         // Once the old ones expire, new keys find room.
         r.put(key(500), 1, ev(1, 0), 5_000, 2_000);
         assert!(r.get(key(500), 2_001).is_some());
+    }
+
+    /// Hot evidence (sent at once) tells the hook of each read while it
+    /// lives; other evidence never does.
+    #[cfg(feature = "redis")]
+    #[test]
+    fn a_read_of_hot_evidence_is_told() {
+        use std::sync::Arc;
+        let r = Remote::new(16);
+        let told = Arc::new(AtomicUsize::new(0));
+        let t = told.clone();
+        assert!(r.set_asked(move |_| {
+            t.fetch_add(1, Ordering::Relaxed);
+        }));
+        r.put(key(1), 10, ev(3, 1), 100, 0);
+        assert!(r.get(key(1), 10).is_some());
+        assert_eq!(told.load(Ordering::Relaxed), 0);
+        r.put_from(key(1), 11, ev(2, 2), 50, 0, true);
+        assert_eq!(r.get(key(1), 10).unwrap().counts.requests, 5);
+        assert_eq!(told.load(Ordering::Relaxed), 1);
+        // Once the hot part has expired, reads are not told.
+        assert!(r.get(key(1), 60).is_some());
+        assert_eq!(told.load(Ordering::Relaxed), 1);
     }
 
     /// A map full of live evidence makes room by its soonest-ending
