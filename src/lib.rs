@@ -103,7 +103,7 @@ pub mod replay;
 mod state;
 
 pub use actor::{
-    AccountId, Actor, ActorKey, ActorKind, AsAccountId, Cidr, ForwardedHeader, PeerAddr,
+    AccountId, Actor, ActorKey, ActorKind, AsAccountId, Cidr, ForwardedHeader, PeerAddr, Standing,
 };
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{
@@ -116,5 +116,5 @@ pub use guard::{
     ActiveVerdict, DefaultRefusal, Guard, GuardBody, GuardBuilder, GuardHandle, GuardLayer,
     OnRefusal, ResponseBody, ResponseFuture, Suspect,
 };
-pub use probe::{Outcome, Owner, StatusSpec};
+pub use probe::{Known, Outcome, Owner, StatusSpec};
 pub use state::{Verdict, VerdictReason};

@@ -71,7 +71,7 @@ fn replay(detector: &Detector, reqs: &[Req]) -> Vec<Seen> {
                 Decision::Track(t) => {
                     let answer = Answer {
                         outcome: Some(r.answer),
-                        owner: None,
+                        ..Answer::default()
                     };
                     detector.outcome(&policy, t, answer);
                     Seen::Served

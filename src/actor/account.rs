@@ -37,13 +37,74 @@ pub(crate) fn hash128(keys: (u64, u64), bytes: &[u8]) -> u128 {
 /// its decimal string are the same account: `AccountId::from(42u64)` equals
 /// `AccountId::new("42")`, which is what lets a path target `/accounts/42`
 /// be recognised as account 42's own object.
-#[derive(Clone, Copy, PartialEq, Eq)]
+///
+/// The application may say what it knows of the account's standing
+/// ([`with_standing`](Self::with_standing)): prior trust, never a
+/// requirement. Two ids of the same account are equal whatever standing
+/// each carries.
+#[derive(Clone, Copy)]
 pub struct AccountId {
     /// The 128-bit hash as two halves: 8-byte aligned, so that an
     /// `Option<AccountId>` in every request's actors is 64 bytes, not 80.
     hash: [u64; 2],
     len: u8,
+    standing: Standing,
     shown: [u8; 32],
+}
+
+impl PartialEq for AccountId {
+    fn eq(&self, other: &Self) -> bool {
+        self.hash == other.hash
+    }
+}
+
+impl Eq for AccountId {}
+
+/// What the application knows of an account, and the guard cannot: how
+/// long it has been a customer. Given through the account source
+/// ([`AccountId::with_standing`]) or as a request extension (an
+/// authentication layer that knows the account's age inserts a
+/// `Standing`). Prior trust, never a requirement: without it the guard
+/// goes by what it saw of the account itself (its age in the guard's
+/// records and its history), and every bound holds.
+///
+/// - `Established`: an account with a history (older than a day, say, or
+///   paying): never treated as a newcomer (not tightened while the
+///   service-wide view is anomalous, not watched beside a suspect
+///   address), twice the room on identities probes, and what it does
+///   teaches the service-wide view what is normal.
+/// - `New`: made recently: judged as a newcomer for as long as it says so,
+///   whatever the guard's records show (an account made yesterday whose
+///   record was evicted is still new).
+///
+/// ```
+/// use enumguard::{AccountId, Standing};
+/// use std::time::Duration;
+/// let age = Duration::from_secs(3 * 86_400); // from the user table
+/// let id = AccountId::from(42u64).with_standing(Standing::from_age(age));
+/// assert_eq!(id.standing(), Standing::Established);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Standing {
+    /// Nothing said (the default): the guard goes by its own records.
+    #[default]
+    Unknown,
+    /// Made recently.
+    New,
+    /// A customer with a history.
+    Established,
+}
+
+impl Standing {
+    /// `Established` from a day of age on, else `New`.
+    pub fn from_age(age: std::time::Duration) -> Self {
+        if age >= std::time::Duration::from_secs(86_400) {
+            Standing::Established
+        } else {
+            Standing::New
+        }
+    }
 }
 
 fn halves(h: u128) -> [u64; 2] {
@@ -60,8 +121,20 @@ impl AccountId {
         Self {
             hash: halves(hash128(ACCOUNT_KEYS, bytes)),
             len: n as u8,
+            standing: Standing::Unknown,
             shown,
         }
+    }
+
+    /// The same account, with what the application knows of its standing.
+    pub fn with_standing(mut self, standing: Standing) -> Self {
+        self.standing = standing;
+        self
+    }
+
+    /// What the application said of the account's standing.
+    pub fn standing(&self) -> Standing {
+        self.standing
     }
 
     /// The actor key of this account.

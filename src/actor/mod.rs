@@ -20,7 +20,7 @@
 //! | file | role |
 //! |---|---|
 //! | `key.rs` | [`ActorKind`], [`ActorKey`] |
-//! | `account.rs` | [`AccountId`], [`AsAccountId`] |
+//! | `account.rs` | [`AccountId`], [`AsAccountId`], [`Standing`] |
 //! | `actors.rs` | [`Actors`]: the actors of one request |
 //! | `named.rs` | [`Actor`]: an actor as an operator names it |
 //! | `cidr.rs` | [`Cidr`] |
@@ -38,7 +38,7 @@ mod peer;
 mod session;
 
 pub(crate) use account::{ACCOUNT_KEYS, hash128};
-pub use account::{AccountId, AsAccountId};
+pub use account::{AccountId, AsAccountId, Standing};
 pub use actors::Actors;
 pub(crate) use cidr::in_any;
 pub use cidr::{Cidr, CidrParseError};

@@ -71,6 +71,20 @@ pub struct Thresholds {
     /// Misses count toward `miss_ratio` only once the actor tried this many
     /// distinct targets, so that one early typo is not a 100% miss ratio.
     pub min_targets: u32,
+    /// Distinct hits (targets found) that block, added to the misses: on
+    /// an identities probe what an attacker wants is the hits, so
+    /// `misses / miss_block + hits / hit_block` at 1 blocks, whatever the
+    /// miss ratio (a validator of a leaked list, mostly registered, is
+    /// stopped by its finds). Hits count in full once misses are 30% of
+    /// the distinct targets, not at all at 10% or less (a business looking
+    /// up its customers, a NAT of people resetting their own passwords;
+    /// between, in proportion), and less for an actor that repeats its
+    /// finds (see `repeat_miss_ratio`); from `miss_cap` times `hit_block`
+    /// (times the kind factor) they count whatever the misses. An
+    /// address's hits are judged as one person's (no kind factor): the
+    /// room an address gets is for its people's typos. 0 turns it off
+    /// (and misses need `miss_ratio`, as on objects probes).
+    pub hit_block: u32,
     /// Distinct targets answered 401/403 that block.
     pub denied_block: u32,
     /// Suspicion at which an actor is throttled (0..1).
@@ -97,8 +111,9 @@ pub struct Thresholds {
     /// traffic.
     pub baseline_foreign_ratio: f64,
     /// Thresholds of an actor that was blocked before are multiplied by this
-    /// once for each earlier block, at most three times (an eighth of the
-    /// room, by default, from the third block on).
+    /// once for each earlier block, at most five times (a thirty-second of
+    /// the room, by default, from the fifth block on); from its third block
+    /// on, an actor's misses count from the first (no `min_targets`).
     pub repeat_factor: f64,
     /// On a probe with own objects (`self_target`), the foreign-object
     /// threshold of a *stranger* (an actor with no history that has read
@@ -127,7 +142,7 @@ impl Thresholds {
     /// | `anomaly_factor` | 0.2 | during a service-wide spike of foreign reads, a new account blocks at 3 |
     /// | `baseline_miss_ratio` / `baseline_foreign_ratio` | 0.1 / 0.05 | what the service-wide view assumes until calm minutes show the real rates |
     /// | `repeat_miss_ratio` / `miss_cap` | 0.3 / 8 | repeated hits are ordinary use (a heavy user mistypes 0-10% of its lookups, and a streak of bad luck stays under 30%); padding buys no room: a guesser padding each guess with a known lookup is stopped a few guesses later, heavier padding by the cap of 8 x `miss_block` distinct misses (160 here, 80 for identities; see the policy) |
-    /// | `repeat_factor` | 0.5 | an actor blocked before gets half the room, then a quarter, then an eighth |
+    /// | `repeat_factor` | 0.5 | an actor blocked before gets half the room, then a quarter, down to a thirty-second |
     /// | `stranger_factor` | 0.3 | during a spike of foreign reads, a new account that has read none of its own objects is refused its first foreign read |
     /// | `kind_factors` | ip 2, subnet 4 | a NAT address is many people |
     pub fn objects() -> Self {
@@ -139,6 +154,7 @@ impl Thresholds {
             miss_ratio: 0.5,
             repeat_miss_ratio: 0.3,
             miss_cap: 8.0,
+            hit_block: 0,
             min_targets: 4,
             denied_block: 10,
             throttle_at: 0.6,
@@ -160,21 +176,23 @@ impl Thresholds {
     /// | field | value | why |
     /// |---|---|---|
     /// | `window_secs` | 3600 | as for objects |
-    /// | `foreign_block` | 0 (off) | every identity but one's own is foreign: the tell is misses |
-    /// | `miss_block` / `miss_ratio` | 10 / 0.6 | a guesser misses most of the time (95% at a 5% hit rate); a person who mistypes an address hits on the next try |
+    /// | `foreign_block` | 0 (off) | every identity but one's own is foreign: the tell is misses and finds |
+    /// | `miss_block` / `hit_block` | 20 / 40 | misses and finds add up (`misses/20 + hits/40`): a guesser with a 5% list is stopped at 20 misses (one find), a validator of a 60% list at about 17 finds (one account; 24 from one address); a person checking which of 30 contacts joined (most of them not registered, but asked for by others too) stays under a throttle; misses on targets others asked for recently do not count (see the novelty filter in the README) |
+    /// | `miss_ratio` | 0.6 | unused while `hit_block` is set |
     /// | `min_targets` | 5 | a first typo is not a 100% miss ratio |
     /// | `denied_block` | 10 | |
-    /// | `throttle_at` | 0.6 | throttle from 6 misses |
-    /// | `anomaly_factor` | 0.25 | during a service-wide spike of misses, a new address blocks at 3 misses (spread guessing) |
+    /// | `throttle_at` | 0.6 | a throttle (of this probe only) from 12 misses |
+    /// | `anomaly_factor` | 0.12 | during a service-wide spike of misses, a new address or account blocks at its third miss or fifth find (spread guessing) |
     /// | `stranger_factor` | 1 (off) | identities have no own objects |
     /// | others | as objects | |
     pub fn identities() -> Self {
         Self {
             foreign_block: 0,
-            miss_block: 10,
+            miss_block: 20,
+            hit_block: 40,
             miss_ratio: 0.6,
             min_targets: 5,
-            anomaly_factor: 0.25,
+            anomaly_factor: 0.12,
             stranger_factor: 1.0,
             ..Self::objects()
         }

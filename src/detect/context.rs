@@ -4,7 +4,7 @@
 use super::policy::Policy;
 use super::probes::Probe;
 use super::score::Context;
-use crate::actor::ActorKind;
+use crate::actor::{ActorKind, Standing};
 use crate::state::record::{Record, Signals};
 
 /// The signals an actor is judged by: an address's cadence is that of
@@ -18,16 +18,36 @@ pub(crate) fn judged(kind: ActorKind, mut s: Signals) -> Signals {
     s
 }
 
-/// No history: young, and fewer history hits than `links.history_hits`.
-pub(crate) fn is_new(policy: &Policy, r: &Record, now: u64) -> bool {
-    is_young(policy, r, now) && r.hits_total() < policy.history_hits
+/// No history: young, and fewer history hits than `links.history_hits`;
+/// or what the application said of a person's standing.
+pub(crate) fn is_new(policy: &Policy, r: &Record, now: u64, standing: Standing) -> bool {
+    match standing {
+        Standing::Established => false,
+        Standing::New => true,
+        _ => is_young(policy, r, now, standing) && r.hits_total() < policy.history_hits,
+    }
 }
 
 /// Younger than `links.new_actor_secs`, whatever it did: what the watch on
 /// a suspect address goes by, since history hits (reading one's own object
-/// five times) cost an attacker nothing.
-pub(crate) fn is_young(policy: &Policy, r: &Record, now: u64) -> bool {
-    now.saturating_sub(r.first_seen()) < policy.new_actor
+/// five times) cost an attacker nothing. What the application said of a
+/// person's standing wins.
+pub(crate) fn is_young(policy: &Policy, r: &Record, now: u64, standing: Standing) -> bool {
+    match standing {
+        Standing::Established => false,
+        Standing::New => true,
+        _ => now.saturating_sub(r.first_seen()) < policy.new_actor,
+    }
+}
+
+/// The standing that applies to an actor of a request: the account's, for
+/// its account and session actors (a session is the account's login); an
+/// address is many people, and goes by its own record.
+pub(crate) fn standing_of(kind: ActorKind, actors: &crate::actor::Actors) -> Standing {
+    match (kind.is_personal(), actors.account()) {
+        (true, Some(a)) => a.standing(),
+        _ => Standing::Unknown,
+    }
 }
 
 /// The share of one link boost an address must still carry for the new
@@ -53,6 +73,9 @@ pub(crate) struct Beside {
     /// An address guesses (see [`guessing_address`]): a young account or
     /// session there is watched on misses.
     pub(crate) guessing: bool,
+    /// What the application said of the account's standing (see
+    /// [`standing_of`]: set for the account and session actors).
+    pub(crate) standing: Standing,
 }
 
 /// Whether an address's answers on the probe are mostly misses: in its
@@ -101,7 +124,9 @@ pub(crate) fn context(
         ActorKind::Session => f.session,
         ActorKind::Account => f.account,
     };
-    let new = is_new(policy, r, now);
+    let standing = beside.standing;
+    let new = is_new(policy, r, now, standing);
+    let young = is_young(policy, r, now, standing);
     // The tightening is for actors the service knows nothing of. An address
     // that has shown it is busy (more distinct targets this window than the
     // view counts of one address: an office, a NAT) keeps the kind factor
@@ -116,7 +141,7 @@ pub(crate) fn context(
     let mut foreign_factor = 1.0;
     // A new account or session at a suspect address: watched, judged on
     // its own evidence with less room (it inherits no suspicion).
-    if watched && is_young(policy, r, now) && kind.is_personal() && probe.watch_foreign {
+    if watched && young && kind.is_personal() && probe.watch_foreign {
         foreign_factor *= policy.watch_factor;
     }
     // A stranger during an anomaly: a new account or session that has read
@@ -128,7 +153,7 @@ pub(crate) fn context(
     // A new account or session at an address that guesses: watched on
     // misses (its own; it inherits nothing). Accounts made by the dozen at
     // one address each take a guess or two, not a threshold each.
-    let miss_factor = if beside.guessing && kind.is_personal() && is_young(policy, r, now) {
+    let miss_factor = if beside.guessing && kind.is_personal() && young {
         policy.watch_factor
     } else {
         1.0
@@ -139,6 +164,10 @@ pub(crate) fn context(
     // after its block gets a guess, not a kind factor's worth).
     let kind_factor = if r.strikes > 0 && !busy {
         kind_factor.min(1.0)
+    } else if standing == Standing::Established && t.hit_block > 0 {
+        // A customer with a history gets twice the room on identities
+        // probes: checking which contacts joined, mistyping a few.
+        kind_factor * 2.0
     } else {
         kind_factor
     };
@@ -191,10 +220,12 @@ mod tests {
     const SUSPECT: Beside = Beside {
         suspect: true,
         guessing: false,
+        standing: Standing::Unknown,
     };
     const NOTHING: Beside = Beside {
         suspect: false,
         guessing: false,
+        standing: Standing::Unknown,
     };
 
     #[test]

@@ -55,7 +55,7 @@ use crate::state::verdict::Table;
 ///     match detector.check(&policy, &facts, now) {
 ///         Decision::Refuse(_) => refused += 1,
 ///         Decision::Track(ticket) => {
-///             let answer = Answer { outcome: Some(Outcome::Hit), owner: None };
+///             let answer = Answer { outcome: Some(Outcome::Hit), ..Answer::default() };
 ///             detector.outcome(&policy, ticket, answer);
 ///         }
 ///         Decision::Pass => {}

@@ -127,4 +127,7 @@ pub struct Answer {
     /// Whose object it was, when the application said
     /// ([`Owner`](crate::Owner)).
     pub owner: Option<AccountId>,
+    /// The application said the caller already knows the target
+    /// ([`Known`](crate::Known)): not a guess, never counted.
+    pub known: bool,
 }

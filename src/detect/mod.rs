@@ -15,6 +15,7 @@
 //! | `score.rs` | the scoring: signals and context in, suspicion out (pure) |
 //! | `escalate.rs` | throttles, escalating blocks, links, operators' bans; the event and metric of each change |
 //! | `view.rs` | the service-wide view of each probe |
+//! | `novelty.rs` | which targets of a probe anyone asked for recently (the long tail a guesser walks) |
 //! | `change.rs` | [`VerdictChange`]: verdict changes as data, for listeners and replicas |
 //! | `refusal.rs` | [`Refusal`]: why a request was refused, and for how long |
 
@@ -28,6 +29,7 @@ pub(crate) mod probes;
 mod refusal;
 pub(crate) mod score;
 mod steps;
+mod novelty;
 mod view;
 
 pub use crate::probe::TargetInfo;

@@ -27,6 +27,9 @@ pub(crate) struct ProbeLive {
     /// An anonymous request was answered with a hit or a miss: the probe
     /// needs no login, so its addresses' verdicts hold every request.
     pub(crate) answers_anonymous: AtomicBool,
+    /// Which targets were asked for recently (identities probes, made on
+    /// first use: see `novelty.rs`).
+    novelty: std::sync::OnceLock<super::novelty::Novelty>,
 }
 
 impl ProbeLive {
@@ -36,7 +39,15 @@ impl ProbeLive {
             owner_reported: AtomicBool::new(false),
             matched: AtomicBool::new(false),
             answers_anonymous: AtomicBool::new(false),
+            novelty: std::sync::OnceLock::new(),
         }
+    }
+
+    /// The probe's novelty filter, with generations of `period` (made on
+    /// first use; a reload keeps the first period).
+    pub(crate) fn novelty(&self, period: u64) -> &super::novelty::Novelty {
+        self.novelty
+            .get_or_init(|| super::novelty::Novelty::new(period))
     }
 
     /// Notes a flag once: a load, and a store only the first time (no

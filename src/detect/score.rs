@@ -85,6 +85,10 @@ pub(crate) fn level(t: &Thresholds, score: f64) -> Level {
     }
 }
 
+/// Earlier blocks that shrink an actor's room (`repeat_factor` each): a
+/// thirty-second of it, by default, from the fifth block on.
+const MAX_STRIKES: u32 = 5;
+
 /// The threshold scale for this actor.
 pub(crate) fn scale(t: &Thresholds, c: &Context) -> f64 {
     // A new actor during an anomaly gets the tight threshold whatever its
@@ -96,8 +100,22 @@ pub(crate) fn scale(t: &Thresholds, c: &Context) -> f64 {
     };
     // Each earlier block halves the room again (by default), down to an
     // eighth: a third comeback is judged on its first misses.
-    s *= t.repeat_factor.powi(c.strikes.min(3) as i32);
+    s *= t.repeat_factor.powi(c.strikes.min(MAX_STRIKES) as i32);
     s
+}
+
+/// The threshold scale for what one person does, whatever the actor's
+/// kind: `scale` with a kind factor of at most 1. An address's room is for
+/// the typos of the many people behind it; its finds are its people's own
+/// addresses, which hit once each and weigh nothing while misses are few.
+fn personal_scale(t: &Thresholds, c: &Context) -> f64 {
+    scale(
+        t,
+        &Context {
+            kind_factor: c.kind_factor.min(1.0),
+            ..*c
+        },
+    )
 }
 
 /// Without a repeated hit the distinct share (`miss_ratio`, at least
@@ -135,7 +153,10 @@ pub(crate) fn score(t: &Thresholds, s: &Signals, c: &Context) -> f64 {
     };
     let foreign = part(s.foreign.max(s.long_foreign), t.foreign_block, kf);
     let km = k * c.miss_factor.clamp(0.0, 1.0);
-    let min_targets = (t.min_targets as f64 * km).max(2.0);
+    // A first typo is not a rate, unless the actor was blocked twice
+    // before: a guesser's third comeback is judged on its first miss.
+    let floor = if c.strikes >= 2 { 1.0 } else { 2.0 };
+    let min_targets = (t.min_targets as f64 * km).max(floor);
     // The share over all answers, read on the long view, where misses,
     // distinct targets and repeats decay together (so the test only loosens
     // as time passes): an actor that never repeated a hit is judged by the
@@ -153,8 +174,50 @@ pub(crate) fn score(t: &Thresholds, s: &Signals, c: &Context) -> f64 {
             0.0
         }
     };
-    let mut misses =
-        miss_part(s.misses, s.classified).max(miss_part(s.long_misses, s.long_classified));
+    let mut misses = if t.hit_block == 0 {
+        miss_part(s.misses, s.classified).max(miss_part(s.long_misses, s.long_classified))
+    } else {
+        // Misses and finds add up (identities): see `Thresholds::hit_block`.
+        let kh = personal_scale(t, c);
+        // Repeated finds are ordinary use: hits weigh less as the distinct
+        // targets fall under half of everything answered.
+        let fresh = if s.long_repeats > 0.0 {
+            (s.long_classified / (s.long_classified + s.long_repeats) / 0.5).min(1.0)
+        } else {
+            1.0
+        };
+        let mix = |misses: f64, denied: f64, classified: f64| {
+            let m = if t.miss_block > 0 && classified >= min_targets && share_ok() {
+                misses / (t.miss_block as f64 * km)
+            } else {
+                0.0
+            };
+            let hits = (classified - misses - denied).max(0.0);
+            // The miss share, read as a lower bound: one early typo among a
+            // business's first finds is not a 30% share.
+            let share = share_lower_bound(misses, classified);
+            let w = ((share - 0.1) / 0.2).clamp(0.0, 1.0) * fresh;
+            m + hits * w / (t.hit_block as f64 * kh)
+        };
+        let mut mixed =
+            mix(s.misses, s.denied, s.classified).max(mix(s.long_misses, s.long_denied, s.long_classified));
+        if t.miss_cap > 0.0 {
+            // Whatever the misses: from a throttle's worth of the cap on.
+            // Not tightened by an anomaly: the people of a new address
+            // resetting their own passwords find what they ask for.
+            let cap = t.miss_cap
+                * t.hit_block as f64
+                * c.kind_factor
+                * t.repeat_factor.powi(c.strikes.min(MAX_STRIKES) as i32);
+            let hits = (s.classified - s.misses - s.denied)
+                .max(s.long_classified - s.long_misses - s.long_denied)
+                .max(0.0);
+            if hits >= cap * t.throttle_at {
+                mixed = mixed.max(hits / cap);
+            }
+        }
+        mixed
+    };
     if t.miss_cap > 0.0 && t.miss_block > 0 {
         // Whatever the ratios: from a throttle's worth of the cap on.
         let cap = t.miss_cap * t.miss_block as f64 * k;
@@ -163,7 +226,14 @@ pub(crate) fn score(t: &Thresholds, s: &Signals, c: &Context) -> f64 {
             misses = misses.max(m / cap);
         }
     }
-    let denied = part(s.denied.max(s.long_denied), t.denied_block, k);
+    // One denied answer is an accident (a stale link, a session that
+    // expired), not a hunt for a hole: denials count from the second.
+    let denied = s.denied.max(s.long_denied);
+    let denied = if denied >= 2.0 {
+        part(denied, t.denied_block, k)
+    } else {
+        0.0
+    };
     let mut base = foreign.max(misses).max(denied);
     if t.sequential_run > 0 && s.seq_run >= t.sequential_run {
         base *= t.sequential_factor;

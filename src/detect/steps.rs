@@ -148,6 +148,11 @@ impl Detector {
                 .is_some_and(|a| a.hash() == owner.hash());
             ProbeLive::note(&probe.live.owner_reported);
         }
+        // A target the caller knows (its contacts) is no guess: counted as
+        // its own, never as a miss or a find.
+        if let (Some(t), true) = (target.as_mut(), answer.known) {
+            t.is_self = true;
+        }
         self.learn(
             policy,
             probe,
@@ -298,6 +303,9 @@ impl Detector {
         let window = probe.window;
         // Read only if some record meets a new target.
         let anomalous = std::cell::OnceCell::new();
+        let novel = std::cell::OnceCell::new();
+        let counts_finds = t.hit_block > 0;
+        let asked = |hash: u64| probe.live.novelty(probe.long).asked(hash, now);
         let mut beside = context::Beside::default();
         let anonymous = actors.account.is_none();
         // Where the application tells ownership only in the response, the
@@ -336,21 +344,47 @@ impl Detector {
                 let exempt = owner_later
                     && pending == 0
                     && r.no_evidence()
-                    && !(beside.suspect && context::is_young(policy, r, now));
+                    && !(beside.suspect
+                        && context::is_young(
+                            policy,
+                            r,
+                            now,
+                            context::standing_of(key.kind(), actors),
+                        ));
                 if r.seen(target.hash) || exempt {
                     // Not a new target: counting it adds nothing.
                     return None;
                 }
                 let anomalous = *anomalous.get_or_init(|| probe.live.view.anomalous(now));
-                let ctx = context::context(policy, probe, key.kind(), r, now, anomalous, beside);
+                let ctx = context::context(
+                    policy,
+                    probe,
+                    key.kind(),
+                    r,
+                    now,
+                    anomalous,
+                    context::Beside {
+                        standing: context::standing_of(key.kind(), actors),
+                        ..beside
+                    },
+                );
                 let signals = context::judged(
                     key.kind(),
                     r.signals_with(now, window, probe.long, remote.as_ref()),
                 );
                 let seq = r.seq_run_after(target);
+                // The answers it could bring: on a probe that counts finds,
+                // a find too; a miss only where it would count (nobody
+                // asked for the target recently).
                 let worst = |n: u32| {
-                    [Outcome::Miss, Outcome::Denied]
+                    let miss = !counts_finds || *novel.get_or_init(|| !asked(target.hash));
+                    [Outcome::Miss, Outcome::Denied, Outcome::Hit]
                         .into_iter()
+                        .filter(|o| match o {
+                            Outcome::Miss => miss,
+                            Outcome::Hit => counts_finds,
+                            Outcome::Denied => true,
+                        })
                         .map(|o| score::score(t, &signals.with_new_targets(o, seq, n), &ctx))
                         .fold(0.0f64, f64::max)
                 };
@@ -457,6 +491,24 @@ impl Detector {
         let t = &probe.thresholds;
         let (window, long) = (probe.window, probe.long);
         let view = &probe.live.view;
+        // On a probe that counts finds, a miss on a target somebody asked
+        // for recently tells the asker nothing the service was not telling
+        // others: the records count the request, not the target (see
+        // `novelty.rs`).
+        let mut target = target;
+        let mut shared_miss = false;
+        if let (true, Some(tg), Some(Outcome::Hit | Outcome::Miss)) =
+            (t.hit_block > 0, target, outcome)
+        {
+            if !tg.is_self {
+                let novelty = probe.live.novelty(long);
+                if outcome == Some(Outcome::Miss) && novelty.asked(tg.hash, now) {
+                    shared_miss = true;
+                    target = None;
+                }
+                novelty.note(tg.hash, now);
+            }
+        }
         // Read only if some record has evidence to score.
         let anomalous = std::cell::OnceCell::new();
         let mut beside = context::Beside::default();
@@ -490,7 +542,9 @@ impl Detector {
                     }
                     r.learn(now, window, long, target, outcome);
                     let requests = r.window_requests(now, window);
-                    let with_history = key.kind().is_personal() && !context::is_new(policy, r, now);
+                    let standing = context::standing_of(key.kind(), actors);
+                    let with_history =
+                        key.kind().is_personal() && !context::is_new(policy, r, now, standing);
                     if r.no_evidence() {
                         // Nothing of its own to score (own objects read, no
                         // foreign target yet, nothing carried): no
@@ -499,8 +553,18 @@ impl Detector {
                         return (0.0, 0.0, requests, with_history, false, false);
                     }
                     let anomalous = *anomalous.get_or_init(|| view.anomalous(now));
-                    let ctx =
-                        context::context(policy, probe, key.kind(), r, now, anomalous, beside);
+                    let ctx = context::context(
+                        policy,
+                        probe,
+                        key.kind(),
+                        r,
+                        now,
+                        anomalous,
+                        context::Beside {
+                            standing,
+                            ..beside
+                        },
+                    );
                     let signals = r.signals_with(now, window, long, remote.as_ref());
                     let s = score::score(t, &context::judged(key.kind(), signals), &ctx);
                     r.set_score(s);
@@ -543,7 +607,7 @@ impl Detector {
         if address_requests <= policy.per_address {
             view.record(
                 now,
-                outcome == Some(Outcome::Miss),
+                outcome == Some(Outcome::Miss) && !shared_miss,
                 target.is_some_and(|t| !t.is_self) && outcome != Some(Outcome::Miss),
                 established,
             );

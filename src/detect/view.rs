@@ -127,18 +127,28 @@ impl View {
         // wrong prior is corrected by them, and an attack by actors without
         // history cannot teach it. Without enough of them, a calm bucket's
         // whole traffic.
-        let learn = if closed[EREQ] as u64 >= enough {
-            Some((closed[EREQ], closed[EMISS], closed[EFOREIGN]))
-        } else if calm && closed[REQ] as u64 >= enough {
-            Some((closed[REQ], closed[MISS], closed[FOREIGN]))
+        // Thin established traffic teaches in proportion to its size: a
+        // probe with a few lookups a minute still learns its people's rate.
+        let learn = if calm && closed[REQ] as u64 >= enough {
+            Some((closed[REQ], closed[MISS], closed[FOREIGN], 1.0))
+        } else if closed[EREQ] > 0 {
+            let weight = (closed[EREQ] as f64 / enough as f64).min(1.0);
+            Some((closed[EREQ], closed[EMISS], closed[EFOREIGN], weight))
         } else {
             None
         };
-        if let Some((req, miss, foreign)) = learn {
+        let learn = match learn {
+            // Enough established requests: theirs, anomaly or not.
+            _ if closed[EREQ] as u64 >= enough => {
+                Some((closed[EREQ], closed[EMISS], closed[EFOREIGN], 1.0))
+            }
+            other => other,
+        };
+        if let Some((req, miss, foreign, weight)) = learn {
             let req = req as f64;
             for (base, count) in [(&self.base_miss, miss), (&self.base_foreign, foreign)] {
                 let old = f32::from_bits(base.load(Ordering::Relaxed)) as f64;
-                let new = old + self.alpha * (count as f64 / req - old);
+                let new = old + self.alpha * weight * (count as f64 / req - old);
                 base.store((new as f32).to_bits(), Ordering::Relaxed);
             }
         }

@@ -273,8 +273,15 @@ fn learn_from<T>(t: &mut Tracked, res: &Response<T>) {
         c[i].increment(1);
     }
     let owner = res.extensions().get::<Owner>().map(|o| o.0);
-    t.shared
-        .core()
-        .outcome(policy, t.ticket, Answer { outcome, owner });
+    let known = res.extensions().get::<crate::Known>().is_some();
+    t.shared.core().outcome(
+        policy,
+        t.ticket,
+        Answer {
+            outcome,
+            owner,
+            known,
+        },
+    );
     t.ticket.admitted = false;
 }

@@ -74,7 +74,13 @@ pub(crate) fn actors(
         Some(SessionSource::Cookie(c)) => ends(cookie_values(&parts.headers, c)),
         None => None,
     };
-    let mut actors = policy.actors(addr, ends.map(|(first, _)| first), account(parts));
+    // What an authentication layer said of the account's standing, as a
+    // request extension, unless the account source said it.
+    let account = account(parts).map(|a| match parts.extensions.get::<crate::Standing>() {
+        Some(s) if a.standing() == crate::Standing::Unknown => a.with_standing(*s),
+        _ => a,
+    });
+    let mut actors = policy.actors(addr, ends.map(|(first, _)| first), account);
     if let Some((first, last)) = ends {
         // One value: the same slice, no compare.
         if !std::ptr::eq(first, last) && first != last {

@@ -8,7 +8,7 @@
 //! | `pattern.rs` | path patterns with `{name}` parameters; the capture as a byte range |
 //! | `target.rs` | where the target is (path, query, header, JSON body), how it is decoded, and [`TargetInfo`](crate::detect::TargetInfo), what the signals keep of it |
 //! | `status.rs` | [`StatusSpec`]: status codes and classes in outcome rules |
-//! | `outcome.rs` | [`Outcome`] and [`Owner`]: what the application tells the guard, and classifying a response |
+//! | `outcome.rs` | [`Outcome`], [`Owner`] and [`Known`]: what the application tells the guard, and classifying a response |
 //!
 //! The compiled probe, which puts these together with its thresholds, is
 //! part of the detector's policy (`detect/probes.rs`).
@@ -21,7 +21,7 @@ mod target;
 
 pub(crate) use method::Methods;
 pub(crate) use outcome::OutcomeRules;
-pub use outcome::{Outcome, Owner};
+pub use outcome::{Known, Outcome, Owner};
 pub(crate) use pattern::PathPattern;
 pub use status::StatusSpec;
 pub use target::TargetInfo;

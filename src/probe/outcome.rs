@@ -58,6 +58,25 @@ impl Outcome {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Owner(pub AccountId);
 
+/// What a handler of an identities probe can tell the guard by putting
+/// this into the response extensions: the target looked up is one the
+/// caller already knows (an address in its own contacts, a colleague in
+/// its organisation). It is not a guess, so it never counts as a miss or
+/// as a find, however many: the identities analogue of [`Owner`]. A
+/// response without it is judged as before; only the application can say
+/// it (a client cannot put anything into a response's extensions).
+///
+/// ```
+/// use enumguard::Known;
+/// let in_my_contacts = true; // the handler checked the caller's book
+/// let mut res = http::Response::new(());
+/// if in_my_contacts {
+///     res.extensions_mut().insert(Known);
+/// }
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Known;
+
 impl From<AccountId> for Owner {
     fn from(a: AccountId) -> Self {
         Owner(a)

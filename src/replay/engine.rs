@@ -510,6 +510,7 @@ impl Replay {
                 let answer = Answer {
                     outcome,
                     owner: None,
+                    known: false,
                 };
                 self.detector.outcome(&policy, ticket, answer);
                 None

@@ -187,6 +187,12 @@ impl Sim {
         let mut req = b.body(Full::new(Bytes::from(body.to_owned()))).unwrap();
         req.extensions_mut().insert(SocketAddr::new(ip, 40000));
         let res = self.svc.clone().oneshot(req).await.unwrap();
+        if let (Some(r), Some(_)) = (
+            res.extensions().get::<Refusal>(),
+            std::env::var_os("TRACE_REFUSAL"),
+        ) {
+            eprintln!("REFUSAL {uri} {ip} {account:?} {r:?}");
+        }
         res.extensions().get::<Refusal>().is_some()
     }
 
