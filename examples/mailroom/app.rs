@@ -5,8 +5,8 @@
 //! Shared by `examples/mailroom.rs` (the command line) and
 //! `examples/demo.rs` (which starts one in-process server per scenario).
 
-use std::collections::hash_map::RandomState;
-use std::hash::BuildHasher;
+use std::collections::hash_map::{DefaultHasher, RandomState};
+use std::hash::{BuildHasher, BuildHasherDefault};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -18,7 +18,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use dashmap::DashMap;
-use enumguard::{AccountId, Config, ConfigError, GuardHandle, GuardLayer, Mode};
+use enumguard::{AccountId, Config, ConfigError, GuardBuilder, GuardHandle, GuardLayer, Mode};
 use serde_json::{Value, json};
 
 /// The built-in guard configuration: `examples/mailroom.toml`.
@@ -112,6 +112,8 @@ pub struct Mailroom {
     /// Bearer token -> account id.
     tokens: DashMap<String, u64>,
     token_hasher: RandomState,
+    /// Tokens from this seed instead of `token_hasher`'s random keys.
+    token_seed: Option<u64>,
     token_counter: AtomicU64,
 }
 
@@ -135,8 +137,16 @@ impl Mailroom {
             by_email,
             tokens: DashMap::new(),
             token_hasher: RandomState::new(),
+            token_seed: None,
             token_counter: AtomicU64::new(0),
         }
+    }
+
+    /// Hands out the same tokens on every run (for a simulation that must
+    /// repeat itself: the guard keys a session on its token).
+    pub fn with_token_seed(mut self, seed: u64) -> Self {
+        self.token_seed = Some(seed);
+        self
     }
 
     /// Accounts now (seeded and registered).
@@ -158,8 +168,19 @@ impl Mailroom {
 
     fn new_token(&self, id: u64) -> String {
         let n = self.token_counter.fetch_add(1, Ordering::Relaxed);
-        let a = self.token_hasher.hash_one((n, id, 1u8));
-        let b = self.token_hasher.hash_one((n, id, 2u8));
+        let (a, b) = match self.token_seed {
+            Some(seed) => {
+                let h = BuildHasherDefault::<DefaultHasher>::default();
+                (
+                    h.hash_one((seed, n, id, 1u8)),
+                    h.hash_one((seed, n, id, 2u8)),
+                )
+            }
+            None => (
+                self.token_hasher.hash_one((n, id, 1u8)),
+                self.token_hasher.hash_one((n, id, 2u8)),
+            ),
+        };
         let token = format!("{a:016x}{b:016x}");
         self.tokens.insert(token.clone(), id);
         token
@@ -303,6 +324,19 @@ pub fn app(opts: &Options) -> Result<App, ConfigError> {
 /// # Errors
 /// The guard's configuration is invalid.
 pub fn app_with(opts: &Options, state: Arc<Mailroom>) -> Result<App, ConfigError> {
+    app_with_guard(opts, state, |b| b)
+}
+
+/// [`app_with`], with more guard settings on top of `opts` (a clock, a
+/// seed).
+///
+/// # Errors
+/// The guard's configuration is invalid.
+pub fn app_with_guard(
+    opts: &Options,
+    state: Arc<Mailroom>,
+    more: impl FnOnce(GuardBuilder) -> GuardBuilder,
+) -> Result<App, ConfigError> {
     let router = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/api/register", post(register))
@@ -323,12 +357,12 @@ pub fn app_with(opts: &Options, state: Arc<Mailroom>) -> Result<App, ConfigError
         GuardChoice::Observe => Mode::Observe,
     };
     let accounts = state.clone();
-    let layer = GuardLayer::builder()
+    let builder = GuardLayer::builder()
         .config(opts.config.clone())
         .mode(mode)
         // The account behind the Bearer token: one map lookup per request.
-        .account(move |parts| accounts.account_of(&parts.headers).map(AccountId::from))
-        .build()?;
+        .account(move |parts| accounts.account_of(&parts.headers).map(AccountId::from));
+    let layer = more(builder).build()?;
     let handle = layer.handle();
     Ok(App {
         router: router.layer(layer),

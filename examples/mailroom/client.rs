@@ -1,8 +1,13 @@
 //! A minimal HTTP/1.1 client over hyper whose connections leave from a
 //! chosen loopback source address (anything in 127.0.0.0/8 on Linux), so
-//! that one process can play many clients with many IP addresses.
+//! that one process can play many clients with many IP addresses. Or the
+//! same requests handed to a service in this process ([`Link::Local`]), as
+//! `tests/demo_seeds.rs` plays the demo in simulated time.
 
+use std::future::Future;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -33,10 +38,36 @@ impl Resp {
     }
 }
 
-/// One client: a keep-alive connection from `source` to the server, and the
-/// Bearer token once logged in.
+/// Sends one request from a source address to a service in this process.
+pub type Local = Arc<
+    dyn Fn(
+            Ipv4Addr,
+            http::Request<Full<Bytes>>,
+        ) -> Pin<Box<dyn Future<Output = Result<Resp, Error>> + Send>>
+        + Send
+        + Sync,
+>;
+
+/// Where a client's requests go.
+#[derive(Clone)]
+pub enum Link {
+    /// A server over HTTP/1.1.
+    Http(SocketAddr),
+    /// A service in this process.
+    Local(Local),
+}
+
+impl From<SocketAddr> for Link {
+    fn from(a: SocketAddr) -> Self {
+        Self::Http(a)
+    }
+}
+
+/// One client: a keep-alive connection from `source` to the server (or its
+/// requests handed to a [`Link::Local`] service with `source` as their
+/// peer), and the Bearer token once logged in.
 pub struct Client {
-    server: SocketAddr,
+    link: Link,
     source: Ipv4Addr,
     send: Option<SendRequest<Full<Bytes>>>,
     pub token: Option<String>,
@@ -47,9 +78,9 @@ pub type Error = Box<dyn std::error::Error + Send + Sync>;
 
 impl Client {
     /// A client whose connections come from `source`.
-    pub fn new(server: SocketAddr, source: Ipv4Addr) -> Self {
+    pub fn new(link: impl Into<Link>, source: Ipv4Addr) -> Self {
         Self {
-            server,
+            link: link.into(),
             source,
             send: None,
             token: None,
@@ -65,11 +96,14 @@ impl Client {
         }
     }
 
-    async fn connect(&mut self) -> Result<&mut SendRequest<Full<Bytes>>, Error> {
+    async fn connect(
+        &mut self,
+        server: SocketAddr,
+    ) -> Result<&mut SendRequest<Full<Bytes>>, Error> {
         if self.send.as_ref().is_none_or(|s| s.is_closed()) {
             let socket = tokio::net::TcpSocket::new_v4()?;
             socket.bind(SocketAddr::new(self.source.into(), 0))?;
-            let stream = tokio::time::timeout(TIMEOUT, socket.connect(self.server)).await??;
+            let stream = tokio::time::timeout(TIMEOUT, socket.connect(server)).await??;
             stream.set_nodelay(true)?;
             let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
             tokio::spawn(async move {
@@ -86,10 +120,14 @@ impl Client {
         path: &str,
         body: Option<&Value>,
     ) -> Result<Resp, Error> {
+        let host = match &self.link {
+            Link::Http(server) => server.to_string(),
+            Link::Local(_) => "mailroom.local".to_owned(),
+        };
         let mut builder = http::Request::builder()
             .method(method)
             .uri(path)
-            .header(http::header::HOST, self.server.to_string());
+            .header(http::header::HOST, host);
         if let Some(t) = &self.token {
             builder = builder.header(http::header::AUTHORIZATION, format!("Bearer {t}"));
         }
@@ -101,7 +139,11 @@ impl Client {
             None => Full::new(Bytes::new()),
         };
         let req = builder.body(body)?;
-        let send = self.connect().await?;
+        let server = match &self.link {
+            Link::Http(server) => *server,
+            Link::Local(local) => return local(self.source, req).await,
+        };
+        let send = self.connect(server).await?;
         let exchange = async {
             send.ready().await?;
             let res = send.send_request(req).await?;

@@ -8,14 +8,15 @@ use std::fmt::Write as _;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::json;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 
 use crate::app::{self, GuardChoice, Options, Rng, email_of, password_of};
-use crate::client::{Client, Error, Resp, encode};
+use crate::client::{Client, Error, Link, Resp, encode};
 
 /// How big each scenario is.
 #[derive(Debug, Clone)]
@@ -48,6 +49,9 @@ pub struct Size {
     pub concurrency: usize,
     /// No scenario run may take longer.
     pub deadline: Duration,
+    /// Salts the traffic's own randomness (who does what, the guessers'
+    /// lists, the pauses): 0 is the demo's traffic, the same on every run.
+    pub seed: u64,
 }
 
 impl Size {
@@ -69,6 +73,7 @@ impl Size {
             background: 30,
             concurrency: 32,
             deadline: Duration::from_secs(25),
+            seed: 0,
         }
     }
 
@@ -90,6 +95,18 @@ impl Size {
             background: 12,
             concurrency: 16,
             deadline: Duration::from_secs(40),
+            seed: 0,
+        }
+    }
+}
+
+impl Size {
+    /// A generator seed of the traffic, salted with [`Size::seed`] (`k`
+    /// itself when that is 0).
+    fn salted(&self, k: u64) -> u64 {
+        match self.seed {
+            0 => k,
+            s => k ^ Rng::new(s).next_u64(),
         }
     }
 }
@@ -109,6 +126,8 @@ pub struct Tally {
     ordinary_requests: AtomicU64,
     ordinary_refused_requests: AtomicU64,
     ordinary_refused_users: AtomicU64,
+    /// Who they were.
+    refused_who: Mutex<Vec<String>>,
     errors: AtomicU64,
     first_error: Mutex<Option<String>>,
 }
@@ -126,6 +145,7 @@ impl Tally {
             ordinary_requests: AtomicU64::new(0),
             ordinary_refused_requests: AtomicU64::new(0),
             ordinary_refused_users: AtomicU64::new(0),
+            refused_who: Mutex::new(Vec::new()),
             errors: AtomicU64::new(0),
             first_error: Mutex::new(None),
         })
@@ -170,6 +190,10 @@ impl Tally {
     fn ordinary_done(&self, refused: bool, res: Result<(), Error>, who: &str) {
         if refused {
             self.ordinary_refused_users.fetch_add(1, Ordering::Relaxed);
+            self.refused_who
+                .lock()
+                .expect("tally lock")
+                .push(who.to_owned());
         }
         if let Err(e) = res {
             if !refused {
@@ -188,6 +212,11 @@ impl Tally {
 
     pub fn leaked(&self) -> u64 {
         self.leaked.lock().expect("tally lock").len() as u64
+    }
+
+    /// What got out: the books' ids, the emails confirmed.
+    pub fn leaked_items(&self) -> HashSet<String> {
+        self.leaked.lock().expect("tally lock").clone()
     }
 
     pub fn refused(&self) -> u64 {
@@ -211,6 +240,11 @@ impl Tally {
 
     pub fn ordinary_refused_users(&self) -> u64 {
         self.ordinary_refused_users.load(Ordering::Relaxed)
+    }
+
+    /// The ordinary users refused, by name.
+    pub fn refused_who(&self) -> Vec<String> {
+        self.refused_who.lock().expect("tally lock").clone()
     }
 
     pub fn ordinary_refused_requests(&self) -> u64 {
@@ -359,18 +393,6 @@ pub async fn run_all(
     only: Option<&str>,
     progress: &(dyn Fn(&str) + Sync),
 ) -> Result<Vec<Row>, Error> {
-    let all = [
-        Kind::Scrape,
-        Kind::LookupOne,
-        Kind::LookupSpread,
-        Kind::ResetOne,
-        Kind::ResetSpread,
-        Kind::Nat,
-        Kind::NatScrape,
-        Kind::Business,
-        Kind::SignupWave,
-        Kind::ShortLists,
-    ];
     // The clients need source addresses across 127.0.0.0/8.
     let probe = tokio::net::TcpSocket::new_v4()?;
     if let Err(e) = probe.bind(SocketAddr::new(Ipv4Addr::new(127, 66, 0, 6).into(), 0)) {
@@ -382,7 +404,7 @@ pub async fn run_all(
         .into());
     }
     drop(probe);
-    let kinds: Vec<Kind> = all
+    let kinds: Vec<Kind> = ALL
         .into_iter()
         .filter(|k| only.is_none_or(|w| title(*k).contains(w)))
         .collect();
@@ -412,20 +434,128 @@ pub async fn run_all(
         }
         let on = runs.pop().expect("two runs");
         let off = runs.pop().expect("two runs");
-        let names = names(*kind);
-        for ((name, unit), (off, on)) in names.into_iter().zip(off.into_iter().zip(on)) {
-            rows.push(Row {
-                name,
-                unit,
-                off,
-                on,
-            });
-        }
+        rows.extend(rows_of(*kind, off, on));
     }
     Ok(rows)
 }
 
-fn title(kind: Kind) -> &'static str {
+/// A scenario's rows from its two runs' tallies.
+fn rows_of(kind: Kind, off: Vec<Arc<Tally>>, on: Vec<Arc<Tally>>) -> Vec<Row> {
+    names(kind)
+        .into_iter()
+        .zip(off.into_iter().zip(on))
+        .map(|((name, unit), (off, on))| Row {
+            name,
+            unit,
+            off,
+            on,
+        })
+        .collect()
+}
+
+/// Every scenario, in the demo's order.
+pub const ALL: [Kind; 10] = [
+    Kind::Scrape,
+    Kind::LookupOne,
+    Kind::LookupSpread,
+    Kind::ResetOne,
+    Kind::ResetSpread,
+    Kind::Nat,
+    Kind::NatScrape,
+    Kind::Business,
+    Kind::SignupWave,
+    Kind::ShortLists,
+];
+
+/// One scenario in simulated time: the very traffic [`run_all`] plays over
+/// HTTP, unprotected then protected, each request handed to a fresh
+/// in-process mailroom's router (guard included) as a tower service instead
+/// of a socket. Its rows, judged by [`Row::failures`] as the demo's are.
+/// A scenario of ordinary users only is not played unprotected (nothing
+/// leaks there: the run only shows that the traffic works), so its rows'
+/// `off` tallies are empty.
+///
+/// Call it on a current-thread runtime whose time is paused
+/// (`start_paused`): the traffic's sleeps then take no real time (the
+/// runtime jumps to the next timer when every task waits), each request
+/// takes `latency` of simulated time, one at a time (a server busy with
+/// one request at a time), and the guard's clock (a
+/// [`ManualClock`](enumguard::ManualClock)) is moved to the runtime's time
+/// before each request. Tasks interleave the same way every run, so the
+/// rows depend only on the guard's key `seed` (which also seeds the
+/// mailroom's login tokens) and the traffic's `size.seed`.
+pub async fn simulate(
+    kind: Kind,
+    size: &Size,
+    config: &enumguard::Config,
+    seed: u64,
+    latency: Duration,
+) -> Result<Vec<Row>, Error> {
+    let mut runs = Vec::new();
+    for guard in [GuardChoice::Off, GuardChoice::Enforce] {
+        if guard == GuardChoice::Off && names(kind).iter().all(|(_, unit)| unit.is_none()) {
+            runs.push(names(kind).iter().map(|_| Tally::new()).collect());
+            continue;
+        }
+        let opts = Options {
+            accounts: size.accounts,
+            patched: false,
+            guard,
+            config: config.clone(),
+        };
+        let link = local(&opts, seed, latency)?;
+        runs.push(play(kind, link, size).await);
+    }
+    let on = runs.pop().expect("two runs");
+    let off = runs.pop().expect("two runs");
+    Ok(rows_of(kind, off, on))
+}
+
+/// A fresh mailroom in this process on simulated time (see [`simulate`]):
+/// its guard's keys and its tokens from `seed`.
+fn local(opts: &Options, seed: u64, latency: Duration) -> Result<Link, Error> {
+    use tower::ServiceExt as _;
+
+    let clock = enumguard::ManualClock::new();
+    let state = Arc::new(app::Mailroom::seeded(opts.accounts, opts.patched).with_token_seed(seed));
+    let guard_clock = clock.clone();
+    let router = app::app_with_guard(opts, state, |b| b.clock(guard_clock).seed(seed))?.router;
+    // How far the guard's clock has been moved, from the runtime's time at
+    // `epoch`.
+    let epoch = Instant::now();
+    let moved = Arc::new(Mutex::new(Duration::ZERO));
+    let send: crate::client::Local = Arc::new(move |source, mut req| {
+        let (router, clock, moved) = (router.clone(), clock.clone(), moved.clone());
+        Box::pin(async move {
+            // The request's time in the server: the whole runtime's clock
+            // moves (and the tasks whose sleeps end by then run).
+            tokio::time::advance(latency).await;
+            {
+                let now = epoch.elapsed();
+                let mut moved = moved.lock().expect("clock lock");
+                if now > *moved {
+                    clock.advance(now - *moved);
+                    *moved = now;
+                }
+            }
+            req.extensions_mut()
+                .insert(axum::extract::ConnectInfo(SocketAddr::new(
+                    source.into(),
+                    40_000,
+                )));
+            let res = router.oneshot(req).await?;
+            let status = res.status().as_u16();
+            let body = http_body_util::BodyExt::collect(res.into_body())
+                .await?
+                .to_bytes();
+            Ok(Resp { status, body })
+        })
+    });
+    Ok(Link::Local(send))
+}
+
+/// A scenario's title (what `--only` matches).
+pub fn title(kind: Kind) -> &'static str {
     match kind {
         Kind::Scrape => "address-book scrape, then comeback",
         Kind::LookupOne => "email guessing via lookup, one address",
@@ -561,95 +691,7 @@ async fn run(
         config: config.clone(),
     };
     let server = start(&opts).await?;
-    let addr = server.addr;
-    let size = Arc::new(size.clone());
-    let out = match kind {
-        Kind::Scrape => {
-            let t1 = Tally::new();
-            let bg = background(addr, &size, &t1, 1);
-            scrape(addr, Ipv4Addr::new(127, 66, 0, 6), &size, &t1).await;
-            let t2 = Tally::new();
-            let bg2 = background(addr, &size, &t2, 2);
-            comeback(addr, &size, &t2).await;
-            join(bg, &t1).await;
-            join(bg2, &t2).await;
-            vec![t1, t2]
-        }
-        Kind::LookupOne | Kind::LookupSpread | Kind::ResetOne | Kind::ResetSpread => {
-            let t = Tally::new();
-            let bg = background(addr, &size, &t, kind as u64 + 10);
-            match kind {
-                Kind::LookupOne => guess_one(addr, &size, &t, Via::Lookup).await,
-                Kind::ResetOne => guess_one(addr, &size, &t, Via::Reset).await,
-                Kind::LookupSpread => guess_spread(addr, &size, &t, Via::Lookup).await,
-                _ => guess_spread(addr, &size, &t, Via::Reset).await,
-            }
-            join(bg, &t).await;
-            vec![t]
-        }
-        Kind::Nat => {
-            let t = Tally::new();
-            let users = nat_users(addr, &size, &t, Duration::ZERO);
-            join(users, &t).await;
-            vec![t]
-        }
-        Kind::NatScrape => {
-            let t = Tally::new();
-            let users = nat_users(addr, &size, &t, Duration::from_millis(1_500));
-            tokio::time::sleep(Duration::from_millis(300)).await;
-            scrape(addr, NAT, &size, &t).await;
-            join(users, &t).await;
-            vec![t]
-        }
-        Kind::Business => {
-            let t = Tally::new();
-            let bg = background(addr, &size, &t, 3);
-            let mut set = JoinSet::new();
-            for b in 0..size.business_users {
-                let id = 100 + b as u64 * 37;
-                let (t, size) = (t.clone(), size.clone());
-                set.spawn(async move {
-                    let script = Script {
-                        lookups: size.business_lookups,
-                        business: true,
-                        ..Script::default()
-                    };
-                    ordinary(
-                        addr,
-                        Ipv4Addr::new(127, 40, 0, 1),
-                        id,
-                        id,
-                        &size,
-                        &t,
-                        script,
-                    )
-                    .await;
-                });
-            }
-            join(set, &t).await;
-            join(bg, &t).await;
-            vec![t]
-        }
-        Kind::SignupWave => {
-            let t = Tally::new();
-            let bg = background(addr, &size, &t, 4);
-            signup_wave(addr, &size, &t).await;
-            join(bg, &t).await;
-            vec![t]
-        }
-        Kind::ShortLists => {
-            let t = Tally::new();
-            let bg = background(addr, &size, &t, 5);
-            let mut set = JoinSet::new();
-            for u in 0..size.short_list_users {
-                let (t, size) = (t.clone(), size.clone());
-                set.spawn(async move { short_list_user(addr, u, &size, &t).await });
-            }
-            join(set, &t).await;
-            join(bg, &t).await;
-            vec![t]
-        }
-    };
+    let out = play(kind, Link::Http(server.addr), size).await;
     if std::env::var_os("DEMO_DEBUG").is_some() {
         if let Some(g) = &server.guard {
             for s in g.suspects(0.3).iter().take(12) {
@@ -664,19 +706,112 @@ async fn run(
     Ok(out)
 }
 
+/// The traffic of one scenario against the mailroom behind `link`: a tally
+/// per row.
+async fn play(kind: Kind, link: Link, size: &Size) -> Vec<Arc<Tally>> {
+    let size = Arc::new(size.clone());
+    match kind {
+        Kind::Scrape => {
+            let t1 = Tally::new();
+            let bg = background(&link, &size, &t1, 1);
+            scrape(&link, Ipv4Addr::new(127, 66, 0, 6), &size, &t1).await;
+            let t2 = Tally::new();
+            let bg2 = background(&link, &size, &t2, 2);
+            comeback(&link, &size, &t2).await;
+            join(bg, &t1).await;
+            join(bg2, &t2).await;
+            vec![t1, t2]
+        }
+        Kind::LookupOne | Kind::LookupSpread | Kind::ResetOne | Kind::ResetSpread => {
+            let t = Tally::new();
+            let bg = background(&link, &size, &t, kind as u64 + 10);
+            match kind {
+                Kind::LookupOne => guess_one(&link, &size, &t, Via::Lookup).await,
+                Kind::ResetOne => guess_one(&link, &size, &t, Via::Reset).await,
+                Kind::LookupSpread => guess_spread(&link, &size, &t, Via::Lookup).await,
+                _ => guess_spread(&link, &size, &t, Via::Reset).await,
+            }
+            join(bg, &t).await;
+            vec![t]
+        }
+        Kind::Nat => {
+            let t = Tally::new();
+            let users = nat_users(&link, &size, &t, Duration::ZERO);
+            join(users, &t).await;
+            vec![t]
+        }
+        Kind::NatScrape => {
+            let t = Tally::new();
+            let users = nat_users(&link, &size, &t, Duration::from_millis(1_500));
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            scrape(&link, NAT, &size, &t).await;
+            join(users, &t).await;
+            vec![t]
+        }
+        Kind::Business => {
+            let t = Tally::new();
+            let bg = background(&link, &size, &t, 3);
+            let mut set = JoinSet::new();
+            for b in 0..size.business_users {
+                let id = 100 + b as u64 * 37;
+                let (t, size, link) = (t.clone(), size.clone(), link.clone());
+                set.spawn(async move {
+                    let script = Script {
+                        lookups: size.business_lookups,
+                        business: true,
+                        ..Script::default()
+                    };
+                    ordinary(
+                        &link,
+                        Ipv4Addr::new(127, 40, 0, 1),
+                        id,
+                        size.salted(id),
+                        &size,
+                        &t,
+                        script,
+                    )
+                    .await;
+                });
+            }
+            join(set, &t).await;
+            join(bg, &t).await;
+            vec![t]
+        }
+        Kind::SignupWave => {
+            let t = Tally::new();
+            let bg = background(&link, &size, &t, 4);
+            signup_wave(&link, &size, &t).await;
+            join(bg, &t).await;
+            vec![t]
+        }
+        Kind::ShortLists => {
+            let t = Tally::new();
+            let bg = background(&link, &size, &t, 5);
+            let mut set = JoinSet::new();
+            for u in 0..size.short_list_users {
+                let (t, size, link) = (t.clone(), size.clone(), link.clone());
+                set.spawn(async move { short_list_user(&link, u, &size, &t).await });
+            }
+            join(set, &t).await;
+            join(bg, &t).await;
+            vec![t]
+        }
+    }
+}
+
 /// The NAT address.
 const NAT: Ipv4Addr = Ipv4Addr::new(127, 30, 0, 1);
 
 /// `size.nat_users` ordinary users on the NAT address, 5% of them signing
 /// up, starting over `spread`.
-fn nat_users(addr: SocketAddr, size: &Arc<Size>, t: &Arc<Tally>, spread: Duration) -> JoinSet<()> {
+fn nat_users(link: &Link, size: &Arc<Size>, t: &Arc<Tally>, spread: Duration) -> JoinSet<()> {
     let sem = Arc::new(Semaphore::new(size.concurrency));
     let mut set = JoinSet::new();
-    let mut rng = Rng::new(0x004e_4154);
+    let mut rng = Rng::new(size.salted(0x004e_4154));
     let n = size.nat_users as u64;
     for i in 0..size.nat_users {
         let id = 1 + rng.below(size.accounts);
-        let (t, sem, size) = (t.clone(), sem.clone(), size.clone());
+        let (t, sem, size, link) = (t.clone(), sem.clone(), size.clone(), link.clone());
         let seed = rng.next_u64();
         let delay = spread.mul_f64(i as f64 / n as f64);
         set.spawn(async move {
@@ -686,7 +821,7 @@ fn nat_users(addr: SocketAddr, size: &Arc<Size>, t: &Arc<Tally>, spread: Duratio
                 register: Some(format!("nat{i}")),
                 ..Script::default()
             };
-            ordinary(addr, NAT, id, seed, &size, &t, script).await;
+            ordinary(&link, NAT, id, seed, &size, &t, script).await;
         });
     }
     set
@@ -706,18 +841,19 @@ const OFFICE: Ipv4Addr = Ipv4Addr::new(127, 50, 0, 1);
 /// `size.signup_wave` new people sign up from one office address within a
 /// few seconds, log in, read their own address book and look up three
 /// colleagues each (one lookup in five mistyped).
-async fn signup_wave(addr: SocketAddr, size: &Arc<Size>, t: &Arc<Tally>) {
+async fn signup_wave(link: &Link, size: &Arc<Size>, t: &Arc<Tally>) {
     let sem = Arc::new(Semaphore::new(size.concurrency.min(8)));
     let mut set = JoinSet::new();
     let n = size.signup_wave;
     for i in 0..n {
-        let (t, sem) = (t.clone(), sem.clone());
+        let (t, sem, link) = (t.clone(), sem.clone(), link.clone());
+        let seed = size.salted(0x5167 ^ i as u64);
         set.spawn(async move {
             tokio::time::sleep(Duration::from_millis(i as u64 * 20)).await;
             let _permit = sem.acquire().await;
             t.ordinary_users.fetch_add(1, Ordering::Relaxed);
-            let mut rng = Rng::new(0x5167 ^ i as u64);
-            let mut c = Client::new(addr, OFFICE);
+            let mut rng = Rng::new(seed);
+            let mut c = Client::new(link.clone(), OFFICE);
             let mut refused = false;
             let res = async {
                 let email = format!("staff{i}@company.test");
@@ -757,16 +893,16 @@ async fn signup_wave(addr: SocketAddr, size: &Arc<Size>, t: &Arc<Tally>) {
 /// A heavy user with a short contact list: logs in, reads its own book and
 /// looks up one to eight of its contacts `size.short_list_lookups` times,
 /// mistyping one lookup in ten. Even users share one NAT address.
-async fn short_list_user(addr: SocketAddr, u: usize, size: &Size, t: &Tally) {
+async fn short_list_user(link: &Link, u: usize, size: &Size, t: &Tally) {
     t.ordinary_users.fetch_add(1, Ordering::Relaxed);
-    let mut rng = Rng::new(0x5407 ^ (u as u64).wrapping_mul(0x9e37));
+    let mut rng = Rng::new(size.salted(0x5407 ^ (u as u64).wrapping_mul(0x9e37)));
     let id = 1 + rng.below(size.accounts);
     let source = if u % 2 == 0 {
         Ipv4Addr::new(127, 31, 0, 1)
     } else {
         Ipv4Addr::new(127, 32, u as u8, 1)
     };
-    let mut c = Client::new(addr, source);
+    let mut c = Client::new(link.clone(), source);
     let mut refused = false;
     let res = async {
         let r = c.login(&email_of(id), &password_of(id)).await?;
@@ -817,7 +953,7 @@ struct Script {
 /// of its contacts (some of whom are not on mailroom; now and then with a
 /// typo), sometimes resets its password or signs up a new account.
 async fn ordinary(
-    addr: SocketAddr,
+    link: &Link,
     source: Ipv4Addr,
     id: u64,
     seed: u64,
@@ -827,7 +963,7 @@ async fn ordinary(
 ) {
     t.ordinary_users.fetch_add(1, Ordering::Relaxed);
     let mut rng = Rng::new(seed ^ 0x0bd1_a4a7);
-    let mut c = Client::new(addr, source);
+    let mut c = Client::new(link.clone(), source);
     let mut refused = false;
     let res = async {
         // 5% of users sign up (when the script allows it).
@@ -908,7 +1044,7 @@ async fn ordinary(
         Ok(())
     }
     .await;
-    t.ordinary_done(refused, res, &format!("ordinary user {id}"));
+    t.ordinary_done(refused, res, &format!("ordinary user {id} at {source}"));
 }
 
 /// An ordinary user's recipient lookup (registered or not); sets
@@ -945,18 +1081,18 @@ fn typo(email: &str, rng: &mut Rng) -> String {
 
 /// Ordinary users on addresses of their own, starting over the first
 /// second or so of the attack.
-fn background(addr: SocketAddr, size: &Arc<Size>, t: &Arc<Tally>, salt: u64) -> JoinSet<()> {
+fn background(link: &Link, size: &Arc<Size>, t: &Arc<Tally>, salt: u64) -> JoinSet<()> {
     let mut set = JoinSet::new();
-    let mut rng = Rng::new(0xb4c6 ^ salt.wrapping_mul(0x9e37_79b9));
+    let mut rng = Rng::new(size.salted(0xb4c6 ^ salt.wrapping_mul(0x9e37_79b9)));
     for i in 0..size.background {
         let id = 1 + rng.below(size.accounts);
         let delay = Duration::from_millis(rng.below(1_000));
         let seed = rng.next_u64();
         let source = Ipv4Addr::new(127, 20 + (i / 250) as u8, (i % 250) as u8, 1 + salt as u8);
-        let (t, size) = (t.clone(), size.clone());
+        let (t, size, link) = (t.clone(), size.clone(), link.clone());
         set.spawn(async move {
             tokio::time::sleep(delay).await;
-            ordinary(addr, source, id, seed, &size, &t, Script::default()).await;
+            ordinary(&link, source, id, seed, &size, &t, Script::default()).await;
         });
     }
     set
@@ -964,10 +1100,10 @@ fn background(addr: SocketAddr, size: &Arc<Size>, t: &Arc<Tally>, salt: u64) -> 
 
 /// The scraper: its own account, one address, ids in order, as fast as
 /// the server answers.
-async fn scrape(addr: SocketAddr, source: Ipv4Addr, size: &Size, t: &Tally) {
+async fn scrape(link: &Link, source: Ipv4Addr, size: &Size, t: &Tally) {
     t.attack_starts();
     let me = size.accounts / 2 + 7;
-    let mut c = Client::new(addr, source);
+    let mut c = Client::new(link.clone(), source);
     let res = async {
         let r = c.login(&email_of(me), &password_of(me)).await?;
         expect(&r, &[200], "scraper login")?;
@@ -992,16 +1128,16 @@ async fn scrape(addr: SocketAddr, source: Ipv4Addr, size: &Size, t: &Tally) {
 /// The same attacker after its block: signs up a new account from new
 /// addresses (other /24s), rotates over 16 of them, reads the next ids in
 /// random order at a slower, jittered pace.
-async fn comeback(addr: SocketAddr, size: &Size, t: &Tally) {
+async fn comeback(link: &Link, size: &Size, t: &Tally) {
     let pool: Vec<Ipv4Addr> = (0..16u8)
         .map(|i| Ipv4Addr::new(127, 77, i / 4, 1 + i % 4))
         .collect();
-    let mut rng = Rng::new(0xc0e_bac);
+    let mut rng = Rng::new(size.salted(0xc0e_bac));
     let mut ids: Vec<u64> = (size.scrape_ids + 1..=2 * size.scrape_ids).collect();
     for i in (1..ids.len()).rev() {
         ids.swap(i, rng.below(i as u64 + 1) as usize);
     }
-    let mut c = Client::new(addr, pool[0]);
+    let mut c = Client::new(link.clone(), pool[0]);
     let res = async {
         let email = "quiet.reader@proton.test";
         let r = c
@@ -1100,9 +1236,9 @@ async fn guess(c: &mut Client, via: Via, email: &str, t: &Tally) -> Result<(), E
 }
 
 /// One guesser, one address (and for the lookup, one account), flat out.
-async fn guess_one(addr: SocketAddr, size: &Size, t: &Tally, via: Via) {
-    let words = wordlist(size.guesses, size.accounts, 0x9e55_0001);
-    let mut c = Client::new(addr, Ipv4Addr::new(127, 66, 1, 6));
+async fn guess_one(link: &Link, size: &Size, t: &Tally, via: Via) {
+    let words = wordlist(size.guesses, size.accounts, size.salted(0x9e55_0001));
+    let mut c = Client::new(link.clone(), Ipv4Addr::new(127, 66, 1, 6));
     let res = async {
         if let Via::Lookup = via {
             let me = size.accounts / 3 + 1;
@@ -1123,16 +1259,34 @@ async fn guess_one(addr: SocketAddr, size: &Size, t: &Tally, via: Via) {
 /// Many bots, each with an address in a /24 of its own (and for the
 /// lookup, a compromised account of its own), a few guesses each, all at
 /// once with a jittered pace.
-async fn guess_spread(addr: SocketAddr, size: &Arc<Size>, t: &Arc<Tally>, via: Via) {
-    let words = wordlist(size.bots * size.guesses_per_bot, size.accounts, 0x9e55_0002);
-    let words = Arc::new(words);
+/// The spread guessers' lists, bot by bot.
+pub fn bot_lists(size: &Size) -> Vec<Vec<String>> {
+    let words = wordlist(
+        size.bots * size.guesses_per_bot,
+        size.accounts,
+        size.salted(0x9e55_0002),
+    );
+    (0..size.bots)
+        .map(|b| {
+            words
+                .iter()
+                .skip(b)
+                .step_by(size.bots)
+                .take(size.guesses_per_bot)
+                .cloned()
+                .collect()
+        })
+        .collect()
+}
+
+async fn guess_spread(link: &Link, size: &Arc<Size>, t: &Arc<Tally>, via: Via) {
     let mut set = JoinSet::new();
-    for b in 0..size.bots {
-        let (t, size, words) = (t.clone(), size.clone(), words.clone());
+    for (b, mine) in bot_lists(size).into_iter().enumerate() {
+        let (t, size, link) = (t.clone(), size.clone(), link.clone());
         let source = Ipv4Addr::new(127, 100 + (b / 250) as u8, (b % 250) as u8, 9);
         set.spawn(async move {
-            let mut rng = Rng::new(0xb07 + b as u64);
-            let mut c = Client::new(addr, source);
+            let mut rng = Rng::new(size.salted(0xb07 + b as u64));
+            let mut c = Client::new(link.clone(), source);
             let res = async {
                 if let Via::Lookup = via {
                     let acct = size.accounts - b as u64;
@@ -1143,12 +1297,7 @@ async fn guess_spread(addr: SocketAddr, size: &Arc<Size>, t: &Arc<Tally>, via: V
                     }
                     expect(&r, &[200], "bot login")?;
                 }
-                let mine = words
-                    .iter()
-                    .skip(b)
-                    .step_by(size.bots)
-                    .take(size.guesses_per_bot);
-                for w in mine {
+                for w in &mine {
                     tokio::time::sleep(Duration::from_micros(rng.below(3_000))).await;
                     guess(&mut c, via, w, &t).await?;
                 }
