@@ -109,6 +109,44 @@ impl Size {
             s => k ^ Rng::new(s).next_u64(),
         }
     }
+
+    /// The scraper's account.
+    fn scraper_account(&self) -> u64 {
+        self.accounts / 2 + 7
+    }
+
+    /// The account of the guesser from one address.
+    fn guesser_account(&self) -> u64 {
+        self.accounts / 3 + 1
+    }
+
+    /// The compromised account of spread bot `b`.
+    fn bot_account(&self, b: usize) -> u64 {
+        self.accounts - b as u64
+    }
+
+    /// The accounts the attacker of `kind` holds.
+    fn attacker_accounts(&self, kind: Kind) -> Vec<u64> {
+        match kind {
+            Kind::Scrape | Kind::NatScrape => vec![self.scraper_account()],
+            Kind::LookupOne => vec![self.guesser_account()],
+            Kind::LookupSpread => (0..self.bots).map(|b| self.bot_account(b)).collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// A random ordinary user's account: never one of `attackers` (whose
+    /// user would rightly be refused beside them).
+    fn ordinary_account(&self, rng: &mut Rng, attackers: &[u64]) -> u64 {
+        let mut id = 1 + rng.below(self.accounts);
+        for _ in 0..64 {
+            if !attackers.contains(&id) {
+                break;
+            }
+            id = 1 + rng.below(self.accounts);
+        }
+        id
+    }
 }
 
 /// What one run of one scenario saw.
@@ -710,13 +748,15 @@ async fn run(
 /// per row.
 async fn play(kind: Kind, link: Link, size: &Size) -> Vec<Arc<Tally>> {
     let size = Arc::new(size.clone());
+    // The accounts ordinary users never are.
+    let attackers = size.attacker_accounts(kind);
     match kind {
         Kind::Scrape => {
             let t1 = Tally::new();
-            let bg = background(&link, &size, &t1, 1);
+            let bg = background(&link, &size, &attackers, &t1, 1);
             scrape(&link, Ipv4Addr::new(127, 66, 0, 6), &size, &t1).await;
             let t2 = Tally::new();
-            let bg2 = background(&link, &size, &t2, 2);
+            let bg2 = background(&link, &size, &attackers, &t2, 2);
             comeback(&link, &size, &t2).await;
             join(bg, &t1).await;
             join(bg2, &t2).await;
@@ -724,7 +764,7 @@ async fn play(kind: Kind, link: Link, size: &Size) -> Vec<Arc<Tally>> {
         }
         Kind::LookupOne | Kind::LookupSpread | Kind::ResetOne | Kind::ResetSpread => {
             let t = Tally::new();
-            let bg = background(&link, &size, &t, kind as u64 + 10);
+            let bg = background(&link, &size, &attackers, &t, kind as u64 + 10);
             match kind {
                 Kind::LookupOne => guess_one(&link, &size, &t, Via::Lookup).await,
                 Kind::ResetOne => guess_one(&link, &size, &t, Via::Reset).await,
@@ -736,13 +776,13 @@ async fn play(kind: Kind, link: Link, size: &Size) -> Vec<Arc<Tally>> {
         }
         Kind::Nat => {
             let t = Tally::new();
-            let users = nat_users(&link, &size, &t, Duration::ZERO);
+            let users = nat_users(&link, &size, &attackers, &t, Duration::ZERO);
             join(users, &t).await;
             vec![t]
         }
         Kind::NatScrape => {
             let t = Tally::new();
-            let users = nat_users(&link, &size, &t, Duration::from_millis(1_500));
+            let users = nat_users(&link, &size, &attackers, &t, Duration::from_millis(1_500));
             tokio::time::sleep(Duration::from_millis(300)).await;
             scrape(&link, NAT, &size, &t).await;
             join(users, &t).await;
@@ -750,7 +790,7 @@ async fn play(kind: Kind, link: Link, size: &Size) -> Vec<Arc<Tally>> {
         }
         Kind::Business => {
             let t = Tally::new();
-            let bg = background(&link, &size, &t, 3);
+            let bg = background(&link, &size, &attackers, &t, 3);
             let mut set = JoinSet::new();
             for b in 0..size.business_users {
                 let id = 100 + b as u64 * 37;
@@ -779,14 +819,14 @@ async fn play(kind: Kind, link: Link, size: &Size) -> Vec<Arc<Tally>> {
         }
         Kind::SignupWave => {
             let t = Tally::new();
-            let bg = background(&link, &size, &t, 4);
+            let bg = background(&link, &size, &attackers, &t, 4);
             signup_wave(&link, &size, &t).await;
             join(bg, &t).await;
             vec![t]
         }
         Kind::ShortLists => {
             let t = Tally::new();
-            let bg = background(&link, &size, &t, 5);
+            let bg = background(&link, &size, &attackers, &t, 5);
             let mut set = JoinSet::new();
             for u in 0..size.short_list_users {
                 let (t, size, link) = (t.clone(), size.clone(), link.clone());
@@ -802,15 +842,21 @@ async fn play(kind: Kind, link: Link, size: &Size) -> Vec<Arc<Tally>> {
 /// The NAT address.
 const NAT: Ipv4Addr = Ipv4Addr::new(127, 30, 0, 1);
 
-/// `size.nat_users` ordinary users on the NAT address, 5% of them signing
-/// up, starting over `spread`.
-fn nat_users(link: &Link, size: &Arc<Size>, t: &Arc<Tally>, spread: Duration) -> JoinSet<()> {
+/// `size.nat_users` ordinary users on the NAT address (none on one of the
+/// `attackers`' accounts), 5% of them signing up, starting over `spread`.
+fn nat_users(
+    link: &Link,
+    size: &Arc<Size>,
+    attackers: &[u64],
+    t: &Arc<Tally>,
+    spread: Duration,
+) -> JoinSet<()> {
     let sem = Arc::new(Semaphore::new(size.concurrency));
     let mut set = JoinSet::new();
     let mut rng = Rng::new(size.salted(0x004e_4154));
     let n = size.nat_users as u64;
     for i in 0..size.nat_users {
-        let id = 1 + rng.below(size.accounts);
+        let id = size.ordinary_account(&mut rng, attackers);
         let (t, sem, size, link) = (t.clone(), sem.clone(), size.clone(), link.clone());
         let seed = rng.next_u64();
         let delay = spread.mul_f64(i as f64 / n as f64);
@@ -1079,13 +1125,20 @@ fn typo(email: &str, rng: &mut Rng) -> String {
     s
 }
 
-/// Ordinary users on addresses of their own, starting over the first
-/// second or so of the attack.
-fn background(link: &Link, size: &Arc<Size>, t: &Arc<Tally>, salt: u64) -> JoinSet<()> {
+/// Ordinary users on addresses of their own (none on one of the
+/// `attackers`' accounts), starting over the first second or so of the
+/// attack.
+fn background(
+    link: &Link,
+    size: &Arc<Size>,
+    attackers: &[u64],
+    t: &Arc<Tally>,
+    salt: u64,
+) -> JoinSet<()> {
     let mut set = JoinSet::new();
     let mut rng = Rng::new(size.salted(0xb4c6 ^ salt.wrapping_mul(0x9e37_79b9)));
     for i in 0..size.background {
-        let id = 1 + rng.below(size.accounts);
+        let id = size.ordinary_account(&mut rng, attackers);
         let delay = Duration::from_millis(rng.below(1_000));
         let seed = rng.next_u64();
         let source = Ipv4Addr::new(127, 20 + (i / 250) as u8, (i % 250) as u8, 1 + salt as u8);
@@ -1102,7 +1155,7 @@ fn background(link: &Link, size: &Arc<Size>, t: &Arc<Tally>, salt: u64) -> JoinS
 /// the server answers.
 async fn scrape(link: &Link, source: Ipv4Addr, size: &Size, t: &Tally) {
     t.attack_starts();
-    let me = size.accounts / 2 + 7;
+    let me = size.scraper_account();
     let mut c = Client::new(link.clone(), source);
     let res = async {
         let r = c.login(&email_of(me), &password_of(me)).await?;
@@ -1241,7 +1294,7 @@ async fn guess_one(link: &Link, size: &Size, t: &Tally, via: Via) {
     let mut c = Client::new(link.clone(), Ipv4Addr::new(127, 66, 1, 6));
     let res = async {
         if let Via::Lookup = via {
-            let me = size.accounts / 3 + 1;
+            let me = size.guesser_account();
             let r = c.login(&email_of(me), &password_of(me)).await?;
             expect(&r, &[200], "guesser login")?;
         }
@@ -1289,7 +1342,7 @@ async fn guess_spread(link: &Link, size: &Arc<Size>, t: &Arc<Tally>, via: Via) {
             let mut c = Client::new(link.clone(), source);
             let res = async {
                 if let Via::Lookup = via {
-                    let acct = size.accounts - b as u64;
+                    let acct = size.bot_account(b);
                     let r = c.login(&email_of(acct), &password_of(acct)).await?;
                     t.attack(&r);
                     if r.refused() {
