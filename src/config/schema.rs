@@ -78,14 +78,19 @@ impl Default for Limits {
     }
 }
 
-/// The quota of a throttled actor (a governor GCRA quota).
+/// The quota of a throttled actor (a governor GCRA quota), on the probe it
+/// was throttled on: the first step for an actor whose evidence is still
+/// short of a block. It slows that endpoint only, and leaves a person at
+/// human pace room (one request every two or three seconds, after a burst),
+/// while a script's pace is refused; an actor that presses on with new
+/// targets is blocked as before.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ThrottleConfig {
-    /// Requests a throttled actor may make per minute. Defaults to 6.
+    /// Requests a throttled actor may make per minute. Defaults to 20.
     pub per_minute: u32,
     /// Burst allowance on top of the rate: at least 1 (0 is an error, not
-    /// read as 1). Defaults to 3.
+    /// read as 1). Defaults to 10.
     pub burst: u32,
     /// How long a throttle lasts after the last evidence for it, in
     /// seconds. Defaults to 600.
@@ -95,8 +100,8 @@ pub struct ThrottleConfig {
 impl Default for ThrottleConfig {
     fn default() -> Self {
         Self {
-            per_minute: 6,
-            burst: 3,
+            per_minute: 20,
+            burst: 10,
             duration_secs: 600,
         }
     }

@@ -75,12 +75,12 @@ pub struct Thresholds {
     /// an identities probe what an attacker wants is the hits, so
     /// `misses / miss_block + hits / hit_block` at 1 blocks, whatever the
     /// miss ratio (a validator of a leaked list, mostly registered, is
-    /// stopped by its finds). Hits count in full once misses are 30% of
-    /// the distinct targets, not at all at 10% or less (a business looking
-    /// up its customers, a NAT of people resetting their own passwords;
-    /// between, in proportion), and less for an actor that repeats its
-    /// finds (see `repeat_miss_ratio`); from `miss_cap` times `hit_block`
-    /// (times the kind factor) they count whatever the misses. An
+    /// stopped by its finds). Both count in full once misses are 20% of
+    /// everything the actor was answered (repeats included), not at all at
+    /// 5% or less (a business looking up its customers again and again, a
+    /// NAT of people resetting their own passwords; between, in
+    /// proportion); from 8 times `hit_block` (times the kind factor) finds
+    /// count whatever the misses. An
     /// address's hits are judged as one person's (no kind factor): the
     /// room an address gets is for its people's typos. 0 turns it off
     /// (and misses need `miss_ratio`, as on objects probes).

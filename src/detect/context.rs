@@ -70,28 +70,37 @@ pub(crate) struct Beside {
     /// An address carries suspicion (a blocked actor used it): a young
     /// account or session there is watched on foreign objects.
     pub(crate) suspect: bool,
-    /// An address guesses (see [`guessing_address`]): a young account or
-    /// session there is watched on misses.
-    pub(crate) guessing: bool,
+    /// An address guesses (see [`guessing_address`]: its misses, 0 if
+    /// not): a young account or session there is watched on misses, when
+    /// others made them.
+    pub(crate) guessing: u32,
     /// What the application said of the account's standing (see
     /// [`standing_of`]: set for the account and session actors).
     pub(crate) standing: Standing,
 }
 
+/// The share of an address's answers that misses must reach for the
+/// address to be taken for a guessing one: a guesser's list is mostly
+/// addresses that are not registered (95% at a 5% hit rate); people who
+/// check which of their contacts joined find some (a fifth or more) and
+/// share the rest with others (misses on addresses others asked for do not
+/// count).
+const GUESSING_SHARE: f64 = 0.85;
+
 /// Whether an address's answers on the probe are mostly misses: in its
 /// window at least its sample of answers (`min_targets` times its kind
-/// factor) and misses at least `miss_ratio` of them. The people behind a
+/// factor) and misses at least `GUESSING_SHARE` of them. The people behind a
 /// shared address find what they look up (a busy office mistypes one in
 /// seven); accounts made by the dozen to guess do not.
-pub(crate) fn guessing_address(probe: &Probe, kind: ActorKind, r: &Record, now: u64) -> bool {
+pub(crate) fn guessing_address(probe: &Probe, kind: ActorKind, r: &Record, now: u64) -> u32 {
     let t = &probe.thresholds;
     if kind.is_personal() || t.miss_block == 0 {
-        return false;
+        return 0;
     }
     let c = r.window_counts(now, probe.window);
     let misses = f64::from(c.misses);
     if misses < 2.0 {
-        return false;
+        return 0;
     }
     let answered = misses + f64::from(c.hits) + f64::from(c.denied);
     let f = &t.kind_factors;
@@ -101,7 +110,17 @@ pub(crate) fn guessing_address(probe: &Probe, kind: ActorKind, r: &Record, now: 
         } else {
             f.ip
         };
-    answered >= sample.max(2.0) && misses >= t.miss_ratio * answered
+    // Repeats are people: a guesser never asks for what it found before,
+    // and a NAT of heavy users with short lists mostly does.
+    let repeats = || {
+        let l = r.signals(now, probe.window, probe.long);
+        l.long_repeats > 0.25 * l.long_classified
+    };
+    if answered >= sample.max(2.0) && misses >= GUESSING_SHARE * answered && !repeats() {
+        u32::from(c.misses)
+    } else {
+        0
+    }
 }
 
 /// The policy's context for one actor's record. `anomalous`: the
@@ -153,7 +172,11 @@ pub(crate) fn context(
     // A new account or session at an address that guesses: watched on
     // misses (its own; it inherits nothing). Accounts made by the dozen at
     // one address each take a guess or two, not a threshold each.
-    let miss_factor = if beside.guessing && kind.is_personal() && young {
+    // (Misses of others: a person alone on its address, checking which of
+    // its contacts joined, is the address's guesser itself, and is judged
+    // on its own room.)
+    let others_guess = beside.guessing > u32::from(r.window_counts(now, probe.window).misses) + 1;
+    let miss_factor = if others_guess && kind.is_personal() && young {
         policy.watch_factor
     } else {
         1.0
@@ -219,12 +242,12 @@ mod tests {
 
     const SUSPECT: Beside = Beside {
         suspect: true,
-        guessing: false,
+        guessing: 0,
         standing: Standing::Unknown,
     };
     const NOTHING: Beside = Beside {
         suspect: false,
-        guessing: false,
+        guessing: 0,
         standing: Standing::Unknown,
     };
 

@@ -85,6 +85,12 @@ pub(crate) fn level(t: &Thresholds, score: f64) -> Level {
     }
 }
 
+/// Distinct finds at this many times `hit_block` (times the kind factor)
+/// block whatever the misses: the bound on a validator whose list is
+/// almost all registered (320 for an account, by default: a business
+/// may look up 200 distinct customers in an hour).
+const HIT_CAP: f64 = 8.0;
+
 /// Earlier blocks that shrink an actor's room (`repeat_factor` each): a
 /// thirty-second of it, by default, from the fifth block on.
 const MAX_STRIKES: u32 = 5;
@@ -179,33 +185,33 @@ pub(crate) fn score(t: &Thresholds, s: &Signals, c: &Context) -> f64 {
     } else {
         // Misses and finds add up (identities): see `Thresholds::hit_block`.
         let kh = personal_scale(t, c);
-        // Repeated finds are ordinary use: hits weigh less as the distinct
-        // targets fall under half of everything answered.
-        let fresh = if s.long_repeats > 0.0 {
-            (s.long_classified / (s.long_classified + s.long_repeats) / 0.5).min(1.0)
-        } else {
-            1.0
-        };
+        // Both count in proportion to how much of what the actor was
+        // answered missed, over *all* its answers, repeats included: fully
+        // from 20% (a guesser, a validator of a list of real addresses, a
+        // person checking which contacts joined), not at all at 5% or less
+        // (a business looking up its customers again and again, a NAT of
+        // people resetting their own passwords, a heavy user's typos),
+        // read as a lower bound so that a short unlucky streak is not a
+        // rate. Padding with known lookups dilutes it, at the price of the
+        // padding (and `miss_cap`).
         let mix = |misses: f64, denied: f64, classified: f64| {
-            let m = if t.miss_block > 0 && classified >= min_targets && share_ok() {
-                misses / (t.miss_block as f64 * km)
+            let share = share_lower_bound(misses, classified + s.long_repeats);
+            let w = ((share - 0.05) / 0.15).clamp(0.0, 1.0);
+            let m = if t.miss_block > 0 && classified >= min_targets {
+                misses * w / (t.miss_block as f64 * km)
             } else {
                 0.0
             };
             let hits = (classified - misses - denied).max(0.0);
-            // The miss share, read as a lower bound: one early typo among a
-            // business's first finds is not a 30% share.
-            let share = share_lower_bound(misses, classified);
-            let w = ((share - 0.1) / 0.2).clamp(0.0, 1.0) * fresh;
             m + hits * w / (t.hit_block as f64 * kh)
         };
         let mut mixed =
             mix(s.misses, s.denied, s.classified).max(mix(s.long_misses, s.long_denied, s.long_classified));
-        if t.miss_cap > 0.0 {
+        {
             // Whatever the misses: from a throttle's worth of the cap on.
             // Not tightened by an anomaly: the people of a new address
             // resetting their own passwords find what they ask for.
-            let cap = t.miss_cap
+            let cap = HIT_CAP
                 * t.hit_block as f64
                 * c.kind_factor
                 * t.repeat_factor.powi(c.strikes.min(MAX_STRIKES) as i32);
@@ -241,7 +247,11 @@ pub(crate) fn score(t: &Thresholds, s: &Signals, c: &Context) -> f64 {
     if s.regular {
         base *= t.cadence_factor;
     }
-    base + c.carry.max(0.0)
+    let out = base + c.carry.max(0.0);
+    if out >= 0.6 && std::env::var_os("EG_SCORE").is_some() {
+        eprintln!("SCORE {out:.2} foreign {foreign:.2} misses {misses:.2} denied {denied:.2} carry {:.2} ctx {c:?} s {s:?}", c.carry);
+    }
+    out
 }
 
 #[cfg(test)]

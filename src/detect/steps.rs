@@ -408,9 +408,9 @@ impl Detector {
                     out
                 })
                 // The store is full and making room: judged as new.
-                .unwrap_or_else(|| (eval(&Record::new(now)), 0.0, false));
+                .unwrap_or_else(|| (eval(&Record::new(now)), 0.0, 0));
             beside.suspect |= context::suspect_address(policy, key.kind(), carry);
-            beside.guessing |= guessing;
+            beside.guessing = beside.guessing.max(guessing);
             let Some((settled, flying)) = score else {
                 continue;
             };
@@ -550,7 +550,7 @@ impl Detector {
                         // foreign target yet, nothing carried): no
                         // suspicion, whatever its address did.
                         r.set_score(0.0);
-                        return (0.0, 0.0, requests, with_history, false, false);
+                        return (0.0, 0.0, requests, with_history, false, 0);
                     }
                     let anomalous = *anomalous.get_or_init(|| view.anomalous(now));
                     let ctx = context::context(
@@ -587,7 +587,7 @@ impl Detector {
                 address_requests = requests;
             }
             beside.suspect |= context::suspect_address(policy, key.kind(), carry);
-            beside.guessing |= guessing;
+            beside.guessing = beside.guessing.max(guessing);
             match score::level(t, score) {
                 Level::Block => {
                     if worst.is_none_or(|(_, s)| score > s) {

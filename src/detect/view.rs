@@ -194,13 +194,13 @@ impl View {
         }
         // At least `margin` above the baseline, and either `ratio` times it
         // or, where the baseline is high (a lookup where a quarter of the
-        // addresses people ask for live elsewhere), the other answers
-        // halved: 25% misses to 63% is as clear a change as 10% to 30%.
+        // addresses people ask for live elsewhere), a third of the way from
+        // it to all: 25% misses to 50% is as clear a change as 10% to 30%.
         let anomalous = |count: u64, base: &AtomicU32| {
             let rate = count as f64 / req as f64;
             let base = f32::from_bits(base.load(Ordering::Relaxed)) as f64;
             rate >= base + self.margin
-                && (rate >= base * self.ratio || 1.0 - rate <= (1.0 - base) / 2.0)
+                && (rate >= base * self.ratio || rate >= base + (1.0 - base) / 3.0)
         };
         anomalous(miss, &self.base_miss)
             || (self.watch_foreign && anomalous(foreign, &self.base_foreign))

@@ -75,7 +75,8 @@ pub(crate) struct Scope {
 ///   behind that address can still log in and use the service, each judged
 ///   on its own account;
 /// - a throttle of a person (session, account) is a reduced quota on the
-///   enumerable endpoints (probe requests only); a block refuses everything.
+///   probe it was caught on (on every probe, for a throttle without one);
+///   a block refuses everything.
 pub(crate) fn covers(
     kind: ActorKind,
     throttle: bool,
@@ -91,7 +92,8 @@ pub(crate) fn covers(
             && scope.probe.is_some()
             && (verdict_probe.is_none() || verdict_probe == scope.probe);
     }
-    !throttle || scope.probe.is_some()
+    !throttle
+        || (scope.probe.is_some() && (verdict_probe.is_none() || verdict_probe == scope.probe))
 }
 
 /// Why an actor has its verdict.

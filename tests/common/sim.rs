@@ -141,6 +141,14 @@ impl Sim {
         Self::with(|b| b)
     }
 
+    /// The guard told what the application knows of its accounts (the
+    /// hints of `enumguard::Standing`): the service's own accounts
+    /// (`1..=ACCOUNTS`) are established, any other (made for the run, by
+    /// people or attackers) new.
+    pub fn hinted() -> Self {
+        Self::with(|b| b.account(account_with_standing))
+    }
+
     /// The guard with more settings on top of the mailroom configuration.
     pub fn with(more: impl FnOnce(enumguard::GuardBuilder) -> enumguard::GuardBuilder) -> Self {
         let clock = ManualClock::new();
@@ -239,6 +247,18 @@ impl Sim {
     pub fn tick(&self, d: Duration) {
         self.clock.advance(d);
     }
+}
+
+/// The request's account, with its standing: established for the
+/// service's own accounts, new for any other.
+pub fn account_with_standing(parts: &http::request::Parts) -> Option<AccountId> {
+    let a = super::account_from_header(parts)?;
+    let own = a.to_string().parse::<u64>().is_ok_and(|id| (1..=ACCOUNTS).contains(&id));
+    Some(a.with_standing(if own {
+        enumguard::Standing::Established
+    } else {
+        enumguard::Standing::New
+    }))
 }
 
 pub fn v4(a: u8, b: u8, c: u8, d: u8) -> IpAddr {
