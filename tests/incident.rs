@@ -83,14 +83,6 @@ fn user_ip(user: u64) -> IpAddr {
 
 /// Plays one user event; `true` if the guard refused it.
 async fn play(sim: &Sim, rng: &mut Rng, e: &Event) -> bool {
-    let r = play_(sim, rng, e).await;
-    if r && std::env::var_os("TRACE_REFUSED").is_some() {
-        eprintln!("refused user {} kind {} at {:.2} h", e.user, e.kind, e.at.0 as f64 / HOUR as f64);
-    }
-    r
-}
-
-async fn play_(sim: &Sim, rng: &mut Rng, e: &Event) -> bool {
     let ip = user_ip(e.user);
     match e.kind {
         0 => sim.book(ip, e.user, e.user).await,
@@ -288,9 +280,6 @@ async fn the_email_guessing_at_full_size() {
             first_refusal[(i % 2) as usize].get_or_insert(at);
         }
         if answered && real {
-            if std::env::var_os("TRACE_FOUND").is_some() {
-                eprintln!("FOUND {:.2} via {} {ip} {acct}", at as f64 / HOUR as f64, i % 2);
-            }
             found += 1;
             via[(i % 2) as usize] += 1;
         }

@@ -75,9 +75,9 @@ pub struct Thresholds {
     /// an identities probe what an attacker wants is the hits, so
     /// `misses / miss_block + hits / hit_block` at 1 blocks, whatever the
     /// miss ratio (a validator of a leaked list, mostly registered, is
-    /// stopped by its finds). Both count in full once misses are 20% of
+    /// stopped by its finds). Both count in full once misses are 22% of
     /// everything the actor was answered (repeats included), not at all at
-    /// 5% or less (a business looking up its customers again and again, a
+    /// 12% or less (a business looking up its customers again and again, a
     /// NAT of people resetting their own passwords; between, in
     /// proportion); from 8 times `hit_block` (times the kind factor) finds
     /// count whatever the misses. An

@@ -242,10 +242,6 @@ impl Detector {
             _ => std::time::Duration::ZERO,
         };
         let secs = remaining.as_secs();
-        if std::env::var_os("EG_DEBUG").is_some() {
-            let anomalous = probe.live.view.anomalous(now);
-            eprintln!("DEBUG {verdict} {} {:?} {} {:?} score {score:.2} anomalous {anomalous} t {:.1}m {signals:?}", probe.name, actor.kind(), reason.as_str(), actors.addr(), now as f64/60e9);
-        }
         // The listener (a replay's log of verdicts, the cluster sync) hears
         // of every change made here, detected ones as well as bans.
         self.changed(|| VerdictChange {

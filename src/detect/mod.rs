@@ -24,12 +24,12 @@ mod context;
 mod detector;
 mod escalate;
 mod facts;
+mod novelty;
 mod policy;
 pub(crate) mod probes;
 mod refusal;
 pub(crate) mod score;
 mod steps;
-mod novelty;
 mod view;
 
 pub use crate::probe::TargetInfo;

@@ -560,10 +560,7 @@ impl Detector {
                         r,
                         now,
                         anomalous,
-                        context::Beside {
-                            standing,
-                            ..beside
-                        },
+                        context::Beside { standing, ..beside },
                     );
                     let signals = r.signals_with(now, window, long, remote.as_ref());
                     let s = score::score(t, &context::judged(key.kind(), signals), &ctx);

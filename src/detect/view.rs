@@ -242,7 +242,12 @@ impl View {
                 + cur as f32 * SLOW_DECAY.powi(stale);
             s.round() as u64
         };
-        self.rates_anomalous(slow(REQ), slow(MISS), slow(FOREIGN), self.min_requests as u64)
+        self.rates_anomalous(
+            slow(REQ),
+            slow(MISS),
+            slow(FOREIGN),
+            self.min_requests as u64,
+        )
     }
 
     /// The learned baselines (miss, foreign).

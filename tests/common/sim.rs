@@ -195,12 +195,6 @@ impl Sim {
         let mut req = b.body(Full::new(Bytes::from(body.to_owned()))).unwrap();
         req.extensions_mut().insert(SocketAddr::new(ip, 40000));
         let res = self.svc.clone().oneshot(req).await.unwrap();
-        if let (Some(r), Some(_)) = (
-            res.extensions().get::<Refusal>(),
-            std::env::var_os("TRACE_REFUSAL"),
-        ) {
-            eprintln!("REFUSAL {uri} {ip} {account:?} {r:?}");
-        }
         res.extensions().get::<Refusal>().is_some()
     }
 
@@ -253,7 +247,10 @@ impl Sim {
 /// service's own accounts, new for any other.
 pub fn account_with_standing(parts: &http::request::Parts) -> Option<AccountId> {
     let a = super::account_from_header(parts)?;
-    let own = a.to_string().parse::<u64>().is_ok_and(|id| (1..=ACCOUNTS).contains(&id));
+    let own = a
+        .to_string()
+        .parse::<u64>()
+        .is_ok_and(|id| (1..=ACCOUNTS).contains(&id));
     Some(a.with_standing(if own {
         enumguard::Standing::Established
     } else {
