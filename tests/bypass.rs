@@ -99,8 +99,8 @@ async fn head_requests_are_the_same_guesses_as_get() {
         "2,000 lookups by one account: GET {get_answered} answered, {get_found} found; \
          HEAD {head_answered} answered, {head_found} found"
     );
-    assert!(get_answered <= 15, "{get_answered}");
-    assert!(head_answered <= 15, "{head_answered}");
+    assert!(get_answered <= 25, "{get_answered}");
+    assert!(head_answered <= 25, "{head_answered}");
     assert!(head_found <= 2, "{head_found}");
 }
 
@@ -137,7 +137,7 @@ async fn axum_routes_head_to_the_get_handler_and_the_guard_counts_it() {
         assert_eq!(res.status(), StatusCode::NOT_FOUND);
     }
     let at = refused_at.expect("HEAD guesses are refused");
-    assert!(at <= 12, "refused at {at}");
+    assert!(at <= 22, "refused at {at}");
     assert_eq!(calls.load(Ordering::SeqCst), at);
 }
 
@@ -187,7 +187,7 @@ async fn a_probe_names_several_methods() {
         }
     }
     let at = refused_at.expect("the mixed-method guesser is refused");
-    assert!(at <= 12, "refused at {at}");
+    assert!(at <= 22, "refused at {at}");
 }
 
 /// A fresh account sends 200 foreign address-book reads at once on many
@@ -288,7 +288,7 @@ async fn a_probe_request_that_hides_its_target_is_still_counted() {
         }
     }
     let at = refused_at.expect("target-less guesses are refused");
-    assert!(at <= 12, "refused at {at}");
+    assert!(at <= 22, "refused at {at}");
     assert_eq!(calls.load(Ordering::SeqCst), at);
 }
 
@@ -346,7 +346,7 @@ async fn throwaway_accounts_at_one_address_share_its_block_on_a_login_free_probe
     println!(
         "50 throwaway accounts, one address, 500 reset guesses: {answered} answered, {found} of 25 registered found"
     );
-    assert!(answered <= 30, "{answered}");
+    assert!(answered <= 45, "{answered}");
     assert!(found <= 3, "{found}");
 }
 
@@ -403,7 +403,7 @@ async fn a_login_free_probe_is_learned_from_anonymous_answers() {
         }
     }
     println!("learned login-free probe, 50 throwaway accounts: {answered} of 300 answered");
-    assert!(answered <= 30, "{answered}");
+    assert!(answered <= 45, "{answered}");
 }
 
 /// 100 accounts from one address, taking turns reading three foreign
@@ -521,7 +521,7 @@ async fn a_json_key_given_twice_hides_no_guess() {
         }
     }
     let at = refused_at.expect("the duplicate-key guesser is refused");
-    assert!(at <= 25, "refused at {at}");
+    assert!(at <= 35, "refused at {at}");
     assert_eq!(calls.load(Ordering::SeqCst), at);
 }
 

@@ -80,7 +80,7 @@ pub struct Thresholds {
     /// 12% or less (a business looking up its customers again and again, a
     /// NAT of people resetting their own passwords; between, in
     /// proportion); from 8 times `hit_block` (times the kind factor) finds
-    /// count whatever the misses. An
+    /// count whatever the misses (240 for an account, by default). An
     /// address's hits are judged as one person's (no kind factor): the
     /// room an address gets is for its people's typos. 0 turns it off
     /// (and misses need `miss_ratio`, as on objects probes).
@@ -177,8 +177,9 @@ impl Thresholds {
     /// |---|---|---|
     /// | `window_secs` | 3600 | as for objects |
     /// | `foreign_block` | 0 (off) | every identity but one's own is foreign: the tell is misses and finds |
-    /// | `miss_block` / `hit_block` | 20 / 40 | misses and finds add up (`misses/20 + hits/40`): a guesser with a 5% list is stopped at 20 misses (one find), a validator of a 60% list at about 17 finds (one account; 24 from one address); a person checking which of 30 contacts joined (most of them not registered, but asked for by others too) stays under a throttle; misses on targets others asked for recently do not count (see the novelty filter in the README) |
+    /// | `miss_block` / `hit_block` | 20 / 30 | misses and finds add up (`misses/20 + hits/30`): a guesser with a 5% list is stopped at 20 misses (one find), a validator of a 60% list at about 15 finds (one account; about 20 from one address); a person checking which of 30 contacts joined (most of them not registered, but asked for by others too) stays under a throttle; misses on targets others asked for recently do not count (see the novelty filter in the README) |
     /// | `miss_ratio` | 0.6 | unused while `hit_block` is set |
+    /// | `miss_cap` | 5 | padding dilutes the miss share at the price of the padding; 100 distinct misses block whatever the share (a throttle from 60) |
     /// | `min_targets` | 5 | a first typo is not a 100% miss ratio |
     /// | `denied_block` | 10 | |
     /// | `throttle_at` | 0.6 | a throttle (of this probe only) from 12 misses |
@@ -189,7 +190,8 @@ impl Thresholds {
         Self {
             foreign_block: 0,
             miss_block: 20,
-            hit_block: 40,
+            hit_block: 30,
+            miss_cap: 5.0,
             miss_ratio: 0.6,
             min_targets: 5,
             anomaly_factor: 0.12,

@@ -100,7 +100,7 @@ pub(crate) fn level(t: &Thresholds, score: f64) -> Level {
 
 /// Distinct finds at this many times `hit_block` (times the kind factor)
 /// block whatever the misses: the bound on a validator whose list is
-/// almost all registered (320 for an account, by default: a business
+/// almost all registered (240 for an account, by default: a business
 /// may look up 200 distinct customers in an hour).
 const HIT_CAP: f64 = 8.0;
 
@@ -298,11 +298,11 @@ mod tests {
     #[test]
     fn misses_and_finds_need_a_share_and_a_sample() {
         let t = Thresholds::identities();
-        // Mostly finds, a few typos: a business user (150 customers).
+        // Mostly finds, a few typos: a business user (120 customers).
         let s = Signals {
-            foreign: 150.0,
-            misses: 9.0,
-            classified: 159.0,
+            foreign: 120.0,
+            misses: 7.0,
+            classified: 127.0,
             ..Signals::default()
         };
         assert_eq!(score(&t, &s, &ctx()), 0.0);
@@ -325,15 +325,15 @@ mod tests {
     #[test]
     fn a_validator_is_stopped_by_its_finds() {
         let t = Thresholds::identities();
-        // A leaked list 60% registered: 40% misses. Under a throttle at
-        // 10 finds, blocked by 20.
+        // A leaked list 60% registered: 40% misses. Not blocked at 10
+        // finds, blocked by 20.
         assert!(score(&t, &lookups(10.0, 7.0, 0.0), &ctx()) < 1.0);
         assert!(score(&t, &lookups(20.0, 13.0, 0.0), &ctx()) >= 1.0);
         // The same finds with a business's few typos are no evidence.
         assert_eq!(score(&t, &lookups(20.0, 1.0, 0.0), &ctx()), 0.0);
-        // A list almost all registered meets the cap: 320 finds.
-        assert!(score(&t, &lookups(319.0, 5.0, 0.0), &ctx()) < 1.0);
-        assert!(score(&t, &lookups(320.0, 5.0, 0.0), &ctx()) >= 1.0);
+        // A list almost all registered meets the cap: 240 finds.
+        assert!(score(&t, &lookups(239.0, 5.0, 0.0), &ctx()) < 1.0);
+        assert!(score(&t, &lookups(240.0, 5.0, 0.0), &ctx()) >= 1.0);
     }
 
     /// Identities signals: `hits` distinct hits, `misses` distinct misses,
@@ -374,12 +374,12 @@ mod tests {
         // 20 misses.
         assert!(score(&t, &lookups(1.0, 20.0, 20.0), &ctx()) >= 1.0);
         // Heavy padding (six known lookups per guess) dilutes the share
-        // under 12%, and meets the cap instead: a throttle from 96
-        // distinct misses, a block at 160.
-        assert!(score(&t, &lookups(1.0, 95.0, 570.0), &ctx()) < t.throttle_at);
-        let at_96 = score(&t, &lookups(1.0, 96.0, 576.0), &ctx());
-        assert!((t.throttle_at..1.0).contains(&at_96), "{at_96}");
-        assert!(score(&t, &lookups(1.0, 160.0, 960.0), &ctx()) >= 1.0);
+        // under 12%, and meets the cap instead: a throttle from 60
+        // distinct misses, a block at 100.
+        assert!(score(&t, &lookups(1.0, 59.0, 354.0), &ctx()) < t.throttle_at);
+        let at_60 = score(&t, &lookups(1.0, 60.0, 360.0), &ctx());
+        assert!((t.throttle_at..1.0).contains(&at_60), "{at_60}");
+        assert!(score(&t, &lookups(1.0, 100.0, 600.0), &ctx()) >= 1.0);
     }
 
     #[test]

@@ -167,13 +167,10 @@ async fn a_ban_over_a_longer_detected_probe_block_refuses_everything() {
     assert!(!refused(&layer, peer, None, "/api/accounts/9/addressbook").await);
 
     handle.ban(&who, Duration::from_secs(3600));
-    assert!(matches!(
-        handle.verdict(&who),
-        Verdict::Block {
-            reason: VerdictReason::Manual,
-            ..
-        }
-    ));
+    // (The address's /24 may hold a longer linked block of its own, which
+    // the handle reports as the stronger: the refusals below are what the
+    // ban changes.)
+    assert!(matches!(handle.verdict(&who), Verdict::Block { .. }));
     clock.advance(Duration::from_secs(60));
     assert!(refused(&layer, peer, Some("42"), "/api/lookup?email=c%40d.example").await);
     assert!(refused(&layer, peer, Some("42"), "/hello").await);
