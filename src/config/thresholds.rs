@@ -79,8 +79,8 @@ pub struct Thresholds {
     /// everything the actor was answered (repeats included), not at all at
     /// 12% or less (a business looking up its customers again and again, a
     /// NAT of people resetting their own passwords; between, in
-    /// proportion); from 8 times `hit_block` (times the kind factor) finds
-    /// count whatever the misses (240 for an account, by default). An
+    /// proportion); from 10 times `hit_block` (times the kind factor) finds
+    /// count whatever the misses (300 for an account, by default). An
     /// address's hits are judged as one person's (no kind factor): the
     /// room an address gets is for its people's typos. 0 turns it off
     /// (and misses need `miss_ratio`, as on objects probes).
