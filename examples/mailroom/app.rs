@@ -18,7 +18,9 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use dashmap::DashMap;
-use enumguard::{AccountId, Config, ConfigError, GuardBuilder, GuardHandle, GuardLayer, Mode};
+use enumguard::{
+    AccountId, Config, ConfigError, GuardBuilder, GuardHandle, GuardLayer, Known, Mode, Standing,
+};
 use serde_json::{Value, json};
 
 /// The built-in guard configuration: `examples/mailroom.toml`.
@@ -157,6 +159,22 @@ impl Mailroom {
     /// The account id of an email, if registered.
     pub fn id_of(&self, email: &str) -> Option<u64> {
         self.by_email.get(email).map(|r| *r)
+    }
+
+    /// What mailroom knows of an account, for the guard: seeded accounts
+    /// have a history here, registered ones were made while it runs.
+    pub fn standing(&self, id: u64) -> Standing {
+        if id <= self.seeded {
+            Standing::Established
+        } else {
+            Standing::New
+        }
+    }
+
+    /// Whether `email` is in account `id`'s address book (the guard is told,
+    /// `Known`: looking up one's own contacts is no guess).
+    pub fn knows(&self, id: u64, email: &str) -> bool {
+        self.contacts(id).iter().any(|c| c.email == email)
     }
 
     /// The account behind an `Authorization: Bearer` header.
@@ -360,8 +378,15 @@ pub fn app_with_guard(
     let builder = GuardLayer::builder()
         .config(opts.config.clone())
         .mode(mode)
-        // The account behind the Bearer token: one map lookup per request.
-        .account(move |parts| accounts.account_of(&parts.headers).map(AccountId::from));
+        // The account behind the Bearer token: one map lookup per request,
+        // with what mailroom knows of it (`Standing`): the accounts it was
+        // seeded with are established, accounts registered while it runs
+        // are new.
+        .account(move |parts| {
+            accounts
+                .account_of(&parts.headers)
+                .map(|id| AccountId::from(id).with_standing(accounts.standing(id)))
+        });
     let layer = more(builder).build()?;
     let handle = layer.handle();
     Ok(App {
@@ -523,16 +548,21 @@ async fn lookup(
     Query(q): Query<LookupQuery>,
     headers: HeaderMap,
 ) -> Response {
-    if s.account_of(&headers).is_none() {
+    let Some(caller) = s.account_of(&headers) else {
         return unauthorized();
-    }
+    };
     let Some(email) = q.email else {
         return bad_input("email is required");
     };
-    match s.id_of(&email) {
+    let mut res = match s.id_of(&email) {
         Some(id) => reply(StatusCode::OK, json!({ "exists": true, "id": id })),
         None => reply(StatusCode::NOT_FOUND, json!({ "exists": false })),
+    };
+    // An address in the caller's own book is no guess: say so.
+    if s.knows(caller, &email) {
+        res.extensions_mut().insert(Known);
     }
+    res
 }
 
 /// Prints the guard's verdict changes (`tracing` events of target

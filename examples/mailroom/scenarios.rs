@@ -1342,8 +1342,22 @@ async fn guess_spread(link: &Link, size: &Arc<Size>, t: &Arc<Tally>, via: Via) {
             let mut c = Client::new(link.clone(), source);
             let res = async {
                 if let Via::Lookup = via {
-                    let acct = size.bot_account(b);
-                    let r = c.login(&email_of(acct), &password_of(acct)).await?;
+                    // An account of its own, made for the attack (as in the
+                    // incident): registered, then logged in.
+                    let email = format!("bot{b}.{}@attacker.test", size.salted(0xacc7));
+                    let password = format!("pw-{b}");
+                    let r = c
+                        .post(
+                            "/api/register",
+                            &json!({ "email": email, "password": password }),
+                        )
+                        .await?;
+                    t.attack(&r);
+                    if r.refused() {
+                        return Ok(());
+                    }
+                    expect(&r, &[201], "bot registration")?;
+                    let r = c.login(&email, &password).await?;
                     t.attack(&r);
                     if r.refused() {
                         return Ok(());

@@ -397,6 +397,12 @@ impl Record {
             self.hits_total = self.hits_total.saturating_add(1);
         }
         if t.is_self {
+            if hit && !t.self_target {
+                // A target the application said the caller knows (`Known`),
+                // found: ordinary use, like a contact found again.
+                self.decay_long(now, long_half_life);
+                self.long[4] += weight(now, to_nanos(self.long_secs), long_half_life) as f32;
+            }
             return;
         }
         if seen {
