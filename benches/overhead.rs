@@ -80,7 +80,9 @@ use std::time::{Duration, Instant};
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use criterion::{BenchmarkId, Criterion};
-use enumguard::{Actor, GuardBody, GuardBuilder, GuardLayer, Mode, ProbeConfig, Thresholds};
+use enumguard::{
+    Actor, GuardBody, GuardBuilder, GuardLayer, Mode, ProbeConfig, TargetConfig, Thresholds,
+};
 use http::{HeaderName, HeaderValue, Request, Response, StatusCode, Uri};
 use tower::{Layer, Service, service_fn};
 use tower_governor::GovernorLayer;
@@ -410,6 +412,8 @@ fn overhead_variants(group: &'static str) -> Vec<Variant> {
 /// | `bare_xff` | the bare service with an `X-Forwarded-For` header in the request | `overhead/bare` |
 /// | `xff_trusted` | `ip_only` (with its deny list) from a trusted proxy (127.0.0.0/8): walks `X-Forwarded-For` (`{client}, 127.0.0.2`) from the right | `bare_xff` |
 /// | `probe_foreign` | the `probe` configuration with thresholds of 10^9 (every signal on, none ever crossed), each actor walking foreign ids in order: the pre-check scores every actor on every request, the worst case | `overhead/probe` |
+/// | `identities_plain` | `probe_foreign`'s requests through an identities probe with thresholds of 10^9 and `hit_block = 0` (no novelty filter) | `probe_foreign` |
+/// | `identities_novelty` | as `identities_plain` with the novelty filter on (`hit_block` set, the identities default): three bit reads in the pre-check, three bit writes per answer | `identities_plain` |
 fn pieces(group: &'static str) -> Vec<Variant> {
     let mut set = Set::new(group);
     // A list of one network no actor is in: requests are identified.
@@ -441,6 +445,29 @@ fn pieces(group: &'static str) -> Vec<Variant> {
                 }
                 assert_eq!(handle.verdict_count(), bans as usize);
                 layer.layer(inner())
+            });
+        }
+        // An identities probe on the same requests (every answer a find,
+        // every target new): with its novelty filter (`hit_block` set, the
+        // identities default) and without (`hit_block = 0`).
+        for (id, hit_block) in [
+            ("identities_novelty", 1_000_000_000u32),
+            ("identities_plain", 0),
+        ] {
+            set.add(id, param, Shape::Foreign, move || {
+                let huge = Thresholds {
+                    miss_block: 1_000_000_000,
+                    denied_block: 1_000_000_000,
+                    hit_block,
+                    ..Thresholds::identities()
+                };
+                let probe = ProbeConfig::identities(
+                    "addressbook",
+                    "GET",
+                    "/api/accounts/{id}/addressbook",
+                    TargetConfig::path("id"),
+                );
+                guard(app_guard(probe.thresholds(huge)), inner())
             });
         }
         set.add("probe_foreign", param, Shape::Foreign, || {

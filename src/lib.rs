@@ -62,6 +62,12 @@
 //! own; where object ids are not account ids, the handler reports the owner
 //! with an [`Owner`] in the response (see [`ProbeConfig::objects`]).
 //!
+//! What the application knows and the guard cannot is prior trust, never a
+//! requirement: the account's [`Standing`] (established or new, through
+//! [`AccountId::with_standing`] or a request extension), and [`Known`] in
+//! the response of an identities probe when the caller already knows the
+//! target (its contacts). Without them every bound holds.
+//!
 //! # Architecture
 //! One sans-IO core, [`detect::Detector`], decides; adapters feed it facts.
 //! The tower [`Guard`] is the adapter of this crate. Modules, one role each:
