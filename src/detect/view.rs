@@ -368,6 +368,49 @@ mod tests {
         assert!((v.baselines().0 - base).abs() < 0.02, "{:?}", v.baselines());
     }
 
+    /// Thin traffic (a password reset guessed from a thousand addresses at
+    /// two tries an hour each: 17 requests a minute, under `min_requests`
+    /// in two minutes) is judged on the slow view: anomalous within a few
+    /// minutes, calm again some ten minutes after it stops.
+    #[test]
+    fn thin_traffic_is_judged_on_the_slow_view() {
+        let v = View::new(&ServiceViewConfig::default(), false, 0.1, 0.05);
+        let mut now = 0;
+        let mut turned = None;
+        for minute in 0..10u64 {
+            for i in 0..17u64 {
+                now = minute * 60 * S + i * 3 * S;
+                // 95% misses: a guesser with a 5% list.
+                v.record(now, i % 20 != 0, false, false);
+            }
+            if turned.is_none() && v.anomalous(now) {
+                turned = Some(minute);
+            }
+        }
+        assert!(turned.is_some_and(|m| m <= 3), "turned at {turned:?}");
+        // Ordinary thin traffic (5% misses) after it: calm again.
+        for minute in 10..30u64 {
+            for i in 0..17u64 {
+                now = minute * 60 * S + i * 3 * S;
+                v.record(now, i % 20 == 0, false, false);
+            }
+        }
+        assert!(!v.anomalous(now));
+    }
+
+    /// Where the baseline is high (a quarter of a lookup's answers miss),
+    /// a third of the way to all is anomalous (50%), not three times it.
+    #[test]
+    fn a_high_baseline_turns_a_third_of_the_way_to_all() {
+        for (rate, anomalous) in [(0.45, false), (0.55, true)] {
+            let v = View::new(&ServiceViewConfig::default(), false, 0.25, 0.05);
+            for i in 0..100u64 {
+                v.record(i * S / 2, (i as f64) < rate * 100.0, false, false);
+            }
+            assert_eq!(v.anomalous(50 * S), anomalous, "{rate}");
+        }
+    }
+
     #[test]
     fn foreign_rate_only_when_watched() {
         let on = View::new(&ServiceViewConfig::default(), true, 0.1, 0.05);

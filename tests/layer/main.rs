@@ -8,7 +8,7 @@
 
 //!
 //! One file per part: `bans.rs`, `lists.rs`, `errors.rs`, `proxies.rs`,
-//! `bodies.rs`, `reload.rs`, `state.rs`.
+//! `bodies.rs`, `reload.rs`, `state.rs`, `hints.rs`.
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -16,6 +16,7 @@ mod common;
 mod bans;
 mod bodies;
 mod errors;
+mod hints;
 mod lists;
 mod proxies;
 mod reload;
