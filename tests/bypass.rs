@@ -528,8 +528,9 @@ async fn a_json_key_given_twice_hides_no_guess() {
 /// On a probe that needs a login (the lookup) an address's verdicts do not
 /// hold the accounts behind it (an address is many people), but an address
 /// whose answers are mostly misses watches its young accounts on misses:
-/// 50 throwaway accounts taking turns get a guess or two each, where each
-/// would get its own threshold (about nine).
+/// 50 throwaway accounts taking turns get two to four guesses each (one
+/// more after a find: a person's retry after a typo is answered), where
+/// each would get its own threshold (about twenty).
 #[tokio::test]
 async fn throwaway_accounts_on_a_login_probe_get_a_guess_or_two_each() {
     let sim = Sim::new();
@@ -550,6 +551,6 @@ async fn throwaway_accounts_on_a_login_probe_get_a_guess_or_two_each() {
         "50 throwaway accounts, one address, 1,000 lookups (login needed): {answered} answered, {found} registered found, at most {} per account",
         per_account.iter().max().unwrap()
     );
-    assert!(per_account.iter().all(|n| *n <= 3), "{per_account:?}");
+    assert!(per_account.iter().all(|n| *n <= 4), "{per_account:?}");
     assert!(found <= 5, "{found}");
 }

@@ -214,7 +214,7 @@ pub(crate) fn score(t: &Thresholds, s: &Signals, c: &Context) -> f64 {
         // A newcomer during a service-wide spike gets less benefit of the
         // doubt (one standard error, not two): a spread attack gives each
         // actor a few tries.
-        let z = if c.tightened { 1.0 } else { 2.0 };
+        let z = if c.tightened { 1.5 } else { 2.0 };
         let mix = |misses: f64, denied: f64, classified: f64| {
             let share = share_bound(misses, classified + s.long_repeats, z);
             let w = ((share - 0.12) / 0.1).clamp(0.0, 1.0);

@@ -376,8 +376,27 @@ impl Detector {
                 // The answers it could bring: on a probe that counts finds,
                 // a find too; a miss only where it would count (nobody
                 // asked for the target recently).
+                // On a probe that counts finds, a miss is not held against
+                // a first-timer that found something, before its second
+                // settled miss: a person's retry after a typo is answered (a
+                // miss leaks nothing; it is learned after). A guesser that
+                // found nothing is held from its first, and so are an
+                // address asking anonymously (many people; a person
+                // resetting its password after a typo is under the
+                // threshold anyway), any actor
+                // blocked before, and an account the application says is
+                // new (made, maybe, for the attack).
+                let misses = signals.misses.max(signals.long_misses);
+                let finds = (signals.classified - signals.misses - signals.denied)
+                    .max(signals.long_classified - signals.long_misses - signals.long_denied);
+                let held = r.strikes > 0
+                    || (!key.kind().is_personal() && actors.account.is_none())
+                    || misses >= 2.0
+                    || finds < 1.0
+                    || context::standing_of(key.kind(), actors) == crate::Standing::New;
                 let worst = |n: u32| {
-                    let miss = !counts_finds || *novel.get_or_init(|| !asked(target.hash));
+                    let miss =
+                        !counts_finds || (held && *novel.get_or_init(|| !asked(target.hash)));
                     [Outcome::Miss, Outcome::Denied, Outcome::Hit]
                         .into_iter()
                         .filter(|o| match o {
