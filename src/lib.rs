@@ -81,7 +81,7 @@
 //! | [`detect`] | the core: the compiled policy, the steps, scoring, escalation, the service-wide view |
 //! | `guard` | the tower adapter: layer, service, future, bodies, refusal responses, handle |
 //! | `cluster` | feature `redis`: verdicts and evidence shared by replicas through Redis |
-//! | [`replay`] | feature `cli`: access logs through the detector in the log's own time (`enumguard replay`) |
+//! | `replay` | feature `cli`: access logs through the detector in the log's own time (`enumguard replay`) |
 //!
 //! # Deployment caveat
 //! The guard keys on the TCP peer address. Behind a proxy or load balancer,
