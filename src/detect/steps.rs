@@ -373,19 +373,19 @@ impl Detector {
                     r.signals_with(now, window, probe.long, remote.as_ref()),
                 );
                 let seq = r.seq_run_after(target);
-                // The answers it could bring: on a probe that counts finds,
-                // a find too; a miss only where it would count (nobody
-                // asked for the target recently).
-                // On a probe that counts finds, a miss is not held against
-                // a first-timer that found something, before its second
-                // settled miss: a person's retry after a typo is answered (a
-                // miss leaks nothing; it is learned after). A guesser that
-                // found nothing is held from its first, and so are an
-                // address asking anonymously (many people; a person
-                // resetting its password after a typo is under the
-                // threshold anyway), any actor
-                // blocked before, and an account the application says is
-                // new (made, maybe, for the attack).
+                // The answers it could bring: a denial; on a probe that
+                // counts finds, a find, and a miss only where it would
+                // count (nobody asked for the target recently) and where it
+                // is held against the actor. A first-timer that found
+                // something is not held to a miss before its second settled
+                // one: a person's retry after a typo is answered (a miss
+                // leaks nothing; it is learned after). A guesser that found
+                // nothing is held from its first, and so are an address
+                // asking anonymously (many people; a person resetting its
+                // password after a typo is under the threshold anyway), an
+                // actor blocked before, and an account the application says
+                // is new (made, maybe, for the attack). Elsewhere a miss or
+                // a denial (a foreign object).
                 let misses = signals.misses.max(signals.long_misses);
                 let finds = (signals.classified - signals.misses - signals.denied)
                     .max(signals.long_classified - signals.long_misses - signals.long_denied);
