@@ -34,6 +34,9 @@
 //! from the clock (printed); `ENUMGUARD_ADVERSARY_THREADS` sets the worker
 //! threads (default: the available cores, at most 8);
 //! `ENUMGUARD_ADVERSARY_WORST=N` prints the N worst cases (default 15).
+// The long simulations run in one build of CI's feature sets: the default
+// one (the feature sets do not change detection; `.ci/run` runs each set).
+#![cfg(all(feature = "axum", not(feature = "redis")))]
 
 mod common;
 

@@ -2,6 +2,9 @@
 //! with the mailroom example's configuration, among the ordinary and
 //! business users of a real service. `cargo test --release --test incident
 //! -- --nocapture` prints the figures of the README.
+// The long simulations run in one build of CI's feature sets: the default
+// one (the feature sets do not change detection; `.ci/run` runs each set).
+#![cfg(all(feature = "axum", not(feature = "redis")))]
 
 mod common;
 

@@ -4,6 +4,9 @@
 //! Every population must see 0 refused; the attacks beside them must still
 //! be stopped. `cargo test --test precision -- --nocapture` prints the
 //! precision table of the README (min / median / max over the seeds).
+// The long simulations run in one build of CI's feature sets: the default
+// one (the feature sets do not change detection; `.ci/run` runs each set).
+#![cfg(all(feature = "axum", not(feature = "redis")))]
 
 mod common;
 
