@@ -44,6 +44,14 @@ pub const CLUSTER_DROPPED: &str = "enumguard_cluster_dropped_total";
 /// table is full; the next load tries it again).
 pub const CLUSTER_REJECTED: &str = "enumguard_cluster_rejected_total";
 
+/// Gauge: 1 while the service-wide view of a probe is anomalous (a spread
+/// attack under way: actors with no history get the tight thresholds), 0
+/// once it is calm again. Label `probe`. Set when the view changes, as it
+/// is read for scoring; a `warn` event of target `enumguard` goes with each
+/// change, so an operator sees what the guard sees even while it refuses
+/// no one.
+pub const SERVICE_VIEW_ANOMALOUS: &str = "enumguard_service_view_anomalous";
+
 /// Every metric the crate emits, by name (for dashboards and alerts to be
 /// checked against).
 pub const ALL: &[&str] = &[
@@ -59,4 +67,5 @@ pub const ALL: &[&str] = &[
     CLUSTER_DEGRADED,
     CLUSTER_DROPPED,
     CLUSTER_REJECTED,
+    SERVICE_VIEW_ANOMALOUS,
 ];

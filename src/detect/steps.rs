@@ -355,7 +355,11 @@ impl Detector {
                     // Not a new target: counting it adds nothing.
                     return None;
                 }
-                let anomalous = *anomalous.get_or_init(|| probe.live.view.anomalous(now));
+                let anomalous = *anomalous.get_or_init(|| {
+                    let a = probe.live.view.anomalous(now);
+                    probe.live.view.note(a, &probe.name);
+                    a
+                });
                 let ctx = context::context(
                     policy,
                     probe,
@@ -571,7 +575,11 @@ impl Detector {
                         r.set_score(0.0);
                         return (0.0, 0.0, requests, with_history, false, 0);
                     }
-                    let anomalous = *anomalous.get_or_init(|| view.anomalous(now));
+                    let anomalous = *anomalous.get_or_init(|| {
+                        let a = view.anomalous(now);
+                        view.note(a, &probe.name);
+                        a
+                    });
                     let ctx = context::context(
                         policy,
                         probe,

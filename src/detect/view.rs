@@ -70,6 +70,8 @@ pub(crate) struct View {
     margin: f64,
     alpha: f64,
     watch_foreign: bool,
+    /// What the view was last seen to be (see [`View::note`]).
+    alert: std::sync::atomic::AtomicBool,
 }
 
 impl View {
@@ -92,7 +94,39 @@ impl View {
             margin: cfg.margin,
             alpha: cfg.alpha,
             watch_foreign,
+            alert: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// Notes what the view was read to be; on a change (one thread wins
+    /// it), a `warn` event and the probe's gauge
+    /// ([`SERVICE_VIEW_ANOMALOUS`](crate::metrics::SERVICE_VIEW_ANOMALOUS)).
+    /// A load when nothing changed: no shared line written per request.
+    /// Returns whether this call saw the change.
+    pub(crate) fn note(&self, anomalous: bool, probe: &str) -> bool {
+        if self.alert.load(Ordering::Relaxed) == anomalous
+            || self
+                .alert
+                .compare_exchange(!anomalous, anomalous, Ordering::AcqRel, Ordering::Relaxed)
+                .is_err()
+        {
+            return false;
+        }
+        let (miss, foreign) = self.baselines();
+        if anomalous {
+            tracing::warn!(
+                target: "enumguard",
+                probe,
+                baseline_miss = miss,
+                baseline_foreign = foreign,
+                "service-wide view anomalous: a spread attack may be under way; actors with no history get the tight thresholds"
+            );
+        } else {
+            tracing::warn!(target: "enumguard", probe, "service-wide view calm again");
+        }
+        metrics::gauge!(crate::metrics::SERVICE_VIEW_ANOMALOUS, "probe" => probe.to_owned())
+            .set(if anomalous { 1.0 } else { 0.0 });
+        true
     }
 
     fn roll(&self, now: u64) {
@@ -409,6 +443,18 @@ mod tests {
             }
             assert_eq!(v.anomalous(50 * S), anomalous, "{rate}");
         }
+    }
+
+    /// The change to anomalous and back is noted once each (one event,
+    /// one gauge update), whoever reads the view.
+    #[test]
+    fn a_change_is_noted_once() {
+        let v = View::new(&ServiceViewConfig::default(), false, 0.1, 0.05);
+        assert!(!v.note(false, "lookup"));
+        assert!(v.note(true, "lookup"));
+        assert!(!v.note(true, "lookup"));
+        assert!(v.note(false, "lookup"));
+        assert!(!v.note(false, "lookup"));
     }
 
     #[test]
