@@ -127,12 +127,16 @@ impl Novelty {
         }
     }
 
-    /// Notes that the target was asked for now.
-    pub(crate) fn note(&self, hash: u64, now: u64) {
+    /// Notes that the target was asked for now; returns whether somebody
+    /// asked for it before (as [`asked`](Self::asked) would have said), from
+    /// the same pass over its bits.
+    pub(crate) fn note(&self, hash: u64, now: u64) -> bool {
         let p = self.rotate(now);
+        let b = bits(hash);
         let g = self.of(p);
+        let full = g.set.load(Ordering::Relaxed) > FULL;
         let mut new = 0;
-        for (w, m) in bits(hash) {
+        for (w, m) in b {
             if g.words[w].fetch_or(m, Ordering::Relaxed) & m == 0 {
                 new += 1;
             }
@@ -140,6 +144,7 @@ impl Novelty {
         if new > 0 {
             g.set.fetch_add(new, Ordering::Relaxed);
         }
+        (new == 0 && !full) || (p > 0 && self.of(p - 1).has(&b))
     }
 }
 
@@ -157,7 +162,8 @@ mod tests {
     fn asked_targets_are_remembered_for_one_to_two_periods() {
         let n = Novelty::new(H);
         assert!(!n.asked(hash(1), 10));
-        n.note(hash(1), 10);
+        assert!(!n.note(hash(1), 10), "nobody asked before");
+        assert!(n.note(hash(1), 10), "asked once before");
         assert!(n.asked(hash(1), 11));
         assert!(n.asked(hash(1), H + 5));
         // Another target noted in the next period rotates; the first is

@@ -336,6 +336,7 @@ impl Detector {
             // (settled, with what is in flight): the score if the target
             // were counted now with the worst answer, alone and with the
             // requests still pending.
+            let standing = context::standing_of(key.kind(), actors);
             let eval = |r: &Record| -> Option<(f64, f64)> {
                 let pending = r.pending_at(now, window);
                 // At a suspect address a young account gets no benefit of
@@ -344,22 +345,12 @@ impl Detector {
                 let exempt = owner_later
                     && pending == 0
                     && r.no_evidence()
-                    && !(beside.suspect
-                        && context::is_young(
-                            policy,
-                            r,
-                            now,
-                            context::standing_of(key.kind(), actors),
-                        ));
+                    && !(beside.suspect && context::is_young(policy, r, now, standing));
                 if r.seen(target.hash) || exempt {
                     // Not a new target: counting it adds nothing.
                     return None;
                 }
-                let anomalous = *anomalous.get_or_init(|| {
-                    let a = probe.live.view.anomalous(now);
-                    probe.live.view.note(a, &probe.name);
-                    a
-                });
+                let anomalous = *anomalous.get_or_init(|| read_view(probe, now));
                 let ctx = context::context(
                     policy,
                     probe,
@@ -367,10 +358,7 @@ impl Detector {
                     r,
                     now,
                     anomalous,
-                    context::Beside {
-                        standing: context::standing_of(key.kind(), actors),
-                        ..beside
-                    },
+                    context::Beside { standing, ..beside },
                 );
                 let signals = context::judged(
                     key.kind(),
@@ -397,7 +385,7 @@ impl Detector {
                     || (!key.kind().is_personal() && actors.account.is_none())
                     || misses >= 2.0
                     || finds < 1.0
-                    || context::standing_of(key.kind(), actors) == crate::Standing::New;
+                    || standing == crate::Standing::New;
                 let worst = |n: u32| {
                     let miss =
                         !counts_finds || (held && *novel.get_or_init(|| !asked(target.hash)));
@@ -524,12 +512,11 @@ impl Detector {
             (t.hit_block > 0, target, outcome)
         {
             if !tg.is_self {
-                let novelty = probe.live.novelty(long);
-                if outcome == Some(Outcome::Miss) && novelty.asked(tg.hash, now) {
+                let asked = probe.live.novelty(long).note(tg.hash, now);
+                if outcome == Some(Outcome::Miss) && asked {
                     shared_miss = true;
                     target = None;
                 }
-                novelty.note(tg.hash, now);
             }
         }
         // Read only if some record has evidence to score.
@@ -575,11 +562,7 @@ impl Detector {
                         r.set_score(0.0);
                         return (0.0, 0.0, requests, with_history, false, 0);
                     }
-                    let anomalous = *anomalous.get_or_init(|| {
-                        let a = view.anomalous(now);
-                        view.note(a, &probe.name);
-                        a
-                    });
+                    let anomalous = *anomalous.get_or_init(|| read_view(probe, now));
                     let ctx = context::context(
                         policy,
                         probe,
@@ -640,6 +623,14 @@ impl Detector {
             self.block_crossed(policy, probe, now, actors, key, score);
         }
     }
+}
+
+/// Whether the probe's service-wide view is anomalous now, with the
+/// change noted for operators (see `View::note`).
+fn read_view(probe: &Probe, now: u64) -> bool {
+    let a = probe.live.view.anomalous(now);
+    probe.live.view.note(a, &probe.name);
+    a
 }
 
 /// What the pre-check says of a probe request.
