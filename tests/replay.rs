@@ -218,21 +218,48 @@ fn the_same_input_gives_byte_identical_output() {
     let (a, sa) = once("a", "7");
     let (b, _) = once("b", "7");
     assert!(a == b, "two replays of the same log differ");
-    // Another seed: other hashes for the actors, the same tallies.
+    // Another seed: other hashes for the actors, the same log. What the log
+    // says (requests, hits, misses per probe) is identical; what the guard
+    // decided may move by a verdict or two, because the per-actor sketches of
+    // distinct targets are keyed by the seed and collide differently.
     let (c, sc) = once("c", "8");
     assert!(a != c);
-    let tallies = |s: &str| -> Vec<String> {
+    // (probe, requests, hits, misses, denied) and refused, per probe row.
+    let rows = |s: &str| -> Vec<(Vec<String>, u64)> {
         s.lines()
-            .filter(|l| {
-                (l.contains("requests")
-                    || l.contains("verdicts:")
-                    || l.starts_with("  addressbook "))
-                    && !l.contains("first block")
+            .filter(|l| l.starts_with("  ") && !l.contains("refused:"))
+            .map(|l| l.split_whitespace().collect::<Vec<_>>())
+            .filter(|w| w.len() == 6 && w[1].replace(',', "").parse::<u64>().is_ok())
+            .map(|w| {
+                let n = |x: &str| x.replace(',', "").parse::<u64>().unwrap();
+                (w[..5].iter().map(|x| x.to_string()).collect(), n(w[5]))
             })
-            .map(str::to_owned)
             .collect()
     };
-    assert_eq!(tallies(&sa), tallies(&sc));
+    let (ra, rc) = (rows(&sa), rows(&sc));
+    assert!(!ra.is_empty(), "{sa}");
+    assert_eq!(
+        ra.iter().map(|r| &r.0).collect::<Vec<_>>(),
+        rc.iter().map(|r| &r.0).collect::<Vec<_>>()
+    );
+    for ((_, x), (_, y)) in ra.iter().zip(&rc) {
+        assert!(x.abs_diff(*y) <= 1 + x / 20, "refused {x} vs {y}");
+    }
+    let verdicts = |s: &str| -> u64 {
+        let l = s.lines().find(|l| l.starts_with("verdicts:")).unwrap();
+        l.split(|c: char| !c.is_ascii_digit())
+            .filter_map(|x| x.parse::<u64>().ok())
+            .sum()
+    };
+    let (va, vc) = (verdicts(&sa), verdicts(&sc));
+    assert!(
+        va > 0 && va.abs_diff(vc) <= 1 + va / 10,
+        "verdicts {va} vs {vc}"
+    );
+    assert_eq!(
+        sa.lines().find(|l| l.starts_with("lines read")),
+        sc.lines().find(|l| l.starts_with("lines read"))
+    );
     // Hashed unless --reveal: no address in clear.
     assert!(!sa.contains("203.0.113.7"), "{sa}");
 }
