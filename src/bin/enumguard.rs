@@ -3,8 +3,9 @@
 //! - `enumguard replay --config FILE [options] LOG...`: access logs
 //!   through the detector, in the log's own time; what enforce mode would
 //!   have refused, whom, and when.
-//! - `enumguard check-config FILE`: validates a config and prints it with
-//!   every default filled in.
+//! - `enumguard check-config FILE`: validates a config, says what it means
+//!   (each probe as the guard runs it, and warnings for settings that leave
+//!   an enumerator room), and prints it with every default filled in.
 //! - `enumguard generate`: a mailroom access log with known attacks and
 //!   known ordinary users, to try the replay on.
 
@@ -37,7 +38,10 @@ enum Command {
     /// Replays access logs through the detector, in the log's own time,
     /// and reports what enforce mode would have done.
     Replay(ReplayArgs),
-    /// Validates a config and prints it in full, every default filled in.
+    /// Validates a config, says what it means (each probe's methods,
+    /// target, outcome rule, thresholds and actors; warnings for settings
+    /// that leave an enumerator room), and prints it in full, every default
+    /// filled in.
     CheckConfig {
         /// The TOML config.
         file: PathBuf,
@@ -152,17 +156,30 @@ fn check_config(file: &PathBuf) -> Result<(), String> {
         .map_err(|e| format!("cannot write: {e}"))
 }
 
-/// What `check-config` prints: a header line, then the effective config
-/// as TOML with its secrets (session_key, Redis passwords) redacted.
+/// What `check-config` prints: what the config means (each probe as the
+/// guard runs it, then the warnings) as `#` comment lines, then the
+/// effective config as TOML with its secrets (session_key, Redis
+/// passwords) redacted. The whole output loads as TOML (once the secrets
+/// are put back).
 fn check_config_text(file: &PathBuf) -> Result<String, String> {
     let config = Config::from_file(file).map_err(|e| e.to_string())?;
+    let explained = config.explain().map_err(|e| e.to_string())?;
     let effective = config.effective().map_err(|e| e.to_string())?;
     let redacted = effective.redacted();
     let toml = redacted.to_toml_string().map_err(|e| e.to_string())?;
     let mut text = format!(
-        "# {}: valid; every setting, defaults filled in\n",
-        file.display()
+        "# {}: valid. What it means:\n#\n",
+        file.display().to_string().escape_debug()
     );
+    for line in explained.to_string().lines() {
+        text.push('#');
+        if !line.is_empty() {
+            text.push(' ');
+            text.push_str(line);
+        }
+        text.push('\n');
+    }
+    text.push_str("#\n# Every setting, defaults filled in:\n");
     if redacted != effective {
         text.push_str("# secrets are shown as <redacted>: put them back before loading this\n");
     }

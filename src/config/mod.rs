@@ -24,8 +24,10 @@
 //! | `load.rs` | reading TOML, errors with line and field |
 //! | `validate.rs` | every check a config must pass |
 //! | `error.rs` | [`ConfigError`] |
+//! | `explain.rs` | [`Config::explain`]: what a config means, and its holes |
 
 mod error;
+mod explain;
 mod load;
 mod probe;
 mod schema;
@@ -33,6 +35,7 @@ mod thresholds;
 mod validate;
 
 pub use error::{ConfigError, ConfigErrorKind};
+pub use explain::{ActorSource, Explanation, ProbeExplanation, Warning, WarningKind};
 pub use probe::{OutcomeConfig, Oversized, ProbeConfig, ProbeStyle, TargetConfig};
 pub use schema::{
     BlockConfig, ClusterConfig, Config, Limits, LinkConfig, ListConfig, MissingPeer, Mode,
