@@ -143,6 +143,41 @@ pub(crate) fn secs_to_nanos(secs: u64) -> u64 {
     secs.saturating_mul(NANOS_PER_SEC)
 }
 
+/// The civil date of a day count from 1970-01-01.
+pub(crate) fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+/// RFC 3339 in UTC with `digits` (0 to 9) of the second's fraction:
+/// `2026-11-30T08:00:00.250Z` with 3.
+pub(crate) fn rfc3339(nanos: i64, digits: u32) -> String {
+    let digits = digits.min(9);
+    let secs = nanos.div_euclid(NANOS_PER_SEC as i64);
+    let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
+    let t = secs.rem_euclid(86_400);
+    let mut s = format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}",
+        t / 3600,
+        t / 60 % 60,
+        t % 60
+    );
+    if digits > 0 {
+        let frac = nanos.rem_euclid(NANOS_PER_SEC as i64) / 10i64.pow(9 - digits);
+        s.push_str(&format!(".{frac:0w$}", w = digits as usize));
+    }
+    s.push('Z');
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -119,8 +119,8 @@ pub use config::{
 };
 pub use detect::{Refusal, RefusalKind};
 pub use guard::{
-    ActiveVerdict, DefaultRefusal, Guard, GuardBody, GuardBuilder, GuardHandle, GuardLayer,
-    OnRefusal, ResponseBody, ResponseFuture, Suspect,
+    AccessRecord, ActiveVerdict, DefaultRefusal, Guard, GuardBody, GuardBuilder, GuardHandle,
+    GuardLayer, OnRefusal, ResponseBody, ResponseFuture, Suspect,
 };
 pub use probe::{Known, Outcome, Owner, StatusSpec};
 pub use state::{Verdict, VerdictReason};

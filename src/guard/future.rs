@@ -14,6 +14,7 @@ use http_body::{Body, Frame};
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
+use super::access::Seen;
 use super::body::{GuardBody, ResponseBody, to_bytes_frame};
 use super::shared::Tracked;
 use crate::detect::{Answer, BodyTarget, Decision, Policy, Refusal};
@@ -28,6 +29,8 @@ pin_project! {
     {
         #[pin]
         state: State<S, B>,
+        // What the access log keeps of the request, while it is on.
+        log: Option<Box<Seen>>,
     }
 }
 
@@ -72,12 +75,20 @@ where
     pub(crate) fn forward(fut: S::Future, learn: Option<Tracked>) -> Self {
         Self {
             state: State::Forward { fut, learn },
+            log: None,
         }
+    }
+
+    /// The same future, reporting to the access log.
+    pub(crate) fn logged(mut self, seen: Option<Box<Seen>>) -> Self {
+        self.log = seen;
+        self
     }
 
     pub(crate) fn refused(res: Response<Bytes>) -> Self {
         Self {
             state: State::Refused { res: Some(res) },
+            log: None,
         }
     }
 
@@ -93,6 +104,7 @@ where
                     tracked: Some(tracked),
                 }),
             },
+            log: None,
         }
     }
 }
@@ -120,16 +132,25 @@ where
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         loop {
             let this = self.as_mut().project();
+            let log = this.log;
             match this.state.project() {
                 StateProj::Forward { fut, learn } => {
                     let res = ready!(fut.poll(cx))?;
                     if let Some(mut t) = learn.take() {
                         learn_from(&mut t, &res);
                     }
+                    if let Some(s) = log.take() {
+                        let refused = res.extensions().get::<Refusal>().map(|r| r.kind());
+                        s.emit(res.status(), res.extensions(), refused);
+                    }
                     return Poll::Ready(Ok(res.map(ResponseBody::inner)));
                 }
                 StateProj::Refused { res } => {
                     let res = res.take().expect("ResponseFuture polled after completion");
+                    if let Some(s) = log.take() {
+                        let refused = res.extensions().get::<Refusal>().map(|r| r.kind());
+                        s.emit(res.status(), res.extensions(), refused);
+                    }
                     return Poll::Ready(Ok(res.map(ResponseBody::refusal)));
                 }
                 StateProj::Reading { reading } => {
@@ -193,7 +214,7 @@ where
                             {
                                 json.extend_from_slice(d);
                             }
-                            body_target(&tracked, &policy, &json)
+                            body_target(&tracked, &policy, &json, log.as_deref_mut())
                         } else {
                             BodyTarget::Nothing
                         };
@@ -229,7 +250,7 @@ where
 }
 
 /// The target of a JSON-body probe from the body read.
-fn body_target(t: &Tracked, policy: &Policy, json: &[u8]) -> BodyTarget {
+fn body_target(t: &Tracked, policy: &Policy, json: &[u8], seen: Option<&mut Seen>) -> BodyTarget {
     let Some((id, probe)) = policy.probe_of(&t.ticket) else {
         return BodyTarget::Nothing;
     };
@@ -237,6 +258,9 @@ fn body_target(t: &Tracked, policy: &Policy, json: &[u8]) -> BodyTarget {
     probe
         .source
         .json_target(json, |bytes| {
+            if let Some(s) = seen {
+                s.keep_target(bytes, false);
+            }
             t.shared.core().target(policy, id, bytes, account.as_ref())
         })
         .map_or(BodyTarget::Nothing, BodyTarget::Found)

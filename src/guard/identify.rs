@@ -6,7 +6,7 @@ use http::request::Parts;
 use crate::actor::{AccountId, Actors, client_ip, cookie_values, ends, header_ends, peer_addr};
 use crate::config::SessionSource;
 use crate::detect::{Detector, Match, Policy, Refusal, Target};
-use crate::probe::TARGET_BUF;
+use crate::probe::{TARGET_BUF, TargetSource};
 
 /// How much of a request's attribution a step needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,6 +103,7 @@ pub(crate) fn target(
     m: &Match,
     actors: &Actors,
     owns: Option<impl FnOnce(&Parts, &str, &[u8]) -> bool>,
+    seen: Option<&mut super::access::Seen>,
 ) -> Target {
     let Some(probe) = policy.probes.get(m.probe_index()) else {
         return Target::None;
@@ -119,9 +120,14 @@ pub(crate) fn target(
     };
     let account = actors.account();
     let t = core.target(policy, m.probe(), bytes, account.as_ref());
-    Target::Known(match owns {
+    let t = match owns {
         // The application's ownership hook decides, both ways.
         Some(owns) if !t.is_own() => t.with_own(owns(parts, &probe.name, bytes)),
         _ => t,
-    })
+    };
+    if let Some(s) = seen {
+        s.keep_target(bytes, !matches!(probe.source, TargetSource::Header(_)));
+        s.own = t.is_own();
+    }
+    Target::Known(t)
 }

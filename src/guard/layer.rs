@@ -96,6 +96,7 @@ pub struct GuardBuilder {
     clock: Option<Arc<dyn Clock>>,
     responder: Option<Arc<dyn OnRefusal>>,
     seed: Option<u64>,
+    access: Option<super::access::AccessFn>,
 }
 
 type Edit = Arc<dyn Fn(&mut Config) + Send + Sync>;
@@ -288,6 +289,43 @@ impl GuardBuilder {
         self
     }
 
+    /// Hands every answered request to `hook` as an [`AccessRecord`]: what
+    /// the guard saw of it (the client address it resolved, the account
+    /// and its standing, the session's hash, the probe, a target a log
+    /// would not hold) and of its answer (the status, the outcome, the
+    /// [`Owner`](crate::Owner) and [`Known`](crate::Known) the handler
+    /// gave, the refusal). [`AccessRecord::to_json_line`] writes the line
+    /// `enumguard replay --format jsonl` reads, so a replay judges the
+    /// requests by the facts the guard had (owners included: without them
+    /// a replay cannot tell a customer reading its own orders from a
+    /// scraper). Off by default. The hook runs on the request's task when
+    /// the head of its answer is known: hand the line to a buffered
+    /// writer or a channel; a request whose inner service fails (no
+    /// response) is not logged.
+    ///
+    /// ```
+    /// use std::io::Write;
+    /// use std::sync::{Arc, Mutex};
+    /// let log = Arc::new(Mutex::new(std::io::BufWriter::new(std::io::sink())));
+    /// let layer = enumguard::GuardLayer::builder()
+    ///     .access_log(move |r| {
+    ///         let mut w = log.lock().unwrap();
+    ///         let _ = writeln!(w, "{}", r.to_json_line());
+    ///     })
+    ///     .build()
+    ///     .unwrap();
+    /// ```
+    ///
+    /// [`AccessRecord`]: crate::AccessRecord
+    /// [`AccessRecord::to_json_line`]: crate::AccessRecord::to_json_line
+    pub fn access_log<F>(mut self, hook: F) -> Self
+    where
+        F: Fn(&crate::AccessRecord<'_>) + Send + Sync + 'static,
+    {
+        self.access = Some(Arc::new(hook));
+        self
+    }
+
     /// The settings so far.
     pub fn config_ref(&self) -> &Config {
         &self.config
@@ -316,8 +354,14 @@ impl GuardBuilder {
             Some(seed) => Detector::with_seed(c, seed)?,
             None => Detector::new(c)?,
         });
-        #[allow(unused_mut)]
         let mut shared = Shared::new(core, clock, self.account, self.owns, self.responder);
+        if let Some(hook) = self.access {
+            // The wall-clock time of the clock's origin.
+            let origin = std::time::SystemTime::now()
+                .checked_sub(std::time::Duration::from_nanos(shared.clock.now()))
+                .unwrap_or(std::time::UNIX_EPOCH);
+            shared.access = Some((hook, origin));
+        }
         #[cfg(feature = "redis")]
         {
             let policy = shared.core.policy();

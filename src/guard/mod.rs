@@ -11,8 +11,10 @@
 //! | `future.rs` | [`ResponseFuture`]: reading a JSON body, reporting the answer |
 //! | `body.rs` | [`GuardBody`], [`ResponseBody`]: bodies passed through untouched |
 //! | `response.rs` | [`OnRefusal`], [`DefaultRefusal`]: refusal responses |
+//! | `access.rs` | [`AccessRecord`]: the access-log hook's record, as the replay reads it |
 //! | `handle.rs` | [`GuardHandle`]: bans, inspection, reload |
 
+mod access;
 mod body;
 mod future;
 mod handle;
@@ -22,6 +24,7 @@ mod response;
 mod service;
 mod shared;
 
+pub use access::AccessRecord;
 pub use body::{GuardBody, ResponseBody};
 pub use future::ResponseFuture;
 pub use handle::{ActiveVerdict, GuardHandle, Suspect};

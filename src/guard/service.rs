@@ -110,7 +110,9 @@ where
         // refuse the request (and the lists): while none is held, nothing
         // needs identifying. The clock, if read here, is handed on.
         let mut now = None;
+        let logging = shared.access.is_some();
         if matched.is_none()
+            && !logging
             && shared
                 .core
                 .quiet(policy, || *now.insert(shared.clock.now()))
@@ -121,7 +123,12 @@ where
             };
         }
         let (parts, body) = req.into_parts();
-        match shared.before(policy, &parts, matched, now) {
+        let mut seen = None;
+        if logging {
+            let t = *now.get_or_insert_with(|| shared.clock.now());
+            seen = shared.seen(policy, (&parts.method, &parts.uri), matched.as_ref(), t);
+        }
+        let future = match shared.before(policy, &parts, matched, now, seen.as_deref_mut()) {
             Decision::Pass => {
                 let req = Request::from_parts(parts, GuardBody::new(body));
                 ResponseFuture::forward(inner.call(req), None)
@@ -144,6 +151,7 @@ where
                     Tracked::new(ticket, shared, policy, generation),
                 )
             }
-        }
+        };
+        future.logged(seen)
     }
 }

@@ -8,6 +8,7 @@ use bytes::Bytes;
 use http::request::Parts;
 use http::{Response, StatusCode};
 
+use super::access::{AccessFn, Seen};
 use super::identify::{self, Need};
 use super::response::{DefaultRefusal, OnRefusal};
 use crate::actor::{AccountId, has_peer};
@@ -29,6 +30,8 @@ pub(crate) struct Shared {
     /// The refusal hook; `None` is [`DefaultRefusal`] with the statuses of
     /// the policy in force.
     responder: Option<Arc<dyn OnRefusal>>,
+    /// The access-log hook, and the wall-clock time of the clock's origin.
+    pub(crate) access: Option<(AccessFn, std::time::SystemTime)>,
     /// The cluster sync's state, when replicas share verdicts.
     #[cfg(feature = "redis")]
     pub(crate) cluster: Option<Arc<crate::cluster::Status>>,
@@ -48,6 +51,7 @@ impl Shared {
             account,
             owns,
             responder,
+            access: None,
             #[cfg(feature = "redis")]
             cluster: None,
         }
@@ -85,18 +89,51 @@ impl Shared {
         res
     }
 
+    /// What the access log carries for a request read at `now`, if the
+    /// log is on.
+    pub(crate) fn seen(
+        &self,
+        policy: &Arc<Policy>,
+        parts: (&http::Method, &http::Uri),
+        matched: Option<&Match>,
+        now: u64,
+    ) -> Option<Box<Seen>> {
+        let (hook, origin) = self.access.as_ref()?;
+        Some(Seen::new(
+            hook,
+            *origin,
+            now,
+            parts,
+            policy,
+            matched.map(Match::probe_index),
+        ))
+    }
+
+    /// The address actors of a request no step needed to identify, for
+    /// the access log.
+    pub(crate) fn seen_addr(&self, policy: &Policy, parts: &Parts, seen: &mut Seen) {
+        if let Ok(a) = identify::actors(&self.core, policy, parts, Need::Addr, |_| None) {
+            seen.actors = Some(a);
+        }
+    }
+
     /// Everything before the inner service, for a request whose head is
-    /// `parts`, matched to `matched`; `now` if the clock was read already.
+    /// `parts`, matched to `matched`; `now` if the clock was read already;
+    /// what the access log keeps goes into `seen`.
     pub(crate) fn before(
         &self,
         policy: &Policy,
         parts: &Parts,
         matched: Option<Match>,
         now: Option<u64>,
+        mut seen: Option<&mut Seen>,
     ) -> Decision {
         let verdicts = self.core.has_verdicts();
         let need = Need::of(policy, matched.is_some(), verdicts);
         if need == Need::Peer {
+            if let Some(s) = seen {
+                self.seen_addr(policy, parts, s);
+            }
             // Nothing concerns this request: it only needs a known peer.
             return match self.peer_known(policy, &parts.extensions) {
                 Ok(()) => Decision::Pass,
@@ -105,8 +142,16 @@ impl Shared {
         }
         let actors = match identify::actors(&self.core, policy, parts, need, |p| self.account(p)) {
             Ok(a) => a,
-            Err(r) => return Decision::Refuse(r),
+            Err(r) => {
+                if let Some(s) = seen {
+                    self.seen_addr(policy, parts, s);
+                }
+                return Decision::Refuse(r);
+            }
         };
+        if let Some(s) = seen.as_deref_mut() {
+            s.actors = Some(actors);
+        }
         // The clock is read once, and only when something will use it.
         let now = if matched.is_some() || verdicts {
             now.unwrap_or_else(|| self.clock.now())
@@ -123,6 +168,7 @@ impl Shared {
                 self.owns
                     .as_ref()
                     .map(|f| |p: &Parts, n: &str, t: &[u8]| f(p, n, t)),
+                seen,
             ),
             None => Target::None,
         };

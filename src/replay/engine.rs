@@ -14,7 +14,8 @@ use super::input::Line;
 use super::line::{self, Entry, Parsed};
 use super::plot::{PlotData, ProbeSeries};
 use super::report::{
-    Collateral, Failure, FirstBlock, ProbeReport, Report, SuspectReport, VerdictCounts,
+    Collateral, CollateralWhy, Failure, FirstBlock, ProbeReport, Report, SuspectReport,
+    VerdictCounts,
 };
 use super::time::format_rfc3339;
 use super::{Format, Options};
@@ -61,6 +62,14 @@ impl Ord for Pending {
     }
 }
 
+/// What one probe request tells of its actors, for the collateral.
+#[derive(Clone, Copy)]
+struct Seen {
+    ordinary: bool,
+    bad: bool,
+    unowned: bool,
+}
+
 /// What is tallied per actor (for the collateral list).
 #[derive(Default)]
 struct ActorTally {
@@ -68,8 +77,15 @@ struct ActorTally {
     /// with `reveal`).
     name: Option<Box<str>>,
     probe_requests: u32,
-    /// Requests to its own objects (objects probes) or hits (identities).
+    /// Requests to its own objects (objects probes; by id, by the
+    /// ownership hook or by the owner the application gave), targets it
+    /// knows, or hits (identities).
     ordinary: u32,
+    /// Probe requests answered with a miss or a denial.
+    bad: u32,
+    /// Requests to objects probes whose target was not its own by id, and
+    /// for which the log said nothing of the owner.
+    unowned: u32,
     refused: u32,
     first_refused: Option<(i64, u32, u64)>,
     throttled: bool,
@@ -208,6 +224,8 @@ pub struct Replay {
     untracked_actors: u64,
     verdict_counts: VerdictCounts,
     sessions_ignored: bool,
+    /// Some line said who owned its object (`owner` or `own`).
+    owners_in_log: bool,
     decisions: Option<Box<dyn Write>>,
     verdicts: Option<Box<dyn Write>>,
     timeline: Option<Timeline>,
@@ -267,6 +285,7 @@ impl Replay {
             untracked_actors: 0,
             verdict_counts: VerdictCounts::default(),
             sessions_ignored: false,
+            owners_in_log: false,
             decisions: None,
             verdicts: None,
             timeline: None,
@@ -436,7 +455,14 @@ impl Replay {
             }
             _ => None,
         };
-        let account = entry.account.as_deref().map(AccountId::new);
+        let account = entry
+            .account
+            .as_deref()
+            .map(|a| AccountId::new(a).with_standing(entry.standing));
+        let owner = entry.owner.as_deref().map(AccountId::new);
+        self.owners_in_log |= owner.is_some() || entry.own;
+        // The target as the guard read it, where the log holds it.
+        let logged = entry.target.as_deref().map(str::as_bytes);
         let actors = policy.actors(Some(entry.addr), session, account);
         let probe = matched
             .as_ref()
@@ -445,6 +471,17 @@ impl Replay {
         let target = match (&matched, probe) {
             (Some(m), Some(p)) => match &p.source {
                 TargetSource::Json(_) => Target::InBody,
+                TargetSource::Header(_) if logged.is_some() => {
+                    let t = self.detector.target(
+                        &policy,
+                        m.probe(),
+                        logged.unwrap_or_default(),
+                        account.as_ref(),
+                    );
+                    let t = if entry.own { t.with_own(true) } else { t };
+                    own = t.is_own();
+                    Target::Known(t)
+                }
                 TargetSource::Header(_) => {
                     self.probes[m.probe().index()]
                         .not_in_log
@@ -461,6 +498,7 @@ impl Replay {
                             let t =
                                 self.detector
                                     .target(&policy, m.probe(), bytes, account.as_ref());
+                            let t = if entry.own { t.with_own(true) } else { t };
                             own = t.is_own();
                             Target::Known(t)
                         }
@@ -478,8 +516,15 @@ impl Replay {
         let mut decision = self.detector.check(&policy, &facts, clock);
         if let (Decision::Track(ticket), Some(m), Some(p)) = (&decision, &matched, probe) {
             if ticket.awaits_body() {
-                let body = match &entry.body {
-                    Some(b) => p
+                let body = match (&entry.body, logged) {
+                    (_, Some(bytes)) => {
+                        let t = self
+                            .detector
+                            .target(&policy, m.probe(), bytes, account.as_ref());
+                        own = t.is_own();
+                        BodyTarget::Found(t)
+                    }
+                    (Some(b), None) => p
                         .source
                         .json_target(b.as_bytes(), |bytes| {
                             let t =
@@ -489,7 +534,7 @@ impl Replay {
                             BodyTarget::Found(t)
                         })
                         .unwrap_or(BodyTarget::Nothing),
-                    None => {
+                    (None, None) => {
                         self.probes[m.probe().index()].not_in_log.get_or_insert(
                             "its target is in the JSON body, which this log does not hold (jsonl: log it as `body`): its requests count without a target",
                         );
@@ -500,7 +545,10 @@ impl Replay {
             }
         }
         let status = StatusCode::from_u16(entry.status).ok();
+        // The guard's own classification when the log holds it (it heard
+        // the application's `Outcome`), else the config's status rules.
         let outcome = match (probe, status) {
+            (Some(_), _) if entry.outcome.is_some() => entry.outcome,
             (Some(p), Some(s)) => p.classify(s, &Extensions::new()),
             _ => None,
         };
@@ -509,8 +557,8 @@ impl Replay {
             Decision::Track(ticket) => {
                 let answer = Answer {
                     outcome,
-                    owner: None,
-                    known: false,
+                    owner,
+                    known: entry.known,
                 };
                 self.detector.outcome(&policy, ticket, answer);
                 None
@@ -552,21 +600,26 @@ impl Replay {
                 }
             }
         }
+        // Ordinary by the detector's rules: an object of its own (by id, by
+        // the ownership hook, or owned as the application said), a target it
+        // knows, a find on an identities probe.
+        let owned = owner.is_some() && owner == account;
+        // (On a probe whose tell is foreign targets, a find of somebody
+        // else's object is the scraper's signature, not ordinary use.)
         let ordinary = probe.is_some_and(|p| {
-            if p.self_target {
-                own
-            } else {
-                outcome == Some(Outcome::Hit)
-            }
+            entry.known
+                || if p.watch_foreign {
+                    own || owned
+                } else {
+                    outcome == Some(Outcome::Hit)
+                }
         });
-        self.tally_actors(
-            &actors,
-            &entry,
-            probe.is_some(),
+        let seen = probe.map(|p| Seen {
             ordinary,
-            refused,
-            (now, file, line),
-        );
+            bad: matches!(outcome, Some(Outcome::Miss | Outcome::Denied)),
+            unowned: p.watch_foreign && !own && owner.is_none(),
+        });
+        self.tally_actors(&actors, &entry, seen, refused, (now, file, line));
         if self.decisions.is_some() {
             self.write_decision(file, line, &entry, &actors, pi, why.as_ref())?;
         }
@@ -577,8 +630,7 @@ impl Replay {
         &mut self,
         actors: &Actors,
         entry: &Entry,
-        probe: bool,
-        ordinary: bool,
+        seen: Option<Seen>,
         refused: bool,
         at: (i64, u32, u64),
     ) {
@@ -599,9 +651,11 @@ impl Replay {
                     _ => None,
                 };
             }
-            if probe {
+            if let Some(s) = seen {
                 t.probe_requests += 1;
-                t.ordinary += u32::from(ordinary);
+                t.ordinary += u32::from(s.ordinary);
+                t.bad += u32::from(s.bad);
+                t.unowned += u32::from(s.unowned);
             }
             if refused {
                 t.refused += 1;
@@ -729,6 +783,26 @@ impl Replay {
         Ok(())
     }
 
+    /// Why a refused actor is collateral, if it is: most of its probe
+    /// requests were ordinary by the detector's rules; or, where the log
+    /// says nothing of owners, it read only existing objects that are not
+    /// its own by id (a customer reading its orders, whose ids are not
+    /// account ids, looks exactly so).
+    fn collateral_why(&self, t: &ActorTally) -> Option<CollateralWhy> {
+        if t.refused == 0 {
+            None
+        } else if u64::from(t.ordinary) * 2 > u64::from(t.probe_requests) {
+            Some(CollateralWhy::Ordinary)
+        } else if !self.owners_in_log
+            && t.unowned > 0
+            && u64::from(t.bad) * 10 <= u64::from(t.probe_requests)
+        {
+            Some(CollateralWhy::OwnersUnknown)
+        } else {
+            None
+        }
+    }
+
     fn report(&self) -> Report {
         let end = self.last_time.unwrap_or(0);
         let probes = self
@@ -755,11 +829,10 @@ impl Replay {
         let mut collateral: Vec<Collateral> = self
             .actors
             .iter()
-            .filter(|(_, t)| {
-                t.refused > 0 && u64::from(t.ordinary) * 2 > u64::from(t.probe_requests)
-            })
-            .map(|(k, t)| Collateral {
+            .filter_map(|(k, t)| Some((k, t, self.collateral_why(t)?)))
+            .map(|(k, t, why)| Collateral {
                 actor: self.show(k, t.name.as_deref()),
+                why,
                 probe_requests: t.probe_requests,
                 ordinary: t.ordinary,
                 refused: t.refused,
@@ -774,6 +847,10 @@ impl Replay {
                 .then_with(|| a.actor.cmp(&b.actor))
         });
         let collateral_total = collateral.len();
+        let collateral_unowned = collateral
+            .iter()
+            .filter(|c| c.why == CollateralWhy::OwnersUnknown)
+            .count();
         collateral.truncate(self.opts.top);
         let mut suspects = Vec::new();
         let policy = &self.policy;
@@ -836,6 +913,8 @@ impl Replay {
             verdicts: self.verdict_counts.clone(),
             collateral,
             collateral_total,
+            collateral_unowned,
+            owners_in_log: self.owners_in_log,
             suspects,
             suspects_total,
             untracked_actors: self.untracked_actors,

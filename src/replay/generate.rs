@@ -22,6 +22,10 @@
 //!   lookup endpoint, about one a second, mostly not registered, rotating
 //!   through `192.0.2.0/24`; and through the password-reset endpoint (its
 //!   target is in the body: only the JSON-lines log has it).
+//!
+//! JSON lines also carry what the application tells the guard, as the
+//! access-log hook writes it: the `owner` of each address book read, and
+//! `known` on a lookup of the caller's own contact.
 
 use std::net::Ipv4Addr;
 
@@ -97,6 +101,10 @@ struct Req {
     status: u16,
     account: Option<String>,
     body: Option<String>,
+    /// Whose address book was read (the application's `Owner`).
+    owner: Option<u64>,
+    /// A lookup of the caller's own contact (the application's `Known`).
+    known: bool,
 }
 
 /// Generates the log, handing each line (without a newline) to `out`, in
@@ -134,6 +142,8 @@ pub fn generate(opts: &GenOptions, mut out: impl FnMut(&str)) -> Truth {
                     status: 200,
                     account,
                     body: None,
+                    owner: Some(id),
+                    known: false,
                 }),
                 4..=5 => {
                     let c = contacts[rng.below(contacts.len() as u64) as usize];
@@ -150,6 +160,9 @@ pub fn generate(opts: &GenOptions, mut out: impl FnMut(&str)) -> Truth {
                         status,
                         account,
                         body: None,
+                        owner: None,
+                        // A contact's address; a typo is nobody's.
+                        known: status == 200,
                     });
                 }
                 6 if rng.chance(5) => reqs.push(Req {
@@ -160,6 +173,8 @@ pub fn generate(opts: &GenOptions, mut out: impl FnMut(&str)) -> Truth {
                     status: 202,
                     account: None,
                     body: Some(format!(r#"{{"email":"user{name}@mail.example"}}"#)),
+                    owner: None,
+                    known: false,
                 }),
                 _ => reqs.push(Req {
                     ms: t,
@@ -170,6 +185,8 @@ pub fn generate(opts: &GenOptions, mut out: impl FnMut(&str)) -> Truth {
                     status: 200,
                     account,
                     body: None,
+                    owner: None,
+                    known: false,
                 }),
             }
             t += 20_000 + rng.below(160_000) as i64;
@@ -180,13 +197,14 @@ pub fn generate(opts: &GenOptions, mut out: impl FnMut(&str)) -> Truth {
     let heavy_addr = Ipv4Addr::new(10, 99, 0, 5);
     let mut t = 1_000;
     while t < span_ms {
-        let (uri, status) = if rng.chance(50) {
-            ("/api/accounts/9001/addressbook".to_owned(), 200)
+        let (uri, status, owner) = if rng.chance(50) {
+            ("/api/accounts/9001/addressbook".to_owned(), 200, Some(9001))
         } else {
             let c = 1 + rng.below(20);
             (
                 format!("/api/recipients/lookup?email=user{c}@mail.example"),
                 200,
+                None,
             )
         };
         reqs.push(Req {
@@ -197,6 +215,8 @@ pub fn generate(opts: &GenOptions, mut out: impl FnMut(&str)) -> Truth {
             status,
             account: Some("9001".into()),
             body: None,
+            owner,
+            known: owner.is_none(),
         });
         t += 2_000 + rng.below(4_000) as i64;
     }
@@ -222,6 +242,8 @@ pub fn generate(opts: &GenOptions, mut out: impl FnMut(&str)) -> Truth {
                 },
                 account: Some(name.into()),
                 body: None,
+                owner: (next_id <= u64::from(users)).then_some(next_id),
+                known: false,
             });
             next_id += 1;
             t += 1_500 + rng.below(1_000) as i64;
@@ -249,6 +271,8 @@ pub fn generate(opts: &GenOptions, mut out: impl FnMut(&str)) -> Truth {
                 status: if registered { 202 } else { 404 },
                 account: None,
                 body: Some(format!(r#"{{"email":"{email}"}}"#)),
+                owner: None,
+                known: false,
             });
         } else {
             reqs.push(Req {
@@ -259,6 +283,8 @@ pub fn generate(opts: &GenOptions, mut out: impl FnMut(&str)) -> Truth {
                 status: if registered { 200 } else { 404 },
                 account: None,
                 body: None,
+                owner: None,
+                known: false,
             });
         }
         if !truth.attacker_addrs.contains(&addr) {
@@ -307,6 +333,14 @@ pub fn generate(opts: &GenOptions, mut out: impl FnMut(&str)) -> Truth {
                 }
                 if let Some(b) = &r.body {
                     v["body"] = serde_json::from_str(b).unwrap_or_default();
+                }
+                // What the application told the guard, as its access-log
+                // hook writes it.
+                if let Some(o) = r.owner {
+                    v["owner"] = o.to_string().into();
+                }
+                if r.known {
+                    v["known"] = true.into();
                 }
                 line.push_str(&v.to_string());
             }

@@ -6,6 +6,8 @@ use http::Method;
 use serde_json::Value;
 
 use super::time;
+use crate::actor::Standing;
+use crate::probe::Outcome;
 
 /// One request, as a log line tells it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,6 +24,19 @@ pub(crate) struct Entry {
     pub(crate) session: Option<Box<str>>,
     /// The JSON body, as text.
     pub(crate) body: Option<Box<str>>,
+    /// What the application said of the account's standing.
+    pub(crate) standing: Standing,
+    /// The target, as the guard read it (a body field or a header that
+    /// the log does not otherwise hold).
+    pub(crate) target: Option<Box<str>>,
+    /// The application's ownership hook said the target was the caller's.
+    pub(crate) own: bool,
+    /// The outcome as the guard classified it (else: by the status).
+    pub(crate) outcome: Option<Outcome>,
+    /// The [`Owner`](crate::Owner) the application gave.
+    pub(crate) owner: Option<Box<str>>,
+    /// The application said the caller knows the target.
+    pub(crate) known: bool,
 }
 
 impl Entry {
@@ -66,6 +81,24 @@ pub struct Fields {
     pub session: String,
     /// The JSON body, as an object or a string holding one (optional).
     pub body: String,
+    /// The account's standing, `established` or `new` (optional).
+    pub standing: String,
+    /// The target as the guard read it, for a probe whose target is in a
+    /// body field or a header (optional).
+    pub target: String,
+    /// `true` when the application's ownership hook said the target was
+    /// the caller's (optional).
+    pub own: String,
+    /// The outcome as the guard classified it, `hit`, `miss` or `denied`
+    /// (optional; without it the status is classified by the config's
+    /// rules).
+    pub outcome: String,
+    /// The owner of the object, as the application said with
+    /// [`Owner`](crate::Owner) (optional).
+    pub owner: String,
+    /// `true` when the application said the caller knows the target
+    /// ([`Known`](crate::Known); optional).
+    pub known: String,
 }
 
 impl Default for Fields {
@@ -79,13 +112,19 @@ impl Default for Fields {
             account: "account".into(),
             session: "session".into(),
             body: "body".into(),
+            standing: "standing".into(),
+            target: "target".into(),
+            own: "own".into(),
+            outcome: "outcome".into(),
+            owner: "owner".into(),
+            known: "known".into(),
         }
     }
 }
 
 impl Fields {
     /// The keys `--field` accepts.
-    pub const KEYS: [&'static str; 8] = [
+    pub const KEYS: [&'static str; 14] = [
         "time",
         "remote_addr",
         "method",
@@ -94,6 +133,12 @@ impl Fields {
         "account",
         "session",
         "body",
+        "standing",
+        "target",
+        "own",
+        "outcome",
+        "owner",
+        "known",
     ];
 
     /// Applies one `KEY=NAME` mapping.
@@ -116,6 +161,12 @@ impl Fields {
             "account" => &mut self.account,
             "session" => &mut self.session,
             "body" => &mut self.body,
+            "standing" => &mut self.standing,
+            "target" => &mut self.target,
+            "own" => &mut self.own,
+            "outcome" => &mut self.outcome,
+            "owner" => &mut self.owner,
+            "known" => &mut self.known,
             _ => {
                 return Err(format!(
                     "--field {mapping:?}: unknown key {key:?} (one of: {})",
@@ -246,6 +297,12 @@ pub(crate) fn combined(line: &str) -> Parsed {
         account: (user != "-").then(|| user.into()),
         session: None,
         body: None,
+        standing: Standing::Unknown,
+        target: None,
+        own: false,
+        outcome: None,
+        owner: None,
+        known: false,
     })
 }
 
@@ -331,6 +388,39 @@ pub(crate) fn json(line: &str, fields: &Fields) -> Parsed {
             ));
         }
     };
+    let flag = |name: &str| match get(name) {
+        None | Some(Value::Bool(false)) => Ok(false),
+        Some(Value::Bool(true)) => Ok(true),
+        Some(v) => Err(format!("field {name:?} = {v} is not true or false")),
+    };
+    let (own, known) = match (flag(&fields.own), flag(&fields.known)) {
+        (Ok(o), Ok(k)) => (o, k),
+        (Err(e), _) | (_, Err(e)) => return Parsed::Failed(e),
+    };
+    let standing = match get(&fields.standing) {
+        None => Standing::Unknown,
+        Some(Value::String(s)) if s == "established" => Standing::Established,
+        Some(Value::String(s)) if s == "new" => Standing::New,
+        Some(Value::String(s)) if s == "unknown" => Standing::Unknown,
+        Some(v) => {
+            return Parsed::Failed(format!(
+                "field {:?} = {v} is not \"established\", \"new\" or \"unknown\"",
+                fields.standing
+            ));
+        }
+    };
+    let outcome = match get(&fields.outcome) {
+        None => None,
+        Some(Value::String(s)) if s == "hit" => Some(Outcome::Hit),
+        Some(Value::String(s)) if s == "miss" => Some(Outcome::Miss),
+        Some(Value::String(s)) if s == "denied" => Some(Outcome::Denied),
+        Some(v) => {
+            return Parsed::Failed(format!(
+                "field {:?} = {v} is not \"hit\", \"miss\" or \"denied\"",
+                fields.outcome
+            ));
+        }
+    };
     Parsed::Request(Entry {
         time,
         addr,
@@ -340,6 +430,12 @@ pub(crate) fn json(line: &str, fields: &Fields) -> Parsed {
         account: text(&fields.account).map(Into::into),
         session: text(&fields.session).map(Into::into),
         body,
+        standing,
+        target: text(&fields.target).map(Into::into),
+        own,
+        outcome,
+        owner: text(&fields.owner).map(Into::into),
+        known,
     })
 }
 

@@ -56,7 +56,9 @@ pub use engine::Replay;
 pub use input::{Line, Lines, MAX_LINE, Source};
 pub use line::Fields;
 pub use plot::{PlotData, ProbeSeries, plot_is_html, render_svg, write_plot};
-pub use report::{Collateral, Failure, FirstBlock, ProbeReport, Report, SuspectReport};
+pub use report::{
+    Collateral, CollateralWhy, Failure, FirstBlock, ProbeReport, Report, SuspectReport,
+};
 
 /// The log format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -63,6 +63,8 @@ pub struct ProbeReport {
 pub struct Collateral {
     /// The actor.
     pub actor: String,
+    /// Why it is listed.
+    pub why: CollateralWhy,
     /// Its probe requests.
     pub probe_requests: u32,
     /// Of which ordinary.
@@ -71,6 +73,34 @@ pub struct Collateral {
     pub refused: u32,
     /// The first of them: time, file (when several), line.
     pub first_refused: Option<(String, Option<String>, u64)>,
+}
+
+/// Why a refused actor is counted as collateral.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CollateralWhy {
+    /// Most of its probe requests were ordinary by the detector's rules:
+    /// objects of its own (by id, by the ownership hook, or owned as the
+    /// log's `owner` says), targets it knows (`known`), finds on an
+    /// identities probe.
+    Ordinary,
+    /// It read only existing objects that are not its own by id, and the
+    /// log says nothing of owners: a customer reading its orders, whose ids
+    /// are not account ids, looks exactly so (and so does a scraper
+    /// through a broken access check; the count of its requests tells
+    /// them apart). Log owners ([`GuardBuilder::access_log`](crate::GuardBuilder::access_log))
+    /// to know.
+    OwnersUnknown,
+}
+
+impl CollateralWhy {
+    /// The word the summary shows.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CollateralWhy::Ordinary => "ordinary",
+            CollateralWhy::OwnersUnknown => "owner?",
+        }
+    }
 }
 
 /// A suspect: an (actor, probe) record with suspicion or strikes at the
@@ -154,6 +184,10 @@ pub struct Report {
     pub collateral: Vec<Collateral>,
     /// How many actors are collateral in all.
     pub collateral_total: usize,
+    /// Of which [`CollateralWhy::OwnersUnknown`].
+    pub collateral_unowned: usize,
+    /// Some line of the log said who owned its object.
+    pub owners_in_log: bool,
     /// The top suspects (at most `top`).
     pub suspects: Vec<SuspectReport>,
     /// How many suspects in all.
@@ -315,14 +349,27 @@ impl fmt::Display for Report {
         writeln!(f)?;
         writeln!(
             f,
-            "collateral (refused, yet most of their probe requests were to their own objects or hits): {}",
+            "collateral (refused, yet most of their probe requests were to their own objects, known targets or hits): {}",
             self.collateral_total
         )?;
+        if self.collateral_unowned > 0 {
+            writeln!(
+                f,
+                "  of which {} read only existing objects that are not their account id, and this log says nothing of owners: \
+                 they may be customers reading their own (log owners: GuardBuilder::access_log), or scrapers through a broken access check",
+                self.collateral_unowned
+            )?;
+        } else if self.collateral_total == 0 && !self.owners_in_log {
+            writeln!(
+                f,
+                "  (this log says nothing of owners: an object is the caller's own only when its id is the account id)"
+            )?;
+        }
         if !self.collateral.is_empty() {
             writeln!(
                 f,
-                "  {:<36} {:>9} {:>9} {:>8}  first refused",
-                "actor", "probe req", "own/hits", "refused"
+                "  {:<36} {:>6} {:>9} {:>9} {:>8}  first refused",
+                "actor", "why", "probe req", "ordinary", "refused"
             )?;
         }
         for c in &self.collateral {
@@ -333,8 +380,12 @@ impl fmt::Display for Report {
                 .unwrap_or_default();
             writeln!(
                 f,
-                "  {:<36} {:>9} {:>9} {:>8}  {first}",
-                c.actor, c.probe_requests, c.ordinary, c.refused
+                "  {:<36} {:>6} {:>9} {:>9} {:>8}  {first}",
+                c.actor,
+                c.why.as_str(),
+                c.probe_requests,
+                c.ordinary,
+                c.refused
             )?;
         }
         if self.untracked_actors > 0 {

@@ -2,6 +2,8 @@
 //! RFC 3339, and epoch seconds or milliseconds; all to nanoseconds since
 //! the Unix epoch (UTC). Hand-written: the replay parses one per line.
 
+use crate::clock::civil_from_days;
+
 /// Days from 1970-01-01 to the civil date (proleptic Gregorian).
 pub(crate) fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
     let y = if m <= 2 { y - 1 } else { y };
@@ -11,20 +13,6 @@ pub(crate) fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
     let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(d) - 1;
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     era * 146_097 + doe - 719_468
-}
-
-/// The civil date of a day count from 1970-01-01.
-pub(crate) fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
 }
 
 fn days_in_month(y: i64, m: u32) -> u32 {
@@ -152,16 +140,7 @@ pub(crate) fn from_epoch(n: f64) -> Option<i64> {
 
 /// RFC 3339 in UTC with milliseconds: `2026-11-30T08:00:00.250Z`.
 pub(crate) fn format_rfc3339(nanos: i64) -> String {
-    let secs = nanos.div_euclid(NANOS);
-    let ms = nanos.rem_euclid(NANOS) / 1_000_000;
-    let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
-    let t = secs.rem_euclid(86_400);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{ms:03}Z",
-        t / 3600,
-        t / 60 % 60,
-        t % 60
-    )
+    crate::clock::rfc3339(nanos, 3)
 }
 
 /// The combined format's timestamp of `nanos`, in UTC (`+0000`).
