@@ -80,7 +80,7 @@ impl Servers {
             headers.push(("authorization", auth.as_str()));
         }
         if method != "GET" {
-            let kind = if path == "/reload" {
+            let kind = if path.starts_with("/reload") {
                 "application/toml"
             } else {
                 "application/json"
@@ -259,15 +259,479 @@ async fn reload_takes_a_toml_config_and_refuses_a_broken_one() {
         .await;
     assert_eq!(status, 400);
     assert!(body["error"].as_str().unwrap().contains("mode"), "{body}");
-    // Observe mode through a reload: a banned address is served.
-    let (status, _) = s.admin("POST", "/reload", "mode = \"observe\"", true).await;
-    assert_eq!(status, 200);
+    // Observe mode through a reload that keeps the probe: a banned
+    // address is served.
+    let observe = format!("mode = \"observe\"\n{BOOK_CONFIG}");
+    let (status, body) = s.admin("POST", "/reload", &observe, true).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["summary"], "mode enforce -> observe");
     let ban = r#"{"actor": {"kind": "ip", "value": "127.0.0.1"}, "secs": 60}"#;
     assert_eq!(s.admin("POST", "/bans", ban, true).await.0, 201);
     assert_eq!(s.hello().await, 200);
-    let (status, _) = s.admin("POST", "/reload", "mode = \"enforce\"", true).await;
+    let (status, _) = s.admin("POST", "/reload", BOOK_CONFIG, true).await;
     assert_eq!(status, 200);
     assert_eq!(s.hello().await, 429);
+}
+
+/// The config of [`servers`].
+const BOOK_CONFIG: &str = r#"
+session = { header = "x-session" }
+
+[[probes]]
+name = "book"
+path = "/accounts/{id}/book"
+target = { path = "id" }
+"#;
+
+/// Servers over `config`, with the account in `x-account` (tests only),
+/// and the guard's handle.
+async fn servers_with(config: &str) -> (Servers, enumguard::GuardHandle) {
+    let layer = GuardLayer::builder()
+        .config(enumguard::Config::from_toml_str(config).unwrap())
+        .account(common::account_from_header)
+        .build()
+        .unwrap();
+    let handle = layer.handle();
+    let admin = AdminService::new(layer.handle(), TOKEN).unwrap();
+    (serve_both(layer, admin).await, handle)
+}
+
+impl Servers {
+    /// Account `account` reads `n` other accounts' books; the statuses.
+    async fn walk(&self, account: &str, n: u64) -> Vec<u16> {
+        let mut out = Vec::new();
+        for k in 0..n {
+            let req = http::Request::get(format!(
+                "http://{}/accounts/{}/book",
+                self.app,
+                5000 + k * 7
+            ))
+            .header("x-account", account)
+            .body(Full::default())
+            .unwrap();
+            out.push(self.client.request(req).await.unwrap().status().as_u16());
+        }
+        out
+    }
+
+    /// `GET /config`: the status, the content type and the TOML.
+    async fn config(&self) -> (u16, String, String) {
+        let auth = format!("Bearer {TOKEN}");
+        let req = http::Request::get(format!("http://{}/admin/config", self.admin))
+            .header("authorization", auth)
+            .body(Full::default())
+            .unwrap();
+        let res = self.client.request(req).await.unwrap();
+        let status = res.status().as_u16();
+        let kind = res.headers()["content-type"].to_str().unwrap().to_owned();
+        let bytes = res.into_body().collect().await.unwrap().to_bytes();
+        (status, kind, String::from_utf8(bytes.to_vec()).unwrap())
+    }
+}
+
+/// The trial's incident: `mode = "enforce"` alone, posted to /reload,
+/// silently dropped every probe and the next scraper read 99 books of 100.
+/// Now refused with 409, naming the probe and the way to force it; the
+/// probe keeps watching; the forced removal says what it removed.
+#[tokio::test]
+async fn a_config_without_probes_is_refused_and_says_how_to_force_it() {
+    let (s, handle) = servers_with(BOOK_CONFIG).await;
+    let (status, body) = s.admin("POST", "/reload", "mode = \"enforce\"", true).await;
+    assert_eq!(status, 409, "{body}");
+    let e = body["error"].as_str().unwrap();
+    assert!(e.contains("`book`"), "{e}");
+    assert!(e.contains("POST /reload?remove_probes=true"), "{e}");
+    assert_eq!(body["removed"], json!(["book"]));
+    assert_eq!(body["reloaded"], false);
+    // Everything it would have changed, to check before forcing.
+    assert!(
+        body["changes"]
+            .as_array()
+            .unwrap()
+            .contains(&json!({"change": "probe_removed", "probe": "book"})),
+        "{body}"
+    );
+    assert_eq!(handle.config().probes.len(), 1);
+    // Still watched: a scraper is stopped.
+    let statuses = s.walk("7", 30).await;
+    assert!(
+        statuses.iter().filter(|x| **x == 200).count() <= 15,
+        "{statuses:?}"
+    );
+    // A dry run says the same, and changes nothing either.
+    let (status, body) = s
+        .admin("POST", "/reload?dry_run=true", "mode = \"enforce\"", true)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["dry_run"], true);
+    assert_eq!(body["removed"], json!(["book"]));
+    assert_eq!(handle.config().probes.len(), 1);
+    // Bad flags are refused, not guessed.
+    for q in ["?remove_probes=yes", "?force=true", "?remove_probes=true&x"] {
+        let (status, _) = s
+            .admin("POST", &format!("/reload{q}"), "mode = \"enforce\"", true)
+            .await;
+        assert_eq!(status, 400, "{q}");
+    }
+    assert_eq!(handle.config().probes.len(), 1);
+    // Forced: removed, and said so.
+    let (status, body) = s
+        .admin(
+            "POST",
+            "/reload?remove_probes=true",
+            "mode = \"enforce\"",
+            true,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["reloaded"], true);
+    assert_eq!(body["changed"], true);
+    let summary = body["summary"].as_str().unwrap();
+    assert!(summary.contains("probe `book` removed"), "{summary}");
+    assert!(handle.config().probes.is_empty());
+    assert!(s.walk("8", 30).await.iter().all(|x| *x == 200));
+}
+
+/// `GET /config` is the running config with every default written out and
+/// its secrets redacted; fetched, edited and sent back, it changes only
+/// what was edited (the redacted secrets stand for the running ones).
+#[tokio::test]
+async fn the_running_config_is_served_redacted_and_goes_back_edited() {
+    const KEY: &str = "00112233445566778899aabbccddeeff";
+    let config = format!("session_key = \"{KEY}\"\n{BOOK_CONFIG}");
+    let (s, handle) = servers_with(&config).await;
+    let (status, kind, text) = s.config().await;
+    assert_eq!(status, 200);
+    assert!(kind.starts_with("application/toml"), "{kind}");
+    assert!(!text.contains(KEY) && !text.contains("0011"), "{text}");
+    assert!(text.contains("session_key = \"<redacted>\""), "{text}");
+    assert!(text.contains("name = \"book\""), "{text}");
+    // The defaults the probe runs with, written out.
+    assert!(text.contains("foreign_block = 15"), "{text}");
+    assert!(text.contains("self_target = true"), "{text}");
+    // Sent back unchanged: nothing changes, and it says so.
+    let (status, body) = s.admin("POST", "/reload", &text, true).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["changed"], false);
+    assert_eq!(body["summary"], "no change");
+    assert_eq!(body["changes"], json!([]));
+    // One threshold edited: that change only, the session key kept.
+    let edited = text.replace("foreign_block = 15", "foreign_block = 3");
+    let (status, body) = s.admin("POST", "/reload", &edited, true).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["changes"],
+        json!([{"change": "threshold", "probe": "book", "field": "foreign_block", "from": "15", "to": "3"}])
+    );
+    assert_eq!(
+        body["summary"],
+        "probe `book`: thresholds.foreign_block 15 -> 3"
+    );
+    assert_eq!(handle.config().session_key.as_deref(), Some(KEY));
+    assert_eq!(
+        handle.config().probes[0]
+            .resolved_thresholds()
+            .unwrap()
+            .foreign_block,
+        3
+    );
+    // A key of its own is taken, and never shown.
+    let other = text.replace("<redacted>", "ffeeddccbbaa99887766554433221100");
+    let (status, body) = s.admin("POST", "/reload", &other, true).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(!body.to_string().contains("ffeedd"), "{body}");
+    assert!(
+        body["summary"]
+            .as_str()
+            .unwrap()
+            .contains("session_key <redacted> -> <redacted>"),
+        "{body}"
+    );
+}
+
+/// A reload answers what it changed; a rollback puts back the probes and
+/// thresholds that ran before, and keeps the records and verdicts; a
+/// second rollback undoes the first.
+#[tokio::test]
+async fn a_rollback_restores_the_previous_probes_and_thresholds_and_keeps_state() {
+    let (s, handle) = servers_with(BOOK_CONFIG).await;
+    let (status, body) = s.admin("POST", "/rollback", "", true).await;
+    assert_eq!(status, 409, "nothing to roll back to yet: {body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("nothing to roll back")
+    );
+    // State: account 7 blocked by its walk, a ban of an address.
+    let statuses = s.walk("7", 20).await;
+    assert_eq!(statuses.last(), Some(&429), "{statuses:?}");
+    let ban =
+        json!({"actor": {"kind": "ip", "value": "203.0.113.9"}, "secs": 600, "reason": "scanner"});
+    assert_eq!(
+        s.admin("POST", "/bans", &ban.to_string(), true).await.0,
+        201
+    );
+    let tracked = handle.tracked();
+    let before = handle.config();
+    // A reload: another probe, a tighter threshold, observe mode.
+    let new = format!(
+        "mode = \"observe\"\n{BOOK_CONFIG}thresholds = {{ foreign_block = 5 }}\n\n\
+         [[probes]]\nname = \"reset\"\nmethod = \"POST\"\npath = \"/reset\"\n\
+         style = \"identities\"\ntarget = {{ json = \"email\" }}\n"
+    );
+    let (status, body) = s.admin("POST", "/reload", &new, true).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["summary"],
+        "mode enforce -> observe; probe `reset` added; probe `book`: thresholds.foreign_block 15 -> 5"
+    );
+    // Back: the change undone, reported as such.
+    let (status, body) = s.admin("POST", "/rollback?dry_run=true", "", true).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["rolled_back"], false);
+    assert_eq!(handle.config().probes.len(), 2, "a dry run changes nothing");
+    let (status, body) = s.admin("POST", "/rollback", "", true).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["rolled_back"], true);
+    assert_eq!(
+        body["summary"],
+        "mode observe -> enforce; probe `reset` removed; probe `book`: thresholds.foreign_block 5 -> 15"
+    );
+    assert_eq!(handle.config(), before);
+    // State kept: the walk's records, the detected block, the ban.
+    assert_eq!(handle.tracked(), tracked);
+    let account = enumguard::Actor::account(enumguard::AccountId::new("7"));
+    assert!(matches!(
+        handle.verdict(&account),
+        enumguard::Verdict::Block { .. }
+    ));
+    let (_, body) = s.admin("GET", "/actors/ip/203.0.113.9", "", true).await;
+    assert_eq!(body["verdict"]["kind"], "block", "{body}");
+    assert_eq!(body["verdict"]["note"], "scanner", "{body}");
+    // A second rollback undoes the first.
+    let (status, body) = s.admin("POST", "/rollback", "", true).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(handle.config().probes.len(), 2);
+    assert_eq!(handle.config().mode, enumguard::Mode::Observe);
+    // A rollback is a write: no form, no other site.
+    let auth = format!("Bearer {TOKEN}");
+    let (status, _) = s
+        .raw(
+            "POST",
+            "/rollback",
+            "",
+            &[("authorization", &auth), ("content-type", "text/plain")],
+        )
+        .await;
+    assert_eq!(status, 415);
+    assert_eq!(s.admin("GET", "/rollback", "", true).await.0, 405);
+    assert_eq!(s.admin("POST", "/config", "", true).await.0, 405);
+}
+
+/// Accounts and sessions are listed as keyed hashes; every call that
+/// names an actor takes that form, in a path (`%23` for `#`) and in a
+/// body, alone or as the whole listed string.
+#[tokio::test]
+async fn accounts_and_sessions_are_named_by_the_hash_the_listings_show() {
+    let (s, handle) = servers_with(BOOK_CONFIG).await;
+    let statuses = s.walk("7", 20).await;
+    assert_eq!(statuses.last(), Some(&429), "{statuses:?}");
+    let (_, body) = s.admin("GET", "/verdicts", "", true).await;
+    let listed = body["verdicts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["kind"] == "account")
+        .unwrap_or_else(|| panic!("{body}"))["actor"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let hash = listed.strip_prefix("account:").unwrap();
+    assert!(hash.starts_with('#') && hash.len() == 17, "{listed}");
+    let in_path = hash.replace('#', "%23");
+    // Inspected, in both path forms and both body forms.
+    for path in [
+        format!("/actors/account/{in_path}"),
+        format!("/actors/account:{in_path}"),
+        format!("/actors/account%3A{in_path}"),
+    ] {
+        let (status, body) = s.admin("GET", &path, "", true).await;
+        assert_eq!(status, 200, "{path}: {body}");
+        assert_eq!(body["actor"], listed.as_str());
+        assert_eq!(body["verdict"]["kind"], "block", "{path}: {body}");
+        assert!(!body["records"].as_array().unwrap().is_empty(), "{body}");
+    }
+    for who in [
+        json!({"actor": listed}),
+        json!({"kind": "account", "value": hash}),
+    ] {
+        let (status, body) = s
+            .admin("POST", "/actors/lookup", &who.to_string(), true)
+            .await;
+        assert_eq!(status, 200, "{who}: {body}");
+        assert_eq!(body["verdict"]["kind"], "block");
+    }
+    // Banned by the listed string in a body: the ban takes over.
+    let ban = json!({"actor": listed, "secs": 600, "reason": "scraper"});
+    let (status, body) = s.admin("POST", "/bans", &ban.to_string(), true).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["banned"], listed.as_str());
+    assert_eq!(body["note"], "scraper");
+    let account = enumguard::Actor::account(enumguard::AccountId::new("7"));
+    assert!(matches!(
+        handle.verdict(&account),
+        enumguard::Verdict::Block {
+            reason: enumguard::VerdictReason::Manual,
+            ..
+        }
+    ));
+    // Lifted by its hash in the path.
+    let (status, body) = s
+        .admin("DELETE", &format!("/bans/account/{in_path}"), "", true)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["unbanned"], listed.as_str());
+    assert_eq!(handle.verdict(&account), enumguard::Verdict::Allow);
+    // A lift forgets the actor: its hash names no one any more.
+    let (status, body) = s
+        .admin("DELETE", &format!("/bans/account:{in_path}"), "", true)
+        .await;
+    assert_eq!(status, 404, "{body}");
+
+    // A session, banned by its token in a body, lifted by its hash in a
+    // path (a hash is no secret; the token still never goes in a URL).
+    const SESSION: &str = "sess-Q7f3a9cSECRET";
+    let ban = json!({"actor": {"kind": "session", "value": SESSION}, "secs": 600});
+    let (status, body) = s.admin("POST", "/bans", &ban.to_string(), true).await;
+    assert_eq!(status, 201);
+    let listed = body["banned"].as_str().unwrap().to_owned();
+    assert_eq!(s.hello_as(Some(SESSION)).await, 429);
+    let in_path = listed.replace('#', "%23");
+    let (status, body) = s
+        .admin("GET", &format!("/actors/{in_path}"), "", true)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["verdict"]["kind"], "block");
+    let (status, body) = s
+        .admin("DELETE", &format!("/bans/{in_path}"), "", true)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(!body.to_string().contains("Q7f3a9c"));
+    assert_eq!(s.hello_as(Some(SESSION)).await, 200);
+    for path in [
+        format!("/actors/session:{SESSION}"),
+        format!("/bans/session:{SESSION}"),
+    ] {
+        let method = if path.starts_with("/bans") {
+            "DELETE"
+        } else {
+            "GET"
+        };
+        let (status, body) = s.admin(method, &path, "", true).await;
+        assert_eq!(status, 400, "{path}");
+        assert!(!body.to_string().contains("Q7f3a9c"), "{body}");
+    }
+}
+
+/// What a stolen token gains from the hash form: nothing it did not have.
+/// A hash names only an actor the guard knows; an unknown one (or a guess)
+/// is 404 and bans no one; malformed names are 400s that repeat nothing;
+/// no input panics the service.
+#[tokio::test]
+async fn a_hash_names_only_known_actors_and_bad_names_are_refused() {
+    let (s, handle) = servers_with(BOOK_CONFIG).await;
+    let unknown = "%23e7634a0c5b1d2f39";
+    for (method, path, body) in [
+        ("GET", format!("/actors/account/{unknown}"), String::new()),
+        ("DELETE", format!("/bans/account/{unknown}"), String::new()),
+        ("GET", format!("/actors/session:{unknown}"), String::new()),
+        (
+            "POST",
+            "/bans".to_owned(),
+            json!({"actor": "account:#e7634a0c5b1d2f39", "secs": 60}).to_string(),
+        ),
+    ] {
+        let (status, answer) = s.admin(method, &path, &body, true).await;
+        assert_eq!(status, 404, "{method} {path}: {answer}");
+        assert!(
+            answer["error"].as_str().unwrap().contains("no "),
+            "{answer}"
+        );
+    }
+    assert!(handle.verdicts().is_empty(), "nothing was banned");
+    for path in [
+        "/actors/%",
+        "/actors/:",
+        "/actors/account:",
+        "/actors/user:1",
+        "/actors/account/%23",
+        "/actors/account/%zz",
+        "/actors/ip/10.0.0.0%2F8",
+        "/actors/ip:%",
+        "/actors/%3A%3A%3A",
+    ] {
+        let (status, answer) = s.admin("GET", path, "", true).await;
+        assert!(matches!(status, 200 | 400), "{path}: {status} {answer}");
+    }
+    // An account whose id is not a hash is its id, as before.
+    let (status, body) = s.admin("GET", "/actors/account/%23nothex", "", true).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["verdict"]["kind"], "allow");
+    for bad in [
+        json!({"actor": 7, "secs": 60}),
+        json!({"actor": {"kind": "account"}, "secs": 60}),
+        json!({"actor": {"kind": "account", "value": "1", "x": 1}, "secs": 60}),
+        json!({"actor": "nokind", "secs": 60}),
+        json!({"actor": "", "secs": 60}),
+    ] {
+        let (status, answer) = s.admin("POST", "/bans", &bad.to_string(), true).await;
+        assert_eq!(status, 400, "{bad}: {answer}");
+        assert!(
+            answer["error"].as_str().unwrap().contains("kind"),
+            "{answer}"
+        );
+    }
+    assert!(handle.verdicts().is_empty());
+}
+
+/// A manual ban's reason is kept (bounded, one line) and shown wherever
+/// the ban is: its answer, `GET /verdicts`, `GET /actors/...`, the
+/// suspects; it goes with the ban.
+#[tokio::test]
+async fn a_ban_shows_its_reason_until_it_is_lifted() {
+    let (s, handle) = servers_with(BOOK_CONFIG).await;
+    let reason = "scraper, ticket 42\nFAKE: enumguard admin: unban";
+    let ban =
+        json!({"actor": {"kind": "ip", "value": "203.0.113.9"}, "secs": 600, "reason": reason});
+    let (status, body) = s.admin("POST", "/bans", &ban.to_string(), true).await;
+    assert_eq!(status, 201);
+    let kept = "scraper, ticket 42 FAKE: enumguard admin: unban";
+    assert_eq!(body["note"], kept, "{body}");
+    let (_, body) = s.admin("GET", "/verdicts", "", true).await;
+    assert_eq!(body["verdicts"][0]["verdict"]["note"], kept, "{body}");
+    let (_, body) = s.admin("GET", "/actors/ip/203.0.113.9", "", true).await;
+    assert_eq!(body["verdict"]["note"], kept, "{body}");
+    assert_eq!(handle.verdicts()[0].note.as_deref(), Some(kept));
+    // Extended without a reason: the reason stays.
+    let again = json!({"actor": "ip:203.0.113.9", "secs": 900});
+    let (_, body) = s.admin("POST", "/bans", &again.to_string(), true).await;
+    assert_eq!(body["note"], kept, "{body}");
+    // Bounded: a long reason is cut.
+    let long = json!({"actor": {"kind": "ip", "value": "203.0.113.10"}, "secs": 60, "reason": "x".repeat(100_000)});
+    let (status, body) = s.admin("POST", "/bans", &long.to_string(), true).await;
+    assert_eq!(status, 201);
+    assert_eq!(
+        body["note"].as_str().unwrap().len(),
+        enumguard::GuardHandle::MAX_NOTE_BYTES
+    );
+    // Gone with the ban.
+    let (status, body) = s.admin("DELETE", "/bans/ip/203.0.113.9", "", true).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["note"], kept);
+    let again = json!({"actor": "ip:203.0.113.9", "secs": 60});
+    let (_, body) = s.admin("POST", "/bans", &again.to_string(), true).await;
+    assert_eq!(body["note"], Value::Null, "{body}");
 }
 
 /// The config the guard runs, as an operator would check it.

@@ -24,8 +24,10 @@
 //! | `load.rs` | reading TOML, errors with line and field |
 //! | `validate.rs` | every check a config must pass |
 //! | `error.rs` | [`ConfigError`] |
+//! | `diff.rs` | [`ConfigDiff`]: what a reload changes; [`ReloadError`] |
 //! | `explain.rs` | [`Config::explain`]: what a config means, and its holes |
 
+mod diff;
 mod error;
 mod explain;
 mod load;
@@ -34,6 +36,7 @@ mod schema;
 mod thresholds;
 mod validate;
 
+pub use diff::{Change, ConfigDiff, ReloadError};
 pub use error::{ConfigError, ConfigErrorKind};
 pub use explain::{ActorSource, Explanation, ProbeExplanation, Warning, WarningKind};
 pub use probe::{OutcomeConfig, Oversized, ProbeConfig, ProbeStyle, TargetConfig};

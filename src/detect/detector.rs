@@ -14,7 +14,7 @@ use super::policy::Policy;
 use super::probes::ProbeLive;
 use crate::actor::{AccountId, ActorKey};
 use crate::clock::secs_to_nanos;
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigDiff, ConfigError, ReloadError};
 use crate::probe::TargetInfo;
 use crate::state::record::Evidence;
 use crate::state::remote::Remote;
@@ -79,9 +79,9 @@ pub struct Detector {
     /// The session key used when the config sets none.
     random_session_key: (u64, u64),
     pub(crate) warned_missing_peer: AtomicBool,
-    /// Probe names by slot, for the life of the detector: a slot freed by
-    /// a reload is reused only once every other slot has been used.
-    slots: Mutex<Slots>,
+    /// Probe names by slot, and the config to roll back to; locked for the
+    /// whole of a reload, so reloads take turns.
+    reloads: Mutex<Reloads>,
     /// Told of every verdict change made here (set once).
     listener: OnceLock<Box<dyn VerdictListener>>,
     /// What other replicas saw of each (actor, probe).
@@ -97,7 +97,17 @@ pub struct Detector {
 /// actors) on a probe slot.
 pub(crate) type Touched = dyn Fn(&[Option<ActorKey>; 4], u8) + Send + Sync;
 
+/// What reloads keep between them.
 #[derive(Default)]
+struct Reloads {
+    /// Probe names by slot, for the life of the detector: a slot freed by
+    /// a reload is reused only once every other slot has been used.
+    slots: Slots,
+    /// The config the last reload that changed anything replaced.
+    previous: Option<Arc<Config>>,
+}
+
+#[derive(Default, Clone)]
 struct Slots {
     names: Vec<Option<Arc<str>>>,
     /// Freed slots, oldest first.
@@ -200,7 +210,10 @@ impl Detector {
             target_key,
             random_session_key,
             warned_missing_peer: AtomicBool::new(false),
-            slots: Mutex::new(slots),
+            reloads: Mutex::new(Reloads {
+                slots,
+                previous: None,
+            }),
             listener: OnceLock::new(),
             remote: Remote::new(c_max_actors),
             touched: OnceLock::new(),
@@ -230,12 +243,20 @@ impl Detector {
         self.generation.load(Ordering::Acquire)
     }
 
-    /// Replaces the policy with `config`, compiled. New thresholds apply
-    /// from the next request on; records, verdicts and strikes stay, and so
-    /// do the service-wide views of the probes that keep their name. A
-    /// probe the new config no longer has loses its records (a probe's
-    /// records are keyed by its name's slot). An invalid config is refused
-    /// and the old policy keeps running.
+    /// Replaces the policy with `config`, compiled, and returns what
+    /// changed. New thresholds apply from the next request on; records,
+    /// verdicts and strikes stay, and so do the service-wide views of the
+    /// probes that keep their name. A probe the new config no longer has
+    /// loses its records (a probe's records are keyed by its name's slot):
+    /// a reload may remove probes; for a config that comes from outside the
+    /// code, [`reload_keeping_probes`](Self::reload_keeping_probes) refuses
+    /// that. An invalid config is refused and the old policy keeps running.
+    ///
+    /// The reload is atomic (reloads take turns; requests see the old
+    /// policy or the new one, never a mix), logged at `warn` on target
+    /// `enumguard` with the [`ConfigDiff`] (at `info` when it changes
+    /// nothing, and then the running policy is left as it is), and the
+    /// config it replaced is kept for [`rollback`](Self::rollback).
     ///
     /// `limits` (the bounds on records and verdicts) are fixed when the
     /// detector is made; a reload that changes them is refused. A changed
@@ -246,32 +267,109 @@ impl Detector {
     ///
     /// # Errors
     /// The new config's first invalid field.
-    pub fn reload(&self, config: Config) -> Result<(), ConfigError> {
-        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+    pub fn reload(&self, config: Config) -> Result<ConfigDiff, ConfigError> {
+        let mut state = self.reloads.lock().unwrap_or_else(|e| e.into_inner());
+        self.apply_config(&mut state, config, true, "reloaded")
+            .map_err(|e| match e {
+                ReloadError::Invalid(e) => e,
+                // Removal is allowed, and this is no rollback.
+                other => ConfigError::invalid("probes", "", other.to_string()),
+            })
+    }
+
+    /// [`reload`](Self::reload), refused if the new config lacks a probe
+    /// the running one has: a config that forgot its `[[probes]]` (or a
+    /// probe renamed by a typo) would otherwise stop watching those
+    /// endpoints. The check and the swap happen under one lock, so no other
+    /// reload comes in between.
+    ///
+    /// # Errors
+    /// [`ReloadError::RemovesProbes`] with the probes it would remove and
+    /// everything it would change; [`ReloadError::Invalid`] for an invalid
+    /// config.
+    pub fn reload_keeping_probes(&self, config: Config) -> Result<ConfigDiff, ReloadError> {
+        let mut state = self.reloads.lock().unwrap_or_else(|e| e.into_inner());
+        self.apply_config(&mut state, config, false, "reloaded")
+    }
+
+    /// Goes back to the config the last reload (or rollback) that changed
+    /// anything replaced, as a reload that may remove probes (those the
+    /// last reload added); returns what changed. Records, verdicts and
+    /// strikes stay, as in any reload (a probe the last reload removed
+    /// comes back without the records it had). A second rollback undoes
+    /// the first.
+    ///
+    /// # Errors
+    /// [`ReloadError::NothingToRollBack`] before any reload changed the
+    /// config.
+    pub fn rollback(&self) -> Result<ConfigDiff, ReloadError> {
+        let mut state = self.reloads.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(previous) = state.previous.clone() else {
+            return Err(ReloadError::NothingToRollBack);
+        };
+        self.apply_config(&mut state, Config::clone(&previous), true, "rolled back")
+    }
+
+    /// The config [`rollback`](Self::rollback) would go back to, if any.
+    pub fn previous_config(&self) -> Option<Config> {
+        let state = self.reloads.lock().unwrap_or_else(|e| e.into_inner());
+        state.previous.as_deref().cloned()
+    }
+
+    /// What a [`reload`](Self::reload) to `config` would change, with the
+    /// same checks, without applying it (a dry run).
+    ///
+    /// # Errors
+    /// The config's first invalid field, as the reload would refuse it.
+    pub fn diff(&self, config: &Config) -> Result<ConfigDiff, ConfigError> {
+        let state = self.reloads.lock().unwrap_or_else(|e| e.into_inner());
         let old = self.policy.load_full();
-        if config.limits != old.config.limits {
-            return Err(ConfigError::invalid(
-                "limits",
-                format!(
-                    "max_actors = {}, max_verdicts = {}",
-                    config.limits.max_actors, config.limits.max_verdicts
-                ),
-                "the bounds on records and verdicts are set when the guard is built; build a new guard to change them",
-            ));
+        fixed_settings(&old.config, config)?;
+        // Compiled on a copy of the slots: the checks of a reload, no
+        // effect.
+        let mut slots = state.slots.clone();
+        compile(
+            &mut slots,
+            config.clone(),
+            self.random_session_key,
+            Some(&old),
+        )?;
+        Ok(ConfigDiff::between(&old.config, config))
+    }
+
+    /// The steps of a reload, under the reload lock (`state`).
+    fn apply_config(
+        &self,
+        state: &mut Reloads,
+        config: Config,
+        allow_removal: bool,
+        what: &'static str,
+    ) -> Result<ConfigDiff, ReloadError> {
+        let old = self.policy.load_full();
+        fixed_settings(&old.config, &config)?;
+        config.validate()?;
+        let diff = ConfigDiff::between(&old.config, &config);
+        if !allow_removal && diff.removed_probes().next().is_some() {
+            return Err(ReloadError::RemovesProbes {
+                removed: diff.removed_probes().map(str::to_owned).collect(),
+                diff,
+            });
         }
-        if config.cluster != old.config.cluster {
-            return Err(ConfigError::invalid(
-                "cluster",
-                "",
-                "the cluster settings are set when the guard is built; build a new guard to change them",
-            ));
+        if diff.is_empty() {
+            tracing::info!(target: "enumguard", "enumguard config {what}: no change");
+            return Ok(diff);
         }
-        let new = compile(&mut slots, config, self.random_session_key, Some(&old))?;
-        let removed: Vec<u8> = old
+        let new = compile(
+            &mut state.slots,
+            config,
+            self.random_session_key,
+            Some(&old),
+        )?;
+        let removed: Vec<(u8, Arc<str>)> = old
             .probes
             .iter()
             .filter(|p| new.by_slot(p.slot).is_none_or(|q| q.name != p.name))
-            .map(|p| p.slot)
+            .map(|p| (p.slot, p.name.clone()))
             .collect();
         // While both policies may be read, eviction keeps what either would.
         for p in &new.probes {
@@ -292,21 +390,28 @@ impl Detector {
             .collect();
         self.policy.store(Arc::new(new));
         self.generation.fetch_add(1, Ordering::AcqRel);
+        state.previous = Some(Arc::new(old.config.clone()));
         for (slot, score) in keep {
             self.store.set_keep_score(slot, score);
         }
         self.store.set_strike_memory(memory);
-        for slot in removed {
+        for (slot, probe) in removed {
             // Its records, and the verdicts that could only ever apply to
             // its requests (address verdicts and throttles); a person's
             // block stays, wherever it was earned.
             let records = self.store.drop_probe(slot);
             self.remote.drop_probe(slot);
             let verdicts = self.verdicts.drop_probe(slot);
-            slots.freed.push_back(slot);
-            tracing::info!(target: "enumguard", slot, records, verdicts, "probe removed by reload: its records are dropped");
+            state.slots.freed.push_back(slot);
+            tracing::info!(target: "enumguard", probe = %probe, slot, records, verdicts, "probe removed by reload: its records are dropped");
         }
-        Ok(())
+        tracing::warn!(
+            target: "enumguard",
+            changes = diff.len(),
+            diff = %diff,
+            "enumguard config {what}"
+        );
+        Ok(diff)
     }
 
     /// A probe request's target, reduced to what the signals keep: a keyed
@@ -572,6 +677,29 @@ fn compile(
         Ok((slot, live))
     };
     Policy::compile(config, random_session_key, &mut slot_of)
+}
+
+/// Refuses a change of what is fixed when the detector is made: the
+/// bounds on records and verdicts, and the cluster.
+fn fixed_settings(old: &Config, new: &Config) -> Result<(), ConfigError> {
+    if new.limits != old.limits {
+        return Err(ConfigError::invalid(
+            "limits",
+            format!(
+                "max_actors = {}, max_verdicts = {}",
+                new.limits.max_actors, new.limits.max_verdicts
+            ),
+            "the bounds on records and verdicts are set when the guard is built; build a new guard to change them",
+        ));
+    }
+    if new.cluster != old.cluster {
+        return Err(ConfigError::invalid(
+            "cluster",
+            "",
+            "the cluster settings are set when the guard is built; build a new guard to change them",
+        ));
+    }
+    Ok(())
 }
 
 /// How long a strike keeps a record from eviction after its last activity:

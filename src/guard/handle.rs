@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::shared::Shared;
-use crate::actor::{Actor, ActorKey};
-use crate::config::{Config, ConfigError};
+use crate::actor::{Actor, ActorKey, ActorKind};
+use crate::config::{Config, ConfigDiff, ConfigError, ReloadError};
 use crate::detect::Detector;
 use crate::state::Verdict;
 
@@ -63,6 +63,10 @@ pub struct ActiveVerdict {
     /// The probe it was caught on (`None` for a manual ban, which covers
     /// every request).
     pub probe: Option<String>,
+    /// What the operator wrote when banning (see
+    /// [`GuardHandle::ban_key`]); `None` for a detected verdict or a ban
+    /// without one.
+    pub note: Option<String>,
 }
 
 /// The stronger of two verdicts: a block over a throttle over nothing,
@@ -91,15 +95,103 @@ impl GuardHandle {
     /// Blocks `actor` for `duration` (refused at once, the inner service is
     /// not called). Replaces a shorter verdict; a longer block stays.
     pub fn ban(&self, actor: &Actor, duration: Duration) {
+        self.ban_key(self.key(actor), duration, "");
+    }
+
+    /// The longest note kept with a ban, in bytes (see
+    /// [`ban_key`](Self::ban_key)).
+    pub const MAX_NOTE_BYTES: usize = 200;
+
+    /// Blocks the actor of `key` for `duration`, as [`ban`](Self::ban)
+    /// does, keeping `note` (why, who, a ticket) with the ban, to show in
+    /// [`verdicts`](Self::verdicts) and [`ban_note`](Self::ban_note). The
+    /// key is one [`key`](Self::key) gives, or one a listing shows
+    /// ([`suspects`](Self::suspects), [`verdicts`](Self::verdicts), found
+    /// again from its hash with [`known_key`](Self::known_key)), so that an
+    /// account or a session listed only by its hash can be banned.
+    ///
+    /// The note is cut to [`MAX_NOTE_BYTES`](Self::MAX_NOTE_BYTES), with
+    /// control characters (line breaks included) written as spaces. It is
+    /// kept with the ban and goes with it (lifted, ended, replaced); this
+    /// replica's only (the cluster sync does not carry it). An empty note
+    /// keeps the one the actor's ban had.
+    pub fn ban_key(&self, key: ActorKey, duration: Duration, note: &str) {
         let now = self.shared.now();
         let nanos = duration.as_nanos().min(u64::MAX as u128) as u64;
-        self.shared.core().ban(self.key(actor), now, nanos.max(1));
+        let core = self.shared.core();
+        let note = clean_note(note)
+            .map(std::sync::Arc::<str>::from)
+            .or_else(|| core.verdicts.note(&key));
+        core.ban(key, now, nanos.max(1));
+        if let Some(note) = note {
+            core.verdicts.set_note(&key, note, now);
+        }
+    }
+
+    /// The note kept with the ban of the actor of `key`, if any.
+    pub fn ban_note(&self, key: ActorKey) -> Option<String> {
+        self.shared
+            .core()
+            .verdicts
+            .note(&key)
+            .map(|n| n.to_string())
     }
 
     /// Lifts any verdict on `actor` and forgets its signals and strikes.
     /// Returns whether it had a verdict.
     pub fn unban(&self, actor: &Actor) -> bool {
-        self.shared.core().unban(self.key(actor))
+        self.unban_key(self.key(actor))
+    }
+
+    /// [`unban`](Self::unban) by key (see [`ban_key`](Self::ban_key)).
+    pub fn unban_key(&self, key: ActorKey) -> bool {
+        self.shared.core().unban(key)
+    }
+
+    /// The verdict held against the actor of `key` itself (for an address,
+    /// [`verdict`](Self::verdict) also reads its subnet's).
+    pub fn verdict_key(&self, key: ActorKey) -> Verdict {
+        self.shared.core().verdict_of(&key, self.shared.now())
+    }
+
+    /// The key of a session or an account the guard knows (holds a record
+    /// or a live verdict for), from the hash a listing shows:
+    /// `#e7634a0c5b1d2f39` (16 hex digits, as [`ActorKey`]'s `Display`
+    /// writes it), with or without its `account:` or `session:` prefix.
+    /// `None` if no such actor is known, or `hash` is not of that form: a
+    /// hash keeps only part of the key, so an actor the guard has never
+    /// seen cannot be named by one (name it by its id, [`key`](Self::key)).
+    /// Walks the store: for admin use, not per request.
+    pub fn known_key(&self, kind: ActorKind, hash: &str) -> Option<ActorKey> {
+        if !kind.is_personal() {
+            return None;
+        }
+        let hash = hash
+            .strip_prefix(kind.as_str())
+            .and_then(|h| h.strip_prefix(':'))
+            .unwrap_or(hash);
+        let hex = hash.strip_prefix('#')?;
+        if hex.len() != 16 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        let hi = u64::from_str_radix(hex, 16).ok()?;
+        let is = |key: &ActorKey| {
+            let (k, _, h, _) = key.parts();
+            k == kind && h == hi
+        };
+        let core = self.shared.core();
+        let now = self.shared.now();
+        if let Some((key, _)) = core.verdicts.live(now).into_iter().find(|(k, _)| is(k)) {
+            return Some(key);
+        }
+        let mut found = None;
+        core.store.for_each(|key, _| {
+            let actor = key.actor();
+            if found.is_none() && is(&actor) {
+                found = Some(actor);
+            }
+        });
+        found
     }
 
     /// The verdict the gate holds against `actor` now: for an address,
@@ -144,6 +236,7 @@ impl GuardHandle {
                 actor: c.actor,
                 verdict: c.verdict(),
                 probe: c.probe.map(|p| p.to_string()),
+                note: self.ban_note(c.actor),
             })
             .collect();
         out.sort_by_key(|v| {
@@ -192,7 +285,8 @@ impl GuardHandle {
         out
     }
 
-    /// Replaces the guard's settings with `config` while it runs: new
+    /// Replaces the guard's settings with `config` while it runs, and
+    /// returns what changed ([`ConfigDiff`]; empty when nothing did): new
     /// thresholds, probes, lists and mode apply from the next request on;
     /// records, verdicts and strikes stay (see [`Detector::reload`] for
     /// what a removed probe loses). What only code gives (the account
@@ -201,6 +295,17 @@ impl GuardHandle {
     /// trusted proxies, mode...) is part of the config: a reload replaces
     /// it with what `config` says. To change one setting, start from the
     /// config in force, [`config`](Self::config), which includes them.
+    ///
+    /// The reload is atomic, logged at `warn` (target `enumguard`) with
+    /// what changed, and the config it replaced is kept for
+    /// [`rollback`](Self::rollback). [`diff`](Self::diff) shows what a
+    /// reload would change without applying it.
+    ///
+    /// This reload **may remove probes**: code that builds a config means
+    /// what it says. A config that comes from outside the code (a file an
+    /// operator edits, a request) may have lost its probes by mistake: load
+    /// it with [`reload_keeping_probes`](Self::reload_keeping_probes),
+    /// which refuses that (the admin service does).
     ///
     /// # Errors
     /// An invalid config is refused with its first invalid field, and the
@@ -211,20 +316,81 @@ impl GuardHandle {
     /// let layer = GuardLayer::builder().build().unwrap();
     /// let handle = layer.handle();
     /// let observe = Config::from_toml_str("mode = \"observe\"").unwrap();
-    /// handle.reload(observe).unwrap();
+    /// let diff = handle.reload(observe.clone()).unwrap();
+    /// assert_eq!(diff.to_string(), "mode enforce -> observe");
     /// assert_eq!(handle.config().mode, Mode::Observe);
+    /// assert!(handle.reload(observe).unwrap().is_empty(), "nothing changes twice");
     /// let mut bad = Config::default();
     /// bad.limits.max_verdicts = 1;
     /// assert!(handle.reload(bad).is_err());
     /// assert_eq!(handle.config().mode, Mode::Observe, "the old config runs on");
+    /// // Back to what ran before the last change.
+    /// handle.rollback().unwrap();
+    /// assert_eq!(handle.config().mode, Mode::Enforce);
     /// ```
     ///
     /// [`Detector::reload`]: crate::detect::Detector::reload
-    pub fn reload(&self, config: Config) -> Result<(), ConfigError> {
+    pub fn reload(&self, config: Config) -> Result<ConfigDiff, ConfigError> {
         self.shared.core().reload(config)
     }
 
-    /// The settings in force now.
+    /// [`reload`](Self::reload), refused if `config` lacks a probe the
+    /// running config has: a config file that lost its `[[probes]]` (or
+    /// renamed one by a typo) would otherwise stop watching those
+    /// endpoints without a word. To remove probes on purpose, use
+    /// [`reload`](Self::reload). Checked and applied under one lock.
+    ///
+    /// # Errors
+    /// [`ReloadError::RemovesProbes`], with the probes and everything the
+    /// config would change; [`ReloadError::Invalid`] for an invalid config.
+    /// Either way the running config is kept.
+    ///
+    /// ```
+    /// use enumguard::config::ReloadError;
+    /// use enumguard::{Config, GuardLayer, ProbeConfig, TargetConfig};
+    /// let layer = GuardLayer::builder()
+    ///     .probe(ProbeConfig::objects("book", "GET", "/book/{id}", TargetConfig::path("id")))
+    ///     .build()
+    ///     .unwrap();
+    /// let handle = layer.handle();
+    /// let forgot = Config::from_toml_str("mode = \"enforce\"").unwrap();
+    /// let e = handle.reload_keeping_probes(forgot).unwrap_err();
+    /// assert!(matches!(&e, ReloadError::RemovesProbes { removed, .. } if removed == &["book"]));
+    /// assert_eq!(handle.config().probes.len(), 1, "still watched");
+    /// ```
+    pub fn reload_keeping_probes(&self, config: Config) -> Result<ConfigDiff, ReloadError> {
+        self.shared.core().reload_keeping_probes(config)
+    }
+
+    /// Goes back to the config that ran before the last reload that
+    /// changed anything (a second rollback undoes the first), and returns
+    /// what changed. Records, verdicts and strikes stay, as in any reload;
+    /// a probe the last reload removed comes back without the records it
+    /// had. Logged at `warn` like a reload.
+    ///
+    /// # Errors
+    /// [`ReloadError::NothingToRollBack`] before any reload changed the
+    /// config.
+    pub fn rollback(&self) -> Result<ConfigDiff, ReloadError> {
+        self.shared.core().rollback()
+    }
+
+    /// The config [`rollback`](Self::rollback) would go back to, if any.
+    pub fn previous_config(&self) -> Option<Config> {
+        self.shared.core().previous_config()
+    }
+
+    /// What a reload to `config` would change, checked as a reload checks
+    /// it, without applying it.
+    ///
+    /// # Errors
+    /// The config's first invalid field, as a reload would refuse it.
+    pub fn diff(&self, config: &Config) -> Result<ConfigDiff, ConfigError> {
+        self.shared.core().diff(config)
+    }
+
+    /// The settings in force now, as given (see [`Config::effective`] for
+    /// every default written out, [`Config::redacted`] to print them).
     pub fn config(&self) -> Config {
         self.shared.core().policy().config().clone()
     }
@@ -248,5 +414,44 @@ impl GuardHandle {
     /// The detection core, for adapters of your own (a log replay, say).
     pub fn detector(&self) -> &Detector {
         self.shared.core()
+    }
+}
+
+/// A ban's note as kept: control characters as spaces, trimmed, cut to
+/// [`GuardHandle::MAX_NOTE_BYTES`] on a character boundary; `None` if
+/// nothing is left.
+fn clean_note(note: &str) -> Option<String> {
+    let mut out = String::with_capacity(note.len().min(GuardHandle::MAX_NOTE_BYTES));
+    for c in note
+        .trim()
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+    {
+        if out.len() + c.len_utf8() > GuardHandle::MAX_NOTE_BYTES {
+            break;
+        }
+        out.push(c);
+    }
+    let out = out.trim_end();
+    (!out.is_empty()).then(|| out.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notes_are_one_bounded_line() {
+        assert_eq!(clean_note(""), None);
+        assert_eq!(clean_note(" \n\t "), None);
+        assert_eq!(
+            clean_note("scraper\nFAKE LOG LINE").as_deref(),
+            Some("scraper FAKE LOG LINE")
+        );
+        let long = "é".repeat(GuardHandle::MAX_NOTE_BYTES);
+        let kept = clean_note(&long).unwrap();
+        assert!(kept.len() <= GuardHandle::MAX_NOTE_BYTES);
+        assert_eq!(kept.len(), GuardHandle::MAX_NOTE_BYTES);
+        assert!(kept.chars().all(|c| c == 'é'));
     }
 }

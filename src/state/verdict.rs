@@ -163,6 +163,9 @@ pub(crate) struct Entry {
     pub(crate) reason: VerdictReason,
     pub(crate) strikes: u32,
     pub(crate) probe: Option<u8>,
+    /// An operator's words on a ban (see [`Table::set_note`]): kept with
+    /// the entry, so it goes when the ban does.
+    pub(crate) note: Option<Arc<str>>,
 }
 
 /// Whether a verdict can refuse a request that matches no probe, with an
@@ -453,6 +456,7 @@ impl Table {
             reason,
             strikes,
             probe,
+            note: None,
         };
         self.upsert(key, now, |old| match old {
             Some(e) if e.until > now => merge_block(key.kind(), e, new),
@@ -485,6 +489,7 @@ impl Table {
                 reason,
                 strikes,
                 probe,
+                note: None,
             }),
         });
         held.map_or(Ok(()), Err)
@@ -519,6 +524,7 @@ impl Table {
                     reason,
                     strikes: old.map_or(0, |e| e.strikes),
                     probe,
+                    note: None,
                 })
             }
         });
@@ -528,6 +534,24 @@ impl Table {
     fn limiter(&self, now: u64, quota: Quota) -> Arc<Limiter> {
         self.clock.at(now);
         Arc::new(RateLimiter::direct_with_clock(quota, self.clock.clone()))
+    }
+
+    /// Keeps `note` with `key`'s verdict if it is a live operator's ban
+    /// (the note goes with the entry: when the ban is lifted, ends or is
+    /// replaced by another verdict). Returns whether it was kept.
+    pub(crate) fn set_note(&self, key: &ActorKey, note: Arc<str>, now: u64) -> bool {
+        match self.map.get_mut(key) {
+            Some(mut e) if e.until > now && e.reason == VerdictReason::Manual => {
+                e.note = Some(note);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The note kept with `key`'s verdict, if any.
+    pub(crate) fn note(&self, key: &ActorKey) -> Option<Arc<str>> {
+        self.map.get(key).and_then(|e| e.note.clone())
     }
 
     /// Every verdict still live at `now`.
@@ -1060,5 +1084,29 @@ mod tests {
         ));
         assert!(matches!(t.verdict(&ip(2), now), Verdict::Throttle { .. }));
         assert!(!t.no_wide(|| now));
+    }
+
+    /// An operator's note is kept with the ban it was given with: through
+    /// a detected block over it, gone when the ban is lifted or ends, never
+    /// kept on a detected verdict.
+    #[test]
+    fn a_note_lives_and_goes_with_its_ban() {
+        let t = table(16);
+        let note: Arc<str> = Arc::from("scraper, ticket 42");
+        detected_probe_block(&t, ip(1), H);
+        assert!(
+            !t.set_note(&ip(1), note.clone(), 2),
+            "not on a detected block"
+        );
+        assert!(t.block(ip(2), H, VerdictReason::Manual, 1, None, 1));
+        assert!(t.set_note(&ip(2), note.clone(), 2));
+        assert!(!t.block(ip(2), 4 * H, VerdictReason::Detected, 2, Some(0), 3));
+        assert_eq!(t.note(&ip(2)).as_deref(), Some("scraper, ticket 42"));
+        assert!(t.remove(&ip(2)));
+        assert_eq!(t.note(&ip(2)), None);
+        assert!(t.block(ip(3), 10, VerdictReason::Manual, 1, None, 1));
+        assert!(!t.set_note(&ip(3), note, 10), "ended");
+        t.purge_expired(10);
+        assert_eq!(t.note(&ip(3)), None);
     }
 }

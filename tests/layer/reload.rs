@@ -187,3 +187,176 @@ fn a_probe_that_matches_no_request_is_warned_about() {
     let compiled = capture.with_message("enumguard policy compiled");
     assert_eq!(compiled.first().map(|e| e["probes"].as_str()), Some("1"));
 }
+
+/// A reload through the handle is a diff: it says what it changed (and
+/// that nothing did), logs it at WARN on target `enumguard`, and leaves a
+/// config that changes nothing unapplied.
+#[test]
+fn a_reload_returns_and_logs_what_it_changed() {
+    let capture = Capture::default();
+    let layer = GuardLayer::builder()
+        .probe(common::addressbook())
+        .build()
+        .unwrap();
+    let handle = layer.handle();
+    let (diff, unchanged, generations) = capture.run(|| {
+        let mut tight = handle.config();
+        tight.mode = Mode::Observe;
+        tight.probes[0] = common::addressbook().thresholds(enumguard::Thresholds {
+            foreign_block: 3,
+            ..enumguard::Thresholds::objects()
+        });
+        let diff = handle.reload(tight.clone()).unwrap();
+        let generation = handle.detector().generation();
+        // The same config again, written out in full: nothing changes.
+        let unchanged = handle.reload(tight.effective().unwrap()).unwrap();
+        (
+            diff,
+            unchanged,
+            (generation, handle.detector().generation()),
+        )
+    });
+    assert_eq!(
+        diff.to_string(),
+        "mode enforce -> observe; probe `addressbook`: thresholds.foreign_block 15 -> 3"
+    );
+    assert_eq!(
+        diff.changes()[1],
+        enumguard::config::Change::Threshold {
+            probe: "addressbook".into(),
+            field: "foreign_block".into(),
+            from: Some("15".into()),
+            to: Some("3".into()),
+        }
+    );
+    assert!(unchanged.is_empty());
+    assert_eq!(unchanged.to_string(), "no change");
+    assert_eq!(generations.0, generations.1, "nothing was swapped");
+    let logged = capture.with_message("enumguard config reloaded");
+    assert_eq!(logged.len(), 1, "{logged:?}");
+    assert_eq!(logged[0]["level"], "WARN");
+    assert_eq!(logged[0]["diff"], diff.to_string());
+    assert_eq!(
+        capture
+            .with_message("enumguard config reloaded: no change")
+            .len(),
+        1
+    );
+}
+
+/// The plain reload removes probes (code that builds a config means it,
+/// and the diff says so); `reload_keeping_probes`, for configs from
+/// outside the code, refuses and keeps the probe running.
+#[tokio::test]
+async fn a_reload_keeping_probes_refuses_to_remove_one_and_the_plain_reload_reports_it() {
+    let clock = ManualClock::new();
+    let layer = GuardLayer::builder()
+        .probe(common::addressbook())
+        .account(common::account_from_header)
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let handle = layer.handle();
+    let forgot = Config::from_toml_str("mode = \"enforce\"").unwrap();
+    let e = handle.reload_keeping_probes(forgot.clone()).unwrap_err();
+    match &e {
+        enumguard::config::ReloadError::RemovesProbes { removed, diff } => {
+            assert_eq!(removed, &["addressbook"]);
+            assert_eq!(diff.removed_probes().collect::<Vec<_>>(), ["addressbook"]);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(e.to_string().contains("`addressbook`"), "{e}");
+    assert_eq!(handle.config().probes.len(), 1);
+    // Still watched: the walk is stopped.
+    let statuses = walk(&layer, &clock).await;
+    assert_eq!(statuses.last(), Some(&429), "{statuses:?}");
+    // An invalid config is an `Invalid`, named by its field.
+    let mut bad = handle.config();
+    bad.trusted_proxies = vec!["10.0.0.0/33".into()];
+    match handle.reload_keeping_probes(bad).unwrap_err() {
+        enumguard::config::ReloadError::Invalid(e) => {
+            assert_eq!(e.field(), Some("trusted_proxies[0]"))
+        }
+        other => panic!("{other:?}"),
+    }
+    // Removed on purpose: said so.
+    let diff = handle.reload(forgot).unwrap();
+    assert_eq!(diff.to_string(), "probe `addressbook` removed");
+    assert!(handle.config().probes.is_empty());
+}
+
+/// A rollback puts back the probes and thresholds that ran before the last
+/// change, keeps records, verdicts and strikes, and a second one undoes
+/// it; before any change there is nothing to roll back to.
+#[tokio::test]
+async fn a_rollback_restores_probes_and_thresholds_and_keeps_state() {
+    let clock = ManualClock::new();
+    let layer = GuardLayer::builder()
+        .probe(common::addressbook())
+        .account(common::account_from_header)
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let handle = layer.handle();
+    assert!(matches!(
+        handle.rollback().unwrap_err(),
+        enumguard::config::ReloadError::NothingToRollBack
+    ));
+    assert!(handle.previous_config().is_none());
+    let statuses = walk(&layer, &clock).await;
+    assert_eq!(statuses.last(), Some(&429), "{statuses:?}");
+    handle.ban(&Actor::ip(ip("203.0.113.9")), Duration::from_secs(3600));
+    let before = handle.config();
+    let tracked = handle.tracked();
+    // A change: the probe loosened, another one added.
+    let mut loose = handle.config();
+    loose.probes[0] = common::addressbook().thresholds(enumguard::Thresholds {
+        foreign_block: 100,
+        ..enumguard::Thresholds::objects()
+    });
+    loose.probes.push(ProbeConfig::objects(
+        "orders",
+        "GET",
+        "/api/orders/{id}",
+        TargetConfig::path("id"),
+    ));
+    handle.reload(loose.clone()).unwrap();
+    assert_eq!(handle.previous_config().as_ref(), Some(&before));
+    // What a rollback would change, without it.
+    assert_eq!(
+        handle.diff(&before).unwrap().to_string(),
+        "probe `orders` removed; probe `addressbook`: thresholds.foreign_block 100 -> 15"
+    );
+    let diff = handle.rollback().unwrap();
+    assert_eq!(
+        diff.to_string(),
+        "probe `orders` removed; probe `addressbook`: thresholds.foreign_block 100 -> 15"
+    );
+    assert_eq!(handle.config(), before);
+    assert_eq!(handle.tracked(), tracked, "the records stay");
+    assert!(matches!(
+        handle.verdict(&Actor::account(AccountId::from(7u64))),
+        Verdict::Block { .. }
+    ));
+    assert!(matches!(
+        handle.verdict(&Actor::ip(ip("203.0.113.9"))),
+        Verdict::Block {
+            reason: VerdictReason::Manual,
+            ..
+        }
+    ));
+    // The restored threshold holds the next walker at 15.
+    let calls = Arc::new(AtomicUsize::new(0));
+    let mut served = 0;
+    for k in 0..30u64 {
+        clock.advance(Duration::from_secs(15));
+        let path = format!("/api/accounts/{}/addressbook", 9000 + k * 37);
+        let (res, _) = call(&layer, &calls, get(&path, 9)).await;
+        served += usize::from(res.status() == 200);
+    }
+    assert!(served <= 15, "{served}");
+    // A second rollback undoes the first.
+    handle.rollback().unwrap();
+    assert_eq!(handle.config(), loose);
+}
