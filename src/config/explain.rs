@@ -1157,6 +1157,12 @@ impl ProbeExplanation {
                 "  larger bodies: {how} (oversized is {:?}, {whence})",
                 oversized_name(self.oversized)
             )?;
+        } else {
+            writeln!(
+                f,
+                "  body: never read (the target is in the request head: body_limit and \
+                 oversized do not apply)"
+            )?;
         }
         Ok(())
     }
@@ -1278,9 +1284,11 @@ impl fmt::Display for ProbeExplanation {
                 writeln!(
                     f,
                     "    misses and finds add up, weighed by the share of answers that missed: \
-                     misses {} plus finds {} (an address's finds count as one person's)",
+                     misses {} plus finds {} (misses once {} targets were answered; an \
+                     address's finds count as one person's)",
                     self.room(t.miss_block, false),
-                    self.room(t.hit_block, true)
+                    self.room(t.hit_block, true),
+                    t.min_targets
                 )?;
             } else {
                 writeln!(f, "    finds: {}", self.room(t.hit_block, true))?;
