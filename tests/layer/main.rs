@@ -8,11 +8,12 @@
 
 //!
 //! One file per part: `bans.rs`, `lists.rs`, `errors.rs`, `proxies.rs`,
-//! `bodies.rs`, `reload.rs`, `state.rs`, `hints.rs`.
+//! `bodies.rs`, `reload.rs`, `state.rs`, `hints.rs`, `access.rs`.
 
 #[path = "../common/mod.rs"]
 mod common;
 
+mod access;
 mod bans;
 mod bodies;
 mod errors;
