@@ -854,8 +854,8 @@ fn threshold_warnings(
             "foreign_block",
             t.foreign_block,
             d.foreign_block,
-            "reads of others' objects never block: a scraper that reads objects that exist is \
-             never counted",
+            "reads of others' objects never block: a scraper reading objects that exist is \
+             stopped only by its misses and denials, which it need not have",
         ),
         (
             "miss_block",
