@@ -1,7 +1,7 @@
 //! The admin service (feature `admin`): a tower service speaking JSON that
 //! an application mounts where it wants, on its own listener, to list
-//! suspects and verdicts, inspect an actor, ban, unban and reload the
-//! config while the guard runs.
+//! suspects and verdicts, inspect an actor, ban, unban, read, reload and
+//! roll back the config while the guard runs.
 //!
 //! **Never expose it publicly**: whoever reaches it can lift any block and
 //! replace the guard's config. Mount it on an internal listener. It needs
@@ -82,9 +82,10 @@
 //!   and a session token is refused in a URL path (where proxies and access
 //!   logs keep it): name it in a body (`POST /actors/lookup`, `POST /bans`,
 //!   `POST /bans/lift`), or by its hash.
-//! - `GET /config` never shows a secret, and a reload that removes probes
-//!   must say so in its URL: a stolen token reads no more than the
-//!   guard's settings, and every change it makes is logged with its diff.
+//! - `GET /config` never shows a secret (the session key, Redis
+//!   passwords), so a stolen token does not lead to them; a reload that
+//!   removes probes must say so in its URL, and every change is logged
+//!   with what it changed and who asked.
 //!
 //! ```
 //! # #[cfg(feature = "axum")] {
@@ -94,6 +95,34 @@
 //! // On an internal listener only:
 //! let internal: axum::Router = axum::Router::new().nest_service("/admin", admin);
 //! # }
+//! ```
+//!
+//! A config that lost its probes is refused, and the answer says how to
+//! force it:
+//!
+//! ```
+//! use enumguard::{GuardLayer, ProbeConfig, TargetConfig, admin::AdminService};
+//! use tower::ServiceExt;
+//! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+//! let layer = GuardLayer::builder()
+//!     .probe(ProbeConfig::objects("book", "GET", "/book/{id}", TargetConfig::path("id")))
+//!     .build()
+//!     .unwrap();
+//! let admin = AdminService::new(layer.handle(), "s3cret-token-0123456789").unwrap();
+//! let reload = |uri: &str| {
+//!     http::Request::post(uri)
+//!         .header("authorization", "Bearer s3cret-token-0123456789")
+//!         .header("content-type", "application/toml")
+//!         .body(http_body_util::Full::new(bytes::Bytes::from("mode = \"observe\"")))
+//!         .unwrap()
+//! };
+//! let res = admin.clone().oneshot(reload("/reload")).await.unwrap();
+//! assert_eq!(res.status(), 409);
+//! assert_eq!(layer.handle().config().probes.len(), 1, "still watched");
+//! let res = admin.oneshot(reload("/reload?remove_probes=true")).await.unwrap();
+//! assert_eq!(res.status(), 200);
+//! assert!(layer.handle().config().probes.is_empty());
+//! # });
 //! ```
 
 use std::convert::Infallible;

@@ -300,13 +300,36 @@ fn walk(
     }
 }
 
+/// A probe's name on one line: its control characters escaped (values
+/// are JSON, escaped already), so that a diff stays one log line.
+struct Name<'a>(&'a str);
+
+impl fmt::Display for Name<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for c in self.0.chars() {
+            if c.is_control() {
+                write!(f, "{}", c.escape_default())?;
+            } else {
+                write!(f, "{c}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
 impl fmt::Display for Change {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let value = |v: &Option<String>| v.clone().unwrap_or_else(|| "(unset)".into());
+        let names = |list: &[String]| {
+            list.iter()
+                .map(|n| Name(n).to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
         match self {
             Change::Mode { from, to } => write!(f, "mode {} -> {}", mode(*from), mode(*to)),
-            Change::ProbeRemoved { probe } => write!(f, "probe `{probe}` removed"),
-            Change::ProbeAdded { probe } => write!(f, "probe `{probe}` added"),
+            Change::ProbeRemoved { probe } => write!(f, "probe `{}` removed", Name(probe)),
+            Change::ProbeAdded { probe } => write!(f, "probe `{}` added", Name(probe)),
             Change::Threshold {
                 probe,
                 field,
@@ -314,7 +337,8 @@ impl fmt::Display for Change {
                 to,
             } => write!(
                 f,
-                "probe `{probe}`: thresholds.{field} {} -> {}",
+                "probe `{}`: thresholds.{field} {} -> {}",
+                Name(probe),
                 value(from),
                 value(to)
             ),
@@ -325,12 +349,13 @@ impl fmt::Display for Change {
                 to,
             } => write!(
                 f,
-                "probe `{probe}`: {field} {} -> {}",
+                "probe `{}`: {field} {} -> {}",
+                Name(probe),
                 value(from),
                 value(to)
             ),
             Change::ProbeOrder { from, to } => {
-                write!(f, "probe order {} -> {}", from.join(", "), to.join(", "))
+                write!(f, "probe order {} -> {}", names(from), names(to))
             }
             Change::Setting { field, from, to } => {
                 write!(f, "{field} {} -> {}", value(from), value(to))
@@ -506,6 +531,12 @@ mod tests {
         other.session_key = Some("ffeeddccbbaa99887766554433221100".into());
         let d = ConfigDiff::between(&new, &other);
         assert_eq!(d.to_string(), "session_key <redacted> -> <redacted>");
+    }
+
+    #[test]
+    fn a_diff_is_one_log_line() {
+        let d = ConfigDiff::between(&with(vec![probe("a\nFAKE LINE")]), &with(vec![]));
+        assert_eq!(d.to_string(), "probe `a\\nFAKE LINE` removed");
     }
 
     #[test]

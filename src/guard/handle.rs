@@ -120,7 +120,7 @@ impl GuardHandle {
         let nanos = duration.as_nanos().min(u64::MAX as u128) as u64;
         let core = self.shared.core();
         let note = clean_note(note)
-            .map(std::sync::Arc::<str>::from)
+            .map(std::sync::Arc::new)
             .or_else(|| core.verdicts.note(&key));
         core.ban(key, now, nanos.max(1));
         if let Some(note) = note {
