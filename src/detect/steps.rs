@@ -508,15 +508,17 @@ impl Detector {
         // `novelty.rs`).
         let mut target = target;
         let mut shared_miss = false;
+        // A target the caller knows (`Known`) is asked for too: a contact
+        // that one person looks up as theirs is no stranger's guess for the
+        // next (left out, a contact known to everyone would look novel, and
+        // the next person's lookup of it would be held as a possible miss).
         if let (true, Some(tg), Some(Outcome::Hit | Outcome::Miss)) =
             (t.hit_block > 0, target, outcome)
         {
-            if !tg.is_self {
-                let asked = probe.live.novelty(long).note(tg.hash, now);
-                if outcome == Some(Outcome::Miss) && asked {
-                    shared_miss = true;
-                    target = None;
-                }
+            let asked = probe.live.novelty(long).note(tg.hash, now);
+            if !tg.is_self && outcome == Some(Outcome::Miss) && asked {
+                shared_miss = true;
+                target = None;
             }
         }
         // Read only if some record has evidence to score.

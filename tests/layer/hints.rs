@@ -133,3 +133,64 @@ async fn a_client_cannot_claim_a_standing() {
     }
     assert!(answered <= 25, "{answered}");
 }
+
+/// A contact that people look up as theirs (`Known`) is a target people
+/// share, not a stranger's guess: a person who mistyped two addresses is
+/// not held on it as a possible third miss, even with thresholds as tight
+/// as the README's example of going too far (`miss_block = 3`).
+#[tokio::test]
+async fn a_contact_others_know_is_no_novel_guess() {
+    let clock = ManualClock::new();
+    let mut t = enumguard::Thresholds::identities();
+    t.baseline_miss_ratio = 0.25;
+    t.miss_block = 3;
+    t.hit_block = 10;
+    t.min_targets = 3;
+    let layer = GuardLayer::builder()
+        .probe(
+            ProbeConfig::identities("lookup", "GET", "/lookup", TargetConfig::query("email"))
+                .thresholds(t),
+        )
+        .account(common::account_from_header)
+        .clock(clock.clone())
+        .seed(7)
+        .build()
+        .unwrap();
+    let svc = layer.layer(lookups());
+    let lookup = |account: &str, email: &str, peer: &str| {
+        let mut req = Request::get(format!("/lookup?email={email}"))
+            .header(common::X_ACCOUNT, account)
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        req.extensions_mut()
+            .insert(SocketAddr::new(ip(peer), 40000));
+        let svc = svc.clone();
+        async move { svc.oneshot(req).await.unwrap() }
+    };
+    // Ten people look up the same contact, theirs (not registered: the
+    // handler answers 404 and says `Known`).
+    for i in 0..10 {
+        clock.advance(Duration::from_secs(30));
+        let res = lookup(
+            &format!("{}", 100 + i),
+            "friend1@here.example",
+            &format!("10.0.0.{i}"),
+        )
+        .await;
+        assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    }
+    // A person mistypes twice, then looks up that contact.
+    for email in [
+        "nobdy1@here.example",
+        "nbody2@here.example",
+        "friend1@here.example",
+    ] {
+        clock.advance(Duration::from_secs(60));
+        let res = lookup("9", email, "10.0.1.9").await;
+        assert!(
+            res.extensions().get::<Refusal>().is_none(),
+            "{email} refused: {:?}",
+            res.extensions().get::<Refusal>()
+        );
+    }
+}
