@@ -807,23 +807,17 @@ fn the_plot_is_svg_or_an_html_page() {
 #[test]
 fn the_readme_worked_example() {
     let d = dir("readme");
-    let log = d.join("demo.log");
-    run(&["generate", "-o", log.to_str().unwrap()]);
-    let replay = |config: &str| {
-        String::from_utf8(
-            run(&[
-                "replay",
-                "-c",
-                config,
-                "--reveal",
-                "--top",
-                "50",
-                log.to_str().unwrap(),
-            ])
-            .stdout,
-        )
-        .unwrap()
+    let log = d.join("demo.jsonl");
+    run(&["generate", "--format", "jsonl", "-o", log.to_str().unwrap()]);
+    let replay_with = |config: &str, extra: &[&str]| {
+        let mut args = vec![
+            "replay", "-c", config, "--format", "jsonl", "--reveal", "--top", "50",
+        ];
+        args.extend_from_slice(extra);
+        args.push(log.to_str().unwrap());
+        String::from_utf8(run(&args).stdout).unwrap()
     };
+    let replay = |config: &str| replay_with(config, &[]);
     let s = replay(MAILROOM);
     assert!(
         s.contains("lines read: 11,396,"),
@@ -840,6 +834,13 @@ fn the_readme_worked_example() {
         .unwrap();
     assert!(first.ends_with("ip:192.0.2.10"), "{first}");
     assert_eq!(collateral(&s), 0, "{s}");
+    // The log holds owners: the summary does not warn that it cannot tell.
+    assert!(!s.contains("says nothing of owners"), "{s}");
+    // Without the application's `known`, still no collateral here.
+    assert_eq!(
+        collateral(&replay_with(MAILROOM, &["--field", "known=none"])),
+        0
+    );
 
     // The README's tightened thresholds, taken from the README itself.
     let readme =
@@ -858,5 +859,9 @@ fn the_readme_worked_example() {
     std::fs::write(&tight, config.replace(old, block)).unwrap();
     let s = replay(tight.to_str().unwrap());
     assert!(collateral(&s) > 0, "{s}");
-    assert!(s.contains("  account:111 "), "an ordinary account: {s}");
+    let line = s
+        .lines()
+        .find(|l| l.starts_with("  account:111 "))
+        .unwrap_or_else(|| panic!("an ordinary account: {s}"));
+    assert!(line.contains(" ordinary "), "{line}");
 }

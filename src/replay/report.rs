@@ -368,7 +368,7 @@ impl fmt::Display for Report {
         if !self.collateral.is_empty() {
             writeln!(
                 f,
-                "  {:<36} {:>6} {:>9} {:>9} {:>8}  first refused",
+                "  {:<36} {:<8} {:>9} {:>9} {:>8}  first refused",
                 "actor", "why", "probe req", "ordinary", "refused"
             )?;
         }
@@ -380,7 +380,7 @@ impl fmt::Display for Report {
                 .unwrap_or_default();
             writeln!(
                 f,
-                "  {:<36} {:>6} {:>9} {:>9} {:>8}  {first}",
+                "  {:<36} {:<8} {:>9} {:>9} {:>8}  {first}",
                 c.actor,
                 c.why.as_str(),
                 c.probe_requests,
