@@ -9,7 +9,7 @@ mod common;
 use std::net::{IpAddr, Ipv4Addr};
 
 use common::events::{Capture, Fields};
-use enumguard::detect::{Answer, Decision, Detector, Facts, Target};
+use enumguard::detect::{Answered, Decision, Detector, Hooks};
 use enumguard::{AccountId, ActorKind, Config, Outcome, RefusalKind, Verdict, VerdictReason};
 use http::Method;
 
@@ -35,45 +35,59 @@ enum Seen {
     Refused(RefusalKind, Option<ActorKind>),
 }
 
-/// The test adapter: each request's facts, the detector's decision, and
-/// the answer reported for tracked requests. Time is the scenario's.
+/// A request of the scenario as the core reads a head: its path, its
+/// address, its session in the header the config names.
+struct Head<'a> {
+    r: &'a Req,
+    headers: http::HeaderMap,
+}
+
+impl enumguard::detect::Head for Head<'_> {
+    fn method(&self) -> &Method {
+        &Method::GET
+    }
+    fn path(&self) -> &str {
+        self.r.path.split('?').next().unwrap_or_default()
+    }
+    fn query(&self) -> Option<&str> {
+        self.r.path.split_once('?').map(|(_, q)| q)
+    }
+    fn headers(&self) -> &http::HeaderMap {
+        &self.headers
+    }
+    fn peer(&self) -> Option<IpAddr> {
+        Some(IpAddr::V4(self.r.ip))
+    }
+}
+
+/// The account is the scenario's.
+impl Hooks<Head<'_>> for Req {
+    fn account(&self, _: &Head<'_>) -> Option<AccountId> {
+        self.account.map(AccountId::from)
+    }
+}
+
+/// The test adapter: each request through the core's two calls, the
+/// answer the scenario says for tracked requests. Time is the scenario's.
 fn replay(detector: &Detector, reqs: &[Req]) -> Vec<Seen> {
     reqs.iter()
         .map(|r| {
-            let policy = detector.policy();
+            let policy = detector.policy_arc();
             let now = (3600 + r.at) * S;
-            let account = r.account.map(AccountId::from);
-            let actors = policy.actors(
-                Some(IpAddr::V4(r.ip)),
-                r.session.as_deref().map(str::as_bytes),
-                account,
-            );
-            // The path without its query (this adapter reads path targets).
-            let path = r.path.split('?').next().unwrap_or_default();
-            let m = policy.route(&Method::GET, path);
-            let target = match m.as_ref().and_then(|m| Some((m, m.capture()?))) {
-                Some((m, range)) => Target::Known(detector.target(
-                    &policy,
-                    m.probe(),
-                    path[range].as_bytes(),
-                    account.as_ref(),
-                )),
-                None => Target::None,
-            };
-            let facts = Facts {
-                actors: &actors,
-                probe: m.as_ref().map(|m| m.probe()),
-                target,
-            };
-            match detector.check(&policy, &facts, now) {
+            let mut headers = http::HeaderMap::new();
+            if let Some(s) = &r.session {
+                headers.insert("x-session", s.parse().unwrap());
+            }
+            let head = Head { r, headers };
+            match detector.before(&policy, &head, r, || now, None) {
                 Decision::Refuse(x) => Seen::Refused(x.kind(), x.actor_kind()),
                 Decision::Pass => Seen::Served,
                 Decision::Track(t) => {
-                    let answer = Answer {
+                    let answer = Answered {
                         outcome: Some(r.answer),
-                        ..Answer::default()
+                        ..Answered::status(http::StatusCode::OK)
                     };
-                    detector.outcome(&policy, t, answer);
+                    detector.after(t, &answer);
                     Seen::Served
                 }
             }
@@ -82,6 +96,7 @@ fn replay(detector: &Detector, reqs: &[Req]) -> Vec<Seen> {
 }
 
 const BOOK: &str = r#"
+session = { header = "x-session" }
 [[probes]]
 name = "book"
 path = "/accounts/{id}/book"

@@ -24,49 +24,13 @@ use crate::state::verdict::Table;
 /// The detection core. Cheap to share (`Arc`); every method takes `&self`
 /// and the time, in nanoseconds of the adapter's clock.
 ///
-/// A request goes through it in up to three calls:
-/// [`check`](Self::check) before the inner service (lists, verdicts, the
-/// pre-check), [`body`](Self::body) when the probe's target is in the body,
-/// and [`outcome`](Self::outcome) with the answer (learning, linking,
-/// escalation). The tower [`Guard`](crate::Guard) is one adapter; the test
-/// suite drives it from lists of events in simulated time.
-///
-/// ```
-/// use enumguard::Config;
-/// use enumguard::detect::{Answer, Decision, Detector, Facts, Target};
-/// use enumguard::{AccountId, Outcome};
-///
-/// let config = Config::from_toml_str(r#"
-///     [[probes]]
-///     name = "book"
-///     path = "/accounts/{id}/book"
-///     target = { path = "id" }
-/// "#).unwrap();
-/// let detector = Detector::new(config).unwrap();
-/// let policy = detector.policy();
-/// let me = AccountId::new("7");
-/// let actors = policy.actors(Some("203.0.113.9".parse().unwrap()), None, Some(me));
-/// let mut now = 1_000_000_000u64;
-/// let mut refused = 0;
-/// for id in 100..140u64 {
-///     let m = policy.route(&http::Method::GET, &format!("/accounts/{id}/book")).unwrap();
-///     let target = detector.target(&policy, m.probe(), id.to_string().as_bytes(), Some(&me));
-///     let facts = Facts { actors: &actors, probe: Some(m.probe()), target: Target::Known(target) };
-///     match detector.check(&policy, &facts, now) {
-///         Decision::Refuse(_) => refused += 1,
-///         Decision::Track(ticket) => {
-///             let answer = Answer { outcome: Some(Outcome::Hit), ..Answer::default() };
-///             detector.outcome(&policy, ticket, answer);
-///         }
-///         Decision::Pass => {}
-///     }
-///     now += 1_000_000_000;
-/// }
-/// // Throttled from the 9th foreign address book, blocked by the 15th.
-/// assert!(40 - refused <= 15);
-/// let key = actors.keys().last().unwrap(); // the account
-/// assert!(matches!(detector.verdict_of(&key, now), enumguard::Verdict::Block { .. }));
-/// ```
+/// A request crosses it in two calls (see [`request`](super::Head) for an
+/// adapter written out): [`before`](Self::before) reads the request head
+/// and says pass, refuse or track; [`after`](Self::after) takes a tracked
+/// request's answer. A probe whose target is in the body takes one more,
+/// [`body`](Self::body), with the body's first bytes. The tower
+/// [`Guard`](crate::Guard) and `enumguard replay` are adapters of a few
+/// dozen lines each.
 pub struct Detector {
     policy: ArcSwap<Policy>,
     /// Bumped by every reload, after the swap.
@@ -261,8 +225,8 @@ impl Detector {
     /// `limits` (the bounds on records and verdicts) are fixed when the
     /// detector is made; a reload that changes them is refused. A changed
     /// `session_key` keys sessions anew from the next request on. A
-    /// [`ProbeId`](super::ProbeId) names a probe of the policy it came from:
-    /// use it with that policy only. Each probe name takes one of 255 slots
+    /// [`Ticket`](super::Ticket) decided before a reload is answered by the
+    /// new policy (a probe it removed learns nothing). Each probe name takes one of 255 slots
     /// for the detector's life; a reload that would need more is refused.
     ///
     /// # Errors
@@ -359,7 +323,7 @@ impl Detector {
             tracing::info!(target: "enumguard", "enumguard config {what}: no change");
             return Ok(diff);
         }
-        let new = compile(
+        let mut new = compile(
             &mut state.slots,
             config,
             self.random_session_key,
@@ -388,6 +352,7 @@ impl Detector {
             .iter()
             .map(|p| (p.slot, p.thresholds.throttle_at))
             .collect();
+        new.generation = self.generation() + 1;
         self.policy.store(Arc::new(new));
         self.generation.fetch_add(1, Ordering::AcqRel);
         state.previous = Some(Arc::new(old.config.clone()));
@@ -418,18 +383,14 @@ impl Detector {
     /// hash (the key is this detector's secret), its number, and whether it
     /// is the caller's own account id (for probes with `self_target`).
     #[inline]
-    pub fn target(
+    pub(crate) fn target_of(
         &self,
-        policy: &Policy,
-        probe: super::ProbeId,
+        probe: &super::probes::Probe,
         bytes: &[u8],
         account: Option<&AccountId>,
     ) -> TargetInfo {
-        let Some(p) = policy.probes.get(probe.0 as usize) else {
-            return TargetInfo::new(bytes, account, false, self.target_key);
-        };
-        TargetInfo::new(bytes, account, p.self_target, self.target_key)
-            .owned_objects(p.watch_foreign)
+        TargetInfo::new(bytes, account, probe.self_target, self.target_key)
+            .owned_objects(probe.watch_foreign)
     }
 
     /// The target of a probe request that hides it (the head lacks it, the

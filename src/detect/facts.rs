@@ -1,38 +1,36 @@
-//! What an adapter tells the detector about a request, and what it answers.
+//! What crosses the core's boundary: the [`Decision`] and its [`Ticket`],
+//! what the adapter read of a body ([`BodyRead`]) and of the answer
+//! ([`Answered`]); and, inside the core, the facts its steps work on.
 
-use super::policy::Match;
+use std::sync::Arc;
+
+use http::{Extensions, StatusCode};
+
+use super::policy::{Match, Policy};
+use super::probes::Probe;
 use super::refusal::Refusal;
 use crate::actor::{AccountId, Actors};
-use crate::probe::{Outcome, TargetInfo};
+use crate::probe::{Known, Outcome, Owner, TargetInfo};
 
-/// A probe of the current policy, as [`Policy::route`](super::Policy::route)
-/// matched it.
+/// A probe of one policy, by its index there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ProbeId(pub(crate) u8);
-
-impl ProbeId {
-    pub(crate) fn index(self) -> usize {
-        self.0 as usize
-    }
-}
+pub(crate) struct ProbeId(pub(crate) u8);
 
 impl Match {
     /// The probe matched.
-    pub fn probe(&self) -> ProbeId {
+    pub(crate) fn probe(&self) -> ProbeId {
         ProbeId(self.index)
     }
 }
 
-/// A request's target, as far as the adapter knows it before the inner
-/// service runs.
+/// A request's target, as far as the head tells it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Target {
+pub(crate) enum Target {
     /// No target: the request matched no probe, or the head lacks it (a
     /// probe request without its target counts as a new target of its
     /// own: leaving the target out never hides a request from the count).
     None,
-    /// The probe's target is in the body: the adapter reads it and reports
-    /// it with [`Detector::body`](super::Detector::body).
+    /// The probe's target is in the body.
     InBody,
     /// The target, from the request head.
     Known(TargetInfo),
@@ -40,16 +38,53 @@ pub enum Target {
 
 /// The facts of one request, before the inner service runs.
 #[derive(Debug, Clone, Copy)]
-pub struct Facts<'a> {
-    /// Who made it ([`Policy::actors`](super::Policy::actors)).
-    pub actors: &'a Actors,
-    /// The probe it matched, if any.
-    pub probe: Option<ProbeId>,
-    /// Its target.
-    pub target: Target,
+pub(crate) struct Facts<'a> {
+    pub(crate) actors: &'a Actors,
+    pub(crate) probe: Option<ProbeId>,
+    pub(crate) target: Target,
 }
 
-/// What the detector says of a request.
+/// What a step of the core says of a request.
+#[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum Step {
+    Pass,
+    Refuse(Refusal),
+    Track(Pending),
+}
+
+/// A tracked request inside the core: fixed size, no heap.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Pending {
+    pub(crate) slot: u8,
+    pub(crate) actors: Actors,
+    pub(crate) now: u64,
+    pub(crate) target: Option<TargetInfo>,
+    pub(crate) awaits_body: bool,
+    /// Counted as pending in its actors' records until its answer (or its
+    /// release) settles it.
+    pub(crate) admitted: bool,
+}
+
+/// What the body told, inside the core.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BodyTarget {
+    Found(TargetInfo),
+    Nothing,
+    Oversized,
+    Unseen,
+}
+
+/// The answer inside the core.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Answer {
+    pub(crate) outcome: Option<Outcome>,
+    pub(crate) owner: Option<AccountId>,
+    pub(crate) known: bool,
+}
+
+/// What the core says of a request, before the inner service
+/// ([`Detector::before`](super::Detector::before)).
 #[derive(Debug)]
 #[must_use]
 // The ticket is the large variant and the common one: boxing it would
@@ -61,73 +96,113 @@ pub enum Decision {
     /// Refuse it (enforce mode only: observe mode passes it, counting what
     /// it would have refused).
     Refuse(Refusal),
-    /// Forward it and report its answer with the ticket
-    /// ([`Detector::outcome`](super::Detector::outcome)); if the ticket
-    /// [awaits the body](Ticket::awaits_body), read the target first and
-    /// report it with [`Detector::body`](super::Detector::body).
+    /// Forward it and hand its answer back with the ticket
+    /// ([`Detector::after`](super::Detector::after)); if the ticket
+    /// [wants the body](Ticket::body_limit), read that much of it first and
+    /// hand it over with [`Detector::body`](super::Detector::body).
     Track(Ticket),
 }
 
-/// A tracked probe request, handed back with its answer. Fixed size, no heap.
-#[derive(Debug, Clone, Copy)]
+/// A tracked probe request, handed back with its answer: the request's
+/// facts as the core decided them, and the policy it was decided by (a
+/// reload meanwhile applies from the next request). No heap; one reference
+/// count on the policy.
+#[derive(Debug, Clone)]
 pub struct Ticket {
-    pub(crate) slot: u8,
-    pub(crate) actors: Actors,
-    pub(crate) now: u64,
-    pub(crate) target: Option<TargetInfo>,
-    pub(crate) awaits_body: bool,
-    /// Counted as pending in its actors' records until its answer (or
-    /// [`Detector::release`](super::Detector::release)) settles it.
-    pub(crate) admitted: bool,
+    pub(crate) pending: Pending,
+    pub(crate) policy: Arc<Policy>,
+    /// The probe's index in `policy`.
+    pub(crate) index: u8,
 }
 
 impl Ticket {
-    /// The probe's target is in the body, which the adapter must read and
-    /// report before forwarding.
-    pub fn awaits_body(&self) -> bool {
-        self.awaits_body
+    /// How many bytes of the body the core wants before the request goes
+    /// on (the probe's target is in a JSON body): read at most one byte
+    /// more than this, then hand it to [`Detector::body`](super::Detector::body).
+    /// `None`: forward the request as it is.
+    pub fn body_limit(&self) -> Option<usize> {
+        self.pending
+            .awaits_body
+            .then(|| self.probe().map_or(0, |p| p.body_limit))
     }
 
     /// The request's actors.
     pub fn actors(&self) -> &Actors {
-        &self.actors
+        &self.pending.actors
     }
 
     /// The request was admitted as pending: it must be handed back, with
-    /// its answer ([`Detector::outcome`](super::Detector::outcome)) or
-    /// without one ([`Detector::release`](super::Detector::release)), or
-    /// its actors carry it as in flight until their window rolls over it.
+    /// its answer ([`Detector::after`](super::Detector::after)) or without
+    /// one ([`Detector::release`](super::Detector::release)), or its actors
+    /// carry it as in flight until their window rolls over it.
     pub fn admitted(&self) -> bool {
-        self.admitted
+        self.pending.admitted
+    }
+
+    /// The name of the probe the request matched.
+    pub fn probe_name(&self) -> &str {
+        self.probe().map_or("", |p| &p.name)
+    }
+
+    pub(crate) fn probe(&self) -> Option<&Probe> {
+        self.policy.probes.get(self.index as usize)
     }
 }
 
-/// What the adapter found in a body it read for a probe.
+/// What the adapter read of a probe request's body, for
+/// [`Detector::body`](super::Detector::body).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BodyTarget {
-    /// The target.
-    Found(TargetInfo),
-    /// No target in it (an empty body, or the body failed to read).
-    Nothing,
-    /// The body was larger than the probe's `body_limit`.
+pub enum BodyRead<'a> {
+    /// The whole body, no longer than [`Ticket::body_limit`].
+    Read(&'a [u8]),
+    /// The body was longer than [`Ticket::body_limit`].
     Oversized,
+    /// The body could not be read (a read error, a client gone).
+    Failed,
     /// The adapter cannot see bodies (a log that does not hold them): the
-    /// request counts without a target. (A tower adapter always sees the
-    /// body, and reports `Nothing` or `Oversized` for one it cannot read:
-    /// those count as a new target each, so that an attacker who hides the
-    /// target is still counted.)
+    /// request counts without a target.
     Unseen,
 }
 
-/// The answer to a tracked request, as the adapter read it.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Answer {
-    /// Hit, miss or denied; `None` for a status in no outcome rule.
+/// The answer to a tracked request, as the adapter read it, for
+/// [`Detector::after`](super::Detector::after): the status, and what the
+/// application put into the response. The core classifies it by the
+/// probe's rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Answered {
+    /// The response status.
+    pub status: StatusCode,
+    /// The [`Outcome`] the application gave (it wins over the status).
     pub outcome: Option<Outcome>,
-    /// Whose object it was, when the application said
-    /// ([`Owner`](crate::Owner)).
+    /// The [`Owner`] the application gave.
     pub owner: Option<AccountId>,
-    /// The application said the caller already knows the target
-    /// ([`Known`](crate::Known)): not a guess, never counted.
+    /// The application said the caller knows the target ([`Known`]).
     pub known: bool,
+    /// An inner guard or limiter refused the request (a [`Refusal`] in
+    /// the response): it says nothing of the target, and is not learned.
+    pub refused: bool,
+}
+
+impl Answered {
+    /// The answer of a status alone.
+    pub fn status(status: StatusCode) -> Self {
+        Self {
+            status,
+            outcome: None,
+            owner: None,
+            known: false,
+            refused: false,
+        }
+    }
+
+    /// The answer of a response head: its status and extensions.
+    pub fn read(status: StatusCode, ext: &Extensions) -> Self {
+        Self {
+            status,
+            outcome: ext.get::<Outcome>().copied(),
+            owner: ext.get::<Owner>().map(|o| o.0),
+            known: ext.get::<Known>().is_some(),
+            refused: ext.get::<Refusal>().is_some(),
+        }
+    }
 }

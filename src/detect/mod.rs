@@ -1,6 +1,6 @@
-//! The detection core, sans IO: [`Detector`] takes plain facts (the
-//! actors, the matched probe and its target, later the answer) and a time,
-//! and answers pass, refuse or track. It knows nothing of tower, hyper or
+//! The detection core, sans IO: [`Detector`] takes a request head (any
+//! type that is a [`Head`]) and a time, and answers pass, refuse or track;
+//! later the tracked request's answer. It knows nothing of tower, hyper or
 //! bodies; the tower [`Guard`](crate::Guard) is one adapter, a log replay or
 //! a test driving it from a list of events is another.
 //!
@@ -9,7 +9,9 @@
 //! | `detector.rs` | [`Detector`]: the policy (swapped whole by a reload) apart from the live state |
 //! | `policy.rs` | [`Policy`]: a config compiled once (probes, prefixes, lists, durations in nanoseconds); deriving actor keys |
 //! | `probes.rs` | the compiled probe: matching, target extraction, outcome rules, with its live state |
-//! | `facts.rs` | what an adapter says ([`Facts`], [`Answer`], [`BodyTarget`]) and what the detector answers ([`Decision`], [`Ticket`]) |
+//! | `request.rs` | the two calls: [`Head`] and [`Hooks`] in, [`Decision`] out; the [`Ticket`] and its [`Answered`] back |
+//! | `identify.rs` | the facts of a head: its actors (as far as needed) and its probe's target |
+//! | `facts.rs` | what crosses the boundary ([`Decision`], [`Ticket`], [`BodyRead`], [`Answered`]) and the facts the steps work on |
 //! | `steps.rs` | the steps: lists, the gate, the pre-check, learning; how observe mode predicts enforce mode |
 //! | `context.rs` | what is known of an actor besides its signals: kind, history, a suspect address |
 //! | `score.rs` | the scoring: signals and context in, suspicion out (pure) |
@@ -24,19 +26,22 @@ mod context;
 mod detector;
 mod escalate;
 mod facts;
+mod identify;
 mod novelty;
 mod policy;
 pub(crate) mod probes;
 mod refusal;
+mod request;
 pub(crate) mod score;
 mod steps;
 mod view;
 
-pub use crate::probe::TargetInfo;
+
 pub use change::{ChangeKind, VerdictChange, VerdictListener};
 pub use detector::Detector;
 #[cfg(feature = "redis")]
 pub(crate) use detector::random_key;
-pub use facts::{Answer, BodyTarget, Decision, Facts, ProbeId, Target, Ticket};
+pub use facts::{Answered, BodyRead, Decision, Ticket};
+pub use request::{Head, Hooks, NoHooks, Noted};
 pub use policy::{Match, Policy};
 pub use refusal::{Refusal, RefusalKind};

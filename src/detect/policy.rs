@@ -98,6 +98,9 @@ pub struct Policy {
     /// The config it was compiled from.
     pub(crate) config: Config,
     pub(crate) hot: Hot,
+    /// The detector's generation this policy is (0 for the first; a
+    /// reload's is the next).
+    pub(crate) generation: u64,
     /// Requests counted for the unmatched-probe warning, and when the next
     /// warning is due.
     seen: std::sync::atomic::AtomicU64,
@@ -183,6 +186,7 @@ impl Policy {
             new_actor: secs_to_nanos(c.links.new_actor_secs),
             history_hits: c.links.history_hits,
             hot: Hot::default(),
+            generation: 0,
             seen: Default::default(),
             next_warning: std::sync::atomic::AtomicU64::new(UNMATCHED_WARN_AFTER),
             config,
@@ -289,15 +293,6 @@ impl Policy {
     /// The probe in slot `slot`, if this policy has it.
     pub(crate) fn by_slot(&self, slot: u8) -> Option<&Probe> {
         self.probes.iter().find(|p| p.slot == slot)
-    }
-
-    /// The probe of a ticket (by its slot), with its id in this policy.
-    pub(crate) fn probe_of(&self, ticket: &super::Ticket) -> Option<(super::ProbeId, &Probe)> {
-        self.probes
-            .iter()
-            .enumerate()
-            .find(|(_, p)| p.slot == ticket.slot)
-            .map(|(i, p)| (super::ProbeId(i as u8), p))
     }
 
     /// Counts a request that reached the guard, for the warning about

@@ -177,6 +177,11 @@ impl Probe {
     pub(crate) fn classify(&self, status: StatusCode, ext: &http::Extensions) -> Option<Outcome> {
         self.rules.classify(status, ext)
     }
+
+    /// How a status turned out by the rules alone.
+    pub(crate) fn classify_status(&self, status: StatusCode) -> Option<Outcome> {
+        self.rules.classify_status(status)
+    }
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@
 //! without a ticket: nothing is learned from its answer, as nothing is in
 //! enforce mode, where it never reaches the service.
 
-use super::facts::{Answer, BodyTarget, Decision, Facts, ProbeId, Target, Ticket};
+use super::facts::{Answer, BodyTarget, Step, Facts, ProbeId, Target, Pending};
 use super::policy::Policy;
 use super::probes::{Probe, ProbeLive};
 use super::refusal::{Refusal, RefusalKind};
@@ -23,15 +23,15 @@ use crate::state::verdict::{Gate, Scope, VerdictReason};
 impl Detector {
     /// Everything before the inner service: the allow and deny lists, the
     /// actors' verdicts, and for a probe request with a known target the
-    /// pre-check. See [`Decision`].
-    pub fn check(&self, policy: &Policy, facts: &Facts<'_>, now: u64) -> Decision {
+    /// pre-check. See [`Step`].
+    pub(crate) fn check(&self, policy: &Policy, facts: &Facts<'_>, now: u64) -> Step {
         let actors = facts.actors;
         let account = actors.account.map(|a| a.hash());
         if !policy.no_lists {
             if actors.addr.is_some_and(|ip| in_any(&policy.allow, ip))
                 || account.is_some_and(|h| policy.allow_accounts.contains(&h))
             {
-                return Decision::Pass;
+                return Step::Pass;
             }
             let denied_ip = actors.addr.is_some_and(|ip| in_any(&policy.deny, ip));
             if denied_ip || account.is_some_and(|h| policy.deny_accounts.contains(&h)) {
@@ -70,9 +70,9 @@ impl Detector {
             }
         }
         let Some(probe) = probe else {
-            return Decision::Pass;
+            return Step::Pass;
         };
-        let ticket = Ticket {
+        let ticket = Pending {
             slot: probe.slot,
             actors: *actors,
             now,
@@ -82,20 +82,23 @@ impl Detector {
         };
         match target {
             Some(t) => self.prechecked(policy, probe, ticket, &t),
-            None => Decision::Track(ticket),
+            None => Step::Track(ticket),
         }
     }
 
-    /// The target of a ticket that [awaited the body](Ticket::awaits_body),
+    /// The target of a ticket that [awaited the body](Pending::awaits_body),
     /// as the adapter read it: the pre-check runs now.
-    pub fn body(&self, policy: &Policy, mut ticket: Ticket, body: BodyTarget) -> Decision {
+    pub(crate) fn body_step(
+        &self,
+        policy: &Policy,
+        probe: &Probe,
+        mut ticket: Pending,
+        body: BodyTarget,
+    ) -> Step {
         ticket.awaits_body = false;
-        let Some(probe) = policy.by_slot(ticket.slot) else {
-            return Decision::Pass;
-        };
         let t = match body {
             BodyTarget::Found(t) => t,
-            BodyTarget::Unseen => return Decision::Track(ticket),
+            BodyTarget::Unseen => return Step::Track(ticket),
             BodyTarget::Oversized if probe.oversized == Oversized::Refuse => {
                 return self.refuse(
                     policy,
@@ -113,14 +116,10 @@ impl Detector {
     /// A ticket that will get no answer (the request was dropped, or an
     /// inner layer refused it): what it held as pending is let go, and
     /// nothing is learned.
-    pub fn release(&self, policy: &Policy, ticket: Ticket) {
-        if !ticket.admitted {
-            return;
+    pub(crate) fn release_pending(&self, probe: &Probe, ticket: &Pending) {
+        if ticket.admitted {
+            self.settle_all(probe, &ticket.actors);
         }
-        let Some(probe) = policy.by_slot(ticket.slot) else {
-            return;
-        };
-        self.settle_all(probe, &ticket.actors);
     }
 
     /// Settles one pending request in each actor's record (a record
@@ -133,12 +132,8 @@ impl Detector {
     }
 
     /// The answer to a tracked request: folded into every actor's record,
-    /// and verdicts changed where a threshold was crossed. A ticket whose
-    /// probe a reload removed is ignored.
-    pub fn outcome(&self, policy: &Policy, ticket: Ticket, answer: Answer) {
-        let Some(probe) = policy.by_slot(ticket.slot) else {
-            return;
-        };
+    /// and verdicts changed where a threshold was crossed.
+    pub(crate) fn learn_answer(&self, policy: &Policy, probe: &Probe, ticket: Pending, answer: Answer) {
         let mut target = ticket.target;
         // What the application says of the object's owner wins over ids.
         if let (Some(t), Some(owner)) = (target.as_mut(), answer.owner) {
@@ -166,22 +161,22 @@ impl Detector {
 
     /// A refusal, as the mode has it: enforce refuses; observe counts it
     /// and passes the request (without a ticket: see the module docs).
-    pub(crate) fn refuse(&self, policy: &Policy, r: Refusal) -> Decision {
+    pub(crate) fn refuse(&self, policy: &Policy, r: Refusal) -> Step {
         let actor_kind = r.actor_kind().map_or("none", ActorKind::as_str);
         if policy.mode == Mode::Observe {
             metrics::counter!(crate::metrics::WOULD_REFUSE, "reason" => r.kind().as_str(), "actor_kind" => actor_kind).increment(1);
             tracing::debug!(target: "enumguard", reason = r.kind().as_str(), actor_kind, "observe mode: would refuse");
-            return Decision::Pass;
+            return Step::Pass;
         }
         metrics::counter!(crate::metrics::REFUSED, "reason" => r.kind().as_str(), "actor_kind" => actor_kind).increment(1);
         tracing::debug!(target: "enumguard", reason = r.kind().as_str(), actor_kind, "refused");
-        Decision::Refuse(r)
+        Step::Refuse(r)
     }
 
     /// A request without a peer address, by `missing_peer`: `Ok` counts it
     /// as `ip:unknown` (see [`Actors::unknown_ip`]); `Err` refuses it
     /// (enforce mode with `missing_peer = "refuse"`). Logged once.
-    pub fn missing_peer(&self, policy: &Policy) -> Result<(), Refusal> {
+    pub(crate) fn missing_peer(&self, policy: &Policy) -> Result<(), Refusal> {
         use crate::config::MissingPeer;
         match policy.missing_peer {
             MissingPeer::Unknown => Ok(()),
@@ -250,15 +245,15 @@ impl Detector {
         &self,
         policy: &Policy,
         probe: &Probe,
-        mut ticket: Ticket,
+        mut ticket: Pending,
         target: &TargetInfo,
-    ) -> Decision {
+    ) -> Step {
         match self.precheck(policy, probe, ticket.now, &ticket.actors, target) {
             Precheck::Admitted => {
                 ticket.admitted = true;
-                Decision::Track(ticket)
+                Step::Track(ticket)
             }
-            Precheck::Own => Decision::Track(ticket),
+            Precheck::Own => Step::Track(ticket),
             Precheck::InFlight(actor) => self.refuse(
                 policy,
                 Refusal::new(

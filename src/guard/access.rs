@@ -17,8 +17,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::{Extensions, Method, StatusCode, Uri};
 
-use crate::actor::{AccountId, Actors, Standing};
-use crate::detect::{Policy, RefusalKind};
+use crate::actor::{AccountId, Standing};
+use crate::detect::{Noted, Policy, RefusalKind};
 use crate::probe::{Known, Outcome, Owner};
 
 pub(crate) type AccessFn = Arc<dyn Fn(&AccessRecord<'_>) + Send + Sync>;
@@ -143,10 +143,8 @@ pub(crate) struct Seen {
     method: Method,
     uri: Uri,
     policy: Arc<Policy>,
-    probe: Option<usize>,
-    pub(crate) actors: Option<Actors>,
-    pub(crate) target: Option<Box<[u8]>>,
-    pub(crate) own: bool,
+    /// What the core noted of the request.
+    pub(crate) noted: Noted,
 }
 
 impl Seen {
@@ -156,7 +154,6 @@ impl Seen {
         clock_nanos: u64,
         parts: (&Method, &Uri),
         policy: &Arc<Policy>,
-        probe: Option<usize>,
     ) -> Box<Self> {
         Box::new(Self {
             hook: hook.clone(),
@@ -165,29 +162,21 @@ impl Seen {
             method: parts.0.clone(),
             uri: parts.1.clone(),
             policy: policy.clone(),
-            probe,
-            actors: None,
-            target: None,
-            own: false,
+            noted: Noted::default(),
         })
-    }
-
-    /// Keeps the target the guard read, when an access log could not
-    /// hold it otherwise (a body field or a header).
-    pub(crate) fn keep_target(&mut self, bytes: &[u8], in_head_line: bool) {
-        if !in_head_line {
-            self.target = Some(bytes.into());
-        }
     }
 
     /// Hands the record of the answered request to the hook.
     pub(crate) fn emit(&self, status: StatusCode, ext: &Extensions, refused: Option<RefusalKind>) {
-        let probe = self.probe.and_then(|i| self.policy.probes.get(i));
+        let probe = self
+            .noted
+            .probe
+            .and_then(|i| self.policy.probes.get(i as usize));
         let outcome = match (probe, refused) {
             (Some(p), None) => p.classify(status, ext),
             _ => None,
         };
-        let actors = self.actors.unwrap_or_default();
+        let actors = self.noted.actors().copied().unwrap_or_default();
         let record = AccessRecord {
             time: self.wall_origin + Duration::from_nanos(self.clock_nanos),
             clock_nanos: self.clock_nanos,
@@ -201,8 +190,8 @@ impl Seen {
                 (u128::from(hi) << 64) | u128::from(lo)
             }),
             probe: probe.map(|p| &*p.name),
-            target: self.target.as_deref(),
-            own: self.own,
+            target: self.noted.target(),
+            own: self.noted.own(),
             outcome,
             owner: ext.get::<Owner>().map(|o| o.0),
             known: ext.get::<Known>().is_some(),

@@ -17,8 +17,7 @@ use tower_service::Service;
 use super::access::Seen;
 use super::body::{GuardBody, ResponseBody, to_bytes_frame};
 use super::shared::Tracked;
-use crate::detect::{Answer, BodyTarget, Decision, Policy, Refusal};
-use crate::probe::{Outcome, Owner};
+use crate::detect::{Answered, BodyRead, Decision, Refusal};
 
 pin_project! {
     /// The future of [`Guard`](crate::Guard).
@@ -162,10 +161,10 @@ where
                         inner,
                         tracked,
                     } = &mut **reading;
-                    let limit = tracked.as_ref().map_or(0, |t| {
-                        let policy = t.shared.core().policy();
-                        policy.probe_of(&t.ticket).map_or(0, |(_, p)| p.body_limit)
-                    });
+                    let limit = tracked
+                        .as_ref()
+                        .and_then(|t| t.ticket.as_ref()?.body_limit())
+                        .unwrap_or(0);
                     let mut ended = false;
                     let mut errored = false;
                     if let Some(b) = body.as_mut() {
@@ -197,29 +196,29 @@ where
                             }
                         }
                     }
-                    let tracked = tracked.take().expect("ticket taken once");
+                    let mut tracked = tracked.take().expect("ticket taken once");
+                    let ticket = tracked.ticket.take().expect("ticket taken once");
                     let parts = parts.take().expect("parts taken once");
                     let mut inner = inner.take().expect("inner service taken once");
                     // After a read error the body is done: it is not polled again.
                     let rest = if ended || errored { None } else { body.take() };
-                    let decision = {
-                        let policy = tracked.shared.core().policy();
-                        let found = if *read > limit {
-                            BodyTarget::Oversized
-                        } else if ended && !errored {
-                            let mut json = Vec::with_capacity(*read);
-                            for d in frames
-                                .iter()
-                                .filter_map(|f| f.as_ref().ok().and_then(|f| f.data_ref()))
-                            {
-                                json.extend_from_slice(d);
-                            }
-                            body_target(&tracked, &policy, &json, log.as_deref_mut())
-                        } else {
-                            BodyTarget::Nothing
-                        };
-                        tracked.shared.core().body(&policy, tracked.ticket, found)
+                    let mut json = Vec::new();
+                    let read_ = if *read > limit {
+                        BodyRead::Oversized
+                    } else if ended && !errored {
+                        json.reserve_exact(*read);
+                        for d in frames
+                            .iter()
+                            .filter_map(|f| f.as_ref().ok().and_then(|f| f.data_ref()))
+                        {
+                            json.extend_from_slice(d);
+                        }
+                        BodyRead::Read(&json)
+                    } else {
+                        BodyRead::Failed
                     };
+                    let noted = log.as_deref_mut().map(|s| &mut s.noted);
+                    let decision = tracked.shared.core().body(ticket, read_, noted);
                     let learn = match decision {
                         Decision::Refuse(r) => {
                             let res = tracked.shared.refusal_response(r);
@@ -230,8 +229,7 @@ where
                             continue;
                         }
                         Decision::Track(ticket) => {
-                            let mut tracked = tracked;
-                            tracked.ticket = ticket;
+                            tracked.ticket = Some(ticket);
                             Some(tracked)
                         }
                         Decision::Pass => None,
@@ -249,63 +247,12 @@ where
     }
 }
 
-/// The target of a JSON-body probe from the body read.
-fn body_target(t: &Tracked, policy: &Policy, json: &[u8], seen: Option<&mut Seen>) -> BodyTarget {
-    let Some((id, probe)) = policy.probe_of(&t.ticket) else {
-        return BodyTarget::Nothing;
-    };
-    let account = t.ticket.actors().account();
-    probe
-        .source
-        .json_target(json, |bytes| {
-            if let Some(s) = seen {
-                s.keep_target(bytes, false);
-            }
-            t.shared.core().target(policy, id, bytes, account.as_ref())
-        })
-        .map_or(BodyTarget::Nothing, BodyTarget::Found)
-}
-
-/// Reports a tracked request's answer to the detector, by the policy the
-/// request was decided by (a reload meanwhile applies from the next one).
+/// Hands a tracked request's answer back to the detector (which reads it
+/// by the policy the request was decided by; a reload meanwhile applies from
+/// the next one).
 fn learn_from<T>(t: &mut Tracked, res: &Response<T>) {
-    // A refusal from an inner guard or limiter says nothing of the target
-    // (dropping the ticket releases what it held as pending).
-    if res.extensions().get::<Refusal>().is_some() {
-        return;
+    if let Some(ticket) = t.ticket.take() {
+        let answer = Answered::read(res.status(), res.extensions());
+        t.shared.core().after(ticket, &answer);
     }
-    // A reload came between: the current policy (a probe it removed is
-    // not learned into).
-    let current;
-    let policy: &Policy = if t.shared.core().generation() == t.generation {
-        &t.policy
-    } else {
-        current = t.shared.core().policy();
-        &current
-    };
-    let Some((id, probe)) = policy.probe_of(&t.ticket) else {
-        return;
-    };
-    let outcome = probe.classify(res.status(), res.extensions());
-    let i = match outcome {
-        Some(Outcome::Hit) => 0,
-        Some(Outcome::Miss) => 1,
-        Some(Outcome::Denied) => 2,
-        None => 3,
-    };
-    if let Some(c) = policy.hot().outcomes.get(id.index()) {
-        c[i].increment(1);
-    }
-    let owner = res.extensions().get::<Owner>().map(|o| o.0);
-    let known = res.extensions().get::<crate::Known>().is_some();
-    t.shared.core().outcome(
-        policy,
-        t.ticket,
-        Answer {
-            outcome,
-            owner,
-            known,
-        },
-    );
-    t.ticket.admitted = false;
 }

@@ -7,7 +7,6 @@
 //! | `layer.rs` | [`GuardLayer`] and [`GuardBuilder`]: building the guard |
 //! | `service.rs` | [`Guard`]: the request path, from matching to forwarding |
 //! | `shared.rs` | what every clone shares: the detector, the clock, the hooks; the steps before the inner service |
-//! | `identify.rs` | facts from the request head: actors and the probe's target |
 //! | `future.rs` | [`ResponseFuture`]: reading a JSON body, reporting the answer |
 //! | `body.rs` | [`GuardBody`], [`ResponseBody`]: bodies passed through untouched |
 //! | `response.rs` | [`OnRefusal`], [`DefaultRefusal`]: refusal responses |
@@ -18,7 +17,6 @@ mod access;
 mod body;
 mod future;
 mod handle;
-mod identify;
 mod layer;
 mod response;
 mod service;

@@ -100,56 +100,40 @@ where
             inner,
             shared,
             policy,
-            generation,
+            ..
         } = self;
-        let generation = *generation;
-        policy.hot().requests.increment(1);
-        policy.note_request();
-        let matched = policy.route(req.method(), req.uri().path());
-        // Without a probe, only a ban or an account's or session's block can
-        // refuse the request (and the lists): while none is held, nothing
-        // needs identifying. The clock, if read here, is handed on.
-        let mut now = None;
-        let logging = shared.access.is_some();
-        if matched.is_none()
-            && !logging
-            && shared
-                .core
-                .quiet(policy, || *now.insert(shared.clock.now()))
-        {
-            return match shared.peer_known(policy, req.extensions()) {
-                Ok(()) => ResponseFuture::forward(inner.call(req.map(GuardBody::new)), None),
-                Err(r) => ResponseFuture::refused(shared.refusal_response(r)),
-            };
-        }
         let (parts, body) = req.into_parts();
+        let clock = &shared.clock;
         let mut seen = None;
-        if logging {
-            let t = *now.get_or_insert_with(|| shared.clock.now());
-            seen = shared.seen(policy, (&parts.method, &parts.uri), matched.as_ref(), t);
+        let mut now = None;
+        if shared.access.is_some() {
+            let t = *now.insert(clock.now());
+            seen = shared.seen(policy, (&parts.method, &parts.uri), t);
         }
-        let future = match shared.before(policy, &parts, matched, now, seen.as_deref_mut()) {
+        let decision = shared.core.before(
+            policy,
+            &parts,
+            shared.as_ref(),
+            || now.unwrap_or_else(|| clock.now()),
+            seen.as_deref_mut().map(|s| &mut s.noted),
+        );
+        let future = match decision {
             Decision::Pass => {
                 let req = Request::from_parts(parts, GuardBody::new(body));
                 ResponseFuture::forward(inner.call(req), None)
             }
-            Decision::Track(ticket) if !ticket.awaits_body() => {
+            Decision::Refuse(r) => ResponseFuture::refused(shared.refusal_response(r)),
+            Decision::Track(ticket) if ticket.body_limit().is_none() => {
                 let req = Request::from_parts(parts, GuardBody::new(body));
                 let fut = inner.call(req);
-                ResponseFuture::forward(fut, Some(Tracked::new(ticket, shared, policy, generation)))
+                ResponseFuture::forward(fut, Some(Tracked::new(ticket, shared)))
             }
-            Decision::Refuse(r) => ResponseFuture::refused(shared.refusal_response(r)),
             Decision::Track(ticket) => {
                 // The inner service is called once the body is read: take
                 // the ready service, leave a clone in its place.
                 let clone = inner.clone();
                 let ready = std::mem::replace(inner, clone);
-                ResponseFuture::read_body(
-                    ready,
-                    parts,
-                    body,
-                    Tracked::new(ticket, shared, policy, generation),
-                )
+                ResponseFuture::read_body(ready, parts, body, Tracked::new(ticket, shared))
             }
         };
         future.logged(seen)

@@ -9,11 +9,10 @@ use http::request::Parts;
 use http::{Response, StatusCode};
 
 use super::access::{AccessFn, Seen};
-use super::identify::{self, Need};
 use super::response::{DefaultRefusal, OnRefusal};
-use crate::actor::{AccountId, has_peer};
+use crate::actor::{AccountId, has_peer, peer_addr};
 use crate::clock::SharedClock;
-use crate::detect::{Decision, Detector, Facts, Match, Policy, Refusal, Target, Ticket};
+use crate::detect::{Detector, Head, Hooks, Policy, Refusal, Ticket};
 
 pub(crate) type AccountFn = Arc<dyn Fn(&Parts) -> Option<AccountId> + Send + Sync>;
 /// The ownership hook: `(parts, probe name, target) -> the caller owns it`.
@@ -65,10 +64,6 @@ impl Shared {
         self.clock.now()
     }
 
-    pub(crate) fn account(&self, parts: &Parts) -> Option<AccountId> {
-        self.account.as_ref().and_then(|f| f(parts))
-    }
-
     /// The refusal's response, with the [`Refusal`] in its extensions.
     pub(crate) fn refusal_response(&self, r: Refusal) -> Response<Bytes> {
         let mut res = match &self.responder {
@@ -95,140 +90,81 @@ impl Shared {
         &self,
         policy: &Arc<Policy>,
         parts: (&http::Method, &http::Uri),
-        matched: Option<&Match>,
         now: u64,
     ) -> Option<Box<Seen>> {
         let (hook, origin) = self.access.as_ref()?;
-        Some(Seen::new(
-            hook,
-            *origin,
-            now,
-            parts,
-            policy,
-            matched.map(Match::probe_index),
-        ))
-    }
-
-    /// The address actors of a request no step needed to identify, for
-    /// the access log.
-    pub(crate) fn seen_addr(&self, policy: &Policy, parts: &Parts, seen: &mut Seen) {
-        if let Ok(a) = identify::actors(&self.core, policy, parts, Need::Addr, |_| None) {
-            seen.actors = Some(a);
-        }
-    }
-
-    /// Everything before the inner service, for a request whose head is
-    /// `parts`, matched to `matched`; `now` if the clock was read already;
-    /// what the access log keeps goes into `seen`.
-    pub(crate) fn before(
-        &self,
-        policy: &Policy,
-        parts: &Parts,
-        matched: Option<Match>,
-        now: Option<u64>,
-        mut seen: Option<&mut Seen>,
-    ) -> Decision {
-        let verdicts = self.core.has_verdicts();
-        let need = Need::of(policy, matched.is_some(), verdicts);
-        if need == Need::Peer {
-            if let Some(s) = seen {
-                self.seen_addr(policy, parts, s);
-            }
-            // Nothing concerns this request: it only needs a known peer.
-            return match self.peer_known(policy, &parts.extensions) {
-                Ok(()) => Decision::Pass,
-                Err(r) => Decision::Refuse(r),
-            };
-        }
-        let actors = match identify::actors(&self.core, policy, parts, need, |p| self.account(p)) {
-            Ok(a) => a,
-            Err(r) => {
-                if let Some(s) = seen {
-                    self.seen_addr(policy, parts, s);
-                }
-                return Decision::Refuse(r);
-            }
-        };
-        if let Some(s) = seen.as_deref_mut() {
-            s.actors = Some(actors);
-        }
-        // The clock is read once, and only when something will use it.
-        let now = if matched.is_some() || verdicts {
-            now.unwrap_or_else(|| self.clock.now())
-        } else {
-            0
-        };
-        let target = match &matched {
-            Some(m) => identify::target(
-                &self.core,
-                policy,
-                parts,
-                m,
-                &actors,
-                self.owns
-                    .as_ref()
-                    .map(|f| |p: &Parts, n: &str, t: &[u8]| f(p, n, t)),
-                seen,
-            ),
-            None => Target::None,
-        };
-        let facts = Facts {
-            actors: &actors,
-            probe: matched.as_ref().map(Match::probe),
-            target,
-        };
-        self.core.check(policy, &facts, now)
-    }
-
-    /// `Ok` if the request has a peer address, or may go without one.
-    #[inline]
-    pub(crate) fn peer_known(
-        &self,
-        policy: &Policy,
-        ext: &http::Extensions,
-    ) -> Result<(), Refusal> {
-        if has_peer(ext) {
-            Ok(())
-        } else {
-            self.core.missing_peer(policy)
-        }
+        Some(Seen::new(hook, *origin, now, parts, policy))
     }
 }
 
-/// A tracked request on its way: the ticket, and what reporting its answer
-/// needs (the detector, and the policy it was decided by).
+/// The application's hooks, as the core asks for them.
+impl Hooks<Parts> for Shared {
+    fn account(&self, parts: &Parts) -> Option<AccountId> {
+        self.account.as_ref().and_then(|f| f(parts))
+    }
+
+    fn owns(&self, parts: &Parts, probe: &str, target: &[u8]) -> Option<bool> {
+        self.owns.as_ref().map(|f| f(parts, probe, target))
+    }
+}
+
+/// A request head as the core reads it.
+impl Head for Parts {
+    #[inline]
+    fn method(&self) -> &http::Method {
+        &self.method
+    }
+    #[inline]
+    fn path(&self) -> &str {
+        self.uri.path()
+    }
+    #[inline]
+    fn query(&self) -> Option<&str> {
+        self.uri.query()
+    }
+    #[inline]
+    fn headers(&self) -> &http::HeaderMap {
+        &self.headers
+    }
+    #[inline]
+    fn peer(&self) -> Option<std::net::IpAddr> {
+        peer_addr(&self.extensions)
+    }
+    #[inline]
+    fn has_peer(&self) -> bool {
+        has_peer(&self.extensions)
+    }
+    #[inline]
+    fn standing(&self) -> Option<crate::Standing> {
+        self.extensions.get::<crate::Standing>().copied()
+    }
+}
+
+/// A tracked request on its way: the ticket, and the detector to hand it
+/// back to.
 pub(crate) struct Tracked {
-    pub(crate) ticket: Ticket,
+    /// Taken when the answer is handed back.
+    pub(crate) ticket: Option<Ticket>,
     pub(crate) shared: Arc<Shared>,
-    /// The policy the request was decided by, and its generation: while
-    /// no reload came between, its answer is read by the same rules
-    /// without reading the detector's current policy again.
-    pub(crate) policy: Arc<Policy>,
-    pub(crate) generation: u64,
 }
 
 /// A request dropped before its answer (the client went away, the inner
 /// service failed) gives back what its ticket held as pending.
 impl Drop for Tracked {
     fn drop(&mut self) {
-        if self.ticket.admitted() {
-            self.shared.core().release(&self.policy, self.ticket);
+        if let Some(t) = self.ticket.take() {
+            if t.admitted() {
+                self.shared.core().release(&t);
+            }
         }
     }
 }
 
 impl Tracked {
-    pub(crate) fn new(
-        ticket: Ticket,
-        shared: &Arc<Shared>,
-        policy: &Arc<Policy>,
-        generation: u64,
-    ) -> Self {
+    pub(crate) fn new(ticket: Ticket, shared: &Arc<Shared>) -> Self {
         Self {
-            ticket,
+            ticket: Some(ticket),
             shared: shared.clone(),
-            policy: policy.clone(),
-            generation,
         }
     }
 }

@@ -24,5 +24,5 @@ pub(crate) use outcome::OutcomeRules;
 pub use outcome::{Known, Outcome, Owner};
 pub(crate) use pattern::PathPattern;
 pub use status::StatusSpec;
-pub use target::TargetInfo;
+pub(crate) use target::TargetInfo;
 pub(crate) use target::{TARGET_BUF, TargetSource};

@@ -100,6 +100,11 @@ impl OutcomeRules {
         if let Some(o) = ext.get::<Outcome>() {
             return Some(*o);
         }
+        self.classify_status(status)
+    }
+
+    /// The status by the rules alone (exact codes before classes).
+    pub(crate) fn classify_status(&self, status: StatusCode) -> Option<Outcome> {
         let exact = |list: &[StatusSpec]| {
             list.iter()
                 .any(|s| matches!(s, StatusSpec::Code(c) if *c == status.as_u16()))

@@ -261,10 +261,10 @@ fn hex(b: u8) -> Option<u8> {
 }
 
 /// A target, reduced to what the signals need: a keyed hash, its numeric
-/// value if it is a number, and whether it is the actor's own. Made by
-/// [`Detector::target`](crate::detect::Detector::target).
+/// value if it is a number, and whether it is the actor's own. Made by the
+/// core from the bytes of a request's target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TargetInfo {
+pub(crate) struct TargetInfo {
     pub(crate) hash: u64,
     pub(crate) numeric: Option<u64>,
     /// The target is the actor's own object: its account id (for a probe
@@ -284,14 +284,14 @@ pub struct TargetInfo {
 
 impl TargetInfo {
     /// Whether the target is the actor's own object.
-    pub fn is_own(&self) -> bool {
+    pub(crate) fn is_own(&self) -> bool {
         self.is_self
     }
 
     /// The same target, marked as the actor's own (or not): what the
     /// application said of its owner. Either answer decides ownership
     /// before the handler runs.
-    pub fn with_own(mut self, own: bool) -> Self {
+    pub(crate) fn with_own(mut self, own: bool) -> Self {
         self.is_self = own;
         self.decided = true;
         self

@@ -8,7 +8,7 @@ use std::hash::{Hash, Hasher};
 use std::io::{self, Write};
 use std::sync::{Arc, Mutex};
 
-use http::{Extensions, HeaderMap, StatusCode};
+use http::{HeaderMap, Method, StatusCode};
 
 use super::input::Line;
 use super::line::{self, Entry, Parsed};
@@ -22,9 +22,10 @@ use super::{Format, Options};
 use crate::actor::{AccountId, ActorKey, ActorKind, Actors};
 use crate::config::{Config, ConfigError, Mode};
 use crate::detect::{
-    Answer, BodyTarget, ChangeKind, Decision, Detector, Facts, Policy, Target, VerdictChange,
+    Answered, BodyRead, ChangeKind, Decision, Detector, Head, Hooks, Noted, Policy, VerdictChange,
 };
-use crate::probe::{Outcome, TARGET_BUF, TargetSource};
+use crate::actor::Standing;
+use crate::probe::{Outcome, TargetSource};
 
 /// Lines held for reordering at most; past it the earliest is replayed.
 const MAX_PENDING: usize = 1 << 20;
@@ -59,6 +60,52 @@ impl PartialOrd for Pending {
 impl Ord for Pending {
     fn cmp(&self, o: &Self) -> std::cmp::Ordering {
         (self.time, self.seq).cmp(&(o.time, o.seq))
+    }
+}
+
+/// A log line as the core reads a request head: the logged address is the
+/// client's (no proxy headers), the session and a body's or header's
+/// target are the logged ones.
+struct LineHead<'a> {
+    entry: &'a Entry,
+    headers: &'a HeaderMap,
+}
+
+impl Head for LineHead<'_> {
+    fn method(&self) -> &Method {
+        &self.entry.method
+    }
+    fn path(&self) -> &str {
+        self.entry.path()
+    }
+    fn query(&self) -> Option<&str> {
+        self.entry.query()
+    }
+    fn headers(&self) -> &HeaderMap {
+        self.headers
+    }
+    fn peer(&self) -> Option<std::net::IpAddr> {
+        Some(self.entry.addr)
+    }
+    fn standing(&self) -> Option<Standing> {
+        (self.entry.standing != Standing::Unknown).then_some(self.entry.standing)
+    }
+    fn session_token(&self) -> Option<&[u8]> {
+        self.entry.session.as_deref().map(str::as_bytes)
+    }
+    fn logged_target(&self) -> Option<&[u8]> {
+        self.entry.target.as_deref().map(str::as_bytes)
+    }
+}
+
+/// What the log says the application said: the account (`GuardBuilder::account`)
+/// and the ownership hook's `own`.
+impl Hooks<LineHead<'_>> for LineHead<'_> {
+    fn account(&self, head: &LineHead<'_>) -> Option<AccountId> {
+        head.entry.account.as_deref().map(AccountId::new)
+    }
+    fn owns(&self, head: &LineHead<'_>, _probe: &str, _target: &[u8]) -> Option<bool> {
+        head.entry.own.then_some(true)
     }
 }
 
@@ -224,6 +271,9 @@ pub struct Replay {
     untracked_actors: u64,
     verdict_counts: VerdictCounts,
     sessions_ignored: bool,
+    /// The headers of a log line: none (the log holds what the guard read
+    /// of them).
+    no_headers: HeaderMap,
     /// Some line said who owned its object (`owner` or `own`).
     owners_in_log: bool,
     decisions: Option<Box<dyn Write>>,
@@ -285,6 +335,7 @@ impl Replay {
             untracked_actors: 0,
             verdict_counts: VerdictCounts::default(),
             sessions_ignored: false,
+            no_headers: HeaderMap::new(),
             owners_in_log: false,
             decisions: None,
             verdicts: None,
@@ -446,121 +497,67 @@ impl Replay {
         }
         let clock = now.max(0) as u64;
         let policy = self.policy.clone();
-        let matched = policy.route(&entry.method, entry.path());
-        let session = match (&policy.session, &entry.session) {
-            (Some(_), Some(s)) => Some(s.as_bytes()),
-            (None, Some(_)) => {
-                self.sessions_ignored = true;
-                None
-            }
-            _ => None,
-        };
-        let account = entry
-            .account
-            .as_deref()
-            .map(|a| AccountId::new(a).with_standing(entry.standing));
+        if policy.session.is_none() && entry.session.is_some() {
+            self.sessions_ignored = true;
+        }
         let owner = entry.owner.as_deref().map(AccountId::new);
         self.owners_in_log |= owner.is_some() || entry.own;
-        // The target as the guard read it, where the log holds it.
-        let logged = entry.target.as_deref().map(str::as_bytes);
-        let actors = policy.actors(Some(entry.addr), session, account);
-        let probe = matched
-            .as_ref()
-            .and_then(|m| policy.probes.get(m.probe().index()));
-        let mut own = false;
-        let target = match (&matched, probe) {
-            (Some(m), Some(p)) => match &p.source {
-                TargetSource::Json(_) => Target::InBody,
-                TargetSource::Header(_) if logged.is_some() => {
-                    let t = self.detector.target(
-                        &policy,
-                        m.probe(),
-                        logged.unwrap_or_default(),
-                        account.as_ref(),
-                    );
-                    let t = if entry.own { t.with_own(true) } else { t };
-                    own = t.is_own();
-                    Target::Known(t)
-                }
-                TargetSource::Header(_) => {
-                    self.probes[m.probe().index()]
-                        .not_in_log
-                        .get_or_insert("its target is a request header, which access logs do not hold: its requests count without a target");
-                    Target::None
-                }
-                _ => {
-                    let path = entry.path();
-                    let capture = m.capture().map(|r| path.get(r).unwrap_or(path));
-                    let mut buf = [0u8; TARGET_BUF];
-                    let headers = HeaderMap::new();
-                    match p.head_target(capture, entry.query(), &headers, &mut buf) {
-                        Some(bytes) => {
-                            let t =
-                                self.detector
-                                    .target(&policy, m.probe(), bytes, account.as_ref());
-                            let t = if entry.own { t.with_own(true) } else { t };
-                            own = t.is_own();
-                            Target::Known(t)
-                        }
-                        None => Target::None,
-                    }
-                }
-            },
-            _ => Target::None,
+        let head = LineHead {
+            entry: &entry,
+            headers: &self.no_headers,
         };
-        let facts = Facts {
-            actors: &actors,
-            probe: matched.as_ref().map(|m| m.probe()),
-            target,
-        };
-        let mut decision = self.detector.check(&policy, &facts, clock);
-        if let (Decision::Track(ticket), Some(m), Some(p)) = (&decision, &matched, probe) {
-            if ticket.awaits_body() {
-                let body = match (&entry.body, logged) {
-                    (_, Some(bytes)) => {
-                        let t = self
-                            .detector
-                            .target(&policy, m.probe(), bytes, account.as_ref());
-                        own = t.is_own();
-                        BodyTarget::Found(t)
-                    }
-                    (Some(b), None) => p
-                        .source
-                        .json_target(b.as_bytes(), |bytes| {
-                            let t =
-                                self.detector
-                                    .target(&policy, m.probe(), bytes, account.as_ref());
-                            own = t.is_own();
-                            BodyTarget::Found(t)
-                        })
-                        .unwrap_or(BodyTarget::Nothing),
-                    (None, None) => {
-                        self.probes[m.probe().index()].not_in_log.get_or_insert(
-                            "its target is in the JSON body, which this log does not hold (jsonl: log it as `body`): its requests count without a target",
-                        );
-                        BodyTarget::Unseen
-                    }
-                };
-                decision = self.detector.body(&policy, *ticket, body);
+        let mut noted = Noted::default();
+        let mut decision = self
+            .detector
+            .before(&policy, &head, &head, || clock, Some(&mut noted));
+        let pi = noted.probe.map(usize::from);
+        let probe = pi.and_then(|i| policy.probes.get(i));
+        if let (Decision::Track(_), Some(i), Some(p)) = (&decision, pi, probe) {
+            if matches!(p.source, TargetSource::Header(_)) && entry.target.is_none() {
+                self.probes[i].not_in_log.get_or_insert(
+                    "its target is a request header, which access logs do not hold: its requests count without a target",
+                );
             }
         }
+        if let Decision::Track(ticket) = decision {
+            decision = match (ticket.body_limit(), &entry.body) {
+                (None, _) => Decision::Track(ticket),
+                (Some(_), Some(b)) => {
+                    self.detector
+                        .body(ticket, BodyRead::Read(b.as_bytes()), Some(&mut noted))
+                }
+                (Some(_), None) => {
+                    if let Some(i) = pi {
+                        self.probes[i].not_in_log.get_or_insert(
+                            "its target is in the JSON body, which this log does not hold (jsonl: log it as `body`): its requests count without a target",
+                        );
+                    }
+                    self.detector.body(ticket, BodyRead::Unseen, Some(&mut noted))
+                }
+            };
+        }
+        let actors = noted.actors().copied().unwrap_or_default();
+        let own = noted.own();
         let status = StatusCode::from_u16(entry.status).ok();
         // The guard's own classification when the log holds it (it heard
         // the application's `Outcome`), else the config's status rules.
         let outcome = match (probe, status) {
             (Some(_), _) if entry.outcome.is_some() => entry.outcome,
-            (Some(p), Some(s)) => p.classify(s, &Extensions::new()),
+            (Some(p), Some(s)) => p.classify_status(s),
             _ => None,
         };
+        let account = actors.account();
         let refusal = match decision {
             Decision::Refuse(r) => Some(r),
             Decision::Track(ticket) => {
-                let answer = Answer {
+                let answer = Answered {
+                    status: status.unwrap_or(StatusCode::OK),
                     outcome,
                     owner,
                     known: entry.known,
+                    refused: false,
                 };
-                self.detector.outcome(&policy, ticket, answer);
+                self.detector.after(ticket, &answer);
                 None
             }
             Decision::Pass => None,
@@ -573,7 +570,6 @@ impl Replay {
             )
         });
         // Tallies.
-        let pi = matched.as_ref().map(|m| m.probe().index());
         match pi {
             Some(i) => {
                 let t = &mut self.probes[i];

@@ -1,0 +1,338 @@
+//! The core in two calls: [`Detector::before`] reads a request head and
+//! says pass, refuse or track; [`Detector::after`] takes the tracked
+//! request's answer. Between them, for a probe whose target is in the body,
+//! [`Detector::body`] takes the body's first bytes. Routing, attribution,
+//! target extraction and ownership, the choice of what to identify and the
+//! classification of the answer all happen inside; an adapter only
+//! translates its request into a [`Head`] and its answer into an
+//! [`Answered`].
+//!
+//! ```
+//! use enumguard::Config;
+//! use enumguard::detect::{Answered, Decision, Detector, Head, NoHooks};
+//! use http::{HeaderMap, Method, StatusCode};
+//! use std::net::IpAddr;
+//!
+//! /// A request as this adapter knows it.
+//! struct Req { path: String, from: IpAddr, headers: HeaderMap }
+//!
+//! impl Head for Req {
+//!     fn method(&self) -> &Method { &Method::GET }
+//!     fn path(&self) -> &str { &self.path }
+//!     fn query(&self) -> Option<&str> { None }
+//!     fn headers(&self) -> &HeaderMap { &self.headers }
+//!     fn peer(&self) -> Option<IpAddr> { Some(self.from) }
+//! }
+//!
+//! let config = Config::from_toml_str(r#"
+//!     [[probes]]
+//!     name = "book"
+//!     path = "/accounts/{id}/book"
+//!     target = { path = "id" }
+//! "#).unwrap();
+//! let detector = Detector::with_seed(config, 7).unwrap();
+//! let policy = detector.policy_arc();
+//! let mut refused = 0;
+//! for id in 100..160u64 {
+//!     let now = id * 1_000_000_000;
+//!     let req = Req {
+//!         path: format!("/accounts/{id}/book"),
+//!         from: "203.0.113.9".parse().unwrap(),
+//!         headers: HeaderMap::new(),
+//!     };
+//!     match detector.before(&policy, &req, &NoHooks, || now, None) {
+//!         Decision::Refuse(_) => refused += 1,
+//!         Decision::Track(ticket) => {
+//!             detector.after(ticket, &Answered::status(StatusCode::OK));
+//!         }
+//!         Decision::Pass => {}
+//!     }
+//! }
+//! // An anonymous address walking 60 address books is stopped.
+//! assert!(refused > 0);
+//! ```
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use http::{HeaderMap, Method};
+
+use super::Detector;
+use super::facts::{
+    Answer, Answered, BodyRead, BodyTarget, Decision, Facts, Pending, Step, Target, Ticket,
+};
+use super::identify::{self, Need};
+use super::policy::Policy;
+use crate::actor::{AccountId, Actors, Standing};
+use crate::probe::Outcome;
+
+/// A request head, as the core reads it. The tower guard implements it for
+/// `http::request::Parts`; a log replay for its log lines; a test for
+/// whatever it drives.
+pub trait Head {
+    /// The method.
+    fn method(&self) -> &Method;
+    /// The path, not decoded.
+    fn path(&self) -> &str;
+    /// The query, if any.
+    fn query(&self) -> Option<&str>;
+    /// The headers (forwarding headers, the session, header targets).
+    fn headers(&self) -> &HeaderMap;
+    /// The TCP peer's address (before the trusted proxies' headers are
+    /// read); `None` if the server did not say.
+    fn peer(&self) -> Option<IpAddr>;
+    /// Whether [`peer`](Self::peer) would give an address (the fast path
+    /// asks only this).
+    fn has_peer(&self) -> bool {
+        self.peer().is_some()
+    }
+    /// What an authentication layer said of the account's standing.
+    fn standing(&self) -> Option<Standing> {
+        None
+    }
+    /// The session token, for an adapter that knows it other than by the
+    /// policy's session header or cookie (a log's session field); when
+    /// `Some`, the headers are not read for it.
+    fn session_token(&self) -> Option<&[u8]> {
+        None
+    }
+    /// The target as a log recorded it, for a probe whose target the head
+    /// does not hold (a JSON body field, a header the log left out): a
+    /// replay of the guard's access log. Live requests have none.
+    fn logged_target(&self) -> Option<&[u8]> {
+        None
+    }
+}
+
+/// What only the application can say of a request: its account, and
+/// whether a target is the caller's own. Both default to "cannot say".
+pub trait Hooks<H: ?Sized> {
+    /// The request's account.
+    fn account(&self, _head: &H) -> Option<AccountId> {
+        None
+    }
+    /// Whether the caller owns `target` of probe `probe`; `None` if the
+    /// application does not say (then an account id equal to the target,
+    /// or an [`Owner`](crate::Owner) in the answer, decides).
+    fn owns(&self, _head: &H, _probe: &str, _target: &[u8]) -> Option<bool> {
+        None
+    }
+}
+
+/// No hooks: anonymous requests, ownership by account id and `Owner` only.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoHooks;
+
+impl<H: ?Sized> Hooks<H> for NoHooks {}
+
+/// What the core noted of a request for an access log, when asked.
+#[derive(Debug, Clone, Default)]
+pub struct Noted {
+    /// The index of the probe matched, in the policy given.
+    pub(crate) probe: Option<u8>,
+    pub(crate) actors: Option<Actors>,
+    pub(crate) target: Option<Box<[u8]>>,
+    pub(crate) own: bool,
+}
+
+impl Noted {
+    /// The request's actors, as far as the core identified them (an
+    /// address at least, when the request had one).
+    pub fn actors(&self) -> Option<&Actors> {
+        self.actors.as_ref()
+    }
+    /// The target as read from a body or a header (what a log of the path
+    /// and query would not hold).
+    pub fn target(&self) -> Option<&[u8]> {
+        self.target.as_deref()
+    }
+    /// The ownership hook (or the account id) made the target the caller's.
+    pub fn own(&self) -> bool {
+        self.own
+    }
+}
+
+impl Detector {
+    /// The policy in force, as a shared handle to keep (one reference
+    /// count): what [`before`](Self::before) takes.
+    pub fn policy_arc(&self) -> Arc<Policy> {
+        self.snapshot().1
+    }
+
+    /// Call one, before the inner service: the request's probe, its actors
+    /// (as far as anything will read them), its target, the lists, the
+    /// actors' verdicts and the pre-check. `now` is the adapter's clock,
+    /// read at most once and only if something needs the time; `noted`,
+    /// when given, receives what an access log keeps.
+    pub fn before<H, K, C>(
+        &self,
+        policy: &Arc<Policy>,
+        head: &H,
+        hooks: &K,
+        now: C,
+        mut noted: Option<&mut Noted>,
+    ) -> Decision
+    where
+        H: Head + ?Sized,
+        K: Hooks<H>,
+        C: FnOnce() -> u64,
+    {
+        policy.hot().requests.increment(1);
+        policy.note_request();
+        let matched = policy.route(head.method(), head.path());
+        if let Some(n) = noted.as_deref_mut() {
+            n.probe = matched.as_ref().map(|m| m.index);
+        }
+        let mut clock = Some(now);
+        let mut read = None;
+        let mut now = || *read.get_or_insert_with(|| clock.take().map_or(0, |c| c()));
+        // Without a probe, only a ban or an account's or session's block can
+        // refuse the request (and the lists): while none is held, nothing
+        // needs identifying.
+        if matched.is_none() && noted.is_none() && self.quiet(policy, &mut now) {
+            return match head.has_peer() {
+                true => Decision::Pass,
+                false => match self.missing_peer(policy) {
+                    Ok(()) => Decision::Pass,
+                    Err(r) => Decision::Refuse(r),
+                },
+            };
+        }
+        let verdicts = self.has_verdicts();
+        // A request noted for an access log is identified in full (its
+        // account too, whatever it asked for).
+        let need = match noted {
+            Some(_) => Need::Full,
+            None => Need::of(policy, matched.is_some(), verdicts),
+        };
+        if need == Need::Peer {
+            // Nothing concerns this request: it only needs a known peer.
+            return match head.has_peer() {
+                true => Decision::Pass,
+                false => match self.missing_peer(policy) {
+                    Ok(()) => Decision::Pass,
+                    Err(r) => Decision::Refuse(r),
+                },
+            };
+        }
+        let actors = match identify::actors(self, policy, head, need, hooks) {
+            Ok(a) => a,
+            Err(r) => return Decision::Refuse(r),
+        };
+        if let Some(n) = noted.as_deref_mut() {
+            n.actors = Some(actors);
+        }
+        // The clock is read once, and only when something will use it.
+        let now = if matched.is_some() || verdicts { now() } else { 0 };
+        let target = match &matched {
+            Some(m) => identify::target(self, policy, head, m, &actors, hooks, noted),
+            None => Target::None,
+        };
+        let facts = Facts {
+            actors: &actors,
+            probe: matched.as_ref().map(|m| m.probe()),
+            target,
+        };
+        let index = matched.as_ref().map_or(0, |m| m.index);
+        self.decided(self.check(policy, &facts, now), policy, index)
+    }
+
+    /// Between the two calls, for a ticket that [wants the
+    /// body](Ticket::body_limit): what the adapter read of it. The target
+    /// is read from it here, and the pre-check runs.
+    pub fn body(&self, ticket: Ticket, body: BodyRead<'_>, noted: Option<&mut Noted>) -> Decision {
+        let Some(probe) = ticket.probe() else {
+            return Decision::Pass;
+        };
+        let account = ticket.pending.actors.account();
+        let found = match body {
+            BodyRead::Read(bytes) if bytes.len() > probe.body_limit => BodyTarget::Oversized,
+            BodyRead::Read(bytes) => probe
+                .source
+                .json_target(bytes, |t| {
+                    if let Some(n) = noted {
+                        n.target = Some(t.into());
+                    }
+                    self.target_of(probe, t, account.as_ref())
+                })
+                .map_or(BodyTarget::Nothing, BodyTarget::Found),
+            BodyRead::Oversized => BodyTarget::Oversized,
+            BodyRead::Failed => BodyTarget::Nothing,
+            BodyRead::Unseen => BodyTarget::Unseen,
+        };
+        let step = self.body_step(&ticket.policy, probe, ticket.pending, found);
+        let index = ticket.index;
+        self.decided(step, &ticket.policy, index)
+    }
+
+    /// Call two: the answer to a tracked request, classified by the
+    /// probe's rules (the application's [`Outcome`] first), folded into
+    /// its actors' records, and verdicts changed where a threshold was
+    /// crossed. Returns the outcome as classified. A reload since the
+    /// request was decided applies: a probe it removed learns nothing.
+    pub fn after(&self, ticket: Ticket, answer: &Answered) -> Option<Outcome> {
+        if answer.refused {
+            // A refusal from an inner guard or limiter says nothing of the
+            // target: what the ticket held as pending is let go.
+            self.release(&ticket);
+            return None;
+        }
+        let current;
+        let (policy, index) = if self.generation() == ticket.policy.generation {
+            (&*ticket.policy, ticket.index as usize)
+        } else {
+            current = self.policy_arc();
+            let slot = ticket.pending.slot;
+            match current.probes.iter().position(|p| p.slot == slot) {
+                Some(i) => (&*current, i),
+                None => return None,
+            }
+        };
+        let probe = policy.probes.get(index)?;
+        let outcome = answer
+            .outcome
+            .or_else(|| probe.classify_status(answer.status));
+        let i = match outcome {
+            Some(Outcome::Hit) => 0,
+            Some(Outcome::Miss) => 1,
+            Some(Outcome::Denied) => 2,
+            None => 3,
+        };
+        if let Some(c) = policy.hot().outcomes.get(index) {
+            c[i].increment(1);
+        }
+        let answer = Answer {
+            outcome,
+            owner: answer.owner,
+            known: answer.known,
+        };
+        self.learn_answer(policy, probe, ticket.pending, answer);
+        outcome
+    }
+
+    /// A ticket that will get no answer (the request was dropped, the inner
+    /// service failed): what it held as pending is let go, and nothing is
+    /// learned.
+    pub fn release(&self, ticket: &Ticket) {
+        if let Some(probe) = ticket.probe() {
+            self.release_pending(probe, &ticket.pending);
+        }
+    }
+
+    /// A step's answer, as the adapter gets it.
+    fn decided(&self, step: Step, policy: &Arc<Policy>, index: u8) -> Decision {
+        match step {
+            Step::Pass => Decision::Pass,
+            Step::Refuse(r) => Decision::Refuse(r),
+            Step::Track(pending) => Decision::Track(self.ticket(pending, policy, index)),
+        }
+    }
+
+    fn ticket(&self, pending: Pending, policy: &Arc<Policy>, index: u8) -> Ticket {
+        Ticket {
+            pending,
+            policy: policy.clone(),
+            index,
+        }
+    }
+}
