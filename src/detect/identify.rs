@@ -5,11 +5,11 @@ use crate::actor::{AccountId, Actors, client_ip, cookie_values, ends, header_end
 use crate::config::SessionSource;
 use crate::probe::{TARGET_BUF, TargetSource};
 
+use super::Detector;
 use super::facts::Target;
 use super::policy::{Match, Policy};
 use super::refusal::Refusal;
 use super::request::{Head, Hooks, Noted};
-use super::Detector;
 
 /// How much of a request's attribution a step needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

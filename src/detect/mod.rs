@@ -36,12 +36,11 @@ pub(crate) mod score;
 mod steps;
 mod view;
 
-
 pub use change::{ChangeKind, VerdictChange, VerdictListener};
 pub use detector::Detector;
 #[cfg(feature = "redis")]
 pub(crate) use detector::random_key;
 pub use facts::{Answered, BodyRead, Decision, Ticket};
-pub use request::{Head, Hooks, NoHooks, Noted};
 pub use policy::{Match, Policy};
 pub use refusal::{Refusal, RefusalKind};
+pub use request::{Head, Hooks, NoHooks, Noted, Route, Routed};

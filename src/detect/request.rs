@@ -119,6 +119,23 @@ pub trait Hooks<H: ?Sized> {
     }
 }
 
+/// What [`Detector::route`] says: decided already, or go on.
+#[derive(Debug)]
+pub enum Route {
+    /// Decided on the fast path (no probe, nothing held).
+    Done(Decision),
+    /// Go on with [`Detector::before_routed`].
+    Go(Routed),
+}
+
+/// A request [`Detector::route`] matched (or not) to a probe, with the time
+/// if it was read.
+#[derive(Debug)]
+pub struct Routed {
+    matched: Option<super::policy::Match>,
+    now: Option<u64>,
+}
+
 /// No hooks: anonymous requests, ownership by account id and `Owner` only.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct NoHooks;
@@ -163,40 +180,84 @@ impl Detector {
     /// (as far as anything will read them), its target, the lists, the
     /// actors' verdicts and the pre-check. `now` is the adapter's clock,
     /// read at most once and only if something needs the time; `noted`,
-    /// when given, receives what an access log keeps.
+    /// when given, receives what an access log keeps (and the request is
+    /// then identified in full, its account included).
+    ///
+    /// An adapter that must take its request apart to hand it over (the
+    /// tower guard: the hooks take `Parts`) may split this call in two:
+    /// [`route`](Self::route) first, on the request as it is, then
+    /// [`before_routed`](Self::before_routed) only when it says to go on.
     pub fn before<H, K, C>(
         &self,
         policy: &Arc<Policy>,
         head: &H,
         hooks: &K,
         now: C,
-        mut noted: Option<&mut Noted>,
+        noted: Option<&mut Noted>,
     ) -> Decision
     where
         H: Head + ?Sized,
         K: Hooks<H>,
         C: FnOnce() -> u64,
     {
+        match self.route(policy, head, now, noted.is_some()) {
+            Route::Done(d) => d,
+            Route::Go(r) => self.before_routed(policy, r, head, hooks, noted),
+        }
+    }
+
+    /// The first half of [`before`](Self::before): the probe, and the fast
+    /// path of a request that matches none while nothing is held (one
+    /// atomic load), which is decided here. `noting`: an access log will
+    /// want the request's facts (no fast path).
+    #[inline]
+    pub fn route<H, C>(&self, policy: &Policy, head: &H, now: C, noting: bool) -> Route
+    where
+        H: Head + ?Sized,
+        C: FnOnce() -> u64,
+    {
         policy.hot().requests.increment(1);
         policy.note_request();
         let matched = policy.route(head.method(), head.path());
-        if let Some(n) = noted.as_deref_mut() {
-            n.probe = matched.as_ref().map(|m| m.index);
-        }
         let mut clock = Some(now);
         let mut read = None;
-        let mut now = || *read.get_or_insert_with(|| clock.take().map_or(0, |c| c()));
+        let quiet = matched.is_none()
+            && !noting
+            && self.quiet(policy, || {
+                *read.get_or_insert_with(|| clock.take().map_or(0, |c| c()))
+            });
         // Without a probe, only a ban or an account's or session's block can
         // refuse the request (and the lists): while none is held, nothing
         // needs identifying.
-        if matched.is_none() && noted.is_none() && self.quiet(policy, &mut now) {
-            return match head.has_peer() {
-                true => Decision::Pass,
-                false => match self.missing_peer(policy) {
-                    Ok(()) => Decision::Pass,
-                    Err(r) => Decision::Refuse(r),
-                },
-            };
+        if quiet {
+            return Route::Done(self.peer_only(policy, head));
+        }
+        let now = match (read, clock) {
+            (Some(t), _) => Some(t),
+            // Read only if something will use it: a probe, or a verdict.
+            (None, Some(c)) if matched.is_some() || self.has_verdicts() => Some(c()),
+            _ => None,
+        };
+        Route::Go(Routed { matched, now })
+    }
+
+    /// The second half of [`before`](Self::before), for a request
+    /// [`route`](Self::route) said to go on with.
+    pub fn before_routed<H, K>(
+        &self,
+        policy: &Arc<Policy>,
+        routed: Routed,
+        head: &H,
+        hooks: &K,
+        mut noted: Option<&mut Noted>,
+    ) -> Decision
+    where
+        H: Head + ?Sized,
+        K: Hooks<H>,
+    {
+        let Routed { matched, now } = routed;
+        if let Some(n) = noted.as_deref_mut() {
+            n.probe = matched.as_ref().map(|m| m.index);
         }
         let verdicts = self.has_verdicts();
         // A request noted for an access log is identified in full (its
@@ -207,13 +268,7 @@ impl Detector {
         };
         if need == Need::Peer {
             // Nothing concerns this request: it only needs a known peer.
-            return match head.has_peer() {
-                true => Decision::Pass,
-                false => match self.missing_peer(policy) {
-                    Ok(()) => Decision::Pass,
-                    Err(r) => Decision::Refuse(r),
-                },
-            };
+            return self.peer_only(policy, head);
         }
         let actors = match identify::actors(self, policy, head, need, hooks) {
             Ok(a) => a,
@@ -222,8 +277,7 @@ impl Detector {
         if let Some(n) = noted.as_deref_mut() {
             n.actors = Some(actors);
         }
-        // The clock is read once, and only when something will use it.
-        let now = if matched.is_some() || verdicts { now() } else { 0 };
+        let now = now.unwrap_or(0);
         let target = match &matched {
             Some(m) => identify::target(self, policy, head, m, &actors, hooks, noted),
             None => Target::None,
@@ -235,6 +289,18 @@ impl Detector {
         };
         let index = matched.as_ref().map_or(0, |m| m.index);
         self.decided(self.check(policy, &facts, now), policy, index)
+    }
+
+    /// A request that only needs a known peer address.
+    #[inline]
+    fn peer_only<H: Head + ?Sized>(&self, policy: &Policy, head: &H) -> Decision {
+        if head.has_peer() {
+            return Decision::Pass;
+        }
+        match self.missing_peer(policy) {
+            Ok(()) => Decision::Pass,
+            Err(r) => Decision::Refuse(r),
+        }
     }
 
     /// Between the two calls, for a ticket that [wants the

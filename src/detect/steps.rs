@@ -8,7 +8,7 @@
 //! without a ticket: nothing is learned from its answer, as nothing is in
 //! enforce mode, where it never reaches the service.
 
-use super::facts::{Answer, BodyTarget, Step, Facts, ProbeId, Target, Pending};
+use super::facts::{Answer, BodyTarget, Facts, Pending, ProbeId, Step, Target};
 use super::policy::Policy;
 use super::probes::{Probe, ProbeLive};
 use super::refusal::{Refusal, RefusalKind};
@@ -133,7 +133,13 @@ impl Detector {
 
     /// The answer to a tracked request: folded into every actor's record,
     /// and verdicts changed where a threshold was crossed.
-    pub(crate) fn learn_answer(&self, policy: &Policy, probe: &Probe, ticket: Pending, answer: Answer) {
+    pub(crate) fn learn_answer(
+        &self,
+        policy: &Policy,
+        probe: &Probe,
+        ticket: Pending,
+        answer: Answer,
+    ) {
         let mut target = ticket.target;
         // What the application says of the object's owner wins over ids.
         if let (Some(t), Some(owner)) = (target.as_mut(), answer.owner) {

@@ -71,27 +71,27 @@ where
     S: Service<Request<GuardBody<B>>>,
     B: Body,
 {
-    pub(crate) fn forward(fut: S::Future, learn: Option<Tracked>) -> Self {
+    pub(crate) fn forward(fut: S::Future, learn: Option<Tracked>, log: Option<Box<Seen>>) -> Self {
         Self {
             state: State::Forward { fut, learn },
-            log: None,
+            log,
         }
     }
 
-    /// The same future, reporting to the access log.
-    pub(crate) fn logged(mut self, seen: Option<Box<Seen>>) -> Self {
-        self.log = seen;
-        self
-    }
-
-    pub(crate) fn refused(res: Response<Bytes>) -> Self {
+    pub(crate) fn refused(res: Response<Bytes>, log: Option<Box<Seen>>) -> Self {
         Self {
             state: State::Refused { res: Some(res) },
-            log: None,
+            log,
         }
     }
 
-    pub(crate) fn read_body(inner: S, parts: Parts, body: B, tracked: Tracked) -> Self {
+    pub(crate) fn read_body(
+        inner: S,
+        parts: Parts,
+        body: B,
+        tracked: Tracked,
+        log: Option<Box<Seen>>,
+    ) -> Self {
         Self {
             state: State::Reading {
                 reading: Box::new(Reading {
@@ -103,7 +103,7 @@ where
                     tracked: Some(tracked),
                 }),
             },
-            log: None,
+            log,
         }
     }
 }

@@ -14,7 +14,7 @@ use tower_service::Service;
 use super::body::{GuardBody, ResponseBody};
 use super::future::ResponseFuture;
 use super::shared::{Shared, Tracked};
-use crate::detect::{Decision, Policy};
+use crate::detect::{Decision, Policy, Route};
 
 /// The guard service; see [`GuardLayer`](crate::GuardLayer).
 ///
@@ -102,40 +102,52 @@ where
             policy,
             ..
         } = self;
-        let (parts, body) = req.into_parts();
         let clock = &shared.clock;
-        let mut seen = None;
+        let logging = shared.access.is_some();
         let mut now = None;
-        if shared.access.is_some() {
-            let t = *now.insert(clock.now());
+        // The fast path decides on the request as it is; the rest takes it
+        // apart (the hooks take its `Parts`).
+        let routed = match shared
+            .core
+            .route(policy, &req, || *now.insert(clock.now()), logging)
+        {
+            Route::Go(r) => r,
+            Route::Done(Decision::Refuse(r)) => {
+                return ResponseFuture::refused(shared.refusal_response(r), None);
+            }
+            Route::Done(_) => {
+                return ResponseFuture::forward(inner.call(req.map(GuardBody::new)), None, None);
+            }
+        };
+        let (parts, body) = req.into_parts();
+        let mut seen = None;
+        if logging {
+            let t = now.unwrap_or_else(|| clock.now());
             seen = shared.seen(policy, (&parts.method, &parts.uri), t);
         }
-        let decision = shared.core.before(
-            policy,
-            &parts,
-            shared.as_ref(),
-            || now.unwrap_or_else(|| clock.now()),
-            seen.as_deref_mut().map(|s| &mut s.noted),
-        );
-        let future = match decision {
+        let noted = seen.as_deref_mut().map(|s| &mut s.noted);
+        match shared
+            .core
+            .before_routed(policy, routed, &parts, shared.as_ref(), noted)
+        {
             Decision::Pass => {
                 let req = Request::from_parts(parts, GuardBody::new(body));
-                ResponseFuture::forward(inner.call(req), None)
+                ResponseFuture::forward(inner.call(req), None, seen)
             }
-            Decision::Refuse(r) => ResponseFuture::refused(shared.refusal_response(r)),
+            Decision::Refuse(r) => ResponseFuture::refused(shared.refusal_response(r), seen),
             Decision::Track(ticket) if ticket.body_limit().is_none() => {
                 let req = Request::from_parts(parts, GuardBody::new(body));
                 let fut = inner.call(req);
-                ResponseFuture::forward(fut, Some(Tracked::new(ticket, shared)))
+                ResponseFuture::forward(fut, Some(Tracked::new(ticket, shared)), seen)
             }
             Decision::Track(ticket) => {
                 // The inner service is called once the body is read: take
                 // the ready service, leave a clone in its place.
                 let clone = inner.clone();
                 let ready = std::mem::replace(inner, clone);
-                ResponseFuture::read_body(ready, parts, body, Tracked::new(ticket, shared))
+                let tracked = Tracked::new(ticket, shared);
+                ResponseFuture::read_body(ready, parts, body, tracked, seen)
             }
-        };
-        future.logged(seen)
+        }
     }
 }

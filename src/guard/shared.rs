@@ -108,6 +108,38 @@ impl Hooks<Parts> for Shared {
     }
 }
 
+/// A request as the core's fast path reads it (before it is taken apart).
+impl<B> Head for http::Request<B> {
+    #[inline]
+    fn method(&self) -> &http::Method {
+        self.method()
+    }
+    #[inline]
+    fn path(&self) -> &str {
+        self.uri().path()
+    }
+    #[inline]
+    fn query(&self) -> Option<&str> {
+        self.uri().query()
+    }
+    #[inline]
+    fn headers(&self) -> &http::HeaderMap {
+        self.headers()
+    }
+    #[inline]
+    fn peer(&self) -> Option<std::net::IpAddr> {
+        peer_addr(self.extensions())
+    }
+    #[inline]
+    fn has_peer(&self) -> bool {
+        has_peer(self.extensions())
+    }
+    #[inline]
+    fn standing(&self) -> Option<crate::Standing> {
+        self.extensions().get::<crate::Standing>().copied()
+    }
+}
+
 /// A request head as the core reads it.
 impl Head for Parts {
     #[inline]
