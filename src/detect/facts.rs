@@ -196,6 +196,7 @@ impl Answered {
     }
 
     /// The answer of a response head: its status and extensions.
+    #[inline]
     pub fn read(status: StatusCode, ext: &Extensions) -> Self {
         Self {
             status,

@@ -219,30 +219,25 @@ impl Detector {
         policy.hot().requests.increment(1);
         policy.note_request();
         let matched = policy.route(head.method(), head.path());
-        let mut clock = Some(now);
-        let mut read = None;
-        let quiet = matched.is_none()
-            && !noting
-            && self.quiet(policy, || {
-                *read.get_or_insert_with(|| clock.take().map_or(0, |c| c()))
-            });
         // Without a probe, only a ban or an account's or session's block can
         // refuse the request (and the lists): while none is held, nothing
         // needs identifying.
-        if quiet {
-            return Route::Done(self.peer_only(policy, head));
+        if matched.is_none() && !noting && policy.no_lists {
+            let mut read = None;
+            if self.quiet(policy, || *read.insert(now())) {
+                return Route::Done(self.peer_only(policy, head));
+            }
+            // Not quiet: a wide verdict is live, and the time was read.
+            return Route::Go(Routed { matched, now: read });
         }
-        let now = match (read, clock) {
-            (Some(t), _) => Some(t),
-            // Read only if something will use it: a probe, or a verdict.
-            (None, Some(c)) if matched.is_some() || self.has_verdicts() => Some(c()),
-            _ => None,
-        };
+        // The time, read only if something will use it: a probe, or a verdict.
+        let now = (matched.is_some() || self.has_verdicts()).then(now);
         Route::Go(Routed { matched, now })
     }
 
     /// The second half of [`before`](Self::before), for a request
     /// [`route`](Self::route) said to go on with.
+    #[inline]
     pub fn before_routed<H, K>(
         &self,
         policy: &Arc<Policy>,
@@ -386,6 +381,7 @@ impl Detector {
     }
 
     /// A step's answer, as the adapter gets it.
+    #[inline]
     fn decided(&self, step: Step, policy: &Arc<Policy>, index: u8) -> Decision {
         match step {
             Step::Pass => Decision::Pass,
@@ -394,6 +390,7 @@ impl Detector {
         }
     }
 
+    #[inline]
     fn ticket(&self, pending: Pending, policy: &Arc<Policy>, index: u8) -> Ticket {
         Ticket {
             pending,

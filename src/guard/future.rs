@@ -28,8 +28,6 @@ pin_project! {
     {
         #[pin]
         state: State<S, B>,
-        // What the access log keeps of the request, while it is on.
-        log: Option<Box<Seen>>,
     }
 }
 
@@ -45,8 +43,17 @@ pin_project! {
             fut: S::Future,
             learn: Option<Tracked>,
         },
+        // Forward, with the access log on (its own state: without the log
+        // the common future carries nothing for it).
+        Logged {
+            #[pin]
+            fut: S::Future,
+            learn: Option<Tracked>,
+            log: Option<Box<Seen>>,
+        },
         Refused {
             res: Option<Response<Bytes>>,
+            log: Option<Box<Seen>>,
         },
         Reading {
             // Boxed: only JSON-body probes read, and the common future
@@ -64,6 +71,7 @@ struct Reading<S, B: Body> {
     parts: Option<Parts>,
     inner: Option<S>,
     tracked: Option<Tracked>,
+    log: Option<Box<Seen>>,
 }
 
 impl<S, B> ResponseFuture<S, B>
@@ -72,16 +80,19 @@ where
     B: Body,
 {
     pub(crate) fn forward(fut: S::Future, learn: Option<Tracked>, log: Option<Box<Seen>>) -> Self {
-        Self {
-            state: State::Forward { fut, learn },
-            log,
-        }
+        let state = match log {
+            None => State::Forward { fut, learn },
+            log => State::Logged { fut, learn, log },
+        };
+        Self { state }
     }
 
     pub(crate) fn refused(res: Response<Bytes>, log: Option<Box<Seen>>) -> Self {
         Self {
-            state: State::Refused { res: Some(res) },
-            log,
+            state: State::Refused {
+                res: Some(res),
+                log,
+            },
         }
     }
 
@@ -101,9 +112,9 @@ where
                     parts: Some(parts),
                     inner: Some(inner),
                     tracked: Some(tracked),
+                    log,
                 }),
             },
-            log,
         }
     }
 }
@@ -131,9 +142,15 @@ where
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         loop {
             let this = self.as_mut().project();
-            let log = this.log;
             match this.state.project() {
                 StateProj::Forward { fut, learn } => {
+                    let res = ready!(fut.poll(cx))?;
+                    if let Some(mut t) = learn.take() {
+                        learn_from(&mut t, &res);
+                    }
+                    return Poll::Ready(Ok(res.map(ResponseBody::inner)));
+                }
+                StateProj::Logged { fut, learn, log } => {
                     let res = ready!(fut.poll(cx))?;
                     if let Some(mut t) = learn.take() {
                         learn_from(&mut t, &res);
@@ -144,7 +161,7 @@ where
                     }
                     return Poll::Ready(Ok(res.map(ResponseBody::inner)));
                 }
-                StateProj::Refused { res } => {
+                StateProj::Refused { res, log } => {
                     let res = res.take().expect("ResponseFuture polled after completion");
                     if let Some(s) = log.take() {
                         let refused = res.extensions().get::<Refusal>().map(|r| r.kind());
@@ -160,6 +177,7 @@ where
                         parts,
                         inner,
                         tracked,
+                        log,
                     } = &mut **reading;
                     let limit = tracked
                         .as_ref()
@@ -219,13 +237,14 @@ where
                     };
                     let noted = log.as_deref_mut().map(|s| &mut s.noted);
                     let decision = tracked.shared.core().body(ticket, read_, noted);
+                    let log = log.take();
                     let learn = match decision {
                         Decision::Refuse(r) => {
                             let res = tracked.shared.refusal_response(r);
-                            self.as_mut()
-                                .project()
-                                .state
-                                .set(State::Refused { res: Some(res) });
+                            self.as_mut().project().state.set(State::Refused {
+                                res: Some(res),
+                                log,
+                            });
                             continue;
                         }
                         Decision::Track(ticket) => {
@@ -237,10 +256,11 @@ where
                     let frames = std::mem::take(frames);
                     let req = Request::from_parts(parts, GuardBody::replay(frames, rest));
                     let fut = inner.call(req);
-                    self.as_mut()
-                        .project()
-                        .state
-                        .set(State::Forward { fut, learn });
+                    let state = match log {
+                        None => State::Forward { fut, learn },
+                        log => State::Logged { fut, learn, log },
+                    };
+                    self.as_mut().project().state.set(state);
                 }
             }
         }
