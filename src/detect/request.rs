@@ -122,8 +122,10 @@ pub trait Hooks<H: ?Sized> {
 /// What [`Detector::route`] says: decided already, or go on.
 #[derive(Debug)]
 pub enum Route {
-    /// Decided on the fast path (no probe, nothing held).
-    Done(Decision),
+    /// Forward it (the fast path: no probe, nothing held).
+    Pass,
+    /// Refuse it (no peer address, and `missing_peer = "refuse"`).
+    Refuse(super::Refusal),
     /// Go on with [`Detector::before_routed`].
     Go(Routed),
 }
@@ -201,7 +203,8 @@ impl Detector {
         C: FnOnce() -> u64,
     {
         match self.route(policy, head, now, noted.is_some()) {
-            Route::Done(d) => d,
+            Route::Pass => Decision::Pass,
+            Route::Refuse(r) => Decision::Refuse(r),
             Route::Go(r) => self.before_routed(policy, r, head, hooks, noted),
         }
     }
@@ -225,7 +228,10 @@ impl Detector {
         if matched.is_none() && !noting && policy.no_lists {
             let mut read = None;
             if self.quiet(policy, || *read.insert(now())) {
-                return Route::Done(self.peer_only(policy, head));
+                return match self.peer_only(policy, head) {
+                    Ok(()) => Route::Pass,
+                    Err(r) => Route::Refuse(r),
+                };
             }
             // Not quiet: a wide verdict is live, and the time was read.
             return Route::Go(Routed { matched, now: read });
@@ -263,7 +269,10 @@ impl Detector {
         };
         if need == Need::Peer {
             // Nothing concerns this request: it only needs a known peer.
-            return self.peer_only(policy, head);
+            return match self.peer_only(policy, head) {
+                Ok(()) => Decision::Pass,
+                Err(r) => Decision::Refuse(r),
+            };
         }
         let actors = match identify::actors(self, policy, head, need, hooks) {
             Ok(a) => a,
@@ -288,13 +297,11 @@ impl Detector {
 
     /// A request that only needs a known peer address.
     #[inline]
-    fn peer_only<H: Head + ?Sized>(&self, policy: &Policy, head: &H) -> Decision {
+    fn peer_only<H: Head + ?Sized>(&self, policy: &Policy, head: &H) -> Result<(), super::Refusal> {
         if head.has_peer() {
-            return Decision::Pass;
-        }
-        match self.missing_peer(policy) {
-            Ok(()) => Decision::Pass,
-            Err(r) => Decision::Refuse(r),
+            Ok(())
+        } else {
+            self.missing_peer(policy)
         }
     }
 

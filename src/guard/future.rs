@@ -79,6 +79,14 @@ where
     S: Service<Request<GuardBody<B>>>,
     B: Body,
 {
+    /// Forwarded, nothing to learn nor log.
+    #[inline]
+    pub(crate) fn pass(fut: S::Future) -> Self {
+        Self {
+            state: State::Forward { fut, learn: None },
+        }
+    }
+
     pub(crate) fn forward(fut: S::Future, learn: Option<Tracked>, log: Option<Box<Seen>>) -> Self {
         let state = match log {
             None => State::Forward { fut, learn },

@@ -112,11 +112,9 @@ where
             .route(policy, &req, || *now.insert(clock.now()), logging)
         {
             Route::Go(r) => r,
-            Route::Done(Decision::Refuse(r)) => {
+            Route::Pass => return ResponseFuture::pass(inner.call(req.map(GuardBody::new))),
+            Route::Refuse(r) => {
                 return ResponseFuture::refused(shared.refusal_response(r), None);
-            }
-            Route::Done(_) => {
-                return ResponseFuture::forward(inner.call(req.map(GuardBody::new)), None, None);
             }
         };
         let (parts, body) = req.into_parts();
