@@ -338,6 +338,7 @@ impl Detector {
     /// its actors' records, and verdicts changed where a threshold was
     /// crossed. Returns the outcome as classified. A reload since the
     /// request was decided applies: a probe it removed learns nothing.
+    #[inline]
     pub fn after(&self, ticket: Ticket, answer: &Answered) -> Option<Outcome> {
         if answer.refused {
             // A refusal from an inner guard or limiter says nothing of the

@@ -278,6 +278,7 @@ where
 /// Hands a tracked request's answer back to the detector (which reads it
 /// by the policy the request was decided by; a reload meanwhile applies from
 /// the next one).
+#[inline]
 fn learn_from<T>(t: &mut Tracked, res: &Response<T>) {
     if let Some(ticket) = t.ticket.take() {
         let answer = Answered::read(res.status(), res.extensions());
