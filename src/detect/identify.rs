@@ -44,6 +44,7 @@ impl Need {
 /// would read them. A request without a peer address is `ip:unknown`, or
 /// refused (see [`MissingPeer`](crate::MissingPeer)). The account hook runs
 /// only when `need` asks for every actor.
+#[inline(always)]
 pub(crate) fn actors<H: Head + ?Sized>(
     core: &Detector,
     policy: &Policy,
@@ -102,6 +103,7 @@ pub(crate) fn actors<H: Head + ?Sized>(
 /// returned; a range that does not slice the path (which cannot happen with
 /// an unchanged request) counts the whole path, so a target is never
 /// dropped silently. The ownership hook decides where it answers.
+#[inline(always)]
 pub(crate) fn target<H: Head + ?Sized>(
     core: &Detector,
     policy: &Policy,
