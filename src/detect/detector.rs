@@ -10,11 +10,10 @@ use std::sync::{Arc, Mutex, OnceLock};
 use arc_swap::{ArcSwap, Guard};
 
 use super::change::{ChangeKind, VerdictChange, VerdictListener};
+use super::compile::{Reloads, Slots, announce_probes, compile, strike_memory};
 use super::policy::Policy;
-use super::probes::ProbeLive;
 use crate::actor::{AccountId, ActorKey};
-use crate::clock::secs_to_nanos;
-use crate::config::{Config, ConfigDiff, ConfigError, ReloadError};
+use crate::config::{Config, ConfigError};
 use crate::probe::TargetInfo;
 use crate::state::record::Evidence;
 use crate::state::remote::Remote;
@@ -32,20 +31,20 @@ use crate::state::verdict::Table;
 /// [`Guard`](crate::Guard) and `enumguard replay` are adapters of a few
 /// dozen lines each.
 pub struct Detector {
-    policy: ArcSwap<Policy>,
+    pub(super) policy: ArcSwap<Policy>,
     /// Bumped by every reload, after the swap.
-    generation: AtomicU64,
+    pub(super) generation: AtomicU64,
     pub(crate) store: Store,
     pub(crate) verdicts: Table,
     /// Secret key of the distinct-target sketch: fixed for the detector's
     /// life (records depend on it).
     target_key: (u64, u64),
     /// The session key used when the config sets none.
-    random_session_key: (u64, u64),
+    pub(super) random_session_key: (u64, u64),
     pub(crate) warned_missing_peer: AtomicBool,
     /// Probe names by slot, and the config to roll back to; locked for the
     /// whole of a reload, so reloads take turns.
-    reloads: Mutex<Reloads>,
+    pub(super) reloads: Mutex<Reloads>,
     /// Told of every verdict change made here (set once).
     listener: OnceLock<Box<dyn VerdictListener>>,
     /// What other replicas saw of each (actor, probe).
@@ -60,49 +59,6 @@ pub struct Detector {
 /// What is told of the records one request updated (up to its four
 /// actors) on a probe slot.
 pub(crate) type Touched = dyn Fn(&[Option<ActorKey>; 4], u8) + Send + Sync;
-
-/// What reloads keep between them.
-#[derive(Default)]
-struct Reloads {
-    /// Probe names by slot, for the life of the detector: a slot freed by
-    /// a reload is reused only once every other slot has been used.
-    slots: Slots,
-    /// The config the last reload that changed anything replaced.
-    previous: Option<Arc<Config>>,
-}
-
-#[derive(Default, Clone)]
-struct Slots {
-    names: Vec<Option<Arc<str>>>,
-    /// Freed slots, oldest first.
-    freed: std::collections::VecDeque<u8>,
-}
-
-impl Slots {
-    /// The slot of probe `name`: the one it had before (taken back out of
-    /// `freed`), else a fresh one while any is left, else the slot freed
-    /// longest ago that neither this config (`taken`) nor the running policy
-    /// (`in_use`: its requests may be in flight) uses. `None`: no slot left.
-    fn slot_for(&mut self, name: &str, taken: &[u8], in_use: &[u8]) -> Option<u8> {
-        if let Some(i) = self.names.iter().position(|n| n.as_deref() == Some(name)) {
-            let slot = i as u8;
-            self.freed.retain(|s| *s != slot);
-            return Some(slot);
-        }
-        let slot = if self.names.len() < crate::config::MAX_PROBES {
-            self.names.push(None);
-            (self.names.len() - 1) as u8
-        } else {
-            let pos = self
-                .freed
-                .iter()
-                .position(|s| !taken.contains(s) && !in_use.contains(s))?;
-            self.freed.remove(pos)?
-        };
-        self.names[usize::from(slot)] = Some(Arc::from(name));
-        Some(slot)
-    }
-}
 
 impl std::fmt::Debug for Detector {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -205,178 +161,6 @@ impl Detector {
     #[inline]
     pub fn generation(&self) -> u64 {
         self.generation.load(Ordering::Acquire)
-    }
-
-    /// Replaces the policy with `config`, compiled, and returns what
-    /// changed. New thresholds apply from the next request on; records,
-    /// verdicts and strikes stay, and so do the service-wide views of the
-    /// probes that keep their name. A probe the new config no longer has
-    /// loses its records (a probe's records are keyed by its name's slot):
-    /// a reload may remove probes; for a config that comes from outside the
-    /// code, [`reload_keeping_probes`](Self::reload_keeping_probes) refuses
-    /// that. An invalid config is refused and the old policy keeps running.
-    ///
-    /// The reload is atomic (reloads take turns; requests see the old
-    /// policy or the new one, never a mix), logged at `warn` on target
-    /// `enumguard` with the [`ConfigDiff`] (at `info` when it changes
-    /// nothing, and then the running policy is left as it is), and the
-    /// config it replaced is kept for [`rollback`](Self::rollback).
-    ///
-    /// `limits` (the bounds on records and verdicts) are fixed when the
-    /// detector is made; a reload that changes them is refused. A changed
-    /// `session_key` keys sessions anew from the next request on. A
-    /// [`Ticket`](super::Ticket) decided before a reload is answered by the
-    /// new policy (a probe it removed learns nothing). Each probe name takes one of 255 slots
-    /// for the detector's life; a reload that would need more is refused.
-    ///
-    /// # Errors
-    /// The new config's first invalid field.
-    pub fn reload(&self, config: Config) -> Result<ConfigDiff, ConfigError> {
-        let mut state = self.reloads.lock().unwrap_or_else(|e| e.into_inner());
-        self.apply_config(&mut state, config, true, "reloaded")
-            .map_err(|e| match e {
-                ReloadError::Invalid(e) => e,
-                // Removal is allowed, and this is no rollback.
-                other => ConfigError::invalid("probes", "", other.to_string()),
-            })
-    }
-
-    /// [`reload`](Self::reload), refused if the new config lacks a probe
-    /// the running one has: a config that forgot its `[[probes]]` (or a
-    /// probe renamed by a typo) would otherwise stop watching those
-    /// endpoints. The check and the swap happen under one lock, so no other
-    /// reload comes in between.
-    ///
-    /// # Errors
-    /// [`ReloadError::RemovesProbes`] with the probes it would remove and
-    /// everything it would change; [`ReloadError::Invalid`] for an invalid
-    /// config.
-    pub fn reload_keeping_probes(&self, config: Config) -> Result<ConfigDiff, ReloadError> {
-        let mut state = self.reloads.lock().unwrap_or_else(|e| e.into_inner());
-        self.apply_config(&mut state, config, false, "reloaded")
-    }
-
-    /// Goes back to the config the last reload (or rollback) that changed
-    /// anything replaced, as a reload that may remove probes (those the
-    /// last reload added); returns what changed. Records, verdicts and
-    /// strikes stay, as in any reload (a probe the last reload removed
-    /// comes back without the records it had). A second rollback undoes
-    /// the first.
-    ///
-    /// # Errors
-    /// [`ReloadError::NothingToRollBack`] before any reload changed the
-    /// config.
-    pub fn rollback(&self) -> Result<ConfigDiff, ReloadError> {
-        let mut state = self.reloads.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(previous) = state.previous.clone() else {
-            return Err(ReloadError::NothingToRollBack);
-        };
-        self.apply_config(&mut state, Config::clone(&previous), true, "rolled back")
-    }
-
-    /// The config [`rollback`](Self::rollback) would go back to, if any.
-    pub fn previous_config(&self) -> Option<Config> {
-        let state = self.reloads.lock().unwrap_or_else(|e| e.into_inner());
-        state.previous.as_deref().cloned()
-    }
-
-    /// What a [`reload`](Self::reload) to `config` would change, with the
-    /// same checks, without applying it (a dry run).
-    ///
-    /// # Errors
-    /// The config's first invalid field, as the reload would refuse it.
-    pub fn diff(&self, config: &Config) -> Result<ConfigDiff, ConfigError> {
-        let state = self.reloads.lock().unwrap_or_else(|e| e.into_inner());
-        let old = self.policy.load_full();
-        fixed_settings(&old.config, config)?;
-        // Compiled on a copy of the slots: the checks of a reload, no
-        // effect.
-        let mut slots = state.slots.clone();
-        compile(
-            &mut slots,
-            config.clone(),
-            self.random_session_key,
-            Some(&old),
-        )?;
-        Ok(ConfigDiff::between(&old.config, config))
-    }
-
-    /// The steps of a reload, under the reload lock (`state`).
-    fn apply_config(
-        &self,
-        state: &mut Reloads,
-        config: Config,
-        allow_removal: bool,
-        what: &'static str,
-    ) -> Result<ConfigDiff, ReloadError> {
-        let old = self.policy.load_full();
-        fixed_settings(&old.config, &config)?;
-        config.validate()?;
-        let diff = ConfigDiff::between(&old.config, &config);
-        if !allow_removal && diff.removed_probes().next().is_some() {
-            return Err(ReloadError::RemovesProbes {
-                removed: diff.removed_probes().map(str::to_owned).collect(),
-                diff,
-            });
-        }
-        if diff.is_empty() {
-            tracing::info!(target: "enumguard", "enumguard config {what}: no change");
-            return Ok(diff);
-        }
-        let mut new = compile(
-            &mut state.slots,
-            config,
-            self.random_session_key,
-            Some(&old),
-        )?;
-        let removed: Vec<(u8, Arc<str>)> = old
-            .probes
-            .iter()
-            .filter(|p| new.by_slot(p.slot).is_none_or(|q| q.name != p.name))
-            .map(|p| (p.slot, p.name.clone()))
-            .collect();
-        // While both policies may be read, eviction keeps what either would.
-        for p in &new.probes {
-            let before = old
-                .by_slot(p.slot)
-                .map_or(1.0, |o| o.thresholds.throttle_at);
-            self.store
-                .set_keep_score(p.slot, p.thresholds.throttle_at.min(before));
-        }
-        self.store
-            .set_strike_memory(strike_memory(&new.config).max(strike_memory(&old.config)));
-        announce_probes(&new);
-        let memory = strike_memory(&new.config);
-        let keep: Vec<(u8, f64)> = new
-            .probes
-            .iter()
-            .map(|p| (p.slot, p.thresholds.throttle_at))
-            .collect();
-        new.generation = self.generation() + 1;
-        self.policy.store(Arc::new(new));
-        self.generation.fetch_add(1, Ordering::AcqRel);
-        state.previous = Some(Arc::new(old.config.clone()));
-        for (slot, score) in keep {
-            self.store.set_keep_score(slot, score);
-        }
-        self.store.set_strike_memory(memory);
-        for (slot, probe) in removed {
-            // Its records, and the verdicts that could only ever apply to
-            // its requests (address verdicts and throttles); a person's
-            // block stays, wherever it was earned.
-            let records = self.store.drop_probe(slot);
-            self.remote.drop_probe(slot);
-            let verdicts = self.verdicts.drop_probe(slot);
-            state.slots.freed.push_back(slot);
-            tracing::info!(target: "enumguard", probe = %probe, slot, records, verdicts, "probe removed by reload: its records are dropped");
-        }
-        tracing::warn!(
-            target: "enumguard",
-            changes = diff.len(),
-            diff = %diff,
-            "enumguard config {what}"
-        );
-        Ok(diff)
     }
 
     /// A probe request's target, reduced to what the signals keep: a keyed
@@ -588,101 +372,6 @@ impl Detector {
     }
 }
 
-/// Compiles `config`, giving each probe its slot by name and, where an
-/// older policy had a probe of that name, its live state (a fresh view if
-/// the view's settings changed, seeded with what the old one learned).
-fn compile(
-    slots: &mut Slots,
-    config: Config,
-    random_session_key: (u64, u64),
-    old: Option<&Policy>,
-) -> Result<Policy, ConfigError> {
-    let mut taken = Vec::with_capacity(config.probes.len());
-    let in_use: Vec<u8> = old.map_or_else(Vec::new, |o| o.probes.iter().map(|p| p.slot).collect());
-    let mut slot_of = |name: &str, c: &Config, i: usize| {
-        let slot = slots.slot_for(name, &taken, &in_use).ok_or_else(|| {
-            ConfigError::invalid(
-                format!("probes[{i}].name"),
-                name,
-                format!(
-                    "no probe slot left: this guard has had {} different probe names; build a new guard",
-                    crate::config::MAX_PROBES
-                ),
-            )
-        })?;
-        taken.push(slot);
-        let live = old.and_then(|o| {
-            let p = o.probes.iter().find(|p| &*p.name == name)?;
-            let t = c.probes[i].effective_thresholds(i).ok()?;
-            let watch = t.foreign_block > 0;
-            if o.config.service_view == c.service_view && p.watch_foreign == watch {
-                return Some(p.live.clone());
-            }
-            // New view settings: a new view, seeded with what the old one
-            // learned, and what the application showed of the probe.
-            let (miss, foreign) = p.live.view.baselines();
-            let live = ProbeLive::new(super::view::View::new(
-                &c.service_view,
-                watch,
-                miss,
-                foreign,
-            ));
-            for (to, from) in [
-                (&live.owner_reported, &p.live.owner_reported),
-                (&live.matched, &p.live.matched),
-            ] {
-                to.store(from.load(Ordering::Relaxed), Ordering::Relaxed);
-            }
-            Some(Arc::new(live))
-        });
-        Ok((slot, live))
-    };
-    Policy::compile(config, random_session_key, &mut slot_of)
-}
-
-/// Refuses a change of what is fixed when the detector is made: the
-/// bounds on records and verdicts, and the cluster.
-fn fixed_settings(old: &Config, new: &Config) -> Result<(), ConfigError> {
-    if new.limits != old.limits {
-        return Err(ConfigError::invalid(
-            "limits",
-            format!(
-                "max_actors = {}, max_verdicts = {}",
-                new.limits.max_actors, new.limits.max_verdicts
-            ),
-            "the bounds on records and verdicts are set when the guard is built; build a new guard to change them",
-        ));
-    }
-    if new.cluster != old.cluster {
-        return Err(ConfigError::invalid(
-            "cluster",
-            "",
-            "the cluster settings are set when the guard is built; build a new guard to change them",
-        ));
-    }
-    Ok(())
-}
-
-/// How long a strike keeps a record from eviction after its last activity:
-/// twice the longest block.
-fn strike_memory(c: &Config) -> u64 {
-    secs_to_nanos(c.blocks.max_secs).saturating_mul(2)
-}
-
-/// Logs the compiled probes: how many (info), and each pattern (debug).
-fn announce_probes(policy: &Policy) {
-    tracing::info!(target: "enumguard", probes = policy.probes.len(), mode = ?policy.mode, "enumguard policy compiled");
-    for p in &policy.probes {
-        tracing::debug!(
-            target: "enumguard",
-            probe = %p.name,
-            path = %p.pattern(),
-            target = ?p.source,
-            "enumguard probe"
-        );
-    }
-}
-
 /// A random key per process, from the standard library's randomly seeded
 /// hasher (no extra dependency).
 pub(crate) fn random_key() -> (u64, u64) {
@@ -693,51 +382,4 @@ pub(crate) fn random_key() -> (u64, u64) {
     let mut b = s.build_hasher();
     b.write_u64(0x6b65_7973);
     (a.finish(), b.finish())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A name keeps its slot, taken back out of the freed ones; once every
-    /// slot has been used, a new name gets the slot freed longest ago that
-    /// nothing uses, and none while every freed slot is in use.
-    #[test]
-    fn slots_are_kept_by_name_and_never_shared() {
-        let mut s = Slots::default();
-        let max = crate::config::MAX_PROBES;
-        for i in 0..max {
-            assert_eq!(s.slot_for(&format!("p{i}"), &[], &[]), Some(i as u8));
-        }
-        // All used: a new name needs a freed slot.
-        assert_eq!(s.slot_for("new", &[], &[]), None);
-        s.freed.extend([3u8, 7]);
-        // p3 comes back: its own slot, no longer free.
-        assert_eq!(s.slot_for("p3", &[], &[]), Some(3));
-        assert_eq!(s.freed, [7]);
-        // Slot 7 is still in use by the running policy: not given out.
-        assert_eq!(s.slot_for("new", &[], &[7]), None);
-        assert_eq!(s.slot_for("new", &[], &[]), Some(7));
-        assert!(s.freed.is_empty());
-        // "p7" lost its slot to "new": it would need another one.
-        assert_eq!(s.slot_for("p7", &[7], &[]), None);
-    }
-
-    #[test]
-    fn a_reload_that_needs_more_slots_than_are_left_is_refused() {
-        let probe = |name: String| {
-            crate::ProbeConfig::objects(name, "GET", "/a/{id}", crate::TargetConfig::path("id"))
-        };
-        let config = |prefix: &str, n: usize| Config {
-            probes: (0..n).map(|i| probe(format!("{prefix}{i}"))).collect(),
-            ..Config::default()
-        };
-        let d = Detector::new(config("a", 128)).unwrap();
-        let e = d.reload(config("b", 128)).unwrap_err();
-        assert!(e.to_string().contains("no probe slot left"), "{e}");
-        assert_eq!(d.policy().probes.len(), 128);
-        assert!(d.policy().probe_names().all(|n| n.starts_with('a')));
-        // Fewer new names fit.
-        d.reload(config("b", 127)).unwrap();
-    }
 }

@@ -7,12 +7,15 @@
 //! | file | role |
 //! |---|---|
 //! | `detector.rs` | [`Detector`]: the policy (swapped whole by a reload) apart from the live state |
+//! | `compile.rs` | a config compiled against the running policy: probe slots and live state kept by name |
+//! | `reload.rs` | reloads: checked, applied atomically with their diff, rolled back |
 //! | `policy.rs` | [`Policy`]: a config compiled once (probes, prefixes, lists, durations in nanoseconds); deriving actor keys |
 //! | `probes.rs` | the compiled probe: matching, target extraction, outcome rules, with its live state |
 //! | `request.rs` | the two calls: [`Head`] and [`Hooks`] in, [`Decision`] out; the [`Ticket`] and its [`Answered`] back |
 //! | `identify.rs` | the facts of a head: its actors (as far as needed) and its probe's target |
 //! | `facts.rs` | what crosses the boundary ([`Decision`], [`Ticket`], [`BodyRead`], [`Answered`]) and the facts the steps work on |
-//! | `steps.rs` | the steps: lists, the gate, the pre-check, learning; how observe mode predicts enforce mode |
+//! | `steps.rs` | the steps: lists, the gate, the pre-check; how observe mode predicts enforce mode |
+//! | `learn.rs` | learning from an answer: records, scores, verdicts, the service-wide view |
 //! | `context.rs` | what is known of an actor besides its signals: kind, history, a suspect address |
 //! | `score.rs` | the scoring: signals and context in, suspicion out (pure) |
 //! | `escalate.rs` | throttles, escalating blocks, links, operators' bans; the event and metric of each change |
@@ -22,15 +25,18 @@
 //! | `refusal.rs` | [`Refusal`]: why a request was refused, and for how long |
 
 mod change;
+mod compile;
 mod context;
 mod detector;
 mod escalate;
 mod facts;
 mod identify;
+mod learn;
 mod novelty;
 mod policy;
 pub(crate) mod probes;
 mod refusal;
+mod reload;
 mod request;
 pub(crate) mod score;
 mod steps;

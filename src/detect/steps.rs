@@ -9,10 +9,11 @@
 //! enforce mode, where it never reaches the service.
 
 use super::facts::{Answer, BodyTarget, Facts, Pending, ProbeId, Step, Target};
+use super::learn::{Lesson, read_view};
 use super::policy::Policy;
 use super::probes::{Probe, ProbeLive};
 use super::refusal::{Refusal, RefusalKind};
-use super::score::{self, Level};
+use super::score;
 use super::{Detector, context};
 use crate::actor::{ActorKey, ActorKind, Actors, in_any};
 use crate::config::{Mode, Oversized};
@@ -63,7 +64,15 @@ impl Detector {
                 // evidence too: it moves the actor toward a block.
                 if r.kind() == RefusalKind::Throttled {
                     if let (Some(p), Some(_)) = (probe, target) {
-                        self.learn(policy, p, now, actors, target, None, false);
+                        let lesson = Lesson {
+                            probe: p,
+                            now,
+                            actors,
+                            target,
+                            outcome: None,
+                            admitted: false,
+                        };
+                        self.learn(policy, lesson);
                     }
                 }
                 return self.refuse(policy, r);
@@ -154,15 +163,15 @@ impl Detector {
         if let (Some(t), true) = (target.as_mut(), answer.known) {
             t.is_self = true;
         }
-        self.learn(
-            policy,
+        let lesson = Lesson {
             probe,
-            ticket.now,
-            &ticket.actors,
+            now: ticket.now,
+            actors: &ticket.actors,
             target,
-            answer.outcome,
-            ticket.admitted,
-        );
+            outcome: answer.outcome,
+            admitted: ticket.admitted,
+        };
+        self.learn(policy, lesson);
     }
 
     /// A refusal, as the mode has it: enforce refuses; observe counts it
@@ -482,158 +491,6 @@ impl Detector {
         );
         Precheck::Blocked(actor, until.saturating_sub(now).max(1))
     }
-
-    /// Folds the answer to a probe request into every actor's record and
-    /// changes verdicts that crossed a threshold; `admitted`: the request
-    /// was pending in those records, and is settled now.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn learn(
-        &self,
-        policy: &Policy,
-        probe: &Probe,
-        now: u64,
-        actors: &Actors,
-        target: Option<TargetInfo>,
-        outcome: Option<Outcome>,
-        admitted: bool,
-    ) {
-        if actors.account.is_none() && matches!(outcome, Some(Outcome::Hit | Outcome::Miss)) {
-            ProbeLive::note(&probe.live.answers_anonymous);
-        }
-        let t = &probe.thresholds;
-        let (window, long) = (probe.window, probe.long);
-        let view = &probe.live.view;
-        // On a probe that counts finds, a miss on a target somebody asked
-        // for recently tells the asker nothing the service was not telling
-        // others: the records count the request, not the target (see
-        // `novelty.rs`).
-        let mut target = target;
-        let mut shared_miss = false;
-        // A target the caller knows (`Known`) is asked for too: a contact
-        // that one person looks up as theirs is no stranger's guess for the
-        // next (left out, a contact known to everyone would look novel, and
-        // the next person's lookup of it would be held as a possible miss).
-        if let (true, Some(tg), Some(Outcome::Hit | Outcome::Miss)) =
-            (t.hit_block > 0, target, outcome)
-        {
-            let asked = probe.live.novelty(long).note(tg.hash, now);
-            if !tg.is_self && outcome == Some(Outcome::Miss) && asked {
-                shared_miss = true;
-                target = None;
-            }
-        }
-        // Read only if some record has evidence to score.
-        let anomalous = std::cell::OnceCell::new();
-        let mut beside = context::Beside::default();
-        // Requests of the address in its window, for the view; whether a
-        // person with history made the request.
-        let mut address_requests = 0u32;
-        let mut established = false;
-        let mut worst: Option<(ActorKey, f64)> = None;
-        // Read once per request: whether other replicas sent evidence, and
-        // whether anyone wants to hear of updated records (only the cluster
-        // sync does: without the `redis` feature neither is read at all).
-        let sharing = cfg!(feature = "redis") && self.sharing();
-        let touched = if cfg!(feature = "redis") {
-            self.touched()
-        } else {
-            None
-        };
-        // The records this request updated: one notice per request.
-        let mut updated: [Option<ActorKey>; 4] = [None; 4];
-        for key in actors.keys() {
-            let remote = if sharing {
-                self.remote_of(key, probe.slot, now)
-            } else {
-                None
-            };
-            let res = self
-                .store
-                .update((key, probe.slot), now, policy.half_life, |r| {
-                    if admitted {
-                        r.settle();
-                    }
-                    r.learn(now, window, long, target, outcome);
-                    let requests = r.window_requests(now, window);
-                    let standing = context::standing_of(key.kind(), actors);
-                    let with_history =
-                        key.kind().is_personal() && !context::is_new(policy, r, now, standing);
-                    if r.no_evidence() {
-                        // Nothing of its own to score (own objects read, no
-                        // foreign target yet, nothing carried): no
-                        // suspicion, whatever its address did.
-                        r.set_score(0.0);
-                        return (0.0, 0.0, requests, with_history, false, 0);
-                    }
-                    let anomalous = *anomalous.get_or_init(|| read_view(probe, now));
-                    let ctx = context::context(
-                        policy,
-                        probe,
-                        key.kind(),
-                        r,
-                        now,
-                        anomalous,
-                        context::Beside { standing, ..beside },
-                    );
-                    let signals = r.signals_with(now, window, long, remote.as_ref());
-                    let s = score::score(t, &context::judged(key.kind(), signals), &ctx);
-                    r.set_score(s);
-                    let carry = r.carry_at(now, policy.half_life);
-                    let guessing = context::guessing_address(probe, key.kind(), r, now);
-                    (s, carry, requests, with_history, true, guessing)
-                });
-            let Some((score, carry, requests, with_history, evidence, guessing)) = res else {
-                continue;
-            };
-            // Only records with evidence are worth sharing: one that only
-            // read its own objects adds nothing to another replica's view.
-            if evidence && touched.is_some() {
-                if let Some(k) = updated.iter_mut().find(|k| k.is_none()) {
-                    *k = Some(key);
-                }
-            }
-            established |= with_history;
-            if key.kind() == ActorKind::Ip {
-                address_requests = requests;
-            }
-            beside.suspect |= context::suspect_address(policy, key.kind(), carry);
-            beside.guessing = beside.guessing.max(guessing);
-            match score::level(t, score) {
-                Level::Block => {
-                    if worst.is_none_or(|(_, s)| score > s) {
-                        worst = Some((key, score));
-                    }
-                }
-                Level::Throttle => self.throttle(policy, probe, now, actors, key, score),
-                Level::Allow => {}
-            }
-        }
-        if let (Some(f), true) = (touched, updated[0].is_some()) {
-            f(&updated, probe.slot);
-        }
-        // One busy address counts for a bounded share of the view: the view
-        // is for attacks spread over many addresses (see
-        // `ServiceViewConfig::per_address`).
-        if address_requests <= policy.per_address {
-            view.record(
-                now,
-                outcome == Some(Outcome::Miss) && !shared_miss,
-                target.is_some_and(|t| !t.is_self) && outcome != Some(Outcome::Miss),
-                established,
-            );
-        }
-        if let Some((key, score)) = worst {
-            self.block_crossed(policy, probe, now, actors, key, score);
-        }
-    }
-}
-
-/// Whether the probe's service-wide view is anomalous now, with the
-/// change noted for operators (see `View::note`).
-fn read_view(probe: &Probe, now: u64) -> bool {
-    let a = probe.live.view.anomalous(now);
-    probe.live.view.note(a, &probe.name);
-    a
 }
 
 /// What the pre-check says of a probe request.
