@@ -4,18 +4,24 @@
 //!
 //! | file | role |
 //! |---|---|
-//! | `record.rs` | the per (actor, probe) signal record: window counters, the distinct-target sketch, sequence and cadence |
+//! | `record.rs` | the per (actor, probe) signal record: window counts, the long view, sequence, cadence and carried suspicion |
+//! | `window.rs` | the window's two halves ([`Halves`](window::Halves)), rolled by time; the counts of a half |
+//! | `sketch.rs` | [`DistinctSketch`](sketch::DistinctSketch): distinct targets in 32 bytes, its error stated |
+//! | `decay.rs` | half-life decay, in one place |
 //! | `store.rs` | the bounded record store and its eviction classes |
 //! | `verdict.rs` | the verdict table, and [`covers`](verdict::covers): which verdicts a request is subject to |
 //! | `remote.rs` | what other replicas saw of each actor (feature `redis`), bounded |
 //! | `sweep.rs` | one sweeper at a time, reset on drop |
 
+pub(crate) mod decay;
 pub(crate) mod record;
 // Filled only by the cluster sync (feature `redis`); read on every probe request.
 #[cfg_attr(not(feature = "redis"), allow(dead_code))]
 pub(crate) mod remote;
+pub(crate) mod sketch;
 pub(crate) mod store;
 mod sweep;
 pub(crate) mod verdict;
+pub(crate) mod window;
 
 pub use verdict::{Verdict, VerdictReason};
