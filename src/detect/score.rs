@@ -119,8 +119,14 @@ pub(crate) fn scale(t: &Thresholds, c: &Context) -> f64 {
     };
     // Each earlier block halves the room again (by default), down to an
     // eighth: a third comeback is judged on its first misses.
-    s *= t.repeat_factor.powi(c.strikes.min(MAX_STRIKES) as i32);
+    s *= strike_factor(t, c.strikes);
     s
+}
+
+/// What `strikes` earlier blocks leave of an actor's room:
+/// `repeat_factor` per block, up to [`MAX_STRIKES`].
+fn strike_factor(t: &Thresholds, strikes: u32) -> f64 {
+    t.repeat_factor.powi(strikes.min(MAX_STRIKES) as i32)
 }
 
 /// The threshold scale for what one person does, whatever the actor's
@@ -235,13 +241,8 @@ pub(crate) fn score(t: &Thresholds, s: &Signals, c: &Context) -> f64 {
             // Whatever the misses: from a throttle's worth of the cap on.
             // Not tightened by an anomaly: the people of a new address
             // resetting their own passwords find what they ask for.
-            let cap = HIT_CAP
-                * t.hit_block as f64
-                * c.kind_factor
-                * t.repeat_factor.powi(c.strikes.min(MAX_STRIKES) as i32);
-            let hits = (s.classified - s.misses - s.denied)
-                .max(s.long_classified - s.long_misses - s.long_denied)
-                .max(0.0);
+            let cap = HIT_CAP * t.hit_block as f64 * c.kind_factor * strike_factor(t, c.strikes);
+            let hits = s.finds().max(0.0);
             if hits >= cap * t.throttle_at {
                 mixed = mixed.max(hits / cap);
             }

@@ -72,6 +72,14 @@ pub(crate) struct Signals {
 }
 
 impl Signals {
+    /// Distinct finds (classified targets neither missed nor denied), in
+    /// the window or the long view, whichever holds more.
+    #[inline]
+    pub(crate) fn finds(&self) -> f64 {
+        (self.classified - self.misses - self.denied)
+            .max(self.long_classified - self.long_misses - self.long_denied)
+    }
+
     /// The signals if one more new distinct target, with `outcome`, were
     /// counted now (the pre-check's question), without touching the record.
     #[cfg(test)]
