@@ -9,6 +9,8 @@ use super::probes::Probe;
 use super::score::{self, Level};
 use crate::actor::{ActorKey, Actors};
 use crate::config::Mode;
+use crate::state::decay::growth;
+use crate::state::record::MAX_CARRY;
 use crate::state::verdict::VerdictReason;
 
 /// Carried suspicion a block leaves at its *end*: half a block, so that an
@@ -18,8 +20,28 @@ use crate::state::verdict::VerdictReason;
 const BLOCK_CARRY: f64 = 0.5;
 /// Carried suspicion a block leaves at its start, at most: a repeat
 /// offender is not forgotten while it waits, and a day-long block reaches
-/// this.
-const MAX_BLOCK_CARRY: f64 = 4.0;
+/// this (the most a record carries).
+const MAX_BLOCK_CARRY: f64 = MAX_CARRY;
+
+/// The request a verdict is decided in: the policy and the probe it was
+/// judged by, its time, and its actors (whom a block links).
+#[derive(Clone, Copy)]
+pub(crate) struct Scene<'a> {
+    pub(crate) policy: &'a Policy,
+    pub(crate) probe: &'a Probe,
+    pub(crate) now: u64,
+    pub(crate) actors: &'a Actors,
+}
+
+/// A verdict change, for its event and metric.
+struct Announcement {
+    actor: ActorKey,
+    kind: ChangeKind,
+    reason: VerdictReason,
+    score: f64,
+    /// Times blocked, this block included (0 for a throttle).
+    strikes: u32,
+}
 
 impl Detector {
     /// Throttles `key` (a new throttle is announced; a live one extended).
@@ -32,6 +54,21 @@ impl Detector {
         key: ActorKey,
         score: f64,
     ) {
+        let at = Scene {
+            policy,
+            probe,
+            now,
+            actors,
+        };
+        self.throttle_in(&at, key, score);
+    }
+
+    /// Throttles `key` in `at` (a new throttle is announced; a live one
+    /// extended).
+    pub(crate) fn throttle_in(&self, at: &Scene<'_>, key: ActorKey, score: f64) {
+        let Scene {
+            policy, probe, now, ..
+        } = *at;
         if self.verdicts.throttle(
             key,
             now.saturating_add(policy.throttle_for),
@@ -41,15 +78,14 @@ impl Detector {
             policy.quota,
         ) {
             self.announce(
-                policy,
-                probe,
-                key,
-                actors,
-                "throttle",
-                VerdictReason::Detected,
-                score,
-                now,
-                0,
+                at,
+                Announcement {
+                    actor: key,
+                    kind: ChangeKind::Throttle,
+                    reason: VerdictReason::Detected,
+                    score,
+                    strikes: 0,
+                },
             );
         }
     }
@@ -66,6 +102,20 @@ impl Detector {
         key: ActorKey,
         score: f64,
     ) {
+        let at = Scene {
+            policy,
+            probe,
+            now,
+            actors,
+        };
+        self.block_crossed_in(&at, key, score);
+    }
+
+    /// [`block_crossed`](Self::block_crossed) in `at`.
+    pub(crate) fn block_crossed_in(&self, at: &Scene<'_>, key: ActorKey, score: f64) {
+        let Scene {
+            probe, now, actors, ..
+        } = *at;
         let t = &probe.thresholds;
         for other in actors.keys() {
             if other == key {
@@ -76,27 +126,11 @@ impl Detector {
                 .read(&(other, probe.slot), |r| r.last_score())
                 .unwrap_or(0.0);
             if score::level(t, s) == Level::Block && !self.is_blocked(other, now) {
-                self.block_one(
-                    policy,
-                    probe,
-                    now,
-                    actors,
-                    other,
-                    s,
-                    VerdictReason::Detected,
-                );
+                self.block_one(at, other, s, VerdictReason::Detected);
             }
         }
         if !self.is_blocked(key, now) {
-            self.block(
-                policy,
-                probe,
-                now,
-                actors,
-                key,
-                score,
-                VerdictReason::Detected,
-            );
+            self.block_in(at, key, score, VerdictReason::Detected);
         }
     }
 
@@ -107,15 +141,8 @@ impl Detector {
         )
     }
 
-    /// Blocks `actor` and raises the suspicion of the other actors of the
-    /// request (linking). Returns the end of the block.
-    ///
-    /// Links go from a person to its addresses and its other identities
-    /// (an account to its session and the reverse), never from an address
-    /// to the people behind it: a blocked ip or subnet (many people) adds
-    /// nothing to the accounts and sessions of the request, and an address
-    /// that carries suspicion only makes the *new* accounts and sessions
-    /// beside it watched (see `context`).
+    /// [`block_in`](Self::block_in), positionally: the pre-check's call.
+    // TODO(issue 24): gone once `steps.rs` calls `block_in`.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn block(
         &self,
@@ -127,7 +154,38 @@ impl Detector {
         score: f64,
         reason: VerdictReason,
     ) -> u64 {
-        let until = self.block_one(policy, probe, now, actors, actor, score, reason);
+        let at = Scene {
+            policy,
+            probe,
+            now,
+            actors,
+        };
+        self.block_in(&at, actor, score, reason)
+    }
+
+    /// Blocks `actor` and raises the suspicion of the other actors of the
+    /// request (linking). Returns the end of the block.
+    ///
+    /// Links go from a person to its addresses and its other identities
+    /// (an account to its session and the reverse), never from an address
+    /// to the people behind it: a blocked ip or subnet (many people) adds
+    /// nothing to the accounts and sessions of the request, and an address
+    /// that carries suspicion only makes the *new* accounts and sessions
+    /// beside it watched (see `context`).
+    pub(crate) fn block_in(
+        &self,
+        at: &Scene<'_>,
+        actor: ActorKey,
+        score: f64,
+        reason: VerdictReason,
+    ) -> u64 {
+        let Scene {
+            policy,
+            probe,
+            now,
+            actors,
+        } = *at;
+        let until = self.block_one(at, actor, score, reason);
         let t = &probe.thresholds;
         let from_person = actor.kind().is_personal();
         for other in actors.keys() {
@@ -144,7 +202,7 @@ impl Detector {
                 });
             if let Some(s) = linked {
                 if score::level(t, s) == Level::Block && !self.is_blocked(other, now) {
-                    self.block_one(policy, probe, now, actors, other, s, VerdictReason::Linked);
+                    self.block_one(at, other, s, VerdictReason::Linked);
                 }
             }
         }
@@ -157,17 +215,10 @@ impl Detector {
     /// counts a strike (the record's strikes are set to this block's, not
     /// added to), so a burst of concurrent crossings is one strike, not
     /// one each. Returns the end of the actor's block.
-    #[allow(clippy::too_many_arguments)]
-    fn block_one(
-        &self,
-        policy: &Policy,
-        probe: &Probe,
-        now: u64,
-        actors: &Actors,
-        actor: ActorKey,
-        score: f64,
-        reason: VerdictReason,
-    ) -> u64 {
+    fn block_one(&self, at: &Scene<'_>, actor: ActorKey, score: f64, reason: VerdictReason) -> u64 {
+        let Scene {
+            policy, probe, now, ..
+        } = *at;
         // The strike this block would be: read, counted only if it starts.
         let strikes = self
             .store
@@ -192,38 +243,39 @@ impl Detector {
                 // A blocked actor comes back with half a block of carried
                 // suspicion when its block *ends*, however long the block
                 // was: a repeat offender is not forgotten while it waits.
-                let floor = BLOCK_CARRY * 2f64.powf(d as f64 / policy.half_life.max(1) as f64);
+                let floor = BLOCK_CARRY * growth(d, policy.half_life);
                 r.raise_carry(now, policy.half_life, 0.0, floor.min(MAX_BLOCK_CARRY));
                 r.set_score(r.last_score().max(1.0));
             });
         self.announce(
-            policy,
-            probe,
-            actor,
-            actors,
-            "block",
-            reason,
-            score,
-            now,
-            u32::from(strikes),
+            at,
+            Announcement {
+                actor,
+                kind: ChangeKind::Block,
+                reason,
+                score,
+                strikes: u32::from(strikes),
+            },
         );
         until
     }
 
     /// The tracing event and metric of a verdict change.
-    #[allow(clippy::too_many_arguments)]
-    fn announce(
-        &self,
-        policy: &Policy,
-        probe: &Probe,
-        actor: ActorKey,
-        actors: &Actors,
-        verdict: &'static str,
-        reason: VerdictReason,
-        score: f64,
-        now: u64,
-        strikes: u32,
-    ) {
+    fn announce(&self, at: &Scene<'_>, change: Announcement) {
+        let Scene {
+            policy,
+            probe,
+            now,
+            actors,
+        } = *at;
+        let Announcement {
+            actor,
+            kind,
+            reason,
+            score,
+            strikes,
+        } = change;
+        let verdict = kind.as_str();
         let t = &probe.thresholds;
         let signals = self
             .store
@@ -246,13 +298,9 @@ impl Detector {
         // of every change made here, detected ones as well as bans.
         self.changed(|| VerdictChange {
             actor,
-            kind: if verdict == "block" {
-                ChangeKind::Block
-            } else {
-                ChangeKind::Throttle
-            },
+            kind,
             reason,
-            strikes: if verdict == "block" { strikes } else { 0 },
+            strikes,
             remaining: u64::try_from(remaining.as_nanos()).unwrap_or(u64::MAX),
             probe: Some(probe.name.clone()),
         });
@@ -388,6 +436,16 @@ mod tests {
         }
     }
 
+    /// The request on the detector's one probe at `now`.
+    fn at<'a>(policy: &'a Policy, now: u64, actors: &'a Actors) -> Scene<'a> {
+        Scene {
+            policy,
+            probe: &policy.probes[0],
+            now,
+            actors,
+        }
+    }
+
     const SEC: u64 = 1_000_000_000;
 
     /// Eight requests of one account cross the block threshold at the same
@@ -401,6 +459,7 @@ mod tests {
         let probe = &policy.probes[0];
         let key = ActorKey::hashed(ActorKind::Account, 5);
         let now = 10 * SEC;
+        let actors = no_actors();
         let gate = std::sync::Barrier::new(8);
         let ends: Vec<u64> = std::thread::scope(|s| {
             let hs: Vec<_> = (0..8)
@@ -408,10 +467,7 @@ mod tests {
                     s.spawn(|| {
                         gate.wait();
                         d.block_one(
-                            &policy,
-                            probe,
-                            now,
-                            &no_actors(),
+                            &at(&policy, now, &actors),
                             key,
                             1.5,
                             VerdictReason::Detected,
@@ -435,10 +491,7 @@ mod tests {
         // After it ended: the second strike, a longer block.
         let later = now + first + SEC;
         let end = d.block_one(
-            &policy,
-            probe,
-            later,
-            &no_actors(),
+            &at(&policy, later, &actors),
             key,
             1.5,
             VerdictReason::Detected,
@@ -454,21 +507,18 @@ mod tests {
     fn ends_saturate_at_the_end_of_time() {
         let d = detector();
         let policy = d.policy();
-        let probe = &policy.probes[0];
         let key = ActorKey::hashed(ActorKind::Session, 6);
         let now = u64::MAX - SEC;
-        d.throttle(&policy, probe, now, &no_actors(), key, 0.8);
-        d.throttle(&policy, probe, now + 1, &no_actors(), key, 0.8);
+        let actors = no_actors();
+        d.throttle_in(&at(&policy, now, &actors), key, 0.8);
+        d.throttle_in(&at(&policy, now + 1, &actors), key, 0.8);
         assert!(matches!(
             d.verdicts.verdict(&key, now),
             Verdict::Throttle { remaining, .. } if remaining.as_nanos() == u128::from(SEC)
         ));
         let other = ActorKey::hashed(ActorKind::Account, 7);
         let end = d.block_one(
-            &policy,
-            probe,
-            now,
-            &no_actors(),
+            &at(&policy, now, &actors),
             other,
             1.5,
             VerdictReason::Detected,
