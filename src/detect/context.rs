@@ -123,8 +123,20 @@ pub(crate) fn guessing_address(probe: &Probe, kind: ActorKind, r: &Record, now: 
     }
 }
 
-/// The policy's context for one actor's record. `anomalous`: the
-/// service-wide view is; `beside`: what the request's addresses say.
+/// A request on one probe, as its actors are judged: the policy and the
+/// probe, the time, and whether the probe's service-wide view is
+/// anomalous (tightening the thresholds of actors with no history).
+#[derive(Clone, Copy)]
+pub(crate) struct Judging<'a> {
+    pub(crate) policy: &'a Policy,
+    pub(crate) probe: &'a Probe,
+    pub(crate) now: u64,
+    pub(crate) anomalous: bool,
+}
+
+/// [`Judging::context`], positionally.
+// TODO(issue 24): gone once `steps.rs` calls `Judging::context`.
+#[inline]
 pub(crate) fn context(
     policy: &Policy,
     probe: &Probe,
@@ -134,73 +146,94 @@ pub(crate) fn context(
     anomalous: bool,
     beside: Beside,
 ) -> Context {
-    let watched = beside.suspect;
-    let t = &probe.thresholds;
-    let f = &t.kind_factors;
-    let kind_factor = match kind {
-        ActorKind::Ip => f.ip,
-        ActorKind::Subnet => f.subnet,
-        ActorKind::Session => f.session,
-        ActorKind::Account => f.account,
-    };
-    let standing = beside.standing;
-    let new = is_new(policy, r, now, standing);
-    let young = is_young(policy, r, now, standing);
-    // The tightening is for actors the service knows nothing of. An address
-    // that has shown it is busy (more distinct targets this window than the
-    // view counts of one address: an office, a NAT) keeps the kind factor
-    // the operator set. Busy means distinct targets, not requests:
-    // repeating one known target is free, and a spread attack's address is
-    // blocked at its third or so new target, long before it could get busy.
-    let busy = !kind.is_personal() && r.window_targets(now, probe.window) > policy.per_address;
-    // An actor blocked before on this probe is no newcomer to trust: while
-    // the view is anomalous it comes back to the tight thresholds whatever
-    // its age (a guessing network returning after its day-long block).
-    let tightened = anomalous && (new || r.strikes > 0) && !busy && t.anomaly_factor < 1.0;
-    let mut foreign_factor = 1.0;
-    // A new account or session at a suspect address: watched, judged on
-    // its own evidence with less room (it inherits no suspicion).
-    if watched && young && kind.is_personal() && probe.watch_foreign {
-        foreign_factor *= policy.watch_factor;
+    Judging {
+        policy,
+        probe,
+        now,
+        anomalous,
     }
-    // A stranger during an anomaly: a new account or session that has read
-    // none of its own objects (an address is many people, and an anonymous
-    // request owns nothing).
-    if tightened && kind.is_personal() && probe.watch_foreign && r.own_reads() == 0 {
-        foreign_factor *= t.stranger_factor;
-    }
-    // A new account or session at an address that guesses: watched on
-    // misses (its own; it inherits nothing). Accounts made by the dozen at
-    // one address each take a guess or two, not a threshold each.
-    // (Misses of others: a person alone on its address, checking which of
-    // its contacts joined, is the address's guesser itself, and is judged
-    // on its own room.)
-    let others_guess = beside.guessing > u32::from(r.window_counts(now, probe.window).misses) + 1;
-    let miss_factor = if others_guess && kind.is_personal() && young {
-        policy.watch_factor
-    } else {
-        1.0
-    };
-    // An address blocked before on this probe, and not busy, has shown
-    // what it is: it comes back judged as one actor, without the room of
-    // the many people an address may be (a guessing network returning
-    // after its block gets a guess, not a kind factor's worth).
-    let kind_factor = if r.strikes > 0 && !busy {
-        kind_factor.min(1.0)
-    } else if standing == Standing::Established && t.hit_block > 0 {
-        // A customer with a history gets twice the room on identities
-        // probes: checking which contacts joined, mistyping a few.
-        kind_factor * 2.0
-    } else {
-        kind_factor
-    };
-    Context {
-        kind_factor,
-        tightened,
-        strikes: u32::from(r.strikes),
-        carry: r.carry_at(now, policy.half_life),
-        foreign_factor,
-        miss_factor,
+    .context(kind, r, beside)
+}
+
+impl Judging<'_> {
+    /// The policy's context for the record `r` of an actor of kind `kind`,
+    /// with what the request's addresses say (`beside`).
+    pub(crate) fn context(&self, kind: ActorKind, r: &Record, beside: Beside) -> Context {
+        let Judging {
+            policy,
+            probe,
+            now,
+            anomalous,
+        } = *self;
+        let watched = beside.suspect;
+        let t = &probe.thresholds;
+        let f = &t.kind_factors;
+        let kind_factor = match kind {
+            ActorKind::Ip => f.ip,
+            ActorKind::Subnet => f.subnet,
+            ActorKind::Session => f.session,
+            ActorKind::Account => f.account,
+        };
+        let standing = beside.standing;
+        let new = is_new(policy, r, now, standing);
+        let young = is_young(policy, r, now, standing);
+        // The tightening is for actors the service knows nothing of. An address
+        // that has shown it is busy (more distinct targets this window than the
+        // view counts of one address: an office, a NAT) keeps the kind factor
+        // the operator set. Busy means distinct targets, not requests:
+        // repeating one known target is free, and a spread attack's address is
+        // blocked at its third or so new target, long before it could get busy.
+        let busy = !kind.is_personal() && r.window_targets(now, probe.window) > policy.per_address;
+        // An actor blocked before on this probe is no newcomer to trust: while
+        // the view is anomalous it comes back to the tight thresholds whatever
+        // its age (a guessing network returning after its day-long block).
+        let tightened = anomalous && (new || r.strikes > 0) && !busy && t.anomaly_factor < 1.0;
+        let mut foreign_factor = 1.0;
+        // A new account or session at a suspect address: watched, judged on its
+        // own evidence with less room (it inherits no suspicion).
+        if watched && young && kind.is_personal() && probe.watch_foreign {
+            foreign_factor *= policy.watch_factor;
+        }
+        // A stranger during an anomaly: a new account or session that has read
+        // none of its own objects (an address is many people, and an anonymous
+        // request owns nothing).
+        if tightened && kind.is_personal() && probe.watch_foreign && r.own_reads() == 0 {
+            foreign_factor *= t.stranger_factor;
+        }
+        // A new account or session at an address that guesses: watched on
+        // misses (its own; it inherits nothing). Accounts made by the dozen at
+        // one address each take a guess or two, not a threshold each. (Misses
+        // of others: a person alone on its address, checking which of its
+        // contacts joined, is the address's guesser itself, and is judged on
+        // its own room.)
+        let others_guess =
+            beside.guessing > u32::from(r.window_counts(now, probe.window).misses) + 1;
+        let miss_factor = if others_guess && kind.is_personal() && young {
+            policy.watch_factor
+        } else {
+            1.0
+        };
+        // An address blocked before on this probe, and not busy, has shown what
+        // it is: it comes back judged as one actor, without the room of the
+        // many people an address may be (a guessing network returning after its
+        // block gets a guess, not a kind factor's worth).
+        let kind_factor = if r.strikes > 0 && !busy {
+            kind_factor.min(1.0)
+        } else if standing == Standing::Established && t.hit_block > 0 {
+            // A customer with a history gets twice the room on identities
+            // probes: checking which contacts joined, mistyping a few.
+            kind_factor * 2.0
+        } else {
+            kind_factor
+        };
+        Context {
+            kind_factor,
+            tightened,
+            strikes: u32::from(r.strikes),
+            carry: r.carry_at(now, policy.half_life),
+            foreign_factor,
+            miss_factor,
+        }
     }
 }
 
@@ -240,6 +273,16 @@ mod tests {
         r
     }
 
+    /// Judging on the policy's one probe at `now`.
+    fn judging(policy: &Policy, now: u64, anomalous: bool) -> Judging<'_> {
+        Judging {
+            policy,
+            probe: &policy.probes[0],
+            now,
+            anomalous,
+        }
+    }
+
     const SUSPECT: Beside = Beside {
         suspect: true,
         guessing: 0,
@@ -254,19 +297,19 @@ mod tests {
     #[test]
     fn a_young_person_at_a_suspect_address_is_watched_an_old_one_is_not() {
         let p = policy();
-        let probe = &p.probes[0];
         let now = 10 * 86_400 * S;
+        let calm = judging(&p, now, false);
         let young = record(now - 3600 * S, 0);
         let old = record(now - 3 * 86_400 * S, 0);
-        let c = context(&p, probe, ActorKind::Account, &young, now, false, SUSPECT);
+        let c = calm.context(ActorKind::Account, &young, SUSPECT);
         assert_eq!(c.foreign_factor, p.watch_factor);
-        let c = context(&p, probe, ActorKind::Account, &old, now, false, SUSPECT);
+        let c = calm.context(ActorKind::Account, &old, SUSPECT);
         assert_eq!(c.foreign_factor, 1.0);
         // An address is never watched itself.
-        let c = context(&p, probe, ActorKind::Ip, &young, now, false, SUSPECT);
+        let c = calm.context(ActorKind::Ip, &young, SUSPECT);
         assert_eq!(c.foreign_factor, 1.0);
         // Nor is anyone where nothing is suspect.
-        let c = context(&p, probe, ActorKind::Account, &young, now, false, NOTHING);
+        let c = calm.context(ActorKind::Account, &young, NOTHING);
         assert_eq!(c.foreign_factor, 1.0);
     }
 
@@ -275,24 +318,17 @@ mod tests {
         let p = policy();
         let probe = &p.probes[0];
         let now = 10 * 86_400 * S;
+        let (calm, anomaly) = (judging(&p, now, false), judging(&p, now, true));
         let stranger = record(now - 60 * S, 0);
         let reader = record(now - 60 * S, 1);
-        let c = context(&p, probe, ActorKind::Account, &stranger, now, true, NOTHING);
+        let c = anomaly.context(ActorKind::Account, &stranger, NOTHING);
         assert!(c.tightened);
         assert_eq!(c.foreign_factor, probe.thresholds.stranger_factor);
-        let c = context(&p, probe, ActorKind::Account, &reader, now, true, NOTHING);
+        let c = anomaly.context(ActorKind::Account, &reader, NOTHING);
         assert!(c.tightened);
         assert_eq!(c.foreign_factor, 1.0);
         // No anomaly: neither is tightened.
-        let c = context(
-            &p,
-            probe,
-            ActorKind::Account,
-            &stranger,
-            now,
-            false,
-            NOTHING,
-        );
+        let c = calm.context(ActorKind::Account, &stranger, NOTHING);
         assert!(!c.tightened);
     }
 
