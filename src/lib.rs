@@ -81,6 +81,7 @@
 //! | [`detect`] | the core: the compiled policy, the steps, scoring, escalation, the service-wide view |
 //! | `guard` | the tower adapter: layer, service, future, bodies, refusal responses, handle |
 //! | `cluster` | feature `redis`: verdicts and evidence shared by replicas through Redis |
+//! | `proxy` | feature `proxy`: the guard as a reverse proxy in front of any HTTP service (`enumguard proxy`) |
 //! | `replay` | feature `cli`: access logs through the detector in the log's own time (`enumguard replay`) |
 //!
 //! # Deployment caveat
@@ -103,6 +104,9 @@ pub mod detect;
 mod guard;
 pub mod metrics;
 mod probe;
+#[cfg(feature = "proxy")]
+#[cfg_attr(docsrs, doc(cfg(feature = "proxy")))]
+pub mod proxy;
 #[cfg(feature = "cli")]
 #[cfg_attr(docsrs, doc(cfg(feature = "cli")))]
 pub mod replay;

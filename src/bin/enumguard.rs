@@ -49,6 +49,27 @@ enum Command {
     /// Writes a mailroom access log with known attacks and known ordinary
     /// users (the README's worked example).
     Generate(GenerateArgs),
+    /// A reverse proxy with the guard in front of any HTTP service
+    /// (feature `proxy`): its `[proxy]` table says where it listens and
+    /// where it forwards; SIGHUP reloads the config, SIGTERM or ctrl-c
+    /// drains and stops.
+    #[cfg(feature = "proxy")]
+    Proxy(ProxyArgs),
+}
+
+/// `enumguard proxy`.
+#[cfg(feature = "proxy")]
+#[derive(Args)]
+struct ProxyArgs {
+    /// The TOML config: the guard's settings and its `[proxy]` table.
+    #[arg(long, short)]
+    config: PathBuf,
+    /// Listen here (overrides `proxy.listen`).
+    #[arg(long)]
+    listen: Option<String>,
+    /// Forward here (overrides `proxy.upstream`).
+    #[arg(long)]
+    upstream: Option<String>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -138,6 +159,8 @@ fn main() -> ExitCode {
         Command::Replay(a) => replay(a),
         Command::CheckConfig { file } => check_config(&file),
         Command::Generate(a) => generate_log(&a),
+        #[cfg(feature = "proxy")]
+        Command::Proxy(a) => proxy(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -329,6 +352,51 @@ fn generate_log(a: &GenerateArgs) -> Result<(), String> {
         );
     }
     Ok(())
+}
+
+/// Runs the proxy until SIGTERM or ctrl-c (a second one stops at once);
+/// SIGHUP reloads the config file.
+#[cfg(feature = "proxy")]
+fn proxy(a: ProxyArgs) -> Result<(), String> {
+    use tracing_subscriber::EnvFilter;
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .try_init();
+    let mut config = Config::from_file(&a.config).map_err(|e| e.to_string())?;
+    let p = config.proxy.get_or_insert_with(Default::default);
+    if let Some(l) = a.listen {
+        p.listen = l;
+    }
+    if let Some(u) = a.upstream {
+        p.upstream = u;
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    rt.block_on(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let proxy = enumguard::proxy::Proxy::start(config, Some(a.config.clone())).await?;
+        eprintln!("enumguard proxy: listening on {}", proxy.addr());
+        let mut hup = signal(SignalKind::hangup()).map_err(|e| e.to_string())?;
+        let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
+        loop {
+            tokio::select! {
+                _ = hup.recv() => proxy.reload(),
+                _ = term.recv() => break,
+                _ = tokio::signal::ctrl_c() => break,
+            }
+        }
+        eprintln!("enumguard proxy: draining (a second signal stops at once)");
+        tokio::select! {
+            () = proxy.shutdown() => {}
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        Ok(())
+    })
 }
 
 #[cfg(test)]

@@ -75,6 +75,9 @@ impl Config {
                 *u = redact(u);
             }
         }
+        if let Some(p) = &c.proxy {
+            c.proxy = Some(p.redacted());
+        }
         c
     }
 

@@ -19,19 +19,21 @@
 //! | file | role |
 //! |---|---|
 //! | `schema.rs` | [`Config`] and its sections, with their defaults |
+//! | `proxy.rs` | [`ProxyConfig`]: the `[proxy]` table of `enumguard proxy` |
 //! | `probe.rs` | [`ProbeConfig`]: one enumerable endpoint |
 //! | `thresholds.rs` | [`Thresholds`]: defaults per probe style, and their checks |
 //! | `load.rs` | reading TOML, errors with line and field |
 //! | `validate.rs` | every check a config must pass |
 //! | `error.rs` | [`ConfigError`] |
 //! | `diff.rs` | [`ConfigDiff`]: what a reload changes; [`ReloadError`] |
-//! | `explain.rs` | [`Config::explain`]: what a config means, and its holes |
+//! | `explain/` | [`Config::explain`]: what a config means, and its holes |
 
 mod diff;
 mod error;
 mod explain;
 mod load;
 mod probe;
+mod proxy;
 mod schema;
 mod thresholds;
 mod validate;
@@ -40,6 +42,7 @@ pub use diff::{Change, ConfigDiff, ReloadError};
 pub use error::{ConfigError, ConfigErrorKind};
 pub use explain::{ActorSource, Explanation, ProbeExplanation, Warning, WarningKind};
 pub use probe::{OutcomeConfig, Oversized, ProbeConfig, ProbeStyle, TargetConfig};
+pub use proxy::{AccountSource, JwtConfig, ProxyConfig};
 pub use schema::{
     BlockConfig, ClusterConfig, Config, Limits, LinkConfig, ListConfig, MissingPeer, Mode,
     ResponseConfig, ServiceViewConfig, SessionSource, ThrottleConfig,

@@ -344,6 +344,10 @@ pub struct Config {
     /// Replicas sharing verdicts through Redis. Defaults to none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cluster: Option<ClusterConfig>,
+    /// `enumguard proxy`'s own settings (feature `proxy`); the library
+    /// ignores them. Defaults to none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<super::ProxyConfig>,
 }
 
 impl Default for Config {
@@ -369,6 +373,7 @@ impl Default for Config {
             service_view: ServiceViewConfig::default(),
             probes: Vec::new(),
             cluster: None,
+            proxy: None,
         }
     }
 }
@@ -409,6 +414,7 @@ impl std::fmt::Debug for Config {
             .field("service_view", &self.service_view)
             .field("probes", &self.probes)
             .field("cluster", &self.cluster)
+            .field("proxy", &self.proxy.as_ref().map(|p| p.redacted()))
             .finish()
     }
 }

@@ -46,6 +46,9 @@ impl Config {
             }
         }
         parse_cidrs("trusted_proxies", &self.trusted_proxies)?;
+        if let Some(p) = &self.proxy {
+            p.validate(self.session.is_some())?;
+        }
         parse_cidrs("allow.cidrs", &self.allow.cidrs)?;
         parse_cidrs("deny.cidrs", &self.deny.cidrs)?;
         if let Some(SessionSource::Header(h) | SessionSource::Cookie(h)) = &self.session {

@@ -44,7 +44,7 @@ mod view;
 
 pub use change::{ChangeKind, VerdictChange, VerdictListener};
 pub use detector::Detector;
-#[cfg(feature = "redis")]
+#[cfg(any(feature = "redis", feature = "proxy"))]
 pub(crate) use detector::random_key;
 pub use facts::{Answered, BodyRead, Decision, Ticket};
 pub use policy::{Match, Policy};

@@ -1,0 +1,325 @@
+//! [`Upstream`]: the tower service behind the guard that forwards a request
+//! to the upstream and streams its answer back: hop-by-hop headers removed
+//! (RFC 9110 section 7.6.1), forwarding headers appended, upgrades
+//! (WebSocket) passed through, 502 and 504 for an upstream that is not
+//! there or too slow; and the upstream's word on the answer (its outcome,
+//! owner and account headers) read into the response and stripped.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Request, Response, StatusCode, Uri};
+use http_body_util::{Either, Full};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+
+use super::account::Accounts;
+use crate::actor::{Cidr, in_any};
+use crate::{AccountId, GuardBody, Outcome, Owner};
+
+/// A response body: the upstream's, streamed, or one the proxy wrote.
+pub(crate) type ProxyBody = Either<Incoming, Full<Bytes>>;
+
+/// Headers that concern one connection only (RFC 9110 section 7.6.1,
+/// plus the ones proxies have long treated so).
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+];
+
+/// What every request to the upstream shares.
+pub(crate) struct Shared {
+    pub(crate) client: Client<HttpConnector, GuardBody<Incoming>>,
+    /// The upstream's scheme and authority.
+    pub(crate) authority: http::uri::Authority,
+    /// A path prefix, without its trailing slash ("" for none).
+    pub(crate) prefix: String,
+    pub(crate) timeout: Duration,
+    pub(crate) trusted: Vec<Cidr>,
+    pub(crate) outcome_header: HeaderName,
+    pub(crate) owner_header: HeaderName,
+    pub(crate) accounts: Arc<Accounts>,
+}
+
+/// The forwarding service (cheap to clone).
+#[derive(Clone)]
+pub(crate) struct Upstream(pub(crate) Arc<Shared>);
+
+impl Shared {
+    /// A pooled client: idle connections closed after `pool_idle` (below
+    /// the upstream's keep-alive, or a pooled connection races its close;
+    /// the timer is what makes the idle timeout work at all).
+    pub(crate) fn client(
+        connect: Duration,
+        pool_idle: Duration,
+    ) -> Client<HttpConnector, GuardBody<Incoming>> {
+        let mut http = HttpConnector::new();
+        http.set_connect_timeout(Some(connect));
+        http.set_nodelay(true);
+        Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(pool_idle)
+            .build(http)
+    }
+}
+
+impl tower_service::Service<Request<GuardBody<Incoming>>> for Upstream {
+    type Response = Response<ProxyBody>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<GuardBody<Incoming>>) -> Self::Future {
+        let shared = self.0.clone();
+        Box::pin(async move { Ok(shared.forward(req).await) })
+    }
+}
+
+/// A short answer of the proxy's own.
+pub(crate) fn answer(status: StatusCode, text: &'static str) -> Response<ProxyBody> {
+    let mut res = Response::new(Either::Right(Full::new(Bytes::from_static(
+        text.as_bytes(),
+    ))));
+    *res.status_mut() = status;
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    res
+}
+
+impl Shared {
+    async fn forward(&self, mut req: Request<GuardBody<Incoming>>) -> Response<ProxyBody> {
+        let peer = req.extensions().get::<crate::PeerAddr>().map(|p| p.0.ip());
+        let upgrade = wants_upgrade(req.headers());
+        let session = self.accounts.session_of(req.headers());
+        let account = self.accounts.request_account(req.headers(), session);
+        let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+        let (mut parts, body) = req.into_parts();
+        // An HTTP/2 client names the host in the URI, not in `Host`.
+        if !parts.headers.contains_key(header::HOST) {
+            if let Some(host) = parts
+                .uri
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+            {
+                parts.headers.insert(header::HOST, host);
+            }
+        }
+        let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        let uri = match Uri::builder()
+            .scheme("http")
+            .authority(self.authority.clone())
+            .path_and_query(format!("{}{path}", self.prefix))
+            .build()
+        {
+            Ok(u) => u,
+            Err(_) => return answer(StatusCode::BAD_REQUEST, "bad request target\n"),
+        };
+        parts.uri = uri;
+        parts.version = http::Version::HTTP_11;
+        strip_hop_by_hop(&mut parts.headers, upgrade);
+        if let Some(ip) = peer {
+            self.forwarding_headers(&mut parts.headers, ip);
+        }
+        let out = Request::from_parts(parts, body);
+        let res = match tokio::time::timeout(self.timeout, self.client.request(out)).await {
+            Ok(Ok(res)) => res,
+            Ok(Err(e)) => {
+                tracing::warn!(target: "enumguard::proxy", error = %e, "upstream unreachable: 502");
+                return answer(
+                    StatusCode::BAD_GATEWAY,
+                    "502 bad gateway: the upstream is unreachable\n",
+                );
+            }
+            Err(_) => {
+                tracing::warn!(target: "enumguard::proxy", secs = self.timeout.as_secs(), "upstream timed out: 504");
+                return answer(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "504 gateway timeout: the upstream did not answer in time\n",
+                );
+            }
+        };
+        let (mut parts, body) = res.into_parts();
+        let switching = parts.status == StatusCode::SWITCHING_PROTOCOLS;
+        if switching {
+            if let Some(client) = client_upgrade {
+                let mut upstream_res = Response::from_parts(parts.clone(), ());
+                let upstream = hyper::upgrade::on(&mut upstream_res);
+                tokio::spawn(async move {
+                    if let (Ok(c), Ok(u)) = (client.await, upstream.await) {
+                        let (mut c, mut u) = (TokioIo::new(c), TokioIo::new(u));
+                        let _ = tokio::io::copy_bidirectional(&mut c, &mut u).await;
+                    }
+                });
+            }
+        }
+        strip_hop_by_hop(&mut parts.headers, switching);
+        self.read_upstream_word(&mut parts, account, session);
+        Response::from_parts(parts, Either::Left(body))
+    }
+
+    /// `X-Forwarded-For`, `X-Forwarded-Proto` and `Forwarded`: appended to
+    /// what a trusted proxy in front sent, replacing what anyone else sent
+    /// (a client's own forwarding headers are not passed on as if a proxy
+    /// had written them).
+    fn forwarding_headers(&self, headers: &mut HeaderMap, peer: IpAddr) {
+        let trusted = !self.trusted.is_empty() && in_any(&self.trusted, peer);
+        let node = match peer {
+            IpAddr::V4(v4) => v4.to_string(),
+            IpAddr::V6(v6) => format!("\"[{v6}]\""),
+        };
+        let mut xff = peer.to_string();
+        let mut fwd = format!("for={node};proto=http");
+        if trusted {
+            let joined = |name: &HeaderName| {
+                let all: Vec<&str> = headers
+                    .get_all(name)
+                    .iter()
+                    .filter_map(|v| v.to_str().ok())
+                    .collect();
+                (!all.is_empty()).then(|| all.join(", "))
+            };
+            if let Some(prev) = joined(&HeaderName::from_static("x-forwarded-for")) {
+                xff = format!("{prev}, {xff}");
+            }
+            if let Some(prev) = joined(&header::FORWARDED) {
+                fwd = format!("{prev}, {fwd}");
+            }
+        } else {
+            headers.remove("x-forwarded-proto");
+        }
+        for (name, value) in [("x-forwarded-for", xff), ("forwarded", fwd)] {
+            if let Ok(v) = HeaderValue::from_str(&value) {
+                headers.insert(name, v);
+            }
+        }
+        if !headers.contains_key("x-forwarded-proto") {
+            headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+        }
+    }
+
+    /// What the upstream said of its answer, as headers the client never
+    /// sees: the outcome (`hit`, `miss`, `denied`, `own`), the owner, and
+    /// (with a response-header account source) the account the session is
+    /// now bound to.
+    fn read_upstream_word(
+        &self,
+        parts: &mut http::response::Parts,
+        account: Option<AccountId>,
+        session: Option<u128>,
+    ) {
+        if let Some(v) = parts.headers.remove(&self.outcome_header) {
+            match v.as_bytes() {
+                b"hit" => {
+                    parts.extensions.insert(Outcome::Hit);
+                }
+                b"miss" => {
+                    parts.extensions.insert(Outcome::Miss);
+                }
+                b"denied" => {
+                    parts.extensions.insert(Outcome::Denied);
+                }
+                b"own" => {
+                    if let Some(a) = account {
+                        parts.extensions.insert(Owner(a));
+                    }
+                }
+                _ => {}
+            }
+        }
+        if let Some(v) = parts.headers.remove(&self.owner_header) {
+            if !v.is_empty() {
+                parts.extensions.insert(Owner(AccountId::new(v.as_bytes())));
+            }
+        }
+        self.accounts
+            .bind_from_response(&mut parts.headers, session);
+    }
+}
+
+/// Whether the request asks to switch protocols (`Connection: upgrade`
+/// with an `Upgrade` header: a WebSocket handshake).
+fn wants_upgrade(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::UPGRADE)
+        && connection_tokens(headers).any(|t| t.eq_ignore_ascii_case("upgrade"))
+}
+
+/// The tokens of every `Connection` header.
+fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+}
+
+/// Removes the hop-by-hop headers, and those `Connection` names; an
+/// upgrade keeps `Upgrade` and `Connection: upgrade`.
+pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
+    let named: Vec<HeaderName> = connection_tokens(headers)
+        .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
+        .collect();
+    for n in named {
+        if !(upgrade && n == header::UPGRADE) {
+            headers.remove(&n);
+        }
+    }
+    for n in &HOP_BY_HOP {
+        headers.remove(n);
+    }
+    if upgrade {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    } else {
+        headers.remove(header::UPGRADE);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_headers_and_those_connection_names_are_removed() {
+        let mut h = HeaderMap::new();
+        h.append(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, X-Secret"),
+        );
+        h.append(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+        h.insert("x-secret", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert(header::TE, HeaderValue::from_static("trailers"));
+        h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        h.insert("x-kept", HeaderValue::from_static("1"));
+        let mut plain = h.clone();
+        strip_hop_by_hop(&mut plain, false);
+        assert_eq!(plain.len(), 1, "{plain:?}");
+        assert!(plain.contains_key("x-kept"));
+        assert!(wants_upgrade(&h));
+        strip_hop_by_hop(&mut h, true);
+        assert_eq!(h[header::UPGRADE], "websocket");
+        assert_eq!(h[header::CONNECTION], "upgrade");
+        assert!(!h.contains_key("x-secret") && !h.contains_key("keep-alive"));
+    }
+}

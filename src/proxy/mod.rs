@@ -1,0 +1,374 @@
+//! `enumguard proxy` (feature `proxy`): the guard in front of any HTTP
+//! service, whatever it is written in. The proxy is the tower
+//! [`Guard`](crate::Guard) around a forwarding service: the same detection
+//! as a Rust service gets from the layer, configured from the same TOML
+//! (its `[proxy]` table: [`ProxyConfig`](crate::config::ProxyConfig)).
+//!
+//! Per connection: HTTP/1.1 or HTTP/2 from clients (upgrades such as
+//! WebSocket pass through), the peer address given to the guard, the
+//! health path answered here; per request: the guard, then the upstream
+//! through a pooled client (HTTP/1.1), bodies streamed both ways.
+//!
+//! | file | role |
+//! |---|---|
+//! | `mod.rs` | [`Proxy`]: listeners, connections, the health path, signals (drain, reload) |
+//! | `forward.rs` | the forwarding service: headers, 502/504, upgrades, the upstream's word on the answer |
+//! | `account.rs` | who the actor is: a gateway's header, a verified JWT, an account the upstream names |
+
+mod account;
+mod forward;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderName, Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use account::Accounts;
+pub use account::MAX_BINDINGS;
+use forward::{ProxyBody, Upstream, answer};
+
+use crate::config::{Config, ProxyConfig};
+use crate::{Guard, GuardHandle, GuardLayer, PeerAddr, ResponseBody};
+
+/// A running proxy: what its listener is bound to, and how to stop it.
+pub struct Proxy {
+    addr: SocketAddr,
+    admin_addr: Option<SocketAddr>,
+    handle: GuardHandle,
+    stop: tokio::sync::watch::Sender<bool>,
+    reload: tokio::sync::mpsc::UnboundedSender<()>,
+    done: tokio::task::JoinHandle<()>,
+}
+
+impl std::fmt::Debug for Proxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Proxy")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What every connection shares.
+struct State {
+    guard: Guard<Upstream>,
+    health: String,
+    draining: AtomicBool,
+    client_ip_header: Option<HeaderName>,
+    trusted: Vec<crate::Cidr>,
+    header_read: Duration,
+}
+
+impl Proxy {
+    /// Binds the listeners of `config`'s `[proxy]` table and starts serving
+    /// on the current tokio runtime. `file`: where `reload` reads the
+    /// config again (SIGHUP in the binary).
+    ///
+    /// # Errors
+    /// An invalid config, a listener that cannot bind, a secret that is not
+    /// there.
+    pub async fn start(config: Config, file: Option<PathBuf>) -> Result<Self, String> {
+        config.validate().map_err(|e| e.to_string())?;
+        let p = config.proxy.clone().unwrap_or_default();
+        let upstream: http::Uri = p
+            .upstream
+            .parse()
+            .map_err(|e| format!("proxy.upstream: {e}"))?;
+        let authority = upstream
+            .authority()
+            .cloned()
+            .ok_or("proxy.upstream: no host")?;
+        let prefix = upstream.path().trim_end_matches('/').to_owned();
+        let trusted = crate::config::parse_cidrs("trusted_proxies", &config.trusted_proxies)
+            .map_err(|e| e.to_string())?;
+        let accounts = Arc::new(Accounts::new(&config)?);
+        let header = |h: &str| HeaderName::from_bytes(h.as_bytes()).map_err(|e| e.to_string());
+        let shared = forward::Shared {
+            client: forward::Shared::client(
+                Duration::from_secs(p.connect_timeout_secs),
+                Duration::from_secs(p.pool_idle_secs),
+            ),
+            authority,
+            prefix,
+            timeout: Duration::from_secs(p.upstream_timeout_secs),
+            trusted: trusted.clone(),
+            outcome_header: header(&p.outcome_header)?,
+            owner_header: header(&p.owner_header)?,
+            accounts: accounts.clone(),
+        };
+        let layer = GuardLayer::builder()
+            .config(config.clone())
+            .account(accounts.hook())
+            .build()
+            .map_err(|e| e.to_string())?;
+        let handle = layer.handle();
+        let state = Arc::new(State {
+            guard: layer.layer(Upstream(Arc::new(shared))),
+            health: p.health_path.clone(),
+            draining: AtomicBool::new(false),
+            client_ip_header: p.client_ip_header.as_deref().map(header).transpose()?,
+            trusted,
+            header_read: Duration::from_secs(p.header_read_timeout_secs),
+        });
+        let listener = TcpListener::bind(&p.listen)
+            .await
+            .map_err(|e| format!("proxy.listen {}: {e}", p.listen))?;
+        let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        let admin = match &p.admin_listen {
+            Some(a) => Some(admin_listener(a, &p, &handle).await?),
+            None => None,
+        };
+        let admin_addr = admin.as_ref().map(|(a, _)| *a);
+        let (stop, stop_rx) = tokio::sync::watch::channel(false);
+        let (reload, reload_rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(reloader(reload_rx, file, handle.clone()));
+        let grace = Duration::from_secs(p.grace_secs);
+        let done = tokio::spawn(serve(listener, state, stop_rx, grace));
+        tracing::info!(target: "enumguard::proxy", %addr, upstream = %p.upstream, "enumguard proxy listening");
+        Ok(Self {
+            addr,
+            admin_addr,
+            handle,
+            stop,
+            reload,
+            done,
+        })
+    }
+
+    /// The address the proxy listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The admin listener's address, when configured.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_addr
+    }
+
+    /// The guard's handle (bans, reload, inspection).
+    pub fn handle(&self) -> &GuardHandle {
+        &self.handle
+    }
+
+    /// Reads the config file again and reloads the guard through the
+    /// core's reload (state kept); a bad file is logged and the running
+    /// config stays. What SIGHUP does.
+    pub fn reload(&self) {
+        let _ = self.reload.send(());
+    }
+
+    /// Drains and stops: the health path answers 503 at once; new
+    /// connections are taken for the grace period, then no more; requests
+    /// in flight are served for up to the grace period more.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let _ = self.done.await;
+    }
+}
+
+/// The accept loop: every connection served (HTTP/1.1 and HTTP/2, with
+/// upgrades), until a stop, then the drain.
+async fn serve(
+    listener: TcpListener,
+    state: Arc<State>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+    grace: Duration,
+) {
+    let graceful = GracefulShutdown::new();
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(state.header_read);
+    let mut deadline: Option<tokio::time::Instant> = None;
+    loop {
+        let accept = async {
+            match deadline {
+                Some(d) => tokio::time::timeout_at(d, listener.accept()).await.ok(),
+                None => Some(listener.accept().await),
+            }
+        };
+        tokio::select! {
+            changed = stop.changed(), if deadline.is_none() => {
+                if changed.is_err() || *stop.borrow() {
+                    state.draining.store(true, Ordering::SeqCst);
+                    tracing::warn!(target: "enumguard::proxy", grace_secs = grace.as_secs(), "draining: health answers 503; new connections for the grace period, then none");
+                    deadline = Some(tokio::time::Instant::now() + grace);
+                }
+            }
+            conn = accept => {
+                let Some(conn) = conn else { break };
+                let Ok((tcp, peer)) = conn else { continue };
+                let _ = tcp.set_nodelay(true);
+                let state = state.clone();
+                let svc = hyper::service::service_fn(move |req| {
+                    let state = state.clone();
+                    async move { Ok::<_, Infallible>(state.handle(req, peer).await) }
+                });
+                let conn = builder.serve_connection_with_upgrades(TokioIo::new(tcp), svc);
+                let conn = graceful.watch(conn.into_owned());
+                tokio::spawn(async move {
+                    let _ = conn.await;
+                });
+            }
+        }
+    }
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(target: "enumguard::proxy", "grace period over: connections still open are closed");
+    }
+}
+
+impl State {
+    async fn handle(
+        &self,
+        mut req: Request<Incoming>,
+        peer: SocketAddr,
+    ) -> Response<ResponseBody<ProxyBody>> {
+        if req.uri().path() == self.health {
+            let res = if self.draining.load(Ordering::SeqCst) {
+                answer(StatusCode::SERVICE_UNAVAILABLE, "draining\n")
+            } else {
+                answer(StatusCode::OK, "ok\n")
+            };
+            return res.map(ResponseBody::inner);
+        }
+        let peer = self.client_addr(&req, peer);
+        req.extensions_mut().insert(PeerAddr(peer));
+        let mut guard = self.guard.clone();
+        // The forwarding service is always ready; the guard asks it.
+        let ready = std::future::poll_fn(|cx| guard.poll_ready(cx)).await;
+        match ready {
+            Ok(()) => match guard.call(req).await {
+                Ok(res) => res,
+                Err(never) => match never {},
+            },
+            Err(never) => match never {},
+        }
+    }
+
+    /// The client's address: the peer, or (from a trusted peer) the address
+    /// an edge in front resolved into `client_ip_header`.
+    fn client_addr(&self, req: &Request<Incoming>, peer: SocketAddr) -> SocketAddr {
+        let Some(h) = &self.client_ip_header else {
+            return peer;
+        };
+        if self.trusted.is_empty() || !crate::actor::in_any(&self.trusted, peer.ip()) {
+            return peer;
+        }
+        req.headers()
+            .get(h)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<std::net::IpAddr>().ok())
+            .map_or(peer, |ip| SocketAddr::new(ip, 0))
+    }
+}
+
+/// Reloads the guard's config from `file` on each signal.
+async fn reloader(
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<()>,
+    file: Option<PathBuf>,
+    handle: GuardHandle,
+) {
+    while rx.recv().await.is_some() {
+        let Some(f) = &file else {
+            tracing::warn!(target: "enumguard::proxy", "reload asked, but the proxy was started without a config file");
+            continue;
+        };
+        match Config::from_file(f) {
+            Ok(c) => match handle.reload(c) {
+                Ok(diff) => {
+                    tracing::warn!(target: "enumguard::proxy", file = %f.display(), diff = %diff, "config reloaded")
+                }
+                Err(e) => {
+                    tracing::error!(target: "enumguard::proxy", file = %f.display(), error = %e, "reload refused: the running config stays")
+                }
+            },
+            Err(e) => {
+                tracing::error!(target: "enumguard::proxy", file = %f.display(), error = %e, "reload refused: the running config stays")
+            }
+        }
+    }
+}
+
+/// The admin service and `/metrics` on their own listener.
+async fn admin_listener(
+    addr: &str,
+    p: &ProxyConfig,
+    handle: &GuardHandle,
+) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), String> {
+    let token = account::secret(p.admin_token.as_deref().unwrap_or_default())?;
+    let admin =
+        crate::admin::AdminService::new(handle.clone(), token).map_err(|e| e.to_string())?;
+    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .ok();
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("proxy.admin_listen {addr}: {e}"))?;
+    let local = listener.local_addr().map_err(|e| e.to_string())?;
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                continue;
+            };
+            let admin = admin.clone();
+            let metrics = metrics.clone();
+            let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+                let mut admin = admin.clone();
+                let metrics = metrics.clone();
+                async move {
+                    if req.uri().path() == "/metrics" {
+                        let text = metrics.as_ref().map(|m| m.render()).unwrap_or_default();
+                        return Ok::<_, Infallible>(Response::new(http_body_util::Either::Left(
+                            Full::new(Bytes::from(text)),
+                        )));
+                    }
+                    let path = req.uri().path().to_owned();
+                    let res = match path.strip_prefix("/admin") {
+                        Some(_) => {
+                            let (mut parts, body) = req.into_parts();
+                            let rest = parts.uri.path_and_query().map_or("/", |p| p.as_str())
+                                ["/admin".len()..]
+                                .to_owned();
+                            parts.uri =
+                                rest.parse().unwrap_or_else(|_| http::Uri::from_static("/"));
+                            admin
+                                .call(Request::from_parts(parts, body))
+                                .await
+                                .unwrap_or_else(|never| match never {})
+                        }
+                        None => {
+                            let mut r = Response::new(Full::new(Bytes::from_static(
+                                b"not found: /admin/... or /metrics\n",
+                            )));
+                            *r.status_mut() = StatusCode::NOT_FOUND;
+                            r
+                        }
+                    };
+                    Ok(res.map(http_body_util::Either::Right))
+                }
+            });
+            tokio::spawn(async move {
+                let _ = auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(tcp), svc)
+                    .await;
+            });
+        }
+    });
+    Ok((local, task))
+}
