@@ -70,7 +70,7 @@ use std::time::{Duration, Instant};
 use app::{GuardChoice, Options};
 
 const USAGE: &str = "usage: mailroom [--listen ADDR] [--accounts N] [--guard enforce|observe|off] \
-                     [--config FILE] [--patched] \
+                     [--config FILE] [--patched] [--proxy-headers] \
                      [--replicas N [--redis URL | --redis-cluster URL,URL...]] \
                      [--admin ADDR --admin-token TOKEN] [--access-log FILE]";
 
@@ -132,6 +132,7 @@ fn parse_args() -> Result<Args, String> {
                 opts.config = enumguard::Config::from_file(&v).map_err(|e| e.to_string())?;
             }
             "--patched" => opts.patched = true,
+            "--proxy-headers" => opts.proxy_headers = true,
             "--replicas" => {
                 let v = value("--replicas")?;
                 replicas = v

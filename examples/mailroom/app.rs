@@ -64,6 +64,12 @@ pub struct Options {
     pub guard: GuardChoice,
     /// The guard's configuration (its `mode` is replaced by `guard`).
     pub config: Config,
+    /// Tell a proxy in front what only the application knows, as response
+    /// headers (for `enumguard proxy`, with the guard off here):
+    /// `x-account-id` on every answer to a logged-in request,
+    /// `x-enumguard-owner` on an address book, `x-enumguard-outcome:
+    /// known` on a lookup of the caller's own contact.
+    pub proxy_headers: bool,
 }
 
 impl Options {
@@ -74,6 +80,7 @@ impl Options {
             patched: false,
             guard: GuardChoice::Enforce,
             config: default_config(),
+            proxy_headers: false,
         }
     }
 }
@@ -363,6 +370,11 @@ pub fn app_with_guard(
         .route("/api/accounts/{id}/addressbook", get(addressbook))
         .route("/api/recipients/lookup", get(lookup))
         .with_state(state.clone());
+    let router = if opts.proxy_headers {
+        router.layer(axum::middleware::map_response(proxy_headers))
+    } else {
+        router
+    };
     let mode = match opts.guard {
         GuardChoice::Off => {
             return Ok(App {
@@ -395,6 +407,42 @@ pub fn app_with_guard(
         state,
     })
 }
+
+/// What a proxy in front cannot see, said in response headers (see
+/// [`Options::proxy_headers`]): the account of a logged-in request, the
+/// owner of an address book, a lookup of one's own contact (what the
+/// handlers tell an in-process guard by the path and by `Known`).
+async fn proxy_headers(mut res: Response) -> Response {
+    let owner = res.extensions().get::<BookOwner>().map(|o| o.0.to_string());
+    let known = res.extensions().get::<Known>().is_some();
+    let account = res.extensions().get::<CallerId>().map(|c| c.0);
+    let h = res.headers_mut();
+    if let Some(id) = account {
+        if let Ok(v) = id.to_string().parse() {
+            h.insert("x-account-id", v);
+        }
+    }
+    if let Some(o) = owner.and_then(|o| o.parse().ok()) {
+        h.insert("x-enumguard-owner", o);
+    }
+    if known {
+        h.insert(
+            "x-enumguard-outcome",
+            http::HeaderValue::from_static("known"),
+        );
+    }
+    res
+}
+
+/// The caller's account, put into the response by the handlers for
+/// [`proxy_headers`].
+#[derive(Clone, Copy)]
+struct CallerId(u64);
+
+/// The owner of the address book answered, for [`proxy_headers`] (not an
+/// `enumguard::Owner`: the in-process guard reads ownership from the path).
+#[derive(Clone, Copy)]
+struct BookOwner(u64);
 
 /// Serves `router` on `listener` with the TCP peer address in each
 /// request's extensions, which is what the guard keys on.
@@ -532,10 +580,13 @@ async fn addressbook(
     if id == 0 || id > s.accounts() {
         return reply(StatusCode::NOT_FOUND, json!({ "error": "no such account" }));
     }
-    reply(
+    let mut res = reply(
         StatusCode::OK,
         json!({ "owner": id, "contacts": s.contacts(id) }),
-    )
+    );
+    res.extensions_mut().insert(CallerId(me));
+    res.extensions_mut().insert(BookOwner(id));
+    res
 }
 
 #[derive(serde::Deserialize)]
@@ -562,6 +613,7 @@ async fn lookup(
     if s.knows(caller, &email) {
         res.extensions_mut().insert(Known);
     }
+    res.extensions_mut().insert(CallerId(caller));
     res
 }
 
