@@ -540,6 +540,7 @@ pub async fn simulate(
             patched: false,
             guard,
             config: config.clone(),
+            ..Options::new()
         };
         let link = local(&opts, seed, latency)?;
         runs.push(play(kind, link, size).await);
@@ -727,6 +728,7 @@ async fn run(
         patched: false,
         guard,
         config: config.clone(),
+        ..Options::new()
     };
     let server = start(&opts).await?;
     let out = play(kind, Link::Http(server.addr), size).await;
