@@ -134,27 +134,6 @@ pub(crate) struct Judging<'a> {
     pub(crate) anomalous: bool,
 }
 
-/// [`Judging::context`], positionally.
-// TODO(issue 24): gone once `steps.rs` calls `Judging::context`.
-#[inline]
-pub(crate) fn context(
-    policy: &Policy,
-    probe: &Probe,
-    kind: ActorKind,
-    r: &Record,
-    now: u64,
-    anomalous: bool,
-    beside: Beside,
-) -> Context {
-    Judging {
-        policy,
-        probe,
-        now,
-        anomalous,
-    }
-    .context(kind, r, beside)
-}
-
 impl Judging<'_> {
     /// The policy's context for the record `r` of an actor of kind `kind`,
     /// with what the request's addresses say (`beside`).

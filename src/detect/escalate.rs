@@ -44,25 +44,6 @@ struct Announcement {
 }
 
 impl Detector {
-    /// Throttles `key` (a new throttle is announced; a live one extended).
-    pub(crate) fn throttle(
-        &self,
-        policy: &Policy,
-        probe: &Probe,
-        now: u64,
-        actors: &Actors,
-        key: ActorKey,
-        score: f64,
-    ) {
-        let at = Scene {
-            policy,
-            probe,
-            now,
-            actors,
-        };
-        self.throttle_in(&at, key, score);
-    }
-
     /// Throttles `key` in `at` (a new throttle is announced; a live one
     /// extended).
     pub(crate) fn throttle_in(&self, at: &Scene<'_>, key: ActorKey, score: f64) {
@@ -93,25 +74,6 @@ impl Detector {
     /// The learning step found `key` at block level (the worst of the
     /// request): every other actor of the request at block level is blocked
     /// too, then `key`, which links.
-    pub(crate) fn block_crossed(
-        &self,
-        policy: &Policy,
-        probe: &Probe,
-        now: u64,
-        actors: &Actors,
-        key: ActorKey,
-        score: f64,
-    ) {
-        let at = Scene {
-            policy,
-            probe,
-            now,
-            actors,
-        };
-        self.block_crossed_in(&at, key, score);
-    }
-
-    /// [`block_crossed`](Self::block_crossed) in `at`.
     pub(crate) fn block_crossed_in(&self, at: &Scene<'_>, key: ActorKey, score: f64) {
         let Scene {
             probe, now, actors, ..
@@ -139,28 +101,6 @@ impl Detector {
             self.verdicts.verdict(&key, now),
             crate::state::Verdict::Block { .. }
         )
-    }
-
-    /// [`block_in`](Self::block_in), positionally: the pre-check's call.
-    // TODO(issue 24): gone once `steps.rs` calls `block_in`.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn block(
-        &self,
-        policy: &Policy,
-        probe: &Probe,
-        now: u64,
-        actors: &Actors,
-        actor: ActorKey,
-        score: f64,
-        reason: VerdictReason,
-    ) -> u64 {
-        let at = Scene {
-            policy,
-            probe,
-            now,
-            actors,
-        };
-        self.block_in(&at, actor, score, reason)
     }
 
     /// Blocks `actor` and raises the suspicion of the other actors of the

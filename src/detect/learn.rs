@@ -2,8 +2,10 @@
 //! context, and the verdicts of those that crossed a threshold changed;
 //! the service-wide view told.
 
+use super::escalate::Scene;
 use super::probes::{Probe, ProbeLive};
 use super::score::{self, Level};
+use super::view::{Counted, Seen};
 use super::{Detector, Policy, context};
 use crate::actor::{ActorKey, ActorKind, Actors};
 use crate::probe::{Outcome, TargetInfo};
@@ -93,6 +95,13 @@ impl Detector {
         } else {
             None
         };
+        // Where a verdict is decided.
+        let scene = Scene {
+            policy,
+            probe,
+            now,
+            actors,
+        };
         // The records this request updated: one notice per request.
         let mut updated: [Option<ActorKey>; 4] = [None; 4];
         for key in actors.keys() {
@@ -124,13 +133,15 @@ impl Detector {
                         };
                     }
                     let anomalous = *anomalous.get_or_init(|| read_view(probe, now));
-                    let ctx = context::context(
+                    let ctx = context::Judging {
                         policy,
                         probe,
-                        key.kind(),
-                        r,
                         now,
                         anomalous,
+                    }
+                    .context(
+                        key.kind(),
+                        r,
                         context::Beside { standing, ..beside },
                     );
                     let signals = r.signals_with(now, window, long, remote.as_ref());
@@ -175,7 +186,7 @@ impl Detector {
                         worst = Some((key, score));
                     }
                 }
-                Level::Throttle => self.throttle(policy, probe, now, actors, key, score),
+                Level::Throttle => self.throttle_in(&scene, key, score),
                 Level::Allow => {}
             }
         }
@@ -186,15 +197,21 @@ impl Detector {
         // is for attacks spread over many addresses (see
         // `ServiceViewConfig::per_address`).
         if address_requests <= policy.per_address {
-            view.record(
-                now,
-                outcome == Some(Outcome::Miss) && !shared_miss,
-                target.is_some_and(|t| !t.is_self) && outcome != Some(Outcome::Miss),
-                established,
-            );
+            let seen = if outcome == Some(Outcome::Miss) {
+                if shared_miss {
+                    Seen::Neither
+                } else {
+                    Seen::Miss
+                }
+            } else if target.is_some_and(|t| !t.is_self) {
+                Seen::Foreign
+            } else {
+                Seen::Neither
+            };
+            view.count(now, Counted { seen, established });
         }
         if let Some((key, score)) = worst {
-            self.block_crossed(policy, probe, now, actors, key, score);
+            self.block_crossed_in(&scene, key, score);
         }
     }
 }

@@ -361,15 +361,13 @@ impl Detector {
                     return None;
                 }
                 let anomalous = *anomalous.get_or_init(|| read_view(probe, now));
-                let ctx = context::context(
+                let ctx = context::Judging {
                     policy,
                     probe,
-                    key.kind(),
-                    r,
                     now,
                     anomalous,
-                    context::Beside { standing, ..beside },
-                );
+                }
+                .context(key.kind(), r, context::Beside { standing, ..beside });
                 let signals = context::judged(
                     key.kind(),
                     r.signals_with(now, window, probe.long, remote.as_ref()),
@@ -389,8 +387,7 @@ impl Detector {
                 // is new (made, maybe, for the attack). Elsewhere a miss or
                 // a denial (a foreign object).
                 let misses = signals.misses.max(signals.long_misses);
-                let finds = (signals.classified - signals.misses - signals.denied)
-                    .max(signals.long_classified - signals.long_misses - signals.long_denied);
+                let finds = signals.finds();
                 let held = r.strikes > 0
                     || (!key.kind().is_personal() && actors.account.is_none())
                     || misses >= 2.0
@@ -476,19 +473,14 @@ impl Detector {
         // took it for, the worst answer (a foreign object where foreign
         // objects are the tell, else a miss): refusing attempts must not
         // hide an attack from the view.
-        probe
-            .live
-            .view
-            .record(now, !probe.watch_foreign, probe.watch_foreign, false);
-        let until = self.block(
+        probe.live.view.count_refused(now);
+        let scene = super::escalate::Scene {
             policy,
             probe,
             now,
             actors,
-            actor,
-            score,
-            VerdictReason::Detected,
-        );
+        };
+        let until = self.block_in(&scene, actor, score, VerdictReason::Detected);
         Precheck::Blocked(actor, until.saturating_sub(now).max(1))
     }
 }

@@ -244,8 +244,6 @@ impl View {
     /// the worst answer: a foreign object where foreign objects are the
     /// tell, else a miss (refusing attempts must not hide an attack from
     /// the view); by an actor without history.
-    // TODO(issue 24): the pre-check's call, once `steps.rs` makes it.
-    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn count_refused(&self, now: u64) {
         let seen = if self.watch_foreign {
             Seen::Foreign
@@ -259,23 +257,6 @@ impl View {
                 established: false,
             },
         );
-    }
-
-    /// [`count`](Self::count), positionally (`miss` and `foreign`, never
-    /// both).
-    // TODO(issue 24): gone once `steps.rs` calls `count` and
-    // `count_refused`.
-    #[inline]
-    pub(crate) fn record(&self, now: u64, miss: bool, foreign: bool, established: bool) {
-        debug_assert!(!(miss && foreign));
-        let seen = if miss {
-            Seen::Miss
-        } else if foreign {
-            Seen::Foreign
-        } else {
-            Seen::Neither
-        };
-        self.count(now, Counted { seen, established });
     }
 
     fn rates_anomalous(&self, req: u64, miss: u64, foreign: u64, min: u64) -> bool {
@@ -385,7 +366,7 @@ mod tests {
     }
 
     /// A refused attempt counts as the worst answer: a foreign target
-    /// where those are watched, else a miss; as the positional call did.
+    /// where those are watched, else a miss.
     #[test]
     fn a_refused_attempt_counts_as_the_worst_answer() {
         for (watch, tell) in [(true, FOREIGN), (false, MISS)] {
@@ -397,7 +378,14 @@ mod tests {
                 (once[0], current(&v, tell), once[1] + once[2], once[3]),
                 (1, 1, 1, 0)
             );
-            v.record(S, !watch, watch, false);
+            let seen = if watch { Seen::Foreign } else { Seen::Miss };
+            v.count(
+                S,
+                Counted {
+                    seen,
+                    established: false,
+                },
+            );
             assert_eq!(counts(), once.map(|c| 2 * c), "{watch}");
         }
     }

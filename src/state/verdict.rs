@@ -498,7 +498,6 @@ impl Table {
 
     /// Throttles `key` until `until` to `quota`, unless it is blocked.
     /// Returns whether this is a new throttle.
-    #[allow(clippy::too_many_arguments)]
     pub(crate) fn throttle(
         &self,
         key: ActorKey,
