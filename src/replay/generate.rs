@@ -29,7 +29,7 @@
 
 use std::net::Ipv4Addr;
 
-use super::Format;
+use super::options::Format;
 use super::time::{format_clf, format_rfc3339};
 
 /// What to generate.

@@ -39,68 +39,34 @@
 //! | `input.rs` | logs: files in order, `.gz`, standard input, bounded lines |
 //! | `line.rs` | one line to one request: combined format, JSON lines |
 //! | `time.rs` | timestamps: combined, RFC 3339, epoch |
-//! | `engine.rs` | [`Replay`]: reordering, the detector, the tallies, `--decisions` and `--verdicts` |
+//! | `options.rs` | [`Options`], [`Format`]: how a replay runs |
+//! | `engine.rs` | [`Replay`]: reordering, each line translated for the detector and its answer |
+//! | `tally.rs` | the counts per line, per probe and per actor; the collateral rule |
+//! | `output.rs` | actors as keyed hashes or in clear; the `--decisions` and `--verdicts` lines |
+//! | `assemble.rs` | the [`Report`] put together at the end: collateral, suspects from the store |
 //! | `report.rs` | [`Report`]: the summary, the collateral, the suspects |
+//! | `timeline.rs` | the plot's counts in time buckets, and the verdicts' intervals |
 //! | `plot.rs` | `--plot`: SVG or HTML |
 //! | `generate.rs` | a log with known attacks and known ordinary users, for the worked example and the tests |
 
+mod assemble;
 mod engine;
 pub mod generate;
 mod input;
 mod line;
+mod options;
+mod output;
 mod plot;
 mod report;
+mod tally;
 mod time;
+mod timeline;
 
 pub use engine::Replay;
 pub use input::{Line, Lines, MAX_LINE, Source};
 pub use line::Fields;
+pub use options::{Format, Options};
 pub use plot::{PlotData, ProbeSeries, plot_is_html, render_svg, write_plot};
 pub use report::{
     Collateral, CollateralWhy, Failure, FirstBlock, ProbeReport, Report, SuspectReport,
 };
-
-/// The log format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Format {
-    /// nginx/Apache combined (or common): `%h %l %u [%t] "%r" %>s %b ...`;
-    /// the remote user (`%u`), when not `-`, is the account.
-    #[default]
-    Combined,
-    /// One JSON object a line ([`Fields`] names its fields).
-    Jsonl,
-}
-
-/// How a replay runs.
-#[derive(Debug, Clone)]
-pub struct Options {
-    /// The log format.
-    pub format: Format,
-    /// The JSON field names (`Format::Jsonl`).
-    pub fields: Fields,
-    /// How far out of order lines may be, in seconds: lines are held that
-    /// long and replayed in time order. A line later than that is replayed
-    /// at the time reached (and counted as late).
-    pub reorder_secs: u64,
-    /// Seeds the detector's secret keys and the hashes actors are shown
-    /// as: the same input and seed give byte-identical output.
-    pub seed: u64,
-    /// Shows actors in clear (addresses, account names from the log)
-    /// rather than as keyed hashes.
-    pub reveal: bool,
-    /// How many suspects and collateral actors the summary lists.
-    pub top: usize,
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Self {
-            format: Format::Combined,
-            fields: Fields::default(),
-            reorder_secs: 5,
-            seed: 0x656e_756d_6775_6172,
-            reveal: false,
-            top: 10,
-        }
-    }
-}
