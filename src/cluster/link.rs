@@ -8,7 +8,12 @@
 //! round trip per node, as a pipeline). Classic pub/sub is broadcast to
 //! every node of a cluster: subscribing on any one node hears every
 //! replica's messages.
+//!
+//! Every operation the sync awaits is bounded ([`within`]): a paused or
+//! overloaded Redis is met like a dead one, and the connection is made
+//! again.
 
+use std::future::Future;
 use std::time::Duration;
 
 use futures_util::future::try_join_all;
@@ -19,6 +24,37 @@ use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 use redis::{Cmd, RedisError, Value};
 
 use crate::config::{ClusterConfig, ConfigError, redact};
+
+/// How long a Redis command may take before the connection is given up:
+/// a paused or overloaded Redis is met like a dead one.
+pub(super) const TIMEOUT: Duration = Duration::from_millis(500);
+
+/// Why a connection ended.
+pub(super) enum Ended {
+    /// The guard is gone: the task ends.
+    Closed,
+    /// Redis failed: reconnect.
+    Failed(String),
+}
+
+impl From<RedisError> for Ended {
+    fn from(e: RedisError) -> Self {
+        Ended::Failed(e.to_string())
+    }
+}
+
+/// `op`, given `limit` to answer: a Redis error, or `what` timing out,
+/// ends the connection.
+pub(super) async fn within<T>(
+    limit: Duration,
+    what: &str,
+    op: impl Future<Output = Result<T, RedisError>>,
+) -> Result<T, Ended> {
+    let answer = tokio::time::timeout(limit, op)
+        .await
+        .map_err(|_| Ended::Failed(format!("{what} timed out")))?;
+    Ok(answer?)
+}
 
 /// Where Redis is: a client for each way of reaching it.
 pub(super) enum Source {
@@ -281,6 +317,46 @@ impl Link {
                 .await
             }
         }
+    }
+
+    /// Calls `f(key, value, remaining ms)` for each live key matching
+    /// `pattern` that `wanted` keeps (scanning at most `most` keys),
+    /// scanning and reading in batches, each within [`TIMEOUT`].
+    pub(super) async fn for_each_live(
+        &mut self,
+        pattern: &str,
+        most: usize,
+        wanted: impl Fn(&str) -> bool,
+        mut f: impl FnMut(&str, &str, u64),
+    ) -> Result<(), Ended> {
+        let nodes = within(TIMEOUT, "reading the cluster's nodes", self.nodes()).await?;
+        let mut seen = 0usize;
+        // Every node holds its own keys: each is scanned to its end.
+        for node in &nodes {
+            let mut cursor: u64 = 0;
+            loop {
+                let (next, keys) =
+                    within(TIMEOUT, "a scan", self.scan(node, cursor, pattern, 1000)).await?;
+                let keys_wanted: Vec<&String> = keys.iter().filter(|k| wanted(k)).collect();
+                if !keys_wanted.is_empty() {
+                    let values = within(TIMEOUT, "a load", self.read(&keys_wanted)).await?;
+                    for (k, v) in keys_wanted.iter().zip(values) {
+                        if let Some((value, ttl)) = v {
+                            f(k, &value, ttl);
+                        }
+                    }
+                }
+                seen += keys.len();
+                cursor = next;
+                if seen >= most {
+                    return Ok(());
+                }
+                if cursor == 0 {
+                    break;
+                }
+            }
+        }
+        Ok(())
     }
 }
 

@@ -19,12 +19,23 @@
 //! |---|---|
 //! | `seal.rs` | the keys derived from the `session_key`: the MAC of messages and values, the actor's encryption |
 //! | `wire.rs` | key names (keyed hashes, never an address or a token) and the message format |
-//! | `link.rs` | one Redis server or a Redis Cluster: batches, per-node scans, the subscription |
-//! | `sync.rs` | the background task: batches, publish, subscribe, load, reconnect with backoff; evidence near the throttle level and verdicts sent at once; what arrives applied on a task of its own |
+//! | `link.rs` | one Redis server or a Redis Cluster: batches, per-node scans, the subscription; every operation within its time |
+//! | `status.rs` | what the handle reads (degraded, dropped) and what is counted as rejected |
+//! | `replica.rs` | this replica as the task, the inbox and the outbox share it: detector, clock, name, names and keys, status |
+//! | `outbox.rs` | publishing: verdict changes, and evidence at the tick or at once (with what is in flight) |
+//! | `inbox.rs` | receiving: messages applied as they arrive on a task of their own (authentic, fresh, not replayed); loads of what Redis holds |
+//! | `merge.rs` | what arrives, as this replica keeps it: verdicts bounded, evidence merged or held hot |
+//! | `sync.rs` | the background task: the hooks that feed it, connect, send and load, reconnect with backoff |
 
+mod inbox;
 mod link;
+mod merge;
+mod outbox;
+mod replica;
 mod seal;
+mod status;
 mod sync;
 mod wire;
 
-pub(crate) use sync::{Status, start};
+pub(crate) use status::Status;
+pub(crate) use sync::start;

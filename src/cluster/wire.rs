@@ -1,6 +1,7 @@
 //! What goes to Redis: key names and messages.
 
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
@@ -9,6 +10,15 @@ use crate::actor::{ActorKey, hash128};
 use crate::detect::{ChangeKind, VerdictChange};
 use crate::state::VerdictReason;
 use crate::state::record::{Counts, Evidence, WORDS};
+
+/// Milliseconds since the Unix epoch, by the wall clock (shared by the
+/// replicas, unlike the guard's clock, whose origin is each one's own):
+/// the time a message or value says it was sent.
+pub(crate) fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis().min(u128::from(u64::MAX)) as u64)
+}
 
 /// Names in Redis, all under the configured prefix.
 pub(crate) struct Names {
@@ -230,6 +240,31 @@ pub(crate) struct Batch {
     #[serde(default)]
     pub(crate) t: u64,
     pub(crate) changes: Vec<Wire>,
+}
+
+/// What every message says of itself: which replica sent it, and when
+/// (ms since the Unix epoch).
+pub(crate) trait Envelope {
+    fn sender(&self) -> &str;
+    fn sent_ms(&self) -> u64;
+}
+
+impl Envelope for Batch {
+    fn sender(&self) -> &str {
+        &self.from
+    }
+    fn sent_ms(&self) -> u64 {
+        self.t
+    }
+}
+
+impl Envelope for EvidenceBatch {
+    fn sender(&self) -> &str {
+        &self.from
+    }
+    fn sent_ms(&self) -> u64 {
+        self.t
+    }
 }
 
 #[cfg(test)]
