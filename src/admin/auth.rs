@@ -54,10 +54,10 @@ impl Auth {
                 "visible ASCII characters only, no spaces (it travels in a header)".into(),
             ));
         }
-        let key = random_key();
+        let key = crate::detect::random_key();
         Ok(Self::Token {
             key,
-            digest: hash128(key, token.as_bytes()),
+            digest: crate::actor::hash128(key, token.as_bytes()),
         })
     }
 
@@ -82,28 +82,11 @@ impl Auth {
             .unwrap_or(b"");
         // Fixed-size keyed hashes of both: the comparison takes the same
         // time whatever the given token's content and length.
-        constant_time_eq(&hash128(*key, given).to_le_bytes(), &digest.to_le_bytes())
+        constant_time_eq(
+            &crate::actor::hash128(*key, given).to_le_bytes(),
+            &digest.to_le_bytes(),
+        )
     }
-}
-
-/// A random key per service, from the standard library's randomly seeded
-/// hasher.
-fn random_key() -> (u64, u64) {
-    use std::hash::{BuildHasher, Hasher};
-    let s = std::collections::hash_map::RandomState::new();
-    let mut a = s.build_hasher();
-    a.write_u64(0x61_646d_696e);
-    let mut b = s.build_hasher();
-    b.write_u64(0x74_6f6b_656e);
-    (a.finish(), b.finish())
-}
-
-fn hash128(key: (u64, u64), bytes: &[u8]) -> u128 {
-    use siphasher::sip128::{Hasher128, SipHasher13};
-    use std::hash::Hasher;
-    let mut h = SipHasher13::new_with_keys(key.0, key.1);
-    h.write(bytes);
-    h.finish128().as_u128()
 }
 
 /// Equal 16-byte digests, in time independent of where they differ.

@@ -7,9 +7,9 @@ use crate::probe::{TARGET_BUF, TargetSource};
 
 use super::Detector;
 use super::facts::Target;
+use super::head::{Head, Hooks, Noted};
 use super::policy::{Match, Policy};
 use super::refusal::Refusal;
-use super::request::{Head, Hooks, Noted};
 
 /// How much of a request's attribution a step needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -11,7 +11,8 @@
 //! | `reload.rs` | reloads: checked, applied atomically with their diff, rolled back |
 //! | `policy.rs` | [`Policy`]: a config compiled once (probes, prefixes, lists, durations in nanoseconds); deriving actor keys |
 //! | `probes.rs` | the compiled probe: matching, target extraction, outcome rules, with its live state |
-//! | `request.rs` | the two calls: [`Head`] and [`Hooks`] in, [`Decision`] out; the [`Ticket`] and its [`Answered`] back |
+//! | `head.rs` | what an adapter hands in: [`Head`], [`Hooks`]; [`Noted`] for an access log |
+//! | `request.rs` | the two calls: a head in, [`Decision`] out; the [`Ticket`] and its [`Answered`] back |
 //! | `identify.rs` | the facts of a head: its actors (as far as needed) and its probe's target |
 //! | `facts.rs` | what crosses the boundary ([`Decision`], [`Ticket`], [`BodyRead`], [`Answered`]) and the facts the steps work on |
 //! | `steps.rs` | the steps: lists, the gate, the pre-check; how observe mode predicts enforce mode |
@@ -30,6 +31,7 @@ mod context;
 mod detector;
 mod escalate;
 mod facts;
+mod head;
 mod identify;
 mod learn;
 mod novelty;
@@ -44,9 +46,10 @@ mod view;
 
 pub use change::{ChangeKind, VerdictChange, VerdictListener};
 pub use detector::Detector;
-#[cfg(any(feature = "redis", feature = "proxy"))]
+#[cfg(any(feature = "admin", feature = "redis", feature = "proxy"))]
 pub(crate) use detector::random_key;
 pub use facts::{Answered, BodyRead, Decision, Ticket};
+pub use head::{Head, Hooks, NoHooks, Noted};
 pub use policy::{Match, Policy};
 pub use refusal::{Refusal, RefusalKind};
-pub use request::{Head, Hooks, NoHooks, Noted, Route, Routed};
+pub use request::{Route, Routed};
