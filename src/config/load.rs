@@ -494,7 +494,7 @@ mod tests {
     /// any block) are errors naming the field, not overflows later.
     #[test]
     fn durations_beyond_the_maximum_are_errors_that_name_the_field() {
-        use crate::config::validate::MAX_DURATION_SECS;
+        use crate::config::checks::MAX_DURATION_SECS;
         let huge = u64::MAX.to_string();
         for (table, key, field) in [
             ("throttle", "duration_secs", "throttle.duration_secs"),

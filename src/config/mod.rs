@@ -24,10 +24,12 @@
 //! | `thresholds.rs` | [`Thresholds`]: defaults per probe style, and their checks |
 //! | `load.rs` | reading TOML, errors with line and field |
 //! | `validate.rs` | every check a config must pass |
+//! | `checks.rs` | checks the sections share (a duration's range) |
 //! | `error.rs` | [`ConfigError`] |
 //! | `diff.rs` | [`ConfigDiff`]: what a reload changes; [`ReloadError`] |
 //! | `explain/` | [`Config::explain`]: what a config means, and its holes |
 
+mod checks;
 mod diff;
 mod error;
 mod explain;

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::validate::duration;
+use super::checks::duration;
 use super::{ConfigError, ProbeStyle};
 
 /// Per actor kind multipliers of a probe's thresholds: a shared address

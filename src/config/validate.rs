@@ -1,5 +1,6 @@
 //! Every check a config must pass before a guard is built from it.
 
+use super::checks::duration;
 use super::thresholds::check_thresholds;
 use super::{Config, ConfigError, Oversized, ProbeConfig, ProbeStyle, SessionSource, Thresholds};
 use crate::actor::Cidr;
@@ -459,25 +460,6 @@ fn colon_hint(path: &str) -> String {
     match seg {
         Some(s) => format!(" (parameters are written `{{{}}}`, not `{s}`)", &s[1..]),
         None => String::new(),
-    }
-}
-
-/// The longest duration any setting may have, in seconds (10 years). Times
-/// are u64 nanoseconds of a clock whose origin may lie up to 68 years back,
-/// so `now + duration` stays far from overflow, and nothing the guard does
-/// needs longer.
-pub(crate) const MAX_DURATION_SECS: u64 = 10 * 365 * 24 * 3600;
-
-/// A duration in seconds: at least 1, at most [`MAX_DURATION_SECS`].
-pub(crate) fn duration(field: &str, secs: u64) -> Result<(), ConfigError> {
-    if (1..=MAX_DURATION_SECS).contains(&secs) {
-        Ok(())
-    } else {
-        Err(ConfigError::invalid(
-            field,
-            secs.to_string(),
-            format!("must be 1..={MAX_DURATION_SECS} seconds (10 years)"),
-        ))
     }
 }
 
