@@ -10,6 +10,7 @@ use std::future::Future;
 use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -30,17 +31,26 @@ use crate::{AccountId, GuardBody, Outcome, Owner};
 pub(crate) type ProxyBody = Either<Incoming, Full<Bytes>>;
 
 /// Headers that concern one connection only (RFC 9110 section 7.6.1,
-/// plus the ones proxies have long treated so).
-const HOP_BY_HOP: [HeaderName; 8] = [
+/// plus the ones proxies have long treated so). Not `Trailer`: it is
+/// end-to-end (RFC 9110 section 6.6.2), and hyper sends an HTTP/1.1
+/// message's trailer fields only when `Trailer` names them, so removing it
+/// would drop the trailers.
+const HOP_BY_HOP: [HeaderName; 7] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
     header::PROXY_AUTHENTICATE,
     header::PROXY_AUTHORIZATION,
     header::TE,
-    header::TRAILER,
     header::TRANSFER_ENCODING,
 ];
+
+/// The TCP peer of a request's connection, when the guard was given
+/// another client address (`client_ip_header`: the address an edge in
+/// front resolved): the hop the forwarding headers append. Without it the
+/// peer is the guard's `PeerAddr`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct TcpPeer(pub(crate) IpAddr);
 
 /// What every request to the upstream shares.
 pub(crate) struct Shared {
@@ -54,6 +64,69 @@ pub(crate) struct Shared {
     pub(crate) outcome_header: HeaderName,
     pub(crate) owner_header: HeaderName,
     pub(crate) accounts: Arc<Accounts>,
+    pub(crate) tunnels: Arc<Tunnels>,
+}
+
+/// The upgraded connections (WebSocket tunnels) open now: a stop waits for
+/// them through its drain, then closes those still open (a tunnel is no
+/// longer the connection's that hyper's graceful shutdown watches).
+pub(crate) struct Tunnels {
+    open: AtomicUsize,
+    idle: tokio::sync::Notify,
+    closed: tokio::sync::watch::Sender<bool>,
+}
+
+/// One open tunnel, counted until it is dropped.
+struct Open(Arc<Tunnels>);
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        if self.0.open.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
+}
+
+impl Tunnels {
+    pub(crate) fn new() -> Self {
+        Self {
+            open: AtomicUsize::new(0),
+            idle: tokio::sync::Notify::new(),
+            closed: tokio::sync::watch::channel(false).0,
+        }
+    }
+
+    /// Runs `tunnel` until it ends or the tunnels are closed.
+    fn spawn(self: &Arc<Self>, tunnel: impl Future<Output = ()> + Send + 'static) {
+        self.open.fetch_add(1, Ordering::SeqCst);
+        let open = Open(self.clone());
+        let mut closed = self.closed.subscribe();
+        tokio::spawn(async move {
+            let _open = open;
+            tokio::select! {
+                () = tunnel => {}
+                _ = closed.wait_for(|c| *c) => {}
+            }
+        });
+    }
+
+    /// Once no tunnel is open.
+    pub(crate) async fn drained(&self) {
+        loop {
+            let idle = self.idle.notified();
+            tokio::pin!(idle);
+            idle.as_mut().enable();
+            if self.open.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            idle.await;
+        }
+    }
+
+    /// Closes every tunnel open now or opened later.
+    pub(crate) fn close(&self) {
+        self.closed.send_replace(true);
+    }
 }
 
 /// The forwarding service (cheap to clone).
@@ -108,7 +181,9 @@ pub(crate) fn answer(status: StatusCode, text: &'static str) -> Response<ProxyBo
 
 impl Shared {
     async fn forward(&self, mut req: Request<GuardBody<Incoming>>) -> Response<ProxyBody> {
-        let peer = req.extensions().get::<crate::PeerAddr>().map(|p| p.0.ip());
+        let ext = req.extensions();
+        let peer = (ext.get::<TcpPeer>().map(|p| p.0))
+            .or_else(|| ext.get::<crate::PeerAddr>().map(|p| p.0.ip()));
         let upgrade = wants_upgrade(req.headers());
         let session = self.accounts.session_of(req.headers());
         let account = self.accounts.request_account(req.headers(), session);
@@ -136,7 +211,22 @@ impl Shared {
         };
         parts.uri = uri;
         parts.version = http::Version::HTTP_11;
+        let trailers = accepts_trailers(&parts.headers);
         strip_hop_by_hop(&mut parts.headers, upgrade);
+        if trailers && !upgrade {
+            // The client takes trailers, and the proxy passes them on: it
+            // says so upstream, for itself (hyper, among others, sends an
+            // answer's trailers only to a request that takes them; RFC 9110
+            // section 10.1.4 wants the `TE` connection option with it).
+            // Nothing else of the client's `TE` goes: its transfer codings
+            // are its own connection's.
+            parts
+                .headers
+                .insert(header::TE, HeaderValue::from_static("trailers"));
+            parts
+                .headers
+                .insert(header::CONNECTION, HeaderValue::from_static("te"));
+        }
         if let Some(ip) = peer {
             self.forwarding_headers(&mut parts.headers, ip);
         }
@@ -164,7 +254,7 @@ impl Shared {
             if let Some(client) = client_upgrade {
                 let mut upstream_res = Response::from_parts(parts.clone(), ());
                 let upstream = hyper::upgrade::on(&mut upstream_res);
-                tokio::spawn(async move {
+                self.tunnels.spawn(async move {
                     if let (Ok(c), Ok(u)) = (client.await, upstream.await) {
                         let (mut c, mut u) = (TokioIo::new(c), TokioIo::new(u));
                         let _ = tokio::io::copy_bidirectional(&mut c, &mut u).await;
@@ -263,6 +353,20 @@ fn wants_upgrade(headers: &HeaderMap) -> bool {
         && connection_tokens(headers).any(|t| t.eq_ignore_ascii_case("upgrade"))
 }
 
+/// Whether the request's `TE` says it takes trailer fields.
+fn accepts_trailers(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::TE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| {
+            t.split(';')
+                .next()
+                .is_some_and(|t| t.trim().eq_ignore_ascii_case("trailers"))
+        })
+}
+
 /// The tokens of every `Connection` header.
 fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
     headers
@@ -321,5 +425,18 @@ mod tests {
         assert_eq!(h[header::UPGRADE], "websocket");
         assert_eq!(h[header::CONNECTION], "upgrade");
         assert!(!h.contains_key("x-secret") && !h.contains_key("keep-alive"));
+    }
+
+    #[test]
+    fn trailer_is_end_to_end_and_te_trailers_is_read() {
+        let mut h = HeaderMap::new();
+        h.insert(header::TRAILER, HeaderValue::from_static("x-sum"));
+        h.insert(header::TE, HeaderValue::from_static("gzip;q=0.5, Trailers"));
+        assert!(accepts_trailers(&h));
+        strip_hop_by_hop(&mut h, false);
+        assert_eq!(h[header::TRAILER], "x-sum");
+        assert!(!h.contains_key(header::TE));
+        h.insert(header::TE, HeaderValue::from_static("gzip, deflate"));
+        assert!(!accepts_trailers(&h));
     }
 }

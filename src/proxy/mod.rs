@@ -38,7 +38,7 @@ use tower_service::Service;
 
 use account::Accounts;
 pub use account::MAX_BINDINGS;
-use forward::{ProxyBody, Upstream, answer};
+use forward::{ProxyBody, TcpPeer, Tunnels, Upstream, answer};
 
 use crate::config::{Config, ProxyConfig};
 use crate::{Guard, GuardHandle, GuardLayer, PeerAddr, ResponseBody};
@@ -47,6 +47,8 @@ use crate::{Guard, GuardHandle, GuardLayer, PeerAddr, ResponseBody};
 pub struct Proxy {
     addr: SocketAddr,
     admin_addr: Option<SocketAddr>,
+    /// The admin listener's accept loop, stopped with the proxy.
+    admin: Option<tokio::task::JoinHandle<()>>,
     handle: GuardHandle,
     stop: tokio::sync::watch::Sender<bool>,
     reload: tokio::sync::mpsc::UnboundedSender<()>,
@@ -69,6 +71,7 @@ struct State {
     client_ip_header: Option<HeaderName>,
     trusted: Vec<crate::Cidr>,
     header_read: Duration,
+    tunnels: Arc<Tunnels>,
 }
 
 impl Proxy {
@@ -95,6 +98,7 @@ impl Proxy {
             .map_err(|e| e.to_string())?;
         let accounts = Arc::new(Accounts::new(&config)?);
         let header = |h: &str| HeaderName::from_bytes(h.as_bytes()).map_err(|e| e.to_string());
+        let tunnels = Arc::new(Tunnels::new());
         let shared = forward::Shared {
             client: forward::Shared::client(
                 Duration::from_secs(p.connect_timeout_secs),
@@ -107,6 +111,7 @@ impl Proxy {
             outcome_header: header(&p.outcome_header)?,
             owner_header: header(&p.owner_header)?,
             accounts: accounts.clone(),
+            tunnels: tunnels.clone(),
         };
         let layer = GuardLayer::builder()
             .config(config.clone())
@@ -121,6 +126,7 @@ impl Proxy {
             client_ip_header: p.client_ip_header.as_deref().map(header).transpose()?,
             trusted,
             header_read: Duration::from_secs(p.header_read_timeout_secs),
+            tunnels,
         });
         let listener = TcpListener::bind(&p.listen)
             .await
@@ -130,7 +136,7 @@ impl Proxy {
             Some(a) => Some(admin_listener(a, &p, &handle).await?),
             None => None,
         };
-        let admin_addr = admin.as_ref().map(|(a, _)| *a);
+        let (admin_addr, admin) = admin.unzip();
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
         let (reload, reload_rx) = tokio::sync::mpsc::unbounded_channel();
         tokio::spawn(reloader(reload_rx, file, handle.clone()));
@@ -140,6 +146,7 @@ impl Proxy {
         Ok(Self {
             addr,
             admin_addr,
+            admin,
             handle,
             stop,
             reload,
@@ -170,11 +177,17 @@ impl Proxy {
     }
 
     /// Drains and stops: the health path answers 503 at once; new
-    /// connections are taken for the grace period, then no more; requests
-    /// in flight are served for up to the grace period more.
+    /// connections are taken for the grace period, then refused; requests
+    /// in flight (and upgraded tunnels) are served for up to the grace
+    /// period more; then whatever is still open is closed, and this
+    /// returns (the admin listener, if any, closes too).
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
         let _ = self.done.await;
+        if let Some(admin) = self.admin {
+            admin.abort();
+            let _ = admin.await;
+        }
     }
 }
 
@@ -193,6 +206,8 @@ async fn serve(
         .timer(TokioTimer::new())
         .header_read_timeout(state.header_read);
     let mut deadline: Option<tokio::time::Instant> = None;
+    // The connections' tasks: the drain closes those still open at its end.
+    let mut conns = tokio::task::JoinSet::new();
     loop {
         let accept = async {
             match deadline {
@@ -201,6 +216,7 @@ async fn serve(
             }
         };
         tokio::select! {
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
             changed = stop.changed(), if deadline.is_none() => {
                 if changed.is_err() || *stop.borrow() {
                     state.draining.store(true, Ordering::SeqCst);
@@ -210,7 +226,11 @@ async fn serve(
             }
             conn = accept => {
                 let Some(conn) = conn else { break };
-                let Ok((tcp, peer)) = conn else { continue };
+                let Ok((tcp, peer)) = conn else {
+                    // Out of file descriptors, say: wait rather than spin.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                };
                 let _ = tcp.set_nodelay(true);
                 let state = state.clone();
                 let svc = hyper::service::service_fn(move |req| {
@@ -219,18 +239,24 @@ async fn serve(
                 });
                 let conn = builder.serve_connection_with_upgrades(TokioIo::new(tcp), svc);
                 let conn = graceful.watch(conn.into_owned());
-                tokio::spawn(async move {
+                conns.spawn(async move {
                     let _ = conn.await;
                 });
             }
         }
     }
-    if tokio::time::timeout(grace, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!(target: "enumguard::proxy", "grace period over: connections still open are closed");
+    // No more connections: refused from here on, not left unanswered in
+    // the backlog while the drain goes on.
+    drop(listener);
+    let drained = async {
+        graceful.shutdown().await;
+        state.tunnels.drained().await;
+    };
+    if tokio::time::timeout(grace, drained).await.is_err() {
+        tracing::warn!(target: "enumguard::proxy", "grace period over: connections and tunnels still open are closed");
     }
+    state.tunnels.close();
+    conns.shutdown().await;
 }
 
 impl State {
@@ -247,8 +273,12 @@ impl State {
             };
             return res.map(ResponseBody::inner);
         }
-        let peer = self.client_addr(&req, peer);
-        req.extensions_mut().insert(PeerAddr(peer));
+        let client = self.client_addr(&req, peer);
+        if client != peer {
+            // The forwarding headers append the hop the proxy saw.
+            req.extensions_mut().insert(TcpPeer(peer.ip()));
+        }
+        req.extensions_mut().insert(PeerAddr(client));
         let mut guard = self.guard.clone();
         // The forwarding service is always ready; the guard asks it.
         let ready = std::future::poll_fn(|cx| guard.poll_ready(cx)).await;
@@ -305,6 +335,25 @@ async fn reloader(
     }
 }
 
+/// The process's Prometheus recorder, installed by the first proxy that
+/// asks (a recorder is process-wide and installs once: a second proxy in
+/// the same process, or one started again, renders the same one). `None`
+/// when another recorder was installed first.
+fn prometheus() -> Option<metrics_exporter_prometheus::PrometheusHandle> {
+    static HANDLE: std::sync::OnceLock<Option<metrics_exporter_prometheus::PrometheusHandle>> =
+        std::sync::OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            metrics_exporter_prometheus::PrometheusBuilder::new()
+                .install_recorder()
+                .map_err(|e| {
+                    tracing::warn!(target: "enumguard::proxy", error = %e, "no /metrics: another metrics recorder is installed");
+                })
+                .ok()
+        })
+        .clone()
+}
+
 /// The admin service and `/metrics` on their own listener.
 async fn admin_listener(
     addr: &str,
@@ -314,9 +363,7 @@ async fn admin_listener(
     let token = account::secret(p.admin_token.as_deref().unwrap_or_default())?;
     let admin =
         crate::admin::AdminService::new(handle.clone(), token).map_err(|e| e.to_string())?;
-    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
-        .install_recorder()
-        .ok();
+    let metrics = prometheus();
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|e| format!("proxy.admin_listen {addr}: {e}"))?;
@@ -324,6 +371,8 @@ async fn admin_listener(
     let task = tokio::spawn(async move {
         loop {
             let Ok((tcp, _)) = listener.accept().await else {
+                // Out of file descriptors, say: wait rather than spin.
+                tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             };
             let admin = admin.clone();
