@@ -51,8 +51,9 @@ pub struct ProxyConfig {
     /// only).
     pub account: Option<AccountSource>,
     /// A response header the upstream may set on a probe's answer:
-    /// `hit`, `miss`, `denied` or `own` (the caller's own object), for
-    /// endpoints that answer 200 either way. Stripped before the client
+    /// `hit`, `miss`, `denied`, `own` (the caller's own object) or `known`
+    /// (a target the caller knows, as `Known`), for endpoints that answer
+    /// 200 either way. Stripped before the client
     /// sees it. Defaults to `x-enumguard-outcome`.
     pub outcome_header: String,
     /// A response header the upstream may set with the account that owns

@@ -308,7 +308,7 @@ impl Shared {
     }
 
     /// What the upstream said of its answer, as headers the client never
-    /// sees: the outcome (`hit`, `miss`, `denied`, `own`), the owner, and
+    /// sees: the outcome (`hit`, `miss`, `denied`, `own`, `known`), the owner, and
     /// (with a response-header account source) the account the session is
     /// now bound to.
     fn read_upstream_word(
@@ -332,6 +332,10 @@ impl Shared {
                     if let Some(a) = account {
                         parts.extensions.insert(Owner(a));
                     }
+                }
+                // A target the caller knows (its contact): never a guess.
+                b"known" => {
+                    parts.extensions.insert(crate::Known);
                 }
                 _ => {}
             }

@@ -1,8 +1,8 @@
 //! `enumguard proxy` (feature `proxy`): the guard in front of any HTTP
 //! service, whatever it is written in. The proxy is the tower
-//! [`Guard`](crate::Guard) around a forwarding service: the same detection
+//! [`Guard`] around a forwarding service: the same detection
 //! as a Rust service gets from the layer, configured from the same TOML
-//! (its `[proxy]` table: [`ProxyConfig`](crate::config::ProxyConfig)).
+//! (its `[proxy]` table: [`ProxyConfig`]).
 //!
 //! Per connection: HTTP/1.1 or HTTP/2 from clients (upgrades such as
 //! WebSocket pass through), the peer address given to the guard, the
