@@ -6,7 +6,7 @@
 //! |---|---|
 //! | `method.rs` | the methods a probe answers to (`GET` brings `HEAD`) |
 //! | `pattern.rs` | path patterns with `{name}` parameters; the capture as a byte range |
-//! | `target.rs` | where the target is (path, query, header, JSON body), how it is decoded, and [`TargetInfo`](crate::detect::TargetInfo), what the signals keep of it |
+//! | `target.rs` | where the target is (path, query, header, JSON body), how it is decoded, and [`TargetInfo`], what the signals keep of it |
 //! | `status.rs` | [`StatusSpec`]: status codes and classes in outcome rules |
 //! | `outcome.rs` | [`Outcome`], [`Owner`] and [`Known`]: what the application tells the guard, and classifying a response |
 //!

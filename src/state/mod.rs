@@ -9,7 +9,7 @@
 //! | `sketch.rs` | [`DistinctSketch`](sketch::DistinctSketch): distinct targets in 32 bytes, its error stated |
 //! | `decay.rs` | half-life decay, in one place |
 //! | `store.rs` | the bounded record store and its eviction classes |
-//! | `verdict.rs` | the verdict table, and [`covers`](verdict::covers): which verdicts a request is subject to |
+//! | `verdict/` | the verdict table, and [`covers`](verdict::covers): which verdicts a request is subject to; `room.rs`: what a full table drops |
 //! | `remote.rs` | what other replicas saw of each actor (feature `redis`), bounded |
 //! | `sweep.rs` | one sweeper at a time, reset on drop |
 
