@@ -1304,6 +1304,31 @@ async fn reload_takes_a_good_file_and_keeps_the_config_on_a_broken_one() {
             "broken file {n}: the running config stays"
         );
     }
+    // A file whose [proxy] table changed: the guard's settings reload, the
+    // table stays the running one (a restart applies it), and it is said.
+    let running = proxy.handle().config().proxy;
+    let moved = with(9).replace("[proxy]\n", "[proxy]\nhealth_path = \"/alive\"\n");
+    assert!(moved.contains("/alive"), "{moved}");
+    std::fs::write(&file, moved).unwrap();
+    proxy.reload();
+    let mut reloaded = false;
+    for _ in 0..200 {
+        if foreign_block() == 9 {
+            reloaded = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        reloaded,
+        "the threshold of a file with a new [proxy] table never showed"
+    );
+    assert_eq!(
+        proxy.handle().config().proxy,
+        running,
+        "the running [proxy] table stays"
+    );
+    assert_eq!(logs.count("the [proxy] table changed"), 1);
     let (status, _, _) = get(proxy.addr(), None, "/hello", &[]).await;
     assert_eq!(status, StatusCode::OK, "still serving");
     proxy.shutdown().await;

@@ -320,14 +320,24 @@ async fn reloader(
             continue;
         };
         match Config::from_file(f) {
-            Ok(c) => match handle.reload(c) {
-                Ok(diff) => {
-                    tracing::warn!(target: "enumguard::proxy", file = %f.display(), diff = %diff, "config reloaded")
+            Ok(mut c) => {
+                // The `[proxy]` table is the running process's (its
+                // listeners, upstream client and account source are built
+                // once, flags included): a changed one takes a restart.
+                let running = handle.config().proxy;
+                if c.proxy != running {
+                    tracing::warn!(target: "enumguard::proxy", file = %f.display(), "the [proxy] table changed: it takes effect when the proxy restarts; the guard's settings reload now");
                 }
-                Err(e) => {
-                    tracing::error!(target: "enumguard::proxy", file = %f.display(), error = %e, "reload refused: the running config stays")
+                c.proxy = running;
+                match handle.reload(c) {
+                    Ok(diff) => {
+                        tracing::warn!(target: "enumguard::proxy", file = %f.display(), diff = %diff, "config reloaded")
+                    }
+                    Err(e) => {
+                        tracing::error!(target: "enumguard::proxy", file = %f.display(), error = %e, "reload refused: the running config stays")
+                    }
                 }
-            },
+            }
             Err(e) => {
                 tracing::error!(target: "enumguard::proxy", file = %f.display(), error = %e, "reload refused: the running config stays")
             }
