@@ -783,6 +783,45 @@ async fn an_http2_client_is_served() {
     proxy.shutdown().await;
 }
 
+/// `upstream_h2c = true`: the proxy speaks HTTP/2 (prior knowledge) to an
+/// upstream that serves h2c, to HTTP/1.1 clients; bodies pass both ways.
+#[tokio::test]
+async fn an_h2c_upstream_is_spoken_to_in_http2() {
+    let (listener, addr) = bind().await;
+    let router = app(App::default()).route(
+        "/version",
+        routing::get(|req: Request<AxumBody>| async move { format!("{:?}", req.version()) }),
+    );
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                continue;
+            };
+            let svc = hyper_util::service::TowerToHyperService::new(router.clone());
+            tokio::spawn(async move {
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .http2_only()
+                    .serve_connection(TokioIo::new(tcp), svc)
+                    .await;
+            });
+        }
+    });
+    let proxy = start("", addr, "upstream_h2c = true").await;
+    let (status, _, body) = get(proxy.addr(), None, "/version", &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, "HTTP/2.0");
+    let sent = pattern(64 * 1024);
+    let req = request("POST", "/echo")
+        .body(Full::new(Bytes::from(sent.clone())))
+        .unwrap();
+    let res = send(proxy.addr(), None, req).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let got = res.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&got[..], &sent[..]);
+    proxy.shutdown().await;
+    task.abort();
+}
+
 /// `python3 -m http.server` (an HTTP/1.0 server in another language) as the
 /// upstream: a 5 MiB file byte for byte with its Content-Length, and its
 /// 404. Skipped, saying so, without Python.

@@ -39,6 +39,10 @@ pub struct ProxyConfig {
     /// keep it below the upstream's own keep-alive timeout, or a pooled
     /// connection may race the upstream's close. Defaults to 30.
     pub pool_idle_secs: u64,
+    /// Speak HTTP/2 to the upstream (cleartext, prior knowledge: `h2c`)
+    /// rather than HTTP/1.1. Upgrades (WebSocket) need HTTP/1.1. Defaults
+    /// to false.
+    pub upstream_h2c: bool,
     /// On SIGTERM or ctrl-c: requests in flight are served for up to this
     /// long (the health path answers 503 meanwhile), then the proxy stops.
     /// Defaults to 10.
@@ -78,6 +82,7 @@ impl Default for ProxyConfig {
             upstream_timeout_secs: 60,
             header_read_timeout_secs: 10,
             pool_idle_secs: 30,
+            upstream_h2c: false,
             grace_secs: 10,
             client_ip_header: None,
             account: None,

@@ -60,6 +60,8 @@ pub(crate) struct Shared {
     /// A path prefix, without its trailing slash ("" for none).
     pub(crate) prefix: String,
     pub(crate) timeout: Duration,
+    /// HTTP/2 to the upstream (prior knowledge).
+    pub(crate) h2c: bool,
     pub(crate) trusted: Vec<Cidr>,
     pub(crate) outcome_header: HeaderName,
     pub(crate) owner_header: HeaderName,
@@ -136,10 +138,13 @@ pub(crate) struct Upstream(pub(crate) Arc<Shared>);
 impl Shared {
     /// A pooled client: idle connections closed after `pool_idle` (below
     /// the upstream's keep-alive, or a pooled connection races its close;
-    /// the timer is what makes the idle timeout work at all).
+    /// the timer is what makes the idle timeout work at all); `h2c`:
+    /// HTTP/2 with prior knowledge, every request multiplexed on few
+    /// connections.
     pub(crate) fn client(
         connect: Duration,
         pool_idle: Duration,
+        h2c: bool,
     ) -> Client<HttpConnector, GuardBody<Incoming>> {
         let mut http = HttpConnector::new();
         http.set_connect_timeout(Some(connect));
@@ -147,6 +152,7 @@ impl Shared {
         Client::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(pool_idle)
+            .http2_only(h2c)
             .build(http)
     }
 }
@@ -210,7 +216,11 @@ impl Shared {
             Err(_) => return answer(StatusCode::BAD_REQUEST, "bad request target\n"),
         };
         parts.uri = uri;
-        parts.version = http::Version::HTTP_11;
+        parts.version = if self.h2c {
+            http::Version::HTTP_2
+        } else {
+            http::Version::HTTP_11
+        };
         let trailers = accepts_trailers(&parts.headers);
         strip_hop_by_hop(&mut parts.headers, upgrade);
         if trailers && !upgrade {

@@ -103,7 +103,9 @@ impl Proxy {
             client: forward::Shared::client(
                 Duration::from_secs(p.connect_timeout_secs),
                 Duration::from_secs(p.pool_idle_secs),
+                p.upstream_h2c,
             ),
+            h2c: p.upstream_h2c,
             authority,
             prefix,
             timeout: Duration::from_secs(p.upstream_timeout_secs),
