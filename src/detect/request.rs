@@ -11,7 +11,8 @@
 //! use enumguard::Config;
 //! use enumguard::detect::{Answered, Decision, Detector, Head, NoHooks};
 //! use http::{HeaderMap, Method, StatusCode};
-//! //!
+//! use std::net::IpAddr;
+//!
 //! /// A request as this adapter knows it.
 //! struct Req { path: String, from: IpAddr, headers: HeaderMap }
 //!
