@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use dashmap::DashMap;
 use http::HeaderMap;
-use http::header::{self, HeaderName};
+use http::header::{self, HeaderName, HeaderValue};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 
 use crate::AccountId;
@@ -17,6 +17,14 @@ use crate::config::{AccountSource, Config, JwtConfig, SessionSource};
 /// The most session-to-account bindings kept (a response-header account
 /// source); past it the oldest half is dropped.
 pub const MAX_BINDINGS: usize = 100_000;
+
+/// What [`Accounts::caller`] kept of a request.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Caller {
+    value: Option<HeaderValue>,
+    /// The session's keyed hash (response-header source only).
+    pub(crate) session: Option<u128>,
+}
 
 /// How the proxy reads a request's account (and session).
 pub(crate) struct Accounts {
@@ -95,21 +103,39 @@ impl Accounts {
         Some(crate::actor::hash128(self.key, first))
     }
 
-    /// The request's account, by the configured source.
-    pub(crate) fn request_account(
-        &self,
-        headers: &HeaderMap,
-        session: Option<u128>,
-    ) -> Option<AccountId> {
+    /// What the source reads of a request, kept to name its caller later:
+    /// the header value (a reference count, no copy), or the session's hash
+    /// for a response-header source. Nothing is verified or looked up yet.
+    pub(crate) fn caller(&self, headers: &HeaderMap) -> Caller {
+        match &self.source {
+            Source::None => Caller::default(),
+            Source::RequestHeader(h) => Caller {
+                value: headers.get(h).cloned(),
+                session: None,
+            },
+            Source::Jwt(_) => Caller {
+                value: headers.get(header::AUTHORIZATION).cloned(),
+                session: None,
+            },
+            Source::ResponseHeader(_) => Caller {
+                value: None,
+                session: self.session_of(headers),
+            },
+        }
+    }
+
+    /// The caller's account, by the configured source.
+    pub(crate) fn account_of(&self, caller: &Caller) -> Option<AccountId> {
         match &self.source {
             Source::None => None,
-            Source::RequestHeader(h) => headers
-                .get(h)
+            Source::RequestHeader(_) => caller
+                .value
+                .as_ref()
                 .map(|v| v.as_bytes())
                 .filter(|v| !v.is_empty())
                 .map(AccountId::new),
-            Source::ResponseHeader(_) => self.bound.get(&session?).map(|e| e.0),
-            Source::Jwt(j) => j.account(headers),
+            Source::ResponseHeader(_) => self.bound.get(&caller.session?).map(|e| e.0),
+            Source::Jwt(j) => j.account(caller.value.as_ref()?),
         }
     }
 
@@ -148,13 +174,7 @@ impl Accounts {
         self: &Arc<Self>,
     ) -> impl Fn(&http::request::Parts) -> Option<AccountId> + Send + Sync + 'static {
         let me = self.clone();
-        move |parts| {
-            let session = match me.source {
-                Source::ResponseHeader(_) => me.session_of(&parts.headers),
-                _ => None,
-            };
-            me.request_account(&parts.headers, session)
-        }
+        move |parts| me.account_of(&me.caller(&parts.headers))
     }
 }
 
@@ -213,8 +233,8 @@ impl Jwt {
 
     /// The claim of a bearer token that passes verification; none for a
     /// token that does not (never the claimed account).
-    fn account(&self, headers: &HeaderMap) -> Option<AccountId> {
-        let auth = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    fn account(&self, authorization: &HeaderValue) -> Option<AccountId> {
+        let auth = authorization.to_str().ok()?;
         let token = auth
             .strip_prefix("Bearer ")
             .or_else(|| auth.strip_prefix("bearer "))?

@@ -23,7 +23,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 
-use super::account::Accounts;
+use super::account::{Accounts, Caller};
 use crate::actor::{Cidr, in_any};
 use crate::{AccountId, GuardBody, Outcome, Owner};
 
@@ -191,8 +191,9 @@ impl Shared {
         let peer = (ext.get::<TcpPeer>().map(|p| p.0))
             .or_else(|| ext.get::<crate::PeerAddr>().map(|p| p.0.ip()));
         let upgrade = wants_upgrade(req.headers());
-        let session = self.accounts.session_of(req.headers());
-        let account = self.accounts.request_account(req.headers(), session);
+        // Named only if the upstream answers `own` (a JWT is verified once,
+        // by the guard, otherwise).
+        let caller = self.accounts.caller(req.headers());
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
         let (mut parts, body) = req.into_parts();
         // An HTTP/2 client names the host in the URI, not in `Host`.
@@ -273,7 +274,7 @@ impl Shared {
             }
         }
         strip_hop_by_hop(&mut parts.headers, switching);
-        self.read_upstream_word(&mut parts, account, session);
+        self.read_upstream_word(&mut parts, &caller);
         Response::from_parts(parts, Either::Left(body))
     }
 
@@ -321,12 +322,7 @@ impl Shared {
     /// sees: the outcome (`hit`, `miss`, `denied`, `own`, `known`), the owner, and
     /// (with a response-header account source) the account the session is
     /// now bound to.
-    fn read_upstream_word(
-        &self,
-        parts: &mut http::response::Parts,
-        account: Option<AccountId>,
-        session: Option<u128>,
-    ) {
+    fn read_upstream_word(&self, parts: &mut http::response::Parts, caller: &Caller) {
         if let Some(v) = parts.headers.remove(&self.outcome_header) {
             match v.as_bytes() {
                 b"hit" => {
@@ -339,7 +335,7 @@ impl Shared {
                     parts.extensions.insert(Outcome::Denied);
                 }
                 b"own" => {
-                    if let Some(a) = account {
+                    if let Some(a) = self.accounts.account_of(caller) {
                         parts.extensions.insert(Owner(a));
                     }
                 }
@@ -356,7 +352,7 @@ impl Shared {
             }
         }
         self.accounts
-            .bind_from_response(&mut parts.headers, session);
+            .bind_from_response(&mut parts.headers, caller.session);
     }
 }
 
