@@ -1,12 +1,15 @@
-//! The bounded signal store: (actor, probe) -> [`Record`], sharded and
-//! lock-free across shards (dashmap).
+//! The bounded signal store: (actor, probe) -> [`Record`], in segments
+//! (about 2,048 records each at capacity), each a sharded map (dashmap).
 //!
 //! # Bound and eviction
 //! The store holds at most `limits.max_actors` records, and a new actor is
 //! always tracked: a full store makes room rather than turn a key away.
-//! A new key that finds it full triggers a sweep (by one thread at a time,
-//! amortised: each sweep makes room for at least `cap / 32` new keys) that
-//! removes up to an eighth of the capacity, least recently seen first:
+//! A new key that finds it full triggers a sweep of one segment (the next,
+//! round robin; by one thread at a time), so the work one request does for
+//! eviction is two passes over one segment (a few thousand records, tens
+//! of microseconds) however large the store, and each sweep makes room for
+//! an eighth of a segment's share (amortised: a record or two examined per
+//! new key). A sweep removes, within its segment, least recently seen first:
 //! records with nothing against them first (no strike, no carried
 //! suspicion, a low score), then mildly suspect ones (below a throttle, or
 //! strikes long past), never a current suspect (a recent strike, carried
@@ -16,15 +19,16 @@
 //! one before it comes back. A flood of fresh keys therefore evicts other
 //! fresh keys, never a suspect while there are enough of them.
 //!
-//! If that frees less than `cap / 32` (the store is full of suspects: many
-//! actors over a threshold), the sweep also picks the least suspect of the
-//! suspects (see [`victim_rank`]: the lowest decayed score, and an actor
-//! likely under a live block only when none is left) as victims, `cap /
-//! 32` at most, and each new key then evicts one of them (re-checked: one
+//! If that frees less than a 32nd of the segment's share (the store is full
+//! of suspects: many actors over a threshold), the sweep also picks the
+//! least suspect of the segment's suspects (see [`victim_rank`]: the lowest
+//! decayed score, and an actor likely under a live block only when none is
+//! left) as victims, that many at most, and each new key then evicts one
+//! of them (re-checked: one
 //! that grew more suspect since is passed over). So an enumerator that
 //! arrives at a full store is counted from its first request and blocked
 //! like any other, and the cap holds. The price, under a flood of fresh
-//! keys into a store full of suspects: `cap / 32` of the least suspect
+//! keys into a store full of suspects: a 32nd of the least suspect
 //! records, once (the fresh keys they made room for are evicted by the next
 //! sweep, before any suspect). A blocked actor whose record goes keeps its
 //! block (the verdict table holds it); it loses its strikes (a later block
@@ -32,11 +36,12 @@
 //! only while another thread sweeps.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
 
 use dashmap::DashMap;
 
 use super::record::Record;
-use super::sweep::Sweep;
+use super::sweep::{Background, Sweep, SweepAhead};
 use crate::actor::{ActorKey, ActorKind};
 
 /// Carried suspicion at which a record is never evicted: a quarter of a
@@ -66,6 +71,23 @@ const ROOM_FRACTION: usize = 32;
 const HELD_CARRY: f64 = 0.5;
 /// Victims tried by one new key before it gives up.
 const VICTIM_TRIES: usize = 4;
+/// Records per segment at capacity, about: the most a sweep passes over
+/// (twice: a sample pass and a removal pass), so the longest any request
+/// spends on eviction. A store of up to this many records is one segment.
+const SEGMENT_RECORDS: usize = 2048;
+/// Shards of each segment of a store of several.
+const SEGMENT_SHARDS: usize = 64;
+/// Segments at most (a store of `max_actors` 2,097,152 or more has larger
+/// segments).
+const MAX_SEGMENTS: usize = 1024;
+/// A store of more than one segment this full (in 32nds) wakes the
+/// background sweeper, which sweeps until it is `LOW_WATER` full: so new keys
+/// find room without a request sweeping, as long as the sweeper keeps up
+/// (about a million records a second per core; a request that finds the
+/// store full anyway sweeps one segment itself).
+const HIGH_WATER: usize = 31;
+/// See `HIGH_WATER` (in 32nds).
+const LOW_WATER: usize = 28;
 
 /// The store's key: one actor and one probe (its index), packed into 24
 /// bytes. A plain `(ActorKey, u8)` would take 32: the probe cannot use the
@@ -80,6 +102,9 @@ pub(crate) struct StoreKey {
 }
 
 pub(crate) type Key = StoreKey;
+
+/// One segment of the store.
+type Map = DashMap<Key, Record, ahash::RandomState>;
 
 /// The victims a sweep picked: a key and its [`victim_rank`] then, per slot.
 type Victims = Box<[std::sync::Mutex<Option<(Key, u64)>>]>;
@@ -119,10 +144,40 @@ impl std::fmt::Debug for StoreKey {
     }
 }
 
-pub(crate) struct Store {
-    map: DashMap<Key, Record, ahash::RandomState>,
+/// The store: shared with its background sweeper (see
+/// [`sweep`](super::sweep)), which holds it weakly.
+pub(crate) struct Store(Arc<Records>);
+
+impl std::ops::Deref for Store {
+    type Target = Records;
+    #[inline]
+    fn deref(&self) -> &Records {
+        &self.0
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        self.0.background.close();
+    }
+}
+
+pub(crate) struct Records {
+    /// The records, in segments chosen by a keyed mix of the key: a sweep
+    /// passes over one segment, so what one request does for eviction is
+    /// bounded by a segment's size (`SEGMENT_RECORDS`), not the store's.
+    segments: Box<[Map]>,
+    /// Picks a key's segment (`segment_of`): a random odd multiplier, so
+    /// that no one can choose keys that crowd one segment.
+    mix: u64,
+    /// The segment the next sweep passes over (round robin).
+    cursor: AtomicUsize,
     len: AtomicUsize,
     cap: usize,
+    /// Per segment: a sweep is passing over it (one at a time each; other
+    /// sweepers take another segment).
+    busy: Box<[AtomicBool]>,
+    /// The right to pick victims (one sweep at a time).
     sweeping: AtomicBool,
     /// New keys to turn away without sweeping, after a sweep that found
     /// nothing at all to evict or pick (never while the store is full).
@@ -141,9 +196,27 @@ pub(crate) struct Store {
     /// suspect, never evicted: that probe's `throttle_at`.
     keep_scores: Box<[AtomicU64]>,
     pub(crate) evicted: AtomicUsize,
+    /// Records the longest sweep so far passed over (both passes): what one
+    /// request paid for eviction at most.
+    longest_sweep: AtomicUsize,
     /// The `enumguard_tracked_actors` gauge, registered at the first
     /// change of the count and set at every one since.
     gauge: std::sync::OnceLock<metrics::Gauge>,
+    /// Sweeps ahead of need, off the request path (stores of more than one
+    /// segment): woken when the store is `HIGH_WATER` full.
+    background: Background,
+    /// Itself, for the background sweeper to hold weakly.
+    me: Weak<Records>,
+}
+
+impl SweepAhead for Records {
+    fn background(&self) -> &Background {
+        &self.background
+    }
+
+    fn sweep_ahead(&self, now: u64, half_life: u64) -> usize {
+        self.sweep_segments(now, half_life)
+    }
 }
 
 /// How readily a record may be evicted to make room: 0 first (nothing
@@ -194,15 +267,39 @@ pub(crate) fn victim_rank(r: &Record, now: u64, half_life: u64) -> u64 {
 
 impl Store {
     pub(crate) fn new(cap: usize, strike_memory: u64) -> Self {
+        Store(Arc::new_cyclic(|me| {
+            Records::new(cap, strike_memory, me.clone())
+        }))
+    }
+}
+
+impl Records {
+    fn new(cap: usize, strike_memory: u64, me: Weak<Records>) -> Self {
+        let count = (cap / SEGMENT_RECORDS)
+            .clamp(1, MAX_SEGMENTS)
+            .next_power_of_two();
+        // One segment: as many shards as a map for every core wants; many
+        // segments: `SEGMENT_SHARDS` each, so that a sweep holds one lock
+        // for a few dozen records at a time (a request that needs that shard
+        // meanwhile waits microseconds, not a segment's sweep; with 16 a
+        // shard the flood bench's p99.9 was twice as long).
+        let shards = if count == 1 {
+            (std::thread::available_parallelism().map_or(4, |n| n.get()) * 16).next_power_of_two()
+        } else {
+            SEGMENT_SHARDS
+        };
+        let hasher = ahash::RandomState::new();
         Self {
-            map: DashMap::with_capacity_and_hasher_and_shard_amount(
-                0,
-                ahash::RandomState::new(),
-                (std::thread::available_parallelism().map_or(4, |n| n.get()) * 16)
-                    .next_power_of_two(),
-            ),
+            segments: (0..count)
+                .map(|_| {
+                    DashMap::with_capacity_and_hasher_and_shard_amount(0, hasher.clone(), shards)
+                })
+                .collect(),
+            mix: hasher.hash_one(0x5345_474d_454e_5453u64) | 1,
+            cursor: AtomicUsize::new(0),
             len: AtomicUsize::new(0),
             cap,
+            busy: (0..count).map(|_| AtomicBool::new(false)).collect(),
             sweeping: AtomicBool::new(false),
             cooldown: AtomicUsize::new(0),
             victims: std::sync::OnceLock::new(),
@@ -214,6 +311,9 @@ impl Store {
                 .map(|_| AtomicU64::new(DEFAULT_KEEP_SCORE.to_bits()))
                 .collect(),
             evicted: AtomicUsize::new(0),
+            longest_sweep: AtomicUsize::new(0),
+            background: Background::default(),
+            me,
         }
     }
 
@@ -237,11 +337,13 @@ impl Store {
     /// returns how many went.
     pub(crate) fn drop_probe(&self, probe: u8) -> usize {
         let mut removed = 0usize;
-        self.map.retain(|k, _| {
-            let gone = k.probe == probe;
-            removed += usize::from(gone);
-            !gone
-        });
+        for map in &self.segments {
+            map.retain(|k, _| {
+                let gone = k.probe == probe;
+                removed += usize::from(gone);
+                !gone
+            });
+        }
         self.len.fetch_sub(removed, Ordering::Relaxed);
         self.publish_len();
         removed
@@ -262,13 +364,46 @@ impl Store {
         self.cap
     }
 
+    /// The segment a key lives in: the top bits of a keyed mix of its
+    /// bits (a multiply, a few instructions; the map hashes the key again
+    /// for its own shard and bucket).
+    #[inline]
+    fn segment_of(&self, key: &Key) -> &Map {
+        if self.segments.len() == 1 {
+            return &self.segments[0];
+        }
+        let bits = key.hi
+            ^ key.lo.rotate_left(29)
+            ^ (u64::from(key.probe) << 56)
+            ^ (u64::from(key.prefix) << 48)
+            ^ key.kind as u64;
+        let mixed = (bits ^ (bits >> 31)).wrapping_mul(self.mix);
+        let shift = 64 - self.segments.len().trailing_zeros();
+        &self.segments[(mixed >> shift) as usize]
+    }
+
+    /// Records the longest sweep so far passed over (its two passes): the
+    /// most one request has paid for eviction.
+    #[cfg(test)]
+    pub(crate) fn longest_sweep(&self) -> usize {
+        self.longest_sweep.load(Ordering::Relaxed)
+    }
+
+    /// Records held, counted segment by segment (tests compare it with
+    /// [`len`](Self::len)).
+    #[cfg(test)]
+    fn counted(&self) -> usize {
+        self.segments.iter().map(|m| m.len()).sum()
+    }
+
     /// Reads a record.
     pub(crate) fn read<R>(
         &self,
         key: &(impl Into<Key> + Copy),
         f: impl FnOnce(&Record) -> R,
     ) -> Option<R> {
-        self.map.get(&(*key).into()).map(|r| f(&r))
+        let key = (*key).into();
+        self.segment_of(&key).get(&key).map(|r| f(&r))
     }
 
     /// Updates a record, creating it, making room if the store is full.
@@ -282,8 +417,9 @@ impl Store {
         f: impl FnOnce(&mut Record) -> R,
     ) -> Option<R> {
         let key = key.into();
+        let map = self.segment_of(&key);
         // Fast path: the record exists (governor's get-before-entry habit).
-        if let Some(mut r) = self.map.get_mut(&key) {
+        if let Some(mut r) = map.get_mut(&key) {
             return Some(f(&mut r));
         }
         if self.len.load(Ordering::Relaxed) >= self.cap && !self.make_room(now, half_life) {
@@ -292,15 +428,18 @@ impl Store {
         }
         let mut created = false;
         let out = {
-            let mut entry = self.map.entry(key).or_insert_with(|| {
+            let mut entry = map.entry(key).or_insert_with(|| {
                 created = true;
                 Record::new(now)
             });
             f(&mut entry)
         };
         if created {
-            self.len.fetch_add(1, Ordering::Relaxed);
+            let len = self.len.fetch_add(1, Ordering::Relaxed) + 1;
             self.publish_len();
+            if self.segments.len() > 1 && len * 32 >= self.cap * HIGH_WATER {
+                self.background.wake(&self.me, now, half_life);
+            }
         }
         Some(out)
     }
@@ -308,13 +447,15 @@ impl Store {
     /// Updates a record only if it is tracked (never creates one, never
     /// makes room).
     pub(crate) fn update_existing(&self, key: impl Into<Key>, f: impl FnOnce(&mut Record)) {
-        if let Some(mut r) = self.map.get_mut(&key.into()) {
+        let key = key.into();
+        if let Some(mut r) = self.segment_of(&key).get_mut(&key) {
             f(&mut r);
         }
     }
 
     pub(crate) fn remove(&self, key: &(impl Into<Key> + Copy)) -> bool {
-        if self.map.remove(&(*key).into()).is_some() {
+        let key = (*key).into();
+        if self.segment_of(&key).remove(&key).is_some() {
             self.len.fetch_sub(1, Ordering::Relaxed);
             self.publish_len();
             true
@@ -325,13 +466,43 @@ impl Store {
 
     /// Visits every record (admin listing; takes each shard's read lock in turn).
     pub(crate) fn for_each(&self, mut f: impl FnMut(&Key, &Record)) {
-        for r in self.map.iter() {
-            f(r.key(), r.value());
+        for map in &self.segments {
+            for r in map.iter() {
+                f(r.key(), r.value());
+            }
+        }
+    }
+
+    /// The background sweeper's work: sweeps segment after segment until the
+    /// store is `LOW_WATER` full, one pass over the store at most. Returns
+    /// how many records went.
+    fn sweep_segments(&self, now: u64, half_life: u64) -> usize {
+        let low = self.cap / 32 * LOW_WATER;
+        let mut total = 0;
+        for _ in 0..self.segments.len() {
+            if self.len.load(Ordering::Relaxed) <= low {
+                break;
+            }
+            let removed = self.sweep(now, half_life);
+            self.removed(removed);
+            total += removed;
+        }
+        total
+    }
+
+    /// Counts `removed` records gone by a sweep.
+    fn removed(&self, removed: usize) {
+        if removed > 0 {
+            self.len.fetch_sub(removed, Ordering::Relaxed);
+            self.evicted.fetch_add(removed, Ordering::Relaxed);
+            metrics::counter!(crate::metrics::EVICTIONS).increment(removed as u64);
+            self.publish_len();
         }
     }
 
     /// Makes room for one new key: takes a victim the last sweep picked,
-    /// or sweeps (one thread at a time). Returns whether there is room.
+    /// or sweeps a segment no other thread is sweeping. Returns whether
+    /// there is room.
     fn make_room(&self, now: u64, half_life: u64) -> bool {
         if self.take_victim(now, half_life) {
             return true;
@@ -344,25 +515,22 @@ impl Store {
         {
             return false;
         }
-        let Some(_sweep) = Sweep::try_begin(&self.sweeping) else {
-            return false;
-        };
         // Another thread may have swept (or freed room) just before.
         if self.len.load(Ordering::Relaxed) < self.cap || self.take_victim(now, half_life) {
             return true;
         }
-        let removed = self.sweep(now, half_life);
-        if removed > 0 {
-            self.len.fetch_sub(removed, Ordering::Relaxed);
-            self.evicted.fetch_add(removed, Ordering::Relaxed);
-            metrics::counter!(crate::metrics::EVICTIONS).increment(removed as u64);
+        // A segment with nothing to evict nor pick: one more, at most.
+        let mut removed = self.sweep(now, half_life);
+        if removed == 0 && self.victim_len.load(Ordering::Acquire) == 0 && self.segments.len() > 1 {
+            removed = self.sweep(now, half_life);
         }
-        self.publish_len();
+        self.removed(removed);
         if self.len.load(Ordering::Relaxed) < self.cap || self.take_victim(now, half_life) {
             return true;
         }
+        let share = (self.cap / self.segments.len()).max(1);
         self.cooldown
-            .store((self.cap / SWEEP_FRACTION).max(1), Ordering::Relaxed);
+            .store((share / SWEEP_FRACTION).max(1), Ordering::Relaxed);
         false
     }
 
@@ -387,7 +555,7 @@ impl Store {
                 continue;
             };
             if self
-                .map
+                .segment_of(&key)
                 .remove_if(&key, |_, r| victim_rank(r, now, half_life) <= rank)
                 .is_some()
             {
@@ -400,18 +568,30 @@ impl Store {
         false
     }
 
-    /// One sweep of a full store: evicts up to `cap / 8` records, class 0
+    /// One sweep of a full store, over the next segment (round robin):
+    /// evicts up to an eighth of a segment's share of the capacity, class 0
     /// then class 1, least recently seen first, at most the less recently
-    /// seen half of each class; if that is less than
-    /// `cap / 32`, picks the rest of that as victims among the suspects,
-    /// lowest [`victim_rank`] first. Two passes over the map: one to sample
+    /// seen half of each class; if that is less than a 32nd of the share,
+    /// picks the rest of that as victims among the suspects, lowest
+    /// [`victim_rank`] first. Two passes over the segment: one to sample
     /// (last-seen times per class, ranks of suspects) and find the
     /// cutoffs, one to remove and pick. Returns how many it removed.
     fn sweep(&self, now: u64, half_life: u64) -> usize {
+        // The next segment no one is sweeping.
+        let n = self.segments.len();
+        let Some((map, _segment)) = (0..n).find_map(|_| {
+            let i = self.cursor.fetch_add(1, Ordering::Relaxed) % n;
+            Sweep::try_begin(&self.busy[i]).map(|g| (&self.segments[i], g))
+        }) else {
+            return 0;
+        };
+        // Victims are picked by one sweep at a time.
+        let picker = Sweep::try_begin(&self.sweeping);
+        let share = (self.cap / self.segments.len()).max(1);
         let memory = self.strike_memory.load(Ordering::Relaxed);
-        let target = (self.cap / SWEEP_FRACTION).max(1);
-        let room = (self.cap / ROOM_FRACTION).max(1);
-        let stride = (self.cap / SWEEP_SAMPLE).max(1);
+        let target = (share / SWEEP_FRACTION).max(1);
+        let room = (share / ROOM_FRACTION).max(1);
+        let stride = (share / SWEEP_SAMPLE).max(1);
         let mut samples: [Vec<u64>; 3] = std::array::from_fn(|_| Vec::with_capacity(SWEEP_SAMPLE));
         let mut counts = [0usize; 3];
         let seen = |r: &Record| r.last_seen.max(r.first_seen());
@@ -424,7 +604,7 @@ impl Store {
                 self.keep_score(k.probe),
             ))
         };
-        for e in self.map.iter() {
+        for e in map.iter() {
             let (k, r) = (e.key(), e.value());
             let c = class_of(k, r);
             if counts[c] % stride == 0 && samples[c].len() < SWEEP_SAMPLE {
@@ -455,7 +635,11 @@ impl Store {
         // suspects).
         let want0 = target.min(counts[0] / 2);
         let want1 = (target - want0).min(counts[1] / 2);
-        let want_victims = room.saturating_sub(want0 + want1).min(counts[2]);
+        let want_victims = if picker.is_some() {
+            room.saturating_sub(want0 + want1).min(counts[2])
+        } else {
+            0
+        };
         let cuts = [cutoff(0, want0), cutoff(1, want1), cutoff(2, want_victims)];
         let wants = [want0, want1, want_victims];
         let slots = (want_victims > 0).then(|| {
@@ -463,10 +647,12 @@ impl Store {
                 .get_or_init(|| (0..room).map(|_| std::sync::Mutex::new(None)).collect())
         });
         // Victims are published once all are in.
-        self.victim_len.store(0, Ordering::Release);
-        self.victim_next.store(0, Ordering::Release);
+        if picker.is_some() {
+            self.victim_len.store(0, Ordering::Release);
+            self.victim_next.store(0, Ordering::Release);
+        }
         let mut done = [0usize; 3];
-        self.map.retain(|k, r| {
+        map.retain(|k, r| {
             let c = class_of(k, r);
             if done[c] >= wants[c] {
                 return true;
@@ -487,7 +673,11 @@ impl Store {
             done[c] += usize::from(evict);
             !evict
         });
-        self.victim_len.store(done[2], Ordering::Release);
+        if picker.is_some() {
+            self.victim_len.store(done[2], Ordering::Release);
+        }
+        let visited = counts.iter().sum::<usize>() * 2;
+        self.longest_sweep.fetch_max(visited, Ordering::Relaxed);
         done[0] + done[1]
     }
 }
@@ -540,7 +730,81 @@ mod tests {
             "the suspect survived"
         );
         assert!(s.evicted.load(Ordering::Relaxed) > 90_000);
-        assert_eq!(s.len(), s.map.len());
+        assert_eq!(s.len(), s.counted());
+    }
+
+    /// A flood into a large store: no request passes over more than two
+    /// segments (a sweep and, if it freed nothing, one more), whatever the
+    /// store's size; the cap holds and a suspect stays.
+    #[test]
+    fn a_sweep_of_a_large_store_passes_over_one_segment() {
+        let cap = 40 * SEGMENT_RECORDS;
+        let s = Store::new(cap, 1_000_000_000);
+        let hl = 1_000_000_000;
+        // 40 segments' worth, rounded up to a power of two.
+        assert_eq!(s.segments.len(), 64);
+        s.update(key(1), 1, hl, |r| {
+            r.strikes = 1;
+            r.set_score(1.0);
+        });
+        let flood = 3 * cap as u32;
+        for i in 2..flood {
+            s.update(key(i), u64::from(i), hl, |r| {
+                r.learn(u64::from(i), 10, 10, None, None)
+            });
+        }
+        assert!(s.len() <= cap && s.len() == s.counted());
+        assert!(
+            s.read(&key(1), |r| r.strikes).is_some(),
+            "the suspect survived"
+        );
+        let evicted = s.evicted.load(Ordering::Relaxed);
+        assert!(evicted >= flood as usize - cap - 2, "{evicted}");
+        // A segment's share is 1,280 here; the keyed mix spreads keys within
+        // a few percent of it.
+        let n = s.segments.len();
+        let one = 2 * (cap / n);
+        assert!(s.longest_sweep() > 0);
+        assert!(
+            s.longest_sweep() <= one * 5 / 4,
+            "{} records in one sweep (a segment: about {})",
+            s.longest_sweep(),
+            one / 2
+        );
+        // The segments stay balanced: none holds twice its share.
+        let most = s.segments.iter().map(|m| m.len()).max().unwrap();
+        assert!(most <= 2 * cap / n, "{most}");
+    }
+
+    /// A large store that gets `HIGH_WATER` full is swept back to
+    /// `LOW_WATER` by its background sweeper, with no request sweeping:
+    /// new keys then find room.
+    #[test]
+    fn the_background_sweeper_makes_room_ahead_of_requests() {
+        let cap = 8 * SEGMENT_RECORDS;
+        let s = Store::new(cap, 1_000_000_000);
+        let hl = 1_000_000_000;
+        let high = cap / 32 * HIGH_WATER;
+        for i in 0..high as u32 {
+            let now = u64::from(i) + 1;
+            s.update(key(i), now, hl, |r| r.learn(now, 10, 10, None, None));
+        }
+        assert_eq!(s.len(), high);
+        // Wait for the sweeper (bounded: five seconds).
+        let start = std::time::Instant::now();
+        while s.len() > cap / 32 * LOW_WATER && start.elapsed().as_secs() < 5 {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert!(s.len() <= cap / 32 * LOW_WATER, "{} of {cap}", s.len());
+        assert_eq!(s.len(), s.counted());
+        // The least recently seen went: every key of the newer half stays.
+        for i in high as u32 / 2..high as u32 {
+            assert!(s.read(&key(i), |_| ()).is_some(), "key {i} of {high}");
+        }
+        assert!(
+            s.longest_sweep() <= 2 * 2 * (cap / 8),
+            "one segment a sweep"
+        );
     }
 
     /// A store full of suspects still tracks a new key: it takes the place
@@ -558,7 +822,7 @@ mod tests {
         assert_eq!(s.len(), 64);
         assert_eq!(s.update(key(999), 2, hl, |r| r.strikes), Some(0));
         assert_eq!(s.len(), 64);
-        assert_eq!(s.map.len(), 64);
+        assert_eq!(s.counted(), 64);
         // One of the two least suspect went (a sweep picks cap / 32 = 2).
         let gone: Vec<u32> = (0..64u32)
             .filter(|i| s.read(&key(*i), |_| ()).is_none())
@@ -603,7 +867,7 @@ mod tests {
         for i in 0..(cap / 16) as u32 {
             assert!(s.read(&key(i), |_| ()).is_none());
         }
-        assert_eq!(s.len(), s.map.len());
+        assert_eq!(s.len(), s.counted());
     }
 
     /// Records likely under a live block (the carry a block leaves) give

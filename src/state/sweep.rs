@@ -1,6 +1,96 @@
-//! One sweeper at a time, and never none for good.
+//! One sweeper at a time, and never none for good; and the background
+//! sweeper that keeps a large store from filling, so that requests do not
+//! sweep.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{OnceLock, Weak};
+use std::thread::Thread;
+use std::time::Duration;
+
+/// A store the background sweeper can keep from filling.
+pub(crate) trait SweepAhead: Send + Sync + 'static {
+    /// Its sweeper's state.
+    fn background(&self) -> &Background;
+    /// Sweeps until there is room ahead (bounded work); returns how many
+    /// records went.
+    fn sweep_ahead(&self, now: u64, half_life: u64) -> usize;
+}
+
+/// The background sweeper of one store: a thread started at the store's
+/// first need (a store that never fills starts none), parked while the
+/// store has room, and gone within a second of the store. A request only
+/// stores the time and unparks it (an atomic swap; a system call when it
+/// sleeps), and only while it is not sweeping already. If no thread can be
+/// started, requests sweep when the store is full, as without it.
+#[derive(Debug, Default)]
+pub(crate) struct Background {
+    thread: OnceLock<Option<Thread>>,
+    /// Woken and not done yet (requests do not wake it again meanwhile).
+    busy: AtomicBool,
+    /// The time and half-life of the request that woke it: what the sweep
+    /// decays suspicion to.
+    now: AtomicU64,
+    half_life: AtomicU64,
+    closed: AtomicBool,
+}
+
+/// How long the sweeper sleeps at most before it checks whether its store
+/// is gone.
+const IDLE_CHECK: Duration = Duration::from_secs(1);
+
+impl Background {
+    /// Asks for a sweep ahead of need, as of `now`.
+    #[inline]
+    pub(crate) fn wake<S: SweepAhead>(&self, store: &Weak<S>, now: u64, half_life: u64) {
+        if self.busy.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        self.now.store(now, Ordering::Relaxed);
+        self.half_life.store(half_life, Ordering::Relaxed);
+        let thread = self.thread.get_or_init(|| {
+            let store = store.clone();
+            std::thread::Builder::new()
+                .name("enumguard-sweep".into())
+                .spawn(move || run(store))
+                .ok()
+                .map(|h| h.thread().clone())
+        });
+        // No thread: stay busy, so no request tries again.
+        if let Some(t) = thread {
+            t.unpark();
+        }
+    }
+
+    /// The store is going: the thread ends.
+    pub(crate) fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        if let Some(Some(t)) = self.thread.get() {
+            t.unpark();
+        }
+    }
+}
+
+/// The sweeper's loop: sweeps when woken, ends when its store is gone.
+fn run<S: SweepAhead>(store: Weak<S>) {
+    loop {
+        std::thread::park_timeout(IDLE_CHECK);
+        let Some(store) = store.upgrade() else {
+            return;
+        };
+        let bg = store.background();
+        if bg.closed.load(Ordering::Acquire) {
+            return;
+        }
+        if bg.busy.load(Ordering::Acquire) {
+            let (now, half_life) = (
+                bg.now.load(Ordering::Relaxed),
+                bg.half_life.load(Ordering::Relaxed),
+            );
+            store.sweep_ahead(now, half_life);
+            bg.busy.store(false, Ordering::Release);
+        }
+    }
+}
 
 /// The right to sweep a map, held by one thread at a time. Dropping it
 /// (however the sweep ends, a panic included) hands the right back, so a
