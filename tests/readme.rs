@@ -14,7 +14,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use enumguard::config::{AccountSource, JwtConfig, ProxyConfig};
+use enumguard::config::ProxyConfig;
 use enumguard::{ClusterConfig, Config};
 use serde_json::Value;
 
@@ -429,8 +429,9 @@ fn the_configuration_reference_shows_the_defaults() {
     let mut defaults: Config =
         toml::from_str(&toml::to_string(&bare).expect("TOML")).expect("the bare probes");
     defaults.cluster = Some(ClusterConfig::default());
-    let mut proxy = ProxyConfig::default();
-    proxy.account = Some(AccountSource::Jwt(JwtConfig::default()));
+    // The proxy's defaults, with its account source the JWT one (whose
+    // fields have defaults too).
+    let proxy: ProxyConfig = toml::from_str("account = { jwt = {} }").expect("a proxy table");
     defaults.proxy = Some(proxy);
     let defaults = paths_of(&defaults);
     let shown = paths_of(&reference);
