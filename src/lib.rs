@@ -88,10 +88,22 @@
 //! The guard keys on the TCP peer address. Behind a proxy or load balancer,
 //! list it in [`GuardBuilder::trusted_proxies`]; headers from anyone else
 //! are ignored. See [`actor`].
+//!
+//! # Where to read next
+//! The [guide](_guide) takes each part in turn: [concepts](_guide::concepts),
+//! [detection and its reasoning](_guide::detection),
+//! [ownership and the application's hints](_guide::ownership),
+//! [configuration](_guide::configuration) (the full TOML reference),
+//! [wiring](_guide::wiring) (axum, hyper, tonic, the handle) and
+//! [the cluster](_guide::cluster). Operating the guard (observe then
+//! enforce, replay, the admin service, metrics, the proxy in production) is
+//! the repository's `docs/operating.md`; measured figures are in
+//! `EVALUATION.md` and `BENCHMARKS.md`.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs)]
 #![deny(unreachable_pub, unsafe_code)]
 
+pub mod _guide;
 pub mod actor;
 #[cfg(feature = "admin")]
 #[cfg_attr(docsrs, doc(cfg(feature = "admin")))]
