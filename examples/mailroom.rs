@@ -478,7 +478,16 @@ async fn main() -> ExitCode {
     // The recorder goes in before any guard serves (the guard registers
     // its counters at its first request).
     let metrics = match &args.admin {
-        Some(_) => match metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder() {
+        Some(_) => match metrics_exporter_prometheus::PrometheusBuilder::new()
+            // The guard's own time as a histogram that replicas aggregate.
+            .set_buckets_for_metric(
+                metrics_exporter_prometheus::Matcher::Full(
+                    enumguard::metrics::GUARD_SECONDS.into(),
+                ),
+                enumguard::metrics::GUARD_SECONDS_BUCKETS,
+            )
+            .and_then(|b| b.install_recorder())
+        {
             Ok(h) => Some(h),
             Err(e) => {
                 eprintln!("mailroom: cannot install the metrics recorder: {e}");

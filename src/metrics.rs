@@ -52,6 +52,33 @@ pub const CLUSTER_REJECTED: &str = "enumguard_cluster_rejected_total";
 /// no one.
 pub const SERVICE_VIEW_ANOMALOUS: &str = "enumguard_service_view_anomalous";
 
+/// Histogram: the guard's own time per request, in seconds (before the
+/// inner service plus after its answer; the inner service's time is not
+/// in it), for requests the guard takes apart (a probe request, or any
+/// request while a verdict or a list needs it), one in 64 per thread
+/// sampled. For replicas to aggregate it, give it the same buckets
+/// everywhere, [`GUARD_SECONDS_BUCKETS`]:
+///
+/// ```
+/// use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+///
+/// let builder = PrometheusBuilder::new()
+///     .set_buckets_for_metric(
+///         Matcher::Full(enumguard::metrics::GUARD_SECONDS.into()),
+///         enumguard::metrics::GUARD_SECONDS_BUCKETS,
+///     )
+///     .expect("buckets are not empty");
+/// # let _ = builder;
+/// ```
+pub const GUARD_SECONDS: &str = "enumguard_guard_seconds";
+
+/// The buckets (seconds) to give [`GUARD_SECONDS`]: from 250 ns (a probe
+/// request on a warm record) to 10 ms (a request that swept a segment of
+/// the store while the background sweeper fell behind).
+pub const GUARD_SECONDS_BUCKETS: &[f64] = &[
+    250e-9, 500e-9, 1e-6, 2e-6, 5e-6, 10e-6, 25e-6, 50e-6, 100e-6, 250e-6, 1e-3, 10e-3,
+];
+
 /// Every metric the crate emits, by name (for dashboards and alerts to be
 /// checked against).
 pub const ALL: &[&str] = &[
@@ -68,4 +95,5 @@ pub const ALL: &[&str] = &[
     CLUSTER_DROPPED,
     CLUSTER_REJECTED,
     SERVICE_VIEW_ANOMALOUS,
+    GUARD_SECONDS,
 ];

@@ -281,7 +281,11 @@ where
 #[inline]
 fn learn_from<T>(t: &mut Tracked, res: &Response<T>) {
     if let Some(ticket) = t.ticket.take() {
+        let start = t.spent.map(|_| std::time::Instant::now());
         let answer = Answered::read(res.status(), res.extensions());
         t.shared.core().after(ticket, &answer);
+        if let (Some(before), Some(start)) = (t.spent, start) {
+            t.shared.timing.record(before + start.elapsed());
+        }
     }
 }

@@ -12,6 +12,7 @@
 //! | `response.rs` | [`OnRefusal`], [`DefaultRefusal`]: refusal responses |
 //! | `access.rs` | [`AccessRecord`]: the access-log hook's record, as the replay reads it |
 //! | `handle.rs` | [`GuardHandle`]: bans, inspection, reload |
+//! | `timing.rs` | the guard's own time per request, sampled, as a histogram |
 
 mod access;
 mod body;
@@ -21,6 +22,7 @@ mod layer;
 mod response;
 mod service;
 mod shared;
+mod timing;
 
 pub use access::AccessRecord;
 pub use body::{GuardBody, ResponseBody};

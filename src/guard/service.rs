@@ -117,6 +117,7 @@ where
                 return ResponseFuture::refused(shared.refusal_response(r), None);
             }
         };
+        let timer = super::timing::start();
         let (parts, body) = req.into_parts();
         let mut seen = None;
         if logging {
@@ -129,21 +130,27 @@ where
             .before_routed(policy, routed, &parts, shared.as_ref(), noted)
         {
             Decision::Pass => {
+                shared.timing.done(timer);
                 let req = Request::from_parts(parts, GuardBody::new(body));
                 ResponseFuture::forward(inner.call(req), None, seen)
             }
-            Decision::Refuse(r) => ResponseFuture::refused(shared.refusal_response(r), seen),
+            Decision::Refuse(r) => {
+                let res = shared.refusal_response(r);
+                shared.timing.done(timer);
+                ResponseFuture::refused(res, seen)
+            }
             Decision::Track(ticket) if ticket.body_limit().is_none() => {
+                let tracked = Tracked::new(ticket, shared).timed(timer);
                 let req = Request::from_parts(parts, GuardBody::new(body));
                 let fut = inner.call(req);
-                ResponseFuture::forward(fut, Some(Tracked::new(ticket, shared)), seen)
+                ResponseFuture::forward(fut, Some(tracked), seen)
             }
             Decision::Track(ticket) => {
                 // The inner service is called once the body is read: take
                 // the ready service, leave a clone in its place.
                 let clone = inner.clone();
                 let ready = std::mem::replace(inner, clone);
-                let tracked = Tracked::new(ticket, shared);
+                let tracked = Tracked::new(ticket, shared).timed(timer);
                 ResponseFuture::read_body(ready, parts, body, tracked, seen)
             }
         }

@@ -34,6 +34,8 @@ pub(crate) struct Shared {
     /// The cluster sync's state, when replicas share verdicts.
     #[cfg(feature = "redis")]
     pub(crate) cluster: Option<Arc<crate::cluster::Status>>,
+    /// The guard's own time per request, sampled.
+    pub(crate) timing: super::timing::Timing,
 }
 
 impl Shared {
@@ -51,6 +53,7 @@ impl Shared {
             owns,
             responder,
             access: None,
+            timing: Default::default(),
             #[cfg(feature = "redis")]
             cluster: None,
         }
@@ -178,6 +181,8 @@ pub(crate) struct Tracked {
     /// Taken when the answer is handed back.
     pub(crate) ticket: Option<Ticket>,
     pub(crate) shared: Arc<Shared>,
+    /// On a sampled request, the guard's time before the inner service.
+    pub(crate) spent: Option<std::time::Duration>,
 }
 
 /// A request dropped before its answer (the client went away, the inner
@@ -197,6 +202,14 @@ impl Tracked {
         Self {
             ticket: Some(ticket),
             shared: shared.clone(),
+            spent: None,
         }
+    }
+
+    /// Carries a sampled request's time so far (since `start`).
+    #[inline]
+    pub(crate) fn timed(mut self, start: Option<std::time::Instant>) -> Self {
+        self.spent = start.map(|t| t.elapsed());
+        self
     }
 }

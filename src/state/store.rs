@@ -364,22 +364,15 @@ impl Records {
         self.cap
     }
 
-    /// The segment a key lives in: the top bits of a keyed mix of its
-    /// bits (a multiply, a few instructions; the map hashes the key again
-    /// for its own shard and bucket).
-    #[inline]
+    /// The segment a key lives in: bits of a keyed mix of its bits (a
+    /// multiply, a few instructions, no branch; the map hashes the key
+    /// again for its own shard and bucket).
+    #[inline(always)]
     fn segment_of(&self, key: &Key) -> &Map {
-        if self.segments.len() == 1 {
-            return &self.segments[0];
-        }
-        let bits = key.hi
-            ^ key.lo.rotate_left(29)
-            ^ (u64::from(key.probe) << 56)
-            ^ (u64::from(key.prefix) << 48)
-            ^ key.kind as u64;
+        let bits = key.hi ^ key.lo.rotate_left(29) ^ (u64::from(key.probe) << 56);
         let mixed = (bits ^ (bits >> 31)).wrapping_mul(self.mix);
-        let shift = 64 - self.segments.len().trailing_zeros();
-        &self.segments[(mixed >> shift) as usize]
+        // `segments.len()` is a power of two of at most 2^10.
+        &self.segments[(mixed >> 40) as usize & (self.segments.len() - 1)]
     }
 
     /// Records the longest sweep so far passed over (its two passes): the
@@ -397,6 +390,7 @@ impl Records {
     }
 
     /// Reads a record.
+    #[inline]
     pub(crate) fn read<R>(
         &self,
         key: &(impl Into<Key> + Copy),
@@ -409,6 +403,7 @@ impl Records {
     /// Updates a record, creating it, making room if the store is full.
     /// Returns `None` if the key is not tracked (full, and another thread
     /// is sweeping).
+    #[inline]
     pub(crate) fn update<R>(
         &self,
         key: impl Into<Key>,
