@@ -1,4 +1,7 @@
-//! Every check a config must pass before a guard is built from it.
+//! Every check a config must pass before a guard is built from it, and
+//! the one parse of what it holds as text (CIDRs, keys, header names,
+//! probes): [`Config::validate`] and the detector's compile both read
+//! [`Parsed`].
 
 use super::checks::duration;
 use super::thresholds::check_thresholds;
@@ -12,13 +15,39 @@ pub(crate) const MAX_BODY_LIMIT: usize = 1 << 20;
 /// The most probes one guard holds (their index is a byte in each record's key).
 pub(crate) const MAX_PROBES: usize = 255;
 
+/// What a config holds as text, parsed: made once, by [`Config::parse`].
+pub(crate) struct Parsed {
+    pub(crate) trusted: Vec<Cidr>,
+    pub(crate) allow: Vec<Cidr>,
+    pub(crate) deny: Vec<Cidr>,
+    /// The session header's name (a `&str` lookup parses it on every
+    /// request).
+    pub(crate) session_header: Option<http::HeaderName>,
+    pub(crate) session_key: Option<(u64, u64)>,
+    /// Each probe's parts, in config order.
+    pub(crate) probes: Vec<ProbeParts>,
+}
+
 impl Config {
-    /// Checks every field; what [`GuardBuilder::build`](crate::GuardBuilder::build)
-    /// runs.
+    /// Checks every field: what [`GuardBuilder::build`](crate::GuardBuilder::build)
+    /// runs. The same parse as [`Config::compile`], whose result it drops.
+    ///
+    /// ```
+    /// let mut config = enumguard::Config::default();
+    /// config.trusted_proxies = vec!["10.0.0.0/8".into()];
+    /// assert!(config.validate().is_ok());
+    /// config.trusted_proxies.push("10.0.0.0/33".into());
+    /// assert_eq!(config.validate().unwrap_err().field(), Some("trusted_proxies[1]"));
+    /// ```
     ///
     /// # Errors
     /// The first invalid field.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.parse().map(drop)
+    }
+
+    /// Checks every field and parses what is text, once.
+    pub(crate) fn parse(&self) -> Result<Parsed, ConfigError> {
         let prefix = |field: &str, v: u8, max: u8| {
             if v > max {
                 Err(ConfigError::invalid(
@@ -46,30 +75,34 @@ impl Config {
                 ));
             }
         }
-        parse_cidrs("trusted_proxies", &self.trusted_proxies)?;
+        let trusted = parse_cidrs("trusted_proxies", &self.trusted_proxies)?;
         if let Some(p) = &self.proxy {
             p.validate(self.session.is_some())?;
         }
-        parse_cidrs("allow.cidrs", &self.allow.cidrs)?;
-        parse_cidrs("deny.cidrs", &self.deny.cidrs)?;
+        let allow = parse_cidrs("allow.cidrs", &self.allow.cidrs)?;
+        let deny = parse_cidrs("deny.cidrs", &self.deny.cidrs)?;
+        let mut session_header = None;
         if let Some(SessionSource::Header(h) | SessionSource::Cookie(h)) = &self.session {
-            let field = match &self.session {
-                Some(SessionSource::Header(_)) => "session.header",
-                _ => "session.cookie",
+            let header = matches!(self.session, Some(SessionSource::Header(_)));
+            let field = if header {
+                "session.header"
+            } else {
+                "session.cookie"
             };
-            if h.is_empty() || http::HeaderName::from_bytes(h.as_bytes()).is_err() {
-                return Err(ConfigError::invalid(
-                    field,
-                    h.clone(),
-                    "not a valid header or cookie name",
-                ));
-            }
+            let name = (!h.is_empty())
+                .then(|| http::HeaderName::from_bytes(h.as_bytes()).ok())
+                .flatten()
+                .ok_or_else(|| {
+                    ConfigError::invalid(field, h.clone(), "not a valid header or cookie name")
+                })?;
+            session_header = header.then_some(name);
         }
-        if let Some(k) = &self.session_key {
-            parse_key(k).ok_or_else(|| {
+        let session_key = match &self.session_key {
+            Some(k) => Some(parse_key(k).ok_or_else(|| {
                 ConfigError::invalid("session_key", REDACTED, "must be exactly 32 hex digits")
-            })?;
-        }
+            })?),
+            None => None,
+        };
         if self.limits.max_actors < 16 {
             return Err(ConfigError::invalid(
                 "limits.max_actors",
@@ -181,6 +214,7 @@ impl Config {
                 format!("at most {MAX_PROBES} probes"),
             ));
         }
+        let mut probes = Vec::with_capacity(self.probes.len());
         for (i, p) in self.probes.iter().enumerate() {
             if self.probes[..i].iter().any(|q| q.name == p.name) {
                 return Err(ConfigError::invalid(
@@ -189,9 +223,16 @@ impl Config {
                     "another probe has this name",
                 ));
             }
-            probe_parts(i, p)?;
+            probes.push(probe_parts(i, p)?);
         }
-        Ok(())
+        Ok(Parsed {
+            trusted,
+            allow,
+            deny,
+            session_header,
+            session_key,
+            probes,
+        })
     }
 }
 

@@ -11,6 +11,7 @@ use arc_swap::{ArcSwap, Guard};
 
 use super::change::{ChangeKind, VerdictChange, VerdictListener};
 use super::compile::{Reloads, Slots, announce_probes, compile, strike_memory};
+use super::live::Live;
 use super::policy::Policy;
 use crate::actor::{AccountId, ActorKey};
 use crate::config::{Config, ConfigError};
@@ -36,6 +37,9 @@ pub struct Detector {
     pub(super) generation: AtomicU64,
     pub(crate) store: Store,
     pub(crate) verdicts: Table,
+    /// The live state of each probe slot (views, novelty, what the
+    /// application showed of the probe), apart from the policy.
+    pub(crate) live: Live,
     /// Secret key of the distinct-target sketch: fixed for the detector's
     /// life (records depend on it).
     target_key: (u64, u64),
@@ -121,12 +125,15 @@ impl Detector {
         }
         let verdicts = Table::new(c.limits.max_verdicts);
         let c_max_actors = c.limits.max_actors;
+        let live = Live::new();
+        live.adopt(None, &policy);
         announce_probes(&policy);
         Ok(Self {
             policy: ArcSwap::from_pointee(policy),
             generation: AtomicU64::new(0),
             store,
             verdicts,
+            live,
             target_key,
             random_session_key,
             warned_missing_peer: AtomicBool::new(false),
