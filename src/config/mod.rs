@@ -52,4 +52,4 @@ pub use schema::{
 pub use thresholds::{KindFactors, Thresholds};
 #[cfg(feature = "redis")]
 pub(crate) use validate::redact;
-pub(crate) use validate::{MAX_PROBES, ProbeParts, parse_cidrs, parse_key};
+pub(crate) use validate::{MAX_PROBES, ProbeParts, parse_key};

@@ -250,6 +250,13 @@ impl Policy {
         ActorKey::hashed(ActorKind::Session, hash128(self.session_key, token))
     }
 
+    /// The key sessions are hashed with (the config's `session_key`, parsed
+    /// once, or the detector's random one).
+    #[cfg(feature = "redis")]
+    pub(crate) fn session_secret(&self) -> (u64, u64) {
+        self.session_key
+    }
+
     /// The probe in slot `slot`, if this policy has it.
     pub(crate) fn by_slot(&self, slot: u8) -> Option<&Probe> {
         self.probes.iter().find(|p| p.slot == slot)
