@@ -19,51 +19,131 @@ pub enum ProbeStyle {
     Identities,
 }
 
-/// Where a probe's target is in the request. Exactly one field is set.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct TargetConfig {
+/// Where a probe's target is in the request. In TOML, a table with one
+/// key: `target = { path = "id" }`, `{ query = "email" }`,
+/// `{ header = "x-user" }` or `{ json = "user.email" }`.
+///
+/// ```
+/// use enumguard::{Config, TargetConfig};
+///
+/// let config = Config::from_toml_str(r#"
+///     [[probes]]
+///     name = "reset"
+///     method = "POST"
+///     path = "/password-reset"
+///     target = { json = "user.email" }
+/// "#).unwrap();
+/// assert_eq!(config.probes[0].target, TargetConfig::json("user.email"));
+/// // None, or two, is an error that says so.
+/// let two = r#"
+///     [[probes]]
+///     name = "p"
+///     path = "/a/{id}"
+///     target = { path = "id", query = "id" }
+/// "#;
+/// let e = Config::from_toml_str(two).unwrap_err();
+/// assert!(e.to_string().contains("exactly one of path, query, header, json"), "{e}");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "TargetTable", into = "TargetTable")]
+#[non_exhaustive]
+pub enum TargetConfig {
     /// A named parameter of the path pattern, e.g. `id` for `/a/{id}`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub path: Option<String>,
+    Path(String),
     /// A query parameter (percent-decoded).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub query: Option<String>,
+    Query(String),
     /// A request header.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub header: Option<String>,
+    Header(String),
     /// A field of a JSON object body; dots name nested fields (`user.email`).
+    Json(String),
+}
+
+/// [`TargetConfig`] as written: one of four keys.
+#[derive(Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct TargetTable {
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub json: Option<String>,
+    path: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    query: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    header: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    json: Option<String>,
+}
+
+impl TryFrom<TargetTable> for TargetConfig {
+    type Error = String;
+
+    fn try_from(t: TargetTable) -> Result<Self, String> {
+        match (t.path, t.query, t.header, t.json) {
+            (Some(n), None, None, None) => Ok(Self::Path(n)),
+            (None, Some(n), None, None) => Ok(Self::Query(n)),
+            (None, None, Some(n), None) => Ok(Self::Header(n)),
+            (None, None, None, Some(n)) => Ok(Self::Json(n)),
+            (p, q, h, j) => {
+                let set = [p.is_some(), q.is_some(), h.is_some(), j.is_some()]
+                    .into_iter()
+                    .filter(|b| *b)
+                    .count();
+                Err(format!(
+                    "{set} target sources: set exactly one of path, query, header, json"
+                ))
+            }
+        }
+    }
+}
+
+impl From<TargetConfig> for TargetTable {
+    fn from(t: TargetConfig) -> Self {
+        let mut out = Self::default();
+        match t {
+            TargetConfig::Path(n) => out.path = Some(n),
+            TargetConfig::Query(n) => out.query = Some(n),
+            TargetConfig::Header(n) => out.header = Some(n),
+            TargetConfig::Json(n) => out.json = Some(n),
+        }
+        out
+    }
 }
 
 impl TargetConfig {
     /// The target is path parameter `name`.
+    ///
+    /// ```
+    /// let t = enumguard::TargetConfig::path("id");
+    /// assert_eq!((t.key(), t.name()), ("path", "id"));
+    /// ```
     pub fn path(name: impl Into<String>) -> Self {
-        Self {
-            path: Some(name.into()),
-            ..Self::default()
-        }
+        Self::Path(name.into())
     }
     /// The target is query parameter `name`.
     pub fn query(name: impl Into<String>) -> Self {
-        Self {
-            query: Some(name.into()),
-            ..Self::default()
-        }
+        Self::Query(name.into())
     }
     /// The target is header `name`.
     pub fn header(name: impl Into<String>) -> Self {
-        Self {
-            header: Some(name.into()),
-            ..Self::default()
-        }
+        Self::Header(name.into())
     }
     /// The target is JSON body field `name`.
     pub fn json(name: impl Into<String>) -> Self {
-        Self {
-            json: Some(name.into()),
-            ..Self::default()
+        Self::Json(name.into())
+    }
+
+    /// The name it reads: the parameter, header or field.
+    pub fn name(&self) -> &str {
+        match self {
+            Self::Path(n) | Self::Query(n) | Self::Header(n) | Self::Json(n) => n,
+        }
+    }
+
+    /// Its key in TOML: `path`, `query`, `header` or `json`.
+    pub fn key(&self) -> &'static str {
+        match self {
+            Self::Path(_) => "path",
+            Self::Query(_) => "query",
+            Self::Header(_) => "header",
+            Self::Json(_) => "json",
         }
     }
 }
@@ -322,8 +402,8 @@ impl ProbeConfig {
             let n = n.to_ascii_lowercase();
             n.contains("account") || n.contains("user")
         };
-        let t = &self.target;
-        if let Some(name) = &t.path {
+        let name = self.target.name();
+        if let TargetConfig::Path(name) = &self.target {
             if names_account(name) {
                 return true;
             }
@@ -337,10 +417,7 @@ impl ProbeConfig {
             let stem = before.strip_suffix('s').unwrap_or(&before);
             return matches!(stem, "account" | "user" | "customer" | "member" | "profile");
         }
-        [&t.query, &t.header, &t.json]
-            .into_iter()
-            .flatten()
-            .any(|n| names_account(n))
+        names_account(name)
     }
 
     /// This probe with every default written out: `self_target`,
@@ -410,5 +487,50 @@ impl ProbeConfig {
             })?;
         }
         Ok(t)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Config;
+
+    /// The enum reads and writes the same TOML as the four keys did; none
+    /// or two is an error on the target's field.
+    #[test]
+    fn target_reads_and_writes_one_key() {
+        for (toml, t) in [
+            ("{ path = \"id\" }", TargetConfig::path("id")),
+            ("{ query = \"email\" }", TargetConfig::query("email")),
+            ("{ header = \"x-user\" }", TargetConfig::header("x-user")),
+            (
+                "{ json = \"user.email\" }",
+                TargetConfig::json("user.email"),
+            ),
+        ] {
+            let text = format!("[[probes]]\nname = \"p\"\npath = \"/a/{{id}}\"\ntarget = {toml}\n");
+            let c = Config::from_toml_str(&text).unwrap();
+            assert_eq!(c.probes[0].target, t);
+            let back = toml::to_string(&c.probes[0]).unwrap();
+            assert!(
+                back.contains(&format!("[target]\n{} = ", t.key())),
+                "{back}"
+            );
+            let again: ProbeConfig = toml::from_str(&back).unwrap();
+            assert_eq!(again.target, t);
+        }
+        for toml in ["{}", "{ path = \"id\", query = \"q\" }"] {
+            let text = format!("[[probes]]\nname = \"p\"\npath = \"/a/{{id}}\"\ntarget = {toml}\n");
+            let e = Config::from_toml_str(&text).unwrap_err();
+            assert_eq!(e.field(), Some("probes[0].target"), "{e}");
+            assert!(
+                e.to_string()
+                    .contains("set exactly one of path, query, header, json"),
+                "{e}"
+            );
+        }
+        let text = "[[probes]]\nname = \"p\"\npath = \"/a\"\ntarget = { cookie = \"c\" }\n";
+        let e = Config::from_toml_str(text).unwrap_err();
+        assert!(e.to_string().contains("cookie"), "{e}");
     }
 }

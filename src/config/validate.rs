@@ -5,7 +5,10 @@
 
 use super::checks::duration;
 use super::thresholds::check_thresholds;
-use super::{Config, ConfigError, Oversized, ProbeConfig, ProbeStyle, SessionSource, Thresholds};
+use super::{
+    Config, ConfigError, Oversized, ProbeConfig, ProbeStyle, SessionSource, TargetConfig,
+    Thresholds,
+};
 use crate::actor::Cidr;
 use crate::probe::{PathPattern, TargetSource};
 
@@ -415,59 +418,46 @@ pub(crate) fn probe_parts(i: usize, p: &ProbeConfig) -> Result<ProbeParts, Confi
             format!("{m}{}", colon_hint(&p.path)),
         )
     })?;
-    let t = &p.target;
-    let set = [
-        t.path.is_some(),
-        t.query.is_some(),
-        t.header.is_some(),
-        t.json.is_some(),
-    ]
-    .iter()
-    .filter(|b| **b)
-    .count();
-    if set != 1 {
-        return Err(ConfigError::invalid(
-            field("target"),
-            format!("{set} sources"),
-            "set exactly one of path, query, header, json",
-        ));
-    }
-    let source = if let Some(name) = &t.path {
-        let Some(idx) = pattern.param(name) else {
-            return Err(ConfigError::invalid(
-                field("target.path"),
-                name.clone(),
-                format!(
-                    "the path `{}` has no parameter `{{{name}}}`{}",
-                    p.path,
-                    colon_hint(&p.path)
-                ),
-            ));
-        };
-        TargetSource::Path(idx)
-    } else if let Some(q) = &t.query {
-        if q.is_empty() {
-            return Err(ConfigError::invalid(
-                field("target.query"),
-                "",
-                "must not be empty",
-            ));
+    let source = match &p.target {
+        TargetConfig::Path(name) => {
+            let Some(idx) = pattern.param(name) else {
+                return Err(ConfigError::invalid(
+                    field("target.path"),
+                    name.clone(),
+                    format!(
+                        "the path `{}` has no parameter `{{{name}}}`{}",
+                        p.path,
+                        colon_hint(&p.path)
+                    ),
+                ));
+            };
+            TargetSource::Path(idx)
         }
-        TargetSource::Query(q.clone())
-    } else if let Some(h) = &t.header {
-        TargetSource::Header(http::HeaderName::from_bytes(h.as_bytes()).map_err(|_| {
-            ConfigError::invalid(field("target.header"), h.clone(), "not a header name")
-        })?)
-    } else {
-        let j = t.json.as_deref().unwrap_or_default();
-        if j.is_empty() || j.split('.').any(str::is_empty) {
-            return Err(ConfigError::invalid(
-                field("target.json"),
-                j,
-                "must be a field name, dots between nested names",
-            ));
+        TargetConfig::Query(q) => {
+            if q.is_empty() {
+                return Err(ConfigError::invalid(
+                    field("target.query"),
+                    "",
+                    "must not be empty",
+                ));
+            }
+            TargetSource::Query(q.clone())
         }
-        TargetSource::Json(j.split('.').map(str::to_owned).collect())
+        TargetConfig::Header(h) => {
+            TargetSource::Header(http::HeaderName::from_bytes(h.as_bytes()).map_err(|_| {
+                ConfigError::invalid(field("target.header"), h.clone(), "not a header name")
+            })?)
+        }
+        TargetConfig::Json(j) => {
+            if j.is_empty() || j.split('.').any(str::is_empty) {
+                return Err(ConfigError::invalid(
+                    field("target.json"),
+                    j.clone(),
+                    "must be a field name, dots between nested names",
+                ));
+            }
+            TargetSource::Json(j.split('.').map(str::to_owned).collect())
+        }
     };
     if p.body_limit == 0 || p.body_limit > MAX_BODY_LIMIT {
         return Err(ConfigError::invalid(

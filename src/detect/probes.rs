@@ -183,10 +183,6 @@ mod tests {
             let e = compile(&ProbeConfig::objects("p", "GET", path, target)).unwrap_err();
             assert!(e.field().unwrap().starts_with("probes[0]."), "{e}");
         }
-        let mut two = TargetConfig::path("id");
-        two.query = Some("q".into());
-        let e = compile(&ProbeConfig::objects("p", "GET", "/a/{id}", two)).unwrap_err();
-        assert_eq!(e.field(), Some("probes[0].target"));
     }
 
     /// A path in another router's syntax gets a hint at ours.
