@@ -2,7 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{ConfigError, Thresholds};
+use super::Thresholds;
+use super::thresholds::ThresholdOverrides;
 use crate::probe::StatusSpec;
 
 /// What kind of enumeration a probe guards against; it picks the default
@@ -242,11 +243,7 @@ pub struct ProbeConfig {
         rename = "thresholds",
         skip_serializing_if = "Option::is_none"
     )]
-    overrides: Option<toml::Table>,
-    /// Thresholds given in code ([`ProbeConfig::thresholds`]); they win
-    /// over `overrides`.
-    #[serde(skip)]
-    given: Option<Thresholds>,
+    overrides: Option<ThresholdOverrides>,
 }
 
 fn default_method() -> String {
@@ -278,7 +275,6 @@ impl ProbeConfig {
             oversized: None,
             needs_login: None,
             overrides: None,
-            given: None,
         }
     }
 
@@ -351,7 +347,7 @@ impl ProbeConfig {
 
     /// Sets the thresholds (replacing the style's defaults).
     pub fn thresholds(mut self, thresholds: Thresholds) -> Self {
-        self.given = Some(thresholds);
+        self.overrides = Some(ThresholdOverrides::all(&thresholds));
         self
     }
 
@@ -375,13 +371,27 @@ impl ProbeConfig {
         self
     }
 
-    /// The thresholds this probe runs with: those given in code, or the
-    /// style's defaults with the TOML overrides merged in.
+    /// The thresholds this probe runs with: the style's defaults with the
+    /// overrides (TOML's `[probes.thresholds]`, or those given in code)
+    /// merged in, field by field.
     ///
-    /// # Errors
-    /// An override that names no threshold, or has the wrong type.
-    pub fn resolved_thresholds(&self) -> Result<Thresholds, ConfigError> {
-        self.effective_thresholds(0)
+    /// ```
+    /// let p: enumguard::ProbeConfig = toml::from_str(r#"
+    ///     name = "book"
+    ///     path = "/books/{id}"
+    ///     target = { path = "id" }
+    ///     thresholds = { foreign_block = 4, kind_factors = { ip = 3.0 } }
+    /// "#).unwrap();
+    /// let t = p.resolved_thresholds();
+    /// assert_eq!((t.foreign_block, t.kind_factors.ip), (4, 3.0));
+    /// assert_eq!(t.miss_block, enumguard::Thresholds::objects().miss_block);
+    /// ```
+    pub fn resolved_thresholds(&self) -> Thresholds {
+        let mut t = Thresholds::for_style(self.style);
+        if let Some(over) = &self.overrides {
+            over.apply(&mut t);
+        }
+        t
     }
 
     /// `self_target` as set, or its default: true for an `objects` probe
@@ -423,70 +433,18 @@ impl ProbeConfig {
     /// This probe with every default written out: `self_target`,
     /// `oversized`, and the thresholds in full (as a `[probes.thresholds]`
     /// table).
-    pub(crate) fn effective(&self, index: usize) -> Result<ProbeConfig, ConfigError> {
-        let t = self.effective_thresholds(index)?;
-        let table = toml::Table::try_from(&t).map_err(|e| {
-            ConfigError::invalid(format!("probes[{index}].thresholds"), "", e.to_string())
-        })?;
+    pub(crate) fn effective(&self) -> ProbeConfig {
         let objects = matches!(self.style, ProbeStyle::Objects);
-        Ok(ProbeConfig {
+        ProbeConfig {
             self_target: Some(self.self_target_or_default()),
             oversized: Some(self.oversized.unwrap_or(if objects {
                 Oversized::Pass
             } else {
                 Oversized::Refuse
             })),
-            overrides: Some(table),
-            given: None,
+            overrides: Some(ThresholdOverrides::all(&self.resolved_thresholds())),
             ..self.clone()
-        })
-    }
-
-    pub(crate) fn effective_thresholds(&self, index: usize) -> Result<Thresholds, ConfigError> {
-        if let Some(t) = &self.given {
-            return Ok(t.clone());
         }
-        let mut t = Thresholds::for_style(self.style);
-        if let Some(over) = &self.overrides {
-            // Merge the override table over the defaults, field by field.
-            let base = toml::Table::try_from(&t).map_err(|e| {
-                ConfigError::invalid(format!("probes[{index}].thresholds"), "", e.to_string())
-            })?;
-            let mut merged = base;
-            for (k, v) in over {
-                if !merged.contains_key(k) {
-                    return Err(ConfigError::invalid(
-                        format!("probes[{index}].thresholds.{k}"),
-                        v.to_string(),
-                        "unknown threshold",
-                    ));
-                }
-                if let (Some(toml::Value::Table(dst)), toml::Value::Table(src)) =
-                    (merged.get_mut(k), v)
-                {
-                    for (k2, v2) in src {
-                        if !dst.contains_key(k2) {
-                            return Err(ConfigError::invalid(
-                                format!("probes[{index}].thresholds.{k}.{k2}"),
-                                v2.to_string(),
-                                "unknown field",
-                            ));
-                        }
-                        dst.insert(k2.clone(), v2.clone());
-                    }
-                } else {
-                    merged.insert(k.clone(), v.clone());
-                }
-            }
-            t = merged.try_into().map_err(|e: toml::de::Error| {
-                ConfigError::invalid(
-                    format!("probes[{index}].thresholds"),
-                    over.to_string().trim().to_owned(),
-                    e.message().to_owned(),
-                )
-            })?;
-        }
-        Ok(t)
     }
 }
 

@@ -466,7 +466,7 @@ pub(crate) fn probe_parts(i: usize, p: &ProbeConfig) -> Result<ProbeParts, Confi
             format!("must be 1..={MAX_BODY_LIMIT}"),
         ));
     }
-    let thresholds = p.effective_thresholds(i)?;
+    let thresholds = p.resolved_thresholds();
     check_thresholds(i, &thresholds)?;
     Ok(ProbeParts {
         method,

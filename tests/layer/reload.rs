@@ -209,7 +209,7 @@ fn a_reload_returns_and_logs_what_it_changed() {
         let diff = handle.reload(tight.clone()).unwrap();
         let generation = handle.detector().generation();
         // The same config again, written out in full: nothing changes.
-        let unchanged = handle.reload(tight.effective().unwrap()).unwrap();
+        let unchanged = handle.reload(tight.effective()).unwrap();
         (
             diff,
             unchanged,
