@@ -10,6 +10,7 @@ use crate::probe::StatusSpec;
 /// thresholds (see [`Thresholds::objects`] and [`Thresholds::identities`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum ProbeStyle {
     /// Objects with owners, addressed by id (address books, orders):
     /// the tell is foreign targets. The default.
@@ -154,6 +155,7 @@ impl TargetConfig {
 /// (`404`) or classes (`"2xx"`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
 pub struct OutcomeConfig {
     /// Statuses that mean the target exists and was served. Defaults to `["2xx"]`.
     pub hit: Vec<StatusSpec>,
@@ -161,6 +163,34 @@ pub struct OutcomeConfig {
     pub miss: Vec<StatusSpec>,
     /// Statuses that mean the actor may not see the target. Defaults to `[401, 403]`.
     pub denied: Vec<StatusSpec>,
+}
+
+impl OutcomeConfig {
+    /// A classification by these statuses.
+    ///
+    /// ```
+    /// use enumguard::{OutcomeConfig, ProbeConfig, StatusSpec, TargetConfig};
+    ///
+    /// // A password reset that answers 202 for a registered address.
+    /// let probe = ProbeConfig::identities("reset", "POST", "/reset", TargetConfig::json("email"))
+    ///     .outcome(OutcomeConfig::new(
+    ///         [StatusSpec::Code(202)],
+    ///         [StatusSpec::Code(404)],
+    ///         [StatusSpec::Code(401), StatusSpec::Code(403)],
+    ///     ));
+    /// assert_eq!(probe.outcome.hit, [StatusSpec::Code(202)]);
+    /// ```
+    pub fn new(
+        hit: impl IntoIterator<Item = StatusSpec>,
+        miss: impl IntoIterator<Item = StatusSpec>,
+        denied: impl IntoIterator<Item = StatusSpec>,
+    ) -> Self {
+        Self {
+            hit: hit.into_iter().collect(),
+            miss: miss.into_iter().collect(),
+            denied: denied.into_iter().collect(),
+        }
+    }
 }
 
 impl Default for OutcomeConfig {
@@ -189,6 +219,7 @@ pub enum Oversized {
 /// One enumerable endpoint.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct ProbeConfig {
     /// A short name, used in metrics labels and logs.
     pub name: String,

@@ -10,6 +10,7 @@ use super::{ConfigError, ProbeStyle};
 /// (NAT, office) is many people, so it gets more room than one account.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
 pub struct KindFactors {
     /// Defaults to 2.
     pub ip: f64,
@@ -42,6 +43,7 @@ impl Default for KindFactors {
 /// its style's defaults.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
 pub struct Thresholds {
     /// The sliding window, in seconds.
     pub window_secs: u64,

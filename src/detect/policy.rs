@@ -106,7 +106,9 @@ impl Config {
     /// # Errors
     /// The first invalid field.
     pub fn compile(&self) -> Result<Policy, ConfigError> {
-        Policy::compile(self.clone(), super::random_key(), |_, i| Ok(i as u8))
+        Policy::compile(self.clone(), super::detector::random_key(), |_, i| {
+            Ok(i as u8)
+        })
     }
 }
 

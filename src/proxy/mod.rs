@@ -69,7 +69,7 @@ struct State {
     health: String,
     draining: AtomicBool,
     client_ip_header: Option<HeaderName>,
-    trusted: Vec<crate::Cidr>,
+    trusted: Vec<crate::actor::Cidr>,
     header_read: Duration,
     tunnels: Arc<Tunnels>,
 }
