@@ -12,7 +12,7 @@ use arc_swap::{ArcSwap, Guard};
 use super::change::{ChangeKind, VerdictChange, VerdictListener};
 use super::compile::{Reloads, Slots, announce_probes, compile, strike_memory};
 use super::live::Live;
-use super::policy::Policy;
+use super::policy::{Policy, random_key};
 use crate::actor::{AccountId, ActorKey};
 use crate::config::{Config, ConfigError};
 use crate::probe::TargetInfo;
@@ -377,16 +377,4 @@ impl Detector {
     pub(crate) fn warn_missing_peer_once(&self) -> bool {
         !self.warned_missing_peer.swap(true, Ordering::Relaxed)
     }
-}
-
-/// A random key per process, from the standard library's randomly seeded
-/// hasher (no extra dependency).
-pub(crate) fn random_key() -> (u64, u64) {
-    use std::hash::{BuildHasher, Hasher};
-    let s = std::collections::hash_map::RandomState::new();
-    let mut a = s.build_hasher();
-    a.write_u64(0x5e55_1011);
-    let mut b = s.build_hasher();
-    b.write_u64(0x6b65_7973);
-    (a.finish(), b.finish())
 }

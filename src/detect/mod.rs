@@ -48,10 +48,10 @@ mod view;
 
 pub use change::{ChangeKind, VerdictChange, VerdictListener};
 pub use detector::Detector;
-#[cfg(any(feature = "admin", feature = "redis", feature = "proxy"))]
-pub(crate) use detector::random_key;
 pub use facts::{Answered, BodyRead, Decision, Ticket};
 pub use head::{Head, Hooks, NoHooks, Noted};
+#[cfg(any(feature = "admin", feature = "redis", feature = "proxy"))]
+pub(crate) use policy::random_key;
 pub use policy::{Match, Policy};
 pub use refusal::{Refusal, RefusalKind};
 pub use request::{Route, Routed};

@@ -106,9 +106,7 @@ impl Config {
     /// # Errors
     /// The first invalid field.
     pub fn compile(&self) -> Result<Policy, ConfigError> {
-        Policy::compile(self.clone(), super::detector::random_key(), |_, i| {
-            Ok(i as u8)
-        })
+        Policy::compile(self.clone(), random_key(), |_, i| Ok(i as u8))
     }
 }
 
@@ -275,4 +273,16 @@ impl Policy {
         }
         d.min(self.block_max)
     }
+}
+
+/// A random key per process, from the standard library's randomly seeded
+/// hasher (no extra dependency).
+pub(crate) fn random_key() -> (u64, u64) {
+    use std::hash::{BuildHasher, Hasher};
+    let s = std::collections::hash_map::RandomState::new();
+    let mut a = s.build_hasher();
+    a.write_u64(0x5e55_1011);
+    let mut b = s.build_hasher();
+    b.write_u64(0x6b65_7973);
+    (a.finish(), b.finish())
 }
