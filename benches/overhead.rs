@@ -455,12 +455,10 @@ fn pieces(group: &'static str) -> Vec<Variant> {
             ("identities_plain", 0),
         ] {
             set.add(id, param, Shape::Foreign, move || {
-                let huge = Thresholds {
-                    miss_block: 1_000_000_000,
-                    denied_block: 1_000_000_000,
-                    hit_block,
-                    ..Thresholds::identities()
-                };
+                let mut huge = Thresholds::identities();
+                huge.miss_block = 1_000_000_000;
+                huge.denied_block = 1_000_000_000;
+                huge.hit_block = hit_block;
                 let probe = ProbeConfig::identities(
                     "addressbook",
                     "GET",
@@ -471,12 +469,10 @@ fn pieces(group: &'static str) -> Vec<Variant> {
             });
         }
         set.add("probe_foreign", param, Shape::Foreign, || {
-            let huge = Thresholds {
-                foreign_block: 1_000_000_000,
-                miss_block: 1_000_000_000,
-                denied_block: 1_000_000_000,
-                ..Thresholds::objects()
-            };
+            let mut huge = Thresholds::objects();
+            huge.foreign_block = 1_000_000_000;
+            huge.miss_block = 1_000_000_000;
+            huge.denied_block = 1_000_000_000;
             guard(app_guard(common::addressbook().thresholds(huge)), inner())
         });
     }

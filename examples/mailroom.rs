@@ -203,16 +203,12 @@ fn parse_args() -> Result<Args, String> {
                 .wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c834);
             opts.config.session_key = Some(format!("{key:032x}"));
         }
-        let (redis_url, redis_cluster) = match cluster_nodes.is_empty() {
-            true => (url.clone(), Vec::new()),
-            false => (String::new(), cluster_nodes),
+        let mut cluster = match cluster_nodes.is_empty() {
+            true => enumguard::config::ClusterConfig::redis(url.clone()),
+            false => enumguard::config::ClusterConfig::redis_cluster(cluster_nodes),
         };
-        opts.config.cluster = Some(enumguard::ClusterConfig {
-            redis_url,
-            redis_cluster,
-            key_prefix: "mailroom".into(),
-            ..enumguard::ClusterConfig::default()
-        });
+        cluster.key_prefix = "mailroom".into();
+        opts.config.cluster = Some(cluster);
     }
     let admin = match (admin, admin_token) {
         (Some(a), Some(t)) => Some((a, t)),

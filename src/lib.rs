@@ -124,14 +124,18 @@ pub mod proxy;
 pub mod replay;
 mod state;
 
+// The crate root holds what an application touches: the layer and its
+// builder, the handle, the hooks and what they take and return, the config
+// a probe is written with, and what a refusal carries. The sections of a
+// config (`config::ThrottleConfig`, ...), the sans-IO core (`detect`) and
+// the actor keys' parts (`actor::Cidr`) are reached through their modules.
 pub use actor::{
-    AccountId, Actor, ActorKey, ActorKind, AsAccountId, Cidr, ForwardedHeader, PeerAddr, Standing,
+    AccountId, Actor, ActorKey, ActorKind, AsAccountId, ForwardedHeader, PeerAddr, Standing,
 };
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{
-    BlockConfig, ClusterConfig, Config, ConfigError, ConfigErrorKind, KindFactors, Limits,
-    LinkConfig, ListConfig, MissingPeer, Mode, OutcomeConfig, Oversized, ProbeConfig, ProbeStyle,
-    ResponseConfig, ServiceViewConfig, SessionSource, TargetConfig, Thresholds, ThrottleConfig,
+    Config, ConfigError, ConfigErrorKind, MissingPeer, Mode, OutcomeConfig, Oversized, ProbeConfig,
+    ProbeStyle, SessionSource, TargetConfig, Thresholds,
 };
 pub use detect::{Refusal, RefusalKind};
 pub use guard::{

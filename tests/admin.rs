@@ -434,7 +434,6 @@ async fn the_running_config_is_served_redacted_and_goes_back_edited() {
     assert_eq!(
         handle.config().probes[0]
             .resolved_thresholds()
-            .unwrap()
             .foreign_block,
         3
     );

@@ -142,10 +142,7 @@ fn the_mailroom_has_one_warning_its_deliberate_signup_room() {
 fn the_output_still_loads_as_the_effective_config() {
     let text = explained(MAILROOM);
     let printed = Config::from_toml_str(&text).unwrap();
-    assert_eq!(
-        printed,
-        Config::from_file(MAILROOM).unwrap().effective().unwrap()
-    );
+    assert_eq!(printed, Config::from_file(MAILROOM).unwrap().effective());
     // A name and a path with characters that would end a comment line.
     let f = file(
         "escape",
@@ -281,15 +278,16 @@ fn a_broken_config_is_a_clear_error() {
              body_limit = \"big\"\n",
             &["line 5", "probes[0].body_limit", "big"][..],
         ),
-        // Threshold overrides are merged after parsing: the table and the
-        // value are named (not the line).
+        // Threshold overrides are read as the rest: the field, the value
+        // and the line are named.
         (
             "threshold",
             "[[probes]]\nname = \"a\"\npath = \"/a/{id}\"\ntarget = { path = \"id\" }\n\
              [probes.thresholds]\nforeign_block = \"many\"\n",
             &[
-                "probes[0].thresholds",
-                "foreign_block = \"many\"",
+                "line 6",
+                "probes[0].thresholds.foreign_block",
+                "\"many\"",
                 "expected u32",
             ][..],
         ),

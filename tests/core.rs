@@ -412,7 +412,6 @@ fn a_reload_keeps_records_and_verdicts_and_refuses_an_invalid_config() {
     assert_eq!(
         d.policy().config().probes[0]
             .resolved_thresholds()
-            .unwrap()
             .foreign_block,
         15
     );

@@ -113,11 +113,11 @@ fn guard(clock: &ManualClock, mode: Mode) -> GuardLayer {
                 "/api/password-reset",
                 TargetConfig::json("email"),
             )
-            .outcome(OutcomeConfig {
-                hit: vec![StatusSpec::Code(202)],
-                miss: vec![StatusSpec::Code(404)],
-                denied: vec![StatusSpec::Code(401), StatusSpec::Code(403)],
-            }),
+            .outcome(OutcomeConfig::new(
+                [StatusSpec::Code(202)],
+                [StatusSpec::Code(404)],
+                [StatusSpec::Code(401), StatusSpec::Code(403)],
+            )),
         )
         .session_header("x-session")
         .account(common::account_from_header)

@@ -661,8 +661,9 @@ fn bad_configs_give_errors_that_name_the_field() {
             Some("2"),
         ),
         (
+            // Read with the rest of the file: a parse error, with its line.
             format!("{probe}[probes.thresholds]\nforiegn_block = 7\n"),
-            ConfigErrorKind::Invalid,
+            ConfigErrorKind::Parse,
             "probes[0].thresholds.foriegn_block",
             None,
         ),

@@ -48,13 +48,11 @@ async fn scrape(opts: &Options, ids: u64, redis: Option<String>) -> Result<u64, 
             if o.config.session_key.is_none() {
                 o.config.session_key = Some("6d61696c726f6f6d2d7265706c696361".into());
             }
-            o.config.cluster = Some(enumguard::ClusterConfig {
-                redis_url: url.clone(),
-                key_prefix: "demo".into(),
-                sync_interval_ms: 50,
-                replica_id: Some(format!("replica-{i}")),
-                ..enumguard::ClusterConfig::default()
-            });
+            let mut cluster = enumguard::config::ClusterConfig::redis(url.clone());
+            cluster.key_prefix = "demo".into();
+            cluster.sync_interval_ms = 50;
+            cluster.replica_id = Some(format!("replica-{i}"));
+            o.config.cluster = Some(cluster);
         }
         let a = app::app_with(&o, state.clone())?;
         let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;

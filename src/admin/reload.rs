@@ -90,10 +90,7 @@ impl ReloadQuery {
 /// The running config as TOML: every default written out, secrets
 /// redacted.
 pub(super) fn config(handle: &GuardHandle) -> Answer {
-    let toml = handle
-        .config()
-        .effective()
-        .and_then(|c| c.redacted().to_toml_string());
+    let toml = handle.config().effective().redacted().to_toml_string();
     match toml {
         Ok(text) => {
             let body = format!(

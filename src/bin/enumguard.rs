@@ -187,7 +187,7 @@ fn check_config(file: &PathBuf) -> Result<(), String> {
 fn check_config_text(file: &PathBuf) -> Result<String, String> {
     let config = Config::from_file(file).map_err(|e| e.to_string())?;
     let explained = config.explain().map_err(|e| e.to_string())?;
-    let effective = config.effective().map_err(|e| e.to_string())?;
+    let effective = config.effective();
     let redacted = effective.redacted();
     let toml = redacted.to_toml_string().map_err(|e| e.to_string())?;
     let mut text = format!(

@@ -264,7 +264,7 @@ const REDACTED: &str = "<redacted>";
 
 /// The config as the guard runs it, secrets redacted, as JSON.
 fn as_json(c: &Config) -> Value {
-    let c = c.effective().unwrap_or_else(|_| c.clone()).redacted();
+    let c = c.effective().redacted();
     serde_json::to_value(&c).unwrap_or(Value::Null)
 }
 
@@ -492,7 +492,7 @@ mod tests {
         .unwrap();
         assert!(ConfigDiff::between(&code, &toml).is_empty());
         // Written out in full, nothing changes either.
-        assert!(ConfigDiff::between(&toml, &toml.effective().unwrap()).is_empty());
+        assert!(ConfigDiff::between(&toml, &toml.effective()).is_empty());
         let d = ConfigDiff::between(&with(vec![probe("a")]), &code);
         assert_eq!(
             d.changes(),

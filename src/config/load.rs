@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use super::validate::{REDACTED, redact};
-use super::{Config, ConfigError, ConfigErrorKind};
+use super::{Config, ConfigError, ConfigErrorKind, ProbeConfig};
 
 impl Config {
     /// Parses and validates a TOML document.
@@ -42,20 +42,11 @@ impl Config {
     /// each probe's `self_target`, `oversized` and thresholds in full
     /// (`enumguard check-config` prints it). Loading it back gives the same
     /// policy.
-    ///
-    /// # Errors
-    /// A probe's threshold overrides are invalid.
-    pub fn effective(&self) -> Result<Config, ConfigError> {
-        let probes = self
-            .probes
-            .iter()
-            .enumerate()
-            .map(|(i, p)| p.effective(i))
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(Config {
-            probes,
+    pub fn effective(&self) -> Config {
+        Config {
+            probes: self.probes.iter().map(ProbeConfig::effective).collect(),
             ..self.clone()
-        })
+        }
     }
 
     /// The config with its secrets replaced by `<redacted>`: `session_key`,
@@ -625,7 +616,7 @@ mod tests {
             "#,
         )
         .unwrap();
-        let t = c.probes[0].effective_thresholds(0).unwrap();
+        let t = c.probes[0].resolved_thresholds();
         assert_eq!(t.foreign_block, 7);
         assert_eq!(t.kind_factors.ip, 3.0);
         assert_eq!(t.kind_factors.subnet, 4.0);

@@ -52,4 +52,4 @@ pub use schema::{
 pub use thresholds::{KindFactors, Thresholds};
 #[cfg(feature = "redis")]
 pub(crate) use validate::redact;
-pub(crate) use validate::{MAX_PROBES, parse_cidrs, parse_key, probe_parts};
+pub(crate) use validate::{MAX_PROBES, ProbeParts, parse_key};

@@ -2,13 +2,15 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{ConfigError, Thresholds};
+use super::Thresholds;
+use super::thresholds::ThresholdOverrides;
 use crate::probe::StatusSpec;
 
 /// What kind of enumeration a probe guards against; it picks the default
 /// thresholds (see [`Thresholds::objects`] and [`Thresholds::identities`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum ProbeStyle {
     /// Objects with owners, addressed by id (address books, orders):
     /// the tell is foreign targets. The default.
@@ -19,51 +21,131 @@ pub enum ProbeStyle {
     Identities,
 }
 
-/// Where a probe's target is in the request. Exactly one field is set.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct TargetConfig {
+/// Where a probe's target is in the request. In TOML, a table with one
+/// key: `target = { path = "id" }`, `{ query = "email" }`,
+/// `{ header = "x-user" }` or `{ json = "user.email" }`.
+///
+/// ```
+/// use enumguard::{Config, TargetConfig};
+///
+/// let config = Config::from_toml_str(r#"
+///     [[probes]]
+///     name = "reset"
+///     method = "POST"
+///     path = "/password-reset"
+///     target = { json = "user.email" }
+/// "#).unwrap();
+/// assert_eq!(config.probes[0].target, TargetConfig::json("user.email"));
+/// // None, or two, is an error that says so.
+/// let two = r#"
+///     [[probes]]
+///     name = "p"
+///     path = "/a/{id}"
+///     target = { path = "id", query = "id" }
+/// "#;
+/// let e = Config::from_toml_str(two).unwrap_err();
+/// assert!(e.to_string().contains("exactly one of path, query, header, json"), "{e}");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "TargetTable", into = "TargetTable")]
+#[non_exhaustive]
+pub enum TargetConfig {
     /// A named parameter of the path pattern, e.g. `id` for `/a/{id}`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub path: Option<String>,
+    Path(String),
     /// A query parameter (percent-decoded).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub query: Option<String>,
+    Query(String),
     /// A request header.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub header: Option<String>,
+    Header(String),
     /// A field of a JSON object body; dots name nested fields (`user.email`).
+    Json(String),
+}
+
+/// [`TargetConfig`] as written: one of four keys.
+#[derive(Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct TargetTable {
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub json: Option<String>,
+    path: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    query: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    header: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    json: Option<String>,
+}
+
+impl TryFrom<TargetTable> for TargetConfig {
+    type Error = String;
+
+    fn try_from(t: TargetTable) -> Result<Self, String> {
+        match (t.path, t.query, t.header, t.json) {
+            (Some(n), None, None, None) => Ok(Self::Path(n)),
+            (None, Some(n), None, None) => Ok(Self::Query(n)),
+            (None, None, Some(n), None) => Ok(Self::Header(n)),
+            (None, None, None, Some(n)) => Ok(Self::Json(n)),
+            (p, q, h, j) => {
+                let set = [p.is_some(), q.is_some(), h.is_some(), j.is_some()]
+                    .into_iter()
+                    .filter(|b| *b)
+                    .count();
+                Err(format!(
+                    "{set} target sources: set exactly one of path, query, header, json"
+                ))
+            }
+        }
+    }
+}
+
+impl From<TargetConfig> for TargetTable {
+    fn from(t: TargetConfig) -> Self {
+        let mut out = Self::default();
+        match t {
+            TargetConfig::Path(n) => out.path = Some(n),
+            TargetConfig::Query(n) => out.query = Some(n),
+            TargetConfig::Header(n) => out.header = Some(n),
+            TargetConfig::Json(n) => out.json = Some(n),
+        }
+        out
+    }
 }
 
 impl TargetConfig {
     /// The target is path parameter `name`.
+    ///
+    /// ```
+    /// let t = enumguard::TargetConfig::path("id");
+    /// assert_eq!((t.key(), t.name()), ("path", "id"));
+    /// ```
     pub fn path(name: impl Into<String>) -> Self {
-        Self {
-            path: Some(name.into()),
-            ..Self::default()
-        }
+        Self::Path(name.into())
     }
     /// The target is query parameter `name`.
     pub fn query(name: impl Into<String>) -> Self {
-        Self {
-            query: Some(name.into()),
-            ..Self::default()
-        }
+        Self::Query(name.into())
     }
     /// The target is header `name`.
     pub fn header(name: impl Into<String>) -> Self {
-        Self {
-            header: Some(name.into()),
-            ..Self::default()
-        }
+        Self::Header(name.into())
     }
     /// The target is JSON body field `name`.
     pub fn json(name: impl Into<String>) -> Self {
-        Self {
-            json: Some(name.into()),
-            ..Self::default()
+        Self::Json(name.into())
+    }
+
+    /// The name it reads: the parameter, header or field.
+    pub fn name(&self) -> &str {
+        match self {
+            Self::Path(n) | Self::Query(n) | Self::Header(n) | Self::Json(n) => n,
+        }
+    }
+
+    /// Its key in TOML: `path`, `query`, `header` or `json`.
+    pub fn key(&self) -> &'static str {
+        match self {
+            Self::Path(_) => "path",
+            Self::Query(_) => "query",
+            Self::Header(_) => "header",
+            Self::Json(_) => "json",
         }
     }
 }
@@ -73,6 +155,7 @@ impl TargetConfig {
 /// (`404`) or classes (`"2xx"`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
 pub struct OutcomeConfig {
     /// Statuses that mean the target exists and was served. Defaults to `["2xx"]`.
     pub hit: Vec<StatusSpec>,
@@ -80,6 +163,34 @@ pub struct OutcomeConfig {
     pub miss: Vec<StatusSpec>,
     /// Statuses that mean the actor may not see the target. Defaults to `[401, 403]`.
     pub denied: Vec<StatusSpec>,
+}
+
+impl OutcomeConfig {
+    /// A classification by these statuses.
+    ///
+    /// ```
+    /// use enumguard::{OutcomeConfig, ProbeConfig, StatusSpec, TargetConfig};
+    ///
+    /// // A password reset that answers 202 for a registered address.
+    /// let probe = ProbeConfig::identities("reset", "POST", "/reset", TargetConfig::json("email"))
+    ///     .outcome(OutcomeConfig::new(
+    ///         [StatusSpec::Code(202)],
+    ///         [StatusSpec::Code(404)],
+    ///         [StatusSpec::Code(401), StatusSpec::Code(403)],
+    ///     ));
+    /// assert_eq!(probe.outcome.hit, [StatusSpec::Code(202)]);
+    /// ```
+    pub fn new(
+        hit: impl IntoIterator<Item = StatusSpec>,
+        miss: impl IntoIterator<Item = StatusSpec>,
+        denied: impl IntoIterator<Item = StatusSpec>,
+    ) -> Self {
+        Self {
+            hit: hit.into_iter().collect(),
+            miss: miss.into_iter().collect(),
+            denied: denied.into_iter().collect(),
+        }
+    }
 }
 
 impl Default for OutcomeConfig {
@@ -108,6 +219,7 @@ pub enum Oversized {
 /// One enumerable endpoint.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct ProbeConfig {
     /// A short name, used in metrics labels and logs.
     pub name: String,
@@ -162,11 +274,7 @@ pub struct ProbeConfig {
         rename = "thresholds",
         skip_serializing_if = "Option::is_none"
     )]
-    overrides: Option<toml::Table>,
-    /// Thresholds given in code ([`ProbeConfig::thresholds`]); they win
-    /// over `overrides`.
-    #[serde(skip)]
-    given: Option<Thresholds>,
+    overrides: Option<ThresholdOverrides>,
 }
 
 fn default_method() -> String {
@@ -198,7 +306,6 @@ impl ProbeConfig {
             oversized: None,
             needs_login: None,
             overrides: None,
-            given: None,
         }
     }
 
@@ -271,7 +378,7 @@ impl ProbeConfig {
 
     /// Sets the thresholds (replacing the style's defaults).
     pub fn thresholds(mut self, thresholds: Thresholds) -> Self {
-        self.given = Some(thresholds);
+        self.overrides = Some(ThresholdOverrides::all(&thresholds));
         self
     }
 
@@ -295,13 +402,27 @@ impl ProbeConfig {
         self
     }
 
-    /// The thresholds this probe runs with: those given in code, or the
-    /// style's defaults with the TOML overrides merged in.
+    /// The thresholds this probe runs with: the style's defaults with the
+    /// overrides (TOML's `[probes.thresholds]`, or those given in code)
+    /// merged in, field by field.
     ///
-    /// # Errors
-    /// An override that names no threshold, or has the wrong type.
-    pub fn resolved_thresholds(&self) -> Result<Thresholds, ConfigError> {
-        self.effective_thresholds(0)
+    /// ```
+    /// let p: enumguard::ProbeConfig = toml::from_str(r#"
+    ///     name = "book"
+    ///     path = "/books/{id}"
+    ///     target = { path = "id" }
+    ///     thresholds = { foreign_block = 4, kind_factors = { ip = 3.0 } }
+    /// "#).unwrap();
+    /// let t = p.resolved_thresholds();
+    /// assert_eq!((t.foreign_block, t.kind_factors.ip), (4, 3.0));
+    /// assert_eq!(t.miss_block, enumguard::Thresholds::objects().miss_block);
+    /// ```
+    pub fn resolved_thresholds(&self) -> Thresholds {
+        let mut t = Thresholds::for_style(self.style);
+        if let Some(over) = &self.overrides {
+            over.apply(&mut t);
+        }
+        t
     }
 
     /// `self_target` as set, or its default: true for an `objects` probe
@@ -322,8 +443,8 @@ impl ProbeConfig {
             let n = n.to_ascii_lowercase();
             n.contains("account") || n.contains("user")
         };
-        let t = &self.target;
-        if let Some(name) = &t.path {
+        let name = self.target.name();
+        if let TargetConfig::Path(name) = &self.target {
             if names_account(name) {
                 return true;
             }
@@ -337,78 +458,68 @@ impl ProbeConfig {
             let stem = before.strip_suffix('s').unwrap_or(&before);
             return matches!(stem, "account" | "user" | "customer" | "member" | "profile");
         }
-        [&t.query, &t.header, &t.json]
-            .into_iter()
-            .flatten()
-            .any(|n| names_account(n))
+        names_account(name)
     }
 
     /// This probe with every default written out: `self_target`,
     /// `oversized`, and the thresholds in full (as a `[probes.thresholds]`
     /// table).
-    pub(crate) fn effective(&self, index: usize) -> Result<ProbeConfig, ConfigError> {
-        let t = self.effective_thresholds(index)?;
-        let table = toml::Table::try_from(&t).map_err(|e| {
-            ConfigError::invalid(format!("probes[{index}].thresholds"), "", e.to_string())
-        })?;
+    pub(crate) fn effective(&self) -> ProbeConfig {
         let objects = matches!(self.style, ProbeStyle::Objects);
-        Ok(ProbeConfig {
+        ProbeConfig {
             self_target: Some(self.self_target_or_default()),
             oversized: Some(self.oversized.unwrap_or(if objects {
                 Oversized::Pass
             } else {
                 Oversized::Refuse
             })),
-            overrides: Some(table),
-            given: None,
+            overrides: Some(ThresholdOverrides::all(&self.resolved_thresholds())),
             ..self.clone()
-        })
+        }
     }
+}
 
-    pub(crate) fn effective_thresholds(&self, index: usize) -> Result<Thresholds, ConfigError> {
-        if let Some(t) = &self.given {
-            return Ok(t.clone());
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Config;
+
+    /// The enum reads and writes the same TOML as the four keys did; none
+    /// or two is an error on the target's field.
+    #[test]
+    fn target_reads_and_writes_one_key() {
+        for (toml, t) in [
+            ("{ path = \"id\" }", TargetConfig::path("id")),
+            ("{ query = \"email\" }", TargetConfig::query("email")),
+            ("{ header = \"x-user\" }", TargetConfig::header("x-user")),
+            (
+                "{ json = \"user.email\" }",
+                TargetConfig::json("user.email"),
+            ),
+        ] {
+            let text = format!("[[probes]]\nname = \"p\"\npath = \"/a/{{id}}\"\ntarget = {toml}\n");
+            let c = Config::from_toml_str(&text).unwrap();
+            assert_eq!(c.probes[0].target, t);
+            let back = toml::to_string(&c.probes[0]).unwrap();
+            assert!(
+                back.contains(&format!("[target]\n{} = ", t.key())),
+                "{back}"
+            );
+            let again: ProbeConfig = toml::from_str(&back).unwrap();
+            assert_eq!(again.target, t);
         }
-        let mut t = Thresholds::for_style(self.style);
-        if let Some(over) = &self.overrides {
-            // Merge the override table over the defaults, field by field.
-            let base = toml::Table::try_from(&t).map_err(|e| {
-                ConfigError::invalid(format!("probes[{index}].thresholds"), "", e.to_string())
-            })?;
-            let mut merged = base;
-            for (k, v) in over {
-                if !merged.contains_key(k) {
-                    return Err(ConfigError::invalid(
-                        format!("probes[{index}].thresholds.{k}"),
-                        v.to_string(),
-                        "unknown threshold",
-                    ));
-                }
-                if let (Some(toml::Value::Table(dst)), toml::Value::Table(src)) =
-                    (merged.get_mut(k), v)
-                {
-                    for (k2, v2) in src {
-                        if !dst.contains_key(k2) {
-                            return Err(ConfigError::invalid(
-                                format!("probes[{index}].thresholds.{k}.{k2}"),
-                                v2.to_string(),
-                                "unknown field",
-                            ));
-                        }
-                        dst.insert(k2.clone(), v2.clone());
-                    }
-                } else {
-                    merged.insert(k.clone(), v.clone());
-                }
-            }
-            t = merged.try_into().map_err(|e: toml::de::Error| {
-                ConfigError::invalid(
-                    format!("probes[{index}].thresholds"),
-                    over.to_string().trim().to_owned(),
-                    e.message().to_owned(),
-                )
-            })?;
+        for toml in ["{}", "{ path = \"id\", query = \"q\" }"] {
+            let text = format!("[[probes]]\nname = \"p\"\npath = \"/a/{{id}}\"\ntarget = {toml}\n");
+            let e = Config::from_toml_str(&text).unwrap_err();
+            assert_eq!(e.field(), Some("probes[0].target"), "{e}");
+            assert!(
+                e.to_string()
+                    .contains("set exactly one of path, query, header, json"),
+                "{e}"
+            );
         }
-        Ok(t)
+        let text = "[[probes]]\nname = \"p\"\npath = \"/a\"\ntarget = { cookie = \"c\" }\n";
+        let e = Config::from_toml_str(text).unwrap_err();
+        assert!(e.to_string().contains("cookie"), "{e}");
     }
 }

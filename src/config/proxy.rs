@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
 pub struct ProxyConfig {
     /// The address the proxy listens on. Defaults to `127.0.0.1:8080`.
     pub listen: String,
@@ -97,6 +98,7 @@ impl Default for ProxyConfig {
 /// Where the proxy reads a request's account.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum AccountSource {
     /// A request header a trusted authentication gateway sets in front of
     /// the proxy (the client's own value must never reach the proxy:
@@ -116,6 +118,7 @@ pub enum AccountSource {
 /// How a bearer JWT is verified, and which claim is the account.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
 pub struct JwtConfig {
     /// The claim that names the account. Defaults to `sub`.
     pub claim: String,

@@ -38,6 +38,7 @@ pub enum MissingPeer {
 /// Where the session token is read from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
+#[non_exhaustive]
 pub enum SessionSource {
     /// A request header, e.g. `authorization` or `x-session`.
     Header(String),
@@ -48,6 +49,7 @@ pub enum SessionSource {
 /// Allowlists and denylists.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
 pub struct ListConfig {
     /// Networks in CIDR notation. Defaults to none.
     pub cidrs: Vec<String>,
@@ -58,6 +60,7 @@ pub struct ListConfig {
 /// Memory bounds. Each map whose keys an attacker chooses has one.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
 pub struct Limits {
     /// Most (actor, probe) signal records kept. When full, idle and
     /// unsuspicious records are evicted first; suspects and blocked actors
@@ -86,6 +89,7 @@ impl Default for Limits {
 /// targets is blocked as before.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
 pub struct ThrottleConfig {
     /// Requests a throttled actor may make per minute. Defaults to 20.
     pub per_minute: u32,
@@ -110,6 +114,7 @@ impl Default for ThrottleConfig {
 /// How long blocks last and how they grow for repeat offenders.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
 pub struct BlockConfig {
     /// The first block, in seconds. Defaults to 900 (15 minutes).
     pub base_secs: u64,
@@ -134,6 +139,7 @@ impl Default for BlockConfig {
 /// [`GuardBuilder::on_refusal`](crate::GuardBuilder::on_refusal)).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
 pub struct ResponseConfig {
     /// Status of a refusal of a blocked actor. Defaults to 429 (so that
     /// clients back off and read `Retry-After`); 403 is the other usual
@@ -155,6 +161,7 @@ impl Default for ResponseConfig {
 /// How suspicion spreads between linked actors and how long it is kept.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
 pub struct LinkConfig {
     /// Suspicion added to each actor of the request that got an actor
     /// blocked (its ip, subnet, session and account), as a fraction of a
@@ -201,6 +208,7 @@ impl Default for LinkConfig {
 /// rate against a slowly moving baseline.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
 pub struct ServiceViewConfig {
     /// Length of one bucket, in seconds. The view compares the last two
     /// buckets with the baseline. Defaults to 60.
@@ -255,6 +263,7 @@ impl Default for ServiceViewConfig {
 /// Its `Debug` shows the URLs with their passwords redacted.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
 pub struct ClusterConfig {
     /// The Redis server: `redis://[:password@]host:port[/db]`, `rediss://`
     /// for TLS (`rediss://host:port/#insecure` accepts any certificate, only
@@ -287,6 +296,33 @@ impl Default for ClusterConfig {
     }
 }
 
+impl ClusterConfig {
+    /// Replicas that share one Redis server at `url`; the other settings at
+    /// their defaults (set them on the value).
+    ///
+    /// ```
+    /// let mut cluster = enumguard::config::ClusterConfig::redis("redis://10.0.0.5:6379");
+    /// cluster.key_prefix = "enumguard:mailroom".into();
+    /// let mut config = enumguard::Config::default();
+    /// config.cluster = Some(cluster);
+    /// assert_eq!(config.cluster.unwrap().sync_interval_ms, 100);
+    /// ```
+    pub fn redis(url: impl Into<String>) -> Self {
+        Self {
+            redis_url: url.into(),
+            ..Self::default()
+        }
+    }
+
+    /// Replicas that share a Redis Cluster, found from some of its `nodes`.
+    pub fn redis_cluster(nodes: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        Self {
+            redis_cluster: nodes.into_iter().map(Into::into).collect(),
+            ..Self::default()
+        }
+    }
+}
+
 /// All settings of a guard. Build one in code with
 /// [`GuardBuilder`](crate::GuardBuilder), or read it from TOML.
 ///
@@ -295,6 +331,7 @@ impl Default for ClusterConfig {
 /// `enumguard check-config` prints).
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
 pub struct Config {
     /// `enforce` (default) or `observe`.
     pub mode: Mode,

@@ -10,6 +10,7 @@ use super::{ConfigError, ProbeStyle};
 /// (NAT, office) is many people, so it gets more room than one account.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
 pub struct KindFactors {
     /// Defaults to 2.
     pub ip: f64,
@@ -42,6 +43,7 @@ impl Default for KindFactors {
 /// its style's defaults.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
 pub struct Thresholds {
     /// The sliding window, in seconds.
     pub window_secs: u64,
@@ -123,6 +125,104 @@ pub struct Thresholds {
     pub stranger_factor: f64,
     /// Multipliers per actor kind.
     pub kind_factors: KindFactors,
+}
+
+/// Declares [`ThresholdOverrides`] from the fields of [`Thresholds`] (each
+/// named once here): the `[probes.thresholds]` table as written, each field
+/// an `Option` merged over the style's defaults field by field.
+macro_rules! overrides {
+    ($($field:ident: $ty:ty,)*) => {
+        /// A probe's `[probes.thresholds]` table as written: the fields it
+        /// sets, each merged over its style's defaults.
+        #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+        #[serde(default, deny_unknown_fields)]
+        pub(crate) struct ThresholdOverrides {
+            $(
+                #[serde(skip_serializing_if = "Option::is_none")]
+                $field: Option<$ty>,
+            )*
+            #[serde(skip_serializing_if = "Option::is_none")]
+            kind_factors: Option<KindFactorOverrides>,
+        }
+
+        impl ThresholdOverrides {
+            /// Sets every field that is set here.
+            pub(crate) fn apply(&self, t: &mut Thresholds) {
+                $(
+                    if let Some(v) = self.$field {
+                        t.$field = v;
+                    }
+                )*
+                if let Some(k) = &self.kind_factors {
+                    k.apply(&mut t.kind_factors);
+                }
+            }
+
+            /// Every field of `t`: thresholds given in full.
+            pub(crate) fn all(t: &Thresholds) -> Self {
+                Self {
+                    $($field: Some(t.$field),)*
+                    kind_factors: Some(KindFactorOverrides {
+                        ip: Some(t.kind_factors.ip),
+                        subnet: Some(t.kind_factors.subnet),
+                        session: Some(t.kind_factors.session),
+                        account: Some(t.kind_factors.account),
+                    }),
+                }
+            }
+        }
+    };
+}
+
+overrides! {
+    window_secs: u64,
+    long_half_life_secs: u64,
+    foreign_block: u32,
+    miss_block: u32,
+    miss_ratio: f64,
+    repeat_miss_ratio: f64,
+    miss_cap: f64,
+    min_targets: u32,
+    hit_block: u32,
+    denied_block: u32,
+    throttle_at: f64,
+    sequential_factor: f64,
+    sequential_run: u32,
+    cadence_factor: f64,
+    anomaly_factor: f64,
+    baseline_miss_ratio: f64,
+    baseline_foreign_ratio: f64,
+    repeat_factor: f64,
+    stranger_factor: f64,
+}
+
+/// The `kind_factors` table of a probe's overrides.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct KindFactorOverrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ip: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    subnet: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    session: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    account: Option<f64>,
+}
+
+impl KindFactorOverrides {
+    fn apply(&self, k: &mut KindFactors) {
+        for (to, from) in [
+            (&mut k.ip, self.ip),
+            (&mut k.subnet, self.subnet),
+            (&mut k.session, self.session),
+            (&mut k.account, self.account),
+        ] {
+            if let Some(v) = from {
+                *to = v;
+            }
+        }
+    }
 }
 
 impl Thresholds {

@@ -1,8 +1,14 @@
-//! Every check a config must pass before a guard is built from it.
+//! Every check a config must pass before a guard is built from it, and
+//! the one parse of what it holds as text (CIDRs, keys, header names,
+//! probes): [`Config::validate`] and the detector's compile both read
+//! [`Parsed`].
 
 use super::checks::duration;
 use super::thresholds::check_thresholds;
-use super::{Config, ConfigError, Oversized, ProbeConfig, ProbeStyle, SessionSource, Thresholds};
+use super::{
+    Config, ConfigError, Oversized, ProbeConfig, ProbeStyle, SessionSource, TargetConfig,
+    Thresholds,
+};
 use crate::actor::Cidr;
 use crate::probe::{PathPattern, TargetSource};
 
@@ -12,13 +18,39 @@ pub(crate) const MAX_BODY_LIMIT: usize = 1 << 20;
 /// The most probes one guard holds (their index is a byte in each record's key).
 pub(crate) const MAX_PROBES: usize = 255;
 
+/// What a config holds as text, parsed: made once, by [`Config::parse`].
+pub(crate) struct Parsed {
+    pub(crate) trusted: Vec<Cidr>,
+    pub(crate) allow: Vec<Cidr>,
+    pub(crate) deny: Vec<Cidr>,
+    /// The session header's name (a `&str` lookup parses it on every
+    /// request).
+    pub(crate) session_header: Option<http::HeaderName>,
+    pub(crate) session_key: Option<(u64, u64)>,
+    /// Each probe's parts, in config order.
+    pub(crate) probes: Vec<ProbeParts>,
+}
+
 impl Config {
-    /// Checks every field; what [`GuardBuilder::build`](crate::GuardBuilder::build)
-    /// runs.
+    /// Checks every field: what [`GuardBuilder::build`](crate::GuardBuilder::build)
+    /// runs. The same parse as [`Config::compile`], whose result it drops.
+    ///
+    /// ```
+    /// let mut config = enumguard::Config::default();
+    /// config.trusted_proxies = vec!["10.0.0.0/8".into()];
+    /// assert!(config.validate().is_ok());
+    /// config.trusted_proxies.push("10.0.0.0/33".into());
+    /// assert_eq!(config.validate().unwrap_err().field(), Some("trusted_proxies[1]"));
+    /// ```
     ///
     /// # Errors
     /// The first invalid field.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.parse().map(drop)
+    }
+
+    /// Checks every field and parses what is text, once.
+    pub(crate) fn parse(&self) -> Result<Parsed, ConfigError> {
         let prefix = |field: &str, v: u8, max: u8| {
             if v > max {
                 Err(ConfigError::invalid(
@@ -46,30 +78,34 @@ impl Config {
                 ));
             }
         }
-        parse_cidrs("trusted_proxies", &self.trusted_proxies)?;
+        let trusted = parse_cidrs("trusted_proxies", &self.trusted_proxies)?;
         if let Some(p) = &self.proxy {
             p.validate(self.session.is_some())?;
         }
-        parse_cidrs("allow.cidrs", &self.allow.cidrs)?;
-        parse_cidrs("deny.cidrs", &self.deny.cidrs)?;
+        let allow = parse_cidrs("allow.cidrs", &self.allow.cidrs)?;
+        let deny = parse_cidrs("deny.cidrs", &self.deny.cidrs)?;
+        let mut session_header = None;
         if let Some(SessionSource::Header(h) | SessionSource::Cookie(h)) = &self.session {
-            let field = match &self.session {
-                Some(SessionSource::Header(_)) => "session.header",
-                _ => "session.cookie",
+            let header = matches!(self.session, Some(SessionSource::Header(_)));
+            let field = if header {
+                "session.header"
+            } else {
+                "session.cookie"
             };
-            if h.is_empty() || http::HeaderName::from_bytes(h.as_bytes()).is_err() {
-                return Err(ConfigError::invalid(
-                    field,
-                    h.clone(),
-                    "not a valid header or cookie name",
-                ));
-            }
+            let name = (!h.is_empty())
+                .then(|| http::HeaderName::from_bytes(h.as_bytes()).ok())
+                .flatten()
+                .ok_or_else(|| {
+                    ConfigError::invalid(field, h.clone(), "not a valid header or cookie name")
+                })?;
+            session_header = header.then_some(name);
         }
-        if let Some(k) = &self.session_key {
-            parse_key(k).ok_or_else(|| {
+        let session_key = match &self.session_key {
+            Some(k) => Some(parse_key(k).ok_or_else(|| {
                 ConfigError::invalid("session_key", REDACTED, "must be exactly 32 hex digits")
-            })?;
-        }
+            })?),
+            None => None,
+        };
         if self.limits.max_actors < 16 {
             return Err(ConfigError::invalid(
                 "limits.max_actors",
@@ -181,6 +217,7 @@ impl Config {
                 format!("at most {MAX_PROBES} probes"),
             ));
         }
+        let mut probes = Vec::with_capacity(self.probes.len());
         for (i, p) in self.probes.iter().enumerate() {
             if self.probes[..i].iter().any(|q| q.name == p.name) {
                 return Err(ConfigError::invalid(
@@ -189,9 +226,16 @@ impl Config {
                     "another probe has this name",
                 ));
             }
-            probe_parts(i, p)?;
+            probes.push(probe_parts(i, p)?);
         }
-        Ok(())
+        Ok(Parsed {
+            trusted,
+            allow,
+            deny,
+            session_header,
+            session_key,
+            probes,
+        })
     }
 }
 
@@ -374,59 +418,46 @@ pub(crate) fn probe_parts(i: usize, p: &ProbeConfig) -> Result<ProbeParts, Confi
             format!("{m}{}", colon_hint(&p.path)),
         )
     })?;
-    let t = &p.target;
-    let set = [
-        t.path.is_some(),
-        t.query.is_some(),
-        t.header.is_some(),
-        t.json.is_some(),
-    ]
-    .iter()
-    .filter(|b| **b)
-    .count();
-    if set != 1 {
-        return Err(ConfigError::invalid(
-            field("target"),
-            format!("{set} sources"),
-            "set exactly one of path, query, header, json",
-        ));
-    }
-    let source = if let Some(name) = &t.path {
-        let Some(idx) = pattern.param(name) else {
-            return Err(ConfigError::invalid(
-                field("target.path"),
-                name.clone(),
-                format!(
-                    "the path `{}` has no parameter `{{{name}}}`{}",
-                    p.path,
-                    colon_hint(&p.path)
-                ),
-            ));
-        };
-        TargetSource::Path(idx)
-    } else if let Some(q) = &t.query {
-        if q.is_empty() {
-            return Err(ConfigError::invalid(
-                field("target.query"),
-                "",
-                "must not be empty",
-            ));
+    let source = match &p.target {
+        TargetConfig::Path(name) => {
+            let Some(idx) = pattern.param(name) else {
+                return Err(ConfigError::invalid(
+                    field("target.path"),
+                    name.clone(),
+                    format!(
+                        "the path `{}` has no parameter `{{{name}}}`{}",
+                        p.path,
+                        colon_hint(&p.path)
+                    ),
+                ));
+            };
+            TargetSource::Path(idx)
         }
-        TargetSource::Query(q.clone())
-    } else if let Some(h) = &t.header {
-        TargetSource::Header(http::HeaderName::from_bytes(h.as_bytes()).map_err(|_| {
-            ConfigError::invalid(field("target.header"), h.clone(), "not a header name")
-        })?)
-    } else {
-        let j = t.json.as_deref().unwrap_or_default();
-        if j.is_empty() || j.split('.').any(str::is_empty) {
-            return Err(ConfigError::invalid(
-                field("target.json"),
-                j,
-                "must be a field name, dots between nested names",
-            ));
+        TargetConfig::Query(q) => {
+            if q.is_empty() {
+                return Err(ConfigError::invalid(
+                    field("target.query"),
+                    "",
+                    "must not be empty",
+                ));
+            }
+            TargetSource::Query(q.clone())
         }
-        TargetSource::Json(j.split('.').map(str::to_owned).collect())
+        TargetConfig::Header(h) => {
+            TargetSource::Header(http::HeaderName::from_bytes(h.as_bytes()).map_err(|_| {
+                ConfigError::invalid(field("target.header"), h.clone(), "not a header name")
+            })?)
+        }
+        TargetConfig::Json(j) => {
+            if j.is_empty() || j.split('.').any(str::is_empty) {
+                return Err(ConfigError::invalid(
+                    field("target.json"),
+                    j.clone(),
+                    "must be a field name, dots between nested names",
+                ));
+            }
+            TargetSource::Json(j.split('.').map(str::to_owned).collect())
+        }
     };
     if p.body_limit == 0 || p.body_limit > MAX_BODY_LIMIT {
         return Err(ConfigError::invalid(
@@ -435,7 +466,7 @@ pub(crate) fn probe_parts(i: usize, p: &ProbeConfig) -> Result<ProbeParts, Confi
             format!("must be 1..={MAX_BODY_LIMIT}"),
         ));
     }
-    let thresholds = p.effective_thresholds(i)?;
+    let thresholds = p.resolved_thresholds();
     check_thresholds(i, &thresholds)?;
     Ok(ProbeParts {
         method,

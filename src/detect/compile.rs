@@ -1,12 +1,10 @@
 //! A config compiled against the running policy: probe slots kept by name
-//! for the detector's life, live state carried over by name, and what a
-//! reload may not change.
+//! for the detector's life (the live state of a slot is the detector's:
+//! `live.rs`), and what a reload may not change.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use super::policy::Policy;
-use super::probes::ProbeLive;
 use crate::clock::secs_to_nanos;
 use crate::config::{Config, ConfigError};
 
@@ -53,9 +51,8 @@ impl Slots {
     }
 }
 
-/// Compiles `config`, giving each probe its slot by name and, where an
-/// older policy had a probe of that name, its live state (a fresh view if
-/// the view's settings changed, seeded with what the old one learned).
+/// Compiles `config`, giving each probe its slot by name (`old`, the
+/// running policy, holds slots whose requests may be in flight).
 pub(super) fn compile(
     slots: &mut Slots,
     config: Config,
@@ -64,7 +61,7 @@ pub(super) fn compile(
 ) -> Result<Policy, ConfigError> {
     let mut taken = Vec::with_capacity(config.probes.len());
     let in_use: Vec<u8> = old.map_or_else(Vec::new, |o| o.probes.iter().map(|p| p.slot).collect());
-    let mut slot_of = |name: &str, c: &Config, i: usize| {
+    let slot_of = |name: &str, i: usize| {
         let slot = slots.slot_for(name, &taken, &in_use).ok_or_else(|| {
             ConfigError::invalid(
                 format!("probes[{i}].name"),
@@ -76,33 +73,9 @@ pub(super) fn compile(
             )
         })?;
         taken.push(slot);
-        let live = old.and_then(|o| {
-            let p = o.probes.iter().find(|p| &*p.name == name)?;
-            let t = c.probes[i].effective_thresholds(i).ok()?;
-            let watch = t.foreign_block > 0;
-            if o.config.service_view == c.service_view && p.watch_foreign == watch {
-                return Some(p.live.clone());
-            }
-            // New view settings: a new view, seeded with what the old one
-            // learned, and what the application showed of the probe.
-            let (miss, foreign) = p.live.view.baselines();
-            let live = ProbeLive::new(super::view::View::new(
-                &c.service_view,
-                watch,
-                miss,
-                foreign,
-            ));
-            for (to, from) in [
-                (&live.owner_reported, &p.live.owner_reported),
-                (&live.matched, &p.live.matched),
-            ] {
-                to.store(from.load(Ordering::Relaxed), Ordering::Relaxed);
-            }
-            Some(Arc::new(live))
-        });
-        Ok((slot, live))
+        Ok(slot)
     };
-    Policy::compile(config, random_session_key, &mut slot_of)
+    Policy::compile(config, random_session_key, slot_of)
 }
 
 /// Refuses a change of what is fixed when the detector is made: the

@@ -232,7 +232,7 @@ mod tests {
             "/a/{id}",
             TargetConfig::path("id"),
         ));
-        Policy::compile(c, (1, 2), |_, _, _| Ok((0, None))).unwrap()
+        Policy::compile(c, (1, 2), |_, _| Ok(0)).unwrap()
     }
 
     /// A record first seen at `born`, with `own` own-object reads.

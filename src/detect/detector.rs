@@ -11,7 +11,8 @@ use arc_swap::{ArcSwap, Guard};
 
 use super::change::{ChangeKind, VerdictChange, VerdictListener};
 use super::compile::{Reloads, Slots, announce_probes, compile, strike_memory};
-use super::policy::Policy;
+use super::live::Live;
+use super::policy::{Policy, random_key};
 use crate::actor::{AccountId, ActorKey};
 use crate::config::{Config, ConfigError};
 use crate::probe::TargetInfo;
@@ -36,6 +37,9 @@ pub struct Detector {
     pub(super) generation: AtomicU64,
     pub(crate) store: Store,
     pub(crate) verdicts: Table,
+    /// The live state of each probe slot (views, novelty, what the
+    /// application showed of the probe), apart from the policy.
+    pub(crate) live: Live,
     /// Secret key of the distinct-target sketch: fixed for the detector's
     /// life (records depend on it).
     target_key: (u64, u64),
@@ -121,12 +125,15 @@ impl Detector {
         }
         let verdicts = Table::new(c.limits.max_verdicts);
         let c_max_actors = c.limits.max_actors;
+        let live = Live::new();
+        live.adopt(None, &policy);
         announce_probes(&policy);
         Ok(Self {
             policy: ArcSwap::from_pointee(policy),
             generation: AtomicU64::new(0),
             store,
             verdicts,
+            live,
             target_key,
             random_session_key,
             warned_missing_peer: AtomicBool::new(false),
@@ -370,16 +377,4 @@ impl Detector {
     pub(crate) fn warn_missing_peer_once(&self) -> bool {
         !self.warned_missing_peer.swap(true, Ordering::Relaxed)
     }
-}
-
-/// A random key per process, from the standard library's randomly seeded
-/// hasher (no extra dependency).
-pub(crate) fn random_key() -> (u64, u64) {
-    use std::hash::{BuildHasher, Hasher};
-    let s = std::collections::hash_map::RandomState::new();
-    let mut a = s.build_hasher();
-    a.write_u64(0x5e55_1011);
-    let mut b = s.build_hasher();
-    b.write_u64(0x6b65_7973);
-    (a.finish(), b.finish())
 }

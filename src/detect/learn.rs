@@ -3,7 +3,8 @@
 //! the service-wide view told.
 
 use super::escalate::Scene;
-use super::probes::{Probe, ProbeLive};
+use super::live::ProbeLive;
+use super::probes::Probe;
 use super::score::{self, Level};
 use super::view::{Counted, Seen};
 use super::{Detector, Policy, context};
@@ -53,12 +54,13 @@ impl Detector {
             outcome,
             admitted,
         } = lesson;
+        let live = self.live.of(probe.slot);
         if actors.account.is_none() && matches!(outcome, Some(Outcome::Hit | Outcome::Miss)) {
-            ProbeLive::note(&probe.live.answers_anonymous);
+            ProbeLive::note(&live.answers_anonymous);
         }
         let t = &probe.thresholds;
         let (window, long) = (probe.window, probe.long);
-        let view = &probe.live.view;
+        let view = &live.view;
         // On a probe that counts finds, a miss on a target somebody asked
         // for recently tells the asker nothing the service was not telling
         // others: the records count the request, not the target (see
@@ -72,7 +74,7 @@ impl Detector {
         if let (true, Some(tg), Some(Outcome::Hit | Outcome::Miss)) =
             (t.hit_block > 0, target, outcome)
         {
-            let asked = probe.live.novelty(long).note(tg.hash, now);
+            let asked = live.novelty(long).note(tg.hash, now);
             if !tg.is_self && outcome == Some(Outcome::Miss) && asked {
                 shared_miss = true;
                 target = None;
@@ -132,7 +134,7 @@ impl Detector {
                             ..Learned::default()
                         };
                     }
-                    let anomalous = *anomalous.get_or_init(|| read_view(probe, now));
+                    let anomalous = *anomalous.get_or_init(|| self.read_view(probe, now));
                     let ctx = context::Judging {
                         policy,
                         probe,
@@ -208,7 +210,7 @@ impl Detector {
             } else {
                 Seen::Neither
             };
-            view.count(now, Counted { seen, established });
+            view.count(&probe.view, now, Counted { seen, established });
         }
         if let Some((key, score)) = worst {
             self.block_crossed_in(&scene, key, score);
@@ -216,10 +218,13 @@ impl Detector {
     }
 }
 
-/// Whether the probe's service-wide view is anomalous now, with the
-/// change noted for operators (see `View::note`).
-pub(crate) fn read_view(probe: &Probe, now: u64) -> bool {
-    let a = probe.live.view.anomalous(now);
-    probe.live.view.note(a, &probe.name);
-    a
+impl Detector {
+    /// Whether the probe's service-wide view is anomalous now, with the
+    /// change noted for operators (see `View::note`).
+    pub(crate) fn read_view(&self, probe: &Probe, now: u64) -> bool {
+        let view = &self.live.of(probe.slot).view;
+        let a = view.anomalous(&probe.view, now);
+        view.note(a, &probe.name);
+        a
+    }
 }

@@ -7,10 +7,11 @@
 //! | file | role |
 //! |---|---|
 //! | `detector.rs` | [`Detector`]: the policy (swapped whole by a reload) apart from the live state |
-//! | `compile.rs` | a config compiled against the running policy: probe slots and live state kept by name |
+//! | `compile.rs` | a config compiled against the running policy: probe slots kept by name |
 //! | `reload.rs` | reloads: checked, applied atomically with their diff, rolled back |
-//! | `policy.rs` | [`Policy`]: a config compiled once (probes, prefixes, lists, durations in nanoseconds); deriving actor keys |
-//! | `probes.rs` | the compiled probe: matching, target extraction, outcome rules, with its live state |
+//! | `policy.rs` | [`Policy`] and [`Config::compile`](crate::Config::compile): a config parsed and compiled once into plain data (probes, prefixes, lists, durations in nanoseconds); deriving actor keys |
+//! | `probes.rs` | the compiled probe: matching, target extraction, outcome rules, view settings (plain data) |
+//! | `live.rs` | the live state of each probe slot (view, novelty filter, what the application showed, counters), kept by the detector across reloads |
 //! | `head.rs` | what an adapter hands in: [`Head`], [`Hooks`]; [`Noted`] for an access log |
 //! | `request.rs` | the two calls: a head in, [`Decision`] out; the [`Ticket`] and its [`Answered`] back |
 //! | `identify.rs` | the facts of a head: its actors (as far as needed) and its probe's target |
@@ -34,6 +35,7 @@ mod facts;
 mod head;
 mod identify;
 mod learn;
+mod live;
 mod novelty;
 mod policy;
 pub(crate) mod probes;
@@ -46,10 +48,10 @@ mod view;
 
 pub use change::{ChangeKind, VerdictChange, VerdictListener};
 pub use detector::Detector;
-#[cfg(any(feature = "admin", feature = "redis", feature = "proxy"))]
-pub(crate) use detector::random_key;
 pub use facts::{Answered, BodyRead, Decision, Ticket};
 pub use head::{Head, Hooks, NoHooks, Noted};
+#[cfg(any(feature = "admin", feature = "redis", feature = "proxy"))]
+pub(crate) use policy::random_key;
 pub use policy::{Match, Policy};
 pub use refusal::{Refusal, RefusalKind};
 pub use request::{Route, Routed};

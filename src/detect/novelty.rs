@@ -65,7 +65,9 @@ pub(crate) struct Novelty {
     gens: [Generation; 2],
     /// The period the current generation holds.
     period: AtomicU64,
-    period_nanos: u64,
+    /// The period's length (set when made, and when its slot goes to
+    /// another probe).
+    period_nanos: AtomicU64,
 }
 
 /// The three bits of a target: double hashing of its keyed hash.
@@ -83,8 +85,23 @@ impl Novelty {
         Self {
             gens: [Generation::new(), Generation::new()],
             period: AtomicU64::new(0),
-            period_nanos: period_nanos.max(1),
+            period_nanos: AtomicU64::new(period_nanos.max(1)),
         }
+    }
+
+    /// Forgets every target, with periods of `period_nanos` from now on
+    /// (for a slot that a reload gives to another probe).
+    pub(crate) fn restart(&self, period_nanos: u64) {
+        self.period_nanos
+            .store(period_nanos.max(1), Ordering::Relaxed);
+        self.period.store(0, Ordering::Release);
+        for g in &self.gens {
+            g.clear();
+        }
+    }
+
+    fn period_of(&self, now: u64) -> u64 {
+        now / self.period_nanos.load(Ordering::Relaxed)
     }
 
     /// The generation of period `p`.
@@ -95,7 +112,7 @@ impl Novelty {
     /// Moves to the period of `now`, clearing what is older than the
     /// previous period.
     fn rotate(&self, now: u64) -> u64 {
-        let p = now / self.period_nanos;
+        let p = self.period_of(now);
         let old = self.period.load(Ordering::Acquire);
         if p > old
             && self
@@ -116,7 +133,7 @@ impl Novelty {
     /// Whether somebody asked for the target in the current or the
     /// previous period.
     pub(crate) fn asked(&self, hash: u64, now: u64) -> bool {
-        let p = now / self.period_nanos;
+        let p = self.period_of(now);
         let cur = self.period.load(Ordering::Acquire);
         let b = bits(hash);
         match p.saturating_sub(cur) {

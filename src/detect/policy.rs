@@ -1,22 +1,19 @@
-//! The compiled policy: a [`Config`], validated once and turned into what
+//! The compiled policy: a [`Config`], parsed once and turned into what
 //! the hot path reads (probes, prefixes, lists, durations in nanoseconds).
-//! Immutable: a reload compiles a new one and swaps it in whole.
+//! Plain data: a reload compiles a new one and swaps it in whole, and the
+//! live state stays with the detector (see `live.rs`).
 
 use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::ops::Range;
-use std::sync::{Arc, OnceLock};
 
 use governor::Quota;
 use http::Method;
-use metrics::Counter;
 
-use super::probes::{Probe, ProbeLive};
+use super::probes::Probe;
 use crate::actor::{AccountId, ActorKey, ActorKind, Actors, Cidr, ForwardedHeader, hash128};
 use crate::clock::secs_to_nanos;
-use crate::config::{
-    Config, ConfigError, MissingPeer, Mode, SessionSource, parse_cidrs, parse_key,
-};
+use crate::config::{Config, ConfigError, MissingPeer, Mode, SessionSource};
 
 /// A request matched to a probe: which one, and where its path target lies
 /// in the request's path.
@@ -36,30 +33,6 @@ impl Match {
     pub fn capture(&self) -> Option<Range<usize>> {
         self.capture.clone()
     }
-}
-
-/// Requests a thread counts before it adds them to the policy's count.
-const UNMATCHED_CHECK_EVERY: u32 = 4096;
-/// Requests after which a probe that matched none is warned about (then
-/// after four times as many, and so on: a rate-limited warning).
-const UNMATCHED_WARN_AFTER: u64 = 16_384;
-
-thread_local! {
-    static SEEN: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
-}
-
-/// The per-request counters, registered on first use (see
-/// [`metrics`](crate::metrics)): kept as handles, so that no key is built
-/// or looked up per request.
-#[derive(Default)]
-pub(crate) struct Hot {
-    cell: OnceLock<HotCounters>,
-}
-
-pub(crate) struct HotCounters {
-    pub(crate) requests: Counter,
-    /// Per probe: hit, miss, denied, other.
-    pub(crate) outcomes: Vec<[Counter; 4]>,
 }
 
 /// A validated, compiled [`Config`]: what a [`Detector`](super::Detector)
@@ -97,14 +70,9 @@ pub struct Policy {
     pub(crate) history_hits: u32,
     /// The config it was compiled from.
     pub(crate) config: Config,
-    pub(crate) hot: Hot,
     /// The detector's generation this policy is (0 for the first; a
     /// reload's is the next).
     pub(crate) generation: u64,
-    /// Requests counted for the unmatched-probe warning, and when the next
-    /// warning is due.
-    seen: std::sync::atomic::AtomicU64,
-    next_warning: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Policy {
@@ -116,33 +84,53 @@ impl std::fmt::Debug for Policy {
     }
 }
 
+impl Config {
+    /// Checks this config and compiles it into the [`Policy`] a
+    /// [`Detector`](super::Detector) decides by: the one parse of what it
+    /// holds as text (CIDRs, keys, patterns, thresholds), which
+    /// [`validate`](Config::validate) runs too. Sessions are keyed with a
+    /// random key when the config sets no `session_key`.
+    ///
+    /// ```
+    /// use enumguard::{Config, ProbeConfig, TargetConfig};
+    ///
+    /// let mut config = Config::default();
+    /// config.probes.push(ProbeConfig::objects(
+    ///     "orders", "GET", "/orders/{id}", TargetConfig::path("id"),
+    /// ));
+    /// let policy = config.compile().unwrap();
+    /// assert_eq!(policy.probe_names().collect::<Vec<_>>(), ["orders"]);
+    /// assert!(policy.route(&http::Method::GET, "/orders/7").is_some());
+    /// ```
+    ///
+    /// # Errors
+    /// The first invalid field.
+    pub fn compile(&self) -> Result<Policy, ConfigError> {
+        Policy::compile(self.clone(), random_key(), |_, i| Ok(i as u8))
+    }
+}
+
 impl Policy {
-    /// Validates `config` and compiles it. `slot_of` gives each probe its
-    /// slot and the live state it keeps (by name, across reloads).
+    /// Checks and compiles `config`. `slot_of` gives each probe (by name
+    /// and index) its slot: the byte in each record's key.
     pub(crate) fn compile(
         config: Config,
         random_session_key: (u64, u64),
-        mut slot_of: impl FnMut(
-            &str,
-            &Config,
-            usize,
-        ) -> Result<(u8, Option<Arc<ProbeLive>>), ConfigError>,
+        mut slot_of: impl FnMut(&str, usize) -> Result<u8, ConfigError>,
     ) -> Result<Self, ConfigError> {
-        config.validate()?;
+        let parsed = config.parse()?;
         let c = &config;
         let mut probes = Vec::with_capacity(c.probes.len());
-        for (i, p) in c.probes.iter().enumerate() {
-            let (slot, live) = slot_of(&p.name, c, i)?;
-            probes.push(Probe::compile(i, p, slot, &c.service_view, live)?);
+        for (i, (p, parts)) in c.probes.iter().zip(parsed.probes).enumerate() {
+            let slot = slot_of(&p.name, i)?;
+            probes.push(Probe::compile(parts, p, slot, &c.service_view));
         }
         let hashes = |list: &[String]| -> Vec<u128> {
             list.iter().map(|a| AccountId::new(a).hash()).collect()
         };
-        let allow = parse_cidrs("allow.cidrs", &c.allow.cidrs)?;
-        let deny = parse_cidrs("deny.cidrs", &c.deny.cidrs)?;
         let allow_accounts = hashes(&c.allow.accounts);
         let deny_accounts = hashes(&c.deny.accounts);
-        // Validated above; never clamped: a 0 is the config's error.
+        // Checked by the parse; never clamped: a 0 is the config's error.
         let nonzero = |field: &str, v: u32| {
             NonZeroU32::new(v).ok_or_else(|| ConfigError::invalid(field, "0", "must be at least 1"))
         };
@@ -153,26 +141,19 @@ impl Policy {
             missing_peer: c.missing_peer,
             ip_prefix: (c.ip_v4_prefix, c.ip_v6_prefix),
             subnet_prefix: (c.subnet_v4_prefix, c.subnet_v6_prefix),
-            trusted: parse_cidrs("trusted_proxies", &c.trusted_proxies)?,
+            trusted: parsed.trusted,
             forwarded_header: c.forwarded_header,
-            no_lists: allow.is_empty()
-                && deny.is_empty()
+            no_lists: parsed.allow.is_empty()
+                && parsed.deny.is_empty()
                 && allow_accounts.is_empty()
                 && deny_accounts.is_empty(),
-            allow,
-            deny,
+            allow: parsed.allow,
+            deny: parsed.deny,
             allow_accounts,
             deny_accounts,
-            session_header: match &c.session {
-                Some(SessionSource::Header(h)) => http::HeaderName::from_bytes(h.as_bytes()).ok(),
-                _ => None,
-            },
+            session_header: parsed.session_header,
             session: c.session.clone(),
-            session_key: c
-                .session_key
-                .as_deref()
-                .and_then(parse_key)
-                .unwrap_or(random_session_key),
+            session_key: parsed.session_key.unwrap_or(random_session_key),
             probes,
             block_base: secs_to_nanos(c.blocks.base_secs),
             block_factor: u64::from(c.blocks.factor),
@@ -185,10 +166,7 @@ impl Policy {
             half_life: secs_to_nanos(c.links.half_life_secs),
             new_actor: secs_to_nanos(c.links.new_actor_secs),
             history_hits: c.links.history_hits,
-            hot: Hot::default(),
             generation: 0,
-            seen: Default::default(),
-            next_warning: std::sync::atomic::AtomicU64::new(UNMATCHED_WARN_AFTER),
             config,
         })
     }
@@ -213,7 +191,6 @@ impl Policy {
     pub fn route(&self, method: &Method, path: &str) -> Option<Match> {
         self.probes.iter().enumerate().find_map(|(i, p)| {
             let capture = p.matches(method, path)?;
-            ProbeLive::note(&p.live.matched);
             Some(Match {
                 index: i as u8,
                 capture,
@@ -273,78 +250,16 @@ impl Policy {
         ActorKey::hashed(ActorKind::Session, hash128(self.session_key, token))
     }
 
-    /// The per-request counters.
-    #[inline]
-    pub(crate) fn hot(&self) -> &HotCounters {
-        self.hot.cell.get_or_init(|| HotCounters {
-            requests: metrics::counter!(crate::metrics::REQUESTS),
-            outcomes: self
-                .probes
-                .iter()
-                .map(|p| {
-                    ["hit", "miss", "denied", "other"].map(|o| {
-                        metrics::counter!(crate::metrics::PROBE_REQUESTS, "probe" => p.name.to_string(), "outcome" => o)
-                    })
-                })
-                .collect(),
-        })
+    /// The key sessions are hashed with (the config's `session_key`, parsed
+    /// once, or the detector's random one).
+    #[cfg(feature = "redis")]
+    pub(crate) fn session_secret(&self) -> (u64, u64) {
+        self.session_key
     }
 
     /// The probe in slot `slot`, if this policy has it.
     pub(crate) fn by_slot(&self, slot: u8) -> Option<&Probe> {
         self.probes.iter().find(|p| p.slot == slot)
-    }
-
-    /// Counts a request that reached the guard, for the warning about
-    /// probes that match none: a per-thread count, added to the policy's
-    /// own every [`UNMATCHED_CHECK_EVERY`] requests (no shared line written
-    /// per request).
-    #[inline]
-    pub(crate) fn note_request(&self) {
-        if self.probes.is_empty() {
-            return;
-        }
-        SEEN.with(|c| {
-            let n = c.get() + 1;
-            if n >= UNMATCHED_CHECK_EVERY {
-                c.set(0);
-                self.check_unmatched(u64::from(n));
-            } else {
-                c.set(n);
-            }
-        });
-    }
-
-    #[cold]
-    fn check_unmatched(&self, n: u64) {
-        use std::sync::atomic::Ordering;
-        let seen = self.seen.fetch_add(n, Ordering::Relaxed) + n;
-        let next = self.next_warning.load(Ordering::Relaxed);
-        if seen < next
-            || self
-                .next_warning
-                .compare_exchange(
-                    next,
-                    next.saturating_mul(4),
-                    Ordering::Relaxed,
-                    Ordering::Relaxed,
-                )
-                .is_err()
-        {
-            return;
-        }
-        for p in &self.probes {
-            if !p.live.matched.load(Ordering::Relaxed) {
-                tracing::warn!(
-                    target: "enumguard",
-                    probe = %p.name,
-                    path = %p.pattern(),
-                    requests = seen,
-                    "enumguard probe has matched none of the requests that reached the guard: \
-                     check its method and path against the service's routes"
-                );
-            }
-        }
     }
 
     /// How long the `strikes`-th block lasts.
@@ -358,4 +273,16 @@ impl Policy {
         }
         d.min(self.block_max)
     }
+}
+
+/// A random key per process, from the standard library's randomly seeded
+/// hasher (no extra dependency).
+pub(crate) fn random_key() -> (u64, u64) {
+    use std::hash::{BuildHasher, Hasher};
+    let s = std::collections::hash_map::RandomState::new();
+    let mut a = s.build_hasher();
+    a.write_u64(0x5e55_1011);
+    let mut b = s.build_hasher();
+    b.write_u64(0x6b65_7973);
+    (a.finish(), b.finish())
 }

@@ -1,63 +1,16 @@
-//! The compiled probe: pattern, target source, outcome rules and
-//! thresholds in the units the hot path uses, with a handle on its live
-//! state (the service-wide view), which outlives a reload.
+//! The compiled probe: pattern, target source, outcome rules, thresholds
+//! and view settings in the units the hot path uses. Plain data: its live
+//! state is the detector's, by slot (see `live.rs`).
 
 use std::ops::Range;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use http::{HeaderMap, Method, StatusCode};
 
-use super::view::View;
+use super::view::ViewParams;
 use crate::clock::secs_to_nanos;
-use crate::config::ConfigError;
-use crate::config::{Oversized, ProbeConfig, ServiceViewConfig, Thresholds, probe_parts};
+use crate::config::{Oversized, ProbeConfig, ProbeParts, ServiceViewConfig, Thresholds};
 use crate::probe::{Methods, Outcome, OutcomeRules, PathPattern, TARGET_BUF, TargetSource};
-
-/// What a probe keeps across reloads (by name): its service-wide view and
-/// what the application showed of it.
-pub(crate) struct ProbeLive {
-    pub(crate) view: View,
-    /// The application has reported an [`Owner`](crate::Owner) in a
-    /// response: ownership is known only after the handler.
-    pub(crate) owner_reported: AtomicBool,
-    /// A request has matched the probe (for the warning about probes that
-    /// match nothing).
-    pub(crate) matched: AtomicBool,
-    /// An anonymous request was answered with a hit or a miss: the probe
-    /// needs no login, so its addresses' verdicts hold every request.
-    pub(crate) answers_anonymous: AtomicBool,
-    /// Which targets were asked for recently (identities probes, made on
-    /// first use: see `novelty.rs`).
-    novelty: std::sync::OnceLock<super::novelty::Novelty>,
-}
-
-impl ProbeLive {
-    pub(crate) fn new(view: View) -> Self {
-        Self {
-            view,
-            owner_reported: AtomicBool::new(false),
-            matched: AtomicBool::new(false),
-            answers_anonymous: AtomicBool::new(false),
-            novelty: std::sync::OnceLock::new(),
-        }
-    }
-
-    /// The probe's novelty filter, with generations of `period` (made on
-    /// first use; a reload keeps the first period).
-    pub(crate) fn novelty(&self, period: u64) -> &super::novelty::Novelty {
-        self.novelty
-            .get_or_init(|| super::novelty::Novelty::new(period))
-    }
-
-    /// Notes a flag once: a load, and a store only the first time (no
-    /// shared line written per request).
-    pub(crate) fn note(flag: &AtomicBool) {
-        if !flag.load(Ordering::Relaxed) {
-            flag.store(true, Ordering::Relaxed);
-        }
-    }
-}
 
 /// A probe, compiled.
 pub(crate) struct Probe {
@@ -83,7 +36,8 @@ pub(crate) struct Probe {
     /// with owners): the service-wide view watches their rate, and a young
     /// account at a suspect address is watched on them.
     pub(crate) watch_foreign: bool,
-    pub(crate) live: Arc<ProbeLive>,
+    /// The service-wide view's settings for this probe.
+    pub(crate) view: ViewParams,
 }
 
 impl std::fmt::Debug for Probe {
@@ -97,29 +51,18 @@ impl std::fmt::Debug for Probe {
 }
 
 impl Probe {
-    /// Compiles probe number `i`; `live` is the state it keeps from an
-    /// earlier policy, if any (else a fresh view).
+    /// Compiles a probe from its parsed parts, into slot `slot`.
     pub(crate) fn compile(
-        i: usize,
+        parts: ProbeParts,
         p: &ProbeConfig,
         slot: u8,
         view_cfg: &ServiceViewConfig,
-        live: Option<Arc<ProbeLive>>,
-    ) -> Result<Self, ConfigError> {
-        let parts = probe_parts(i, p)?;
+    ) -> Self {
         let t = parts.thresholds;
         // Objects with owners (by id, an `Owner` or the ownership hook):
         // foreign reads are the tell.
         let watch_foreign = t.foreign_block > 0;
-        let live = live.unwrap_or_else(|| {
-            Arc::new(ProbeLive::new(View::new(
-                view_cfg,
-                watch_foreign,
-                t.baseline_miss_ratio,
-                t.baseline_foreign_ratio,
-            )))
-        });
-        Ok(Self {
+        Self {
             name: Arc::from(p.name.as_str()),
             slot,
             method: parts.method,
@@ -138,8 +81,8 @@ impl Probe {
             long: secs_to_nanos(t.long_half_life_secs),
             thresholds: t,
             watch_foreign,
-            live,
-        })
+            view: ViewParams::new(view_cfg, watch_foreign),
+        }
     }
 
     /// The path pattern as written.
@@ -187,6 +130,7 @@ impl Probe {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::ConfigError;
     use crate::config::{OutcomeConfig, TargetConfig};
 
     fn probe(path: &str, target: TargetConfig) -> Probe {
@@ -194,7 +138,10 @@ mod tests {
     }
 
     fn compile(p: &ProbeConfig) -> Result<Probe, ConfigError> {
-        Probe::compile(0, p, 0, &ServiceViewConfig::default(), None)
+        let mut config = crate::Config::default();
+        config.probes.push(p.clone());
+        let parts = config.parse()?.probes.remove(0);
+        Ok(Probe::compile(parts, p, 0, &ServiceViewConfig::default()))
     }
 
     fn capture<'a>(p: &Probe, m: &Method, path: &'a str) -> Option<Option<&'a str>> {
@@ -236,10 +183,6 @@ mod tests {
             let e = compile(&ProbeConfig::objects("p", "GET", path, target)).unwrap_err();
             assert!(e.field().unwrap().starts_with("probes[0]."), "{e}");
         }
-        let mut two = TargetConfig::path("id");
-        two.query = Some("q".into());
-        let e = compile(&ProbeConfig::objects("p", "GET", "/a/{id}", two)).unwrap_err();
-        assert_eq!(e.field(), Some("probes[0].target"));
     }
 
     /// A path in another router's syntax gets a hint at ours.

@@ -114,8 +114,10 @@ impl Detector {
     ) -> Result<ConfigDiff, ReloadError> {
         let old = self.policy.load_full();
         fixed_settings(&old.config, &config)?;
-        config.validate()?;
-        let diff = ConfigDiff::between(&old.config, &config);
+        // Compiled on a copy of the slots, kept only if the reload goes on.
+        let mut slots = state.slots.clone();
+        let mut new = compile(&mut slots, config, self.random_session_key, Some(&old))?;
+        let diff = ConfigDiff::between(&old.config, &new.config);
         if !allow_removal && diff.removed_probes().next().is_some() {
             return Err(ReloadError::RemovesProbes {
                 removed: diff.removed_probes().map(str::to_owned).collect(),
@@ -126,12 +128,7 @@ impl Detector {
             tracing::info!(target: "enumguard", "enumguard config {what}: no change");
             return Ok(diff);
         }
-        let mut new = compile(
-            &mut state.slots,
-            config,
-            self.random_session_key,
-            Some(&old),
-        )?;
+        state.slots = slots;
         let removed: Vec<(u8, Arc<str>)> = old
             .probes
             .iter()
@@ -156,6 +153,7 @@ impl Detector {
             .map(|p| (p.slot, p.thresholds.throttle_at))
             .collect();
         new.generation = self.generation() + 1;
+        self.live.adopt(Some(&old), &new);
         self.policy.store(Arc::new(new));
         self.generation.fetch_add(1, Ordering::AcqRel);
         state.previous = Some(Arc::new(old.config.clone()));

@@ -130,9 +130,13 @@ impl Detector {
         H: Head + ?Sized,
         C: FnOnce() -> u64,
     {
-        policy.hot().requests.increment(1);
-        policy.note_request();
+        self.live.requests().increment(1);
+        self.live.note_request(policy);
         let matched = policy.route(head.method(), head.path());
+        if let Some(m) = &matched {
+            let probe = &policy.probes[m.probe_index()];
+            super::live::ProbeLive::note(&self.live.of(probe.slot).matched);
+        }
         // Without a probe, only a ban or an account's or session's block can
         // refuse the request (and the lists): while none is held, nothing
         // needs identifying.
@@ -278,9 +282,7 @@ impl Detector {
             Some(Outcome::Denied) => 2,
             None => 3,
         };
-        if let Some(c) = policy.hot().outcomes.get(index) {
-            c[i].increment(1);
-        }
+        self.live.of(probe.slot).count_outcome(probe, i);
         let answer = Answer {
             outcome,
             owner: answer.owner,

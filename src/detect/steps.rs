@@ -9,9 +9,10 @@
 //! enforce mode, where it never reaches the service.
 
 use super::facts::{Answer, BodyTarget, Facts, Pending, ProbeId, Step, Target};
-use super::learn::{Lesson, read_view};
+use super::learn::Lesson;
+use super::live::ProbeLive;
 use super::policy::Policy;
-use super::probes::{Probe, ProbeLive};
+use super::probes::Probe;
 use super::refusal::{Refusal, RefusalKind};
 use super::score;
 use super::{Detector, context};
@@ -156,7 +157,7 @@ impl Detector {
                 .actors
                 .account
                 .is_some_and(|a| a.hash() == owner.hash());
-            ProbeLive::note(&probe.live.owner_reported);
+            ProbeLive::note(&self.live.of(probe.slot).owner_reported);
         }
         // A target the caller knows (its contacts) is no guess: counted as
         // its own, never as a miss or a find.
@@ -238,7 +239,7 @@ impl Detector {
     ) -> Option<Refusal> {
         let scope = Scope {
             probe: probe.map(|p| p.slot),
-            anonymous: address_holds_all(actors, probe),
+            anonymous: self.address_holds_all(actors, probe),
         };
         for key in actors.keys() {
             let (kind, retry, slot) = match self.verdicts.check(&key, now, scope) {
@@ -315,7 +316,8 @@ impl Detector {
         let anomalous = std::cell::OnceCell::new();
         let novel = std::cell::OnceCell::new();
         let counts_finds = t.hit_block > 0;
-        let asked = |hash: u64| probe.live.novelty(probe.long).asked(hash, now);
+        let live = self.live.of(probe.slot);
+        let asked = |hash: u64| live.novelty(probe.long).asked(hash, now);
         let mut beside = context::Beside::default();
         let anonymous = actors.account.is_none();
         // Where the application tells ownership only in the response, the
@@ -327,8 +329,7 @@ impl Detector {
         // that answered decides before the handler.)
         let owner_later = !anonymous
             && !target.decided
-            && probe
-                .live
+            && live
                 .owner_reported
                 .load(std::sync::atomic::Ordering::Relaxed);
         // The worst crossing of a personal actor, and of an address.
@@ -360,7 +361,7 @@ impl Detector {
                     // Not a new target: counting it adds nothing.
                     return None;
                 }
-                let anomalous = *anomalous.get_or_init(|| read_view(probe, now));
+                let anomalous = *anomalous.get_or_init(|| self.read_view(probe, now));
                 let ctx = context::Judging {
                     policy,
                     probe,
@@ -445,7 +446,7 @@ impl Detector {
         }
         // An address's evidence holds anonymous requests, and all requests
         // to a probe that answers without a login (see `gate`).
-        let address_holds = address_holds_all(actors, Some(probe));
+        let address_holds = self.address_holds_all(actors, Some(probe));
         let crossing = match (crossing, address_crossing) {
             (Some(c), Some(a)) if address_holds => Some(if a.1 > c.1 { a } else { c }),
             (None, Some(a)) if address_holds => Some(a),
@@ -473,7 +474,10 @@ impl Detector {
         // took it for, the worst answer (a foreign object where foreign
         // objects are the tell, else a miss): refusing attempts must not
         // hide an attack from the view.
-        probe.live.view.count_refused(now);
+        self.live
+            .of(probe.slot)
+            .view
+            .count_refused(&probe.view, now);
         let scene = super::escalate::Scene {
             policy,
             probe,
@@ -505,13 +509,16 @@ enum Precheck {
 /// leaves the account on a request to the caller's choice: held like an
 /// anonymous one, or a guesser would send each guess with another
 /// account's token to slip out of its address's block.
-fn address_holds_all(actors: &Actors, probe: Option<&Probe>) -> bool {
-    actors.account.is_none()
-        || probe.is_some_and(|p| match p.needs_login {
-            Some(needs) => !needs,
-            None => p
-                .live
-                .answers_anonymous
-                .load(std::sync::atomic::Ordering::Relaxed),
-        })
+impl Detector {
+    fn address_holds_all(&self, actors: &Actors, probe: Option<&Probe>) -> bool {
+        actors.account.is_none()
+            || probe.is_some_and(|p| match p.needs_login {
+                Some(needs) => !needs,
+                None => self
+                    .live
+                    .of(p.slot)
+                    .answers_anonymous
+                    .load(std::sync::atomic::Ordering::Relaxed),
+            })
+    }
 }

@@ -71,6 +71,33 @@ pub(crate) struct Counted {
     pub(crate) established: bool,
 }
 
+/// A view's settings, compiled into its probe: plain data, read on every
+/// call (the view itself holds only counts).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct ViewParams {
+    bucket_nanos: u64,
+    min_requests: u32,
+    ratio: f64,
+    margin: f64,
+    alpha: f64,
+    watch_foreign: bool,
+}
+
+impl ViewParams {
+    pub(crate) fn new(cfg: &ServiceViewConfig, watch_foreign: bool) -> Self {
+        Self {
+            bucket_nanos: crate::clock::secs_to_nanos(cfg.bucket_secs).max(1),
+            min_requests: cfg.min_requests,
+            ratio: cfg.ratio,
+            margin: cfg.margin,
+            alpha: cfg.alpha,
+            watch_foreign,
+        }
+    }
+}
+
+/// The live counts of one probe's view (its settings are the probe's
+/// [`ViewParams`]): kept by the detector, per probe slot.
 pub(crate) struct View {
     bucket: AtomicU64,
     cur: [Stripe; STRIPES],
@@ -82,23 +109,12 @@ pub(crate) struct View {
     /// Baselines as f32 bits.
     base_miss: AtomicU32,
     base_foreign: AtomicU32,
-    bucket_nanos: u64,
-    min_requests: u32,
-    ratio: f64,
-    margin: f64,
-    alpha: f64,
-    watch_foreign: bool,
     /// What the view was last seen to be (see [`View::note`]).
     alert: std::sync::atomic::AtomicBool,
 }
 
 impl View {
-    pub(crate) fn new(
-        cfg: &ServiceViewConfig,
-        watch_foreign: bool,
-        prior_miss: f64,
-        prior_foreign: f64,
-    ) -> Self {
+    pub(crate) fn new(prior_miss: f64, prior_foreign: f64) -> Self {
         Self {
             bucket: AtomicU64::new(0),
             cur: Default::default(),
@@ -106,14 +122,28 @@ impl View {
             slow: Default::default(),
             base_miss: AtomicU32::new((prior_miss as f32).to_bits()),
             base_foreign: AtomicU32::new((prior_foreign as f32).to_bits()),
-            bucket_nanos: crate::clock::secs_to_nanos(cfg.bucket_secs).max(1),
-            min_requests: cfg.min_requests,
-            ratio: cfg.ratio,
-            margin: cfg.margin,
-            alpha: cfg.alpha,
-            watch_foreign,
             alert: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// Starts the view over with these baselines: no bucket counted, calm.
+    /// For a slot that a reload gives to a probe (with its priors), or
+    /// whose view settings changed (with what the view learned).
+    pub(crate) fn restart(&self, base_miss: f64, base_foreign: f64) {
+        self.bucket.store(0, Ordering::Release);
+        for stripe in &self.cur {
+            for c in &stripe.0 {
+                c.store(0, Ordering::Relaxed);
+            }
+        }
+        for c in self.prev.iter().chain(&self.slow) {
+            c.store(0, Ordering::Relaxed);
+        }
+        self.base_miss
+            .store((base_miss as f32).to_bits(), Ordering::Relaxed);
+        self.base_foreign
+            .store((base_foreign as f32).to_bits(), Ordering::Relaxed);
+        self.alert.store(false, Ordering::Relaxed);
     }
 
     /// Notes what the view was read to be; on a change (one thread wins
@@ -147,8 +177,8 @@ impl View {
         true
     }
 
-    fn roll(&self, now: u64) {
-        let b = now / self.bucket_nanos;
+    fn roll(&self, p: &ViewParams, now: u64) {
+        let b = now / p.bucket_nanos;
         let old = self.bucket.load(Ordering::Acquire);
         if b == old {
             return;
@@ -169,12 +199,13 @@ impl View {
                 .fold(0u32, u32::saturating_add)
         });
         let calm = !self.rates_anomalous(
+            p,
             closed[REQ] as u64,
             closed[MISS] as u64,
             closed[FOREIGN] as u64,
-            self.min_requests as u64 / 2,
+            p.min_requests as u64 / 2,
         );
-        let enough = (self.min_requests as u64 / 2).max(1);
+        let enough = (p.min_requests as u64 / 2).max(1);
         // What established people did is what is normal, anomaly or not: a
         // wrong prior is corrected by them, and an attack by actors without
         // history cannot teach it. Without enough of them, a calm bucket's
@@ -200,7 +231,7 @@ impl View {
             let req = req as f64;
             for (base, count) in [(&self.base_miss, miss), (&self.base_foreign, foreign)] {
                 let old = f32::from_bits(base.load(Ordering::Relaxed)) as f64;
-                let new = old + self.alpha * weight * (count as f64 / req - old);
+                let new = old + p.alpha * weight * (count as f64 / req - old);
                 base.store((new as f32).to_bits(), Ordering::Relaxed);
             }
         }
@@ -219,8 +250,8 @@ impl View {
     }
 
     /// Counts one request.
-    pub(crate) fn count(&self, now: u64, request: Counted) {
-        self.roll(now);
+    pub(crate) fn count(&self, p: &ViewParams, now: u64, request: Counted) {
+        self.roll(p, now);
         let cur = &self.cur[stripe()].0;
         cur[REQ].fetch_add(1, Ordering::Relaxed);
         // The count it adds to, and the same for established people.
@@ -244,13 +275,14 @@ impl View {
     /// the worst answer: a foreign object where foreign objects are the
     /// tell, else a miss (refusing attempts must not hide an attack from
     /// the view); by an actor without history.
-    pub(crate) fn count_refused(&self, now: u64) {
-        let seen = if self.watch_foreign {
+    pub(crate) fn count_refused(&self, p: &ViewParams, now: u64) {
+        let seen = if p.watch_foreign {
             Seen::Foreign
         } else {
             Seen::Miss
         };
         self.count(
+            p,
             now,
             Counted {
                 seen,
@@ -259,7 +291,7 @@ impl View {
         );
     }
 
-    fn rates_anomalous(&self, req: u64, miss: u64, foreign: u64, min: u64) -> bool {
+    fn rates_anomalous(&self, p: &ViewParams, req: u64, miss: u64, foreign: u64, min: u64) -> bool {
         if req < min.max(1) {
             return false;
         }
@@ -270,17 +302,16 @@ impl View {
         let anomalous = |count: u64, base: &AtomicU32| {
             let rate = count as f64 / req as f64;
             let base = f32::from_bits(base.load(Ordering::Relaxed)) as f64;
-            rate >= base + self.margin
-                && (rate >= base * self.ratio || rate >= base + (1.0 - base) / 3.0)
+            rate >= base + p.margin && (rate >= base * p.ratio || rate >= base + (1.0 - base) / 3.0)
         };
         anomalous(miss, &self.base_miss)
-            || (self.watch_foreign && anomalous(foreign, &self.base_foreign))
+            || (p.watch_foreign && anomalous(foreign, &self.base_foreign))
     }
 
     /// Whether the last two buckets are anomalous, or, where they are too
     /// few requests to tell, the slow view with the current bucket.
-    pub(crate) fn anomalous(&self, now: u64) -> bool {
-        let b = now / self.bucket_nanos;
+    pub(crate) fn anomalous(&self, p: &ViewParams, now: u64) -> bool {
+        let b = now / p.bucket_nanos;
         let cur_bucket = self.bucket.load(Ordering::Acquire);
         let get = |i: usize| -> u64 {
             let c: u64 = self
@@ -297,8 +328,8 @@ impl View {
             }
         };
         let req = get(REQ);
-        if req >= self.min_requests as u64 {
-            return self.rates_anomalous(req, get(MISS), get(FOREIGN), self.min_requests as u64);
+        if req >= p.min_requests as u64 {
+            return self.rates_anomalous(p, req, get(MISS), get(FOREIGN), p.min_requests as u64);
         }
         // Thin traffic: the last ten or so buckets, and this one.
         let stale = b.saturating_sub(cur_bucket).min(64) as i32;
@@ -314,10 +345,11 @@ impl View {
             s.round() as u64
         };
         self.rates_anomalous(
+            p,
             slow(REQ),
             slow(MISS),
             slow(FOREIGN),
-            self.min_requests as u64,
+            p.min_requests as u64,
         )
     }
 
@@ -336,8 +368,40 @@ mod tests {
 
     const S: u64 = 1_000_000_000;
 
+    /// A view with the default settings, called as its probe calls it.
+    struct Probed {
+        view: View,
+        p: ViewParams,
+    }
+
+    impl Probed {
+        fn count(&self, now: u64, c: Counted) {
+            self.view.count(&self.p, now, c);
+        }
+        fn count_refused(&self, now: u64) {
+            self.view.count_refused(&self.p, now);
+        }
+        fn anomalous(&self, now: u64) -> bool {
+            self.view.anomalous(&self.p, now)
+        }
+    }
+
+    impl std::ops::Deref for Probed {
+        type Target = View;
+        fn deref(&self) -> &View {
+            &self.view
+        }
+    }
+
+    fn view(watch_foreign: bool, prior_miss: f64, prior_foreign: f64) -> Probed {
+        Probed {
+            view: View::new(prior_miss, prior_foreign),
+            p: ViewParams::new(&ServiceViewConfig::default(), watch_foreign),
+        }
+    }
+
     /// A request of an actor without history: a miss, or neither.
-    fn ask(v: &View, now: u64, miss: bool) {
+    fn ask(v: &Probed, now: u64, miss: bool) {
         let seen = if miss { Seen::Miss } else { Seen::Neither };
         v.count(
             now,
@@ -349,7 +413,7 @@ mod tests {
     }
 
     /// The same of a person with history.
-    fn ask_established(v: &View, now: u64, miss: bool) {
+    fn ask_established(v: &Probed, now: u64, miss: bool) {
         let seen = if miss { Seen::Miss } else { Seen::Neither };
         v.count(
             now,
@@ -361,7 +425,7 @@ mod tests {
     }
 
     /// The current bucket's count `i`, over the stripes.
-    fn current(v: &View, i: usize) -> u32 {
+    fn current(v: &Probed, i: usize) -> u32 {
         v.cur.iter().map(|s| s.0[i].load(Ordering::Relaxed)).sum()
     }
 
@@ -370,7 +434,7 @@ mod tests {
     #[test]
     fn a_refused_attempt_counts_as_the_worst_answer() {
         for (watch, tell) in [(true, FOREIGN), (false, MISS)] {
-            let v = View::new(&ServiceViewConfig::default(), watch, 0.1, 0.05);
+            let v = view(watch, 0.1, 0.05);
             v.count_refused(S);
             let counts = || [REQ, MISS, FOREIGN, EREQ, EMISS, EFOREIGN].map(|i| current(&v, i));
             let once = counts();
@@ -394,7 +458,7 @@ mod tests {
     /// a person with history made it.
     #[test]
     fn counts_follow_what_the_request_was() {
-        let v = View::new(&ServiceViewConfig::default(), true, 0.1, 0.05);
+        let v = view(true, 0.1, 0.05);
         for (seen, established) in [
             (Seen::Miss, false),
             (Seen::Foreign, true),
@@ -408,7 +472,7 @@ mod tests {
     }
 
     /// Ten calm minutes from one thread (10% misses); returns the time.
-    fn calm(v: &View) -> u64 {
+    fn calm(v: &Probed) -> u64 {
         let mut now = 0;
         for minute in 0..10u64 {
             for i in 0..100u64 {
@@ -423,7 +487,7 @@ mod tests {
     /// over threads is seen whole, and the bucket closes with every stripe.
     #[test]
     fn stripes_add_up() {
-        let v = View::new(&ServiceViewConfig::default(), true, 0.1, 0.05);
+        let v = view(true, 0.1, 0.05);
         let now = calm(&v);
         assert!(!v.anomalous(now));
         // A spike split over 8 threads, each too small alone.
@@ -446,7 +510,7 @@ mod tests {
 
     #[test]
     fn calm_then_spike() {
-        let v = View::new(&ServiceViewConfig::default(), true, 0.1, 0.05);
+        let v = view(true, 0.1, 0.05);
         let now = calm(&v);
         assert!(!v.anomalous(now));
         assert!((v.baselines().0 - 0.1).abs() < 0.02);
@@ -464,7 +528,7 @@ mod tests {
     #[test]
     fn a_probe_whose_misses_are_normal_sets_its_prior() {
         // A sign-up form: most addresses are new (misses).
-        let v = View::new(&ServiceViewConfig::default(), false, 0.9, 0.05);
+        let v = view(false, 0.9, 0.05);
         for i in 0..100u64 {
             ask(&v, i * S / 2, i % 10 != 0);
         }
@@ -476,7 +540,7 @@ mod tests {
     /// an attack by actors without history never teaches the baseline.
     #[test]
     fn established_traffic_corrects_a_wrong_prior() {
-        let v = View::new(&ServiceViewConfig::default(), false, 0.05, 0.05);
+        let v = view(false, 0.05, 0.05);
         // People with history, missing two times in five (contacts
         // elsewhere, typos): anomalous against the prior at first.
         let mut now = 0;
@@ -516,7 +580,7 @@ mod tests {
     /// minutes, calm again some ten minutes after it stops.
     #[test]
     fn thin_traffic_is_judged_on_the_slow_view() {
-        let v = View::new(&ServiceViewConfig::default(), false, 0.1, 0.05);
+        let v = view(false, 0.1, 0.05);
         let mut now = 0;
         let mut turned = None;
         for minute in 0..10u64 {
@@ -545,7 +609,7 @@ mod tests {
     #[test]
     fn a_high_baseline_turns_a_third_of_the_way_to_all() {
         for (rate, anomalous) in [(0.45, false), (0.55, true)] {
-            let v = View::new(&ServiceViewConfig::default(), false, 0.25, 0.05);
+            let v = view(false, 0.25, 0.05);
             for i in 0..100u64 {
                 ask(&v, i * S / 2, (i as f64) < rate * 100.0);
             }
@@ -557,7 +621,7 @@ mod tests {
     /// one gauge update), whoever reads the view.
     #[test]
     fn a_change_is_noted_once() {
-        let v = View::new(&ServiceViewConfig::default(), false, 0.1, 0.05);
+        let v = view(false, 0.1, 0.05);
         assert!(!v.note(false, "lookup"));
         assert!(v.note(true, "lookup"));
         assert!(!v.note(true, "lookup"));
@@ -567,8 +631,8 @@ mod tests {
 
     #[test]
     fn foreign_rate_only_when_watched() {
-        let on = View::new(&ServiceViewConfig::default(), true, 0.1, 0.05);
-        let off = View::new(&ServiceViewConfig::default(), false, 0.1, 0.05);
+        let on = view(true, 0.1, 0.05);
+        let off = view(false, 0.1, 0.05);
         for i in 0..50u64 {
             let foreign = Counted {
                 seen: Seen::Foreign,

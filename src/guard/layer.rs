@@ -367,12 +367,7 @@ impl GuardBuilder {
             let policy = shared.core.policy();
             if let Some(cluster) = &policy.config().cluster {
                 // Validated: a cluster has a session key.
-                let secret = policy
-                    .config()
-                    .session_key
-                    .as_deref()
-                    .and_then(crate::config::parse_key)
-                    .unwrap_or_default();
+                let secret = policy.session_secret();
                 shared.cluster = Some(crate::cluster::start(
                     &shared.core,
                     shared.clock.clone(),

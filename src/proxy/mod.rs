@@ -69,7 +69,7 @@ struct State {
     health: String,
     draining: AtomicBool,
     client_ip_header: Option<HeaderName>,
-    trusted: Vec<crate::Cidr>,
+    trusted: Vec<crate::actor::Cidr>,
     header_read: Duration,
     tunnels: Arc<Tunnels>,
 }
@@ -83,7 +83,7 @@ impl Proxy {
     /// An invalid config, a listener that cannot bind, a secret that is not
     /// there.
     pub async fn start(config: Config, file: Option<PathBuf>) -> Result<Self, String> {
-        config.validate().map_err(|e| e.to_string())?;
+        let compiled = config.compile().map_err(|e| e.to_string())?;
         let p = config.proxy.clone().unwrap_or_default();
         let upstream: http::Uri = p
             .upstream
@@ -94,8 +94,7 @@ impl Proxy {
             .cloned()
             .ok_or("proxy.upstream: no host")?;
         let prefix = upstream.path().trim_end_matches('/').to_owned();
-        let trusted = crate::config::parse_cidrs("trusted_proxies", &config.trusted_proxies)
-            .map_err(|e| e.to_string())?;
+        let trusted = compiled.trusted.clone();
         let accounts = Arc::new(Accounts::new(&config)?);
         let header = |h: &str| HeaderName::from_bytes(h.as_bytes()).map_err(|e| e.to_string());
         let tunnels = Arc::new(Tunnels::new());

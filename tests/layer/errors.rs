@@ -195,15 +195,12 @@ async fn subnet_ban_covers_the_v4_24() {
 #[test]
 fn builder_debug_never_shows_the_session_key_or_a_redis_password() {
     const KEY: &str = "00112233445566778899aabbccddeeff";
-    let config = enumguard::Config {
-        session_key: Some(KEY.into()),
-        cluster: Some(enumguard::config::ClusterConfig {
-            redis_url: "redis://:pa55word-x1@10.0.0.5:6379/0".into(),
-            redis_cluster: vec!["rediss://ops:pa55word-x2@10.0.0.6:7000".into()],
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
+    let mut config = enumguard::Config::default();
+    config.session_key = Some(KEY.into());
+    let mut cluster =
+        enumguard::config::ClusterConfig::redis("redis://:pa55word-x1@10.0.0.5:6379/0");
+    cluster.redis_cluster = vec!["rediss://ops:pa55word-x2@10.0.0.6:7000".into()];
+    config.cluster = Some(cluster);
     let builder = GuardLayer::builder().config(config.clone());
     for text in [
         format!("{builder:?}"),
@@ -220,9 +217,10 @@ fn builder_debug_never_shows_the_session_key_or_a_redis_password() {
     }
     // A layer built with a key does not show it either.
     let layer = GuardLayer::builder()
-        .config(enumguard::Config {
-            session_key: Some(KEY.into()),
-            ..Default::default()
+        .config({
+            let mut c = enumguard::Config::default();
+            c.session_key = Some(KEY.into());
+            c
         })
         .build()
         .unwrap();

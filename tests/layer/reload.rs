@@ -55,10 +55,8 @@ async fn a_reload_through_the_handle_switches_the_mode_and_keeps_the_verdicts() 
     assert_eq!(refusal.unwrap().kind(), RefusalKind::Blocked);
 
     // An invalid config is refused; the running one stays.
-    let bad = Config {
-        trusted_proxies: vec!["10.0.0.0/33".into()],
-        ..Config::default()
-    };
+    let mut bad = Config::default();
+    bad.trusted_proxies = vec!["10.0.0.0/33".into()];
     let e = handle.reload(bad).unwrap_err();
     assert_eq!(e.field(), Some("trusted_proxies[0]"));
     assert_eq!(handle.config().responses.block_status, 403);
@@ -89,10 +87,7 @@ async fn a_reload_applies_new_thresholds_to_the_next_request() {
         assert_eq!(res.status(), 200);
     }
     let mut tight = handle.config();
-    tight.probes[0] = common::addressbook().thresholds(enumguard::Thresholds {
-        foreign_block: 3,
-        ..enumguard::Thresholds::objects()
-    });
+    tight.probes[0] = common::addressbook().thresholds(foreign_block(3));
     handle.reload(tight).unwrap();
     // The third foreign book crosses the new threshold, counted with the
     // two before the reload (the fourth at the latest: the distinct-target
@@ -202,14 +197,11 @@ fn a_reload_returns_and_logs_what_it_changed() {
     let (diff, unchanged, generations) = capture.run(|| {
         let mut tight = handle.config();
         tight.mode = Mode::Observe;
-        tight.probes[0] = common::addressbook().thresholds(enumguard::Thresholds {
-            foreign_block: 3,
-            ..enumguard::Thresholds::objects()
-        });
+        tight.probes[0] = common::addressbook().thresholds(foreign_block(3));
         let diff = handle.reload(tight.clone()).unwrap();
         let generation = handle.detector().generation();
         // The same config again, written out in full: nothing changes.
-        let unchanged = handle.reload(tight.effective().unwrap()).unwrap();
+        let unchanged = handle.reload(tight.effective()).unwrap();
         (
             diff,
             unchanged,
@@ -311,10 +303,7 @@ async fn a_rollback_restores_probes_and_thresholds_and_keeps_state() {
     let tracked = handle.tracked();
     // A change: the probe loosened, another one added.
     let mut loose = handle.config();
-    loose.probes[0] = common::addressbook().thresholds(enumguard::Thresholds {
-        foreign_block: 100,
-        ..enumguard::Thresholds::objects()
-    });
+    loose.probes[0] = common::addressbook().thresholds(foreign_block(100));
     loose.probes.push(ProbeConfig::objects(
         "orders",
         "GET",
@@ -359,4 +348,11 @@ async fn a_rollback_restores_probes_and_thresholds_and_keeps_state() {
     // A second rollback undoes the first.
     handle.rollback().unwrap();
     assert_eq!(handle.config(), loose);
+}
+
+/// The objects defaults with this `foreign_block`.
+fn foreign_block(n: u32) -> enumguard::Thresholds {
+    let mut t = enumguard::Thresholds::objects();
+    t.foreign_block = n;
+    t
 }

@@ -48,7 +48,6 @@ mod threshold_warnings;
 
 pub use explanation::{ActorSource, Explanation, ProbeExplanation, Warning, WarningKind};
 
-use super::validate::probe_parts;
 use super::{Config, ConfigError};
 use describe::explain_probe;
 use probe_warnings::probe_warnings;
@@ -65,15 +64,13 @@ impl Config {
     /// # Errors
     /// The config is not valid (the first invalid field).
     pub fn explain(&self) -> Result<Explanation, ConfigError> {
-        self.validate()?;
+        let parsed = self.parse()?;
+        let parts = parsed.probes;
         let mut probes = Vec::with_capacity(self.probes.len());
-        let mut parts = Vec::with_capacity(self.probes.len());
-        for (i, p) in self.probes.iter().enumerate() {
-            let part = probe_parts(i, p)?;
-            probes.push(explain_probe(self, i, p, &part)?);
-            parts.push(part);
+        for (i, (p, part)) in self.probes.iter().zip(&parts).enumerate() {
+            probes.push(explain_probe(self, i, p, part)?);
         }
-        let mut warnings = self.service_warnings()?;
+        let mut warnings = self.service_warnings(&parsed.trusted)?;
         for (i, (p, part)) in self.probes.iter().zip(&parts).enumerate() {
             probe_warnings(self, i, p, part, &parts[..i], &mut warnings)?;
         }

@@ -2,14 +2,14 @@
 //! allow lists, actor prefixes, the store, verdicts and the view.
 
 use super::explanation::{LOOSE, Warning, WarningKind, num};
+use crate::actor::Cidr;
 use crate::actor::ForwardedHeader;
-use crate::config::validate::parse_cidrs;
 use crate::config::{
     Config, ConfigError, Limits, MissingPeer, Mode, ServiceViewConfig, ThrottleConfig,
 };
 
 impl Config {
-    pub(super) fn service_warnings(&self) -> Result<Vec<Warning>, ConfigError> {
+    pub(super) fn service_warnings(&self, trusted: &[Cidr]) -> Result<Vec<Warning>, ConfigError> {
         let mut out = Vec::new();
         let mut warn = |kind, field: &str, why: String, fix: &str| {
             out.push(Warning {
@@ -42,7 +42,6 @@ impl Config {
                  sockets, tests); else serve with peer addresses and set \"refuse\"",
             );
         }
-        let trusted = parse_cidrs("trusted_proxies", &self.trusted_proxies)?;
         if trusted.is_empty() && self.forwarded_header == ForwardedHeader::Forwarded {
             warn(
                 WarningKind::ForwardedUnread,

@@ -6,7 +6,7 @@ use std::fmt;
 
 use super::explanation::{Explanation, ProbeExplanation, Warning, factor, num, style_name};
 use crate::actor::ActorKind;
-use crate::config::{Mode, Oversized, ProbeStyle};
+use crate::config::{Mode, Oversized, ProbeStyle, TargetConfig};
 use crate::probe::StatusSpec;
 
 impl fmt::Display for Explanation {
@@ -96,36 +96,35 @@ impl ProbeExplanation {
     fn fmt_target(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let t = &self.target;
         write!(f, "  target: ")?;
-        if let Some(n) = &t.path {
-            write!(f, "path segment {{{}}}, percent-decoded", n.escape_debug())?;
-        } else if let Some(n) = &t.query {
-            write!(
+        match t {
+            TargetConfig::Path(n) => {
+                write!(f, "path segment {{{}}}, percent-decoded", n.escape_debug())?;
+            }
+            TargetConfig::Query(n) => write!(
                 f,
                 "query parameter `{}`, percent-decoded (absent or given twice with different \
                  values: the whole query)",
                 n.escape_debug()
-            )?;
-        } else if let Some(n) = &t.header {
-            write!(
+            )?,
+            TargetConfig::Header(n) => write!(
                 f,
                 "header `{}` (given several times: all its values together)",
                 n.escape_debug()
-            )?;
-        } else if let Some(n) = &t.json {
-            write!(
+            )?,
+            TargetConfig::Json(n) => write!(
                 f,
                 "JSON body field `{}`, read from the first {} bytes before the handler runs \
                  (absent, or a key given twice: the whole body)",
                 n.escape_debug(),
                 self.body_limit
-            )?;
+            )?,
         }
         writeln!(f)?;
         writeln!(
             f,
             "    a request without it reaches the handler and counts as a new target of its own"
         )?;
-        if t.json.is_some() {
+        if matches!(t, TargetConfig::Json(_)) {
             let how = match self.oversized {
                 Oversized::Pass => "forwarded unread, counted as a new target each time",
                 Oversized::Refuse => "refused with 413",
