@@ -15,7 +15,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use enumguard::config::ProxyConfig;
-use enumguard::{ClusterConfig, Config};
+use enumguard::Config;
+use enumguard::config::ClusterConfig;
 use serde_json::Value;
 
 fn root() -> PathBuf {
@@ -337,7 +338,7 @@ fn leaves(prefix: &str, v: &Value, out: &mut BTreeMap<String, Value>) {
 }
 
 fn paths_of(config: &Config) -> BTreeMap<String, Value> {
-    let effective = config.effective().expect("effective config");
+    let effective = config.effective();
     let json = serde_json::to_value(&effective).expect("config as JSON");
     let mut out = BTreeMap::new();
     leaves("", &json, &mut out);
