@@ -61,6 +61,19 @@ impl Background {
         }
     }
 
+    /// Waits (five seconds at most) until the sweeper is not sweeping, for
+    /// tests that compare counts it changes.
+    #[cfg(test)]
+    pub(crate) fn settle(&self) {
+        let start = std::time::Instant::now();
+        while self.busy.load(Ordering::Acquire)
+            && self.thread.get().is_some_and(Option::is_some)
+            && start.elapsed() < Duration::from_secs(5)
+        {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
     /// The store is going: the thread ends.
     pub(crate) fn close(&self) {
         self.closed.store(true, Ordering::Release);
