@@ -37,3 +37,9 @@ pub mod cluster {}
 #[cfg(doctest)]
 #[doc = include_str!("../../README.md")]
 pub struct ReadmeDoctests;
+
+/// The operator's manual's Rust snippets (`docs/operating.md`), compiled
+/// the same way.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/operating.md")]
+pub struct OperatingDoctests;
