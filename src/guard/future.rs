@@ -281,10 +281,11 @@ where
 #[inline]
 fn learn_from<T>(t: &mut Tracked, res: &Response<T>) {
     if let Some(ticket) = t.ticket.take() {
-        let start = t.spent.map(|_| std::time::Instant::now());
+        let start = (t.spent_ns > 0).then(std::time::Instant::now);
         let answer = Answered::read(res.status(), res.extensions());
         t.shared.core().after(ticket, &answer);
-        if let (Some(before), Some(start)) = (t.spent, start) {
+        if let Some(start) = start {
+            let before = std::time::Duration::from_nanos(u64::from(t.spent_ns));
             t.shared.timing.record(before + start.elapsed());
         }
     }
