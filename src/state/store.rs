@@ -5,9 +5,9 @@
 //! The store holds at most `limits.max_actors` records, and a new actor is
 //! always tracked: a full store makes room rather than turn a key away.
 //! A new key that finds it full triggers a sweep of one segment (the next,
-//! round robin; by one thread at a time), so the work one request does for
-//! eviction is two passes over one segment (a few thousand records, tens
-//! of microseconds) however large the store, and each sweep makes room for
+//! round robin; one sweeper a segment), so the work one request does for
+//! eviction is one pass over one segment (about 2,048 records, tens of
+//! microseconds) however large the store, and each sweep makes room for
 //! an eighth of a segment's share (amortised: a record or two examined per
 //! new key). A sweep removes, within its segment, least recently seen first:
 //! records with nothing against them first (no strike, no carried
@@ -71,9 +71,9 @@ const ROOM_FRACTION: usize = 32;
 const HELD_CARRY: f64 = 0.5;
 /// Victims tried by one new key before it gives up.
 const VICTIM_TRIES: usize = 4;
-/// Records per segment at capacity, about: the most a sweep passes over
-/// (twice: a sample pass and a removal pass), so the longest any request
-/// spends on eviction. A store of up to this many records is one segment.
+/// Records per segment at capacity, about: the most a sweep copies out
+/// (and evicts an eighth of), so the longest any request spends on
+/// eviction. A store of up to this many records is one segment.
 const SEGMENT_RECORDS: usize = 2048;
 /// Shards of each segment of a store of several.
 const SEGMENT_SHARDS: usize = 64;
@@ -199,6 +199,8 @@ pub(crate) struct Records {
     /// Records the longest sweep so far passed over (both passes): what one
     /// request paid for eviction at most.
     longest_sweep: AtomicUsize,
+    /// A sweep's copy of its segment, kept between sweeps.
+    copy_buffer: std::sync::Mutex<Vec<(Key, Record)>>,
     /// The `enumguard_tracked_actors` gauge, registered at the first
     /// change of the count and set at every one since.
     gauge: std::sync::OnceLock<metrics::Gauge>,
@@ -312,6 +314,7 @@ impl Records {
                 .collect(),
             evicted: AtomicUsize::new(0),
             longest_sweep: AtomicUsize::new(0),
+            copy_buffer: std::sync::Mutex::new(Vec::new()),
             background: Background::default(),
             me,
         }
@@ -375,7 +378,7 @@ impl Records {
         &self.segments[(mixed >> 40) as usize & (self.segments.len() - 1)]
     }
 
-    /// Records the longest sweep so far passed over (its two passes): the
+    /// Records the longest sweep so far passed over (copied and evicted): the
     /// most one request has paid for eviction.
     #[cfg(test)]
     pub(crate) fn longest_sweep(&self) -> usize {
@@ -568,9 +571,12 @@ impl Records {
     /// then class 1, least recently seen first, at most the less recently
     /// seen half of each class; if that is less than a 32nd of the share,
     /// picks the rest of that as victims among the suspects, lowest
-    /// [`victim_rank`] first. Two passes over the segment: one to sample
-    /// (last-seen times per class, ranks of suspects) and find the
-    /// cutoffs, one to remove and pick. Returns how many it removed.
+    /// [`victim_rank`] first. One pass over the segment copies its records
+    /// out under each shard's read lock in turn; the classes, samples and
+    /// cutoffs are worked out from the copy with no lock held; each
+    /// eviction then takes its record's shard lock once, and spares a
+    /// record a request touched since the copy. Returns how many it
+    /// removed.
     fn sweep(&self, now: u64, half_life: u64) -> usize {
         // The next segment no one is sweeping.
         let n = self.segments.len();
@@ -599,17 +605,37 @@ impl Records {
                 self.keep_score(k.probe),
             ))
         };
+        // One pass under the shards' read locks copies the segment out (a few
+        // dozen records a lock, no arithmetic): what to evict is worked out
+        // with no lock held, and each eviction takes its shard's lock once,
+        // for that record, only if it was not touched since the copy.
+        // The copy's buffer is kept for the next sweep (hundreds of KiB: a new
+        // one each time would map and unmap memory, which stalls the other
+        // cores' requests); a sweep that finds it taken makes its own.
+        let mut kept = self.copy_buffer.try_lock().ok();
+        let mut own = Vec::new();
+        let copy: &mut Vec<(Key, Record)> = match kept.as_deref_mut() {
+            Some(b) => b,
+            None => &mut own,
+        };
+        copy.clear();
+        copy.reserve(map.len() + 64);
         for e in map.iter() {
-            let (k, r) = (e.key(), e.value());
+            copy.push((*e.key(), e.value().clone()));
+        }
+        let mut judged: Vec<(usize, u64)> = Vec::with_capacity(copy.len());
+        for (k, r) in copy.iter() {
             let c = class_of(k, r);
+            let value = if c == usize::from(KEEP) {
+                victim_rank(r, now, half_life)
+            } else {
+                seen(r)
+            };
             if counts[c] % stride == 0 && samples[c].len() < SWEEP_SAMPLE {
-                samples[c].push(if c == usize::from(KEEP) {
-                    victim_rank(r, now, half_life)
-                } else {
-                    seen(r)
-                });
+                samples[c].push(value);
             }
             counts[c] += 1;
+            judged.push((c, value));
         }
         let mut cutoff = |c: usize, want: usize| -> u64 {
             let sample = &mut samples[c];
@@ -647,33 +673,37 @@ impl Records {
             self.victim_next.store(0, Ordering::Release);
         }
         let mut done = [0usize; 3];
-        map.retain(|k, r| {
-            let c = class_of(k, r);
-            if done[c] >= wants[c] {
-                return true;
+        let mut removed = 0;
+        for ((k, r), &(c, value)) in copy.iter().zip(judged.iter()) {
+            if done[c] >= wants[c] || value > cuts[c] {
+                continue;
             }
             if c == usize::from(KEEP) {
-                let rank = victim_rank(r, now, half_life);
-                if rank <= cuts[c] {
-                    if let Some(slot) = slots.and_then(|s| s.get(done[c])) {
-                        if let Ok(mut v) = slot.lock() {
-                            *v = Some((*k, rank));
-                            done[c] += 1;
-                        }
+                if let Some(slot) = slots.and_then(|s| s.get(done[c])) {
+                    if let Ok(mut v) = slot.lock() {
+                        *v = Some((*k, value));
+                        done[c] += 1;
                     }
                 }
-                return true;
+                continue;
             }
-            let evict = seen(r) <= cuts[c];
-            done[c] += usize::from(evict);
-            !evict
-        });
+            done[c] += 1;
+            // Unless a request touched it since the copy (it is then as
+            // recent as can be).
+            let unchanged = |_: &Key, now: &Record| {
+                now.last_seen == r.last_seen
+                    && now.strikes == r.strikes
+                    && now.carry_raised() == r.carry_raised()
+                    && now.last_score() == r.last_score()
+            };
+            removed += usize::from(map.remove_if(k, unchanged).is_some());
+        }
         if picker.is_some() {
             self.victim_len.store(done[2], Ordering::Release);
         }
-        let visited = counts.iter().sum::<usize>() * 2;
+        let visited = copy.len() + done[0] + done[1];
         self.longest_sweep.fetch_max(visited, Ordering::Relaxed);
-        done[0] + done[1]
+        removed
     }
 }
 
