@@ -667,13 +667,14 @@ fn bad_configs_give_errors_that_name_the_field() {
             "probes[0].thresholds.foriegn_block",
             None,
         ),
-        // Other ranges.
+        // A count that cannot be 0 (`NonZeroU32`): refused as the file is read.
         (
             "[throttle]\nper_minute = 0".into(),
-            ConfigErrorKind::Invalid,
+            ConfigErrorKind::Parse,
             "throttle.per_minute",
             Some("0"),
         ),
+        // Other ranges.
         (
             "session = { header = \"bad header\" }".into(),
             ConfigErrorKind::Invalid,

@@ -509,7 +509,7 @@ mod tests {
     fn settings_are_named_by_their_toml_path_and_secrets_never_shown() {
         let old = Config::default();
         let mut new = Config::default();
-        new.throttle.per_minute = 10;
+        new.throttle.per_minute = std::num::NonZeroU32::new(10).unwrap();
         new.trusted_proxies = vec!["10.0.0.0/8".into()];
         new.session_key = Some("00112233445566778899aabbccddeeff".into());
         let d = ConfigDiff::between(&old, &new);

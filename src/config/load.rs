@@ -462,7 +462,20 @@ mod tests {
         ] {
             let e = with(table, body).expect_err(body);
             assert_eq!(e.field(), Some(field), "{body}: {e}");
-            assert_eq!(e.kind(), ConfigErrorKind::Invalid, "{body}: {e}");
+            // The `NonZeroU32` fields refuse a 0 while the file is read.
+            let nonzero = [
+                "throttle.burst",
+                "throttle.per_minute",
+                "blocks.factor",
+                "service_view.min_requests",
+                "service_view.per_address",
+            ];
+            if nonzero.contains(&field) {
+                assert_eq!(e.kind(), ConfigErrorKind::Parse, "{body}: {e}");
+                assert!(e.to_string().contains("nonzero"), "{e}");
+            } else {
+                assert_eq!(e.kind(), ConfigErrorKind::Invalid, "{body}: {e}");
+            }
             assert!(e.to_string().contains(field), "{e}");
         }
         // A subnet smaller than the ip actor holds no address.

@@ -1,5 +1,7 @@
 //! The settings and their defaults: [`Config`] and its sections.
 
+use std::num::NonZeroU32;
+
 use serde::{Deserialize, Serialize};
 
 use super::ProbeConfig;
@@ -91,11 +93,12 @@ impl Default for Limits {
 #[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
 pub struct ThrottleConfig {
-    /// Requests a throttled actor may make per minute. Defaults to 20.
-    pub per_minute: u32,
+    /// Requests a throttled actor may make per minute: at least 1 (a 0 in
+    /// TOML is an error naming the field). Defaults to 20.
+    pub per_minute: NonZeroU32,
     /// Burst allowance on top of the rate: at least 1 (0 is an error, not
     /// read as 1). Defaults to 10.
-    pub burst: u32,
+    pub burst: NonZeroU32,
     /// How long a throttle lasts after the last evidence for it, in
     /// seconds. Defaults to 600.
     pub duration_secs: u64,
@@ -104,8 +107,8 @@ pub struct ThrottleConfig {
 impl Default for ThrottleConfig {
     fn default() -> Self {
         Self {
-            per_minute: 20,
-            burst: 10,
+            per_minute: nonzero(20),
+            burst: nonzero(10),
             duration_secs: 600,
         }
     }
@@ -118,9 +121,9 @@ impl Default for ThrottleConfig {
 pub struct BlockConfig {
     /// The first block, in seconds. Defaults to 900 (15 minutes).
     pub base_secs: u64,
-    /// Each further block of the same actor is this many times longer.
-    /// Defaults to 4.
-    pub factor: u32,
+    /// Each further block of the same actor is this many times longer: at
+    /// least 1 (1 keeps every block as long as the first). Defaults to 4.
+    pub factor: NonZeroU32,
     /// No block is longer than this, in seconds. Defaults to 86,400 (a day).
     pub max_secs: u64,
 }
@@ -129,7 +132,7 @@ impl Default for BlockConfig {
     fn default() -> Self {
         Self {
             base_secs: 900,
-            factor: 4,
+            factor: nonzero(4),
             max_secs: 86_400,
         }
     }
@@ -214,15 +217,15 @@ pub struct ServiceViewConfig {
     /// buckets with the baseline. Defaults to 60.
     pub bucket_secs: u64,
     /// Requests in the last two buckets before the view may call the
-    /// service anomalous. Defaults to 40.
-    pub min_requests: u32,
+    /// service anomalous: at least 1. Defaults to 40.
+    pub min_requests: NonZeroU32,
     /// Requests of one address (its `ip` actor) per probe window that the
     /// view counts; the rest of that address's requests are left out. One
     /// busy address (an office signing up its staff, a NAT) is judged by its
     /// own thresholds and its kind factor, and cannot make the service look
     /// anomalous by itself: the view is for attacks spread over many
-    /// addresses. Defaults to 10.
-    pub per_address: u32,
+    /// addresses. At least 1. Defaults to 10.
+    pub per_address: NonZeroU32,
     /// A rate is anomalous when it is at least `ratio` times the baseline
     /// and at least `margin` above it. Defaults to 3.0.
     pub ratio: f64,
@@ -240,8 +243,8 @@ impl Default for ServiceViewConfig {
     fn default() -> Self {
         Self {
             bucket_secs: 60,
-            min_requests: 40,
-            per_address: 10,
+            min_requests: nonzero(40),
+            per_address: nonzero(10),
             ratio: 3.0,
             margin: 0.25,
             alpha: 0.05,
@@ -453,5 +456,13 @@ impl std::fmt::Debug for Config {
             .field("cluster", &self.cluster)
             .field("proxy", &self.proxy.as_ref().map(|p| p.redacted()))
             .finish()
+    }
+}
+
+/// A default that is not zero (a constant: the `expect` cannot fire).
+const fn nonzero(n: u32) -> NonZeroU32 {
+    match NonZeroU32::new(n) {
+        Some(n) => n,
+        None => panic!("a zero default"),
     }
 }

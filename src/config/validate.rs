@@ -120,12 +120,11 @@ impl Config {
                 "must be at least 16",
             ));
         }
-        at_least_one("throttle.per_minute", u64::from(self.throttle.per_minute))?;
-        // A burst of 0 was silently read as 1: say so instead.
-        at_least_one("throttle.burst", u64::from(self.throttle.burst))?;
+        // `throttle.per_minute`, `throttle.burst`, `blocks.factor`,
+        // `service_view.min_requests` and `per_address` are `NonZeroU32`: a 0
+        // is refused while the file is read, naming the field.
         duration("throttle.duration_secs", self.throttle.duration_secs)?;
         duration("blocks.base_secs", self.blocks.base_secs)?;
-        at_least_one("blocks.factor", u64::from(self.blocks.factor))?;
         duration("blocks.max_secs", self.blocks.max_secs)?;
         if self.blocks.max_secs < self.blocks.base_secs {
             return Err(ConfigError::invalid(
@@ -181,14 +180,6 @@ impl Config {
             ));
         }
         duration("service_view.bucket_secs", self.service_view.bucket_secs)?;
-        at_least_one(
-            "service_view.min_requests",
-            u64::from(self.service_view.min_requests),
-        )?;
-        at_least_one(
-            "service_view.per_address",
-            u64::from(self.service_view.per_address),
-        )?;
         if !(self.service_view.ratio.is_finite() && self.service_view.ratio >= 1.0) {
             return Err(ConfigError::invalid(
                 "service_view.ratio",
@@ -491,15 +482,6 @@ fn colon_hint(path: &str) -> String {
     match seg {
         Some(s) => format!(" (parameters are written `{{{}}}`, not `{s}`)", &s[1..]),
         None => String::new(),
-    }
-}
-
-/// A count that 0 would make meaningless.
-pub(crate) fn at_least_one(field: &str, v: u64) -> Result<(), ConfigError> {
-    if v == 0 {
-        Err(ConfigError::invalid(field, "0", "must be at least 1"))
-    } else {
-        Ok(())
     }
 }
 

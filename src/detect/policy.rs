@@ -4,7 +4,6 @@
 //! live state stays with the detector (see `live.rs`).
 
 use std::net::IpAddr;
-use std::num::NonZeroU32;
 use std::ops::Range;
 
 use governor::Quota;
@@ -130,12 +129,8 @@ impl Policy {
         };
         let allow_accounts = hashes(&c.allow.accounts);
         let deny_accounts = hashes(&c.deny.accounts);
-        // Checked by the parse; never clamped: a 0 is the config's error.
-        let nonzero = |field: &str, v: u32| {
-            NonZeroU32::new(v).ok_or_else(|| ConfigError::invalid(field, "0", "must be at least 1"))
-        };
-        let per_minute = nonzero("throttle.per_minute", c.throttle.per_minute)?;
-        let burst = nonzero("throttle.burst", c.throttle.burst)?;
+        // Never 0: the types say so.
+        let (per_minute, burst) = (c.throttle.per_minute, c.throttle.burst);
         Ok(Self {
             mode: c.mode,
             missing_peer: c.missing_peer,
@@ -156,13 +151,13 @@ impl Policy {
             session_key: parsed.session_key.unwrap_or(random_session_key),
             probes,
             block_base: secs_to_nanos(c.blocks.base_secs),
-            block_factor: u64::from(c.blocks.factor),
+            block_factor: u64::from(c.blocks.factor.get()),
             block_max: secs_to_nanos(c.blocks.max_secs),
             throttle_for: secs_to_nanos(c.throttle.duration_secs),
             quota: Quota::per_minute(per_minute).allow_burst(burst),
             boost: c.links.boost,
             watch_factor: c.links.watch_factor,
-            per_address: c.service_view.per_address,
+            per_address: c.service_view.per_address.get(),
             half_life: secs_to_nanos(c.links.half_life_secs),
             new_actor: secs_to_nanos(c.links.new_actor_secs),
             history_hits: c.links.history_hits,

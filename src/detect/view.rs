@@ -87,7 +87,7 @@ impl ViewParams {
     pub(crate) fn new(cfg: &ServiceViewConfig, watch_foreign: bool) -> Self {
         Self {
             bucket_nanos: crate::clock::secs_to_nanos(cfg.bucket_secs).max(1),
-            min_requests: cfg.min_requests,
+            min_requests: cfg.min_requests.get(),
             ratio: cfg.ratio,
             margin: cfg.margin,
             alpha: cfg.alpha,

@@ -227,13 +227,12 @@ fn builder_debug_never_shows_the_session_key_or_a_redis_password() {
     assert!(!format!("{layer:?}").contains(KEY));
 }
 
-/// A zero burst was once read as 1 without a word: through the builder as
-/// through TOML, it is an error that names the field.
+/// A zero burst was once read as 1 without a word: in code it cannot be
+/// written (`NonZeroU32`), in TOML it is an error that names the field; other
+/// meaningless numbers are refused by the builder, naming theirs.
 #[test]
 fn builder_refuses_a_zero_burst_and_other_meaningless_numbers() {
-    let mut c = enumguard::Config::default();
-    c.throttle.burst = 0;
-    let e = GuardLayer::builder().config(c).build().unwrap_err();
+    let e = enumguard::Config::from_toml_str("[throttle]\nburst = 0\n").unwrap_err();
     assert_eq!(e.field(), Some("throttle.burst"));
     assert!(e.to_string().contains("throttle.burst"), "{e}");
     let mut c = enumguard::Config::default();
@@ -250,6 +249,6 @@ fn builder_refuses_a_zero_burst_and_other_meaningless_numbers() {
     assert_eq!(e.field(), Some("throttle.duration_secs"));
     // The smallest burst, 1, is accepted.
     let mut c = enumguard::Config::default();
-    c.throttle.burst = 1;
+    c.throttle.burst = std::num::NonZeroU32::MIN;
     let _layer = GuardLayer::from_config(c).unwrap();
 }

@@ -141,7 +141,8 @@ impl Config {
             );
         }
         let throttle = ThrottleConfig::default();
-        if f64::from(self.throttle.per_minute) >= LOOSE * f64::from(throttle.per_minute) {
+        if f64::from(self.throttle.per_minute.get()) >= LOOSE * f64::from(throttle.per_minute.get())
+        {
             warn(
                 WarningKind::WeakVerdicts,
                 "throttle.per_minute",
@@ -153,7 +154,7 @@ impl Config {
                 "keep a human pace: the default 20",
             );
         }
-        if self.blocks.factor == 1 {
+        if self.blocks.factor.get() == 1 {
             warn(
                 WarningKind::WeakVerdicts,
                 "blocks.factor",
