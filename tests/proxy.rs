@@ -1728,6 +1728,195 @@ async fn the_account_from_a_verified_jwt_and_never_from_a_bad_one() {
     proxy.shutdown().await;
 }
 
+/// A test key of `tests/keys/` (test-only keys, committed: see its
+/// README), as a path for the config and as its bytes.
+fn test_key(name: &str) -> (String, Vec<u8>) {
+    let path = format!("{}/tests/keys/{name}", env!("CARGO_MANIFEST_DIR"));
+    let bytes = std::fs::read(&path).unwrap();
+    (path, bytes)
+}
+
+/// A token for `sub` of `alg` (RS256 or ES256), expiring `exp` seconds
+/// from now, with `kid` if given, signed with the PEM private key `key`.
+fn signed(
+    alg: jsonwebtoken::Algorithm,
+    key: &str,
+    kid: Option<&str>,
+    sub: &str,
+    exp: i64,
+) -> String {
+    let pem = test_key(key).1;
+    let key = match alg {
+        jsonwebtoken::Algorithm::RS256 => jsonwebtoken::EncodingKey::from_rsa_pem(&pem),
+        _ => jsonwebtoken::EncodingKey::from_ec_pem(&pem),
+    }
+    .unwrap();
+    let mut header = jsonwebtoken::Header::new(alg);
+    header.kid = kid.map(str::to_owned);
+    jsonwebtoken::encode(
+        &header,
+        &serde_json::json!({ "sub": sub, "exp": now_secs() + exp }),
+        &key,
+    )
+    .unwrap()
+}
+
+/// RS256 and ES256 with a PEM public key, and both from a JWKS file (by
+/// `kid`): a valid token names the account (banned: refused), while a
+/// token signed by another key, an expired one, `alg: none`, an HS256
+/// token whose secret is the public key itself (the algorithm confusion),
+/// and from the JWKS a token with a `kid` of another key, each naming the
+/// banned account, are no account (served).
+#[tokio::test]
+async fn the_account_from_an_rs256_es256_or_jwks_token_and_never_from_a_bad_one() {
+    use jsonwebtoken::Algorithm::{ES256, RS256};
+    let up = serve_axum(app(App::default())).await;
+    let none = format!(
+        "{}.{}.",
+        b64url(br#"{"alg":"none","typ":"JWT"}"#),
+        b64url(format!(r#"{{"sub":"mallory","exp":{}}}"#, now_secs() + 600).as_bytes())
+    );
+    let (rsa_pub, rsa_pub_pem) = test_key("rsa-a.pub.pem");
+    let (ec_pub, ec_pub_pem) = test_key("ec-a.pub.pem");
+    let (jwks, _) = test_key("jwks.json");
+    // (source, [(case, token, account named?)])
+    let sources = [
+        (
+            format!("public_key_file = \"{rsa_pub}\""),
+            vec![
+                (
+                    "RS256",
+                    signed(RS256, "rsa-a.pem", None, "mallory", 600),
+                    true,
+                ),
+                (
+                    "another key",
+                    signed(RS256, "rsa-b.pem", None, "mallory", 600),
+                    false,
+                ),
+                (
+                    "expired",
+                    signed(RS256, "rsa-a.pem", None, "mallory", -3600),
+                    false,
+                ),
+                (
+                    "HS256 with the public key",
+                    hs256(&rsa_pub_pem, "mallory", 600),
+                    false,
+                ),
+                (
+                    "ES256 to an RSA key",
+                    signed(ES256, "ec-a.pem", None, "mallory", 600),
+                    false,
+                ),
+            ],
+        ),
+        (
+            format!("public_key_file = \"{ec_pub}\""),
+            vec![
+                (
+                    "ES256",
+                    signed(ES256, "ec-a.pem", None, "mallory", 600),
+                    true,
+                ),
+                (
+                    "another key",
+                    signed(ES256, "ec-b.pem", None, "mallory", 600),
+                    false,
+                ),
+                (
+                    "expired",
+                    signed(ES256, "ec-a.pem", None, "mallory", -3600),
+                    false,
+                ),
+                (
+                    "HS256 with the public key",
+                    hs256(&ec_pub_pem, "mallory", 600),
+                    false,
+                ),
+            ],
+        ),
+        (
+            format!("jwks_file = \"{jwks}\""),
+            vec![
+                (
+                    "RS256 by kid",
+                    signed(RS256, "rsa-a.pem", Some("rsa-a"), "mallory", 600),
+                    true,
+                ),
+                (
+                    "ES256 by kid",
+                    signed(ES256, "ec-a.pem", Some("ec-a"), "mallory", 600),
+                    true,
+                ),
+                (
+                    "no kid",
+                    signed(ES256, "ec-a.pem", None, "mallory", 600),
+                    true,
+                ),
+                (
+                    "another RSA key",
+                    signed(RS256, "rsa-b.pem", Some("rsa-a"), "mallory", 600),
+                    false,
+                ),
+                (
+                    "another EC key",
+                    signed(ES256, "ec-b.pem", Some("ec-a"), "mallory", 600),
+                    false,
+                ),
+                (
+                    "another key's kid",
+                    signed(ES256, "ec-a.pem", Some("rsa-a"), "mallory", 600),
+                    false,
+                ),
+                (
+                    "unknown kid",
+                    signed(RS256, "rsa-a.pem", Some("rsa-z"), "mallory", 600),
+                    false,
+                ),
+                (
+                    "expired",
+                    signed(RS256, "rsa-a.pem", Some("rsa-a"), "mallory", -3600),
+                    false,
+                ),
+                (
+                    "HS256 with a public key",
+                    hs256(&rsa_pub_pem, "mallory", 600),
+                    false,
+                ),
+            ],
+        ),
+    ];
+    for (n, (source, cases)) in sources.iter().enumerate() {
+        let proxy = start(
+            BOOK,
+            up.addr,
+            &format!("account = {{ jwt = {{ {source} }} }}"),
+        )
+        .await;
+        proxy
+            .handle()
+            .ban(&account("mallory"), Duration::from_secs(600));
+        let alg_none = ("alg none", none.clone(), false);
+        for (what, token, named) in cases.iter().chain([&alg_none]) {
+            let (status, _, body) = get(
+                proxy.addr(),
+                ip(2, 10 + n as u8, 1),
+                "/hello",
+                &[("authorization", &format!("Bearer {token}"))],
+            )
+            .await;
+            let want = if *named {
+                StatusCode::TOO_MANY_REQUESTS
+            } else {
+                StatusCode::OK
+            };
+            assert_eq!(status, want, "{source}, {what}: {body}");
+        }
+        proxy.shutdown().await;
+    }
+}
+
 /// The account the upstream names in a response header: bound to the
 /// session (here the `authorization` header), stripped before the client
 /// sees it; the session's later requests are that account's, and a scraper

@@ -123,7 +123,11 @@ pub struct JwtConfig {
     pub hs256_secret: Option<String>,
     /// RS256 or ES256 with this PEM public key file.
     pub public_key_file: Option<String>,
-    /// RS256 or ES256 with the keys of this JWKS file (by `kid`).
+    /// The public keys of this JWKS file: each verifies the one algorithm
+    /// its `alg` names, or its type says (RS256 for RSA, ES256 for P-256,
+    /// ES384 for P-384, EdDSA for Ed25519); a token with a `kid` is checked
+    /// with that key only, one without with each key of its algorithm.
+    /// Encryption keys are skipped; a secret (`oct`) key is refused.
     pub jwks_file: Option<String>,
     /// Required `iss`, if set.
     pub issuer: Option<String>,
