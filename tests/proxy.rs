@@ -1971,6 +1971,61 @@ async fn the_account_from_a_response_header_binds_the_session() {
     proxy.shutdown().await;
 }
 
+/// Sessions from a cookie and from a header, as the library reads them
+/// (the config's `session`): a session that scrapes books through the
+/// proxy is blocked and refused everywhere, while another session from
+/// the same address is served.
+#[tokio::test]
+async fn a_blocked_session_is_refused_and_another_at_its_address_is_not() {
+    let up = serve_axum(app(App::default())).await;
+    let sources = [
+        (
+            "session = { cookie = \"sid\" }",
+            "cookie",
+            "theme=dark; sid=",
+        ),
+        ("session = { header = \"x-session\" }", "x-session", ""),
+    ];
+    for (n, (source, name, prefix)) in sources.into_iter().enumerate() {
+        let proxy = start(&format!("{source}\n{BOOK}"), up.addr, "").await;
+        let from = ip(5, n as u8, 1);
+        let scraper = format!("{prefix}tok-scraper-{n}");
+        let other = format!("{prefix}tok-reader-{n}");
+        let passed = until_refused(
+            proxy.addr(),
+            from,
+            |i| format!("/accounts/{}/book", 1000 + i),
+            &[(name, &scraper)],
+            60,
+        )
+        .await
+        .unwrap_or_else(|| panic!("{source}: the scraping session is stopped"));
+        assert!(passed <= 15, "{source}: {passed} foreign books read");
+        assert!(
+            has_verdict(
+                &proxy,
+                &Actor::session(format!("tok-scraper-{n}")),
+                Some("book")
+            ),
+            "{source}: the verdict names the session: {:?}",
+            proxy.handle().verdicts()
+        );
+        let (status, _, _) = get(proxy.addr(), from, "/hello", &[(name, &scraper)]).await;
+        assert_eq!(
+            status,
+            StatusCode::TOO_MANY_REQUESTS,
+            "{source}: the blocked session is refused on any path"
+        );
+        let (status, _, body) = get(proxy.addr(), from, "/hello", &[(name, &other)]).await;
+        assert_eq!(
+            (status, body.as_str()),
+            (StatusCode::OK, "hello"),
+            "{source}: another session at the same address is served"
+        );
+        proxy.shutdown().await;
+    }
+}
+
 /// The upstream's word on its answers: `x-enumguard-outcome: miss` on 200
 /// answers stops a guesser (the same lookups without the header never
 /// would: all 200s are finds), and `x-enumguard-owner` keeps a customer
