@@ -1121,6 +1121,52 @@ async fn unreachable_is_502_and_silent_is_504() {
     proxy.shutdown().await;
 }
 
+/// `header_read_timeout_secs`: a client that sends half a request head,
+/// one that sends nothing at all, and one that stops inside the HTTP/2
+/// preface are each cut off after the timeout (not before), while the
+/// proxy serves others meanwhile and after.
+#[tokio::test]
+async fn a_client_slow_with_its_request_head_is_cut_off_after_the_timeout() {
+    let up = serve_axum(app(App::default())).await;
+    let proxy = start("", up.addr, "header_read_timeout_secs = 1").await;
+    let addr = proxy.addr();
+    let t = std::time::Instant::now();
+    let mut slow = Vec::new();
+    for (what, sent) in [
+        (
+            "half a head",
+            "GET /hello HTTP/1.1\r\nHost: service.test\r\nAccept: ",
+        ),
+        ("nothing", ""),
+        ("half the HTTP/2 preface", "PRI * HTTP/2.0\r\n"),
+    ] {
+        let mut s = within("connect", connect(addr, None)).await.unwrap();
+        s.write_all(sent.as_bytes()).await.unwrap();
+        slow.push((what, s));
+    }
+    // Served while the slow ones hang.
+    let (status, _, body) = get(addr, None, "/hello", &[]).await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "hello"));
+    for (what, mut s) in slow {
+        let mut got = Vec::new();
+        // The end of the stream (or a reset): the proxy closed it.
+        let _ = within(what, s.read_to_end(&mut got)).await;
+        let took = t.elapsed();
+        assert!(
+            took >= Duration::from_millis(900),
+            "{what}: cut off after {took:?}, before the timeout"
+        );
+        let got = String::from_utf8_lossy(&got);
+        assert!(
+            got.is_empty() || got.starts_with("HTTP/1.1 408"),
+            "{what}: {got:?}"
+        );
+    }
+    let (status, _, body) = get(addr, None, "/hello", &[]).await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "hello"));
+    proxy.shutdown().await;
+}
+
 // ---------------------------------------------------------------------------
 // Operations: health, drain, reload, admin
 // ---------------------------------------------------------------------------

@@ -202,11 +202,12 @@ async fn serve(
     grace: Duration,
 ) {
     let graceful = GracefulShutdown::new();
+    let header_read = state.header_read;
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(state.header_read);
+        .header_read_timeout(header_read);
     let mut deadline: Option<tokio::time::Instant> = None;
     // The connections' tasks: the drain closes those still open at its end.
     let mut conns = tokio::task::JoinSet::new();
@@ -235,14 +236,30 @@ async fn serve(
                 };
                 let _ = tcp.set_nodelay(true);
                 let state = state.clone();
+                let started = Arc::new(AtomicBool::new(false));
+                let first = started.clone();
                 let svc = hyper::service::service_fn(move |req| {
+                    first.store(true, Ordering::Relaxed);
                     let state = state.clone();
                     async move { Ok::<_, Infallible>(state.handle(req, peer).await) }
                 });
                 let conn = builder.serve_connection_with_upgrades(TokioIo::new(tcp), svc);
                 let conn = graceful.watch(conn.into_owned());
                 conns.spawn(async move {
-                    let _ = conn.await;
+                    tokio::pin!(conn);
+                    // hyper's timer covers an HTTP/1 head from its first
+                    // byte on; before that (no byte yet, or a part of the
+                    // HTTP/2 preface) the connection waits for its first
+                    // request head here, as long.
+                    tokio::select! {
+                        _ = conn.as_mut() => return,
+                        () = tokio::time::sleep(header_read) => {}
+                    }
+                    if started.load(Ordering::Relaxed) {
+                        let _ = conn.await;
+                    } else {
+                        tracing::debug!(target: "enumguard::proxy", %peer, "no request head within the header read timeout: connection closed");
+                    }
                 });
             }
         }
