@@ -1167,6 +1167,110 @@ async fn a_client_slow_with_its_request_head_is_cut_off_after_the_timeout() {
     proxy.shutdown().await;
 }
 
+/// An upstream with a keep-alive of `keep_alive`: a request that arrives
+/// on a connection idle longer than that is read and dropped unanswered,
+/// as when its close crosses the request on the wire (the race a pooled
+/// client loses, made certain). Counts its connections.
+struct KeepAliveUpstream {
+    addr: SocketAddr,
+    connections: Arc<std::sync::atomic::AtomicUsize>,
+    _task: Task,
+}
+
+impl KeepAliveUpstream {
+    async fn start(keep_alive: Duration) -> Self {
+        let (listener, addr) = bind().await;
+        let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = connections.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut idle_since = std::time::Instant::now();
+                    while read_head(&mut s, &mut buf).await.is_some() {
+                        if idle_since.elapsed() > keep_alive {
+                            return;
+                        }
+                        if s.write_all(OK_ANSWER).await.is_err() {
+                            return;
+                        }
+                        idle_since = std::time::Instant::now();
+                    }
+                });
+            }
+        });
+        Self {
+            addr,
+            connections,
+            _task: Task(task),
+        }
+    }
+
+    fn connections(&self) -> usize {
+        self.connections.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// The pooled client's idle timeout below the upstream's keep-alive
+/// (`pool_idle_secs = 1` before an upstream's 1.5 s): requests spaced past
+/// the keep-alive go out on new connections and never get a 502, while
+/// back-to-back ones share a connection. The same requests through a proxy
+/// whose pool keeps connections longer than the upstream does (the
+/// default 30 s) send a request on a connection the upstream has given up,
+/// and get a 502: the setting is what avoids it.
+#[tokio::test]
+async fn a_pool_idle_timeout_below_the_upstream_keep_alive_never_races_its_close() {
+    let keep_alive = Duration::from_millis(1500);
+    let below = KeepAliveUpstream::start(keep_alive).await;
+    let above = KeepAliveUpstream::start(keep_alive).await;
+    let proxy = start("", below.addr, "pool_idle_secs = 1").await;
+    let lax = start("", above.addr, "pool_idle_secs = 30").await;
+    for p in [&proxy, &lax] {
+        for _ in 0..2 {
+            let (status, _, body) = get(p.addr(), None, "/hello", &[]).await;
+            assert_eq!((status, body.as_str()), (StatusCode::OK, "ok"));
+        }
+    }
+    assert_eq!(
+        below.connections(),
+        1,
+        "back-to-back: one pooled connection"
+    );
+    assert_eq!(above.connections(), 1);
+    let mut lax_502 = 0;
+    for round in 0..2 {
+        if round > 0 {
+            // A connection pooled again (the last one got a 502).
+            let (status, _, _) = get(lax.addr(), None, "/hello", &[]).await;
+            assert_eq!(status, StatusCode::OK);
+        }
+        // Past the upstream's keep-alive.
+        tokio::time::sleep(keep_alive + Duration::from_millis(200)).await;
+        let (status, _, body) = get(proxy.addr(), None, "/hello", &[]).await;
+        assert_eq!(
+            (status, body.as_str()),
+            (StatusCode::OK, "ok"),
+            "round {round}: an idle pooled connection was reused"
+        );
+        assert_eq!(
+            below.connections(),
+            2 + round,
+            "round {round}: a new connection"
+        );
+        let (status, _, _) = get(lax.addr(), None, "/hello", &[]).await;
+        if status == StatusCode::BAD_GATEWAY {
+            lax_502 += 1;
+        }
+    }
+    assert_eq!(
+        lax_502, 2,
+        "a pool longer than the keep-alive loses the race"
+    );
+    proxy.shutdown().await;
+    lax.shutdown().await;
+}
+
 // ---------------------------------------------------------------------------
 // Operations: health, drain, reload, admin
 // ---------------------------------------------------------------------------
