@@ -1493,16 +1493,89 @@ async fn reload_takes_a_good_file_and_keeps_the_config_on_a_broken_one() {
             "broken file {n}: the running config stays"
         );
     }
-    // A file whose [proxy] table changed: the guard's settings reload, the
-    // table stays the running one (a restart applies it), and it is said.
-    let running = proxy.handle().config().proxy;
-    let moved = with(9).replace("[proxy]\n", "[proxy]\nhealth_path = \"/alive\"\n");
-    assert!(moved.contains("/alive"), "{moved}");
-    std::fs::write(&file, moved).unwrap();
+    let (status, _, _) = get(proxy.addr(), None, "/hello", &[]).await;
+    assert_eq!(status, StatusCode::OK, "still serving");
+    proxy.shutdown().await;
+    let _ = std::fs::remove_file(&file);
+}
+
+/// A reload applies the `[proxy]` table while the proxy runs: the health
+/// path, the account source, the outcome header's name, the trusted
+/// forwarding options (`trusted_proxies`, `client_ip_header`) and the
+/// upstream timeout change at once (bans kept), while a new `listen` and
+/// `upstream` are logged as taking a restart and the running ones stay. A
+/// table that cannot be applied (a key file that is not there) refuses the
+/// file. A reload through the handle (as the admin service does) applies
+/// its table too.
+#[tokio::test]
+async fn reload_applies_the_proxy_table_but_its_listeners_and_upstream() {
+    let logs = Logs::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let state = App::default();
+    let up = serve_axum(app(state.clone())).await;
+    let file = temp_file("live.toml");
+    std::fs::write(
+        &file,
+        config_text(
+            BOOK,
+            up.addr,
+            "account = { request_header = \"x-user-id\" }",
+        ),
+    )
+    .unwrap();
+    let proxy = Proxy::start(Config::from_file(&file).unwrap(), Some(file.clone()))
+        .await
+        .unwrap();
+    let addr = proxy.addr();
+    let edge: IpAddr = "198.51.100.9".parse().unwrap();
+    proxy
+        .handle()
+        .ban(&account("bob"), Duration::from_secs(600));
+    proxy
+        .handle()
+        .ban(&Actor::ip(edge), Duration::from_secs(600));
+    let status = |path: &'static str, headers: &'static [(&'static str, &'static str)]| async move {
+        get(addr, None, path, headers).await.0
+    };
+    let bob_by_user_id: &[(&str, &str)] = &[("x-user-id", "bob")];
+    let bob_by_gateway: &[(&str, &str)] = &[("x-gateway-user", "bob")];
+    let from_edge: &[(&str, &str)] = &[("cf-connecting-ip", "198.51.100.9")];
+
+    assert_eq!(status("/healthz", &[]).await, StatusCode::OK);
+    assert_eq!(status("/alive", &[]).await, StatusCode::NOT_FOUND);
+    assert_eq!(
+        status("/hello", bob_by_user_id).await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    assert_eq!(status("/hello", bob_by_gateway).await, StatusCode::OK);
+    assert_eq!(status("/hello", from_edge).await, StatusCode::OK);
+    let (_, headers, _) = get(addr, None, "/lookup?email=a", &[]).await;
+    assert!(
+        !headers.contains_key("x-enumguard-outcome"),
+        "stripped: {headers:?}"
+    );
+
+    let changed = config_text(
+        &format!("trusted_proxies = [\"127.0.0.0/8\"]\n{BOOK}"),
+        "127.0.0.1:1".parse().unwrap(),
+        r#"health_path = "/alive"
+account = { request_header = "x-gateway-user" }
+outcome_header = "x-word"
+client_ip_header = "cf-connecting-ip"
+upstream_timeout_secs = 1"#,
+    )
+    .replace("listen = \"127.0.0.1:0\"", "listen = \"127.0.0.1:1\"");
+    std::fs::write(&file, changed).unwrap();
     proxy.reload();
     let mut reloaded = false;
     for _ in 0..200 {
-        if foreign_block() == 9 {
+        if logs.count("config reloaded file=") == 1 {
             reloaded = true;
             break;
         }
@@ -1510,16 +1583,95 @@ async fn reload_takes_a_good_file_and_keeps_the_config_on_a_broken_one() {
     }
     assert!(
         reloaded,
-        "the threshold of a file with a new [proxy] table never showed"
+        "no reload logged: {}",
+        String::from_utf8_lossy(&logs.0.lock().unwrap())
     );
     assert_eq!(
-        proxy.handle().config().proxy,
-        running,
-        "the running [proxy] table stays"
+        logs.count("these [proxy] settings differ from the running ones"),
+        1
     );
-    assert_eq!(logs.count("the [proxy] table changed"), 1);
-    let (status, _, _) = get(proxy.addr(), None, "/hello", &[]).await;
-    assert_eq!(status, StatusCode::OK, "still serving");
+    assert_eq!(
+        logs.count("fields=listen, upstream"),
+        1,
+        "the restart-only fields are named"
+    );
+    let running = proxy.handle().config().proxy.unwrap();
+    assert_eq!(running.listen, "127.0.0.1:0");
+    assert_eq!(running.upstream, format!("http://{}", up.addr));
+    assert_eq!(running.health_path, "/alive");
+
+    let (code, _, body) = get(addr, None, "/alive", &[]).await;
+    assert_eq!(
+        (code, body.as_str()),
+        (StatusCode::OK, "ok\n"),
+        "the new health path"
+    );
+    assert_eq!(
+        status("/healthz", &[]).await,
+        StatusCode::NOT_FOUND,
+        "the old one goes to the upstream (still the same)"
+    );
+    assert_eq!(
+        status("/hello", bob_by_gateway).await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    assert_eq!(status("/hello", bob_by_user_id).await, StatusCode::OK);
+    assert_eq!(
+        status("/hello", from_edge).await,
+        StatusCode::TOO_MANY_REQUESTS,
+        "the edge's client address, from a peer now trusted"
+    );
+    let (_, headers, _) = get(addr, None, "/lookup?email=a", &[]).await;
+    assert_eq!(
+        headers.get("x-enumguard-outcome").map(|v| v.as_bytes()),
+        Some(&b"miss"[..]),
+        "no longer the outcome header: passed on"
+    );
+    let t = std::time::Instant::now();
+    assert_eq!(status("/slow", &[]).await, StatusCode::GATEWAY_TIMEOUT);
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    state.release.notify_waiters();
+
+    // A table that cannot be applied refuses the whole file.
+    std::fs::write(
+        &file,
+        config_text(
+            BOOK,
+            up.addr,
+            "account = { jwt = { public_key_file = \"/nonexistent/enumguard-key.pem\" } }",
+        ),
+    )
+    .unwrap();
+    proxy.reload();
+    let mut refused = false;
+    for _ in 0..200 {
+        if logs.count("reload refused: the running config stays") == 1 {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(refused, "no refusal logged");
+    assert_eq!(status("/alive", &[]).await, StatusCode::OK);
+    assert_eq!(
+        status("/hello", bob_by_gateway).await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+
+    // A reload through the handle: applied from the next request on.
+    let mut c = proxy.handle().config();
+    c.proxy.as_mut().unwrap().health_path = "/ready".into();
+    proxy.handle().reload(c).unwrap();
+    let mut ready = false;
+    for _ in 0..100 {
+        if status("/ready", &[]).await == StatusCode::OK {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(ready, "the handle's [proxy] table was never applied");
+    assert_eq!(status("/alive", &[]).await, StatusCode::NOT_FOUND);
     proxy.shutdown().await;
     let _ = std::fs::remove_file(&file);
 }

@@ -7,7 +7,10 @@
 use serde::{Deserialize, Serialize};
 
 /// The `[proxy]` table. Every field has a default; `listen` and
-/// `upstream` are usually given (or passed as flags).
+/// `upstream` are usually given (or passed as flags). A reload (SIGHUP,
+/// the admin service) applies every field while the proxy runs but
+/// `listen`, `upstream`, `upstream_h2c`, `admin_listen` and `admin_token`:
+/// a change to those is logged and takes a restart.
 ///
 /// ```toml
 /// [proxy]
@@ -32,8 +35,9 @@ pub struct ProxyConfig {
     /// From a request sent upstream to its answer's head, in seconds (504
     /// past it). Defaults to 60.
     pub upstream_timeout_secs: u64,
-    /// A client's request head must arrive within this, in seconds.
-    /// Defaults to 10.
+    /// A client's request head must arrive within this, in seconds: the
+    /// first from the connection's start (a client that sends nothing is
+    /// cut off too), each next one from its first byte. Defaults to 10.
     pub header_read_timeout_secs: u64,
     /// A pooled upstream connection idle this long is closed, in seconds:
     /// keep it below the upstream's own keep-alive timeout, or a pooled

@@ -31,9 +31,15 @@ pub(crate) struct Accounts {
     source: Source,
     session: Option<SessionSource>,
     session_header: Option<HeaderName>,
+    /// Kept across reloads while the session source stays.
+    bindings: Arc<Bindings>,
+}
+
+/// The sessions bound to an account (a response-header source).
+struct Bindings {
     /// The key sessions are hashed with here (never leaves the process).
     key: (u64, u64),
-    /// Session hash to (account, when bound), for a response-header source.
+    /// Session hash to (account, when bound).
     bound: DashMap<u128, (AccountId, u64), ahash::RandomState>,
     clock: std::sync::atomic::AtomicU64,
 }
@@ -76,12 +82,14 @@ pub(crate) fn secret(v: &str) -> Result<String, String> {
 }
 
 impl Accounts {
-    /// The account source of `config`'s `[proxy]` table.
+    /// The account source of `config`'s `[proxy]` table (its secrets and
+    /// key files read now). The sessions `previous` bound stay bound when
+    /// the session source is the same.
     ///
     /// # Errors
     /// A secret that is not there, a key file that cannot be read or
     /// parsed.
-    pub(crate) fn new(config: &Config) -> Result<Self, String> {
+    pub(crate) fn new(config: &Config, previous: Option<&Accounts>) -> Result<Self, String> {
         let proxy = config.proxy.clone().unwrap_or_default();
         let header = |h: &str| HeaderName::from_bytes(h.as_bytes()).map_err(|e| e.to_string());
         let source = match &proxy.account {
@@ -94,13 +102,19 @@ impl Accounts {
             Some(SessionSource::Header(h)) => Some(header(h)?),
             _ => None,
         };
+        let bindings = match previous {
+            Some(p) if p.session == config.session => p.bindings.clone(),
+            _ => Arc::new(Bindings {
+                key: crate::detect::random_key(),
+                bound: DashMap::with_hasher(ahash::RandomState::new()),
+                clock: std::sync::atomic::AtomicU64::new(0),
+            }),
+        };
         Ok(Self {
             source,
             session: config.session.clone(),
             session_header,
-            key: crate::detect::random_key(),
-            bound: DashMap::with_hasher(ahash::RandomState::new()),
-            clock: std::sync::atomic::AtomicU64::new(0),
+            bindings,
         })
     }
 
@@ -113,7 +127,7 @@ impl Accounts {
             Some(SessionSource::Cookie(c)) => ends(cookie_values(headers, c)).map(|(f, _)| f),
             None => None,
         }?;
-        Some(crate::actor::hash128(self.key, first))
+        Some(crate::actor::hash128(self.bindings.key, first))
     }
 
     /// What the source reads of a request, kept to name its caller later:
@@ -147,7 +161,7 @@ impl Accounts {
                 .map(|v| v.as_bytes())
                 .filter(|v| !v.is_empty())
                 .map(AccountId::new),
-            Source::ResponseHeader(_) => self.bound.get(&caller.session?).map(|e| e.0),
+            Source::ResponseHeader(_) => self.bindings.bound.get(&caller.session?).map(|e| e.0),
             Source::Jwt(j) => j.account(caller.value.as_ref()?),
         }
     }
@@ -164,30 +178,20 @@ impl Accounts {
         let Some(session) = session else {
             return;
         };
+        let b = &self.bindings;
         if v.is_empty() {
             // The upstream says: no account (a logout).
-            self.bound.remove(&session);
+            b.bound.remove(&session);
             return;
         }
-        let n = self
-            .clock
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        if self.bound.len() >= MAX_BINDINGS && !self.bound.contains_key(&session) {
+        let n = b.clock.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if b.bound.len() >= MAX_BINDINGS && !b.bound.contains_key(&session) {
             // Full: the older half goes (a bound session that comes back
             // is bound again by its next authenticated answer).
             let cut = n.saturating_sub((MAX_BINDINGS / 2) as u64);
-            self.bound.retain(|_, (_, at)| *at >= cut);
+            b.bound.retain(|_, (_, at)| *at >= cut);
         }
-        self.bound
-            .insert(session, (AccountId::new(v.as_bytes()), n));
-    }
-
-    /// The account hook the guard is built with.
-    pub(crate) fn hook(
-        self: &Arc<Self>,
-    ) -> impl Fn(&http::request::Parts) -> Option<AccountId> + Send + Sync + 'static {
-        let me = self.clone();
-        move |parts| me.account_of(&me.caller(&parts.headers))
+        b.bound.insert(session, (AccountId::new(v.as_bytes()), n));
     }
 }
 

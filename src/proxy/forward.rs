@@ -14,6 +14,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
+
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode, Uri};
@@ -23,7 +25,8 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 
-use super::account::{Accounts, Caller};
+use super::account::Caller;
+use super::live::{Live, UpstreamClient};
 use crate::actor::{Cidr, in_any};
 use crate::{AccountId, GuardBody, Outcome, Owner};
 
@@ -54,18 +57,15 @@ pub(crate) struct TcpPeer(pub(crate) IpAddr);
 
 /// What every request to the upstream shares.
 pub(crate) struct Shared {
-    pub(crate) client: Client<HttpConnector, GuardBody<Incoming>>,
     /// The upstream's scheme and authority.
     pub(crate) authority: http::uri::Authority,
     /// A path prefix, without its trailing slash ("" for none).
     pub(crate) prefix: String,
-    pub(crate) timeout: Duration,
     /// HTTP/2 to the upstream (prior knowledge).
     pub(crate) h2c: bool,
-    pub(crate) trusted: Vec<Cidr>,
-    pub(crate) outcome_header: HeaderName,
-    pub(crate) owner_header: HeaderName,
-    pub(crate) accounts: Arc<Accounts>,
+    /// The client, timeouts and header names in force (a reload swaps
+    /// them).
+    pub(crate) live: Arc<ArcSwap<Live>>,
     pub(crate) tunnels: Arc<Tunnels>,
 }
 
@@ -141,11 +141,7 @@ impl Shared {
     /// the timer is what makes the idle timeout work at all); `h2c`:
     /// HTTP/2 with prior knowledge, every request multiplexed on few
     /// connections.
-    pub(crate) fn client(
-        connect: Duration,
-        pool_idle: Duration,
-        h2c: bool,
-    ) -> Client<HttpConnector, GuardBody<Incoming>> {
+    pub(crate) fn client(connect: Duration, pool_idle: Duration, h2c: bool) -> UpstreamClient {
         let mut http = HttpConnector::new();
         http.set_connect_timeout(Some(connect));
         http.set_nodelay(true);
@@ -191,9 +187,11 @@ impl Shared {
         let peer = (ext.get::<TcpPeer>().map(|p| p.0))
             .or_else(|| ext.get::<crate::PeerAddr>().map(|p| p.0.ip()));
         let upgrade = wants_upgrade(req.headers());
+        // One reload's settings for the whole request.
+        let live = self.live.load_full();
         // Named only if the upstream answers `own` (a JWT is verified once,
         // by the guard, otherwise).
-        let caller = self.accounts.caller(req.headers());
+        let caller = live.accounts.caller(req.headers());
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
         let (mut parts, body) = req.into_parts();
         // An HTTP/2 client names the host in the URI, not in `Host`.
@@ -239,10 +237,10 @@ impl Shared {
                 .insert(header::CONNECTION, HeaderValue::from_static("te"));
         }
         if let Some(ip) = peer {
-            self.forwarding_headers(&mut parts.headers, ip);
+            forwarding_headers(&live.trusted, &mut parts.headers, ip);
         }
         let out = Request::from_parts(parts, body);
-        let res = match tokio::time::timeout(self.timeout, self.client.request(out)).await {
+        let res = match tokio::time::timeout(live.timeout, live.client.request(out)).await {
             Ok(Ok(res)) => res,
             Ok(Err(e)) => {
                 tracing::warn!(target: "enumguard::proxy", error = %e, "upstream unreachable: 502");
@@ -252,7 +250,7 @@ impl Shared {
                 );
             }
             Err(_) => {
-                tracing::warn!(target: "enumguard::proxy", secs = self.timeout.as_secs(), "upstream timed out: 504");
+                tracing::warn!(target: "enumguard::proxy", secs = live.timeout.as_secs(), "upstream timed out: 504");
                 return answer(
                     StatusCode::GATEWAY_TIMEOUT,
                     "504 gateway timeout: the upstream did not answer in time\n",
@@ -274,86 +272,86 @@ impl Shared {
             }
         }
         strip_hop_by_hop(&mut parts.headers, switching);
-        self.read_upstream_word(&mut parts, &caller);
+        read_upstream_word(&live, &mut parts, &caller);
         Response::from_parts(parts, Either::Left(body))
     }
+}
 
-    /// `X-Forwarded-For`, `X-Forwarded-Proto` and `Forwarded`: appended to
-    /// what a trusted proxy in front sent, replacing what anyone else sent
-    /// (a client's own forwarding headers are not passed on as if a proxy
-    /// had written them).
-    fn forwarding_headers(&self, headers: &mut HeaderMap, peer: IpAddr) {
-        let trusted = !self.trusted.is_empty() && in_any(&self.trusted, peer);
-        let node = match peer {
-            IpAddr::V4(v4) => v4.to_string(),
-            IpAddr::V6(v6) => format!("\"[{v6}]\""),
+/// `X-Forwarded-For`, `X-Forwarded-Proto` and `Forwarded`: appended to
+/// what a trusted proxy in front sent, replacing what anyone else sent
+/// (a client's own forwarding headers are not passed on as if a proxy
+/// had written them).
+fn forwarding_headers(proxies: &[Cidr], headers: &mut HeaderMap, peer: IpAddr) {
+    let trusted = !proxies.is_empty() && in_any(proxies, peer);
+    let node = match peer {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => format!("\"[{v6}]\""),
+    };
+    let mut xff = peer.to_string();
+    let mut fwd = format!("for={node};proto=http");
+    if trusted {
+        let joined = |name: &HeaderName| {
+            let all: Vec<&str> = headers
+                .get_all(name)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .collect();
+            (!all.is_empty()).then(|| all.join(", "))
         };
-        let mut xff = peer.to_string();
-        let mut fwd = format!("for={node};proto=http");
-        if trusted {
-            let joined = |name: &HeaderName| {
-                let all: Vec<&str> = headers
-                    .get_all(name)
-                    .iter()
-                    .filter_map(|v| v.to_str().ok())
-                    .collect();
-                (!all.is_empty()).then(|| all.join(", "))
-            };
-            if let Some(prev) = joined(&HeaderName::from_static("x-forwarded-for")) {
-                xff = format!("{prev}, {xff}");
-            }
-            if let Some(prev) = joined(&header::FORWARDED) {
-                fwd = format!("{prev}, {fwd}");
-            }
-        } else {
-            headers.remove("x-forwarded-proto");
+        if let Some(prev) = joined(&HeaderName::from_static("x-forwarded-for")) {
+            xff = format!("{prev}, {xff}");
         }
-        for (name, value) in [("x-forwarded-for", xff), ("forwarded", fwd)] {
-            if let Ok(v) = HeaderValue::from_str(&value) {
-                headers.insert(name, v);
-            }
+        if let Some(prev) = joined(&header::FORWARDED) {
+            fwd = format!("{prev}, {fwd}");
         }
-        if !headers.contains_key("x-forwarded-proto") {
-            headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+    } else {
+        headers.remove("x-forwarded-proto");
+    }
+    for (name, value) in [("x-forwarded-for", xff), ("forwarded", fwd)] {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            headers.insert(name, v);
         }
     }
+    if !headers.contains_key("x-forwarded-proto") {
+        headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+    }
+}
 
-    /// What the upstream said of its answer, as headers the client never
-    /// sees: the outcome (`hit`, `miss`, `denied`, `own`, `known`), the owner, and
-    /// (with a response-header account source) the account the session is
-    /// now bound to.
-    fn read_upstream_word(&self, parts: &mut http::response::Parts, caller: &Caller) {
-        if let Some(v) = parts.headers.remove(&self.outcome_header) {
-            match v.as_bytes() {
-                b"hit" => {
-                    parts.extensions.insert(Outcome::Hit);
-                }
-                b"miss" => {
-                    parts.extensions.insert(Outcome::Miss);
-                }
-                b"denied" => {
-                    parts.extensions.insert(Outcome::Denied);
-                }
-                b"own" => {
-                    if let Some(a) = self.accounts.account_of(caller) {
-                        parts.extensions.insert(Owner(a));
-                    }
-                }
-                // A target the caller knows (its contact): never a guess.
-                b"known" => {
-                    parts.extensions.insert(crate::Known);
-                }
-                _ => {}
+/// What the upstream said of its answer, as headers the client never
+/// sees: the outcome (`hit`, `miss`, `denied`, `own`, `known`), the owner, and
+/// (with a response-header account source) the account the session is
+/// now bound to.
+fn read_upstream_word(live: &Live, parts: &mut http::response::Parts, caller: &Caller) {
+    if let Some(v) = parts.headers.remove(&live.outcome_header) {
+        match v.as_bytes() {
+            b"hit" => {
+                parts.extensions.insert(Outcome::Hit);
             }
-        }
-        if let Some(v) = parts.headers.remove(&self.owner_header) {
-            if !v.is_empty() {
-                parts.extensions.insert(Owner(AccountId::new(v.as_bytes())));
+            b"miss" => {
+                parts.extensions.insert(Outcome::Miss);
             }
+            b"denied" => {
+                parts.extensions.insert(Outcome::Denied);
+            }
+            b"own" => {
+                if let Some(a) = live.accounts.account_of(caller) {
+                    parts.extensions.insert(Owner(a));
+                }
+            }
+            // A target the caller knows (its contact): never a guess.
+            b"known" => {
+                parts.extensions.insert(crate::Known);
+            }
+            _ => {}
         }
-        self.accounts
-            .bind_from_response(&mut parts.headers, caller.session);
     }
+    if let Some(v) = parts.headers.remove(&live.owner_header) {
+        if !v.is_empty() {
+            parts.extensions.insert(Owner(AccountId::new(v.as_bytes())));
+        }
+    }
+    live.accounts
+        .bind_from_response(&mut parts.headers, caller.session);
 }
 
 /// Whether the request asks to switch protocols (`Connection: upgrade`
