@@ -18,6 +18,7 @@ use arc_swap::ArcSwap;
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::uri::{PathAndQuery, Scheme};
 use http::{Request, Response, StatusCode, Uri};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
@@ -182,6 +183,28 @@ pub(crate) fn answer(status: StatusCode, text: &'static str) -> Response<ProxyBo
 }
 
 impl Shared {
+    /// The request's target on the upstream: its scheme and authority, the
+    /// prefix, then the client's path and query (taken as they are, not
+    /// parsed again, when there is no prefix).
+    fn upstream_uri(&self, client: Uri) -> Option<Uri> {
+        let mut parts = client.into_parts();
+        let path = parts
+            .path_and_query
+            .take()
+            .unwrap_or_else(|| PathAndQuery::from_static("/"));
+        parts.scheme = Some(Scheme::HTTP);
+        parts.authority = Some(self.authority.clone());
+        parts.path_and_query = Some(if self.prefix.is_empty() {
+            path
+        } else {
+            let mut joined = String::with_capacity(self.prefix.len() + path.as_str().len());
+            joined.push_str(&self.prefix);
+            joined.push_str(path.as_str());
+            PathAndQuery::from_maybe_shared(joined).ok()?
+        });
+        Uri::from_parts(parts).ok()
+    }
+
     async fn forward(&self, mut req: Request<GuardBody<Incoming>>) -> Response<ProxyBody> {
         let ext = req.extensions();
         let peer = (ext.get::<TcpPeer>().map(|p| p.0))
@@ -204,17 +227,10 @@ impl Shared {
                 parts.headers.insert(header::HOST, host);
             }
         }
-        let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-        let uri = match Uri::builder()
-            .scheme("http")
-            .authority(self.authority.clone())
-            .path_and_query(format!("{}{path}", self.prefix))
-            .build()
-        {
-            Ok(u) => u,
-            Err(_) => return answer(StatusCode::BAD_REQUEST, "bad request target\n"),
+        parts.uri = match self.upstream_uri(std::mem::take(&mut parts.uri)) {
+            Some(u) => u,
+            None => return answer(StatusCode::BAD_REQUEST, "bad request target\n"),
         };
-        parts.uri = uri;
         parts.version = if self.h2c {
             http::Version::HTTP_2
         } else {
@@ -280,40 +296,67 @@ impl Shared {
 /// `X-Forwarded-For`, `X-Forwarded-Proto` and `Forwarded`: appended to
 /// what a trusted proxy in front sent, replacing what anyone else sent
 /// (a client's own forwarding headers are not passed on as if a proxy
-/// had written them).
+/// had written them). Written byte by byte: this runs on every request.
 fn forwarding_headers(proxies: &[Cidr], headers: &mut HeaderMap, peer: IpAddr) {
     let trusted = !proxies.is_empty() && in_any(proxies, peer);
-    let node = match peer {
-        IpAddr::V4(v4) => v4.to_string(),
-        IpAddr::V6(v6) => format!("\"[{v6}]\""),
-    };
-    let mut xff = peer.to_string();
-    let mut fwd = format!("for={node};proto=http");
+    let mut xff = Vec::with_capacity(48);
+    let mut fwd = Vec::with_capacity(64);
     if trusted {
-        let joined = |name: &HeaderName| {
-            let all: Vec<&str> = headers
-                .get_all(name)
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .collect();
-            (!all.is_empty()).then(|| all.join(", "))
-        };
-        if let Some(prev) = joined(&HeaderName::from_static("x-forwarded-for")) {
-            xff = format!("{prev}, {xff}");
+        for (name, out) in [(&X_FORWARDED_FOR, &mut xff), (&header::FORWARDED, &mut fwd)] {
+            for v in headers.get_all(name) {
+                if v.to_str().is_ok() {
+                    out.extend_from_slice(v.as_bytes());
+                    out.extend_from_slice(b", ");
+                }
+            }
         }
-        if let Some(prev) = joined(&header::FORWARDED) {
-            fwd = format!("{prev}, {fwd}");
-        }
-    } else {
-        headers.remove("x-forwarded-proto");
     }
-    for (name, value) in [("x-forwarded-for", xff), ("forwarded", fwd)] {
-        if let Ok(v) = HeaderValue::from_str(&value) {
+    push_ip(&mut xff, peer);
+    fwd.extend_from_slice(b"for=");
+    match peer {
+        IpAddr::V4(_) => push_ip(&mut fwd, peer),
+        IpAddr::V6(_) => {
+            fwd.extend_from_slice(b"\"[");
+            push_ip(&mut fwd, peer);
+            fwd.extend_from_slice(b"]\"");
+        }
+    }
+    fwd.extend_from_slice(b";proto=http");
+    for (name, value) in [(X_FORWARDED_FOR, xff), (header::FORWARDED, fwd)] {
+        if let Ok(v) = HeaderValue::from_maybe_shared(Bytes::from(value)) {
             headers.insert(name, v);
         }
     }
-    if !headers.contains_key("x-forwarded-proto") {
-        headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+    if !trusted || !headers.contains_key(&X_FORWARDED_PROTO) {
+        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+    }
+}
+
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+
+/// `ip` as text (`Display`'s form), an IPv4 address without the
+/// formatting machinery.
+fn push_ip(out: &mut Vec<u8>, ip: IpAddr) {
+    match ip {
+        IpAddr::V4(v4) => {
+            for (i, n) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b'.');
+                }
+                if n >= 100 {
+                    out.push(b'0' + n / 100);
+                }
+                if n >= 10 {
+                    out.push(b'0' + n / 10 % 10);
+                }
+                out.push(b'0' + n % 10);
+            }
+        }
+        IpAddr::V6(v6) => {
+            use std::io::Write;
+            let _ = write!(out, "{v6}");
+        }
     }
 }
 
@@ -389,6 +432,14 @@ fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
 /// Removes the hop-by-hop headers, and those `Connection` names; an
 /// upgrade keeps `Upgrade` and `Connection: upgrade`.
 pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
+    // One look at each name first: most messages have none of them, and
+    // a removal hashes the name even when it is not there.
+    let any = headers
+        .keys()
+        .any(|n| *n == header::UPGRADE || HOP_BY_HOP.contains(n));
+    if !any {
+        return;
+    }
     let named: Vec<HeaderName> = connection_tokens(headers)
         .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
         .collect();
@@ -433,6 +484,46 @@ mod tests {
         assert_eq!(h[header::UPGRADE], "websocket");
         assert_eq!(h[header::CONNECTION], "upgrade");
         assert!(!h.contains_key("x-secret") && !h.contains_key("keep-alive"));
+    }
+
+    #[test]
+    fn addresses_are_written_as_display_writes_them() {
+        for ip in [
+            "0.0.0.0",
+            "127.0.0.1",
+            "9.10.99.100",
+            "255.255.255.255",
+            "::1",
+            "2001:db8::7",
+            "::ffff:10.0.0.1",
+        ] {
+            let ip: IpAddr = ip.parse().unwrap();
+            let mut out = Vec::new();
+            push_ip(&mut out, ip);
+            assert_eq!(String::from_utf8(out).unwrap(), ip.to_string());
+        }
+    }
+
+    #[test]
+    fn forwarding_headers_replace_an_untrusted_chain_and_extend_a_trusted_one() {
+        let trusted = [crate::config::parse_cidrs("t", &["10.0.0.0/8".to_owned()]).unwrap()[0]];
+        let mut h = HeaderMap::new();
+        h.append("x-forwarded-for", HeaderValue::from_static("1.2.3.4"));
+        h.append("x-forwarded-for", HeaderValue::from_static("5.6.7.8"));
+        h.insert("x-forwarded-proto", HeaderValue::from_static("https"));
+        let mut untrusted = h.clone();
+        forwarding_headers(&trusted, &mut untrusted, "192.0.2.1".parse().unwrap());
+        assert_eq!(untrusted["x-forwarded-for"], "192.0.2.1");
+        assert_eq!(untrusted[header::FORWARDED], "for=192.0.2.1;proto=http");
+        assert_eq!(untrusted["x-forwarded-proto"], "http");
+        forwarding_headers(&trusted, &mut h, "10.1.2.3".parse().unwrap());
+        assert_eq!(h["x-forwarded-for"], "1.2.3.4, 5.6.7.8, 10.1.2.3");
+        assert_eq!(h[header::FORWARDED], "for=10.1.2.3;proto=http");
+        assert_eq!(h["x-forwarded-proto"], "https");
+        let mut v6 = HeaderMap::new();
+        forwarding_headers(&[], &mut v6, "2001:db8::1".parse().unwrap());
+        assert_eq!(v6[header::FORWARDED], "for=\"[2001:db8::1]\";proto=http");
+        assert_eq!(v6["x-forwarded-for"], "2001:db8::1");
     }
 
     #[test]
