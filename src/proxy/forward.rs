@@ -28,11 +28,12 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 
 use super::account::Caller;
 use super::live::{Live, UpstreamClient};
+use super::pool::{Failed, Pool, Sender, UpstreamBody};
 use crate::actor::{Cidr, in_any};
 use crate::{AccountId, GuardBody, Outcome, Owner};
 
 /// A response body: the upstream's, streamed, or one the proxy wrote.
-pub(crate) type ProxyBody = Either<Incoming, Full<Bytes>>;
+pub(crate) type ProxyBody = Either<UpstreamBody, Full<Bytes>>;
 
 /// Headers that concern one connection only (RFC 9110 section 7.6.1,
 /// plus the ones proxies have long treated so). Not `Trailer`: it is
@@ -142,15 +143,25 @@ impl Shared {
     /// the timer is what makes the idle timeout work at all); `h2c`:
     /// HTTP/2 with prior knowledge, every request multiplexed on few
     /// connections.
-    pub(crate) fn client(connect: Duration, pool_idle: Duration, h2c: bool) -> UpstreamClient {
+    pub(crate) fn client(
+        upstream: &http::uri::Authority,
+        connect: Duration,
+        pool_idle: Duration,
+        h2c: bool,
+    ) -> UpstreamClient {
+        if !h2c {
+            return UpstreamClient::Http1(Pool::new(upstream, connect, pool_idle));
+        }
         let mut http = HttpConnector::new();
         http.set_connect_timeout(Some(connect));
         http.set_nodelay(true);
-        Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(pool_idle)
-            .http2_only(h2c)
-            .build(http)
+        UpstreamClient::H2c(Box::new(
+            Client::builder(TokioExecutor::new())
+                .pool_timer(TokioTimer::new())
+                .pool_idle_timeout(pool_idle)
+                .http2_only(h2c)
+                .build(http),
+        ))
     }
 }
 
@@ -183,17 +194,24 @@ pub(crate) fn answer(status: StatusCode, text: &'static str) -> Response<ProxyBo
 }
 
 impl Shared {
-    /// The request's target on the upstream: its scheme and authority, the
-    /// prefix, then the client's path and query (taken as they are, not
-    /// parsed again, when there is no prefix).
+    /// The request's target on the upstream: the prefix, then the
+    /// client's path and query (taken as they are, not parsed again, when
+    /// there is no prefix); in absolute form (the upstream's scheme and
+    /// authority first) for HTTP/2, in origin form (as HTTP/1.1 sends it
+    /// to a server) otherwise.
     fn upstream_uri(&self, client: Uri) -> Option<Uri> {
         let mut parts = client.into_parts();
         let path = parts
             .path_and_query
             .take()
             .unwrap_or_else(|| PathAndQuery::from_static("/"));
-        parts.scheme = Some(Scheme::HTTP);
-        parts.authority = Some(self.authority.clone());
+        let (scheme, authority) = if self.h2c {
+            (Some(Scheme::HTTP), Some(self.authority.clone()))
+        } else {
+            (None, None)
+        };
+        parts.scheme = scheme;
+        parts.authority = authority;
         parts.path_and_query = Some(if self.prefix.is_empty() {
             path
         } else {
@@ -217,13 +235,11 @@ impl Shared {
         let caller = live.accounts.caller(req.headers());
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
         let (mut parts, body) = req.into_parts();
-        // An HTTP/2 client names the host in the URI, not in `Host`.
+        // An HTTP/2 client names the host in the URI, not in `Host`; an
+        // HTTP/1.0 client may name none (the upstream's, then).
         if !parts.headers.contains_key(header::HOST) {
-            if let Some(host) = parts
-                .uri
-                .authority()
-                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-            {
+            let authority = parts.uri.authority().unwrap_or(&self.authority);
+            if let Ok(host) = HeaderValue::from_str(authority.as_str()) {
                 parts.headers.insert(header::HOST, host);
             }
         }
@@ -256,7 +272,7 @@ impl Shared {
             forwarding_headers(&live.trusted, &mut parts.headers, ip);
         }
         let out = Request::from_parts(parts, body);
-        let res = match tokio::time::timeout(live.timeout, live.client.request(out)).await {
+        let res = match tokio::time::timeout(live.timeout, send(&live.client, out)).await {
             Ok(Ok(res)) => res,
             Ok(Err(e)) => {
                 tracing::warn!(target: "enumguard::proxy", error = %e, "upstream unreachable: 502");
@@ -273,13 +289,18 @@ impl Shared {
                 );
             }
         };
+        let (res, mut back) = res;
         let (mut parts, body) = res.into_parts();
         let switching = parts.status == StatusCode::SWITCHING_PROTOCOLS;
         if switching {
+            // The connection is the tunnel's now, never pooled again (its
+            // sender kept as long as the tunnel, as the upgrade wants).
+            let sender = back.take();
             if let Some(client) = client_upgrade {
                 let mut upstream_res = Response::from_parts(parts.clone(), ());
                 let upstream = hyper::upgrade::on(&mut upstream_res);
                 self.tunnels.spawn(async move {
+                    let _sender = sender;
                     if let (Ok(c), Ok(u)) = (client.await, upstream.await) {
                         let (mut c, mut u) = (TokioIo::new(c), TokioIo::new(u));
                         let _ = tokio::io::copy_bidirectional(&mut c, &mut u).await;
@@ -289,7 +310,22 @@ impl Shared {
         }
         strip_hop_by_hop(&mut parts.headers, switching);
         read_upstream_word(&live, &mut parts, &caller);
-        Response::from_parts(parts, Either::Left(body))
+        Response::from_parts(parts, Either::Left(UpstreamBody::new(body, back)))
+    }
+}
+
+/// `req` to the upstream: the answer, and (HTTP/1.1) the pooled connection
+/// its body gives back.
+async fn send(
+    client: &UpstreamClient,
+    req: Request<GuardBody<Incoming>>,
+) -> Result<(Response<Incoming>, Option<(Arc<Pool>, Sender)>), Failed> {
+    match client {
+        UpstreamClient::Http1(pool) => {
+            let (res, tx) = pool.send(req).await?;
+            Ok((res, Some((pool.clone(), tx))))
+        }
+        UpstreamClient::H2c(c) => Ok((c.request(req).await?, None)),
     }
 }
 

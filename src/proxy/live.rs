@@ -9,12 +9,14 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use http::HeaderName;
+use http::uri::Authority;
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::Value;
 
 use super::account::Accounts;
+use super::pool::Pool;
 use crate::actor::Cidr;
 use crate::config::{Config, ProxyConfig};
 use crate::{AccountId, GuardBody};
@@ -30,8 +32,14 @@ pub(crate) const RESTART_ONLY: [&str; 5] = [
     "admin_token",
 ];
 
-/// The upstream client (a pool of connections).
-pub(crate) type UpstreamClient = Client<HttpConnector, GuardBody<Incoming>>;
+/// The upstream client: a pool of HTTP/1.1 connections, or hyper-util's
+/// client for HTTP/2 (prior knowledge), every request multiplexed on few
+/// connections.
+#[derive(Clone)]
+pub(crate) enum UpstreamClient {
+    Http1(Arc<Pool>),
+    H2c(Box<Client<HttpConnector, GuardBody<Incoming>>>),
+}
 
 /// What a reload may change, read by every request.
 pub(crate) struct Live {
@@ -58,13 +66,14 @@ impl Live {
     /// The settings of `config` (its `[proxy]` table, its session source
     /// and trusted proxies): key files and secrets read again; from
     /// `previous`, the upstream client when its timeouts are the same, and
-    /// the sessions bound to an account. `h2c`: the client speaks HTTP/2
-    /// (fixed at start).
+    /// the sessions bound to an account. `upstream` and `h2c`: where and
+    /// how the client speaks (fixed at start).
     ///
     /// # Errors
     /// A header name, a CIDR, a secret or a key file that is not right.
     pub(crate) fn new(
         config: &Config,
+        upstream: &Authority,
         h2c: bool,
         previous: Option<&Live>,
         generation: u64,
@@ -81,6 +90,7 @@ impl Live {
         let client = match previous {
             Some(l) if same_client => l.client.clone(),
             _ => super::forward::Shared::client(
+                upstream,
                 Duration::from_secs(p.connect_timeout_secs),
                 Duration::from_secs(p.pool_idle_secs),
                 h2c,

@@ -14,6 +14,7 @@
 //! | `mod.rs` | [`Proxy`]: listeners, connections, the health path, signals (drain, reload) |
 //! | `forward.rs` | the forwarding service: headers, 502/504, upgrades, the upstream's word on the answer |
 //! | `account.rs` | who the actor is: a gateway's header, a verified JWT, an account the upstream names |
+//! | `pool.rs` | the upstream's HTTP/1.1 connections, pooled; the answer's body that gives its connection back |
 //! | `live.rs` | what a reload changes while the proxy runs (timeouts, health path, account source, header names, trusted forwarding), swapped whole |
 //!
 //! # Reload
@@ -30,6 +31,7 @@
 mod account;
 mod forward;
 mod live;
+mod pool;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -123,6 +125,7 @@ impl Proxy {
         let prefix = upstream.path().trim_end_matches('/').to_owned();
         let live = Arc::new(ArcSwap::from_pointee(Live::new(
             &config,
+            &authority,
             p.upstream_h2c,
             None,
             0,
@@ -130,7 +133,7 @@ impl Proxy {
         let tunnels = Arc::new(Tunnels::new());
         let shared = forward::Shared {
             h2c: p.upstream_h2c,
-            authority,
+            authority: authority.clone(),
             prefix,
             live: live.clone(),
             tunnels: tunnels.clone(),
@@ -164,7 +167,13 @@ impl Proxy {
         };
         let (admin_addr, admin) = admin.unzip();
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
-        tokio::spawn(reloader(reload_rx, file, handle.clone(), live, p.clone()));
+        tokio::spawn(reloader(
+            reload_rx,
+            file,
+            handle.clone(),
+            live,
+            (p.clone(), authority),
+        ));
         let done = tokio::spawn(serve(listener, state, stop_rx));
         tracing::info!(target: "enumguard::proxy", %addr, upstream = %p.upstream, "enumguard proxy listening");
         Ok(Self {
@@ -368,7 +377,7 @@ async fn reloader(
     file: Option<PathBuf>,
     handle: GuardHandle,
     live: Arc<ArcSwap<Live>>,
-    started: ProxyConfig,
+    (started, authority): (ProxyConfig, http::uri::Authority),
 ) {
     // The restart-only fields last read, so that a difference (a changed
     // file, or a flag at start) is said once.
@@ -406,7 +415,7 @@ async fn reloader(
                 let old = live.load_full();
                 // Built first: a table that cannot be applied refuses the
                 // whole file.
-                let next = match Live::new(&c, started.upstream_h2c, Some(&old), 0) {
+                let next = match Live::new(&c, &authority, started.upstream_h2c, Some(&old), 0) {
                     Ok(l) => l,
                     Err(e) => {
                         refused(&e);
@@ -433,7 +442,13 @@ async fn reloader(
                 restart_note(&table, "guard reload");
                 let mut applied = c.clone();
                 applied.proxy = Some(keeping_restart_only(table, &started));
-                match Live::new(&applied, started.upstream_h2c, Some(&old), generation) {
+                match Live::new(
+                    &applied,
+                    &authority,
+                    started.upstream_h2c,
+                    Some(&old),
+                    generation,
+                ) {
                     Ok(next) => {
                         let proxy = changed_fields(&old.table, &next.table).join(", ");
                         if !proxy.is_empty() {
