@@ -138,11 +138,12 @@ impl Tunnels {
 pub(crate) struct Upstream(pub(crate) Arc<Shared>);
 
 impl Shared {
-    /// A pooled client: idle connections closed after `pool_idle` (below
-    /// the upstream's keep-alive, or a pooled connection races its close;
-    /// the timer is what makes the idle timeout work at all); `h2c`:
-    /// HTTP/2 with prior knowledge, every request multiplexed on few
-    /// connections.
+    /// The upstream client: HTTP/1.1 connections pooled ([`Pool`]), none
+    /// used once idle `pool_idle` (below the upstream's keep-alive, or a
+    /// pooled connection races its close); `h2c`: HTTP/2 with prior
+    /// knowledge through hyper-util's client, every request multiplexed on
+    /// few connections (its pool timer is what makes its idle timeout work
+    /// at all).
     pub(crate) fn client(
         upstream: &http::uri::Authority,
         connect: Duration,

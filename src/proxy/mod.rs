@@ -7,7 +7,8 @@
 //! Per connection: HTTP/1.1 or HTTP/2 from clients (upgrades such as
 //! WebSocket pass through), the peer address given to the guard, the
 //! health path answered here; per request: the guard, then the upstream
-//! through a pooled client (HTTP/1.1), bodies streamed both ways.
+//! on a pooled connection (HTTP/1.1, or HTTP/2 with `upstream_h2c`),
+//! bodies streamed both ways.
 //!
 //! | file | role |
 //! |---|---|
@@ -266,10 +267,14 @@ async fn serve(
                 let header_read = state.live.load().header_read;
                 builder.http1().header_read_timeout(header_read);
                 let state = state.clone();
-                let started = Arc::new(AtomicBool::new(false));
-                let first = started.clone();
+                // The first request head's arrival (a request started).
+                let first = Arc::new((AtomicBool::new(false), tokio::sync::Notify::new()));
+                let started = first.clone();
                 let svc = hyper::service::service_fn(move |req| {
-                    first.store(true, Ordering::Relaxed);
+                    if !first.0.load(Ordering::Relaxed) {
+                        first.0.store(true, Ordering::Relaxed);
+                        first.1.notify_one();
+                    }
                     let state = state.clone();
                     async move { Ok::<_, Infallible>(state.handle(req, peer).await) }
                 });
@@ -280,16 +285,19 @@ async fn serve(
                     // hyper's timer covers an HTTP/1 head from its first
                     // byte on; before that (no byte yet, or a part of the
                     // HTTP/2 preface) the connection waits for its first
-                    // request head here, as long.
+                    // request head here, as long. Once it came, the
+                    // connection alone is polled.
                     tokio::select! {
                         _ = conn.as_mut() => return,
-                        () = tokio::time::sleep(header_read) => {}
+                        () = started.1.notified() => {}
+                        () = tokio::time::sleep(header_read) => {
+                            if !started.0.load(Ordering::Relaxed) {
+                                tracing::debug!(target: "enumguard::proxy", %peer, "no request head within the header read timeout: connection closed");
+                                return;
+                            }
+                        }
                     }
-                    if started.load(Ordering::Relaxed) {
-                        let _ = conn.await;
-                    } else {
-                        tracing::debug!(target: "enumguard::proxy", %peer, "no request head within the header read timeout: connection closed");
-                    }
+                    let _ = conn.await;
                 });
             }
         }
