@@ -1121,6 +1121,156 @@ async fn unreachable_is_502_and_silent_is_504() {
     proxy.shutdown().await;
 }
 
+/// `header_read_timeout_secs`: a client that sends half a request head,
+/// one that sends nothing at all, and one that stops inside the HTTP/2
+/// preface are each cut off after the timeout (not before), while the
+/// proxy serves others meanwhile and after.
+#[tokio::test]
+async fn a_client_slow_with_its_request_head_is_cut_off_after_the_timeout() {
+    let up = serve_axum(app(App::default())).await;
+    let proxy = start("", up.addr, "header_read_timeout_secs = 1").await;
+    let addr = proxy.addr();
+    let t = std::time::Instant::now();
+    let mut slow = Vec::new();
+    for (what, sent) in [
+        (
+            "half a head",
+            "GET /hello HTTP/1.1\r\nHost: service.test\r\nAccept: ",
+        ),
+        ("nothing", ""),
+        ("half the HTTP/2 preface", "PRI * HTTP/2.0\r\n"),
+    ] {
+        let mut s = within("connect", connect(addr, None)).await.unwrap();
+        s.write_all(sent.as_bytes()).await.unwrap();
+        slow.push((what, s));
+    }
+    // Served while the slow ones hang.
+    let (status, _, body) = get(addr, None, "/hello", &[]).await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "hello"));
+    for (what, mut s) in slow {
+        let mut got = Vec::new();
+        // The end of the stream (or a reset): the proxy closed it.
+        let _ = within(what, s.read_to_end(&mut got)).await;
+        let took = t.elapsed();
+        assert!(
+            took >= Duration::from_millis(900),
+            "{what}: cut off after {took:?}, before the timeout"
+        );
+        let got = String::from_utf8_lossy(&got);
+        assert!(
+            got.is_empty() || got.starts_with("HTTP/1.1 408"),
+            "{what}: {got:?}"
+        );
+    }
+    let (status, _, body) = get(addr, None, "/hello", &[]).await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "hello"));
+    proxy.shutdown().await;
+}
+
+/// An upstream with a keep-alive of `keep_alive`: a request that arrives
+/// on a connection idle longer than that is read and dropped unanswered,
+/// as when its close crosses the request on the wire (the race a pooled
+/// client loses, made certain). Counts its connections.
+struct KeepAliveUpstream {
+    addr: SocketAddr,
+    connections: Arc<std::sync::atomic::AtomicUsize>,
+    _task: Task,
+}
+
+impl KeepAliveUpstream {
+    async fn start(keep_alive: Duration) -> Self {
+        let (listener, addr) = bind().await;
+        let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = connections.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut idle_since = std::time::Instant::now();
+                    while read_head(&mut s, &mut buf).await.is_some() {
+                        if idle_since.elapsed() > keep_alive {
+                            return;
+                        }
+                        if s.write_all(OK_ANSWER).await.is_err() {
+                            return;
+                        }
+                        idle_since = std::time::Instant::now();
+                    }
+                });
+            }
+        });
+        Self {
+            addr,
+            connections,
+            _task: Task(task),
+        }
+    }
+
+    fn connections(&self) -> usize {
+        self.connections.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// The pooled client's idle timeout below the upstream's keep-alive
+/// (`pool_idle_secs = 1` before an upstream's 1.5 s): requests spaced past
+/// the keep-alive go out on new connections and never get a 502, while
+/// back-to-back ones share a connection. The same requests through a proxy
+/// whose pool keeps connections longer than the upstream does (the
+/// default 30 s) send a request on a connection the upstream has given up,
+/// and get a 502: the setting is what avoids it.
+#[tokio::test]
+async fn a_pool_idle_timeout_below_the_upstream_keep_alive_never_races_its_close() {
+    let keep_alive = Duration::from_millis(1500);
+    let below = KeepAliveUpstream::start(keep_alive).await;
+    let above = KeepAliveUpstream::start(keep_alive).await;
+    let proxy = start("", below.addr, "pool_idle_secs = 1").await;
+    let lax = start("", above.addr, "pool_idle_secs = 30").await;
+    for p in [&proxy, &lax] {
+        for _ in 0..2 {
+            let (status, _, body) = get(p.addr(), None, "/hello", &[]).await;
+            assert_eq!((status, body.as_str()), (StatusCode::OK, "ok"));
+        }
+    }
+    assert_eq!(
+        below.connections(),
+        1,
+        "back-to-back: one pooled connection"
+    );
+    assert_eq!(above.connections(), 1);
+    let mut lax_502 = 0;
+    for round in 0..2 {
+        if round > 0 {
+            // A connection pooled again (the last one got a 502).
+            let (status, _, _) = get(lax.addr(), None, "/hello", &[]).await;
+            assert_eq!(status, StatusCode::OK);
+        }
+        // Past the upstream's keep-alive.
+        tokio::time::sleep(keep_alive + Duration::from_millis(200)).await;
+        let (status, _, body) = get(proxy.addr(), None, "/hello", &[]).await;
+        assert_eq!(
+            (status, body.as_str()),
+            (StatusCode::OK, "ok"),
+            "round {round}: an idle pooled connection was reused"
+        );
+        assert_eq!(
+            below.connections(),
+            2 + round,
+            "round {round}: a new connection"
+        );
+        let (status, _, _) = get(lax.addr(), None, "/hello", &[]).await;
+        if status == StatusCode::BAD_GATEWAY {
+            lax_502 += 1;
+        }
+    }
+    assert_eq!(
+        lax_502, 2,
+        "a pool longer than the keep-alive loses the race"
+    );
+    proxy.shutdown().await;
+    lax.shutdown().await;
+}
+
 // ---------------------------------------------------------------------------
 // Operations: health, drain, reload, admin
 // ---------------------------------------------------------------------------
@@ -1342,16 +1492,89 @@ async fn reload_takes_a_good_file_and_keeps_the_config_on_a_broken_one() {
             "broken file {n}: the running config stays"
         );
     }
-    // A file whose [proxy] table changed: the guard's settings reload, the
-    // table stays the running one (a restart applies it), and it is said.
-    let running = proxy.handle().config().proxy;
-    let moved = with(9).replace("[proxy]\n", "[proxy]\nhealth_path = \"/alive\"\n");
-    assert!(moved.contains("/alive"), "{moved}");
-    std::fs::write(&file, moved).unwrap();
+    let (status, _, _) = get(proxy.addr(), None, "/hello", &[]).await;
+    assert_eq!(status, StatusCode::OK, "still serving");
+    proxy.shutdown().await;
+    let _ = std::fs::remove_file(&file);
+}
+
+/// A reload applies the `[proxy]` table while the proxy runs: the health
+/// path, the account source, the outcome header's name, the trusted
+/// forwarding options (`trusted_proxies`, `client_ip_header`) and the
+/// upstream timeout change at once (bans kept), while a new `listen` and
+/// `upstream` are logged as taking a restart and the running ones stay. A
+/// table that cannot be applied (a key file that is not there) refuses the
+/// file. A reload through the handle (as the admin service does) applies
+/// its table too.
+#[tokio::test]
+async fn reload_applies_the_proxy_table_but_its_listeners_and_upstream() {
+    let logs = Logs::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let state = App::default();
+    let up = serve_axum(app(state.clone())).await;
+    let file = temp_file("live.toml");
+    std::fs::write(
+        &file,
+        config_text(
+            BOOK,
+            up.addr,
+            "account = { request_header = \"x-user-id\" }",
+        ),
+    )
+    .unwrap();
+    let proxy = Proxy::start(Config::from_file(&file).unwrap(), Some(file.clone()))
+        .await
+        .unwrap();
+    let addr = proxy.addr();
+    let edge: IpAddr = "198.51.100.9".parse().unwrap();
+    proxy
+        .handle()
+        .ban(&account("bob"), Duration::from_secs(600));
+    proxy
+        .handle()
+        .ban(&Actor::ip(edge), Duration::from_secs(600));
+    let status = |path: &'static str, headers: &'static [(&'static str, &'static str)]| async move {
+        get(addr, None, path, headers).await.0
+    };
+    let bob_by_user_id: &[(&str, &str)] = &[("x-user-id", "bob")];
+    let bob_by_gateway: &[(&str, &str)] = &[("x-gateway-user", "bob")];
+    let from_edge: &[(&str, &str)] = &[("cf-connecting-ip", "198.51.100.9")];
+
+    assert_eq!(status("/healthz", &[]).await, StatusCode::OK);
+    assert_eq!(status("/alive", &[]).await, StatusCode::NOT_FOUND);
+    assert_eq!(
+        status("/hello", bob_by_user_id).await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    assert_eq!(status("/hello", bob_by_gateway).await, StatusCode::OK);
+    assert_eq!(status("/hello", from_edge).await, StatusCode::OK);
+    let (_, headers, _) = get(addr, None, "/lookup?email=a", &[]).await;
+    assert!(
+        !headers.contains_key("x-enumguard-outcome"),
+        "stripped: {headers:?}"
+    );
+
+    let changed = config_text(
+        &format!("trusted_proxies = [\"127.0.0.0/8\"]\n{BOOK}"),
+        "127.0.0.1:1".parse().unwrap(),
+        r#"health_path = "/alive"
+account = { request_header = "x-gateway-user" }
+outcome_header = "x-word"
+client_ip_header = "cf-connecting-ip"
+upstream_timeout_secs = 1"#,
+    )
+    .replace("listen = \"127.0.0.1:0\"", "listen = \"127.0.0.1:1\"");
+    std::fs::write(&file, changed).unwrap();
     proxy.reload();
     let mut reloaded = false;
     for _ in 0..200 {
-        if foreign_block() == 9 {
+        if logs.count("config reloaded file=") == 1 {
             reloaded = true;
             break;
         }
@@ -1359,16 +1582,95 @@ async fn reload_takes_a_good_file_and_keeps_the_config_on_a_broken_one() {
     }
     assert!(
         reloaded,
-        "the threshold of a file with a new [proxy] table never showed"
+        "no reload logged: {}",
+        String::from_utf8_lossy(&logs.0.lock().unwrap())
     );
     assert_eq!(
-        proxy.handle().config().proxy,
-        running,
-        "the running [proxy] table stays"
+        logs.count("these [proxy] settings differ from the running ones"),
+        1
     );
-    assert_eq!(logs.count("the [proxy] table changed"), 1);
-    let (status, _, _) = get(proxy.addr(), None, "/hello", &[]).await;
-    assert_eq!(status, StatusCode::OK, "still serving");
+    assert_eq!(
+        logs.count("fields=listen, upstream"),
+        1,
+        "the restart-only fields are named"
+    );
+    let running = proxy.handle().config().proxy.unwrap();
+    assert_eq!(running.listen, "127.0.0.1:0");
+    assert_eq!(running.upstream, format!("http://{}", up.addr));
+    assert_eq!(running.health_path, "/alive");
+
+    let (code, _, body) = get(addr, None, "/alive", &[]).await;
+    assert_eq!(
+        (code, body.as_str()),
+        (StatusCode::OK, "ok\n"),
+        "the new health path"
+    );
+    assert_eq!(
+        status("/healthz", &[]).await,
+        StatusCode::NOT_FOUND,
+        "the old one goes to the upstream (still the same)"
+    );
+    assert_eq!(
+        status("/hello", bob_by_gateway).await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    assert_eq!(status("/hello", bob_by_user_id).await, StatusCode::OK);
+    assert_eq!(
+        status("/hello", from_edge).await,
+        StatusCode::TOO_MANY_REQUESTS,
+        "the edge's client address, from a peer now trusted"
+    );
+    let (_, headers, _) = get(addr, None, "/lookup?email=a", &[]).await;
+    assert_eq!(
+        headers.get("x-enumguard-outcome").map(|v| v.as_bytes()),
+        Some(&b"miss"[..]),
+        "no longer the outcome header: passed on"
+    );
+    let t = std::time::Instant::now();
+    assert_eq!(status("/slow", &[]).await, StatusCode::GATEWAY_TIMEOUT);
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    state.release.notify_waiters();
+
+    // A table that cannot be applied refuses the whole file.
+    std::fs::write(
+        &file,
+        config_text(
+            BOOK,
+            up.addr,
+            "account = { jwt = { public_key_file = \"/nonexistent/enumguard-key.pem\" } }",
+        ),
+    )
+    .unwrap();
+    proxy.reload();
+    let mut refused = false;
+    for _ in 0..200 {
+        if logs.count("reload refused: the running config stays") == 1 {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(refused, "no refusal logged");
+    assert_eq!(status("/alive", &[]).await, StatusCode::OK);
+    assert_eq!(
+        status("/hello", bob_by_gateway).await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+
+    // A reload through the handle: applied from the next request on.
+    let mut c = proxy.handle().config();
+    c.proxy.as_mut().unwrap().health_path = "/ready".into();
+    proxy.handle().reload(c).unwrap();
+    let mut ready = false;
+    for _ in 0..100 {
+        if status("/ready", &[]).await == StatusCode::OK {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(ready, "the handle's [proxy] table was never applied");
+    assert_eq!(status("/alive", &[]).await, StatusCode::NOT_FOUND);
     proxy.shutdown().await;
     let _ = std::fs::remove_file(&file);
 }
@@ -1727,6 +2029,195 @@ async fn the_account_from_a_verified_jwt_and_never_from_a_bad_one() {
     proxy.shutdown().await;
 }
 
+/// A test key of `tests/keys/` (test-only keys, committed: see its
+/// README), as a path for the config and as its bytes.
+fn test_key(name: &str) -> (String, Vec<u8>) {
+    let path = format!("{}/tests/keys/{name}", env!("CARGO_MANIFEST_DIR"));
+    let bytes = std::fs::read(&path).unwrap();
+    (path, bytes)
+}
+
+/// A token for `sub` of `alg` (RS256 or ES256), expiring `exp` seconds
+/// from now, with `kid` if given, signed with the PEM private key `key`.
+fn signed(
+    alg: jsonwebtoken::Algorithm,
+    key: &str,
+    kid: Option<&str>,
+    sub: &str,
+    exp: i64,
+) -> String {
+    let pem = test_key(key).1;
+    let key = match alg {
+        jsonwebtoken::Algorithm::RS256 => jsonwebtoken::EncodingKey::from_rsa_pem(&pem),
+        _ => jsonwebtoken::EncodingKey::from_ec_pem(&pem),
+    }
+    .unwrap();
+    let mut header = jsonwebtoken::Header::new(alg);
+    header.kid = kid.map(str::to_owned);
+    jsonwebtoken::encode(
+        &header,
+        &serde_json::json!({ "sub": sub, "exp": now_secs() + exp }),
+        &key,
+    )
+    .unwrap()
+}
+
+/// RS256 and ES256 with a PEM public key, and both from a JWKS file (by
+/// `kid`): a valid token names the account (banned: refused), while a
+/// token signed by another key, an expired one, `alg: none`, an HS256
+/// token whose secret is the public key itself (the algorithm confusion),
+/// and from the JWKS a token with a `kid` of another key, each naming the
+/// banned account, are no account (served).
+#[tokio::test]
+async fn the_account_from_an_rs256_es256_or_jwks_token_and_never_from_a_bad_one() {
+    use jsonwebtoken::Algorithm::{ES256, RS256};
+    let up = serve_axum(app(App::default())).await;
+    let none = format!(
+        "{}.{}.",
+        b64url(br#"{"alg":"none","typ":"JWT"}"#),
+        b64url(format!(r#"{{"sub":"mallory","exp":{}}}"#, now_secs() + 600).as_bytes())
+    );
+    let (rsa_pub, rsa_pub_pem) = test_key("rsa-a.pub.pem");
+    let (ec_pub, ec_pub_pem) = test_key("ec-a.pub.pem");
+    let (jwks, _) = test_key("jwks.json");
+    // (source, [(case, token, account named?)])
+    let sources = [
+        (
+            format!("public_key_file = \"{rsa_pub}\""),
+            vec![
+                (
+                    "RS256",
+                    signed(RS256, "rsa-a.pem", None, "mallory", 600),
+                    true,
+                ),
+                (
+                    "another key",
+                    signed(RS256, "rsa-b.pem", None, "mallory", 600),
+                    false,
+                ),
+                (
+                    "expired",
+                    signed(RS256, "rsa-a.pem", None, "mallory", -3600),
+                    false,
+                ),
+                (
+                    "HS256 with the public key",
+                    hs256(&rsa_pub_pem, "mallory", 600),
+                    false,
+                ),
+                (
+                    "ES256 to an RSA key",
+                    signed(ES256, "ec-a.pem", None, "mallory", 600),
+                    false,
+                ),
+            ],
+        ),
+        (
+            format!("public_key_file = \"{ec_pub}\""),
+            vec![
+                (
+                    "ES256",
+                    signed(ES256, "ec-a.pem", None, "mallory", 600),
+                    true,
+                ),
+                (
+                    "another key",
+                    signed(ES256, "ec-b.pem", None, "mallory", 600),
+                    false,
+                ),
+                (
+                    "expired",
+                    signed(ES256, "ec-a.pem", None, "mallory", -3600),
+                    false,
+                ),
+                (
+                    "HS256 with the public key",
+                    hs256(&ec_pub_pem, "mallory", 600),
+                    false,
+                ),
+            ],
+        ),
+        (
+            format!("jwks_file = \"{jwks}\""),
+            vec![
+                (
+                    "RS256 by kid",
+                    signed(RS256, "rsa-a.pem", Some("rsa-a"), "mallory", 600),
+                    true,
+                ),
+                (
+                    "ES256 by kid",
+                    signed(ES256, "ec-a.pem", Some("ec-a"), "mallory", 600),
+                    true,
+                ),
+                (
+                    "no kid",
+                    signed(ES256, "ec-a.pem", None, "mallory", 600),
+                    true,
+                ),
+                (
+                    "another RSA key",
+                    signed(RS256, "rsa-b.pem", Some("rsa-a"), "mallory", 600),
+                    false,
+                ),
+                (
+                    "another EC key",
+                    signed(ES256, "ec-b.pem", Some("ec-a"), "mallory", 600),
+                    false,
+                ),
+                (
+                    "another key's kid",
+                    signed(ES256, "ec-a.pem", Some("rsa-a"), "mallory", 600),
+                    false,
+                ),
+                (
+                    "unknown kid",
+                    signed(RS256, "rsa-a.pem", Some("rsa-z"), "mallory", 600),
+                    false,
+                ),
+                (
+                    "expired",
+                    signed(RS256, "rsa-a.pem", Some("rsa-a"), "mallory", -3600),
+                    false,
+                ),
+                (
+                    "HS256 with a public key",
+                    hs256(&rsa_pub_pem, "mallory", 600),
+                    false,
+                ),
+            ],
+        ),
+    ];
+    for (n, (source, cases)) in sources.iter().enumerate() {
+        let proxy = start(
+            BOOK,
+            up.addr,
+            &format!("account = {{ jwt = {{ {source} }} }}"),
+        )
+        .await;
+        proxy
+            .handle()
+            .ban(&account("mallory"), Duration::from_secs(600));
+        let alg_none = ("alg none", none.clone(), false);
+        for (what, token, named) in cases.iter().chain([&alg_none]) {
+            let (status, _, body) = get(
+                proxy.addr(),
+                ip(2, 10 + n as u8, 1),
+                "/hello",
+                &[("authorization", &format!("Bearer {token}"))],
+            )
+            .await;
+            let want = if *named {
+                StatusCode::TOO_MANY_REQUESTS
+            } else {
+                StatusCode::OK
+            };
+            assert_eq!(status, want, "{source}, {what}: {body}");
+        }
+        proxy.shutdown().await;
+    }
+}
+
 /// The account the upstream names in a response header: bound to the
 /// session (here the `authorization` header), stripped before the client
 /// sees it; the session's later requests are that account's, and a scraper
@@ -1779,6 +2270,61 @@ async fn the_account_from_a_response_header_binds_the_session() {
     .await;
     assert_eq!(status, StatusCode::OK);
     proxy.shutdown().await;
+}
+
+/// Sessions from a cookie and from a header, as the library reads them
+/// (the config's `session`): a session that scrapes books through the
+/// proxy is blocked and refused everywhere, while another session from
+/// the same address is served.
+#[tokio::test]
+async fn a_blocked_session_is_refused_and_another_at_its_address_is_not() {
+    let up = serve_axum(app(App::default())).await;
+    let sources = [
+        (
+            "session = { cookie = \"sid\" }",
+            "cookie",
+            "theme=dark; sid=",
+        ),
+        ("session = { header = \"x-session\" }", "x-session", ""),
+    ];
+    for (n, (source, name, prefix)) in sources.into_iter().enumerate() {
+        let proxy = start(&format!("{source}\n{BOOK}"), up.addr, "").await;
+        let from = ip(5, n as u8, 1);
+        let scraper = format!("{prefix}tok-scraper-{n}");
+        let other = format!("{prefix}tok-reader-{n}");
+        let passed = until_refused(
+            proxy.addr(),
+            from,
+            |i| format!("/accounts/{}/book", 1000 + i),
+            &[(name, &scraper)],
+            60,
+        )
+        .await
+        .unwrap_or_else(|| panic!("{source}: the scraping session is stopped"));
+        assert!(passed <= 15, "{source}: {passed} foreign books read");
+        assert!(
+            has_verdict(
+                &proxy,
+                &Actor::session(format!("tok-scraper-{n}")),
+                Some("book")
+            ),
+            "{source}: the verdict names the session: {:?}",
+            proxy.handle().verdicts()
+        );
+        let (status, _, _) = get(proxy.addr(), from, "/hello", &[(name, &scraper)]).await;
+        assert_eq!(
+            status,
+            StatusCode::TOO_MANY_REQUESTS,
+            "{source}: the blocked session is refused on any path"
+        );
+        let (status, _, body) = get(proxy.addr(), from, "/hello", &[(name, &other)]).await;
+        assert_eq!(
+            (status, body.as_str()),
+            (StatusCode::OK, "hello"),
+            "{source}: another session at the same address is served"
+        );
+        proxy.shutdown().await;
+    }
 }
 
 /// The upstream's word on its answers: `x-enumguard-outcome: miss` on 200

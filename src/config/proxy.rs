@@ -7,7 +7,10 @@
 use serde::{Deserialize, Serialize};
 
 /// The `[proxy]` table. Every field has a default; `listen` and
-/// `upstream` are usually given (or passed as flags).
+/// `upstream` are usually given (or passed as flags). A reload (SIGHUP,
+/// the admin service) applies every field while the proxy runs but
+/// `listen`, `upstream`, `upstream_h2c`, `admin_listen` and `admin_token`:
+/// a change to those is logged and takes a restart.
 ///
 /// ```toml
 /// [proxy]
@@ -33,8 +36,9 @@ pub struct ProxyConfig {
     /// From a request sent upstream to its answer's head, in seconds (504
     /// past it). Defaults to 60.
     pub upstream_timeout_secs: u64,
-    /// A client's request head must arrive within this, in seconds.
-    /// Defaults to 10.
+    /// A client's request head must arrive within this, in seconds: the
+    /// first from the connection's start (a client that sends nothing is
+    /// cut off too), each next one from its first byte. Defaults to 10.
     pub header_read_timeout_secs: u64,
     /// A pooled upstream connection idle this long is closed, in seconds:
     /// keep it below the upstream's own keep-alive timeout, or a pooled
@@ -126,7 +130,11 @@ pub struct JwtConfig {
     pub hs256_secret: Option<String>,
     /// RS256 or ES256 with this PEM public key file.
     pub public_key_file: Option<String>,
-    /// RS256 or ES256 with the keys of this JWKS file (by `kid`).
+    /// The public keys of this JWKS file: each verifies the one algorithm
+    /// its `alg` names, or its type says (RS256 for RSA, ES256 for P-256,
+    /// ES384 for P-384, EdDSA for Ed25519); a token with a `kid` is checked
+    /// with that key only, one without with each key of its algorithm.
+    /// Encryption keys are skipped; a secret (`oct`) key is refused.
     pub jwks_file: Option<String>,
     /// Required `iss`, if set.
     pub issuer: Option<String>,

@@ -31,9 +31,15 @@ pub(crate) struct Accounts {
     source: Source,
     session: Option<SessionSource>,
     session_header: Option<HeaderName>,
+    /// Kept across reloads while the session source stays.
+    bindings: Arc<Bindings>,
+}
+
+/// The sessions bound to an account (a response-header source).
+struct Bindings {
     /// The key sessions are hashed with here (never leaves the process).
     key: (u64, u64),
-    /// Session hash to (account, when bound), for a response-header source.
+    /// Session hash to (account, when bound).
     bound: DashMap<u128, (AccountId, u64), ahash::RandomState>,
     clock: std::sync::atomic::AtomicU64,
 }
@@ -47,9 +53,22 @@ enum Source {
 
 struct Jwt {
     claim: String,
-    keys: Vec<(Option<String>, DecodingKey)>,
+    keys: Vec<JwtKey>,
+    /// Reads the claims without a signature check
+    /// (`insecure_skip_verification`).
+    insecure: Option<Validation>,
+}
+
+/// One verifying key, with the checks of the one algorithm it verifies
+/// (jsonwebtoken refuses a key whose family is not every listed
+/// algorithm's: an RSA key with `[RS256, ES256]` verifies nothing, and an
+/// algorithm listed for a key of another family is how HS256 tokens
+/// signed with an RSA public key get in).
+struct JwtKey {
+    /// The JWKS `kid`; `None` for a key file or a secret.
+    kid: Option<String>,
+    key: DecodingKey,
     validation: Validation,
-    insecure: bool,
 }
 
 /// A secret given as `env:NAME`, or as itself.
@@ -63,12 +82,14 @@ pub(crate) fn secret(v: &str) -> Result<String, String> {
 }
 
 impl Accounts {
-    /// The account source of `config`'s `[proxy]` table.
+    /// The account source of `config`'s `[proxy]` table (its secrets and
+    /// key files read now). The sessions `previous` bound stay bound when
+    /// the session source is the same.
     ///
     /// # Errors
     /// A secret that is not there, a key file that cannot be read or
     /// parsed.
-    pub(crate) fn new(config: &Config) -> Result<Self, String> {
+    pub(crate) fn new(config: &Config, previous: Option<&Accounts>) -> Result<Self, String> {
         let proxy = config.proxy.clone().unwrap_or_default();
         let header = |h: &str| HeaderName::from_bytes(h.as_bytes()).map_err(|e| e.to_string());
         let source = match &proxy.account {
@@ -81,13 +102,19 @@ impl Accounts {
             Some(SessionSource::Header(h)) => Some(header(h)?),
             _ => None,
         };
+        let bindings = match previous {
+            Some(p) if p.session == config.session => p.bindings.clone(),
+            _ => Arc::new(Bindings {
+                key: crate::detect::random_key(),
+                bound: DashMap::with_hasher(ahash::RandomState::new()),
+                clock: std::sync::atomic::AtomicU64::new(0),
+            }),
+        };
         Ok(Self {
             source,
             session: config.session.clone(),
             session_header,
-            key: crate::detect::random_key(),
-            bound: DashMap::with_hasher(ahash::RandomState::new()),
-            clock: std::sync::atomic::AtomicU64::new(0),
+            bindings,
         })
     }
 
@@ -100,7 +127,7 @@ impl Accounts {
             Some(SessionSource::Cookie(c)) => ends(cookie_values(headers, c)).map(|(f, _)| f),
             None => None,
         }?;
-        Some(crate::actor::hash128(self.key, first))
+        Some(crate::actor::hash128(self.bindings.key, first))
     }
 
     /// What the source reads of a request, kept to name its caller later:
@@ -134,7 +161,7 @@ impl Accounts {
                 .map(|v| v.as_bytes())
                 .filter(|v| !v.is_empty())
                 .map(AccountId::new),
-            Source::ResponseHeader(_) => self.bound.get(&caller.session?).map(|e| e.0),
+            Source::ResponseHeader(_) => self.bindings.bound.get(&caller.session?).map(|e| e.0),
             Source::Jwt(j) => j.account(caller.value.as_ref()?),
         }
     }
@@ -151,51 +178,62 @@ impl Accounts {
         let Some(session) = session else {
             return;
         };
+        let b = &self.bindings;
         if v.is_empty() {
             // The upstream says: no account (a logout).
-            self.bound.remove(&session);
+            b.bound.remove(&session);
             return;
         }
-        let n = self
-            .clock
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        if self.bound.len() >= MAX_BINDINGS && !self.bound.contains_key(&session) {
+        let n = b.clock.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if b.bound.len() >= MAX_BINDINGS && !b.bound.contains_key(&session) {
             // Full: the older half goes (a bound session that comes back
             // is bound again by its next authenticated answer).
             let cut = n.saturating_sub((MAX_BINDINGS / 2) as u64);
-            self.bound.retain(|_, (_, at)| *at >= cut);
+            b.bound.retain(|_, (_, at)| *at >= cut);
         }
-        self.bound
-            .insert(session, (AccountId::new(v.as_bytes()), n));
-    }
-
-    /// The account hook the guard is built with.
-    pub(crate) fn hook(
-        self: &Arc<Self>,
-    ) -> impl Fn(&http::request::Parts) -> Option<AccountId> + Send + Sync + 'static {
-        let me = self.clone();
-        move |parts| me.account_of(&me.caller(&parts.headers))
+        b.bound.insert(session, (AccountId::new(v.as_bytes()), n));
     }
 }
 
 impl Jwt {
     fn new(c: &JwtConfig) -> Result<Self, String> {
         let mut keys = Vec::new();
-        let mut algs = Vec::new();
+        let checks = |alg: Algorithm| {
+            let mut v = Validation::new(alg);
+            v.leeway = c.leeway_secs;
+            v.validate_nbf = true;
+            v.required_spec_claims = ["exp".to_owned()].into_iter().collect();
+            if let Some(iss) = &c.issuer {
+                v.set_issuer(&[iss]);
+            }
+            match &c.audience {
+                Some(aud) => v.set_audience(&[aud]),
+                None => v.validate_aud = false,
+            }
+            v
+        };
+        let mut push = |kid: Option<String>, key: DecodingKey, alg: Algorithm| {
+            keys.push(JwtKey {
+                kid,
+                key,
+                validation: checks(alg),
+            });
+        };
         if let Some(s) = &c.hs256_secret {
-            keys.push((None, DecodingKey::from_secret(secret(s)?.as_bytes())));
-            algs.push(Algorithm::HS256);
+            push(
+                None,
+                DecodingKey::from_secret(secret(s)?.as_bytes()),
+                Algorithm::HS256,
+            );
         }
         if let Some(f) = &c.public_key_file {
             let pem = std::fs::read(f).map_err(|e| format!("{f}: {e}"))?;
             if let Ok(k) = DecodingKey::from_rsa_pem(&pem) {
-                keys.push((None, k));
-                algs.push(Algorithm::RS256);
+                push(None, k, Algorithm::RS256);
             } else {
                 let k = DecodingKey::from_ec_pem(&pem)
                     .map_err(|e| format!("{f}: neither an RSA nor an EC public key: {e}"))?;
-                keys.push((None, k));
-                algs.push(Algorithm::ES256);
+                push(None, k, Algorithm::ES256);
             }
         }
         if let Some(f) = &c.jwks_file {
@@ -203,31 +241,31 @@ impl Jwt {
             let set: jsonwebtoken::jwk::JwkSet =
                 serde_json::from_str(&text).map_err(|e| format!("{f}: not a JWKS: {e}"))?;
             for jwk in &set.keys {
-                let k = DecodingKey::from_jwk(jwk).map_err(|e| format!("{f}: {e}"))?;
-                keys.push((jwk.common.key_id.clone(), k));
+                let kid = jwk.common.key_id.clone();
+                let at = || format!("{f}, key {}", kid.as_deref().unwrap_or("without a kid"));
+                if jwk.common.public_key_use == Some(jsonwebtoken::jwk::PublicKeyUse::Encryption) {
+                    // An encryption key verifies no signature.
+                    continue;
+                }
+                let Some(alg) = jwk_algorithm(jwk).map_err(|e| format!("{}: {e}", at()))? else {
+                    continue;
+                };
+                let k = DecodingKey::from_jwk(jwk).map_err(|e| format!("{}: {e}", at()))?;
+                push(kid, k, alg);
             }
-            algs.extend([Algorithm::RS256, Algorithm::ES256]);
+            if keys.is_empty() {
+                return Err(format!("{f}: no signing key"));
+            }
         }
-        let mut validation = Validation::new(algs.first().copied().unwrap_or(Algorithm::HS256));
-        validation.algorithms = algs;
-        validation.leeway = c.leeway_secs;
-        validation.validate_nbf = true;
-        validation.required_spec_claims = ["exp".to_owned()].into_iter().collect();
-        if let Some(iss) = &c.issuer {
-            validation.set_issuer(&[iss]);
-        }
-        match &c.audience {
-            Some(aud) => validation.set_audience(&[aud]),
-            None => validation.validate_aud = false,
-        }
-        if c.insecure_skip_verification {
-            validation.insecure_disable_signature_validation();
-        }
+        let insecure = c.insecure_skip_verification.then(|| {
+            let mut v = checks(Algorithm::HS256);
+            v.insecure_disable_signature_validation();
+            v
+        });
         Ok(Self {
             claim: c.claim.clone(),
             keys,
-            validation,
-            insecure: c.insecure_skip_verification,
+            insecure,
         })
     }
 
@@ -239,16 +277,22 @@ impl Jwt {
             .strip_prefix("Bearer ")
             .or_else(|| auth.strip_prefix("bearer "))?
             .trim();
-        let claims = if self.insecure {
+        let claims = if let Some(validation) = &self.insecure {
             let key = DecodingKey::from_secret(&[]);
-            jsonwebtoken::decode::<serde_json::Value>(token, &key, &self.validation).ok()?
+            jsonwebtoken::decode::<serde_json::Value>(token, &key, validation).ok()?
         } else {
-            let kid = jsonwebtoken::decode_header(token).ok()?.kid;
+            let header = jsonwebtoken::decode_header(token).ok()?;
+            // The keys of the token's algorithm (its `kid`'s, when both
+            // name one): each verifies with its own algorithm only.
             self.keys
                 .iter()
-                .filter(|(k, _)| k.is_none() || *k == kid)
-                .find_map(|(_, key)| {
-                    jsonwebtoken::decode::<serde_json::Value>(token, key, &self.validation).ok()
+                .filter(|k| k.validation.algorithms.contains(&header.alg))
+                .filter(|k| match (&k.kid, &header.kid) {
+                    (Some(key), Some(token)) => key == token,
+                    _ => true,
+                })
+                .find_map(|k| {
+                    jsonwebtoken::decode::<serde_json::Value>(token, &k.key, &k.validation).ok()
                 })?
         };
         let v = claims.claims.get(&self.claim)?;
@@ -258,5 +302,47 @@ impl Jwt {
             _ => return None,
         };
         Some(AccountId::new(id))
+    }
+}
+
+/// The algorithm a JWKS key verifies: the one it names, if of its family;
+/// else RS256 for RSA, ES256 or ES384 by curve, EdDSA for Ed25519. `None`
+/// for a key that names an encryption algorithm.
+fn jwk_algorithm(jwk: &jsonwebtoken::jwk::Jwk) -> Result<Option<Algorithm>, String> {
+    use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve};
+    let named = match jwk.common.key_algorithm {
+        None => None,
+        Some(a) => match a.to_string().parse::<Algorithm>() {
+            Ok(a) => Some(a),
+            // An encryption algorithm (RSA-OAEP, ...): no signature key.
+            Err(_) => return Ok(None),
+        },
+    };
+    let (default, family): (Algorithm, &[Algorithm]) = match &jwk.algorithm {
+        AlgorithmParameters::RSA(_) => (
+            Algorithm::RS256,
+            &[
+                Algorithm::RS256,
+                Algorithm::RS384,
+                Algorithm::RS512,
+                Algorithm::PS256,
+                Algorithm::PS384,
+                Algorithm::PS512,
+            ],
+        ),
+        AlgorithmParameters::EllipticCurve(p) => match p.curve {
+            EllipticCurve::P256 => (Algorithm::ES256, &[Algorithm::ES256]),
+            EllipticCurve::P384 => (Algorithm::ES384, &[Algorithm::ES384]),
+            _ => return Err("an elliptic curve other than P-256 and P-384".into()),
+        },
+        AlgorithmParameters::OctetKeyPair(_) => (Algorithm::EdDSA, &[Algorithm::EdDSA]),
+        AlgorithmParameters::OctetKey(_) => {
+            return Err("a secret key: a JWKS file holds public keys (use hs256_secret)".into());
+        }
+    };
+    match named {
+        Some(a) if family.contains(&a) => Ok(Some(a)),
+        Some(a) => Err(format!("{a:?} does not go with its key type")),
+        None => Ok(Some(default)),
     }
 }

@@ -14,8 +14,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
+
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::uri::{PathAndQuery, Scheme};
 use http::{Request, Response, StatusCode, Uri};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
@@ -23,12 +26,14 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 
-use super::account::{Accounts, Caller};
+use super::account::Caller;
+use super::live::{Live, UpstreamClient};
+use super::pool::{Failed, Pool, Sender, UpstreamBody};
 use crate::actor::{Cidr, in_any};
 use crate::{AccountId, GuardBody, Outcome, Owner};
 
 /// A response body: the upstream's, streamed, or one the proxy wrote.
-pub(crate) type ProxyBody = Either<Incoming, Full<Bytes>>;
+pub(crate) type ProxyBody = Either<UpstreamBody, Full<Bytes>>;
 
 /// Headers that concern one connection only (RFC 9110 section 7.6.1,
 /// plus the ones proxies have long treated so). Not `Trailer`: it is
@@ -54,18 +59,15 @@ pub(crate) struct TcpPeer(pub(crate) IpAddr);
 
 /// What every request to the upstream shares.
 pub(crate) struct Shared {
-    pub(crate) client: Client<HttpConnector, GuardBody<Incoming>>,
     /// The upstream's scheme and authority.
     pub(crate) authority: http::uri::Authority,
     /// A path prefix, without its trailing slash ("" for none).
     pub(crate) prefix: String,
-    pub(crate) timeout: Duration,
     /// HTTP/2 to the upstream (prior knowledge).
     pub(crate) h2c: bool,
-    pub(crate) trusted: Vec<Cidr>,
-    pub(crate) outcome_header: HeaderName,
-    pub(crate) owner_header: HeaderName,
-    pub(crate) accounts: Arc<Accounts>,
+    /// The client, timeouts and header names in force (a reload swaps
+    /// them).
+    pub(crate) live: Arc<ArcSwap<Live>>,
     pub(crate) tunnels: Arc<Tunnels>,
 }
 
@@ -136,24 +138,31 @@ impl Tunnels {
 pub(crate) struct Upstream(pub(crate) Arc<Shared>);
 
 impl Shared {
-    /// A pooled client: idle connections closed after `pool_idle` (below
-    /// the upstream's keep-alive, or a pooled connection races its close;
-    /// the timer is what makes the idle timeout work at all); `h2c`:
-    /// HTTP/2 with prior knowledge, every request multiplexed on few
-    /// connections.
+    /// The upstream client: HTTP/1.1 connections pooled ([`Pool`]), none
+    /// used once idle `pool_idle` (below the upstream's keep-alive, or a
+    /// pooled connection races its close); `h2c`: HTTP/2 with prior
+    /// knowledge through hyper-util's client, every request multiplexed on
+    /// few connections (its pool timer is what makes its idle timeout work
+    /// at all).
     pub(crate) fn client(
+        upstream: &http::uri::Authority,
         connect: Duration,
         pool_idle: Duration,
         h2c: bool,
-    ) -> Client<HttpConnector, GuardBody<Incoming>> {
+    ) -> UpstreamClient {
+        if !h2c {
+            return UpstreamClient::Http1(Pool::new(upstream, connect, pool_idle));
+        }
         let mut http = HttpConnector::new();
         http.set_connect_timeout(Some(connect));
         http.set_nodelay(true);
-        Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(pool_idle)
-            .http2_only(h2c)
-            .build(http)
+        UpstreamClient::H2c(Box::new(
+            Client::builder(TokioExecutor::new())
+                .pool_timer(TokioTimer::new())
+                .pool_idle_timeout(pool_idle)
+                .http2_only(h2c)
+                .build(http),
+        ))
     }
 }
 
@@ -186,37 +195,59 @@ pub(crate) fn answer(status: StatusCode, text: &'static str) -> Response<ProxyBo
 }
 
 impl Shared {
+    /// The request's target on the upstream: the prefix, then the
+    /// client's path and query (taken as they are, not parsed again, when
+    /// there is no prefix); in absolute form (the upstream's scheme and
+    /// authority first) for HTTP/2, in origin form (as HTTP/1.1 sends it
+    /// to a server) otherwise.
+    fn upstream_uri(&self, client: Uri) -> Option<Uri> {
+        let mut parts = client.into_parts();
+        let path = parts
+            .path_and_query
+            .take()
+            .unwrap_or_else(|| PathAndQuery::from_static("/"));
+        let (scheme, authority) = if self.h2c {
+            (Some(Scheme::HTTP), Some(self.authority.clone()))
+        } else {
+            (None, None)
+        };
+        parts.scheme = scheme;
+        parts.authority = authority;
+        parts.path_and_query = Some(if self.prefix.is_empty() {
+            path
+        } else {
+            let mut joined = String::with_capacity(self.prefix.len() + path.as_str().len());
+            joined.push_str(&self.prefix);
+            joined.push_str(path.as_str());
+            PathAndQuery::from_maybe_shared(joined).ok()?
+        });
+        Uri::from_parts(parts).ok()
+    }
+
     async fn forward(&self, mut req: Request<GuardBody<Incoming>>) -> Response<ProxyBody> {
         let ext = req.extensions();
         let peer = (ext.get::<TcpPeer>().map(|p| p.0))
             .or_else(|| ext.get::<crate::PeerAddr>().map(|p| p.0.ip()));
         let upgrade = wants_upgrade(req.headers());
+        // One reload's settings for the whole request.
+        let live = self.live.load_full();
         // Named only if the upstream answers `own` (a JWT is verified once,
         // by the guard, otherwise).
-        let caller = self.accounts.caller(req.headers());
+        let caller = live.accounts.caller(req.headers());
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
         let (mut parts, body) = req.into_parts();
-        // An HTTP/2 client names the host in the URI, not in `Host`.
+        // An HTTP/2 client names the host in the URI, not in `Host`; an
+        // HTTP/1.0 client may name none (the upstream's, then).
         if !parts.headers.contains_key(header::HOST) {
-            if let Some(host) = parts
-                .uri
-                .authority()
-                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-            {
+            let authority = parts.uri.authority().unwrap_or(&self.authority);
+            if let Ok(host) = HeaderValue::from_str(authority.as_str()) {
                 parts.headers.insert(header::HOST, host);
             }
         }
-        let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-        let uri = match Uri::builder()
-            .scheme("http")
-            .authority(self.authority.clone())
-            .path_and_query(format!("{}{path}", self.prefix))
-            .build()
-        {
-            Ok(u) => u,
-            Err(_) => return answer(StatusCode::BAD_REQUEST, "bad request target\n"),
+        parts.uri = match self.upstream_uri(std::mem::take(&mut parts.uri)) {
+            Some(u) => u,
+            None => return answer(StatusCode::BAD_REQUEST, "bad request target\n"),
         };
-        parts.uri = uri;
         parts.version = if self.h2c {
             http::Version::HTTP_2
         } else {
@@ -239,10 +270,10 @@ impl Shared {
                 .insert(header::CONNECTION, HeaderValue::from_static("te"));
         }
         if let Some(ip) = peer {
-            self.forwarding_headers(&mut parts.headers, ip);
+            forwarding_headers(&live.trusted, &mut parts.headers, ip);
         }
         let out = Request::from_parts(parts, body);
-        let res = match tokio::time::timeout(self.timeout, self.client.request(out)).await {
+        let res = match tokio::time::timeout(live.timeout, send(&live.client, out)).await {
             Ok(Ok(res)) => res,
             Ok(Err(e)) => {
                 tracing::warn!(target: "enumguard::proxy", error = %e, "upstream unreachable: 502");
@@ -252,20 +283,25 @@ impl Shared {
                 );
             }
             Err(_) => {
-                tracing::warn!(target: "enumguard::proxy", secs = self.timeout.as_secs(), "upstream timed out: 504");
+                tracing::warn!(target: "enumguard::proxy", secs = live.timeout.as_secs(), "upstream timed out: 504");
                 return answer(
                     StatusCode::GATEWAY_TIMEOUT,
                     "504 gateway timeout: the upstream did not answer in time\n",
                 );
             }
         };
+        let (res, mut back) = res;
         let (mut parts, body) = res.into_parts();
         let switching = parts.status == StatusCode::SWITCHING_PROTOCOLS;
         if switching {
+            // The connection is the tunnel's now, never pooled again (its
+            // sender kept as long as the tunnel, as the upgrade wants).
+            let sender = back.take();
             if let Some(client) = client_upgrade {
                 let mut upstream_res = Response::from_parts(parts.clone(), ());
                 let upstream = hyper::upgrade::on(&mut upstream_res);
                 self.tunnels.spawn(async move {
+                    let _sender = sender;
                     if let (Ok(c), Ok(u)) = (client.await, upstream.await) {
                         let (mut c, mut u) = (TokioIo::new(c), TokioIo::new(u));
                         let _ = tokio::io::copy_bidirectional(&mut c, &mut u).await;
@@ -274,86 +310,128 @@ impl Shared {
             }
         }
         strip_hop_by_hop(&mut parts.headers, switching);
-        self.read_upstream_word(&mut parts, &caller);
-        Response::from_parts(parts, Either::Left(body))
+        read_upstream_word(&live, &mut parts, &caller);
+        Response::from_parts(parts, Either::Left(UpstreamBody::new(body, back)))
     }
+}
 
-    /// `X-Forwarded-For`, `X-Forwarded-Proto` and `Forwarded`: appended to
-    /// what a trusted proxy in front sent, replacing what anyone else sent
-    /// (a client's own forwarding headers are not passed on as if a proxy
-    /// had written them).
-    fn forwarding_headers(&self, headers: &mut HeaderMap, peer: IpAddr) {
-        let trusted = !self.trusted.is_empty() && in_any(&self.trusted, peer);
-        let node = match peer {
-            IpAddr::V4(v4) => v4.to_string(),
-            IpAddr::V6(v6) => format!("\"[{v6}]\""),
-        };
-        let mut xff = peer.to_string();
-        let mut fwd = format!("for={node};proto=http");
-        if trusted {
-            let joined = |name: &HeaderName| {
-                let all: Vec<&str> = headers
-                    .get_all(name)
-                    .iter()
-                    .filter_map(|v| v.to_str().ok())
-                    .collect();
-                (!all.is_empty()).then(|| all.join(", "))
-            };
-            if let Some(prev) = joined(&HeaderName::from_static("x-forwarded-for")) {
-                xff = format!("{prev}, {xff}");
-            }
-            if let Some(prev) = joined(&header::FORWARDED) {
-                fwd = format!("{prev}, {fwd}");
-            }
-        } else {
-            headers.remove("x-forwarded-proto");
+/// `req` to the upstream: the answer, and (HTTP/1.1) the pooled connection
+/// its body gives back.
+async fn send(
+    client: &UpstreamClient,
+    req: Request<GuardBody<Incoming>>,
+) -> Result<(Response<Incoming>, Option<(Arc<Pool>, Sender)>), Failed> {
+    match client {
+        UpstreamClient::Http1(pool) => {
+            let (res, tx) = pool.send(req).await?;
+            Ok((res, Some((pool.clone(), tx))))
         }
-        for (name, value) in [("x-forwarded-for", xff), ("forwarded", fwd)] {
-            if let Ok(v) = HeaderValue::from_str(&value) {
-                headers.insert(name, v);
-            }
-        }
-        if !headers.contains_key("x-forwarded-proto") {
-            headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
-        }
+        UpstreamClient::H2c(c) => Ok((c.request(req).await?, None)),
     }
+}
 
-    /// What the upstream said of its answer, as headers the client never
-    /// sees: the outcome (`hit`, `miss`, `denied`, `own`, `known`), the owner, and
-    /// (with a response-header account source) the account the session is
-    /// now bound to.
-    fn read_upstream_word(&self, parts: &mut http::response::Parts, caller: &Caller) {
-        if let Some(v) = parts.headers.remove(&self.outcome_header) {
-            match v.as_bytes() {
-                b"hit" => {
-                    parts.extensions.insert(Outcome::Hit);
+/// `X-Forwarded-For`, `X-Forwarded-Proto` and `Forwarded`: appended to
+/// what a trusted proxy in front sent, replacing what anyone else sent
+/// (a client's own forwarding headers are not passed on as if a proxy
+/// had written them). Written byte by byte: this runs on every request.
+fn forwarding_headers(proxies: &[Cidr], headers: &mut HeaderMap, peer: IpAddr) {
+    let trusted = !proxies.is_empty() && in_any(proxies, peer);
+    let mut xff = Vec::with_capacity(48);
+    let mut fwd = Vec::with_capacity(64);
+    if trusted {
+        for (name, out) in [(&X_FORWARDED_FOR, &mut xff), (&header::FORWARDED, &mut fwd)] {
+            for v in headers.get_all(name) {
+                if v.to_str().is_ok() {
+                    out.extend_from_slice(v.as_bytes());
+                    out.extend_from_slice(b", ");
                 }
-                b"miss" => {
-                    parts.extensions.insert(Outcome::Miss);
-                }
-                b"denied" => {
-                    parts.extensions.insert(Outcome::Denied);
-                }
-                b"own" => {
-                    if let Some(a) = self.accounts.account_of(caller) {
-                        parts.extensions.insert(Owner(a));
-                    }
-                }
-                // A target the caller knows (its contact): never a guess.
-                b"known" => {
-                    parts.extensions.insert(crate::Known);
-                }
-                _ => {}
             }
         }
-        if let Some(v) = parts.headers.remove(&self.owner_header) {
-            if !v.is_empty() {
-                parts.extensions.insert(Owner(AccountId::new(v.as_bytes())));
-            }
-        }
-        self.accounts
-            .bind_from_response(&mut parts.headers, caller.session);
     }
+    push_ip(&mut xff, peer);
+    fwd.extend_from_slice(b"for=");
+    match peer {
+        IpAddr::V4(_) => push_ip(&mut fwd, peer),
+        IpAddr::V6(_) => {
+            fwd.extend_from_slice(b"\"[");
+            push_ip(&mut fwd, peer);
+            fwd.extend_from_slice(b"]\"");
+        }
+    }
+    fwd.extend_from_slice(b";proto=http");
+    for (name, value) in [(X_FORWARDED_FOR, xff), (header::FORWARDED, fwd)] {
+        if let Ok(v) = HeaderValue::from_maybe_shared(Bytes::from(value)) {
+            headers.insert(name, v);
+        }
+    }
+    if !trusted || !headers.contains_key(&X_FORWARDED_PROTO) {
+        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+    }
+}
+
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+
+/// `ip` as text (`Display`'s form), an IPv4 address without the
+/// formatting machinery.
+fn push_ip(out: &mut Vec<u8>, ip: IpAddr) {
+    match ip {
+        IpAddr::V4(v4) => {
+            for (i, n) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b'.');
+                }
+                if n >= 100 {
+                    out.push(b'0' + n / 100);
+                }
+                if n >= 10 {
+                    out.push(b'0' + n / 10 % 10);
+                }
+                out.push(b'0' + n % 10);
+            }
+        }
+        IpAddr::V6(v6) => {
+            use std::io::Write;
+            let _ = write!(out, "{v6}");
+        }
+    }
+}
+
+/// What the upstream said of its answer, as headers the client never
+/// sees: the outcome (`hit`, `miss`, `denied`, `own`, `known`), the owner, and
+/// (with a response-header account source) the account the session is
+/// now bound to.
+fn read_upstream_word(live: &Live, parts: &mut http::response::Parts, caller: &Caller) {
+    if let Some(v) = parts.headers.remove(&live.outcome_header) {
+        match v.as_bytes() {
+            b"hit" => {
+                parts.extensions.insert(Outcome::Hit);
+            }
+            b"miss" => {
+                parts.extensions.insert(Outcome::Miss);
+            }
+            b"denied" => {
+                parts.extensions.insert(Outcome::Denied);
+            }
+            b"own" => {
+                if let Some(a) = live.accounts.account_of(caller) {
+                    parts.extensions.insert(Owner(a));
+                }
+            }
+            // A target the caller knows (its contact): never a guess.
+            b"known" => {
+                parts.extensions.insert(crate::Known);
+            }
+            _ => {}
+        }
+    }
+    if let Some(v) = parts.headers.remove(&live.owner_header) {
+        if !v.is_empty() {
+            parts.extensions.insert(Owner(AccountId::new(v.as_bytes())));
+        }
+    }
+    live.accounts
+        .bind_from_response(&mut parts.headers, caller.session);
 }
 
 /// Whether the request asks to switch protocols (`Connection: upgrade`
@@ -391,6 +469,14 @@ fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
 /// Removes the hop-by-hop headers, and those `Connection` names; an
 /// upgrade keeps `Upgrade` and `Connection: upgrade`.
 pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
+    // One look at each name first: most messages have none of them, and
+    // a removal hashes the name even when it is not there.
+    let any = headers
+        .keys()
+        .any(|n| *n == header::UPGRADE || HOP_BY_HOP.contains(n));
+    if !any {
+        return;
+    }
     let named: Vec<HeaderName> = connection_tokens(headers)
         .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
         .collect();
@@ -435,6 +521,46 @@ mod tests {
         assert_eq!(h[header::UPGRADE], "websocket");
         assert_eq!(h[header::CONNECTION], "upgrade");
         assert!(!h.contains_key("x-secret") && !h.contains_key("keep-alive"));
+    }
+
+    #[test]
+    fn addresses_are_written_as_display_writes_them() {
+        for ip in [
+            "0.0.0.0",
+            "127.0.0.1",
+            "9.10.99.100",
+            "255.255.255.255",
+            "::1",
+            "2001:db8::7",
+            "::ffff:10.0.0.1",
+        ] {
+            let ip: IpAddr = ip.parse().unwrap();
+            let mut out = Vec::new();
+            push_ip(&mut out, ip);
+            assert_eq!(String::from_utf8(out).unwrap(), ip.to_string());
+        }
+    }
+
+    #[test]
+    fn forwarding_headers_replace_an_untrusted_chain_and_extend_a_trusted_one() {
+        let trusted = ["10.0.0.0/8".parse::<crate::actor::Cidr>().unwrap()];
+        let mut h = HeaderMap::new();
+        h.append("x-forwarded-for", HeaderValue::from_static("1.2.3.4"));
+        h.append("x-forwarded-for", HeaderValue::from_static("5.6.7.8"));
+        h.insert("x-forwarded-proto", HeaderValue::from_static("https"));
+        let mut untrusted = h.clone();
+        forwarding_headers(&trusted, &mut untrusted, "192.0.2.1".parse().unwrap());
+        assert_eq!(untrusted["x-forwarded-for"], "192.0.2.1");
+        assert_eq!(untrusted[header::FORWARDED], "for=192.0.2.1;proto=http");
+        assert_eq!(untrusted["x-forwarded-proto"], "http");
+        forwarding_headers(&trusted, &mut h, "10.1.2.3".parse().unwrap());
+        assert_eq!(h["x-forwarded-for"], "1.2.3.4, 5.6.7.8, 10.1.2.3");
+        assert_eq!(h[header::FORWARDED], "for=10.1.2.3;proto=http");
+        assert_eq!(h["x-forwarded-proto"], "https");
+        let mut v6 = HeaderMap::new();
+        forwarding_headers(&[], &mut v6, "2001:db8::1".parse().unwrap());
+        assert_eq!(v6[header::FORWARDED], "for=\"[2001:db8::1]\";proto=http");
+        assert_eq!(v6["x-forwarded-for"], "2001:db8::1");
     }
 
     #[test]

@@ -7,26 +7,42 @@
 //! Per connection: HTTP/1.1 or HTTP/2 from clients (upgrades such as
 //! WebSocket pass through), the peer address given to the guard, the
 //! health path answered here; per request: the guard, then the upstream
-//! through a pooled client (HTTP/1.1), bodies streamed both ways.
+//! on a pooled connection (HTTP/1.1, or HTTP/2 with `upstream_h2c`),
+//! bodies streamed both ways.
 //!
 //! | file | role |
 //! |---|---|
 //! | `mod.rs` | [`Proxy`]: listeners, connections, the health path, signals (drain, reload) |
 //! | `forward.rs` | the forwarding service: headers, 502/504, upgrades, the upstream's word on the answer |
 //! | `account.rs` | who the actor is: a gateway's header, a verified JWT, an account the upstream names |
+//! | `pool.rs` | the upstream's HTTP/1.1 connections, pooled; the answer's body that gives its connection back |
+//! | `live.rs` | what a reload changes while the proxy runs (timeouts, health path, account source, header names, trusted forwarding), swapped whole |
+//!
+//! # Reload
+//! SIGHUP ([`Proxy::reload`]) reads the config file again; the guard's
+//! settings reload through the core (state kept), and so does the
+//! `[proxy]` table, but for its listeners and its upstream (`listen`,
+//! `upstream`, `upstream_h2c`, `admin_listen`, `admin_token`): a change
+//! to those is logged and takes a restart. A reload through the admin
+//! service, or [`GuardHandle::reload`] on [`Proxy::handle`], applies the
+//! table the same way (on the next request). A file or a table that
+//! cannot be applied (a key file that cannot be read, say) is refused and
+//! logged, and what runs stays.
 
 mod account;
 mod forward;
+mod live;
+mod pool;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderName, Request, Response, StatusCode};
+use http::{Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -36,9 +52,11 @@ use tokio::net::TcpListener;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use account::Accounts;
+use arc_swap::ArcSwap;
+
 pub use account::MAX_BINDINGS;
 use forward::{ProxyBody, TcpPeer, Tunnels, Upstream, answer};
+use live::{Live, RESTART_ONLY, changed_fields, keeping_restart_only};
 
 use crate::config::{Config, ProxyConfig};
 use crate::{Guard, GuardHandle, GuardLayer, PeerAddr, ResponseBody};
@@ -51,8 +69,18 @@ pub struct Proxy {
     admin: Option<tokio::task::JoinHandle<()>>,
     handle: GuardHandle,
     stop: tokio::sync::watch::Sender<bool>,
-    reload: tokio::sync::mpsc::UnboundedSender<()>,
+    reload: tokio::sync::mpsc::UnboundedSender<Reload>,
     done: tokio::task::JoinHandle<()>,
+}
+
+/// What the reloader is asked.
+#[derive(Debug, Clone, Copy)]
+enum Reload {
+    /// Read the config file again (SIGHUP).
+    File,
+    /// The guard's config was reloaded by someone else (the admin service,
+    /// the handle): apply its `[proxy]` table.
+    Follow,
 }
 
 impl std::fmt::Debug for Proxy {
@@ -66,11 +94,13 @@ impl std::fmt::Debug for Proxy {
 /// What every connection shares.
 struct State {
     guard: Guard<Upstream>,
-    health: String,
+    handle: GuardHandle,
+    /// The settings a reload changes.
+    live: Arc<ArcSwap<Live>>,
+    /// The last guard generation the reloader was asked to follow.
+    asked: AtomicU64,
+    reload: tokio::sync::mpsc::UnboundedSender<Reload>,
     draining: AtomicBool,
-    client_ip_header: Option<HeaderName>,
-    trusted: Vec<crate::actor::Cidr>,
-    header_read: Duration,
     tunnels: Arc<Tunnels>,
 }
 
@@ -83,7 +113,7 @@ impl Proxy {
     /// An invalid config, a listener that cannot bind, a secret that is not
     /// there.
     pub async fn start(config: Config, file: Option<PathBuf>) -> Result<Self, String> {
-        let compiled = config.compile().map_err(|e| e.to_string())?;
+        config.validate().map_err(|e| e.to_string())?;
         let p = config.proxy.clone().unwrap_or_default();
         let upstream: http::Uri = p
             .upstream
@@ -94,39 +124,38 @@ impl Proxy {
             .cloned()
             .ok_or("proxy.upstream: no host")?;
         let prefix = upstream.path().trim_end_matches('/').to_owned();
-        let trusted = compiled.trusted.clone();
-        let accounts = Arc::new(Accounts::new(&config)?);
-        let header = |h: &str| HeaderName::from_bytes(h.as_bytes()).map_err(|e| e.to_string());
+        let live = Arc::new(ArcSwap::from_pointee(Live::new(
+            &config,
+            &authority,
+            p.upstream_h2c,
+            None,
+            0,
+        )?));
         let tunnels = Arc::new(Tunnels::new());
         let shared = forward::Shared {
-            client: forward::Shared::client(
-                Duration::from_secs(p.connect_timeout_secs),
-                Duration::from_secs(p.pool_idle_secs),
-                p.upstream_h2c,
-            ),
             h2c: p.upstream_h2c,
-            authority,
+            authority: authority.clone(),
             prefix,
-            timeout: Duration::from_secs(p.upstream_timeout_secs),
-            trusted: trusted.clone(),
-            outcome_header: header(&p.outcome_header)?,
-            owner_header: header(&p.owner_header)?,
-            accounts: accounts.clone(),
+            live: live.clone(),
             tunnels: tunnels.clone(),
         };
         let layer = GuardLayer::builder()
             .config(config.clone())
-            .account(accounts.hook())
+            .account(live::account_hook(&live))
             .build()
             .map_err(|e| e.to_string())?;
         let handle = layer.handle();
+        // The generation the settings were built for.
+        let generation = handle.detector().generation();
+        live.store(Arc::new(live.load().seen_at(generation)));
+        let (reload, reload_rx) = tokio::sync::mpsc::unbounded_channel();
         let state = Arc::new(State {
             guard: layer.layer(Upstream(Arc::new(shared))),
-            health: p.health_path.clone(),
+            handle: handle.clone(),
+            live: live.clone(),
+            asked: AtomicU64::new(generation),
+            reload: reload.clone(),
             draining: AtomicBool::new(false),
-            client_ip_header: p.client_ip_header.as_deref().map(header).transpose()?,
-            trusted,
-            header_read: Duration::from_secs(p.header_read_timeout_secs),
             tunnels,
         });
         let listener = TcpListener::bind(&p.listen)
@@ -134,15 +163,19 @@ impl Proxy {
             .map_err(|e| format!("proxy.listen {}: {e}", p.listen))?;
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
         let admin = match &p.admin_listen {
-            Some(a) => Some(admin_listener(a, &p, &handle).await?),
+            Some(a) => Some(admin_listener(a, &p, &handle, reload.clone()).await?),
             None => None,
         };
         let (admin_addr, admin) = admin.unzip();
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
-        let (reload, reload_rx) = tokio::sync::mpsc::unbounded_channel();
-        tokio::spawn(reloader(reload_rx, file, handle.clone()));
-        let grace = Duration::from_secs(p.grace_secs);
-        let done = tokio::spawn(serve(listener, state, stop_rx, grace));
+        tokio::spawn(reloader(
+            reload_rx,
+            file,
+            handle.clone(),
+            live,
+            (p.clone(), authority),
+        ));
+        let done = tokio::spawn(serve(listener, state, stop_rx));
         tracing::info!(target: "enumguard::proxy", %addr, upstream = %p.upstream, "enumguard proxy listening");
         Ok(Self {
             addr,
@@ -174,7 +207,7 @@ impl Proxy {
     /// core's reload (state kept); a bad file is logged and the running
     /// config stays. What SIGHUP does.
     pub fn reload(&self) {
-        let _ = self.reload.send(());
+        let _ = self.reload.send(Reload::File);
     }
 
     /// Drains and stops: the health path answers 503 at once; new
@@ -198,14 +231,11 @@ async fn serve(
     listener: TcpListener,
     state: Arc<State>,
     mut stop: tokio::sync::watch::Receiver<bool>,
-    grace: Duration,
 ) {
     let graceful = GracefulShutdown::new();
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(state.header_read);
+    builder.http1().timer(TokioTimer::new());
+    let mut grace = Duration::ZERO;
     let mut deadline: Option<tokio::time::Instant> = None;
     // The connections' tasks: the drain closes those still open at its end.
     let mut conns = tokio::task::JoinSet::new();
@@ -221,6 +251,7 @@ async fn serve(
             changed = stop.changed(), if deadline.is_none() => {
                 if changed.is_err() || *stop.borrow() {
                     state.draining.store(true, Ordering::SeqCst);
+                    grace = state.live.load().grace;
                     tracing::warn!(target: "enumguard::proxy", grace_secs = grace.as_secs(), "draining: health answers 503; new connections for the grace period, then none");
                     deadline = Some(tokio::time::Instant::now() + grace);
                 }
@@ -233,14 +264,39 @@ async fn serve(
                     continue;
                 };
                 let _ = tcp.set_nodelay(true);
+                let header_read = state.live.load().header_read;
+                builder.http1().header_read_timeout(header_read);
                 let state = state.clone();
+                // The first request head's arrival (a request started).
+                let first = Arc::new((AtomicBool::new(false), tokio::sync::Notify::new()));
+                let started = first.clone();
                 let svc = hyper::service::service_fn(move |req| {
+                    if !first.0.load(Ordering::Relaxed) {
+                        first.0.store(true, Ordering::Relaxed);
+                        first.1.notify_one();
+                    }
                     let state = state.clone();
                     async move { Ok::<_, Infallible>(state.handle(req, peer).await) }
                 });
                 let conn = builder.serve_connection_with_upgrades(TokioIo::new(tcp), svc);
                 let conn = graceful.watch(conn.into_owned());
                 conns.spawn(async move {
+                    tokio::pin!(conn);
+                    // hyper's timer covers an HTTP/1 head from its first
+                    // byte on; before that (no byte yet, or a part of the
+                    // HTTP/2 preface) the connection waits for its first
+                    // request head here, as long. Once it came, the
+                    // connection alone is polled.
+                    tokio::select! {
+                        _ = conn.as_mut() => return,
+                        () = started.1.notified() => {}
+                        () = tokio::time::sleep(header_read) => {
+                            if !started.0.load(Ordering::Relaxed) {
+                                tracing::debug!(target: "enumguard::proxy", %peer, "no request head within the header read timeout: connection closed");
+                                return;
+                            }
+                        }
+                    }
                     let _ = conn.await;
                 });
             }
@@ -266,15 +322,19 @@ impl State {
         mut req: Request<Incoming>,
         peer: SocketAddr,
     ) -> Response<ResponseBody<ProxyBody>> {
-        if req.uri().path() == self.health {
-            let res = if self.draining.load(Ordering::SeqCst) {
-                answer(StatusCode::SERVICE_UNAVAILABLE, "draining\n")
-            } else {
-                answer(StatusCode::OK, "ok\n")
-            };
-            return res.map(ResponseBody::inner);
-        }
-        let client = self.client_addr(&req, peer);
+        let client = {
+            let live = self.live.load();
+            self.follow(live.generation);
+            if req.uri().path() == live.health {
+                let res = if self.draining.load(Ordering::SeqCst) {
+                    answer(StatusCode::SERVICE_UNAVAILABLE, "draining\n")
+                } else {
+                    answer(StatusCode::OK, "ok\n")
+                };
+                return res.map(ResponseBody::inner);
+            }
+            client_addr(&live, &req, peer)
+        };
         if client != peer {
             // The forwarding headers append the hop the proxy saw.
             req.extensions_mut().insert(TcpPeer(peer.ip()));
@@ -292,55 +352,123 @@ impl State {
         }
     }
 
-    /// The client's address: the peer, or (from a trusted peer) the address
-    /// an edge in front resolved into `client_ip_header`.
-    fn client_addr(&self, req: &Request<Incoming>, peer: SocketAddr) -> SocketAddr {
-        let Some(h) = &self.client_ip_header else {
-            return peer;
-        };
-        if self.trusted.is_empty() || !crate::actor::in_any(&self.trusted, peer.ip()) {
-            return peer;
+    /// Asks the reloader to apply the guard's config if it was reloaded
+    /// since `generation` (by the admin service, say): once per reload.
+    fn follow(&self, generation: u64) {
+        let now = self.handle.detector().generation();
+        if now != generation && self.asked.swap(now, Ordering::Relaxed) != now {
+            let _ = self.reload.send(Reload::Follow);
         }
-        req.headers()
-            .get(h)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<std::net::IpAddr>().ok())
-            .map_or(peer, |ip| SocketAddr::new(ip, 0))
     }
 }
 
-/// Reloads the guard's config from `file` on each signal.
+/// The client's address: the peer, or (from a trusted peer) the address
+/// an edge in front resolved into `client_ip_header`.
+fn client_addr(live: &Live, req: &Request<Incoming>, peer: SocketAddr) -> SocketAddr {
+    let Some(h) = &live.client_ip_header else {
+        return peer;
+    };
+    if live.trusted.is_empty() || !crate::actor::in_any(&live.trusted, peer.ip()) {
+        return peer;
+    }
+    req.headers()
+        .get(h)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<std::net::IpAddr>().ok())
+        .map_or(peer, |ip| SocketAddr::new(ip, 0))
+}
+
+/// Reloads on each ask, one at a time: the file (SIGHUP), or the `[proxy]`
+/// table of a config the guard was given otherwise.
 async fn reloader(
-    mut rx: tokio::sync::mpsc::UnboundedReceiver<()>,
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<Reload>,
     file: Option<PathBuf>,
     handle: GuardHandle,
+    live: Arc<ArcSwap<Live>>,
+    (started, authority): (ProxyConfig, http::uri::Authority),
 ) {
-    while rx.recv().await.is_some() {
-        let Some(f) = &file else {
-            tracing::warn!(target: "enumguard::proxy", "reload asked, but the proxy was started without a config file");
-            continue;
-        };
-        match Config::from_file(f) {
-            Ok(mut c) => {
-                // The `[proxy]` table is the running process's (its
-                // listeners, upstream client and account source are built
-                // once, flags included): a changed one takes a restart.
-                let running = handle.config().proxy;
-                if c.proxy != running {
-                    tracing::warn!(target: "enumguard::proxy", file = %f.display(), "the [proxy] table changed: it takes effect when the proxy restarts; the guard's settings reload now");
-                }
-                c.proxy = running;
+    // The restart-only fields last read, so that a difference (a changed
+    // file, or a flag at start) is said once.
+    let mut seen = started.clone();
+    let mut restart_note = |table: &ProxyConfig, from: &str| {
+        let fields: Vec<String> = changed_fields(&seen, table)
+            .into_iter()
+            .filter(|f| RESTART_ONLY.contains(&f.as_str()))
+            .collect();
+        if !fields.is_empty() {
+            tracing::warn!(target: "enumguard::proxy", from, fields = %fields.join(", "), "these [proxy] settings differ from the running ones (a change, or a flag at start): they take effect when the proxy restarts");
+        }
+        seen = table.clone();
+    };
+    while let Some(ask) = rx.recv().await {
+        match ask {
+            Reload::File => {
+                let Some(f) = &file else {
+                    tracing::warn!(target: "enumguard::proxy", "reload asked, but the proxy was started without a config file");
+                    continue;
+                };
+                let refused = |e: &dyn std::fmt::Display| {
+                    tracing::error!(target: "enumguard::proxy", file = %f.display(), error = %e, "reload refused: the running config stays");
+                };
+                let mut c = match Config::from_file(f) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        refused(&e);
+                        continue;
+                    }
+                };
+                let table = c.proxy.clone().unwrap_or_default();
+                restart_note(&table, "file");
+                c.proxy = Some(keeping_restart_only(table, &started));
+                let old = live.load_full();
+                // Built first: a table that cannot be applied refuses the
+                // whole file.
+                let next = match Live::new(&c, &authority, started.upstream_h2c, Some(&old), 0) {
+                    Ok(l) => l,
+                    Err(e) => {
+                        refused(&e);
+                        continue;
+                    }
+                };
                 match handle.reload(c) {
                     Ok(diff) => {
-                        tracing::warn!(target: "enumguard::proxy", file = %f.display(), diff = %diff, "config reloaded")
+                        let generation = handle.detector().generation();
+                        live.store(Arc::new(next.seen_at(generation)));
+                        tracing::warn!(target: "enumguard::proxy", file = %f.display(), diff = %diff, "config reloaded");
                     }
-                    Err(e) => {
-                        tracing::error!(target: "enumguard::proxy", file = %f.display(), error = %e, "reload refused: the running config stays")
-                    }
+                    Err(e) => refused(&e),
                 }
             }
-            Err(e) => {
-                tracing::error!(target: "enumguard::proxy", file = %f.display(), error = %e, "reload refused: the running config stays")
+            Reload::Follow => {
+                let generation = handle.detector().generation();
+                let old = live.load_full();
+                if old.generation == generation {
+                    continue;
+                }
+                let c = handle.config();
+                let table = c.proxy.clone().unwrap_or_default();
+                restart_note(&table, "guard reload");
+                let mut applied = c.clone();
+                applied.proxy = Some(keeping_restart_only(table, &started));
+                match Live::new(
+                    &applied,
+                    &authority,
+                    started.upstream_h2c,
+                    Some(&old),
+                    generation,
+                ) {
+                    Ok(next) => {
+                        let proxy = changed_fields(&old.table, &next.table).join(", ");
+                        if !proxy.is_empty() {
+                            tracing::warn!(target: "enumguard::proxy", proxy = %proxy, "[proxy] settings of the reloaded config applied");
+                        }
+                        live.store(Arc::new(next));
+                    }
+                    Err(e) => {
+                        tracing::error!(target: "enumguard::proxy", error = %e, "the [proxy] table of the reloaded config cannot be applied: the running proxy settings stay");
+                        live.store(Arc::new(old.seen_at(generation)));
+                    }
+                }
             }
         }
     }
@@ -370,6 +498,7 @@ async fn admin_listener(
     addr: &str,
     p: &ProxyConfig,
     handle: &GuardHandle,
+    reload: tokio::sync::mpsc::UnboundedSender<Reload>,
 ) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), String> {
     let token = account::secret(p.admin_token.as_deref().unwrap_or_default())?;
     let admin =
@@ -388,9 +517,11 @@ async fn admin_listener(
             };
             let admin = admin.clone();
             let metrics = metrics.clone();
+            let reload = reload.clone();
             let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
                 let mut admin = admin.clone();
                 let metrics = metrics.clone();
+                let reload = reload.clone();
                 async move {
                     if req.uri().path() == "/metrics" {
                         let text = metrics.as_ref().map(|m| m.render()).unwrap_or_default();
@@ -407,10 +538,14 @@ async fn admin_listener(
                                 .to_owned();
                             parts.uri =
                                 rest.parse().unwrap_or_else(|_| http::Uri::from_static("/"));
-                            admin
+                            let res = admin
                                 .call(Request::from_parts(parts, body))
                                 .await
-                                .unwrap_or_else(|never| match never {})
+                                .unwrap_or_else(|never| match never {});
+                            // A reload or a rollback: its [proxy] table
+                            // applies now (nothing to do otherwise).
+                            let _ = reload.send(Reload::Follow);
+                            res
                         }
                         None => {
                             let mut r = Response::new(Full::new(Bytes::from_static(
