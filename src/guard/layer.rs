@@ -693,7 +693,7 @@ impl GuardBuilder {
 
     /// Most signal records kept. Defaults to 200,000.
     ///
-    /// At least 16:
+    /// At least 16: a smaller number is a [`ConfigError`] at [`build`](Self::build).
     ///
     /// ```
     /// use enumguard::GuardLayer;
@@ -709,7 +709,7 @@ impl GuardBuilder {
 
     /// Most verdicts kept. Defaults to 100,000.
     ///
-    /// At least 16:
+    /// At least 16: a smaller number is a [`ConfigError`] at [`build`](Self::build).
     ///
     /// ```
     /// use enumguard::GuardLayer;
