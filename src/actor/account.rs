@@ -98,6 +98,15 @@ pub enum Standing {
 
 impl Standing {
     /// `Established` from a day of age on, else `New`.
+    ///
+    /// ```
+    /// use enumguard::Standing;
+    /// use std::time::Duration;
+    ///
+    /// let hours = |h: u64| Duration::from_secs(h * 3_600);
+    /// assert_eq!(Standing::from_age(hours(23)), Standing::New);
+    /// assert_eq!(Standing::from_age(hours(24)), Standing::Established);
+    /// ```
     pub fn from_age(age: std::time::Duration) -> Self {
         if age >= std::time::Duration::from_secs(86_400) {
             Standing::Established
@@ -113,6 +122,15 @@ fn halves(h: u128) -> [u64; 2] {
 
 impl AccountId {
     /// An account id from its textual form.
+    ///
+    /// ```
+    /// use enumguard::AccountId;
+    ///
+    /// let id = AccountId::new("42");
+    /// assert_eq!(id, AccountId::from(42u64), "a number and its decimal text");
+    /// assert_ne!(id, AccountId::new("042"));
+    /// assert_eq!(id.to_string(), "42");
+    /// ```
     pub fn new(id: impl AsRef<[u8]>) -> Self {
         let bytes = id.as_ref();
         let mut shown = [0u8; 32];
@@ -127,22 +145,60 @@ impl AccountId {
     }
 
     /// The same account, with what the application knows of its standing.
+    ///
+    /// See also the example on [`Standing`].
+    ///
+    /// ```
+    /// use enumguard::{AccountId, Standing};
+    ///
+    /// let id = AccountId::from(42u64).with_standing(Standing::New);
+    /// assert_eq!(id.standing(), Standing::New);
+    /// assert_eq!(id, AccountId::from(42u64)); // the same account, whatever its standing
+    /// ```
     pub fn with_standing(mut self, standing: Standing) -> Self {
         self.standing = standing;
         self
     }
 
     /// What the application said of the account's standing.
+    ///
+    /// See the example on [`with_standing`](Self::with_standing). Unset, it is
+    /// [`Standing::Unknown`]:
+    ///
+    /// ```
+    /// use enumguard::{AccountId, Standing};
+    ///
+    /// assert_eq!(AccountId::from(42u64).standing(), Standing::Unknown);
+    /// ```
     pub fn standing(&self) -> Standing {
         self.standing
     }
 
     /// The actor key of this account.
+    ///
+    /// The key the guard's handle and listings use:
+    ///
+    /// ```
+    /// use enumguard::{AccountId, Actor, GuardLayer};
+    ///
+    /// let handle = GuardLayer::builder().build().unwrap().handle();
+    /// let id = AccountId::from(42u64);
+    /// assert_eq!(id.key(), handle.key(&Actor::account(id)));
+    /// assert!(id.key().to_string().starts_with("account:#"));
+    /// ```
     pub fn key(&self) -> ActorKey {
         ActorKey::hashed(ActorKind::Account, self.hash())
     }
 
     /// Whether a target (as it appears in a request) names this account.
+    ///
+    /// ```
+    /// use enumguard::AccountId;
+    ///
+    /// let id = AccountId::from(42u64);
+    /// assert!(id.is(b"42")); // the target of /accounts/42
+    /// assert!(!id.is(b"43"));
+    /// ```
     pub fn is(&self, target: &[u8]) -> bool {
         hash128(ACCOUNT_KEYS, target) == self.hash()
     }

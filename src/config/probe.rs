@@ -120,19 +120,52 @@ impl TargetConfig {
         Self::Path(name.into())
     }
     /// The target is query parameter `name`.
+    ///
+    /// ```
+    /// use enumguard::{ProbeConfig, TargetConfig};
+    ///
+    /// let lookup = TargetConfig::query("email"); // GET /lookup?email=a%40example.com
+    /// let code = ProbeConfig::identities("lookup", "GET", "/lookup", lookup);
+    /// let text = r#"
+    ///     name = "lookup"
+    ///     path = "/lookup"
+    ///     style = "identities"
+    ///     target = { query = "email" }
+    /// "#;
+    /// let file: ProbeConfig = toml::from_str(text).unwrap();
+    /// assert_eq!(code, file);
+    /// ```
     pub fn query(name: impl Into<String>) -> Self {
         Self::Query(name.into())
     }
     /// The target is header `name`.
+    ///
+    /// ```
+    /// let t = enumguard::TargetConfig::header("x-username");
+    /// assert_eq!((t.key(), t.name()), ("header", "x-username"));
+    /// ```
     pub fn header(name: impl Into<String>) -> Self {
         Self::Header(name.into())
     }
     /// The target is JSON body field `name`.
+    ///
+    /// Dots name nested fields:
+    ///
+    /// ```
+    /// // POST /password-reset with {"user": {"email": "a@example.com"}}
+    /// let t = enumguard::TargetConfig::json("user.email");
+    /// assert_eq!((t.key(), t.name()), ("json", "user.email"));
+    /// ```
     pub fn json(name: impl Into<String>) -> Self {
         Self::Json(name.into())
     }
 
     /// The name it reads: the parameter, header or field.
+    ///
+    /// ```
+    /// let t = enumguard::TargetConfig::query("email");
+    /// assert_eq!(t.name(), "email");
+    /// ```
     pub fn name(&self) -> &str {
         match self {
             Self::Path(n) | Self::Query(n) | Self::Header(n) | Self::Json(n) => n,
@@ -140,6 +173,11 @@ impl TargetConfig {
     }
 
     /// Its key in TOML: `path`, `query`, `header` or `json`.
+    ///
+    /// ```
+    /// let t = enumguard::TargetConfig::query("email");
+    /// assert_eq!(t.key(), "query"); // as in `target = { query = "email" }`
+    /// ```
     pub fn key(&self) -> &'static str {
         match self {
             Self::Path(_) => "path",
@@ -287,6 +325,15 @@ fn default_body_limit() -> usize {
 
 impl ProbeConfig {
     /// A probe with the defaults of `style`.
+    ///
+    /// ```
+    /// use enumguard::{ProbeConfig, ProbeStyle, TargetConfig};
+    ///
+    /// let style = ProbeStyle::Identities;
+    /// let probe = ProbeConfig::new("lookup", "GET", "/lookup", TargetConfig::query("q"), style);
+    /// let same = ProbeConfig::identities("lookup", "GET", "/lookup", TargetConfig::query("q"));
+    /// assert_eq!(probe, same);
+    /// ```
     pub fn new(
         name: impl Into<String>,
         method: impl Into<String>,
@@ -361,6 +408,16 @@ impl ProbeConfig {
     }
 
     /// An identities probe (see [`Thresholds::identities`]).
+    ///
+    /// ```
+    /// use enumguard::{ProbeConfig, ProbeStyle, TargetConfig, Thresholds};
+    ///
+    /// let lookup = TargetConfig::query("email");
+    /// let probe = ProbeConfig::identities("lookup", "GET", "/lookup", lookup);
+    /// assert_eq!(probe.style, ProbeStyle::Identities);
+    /// assert_eq!(probe.resolved_thresholds(), Thresholds::identities());
+    /// assert!(!probe.self_target_or_default()); // an email is no one's own
+    /// ```
     pub fn identities(
         name: impl Into<String>,
         method: impl Into<String>,
@@ -371,18 +428,44 @@ impl ProbeConfig {
     }
 
     /// Sets the outcome classification.
+    ///
+    /// See the example on [`OutcomeConfig::new`].
     pub fn outcome(mut self, outcome: OutcomeConfig) -> Self {
         self.outcome = outcome;
         self
     }
 
     /// Sets the thresholds (replacing the style's defaults).
+    ///
+    /// ```
+    /// use enumguard::{ProbeConfig, TargetConfig, Thresholds};
+    ///
+    /// let mut strict = Thresholds::objects();
+    /// strict.foreign_block = 5;
+    /// let book = ProbeConfig::objects("book", "GET", "/books/{id}", TargetConfig::path("id"));
+    /// let book = book.thresholds(strict.clone());
+    /// assert_eq!(book.resolved_thresholds(), strict);
+    /// ```
     pub fn thresholds(mut self, thresholds: Thresholds) -> Self {
         self.overrides = Some(ThresholdOverrides::all(&thresholds));
         self
     }
 
     /// Sets whether a target equal to the actor's account is its own.
+    ///
+    /// Unset, it is guessed from the path (see
+    /// [`self_target_or_default`](Self::self_target_or_default)):
+    ///
+    /// ```
+    /// use enumguard::{ProbeConfig, TargetConfig};
+    ///
+    /// let by_id = |path| ProbeConfig::objects("p", "GET", path, TargetConfig::path("id"));
+    /// assert!(by_id("/profiles/{id}").self_target_or_default());
+    /// assert!(!by_id("/orders/{id}").self_target_or_default());
+    /// // An inbox addressed by its owner's account id, which the path does not say.
+    /// let inbox = by_id("/inbox/{id}").self_target(true);
+    /// assert!(inbox.self_target_or_default());
+    /// ```
     pub fn self_target(mut self, on: bool) -> Self {
         self.self_target = Some(on);
         self
@@ -390,12 +473,46 @@ impl ProbeConfig {
 
     /// Sets whether the endpoint needs a login (see
     /// [`needs_login`](Self::needs_login)).
+    ///
+    /// ```
+    /// use enumguard::{ProbeConfig, TargetConfig};
+    ///
+    /// let email = TargetConfig::json("email");
+    /// let reset = ProbeConfig::identities("reset", "POST", "/reset", email).needs_login(false);
+    /// assert_eq!(reset.needs_login, Some(false));
+    /// ```
     pub fn needs_login(mut self, on: bool) -> Self {
         self.needs_login = Some(on);
         self
     }
 
     /// Sets the body limit for `json` targets.
+    ///
+    /// ```
+    /// # fn send(layer: &enumguard::GuardLayer, body: String) -> u16 {
+    /// #     use tower::{Layer, ServiceExt};
+    /// #     let app = tower::service_fn(|_: http::Request<_>| async {
+    /// #         Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
+    /// #     });
+    /// #     let req = http::Request::post("/reset").header("content-type", "application/json");
+    /// #     let req = req.extension(std::net::SocketAddr::from(([192, 0, 2, 1], 4000)));
+    /// #     let rt = tokio::runtime::Builder::new_current_thread().build();
+    /// #     let fut = layer.layer(app).oneshot(req.body(body).unwrap());
+    /// #     let res = rt.unwrap().block_on(fut);
+    /// #     res.unwrap().status().as_u16()
+    /// # }
+    /// use enumguard::{GuardLayer, Oversized, ProbeConfig, TargetConfig};
+    ///
+    /// let email = TargetConfig::json("email");
+    /// let reset = ProbeConfig::identities("reset", "POST", "/reset", email);
+    /// let reset = reset.body_limit(256, Oversized::Refuse);
+    /// let layer = GuardLayer::builder().probe(reset).build().unwrap();
+    /// assert_eq!(send(&layer, r#"{"email": "a@example.com"}"#.into()), 200);
+    /// // A guess hidden behind padding is refused.
+    /// let pad = "x".repeat(300);
+    /// let padded = format!(r#"{{"pad": "{pad}", "email": "b@example.com"}}"#);
+    /// assert_eq!(send(&layer, padded), 413);
+    /// ```
     pub fn body_limit(mut self, bytes: usize, oversized: Oversized) -> Self {
         self.body_limit = bytes;
         self.oversized = Some(oversized);

@@ -82,6 +82,19 @@ fn stronger(a: Verdict, b: Verdict) -> Verdict {
 
 impl GuardHandle {
     /// The key the guard uses for `actor`.
+    ///
+    /// ```
+    /// use enumguard::{AccountId, Actor, GuardLayer};
+    ///
+    /// let handle = GuardLayer::builder().build().unwrap().handle();
+    /// let ip = handle.key(&Actor::ip([203, 0, 113, 9]));
+    /// assert_eq!(ip.to_string(), "ip:203.0.113.9");
+    /// let subnet = handle.key(&Actor::subnet([203, 0, 113, 9]));
+    /// assert_eq!(subnet.to_string(), "subnet:203.0.113.0/24");
+    /// let account = handle.key(&Actor::account(42u64));
+    /// assert_eq!(account, AccountId::from(42u64).key());
+    /// assert!(account.to_string().starts_with("account:#"));
+    /// ```
     pub fn key(&self, actor: &Actor) -> ActorKey {
         let policy = self.shared.core().policy();
         match actor {
@@ -94,6 +107,22 @@ impl GuardHandle {
 
     /// Blocks `actor` for `duration` (refused at once, the inner service is
     /// not called). Replaces a shorter verdict; a longer block stays.
+    ///
+    /// See the example on [`GuardHandle`]; a shorter ban leaves a longer one:
+    ///
+    /// ```
+    /// use enumguard::{Actor, GuardLayer, ManualClock, Verdict};
+    /// use std::time::Duration;
+    ///
+    /// let layer = GuardLayer::builder().clock(ManualClock::new());
+    /// let (handle, ip) = (layer.build().unwrap().handle(), Actor::ip([203, 0, 113, 9]));
+    /// handle.ban(&ip, Duration::from_secs(600));
+    /// handle.ban(&ip, Duration::from_secs(60));
+    /// let Verdict::Block { remaining, .. } = handle.verdict(&ip) else {
+    ///     panic!("blocked")
+    /// };
+    /// assert_eq!(remaining, Duration::from_secs(600));
+    /// ```
     pub fn ban(&self, actor: &Actor, duration: Duration) {
         self.ban_key(self.key(actor), duration, "");
     }
@@ -115,6 +144,24 @@ impl GuardHandle {
     /// kept with the ban and goes with it (lifted, ended, replaced); this
     /// replica's only (the cluster sync does not carry it). An empty note
     /// keeps the one the actor's ban had.
+    ///
+    /// ```
+    /// use enumguard::{Actor, ActorKind, GuardLayer};
+    /// use std::time::Duration;
+    ///
+    /// let handle = GuardLayer::builder().build().unwrap().handle();
+    /// let key = handle.key(&Actor::account(42u64));
+    /// let note = "ticket 1234: scraping";
+    /// handle.ban_key(key, Duration::from_secs(600), note);
+    /// assert_eq!(handle.ban_note(key).as_deref(), Some(note));
+    /// // A listing shows the account by its hash only ("account:#..."),
+    /// let listed = handle.verdicts()[0].actor.to_string();
+    /// assert_eq!(handle.verdicts()[0].note, handle.ban_note(key));
+    /// // which names it again.
+    /// assert_eq!(handle.known_key(ActorKind::Account, &listed), Some(key));
+    /// assert!(handle.unban_key(key));
+    /// assert_eq!(handle.ban_note(key), None);
+    /// ```
     pub fn ban_key(&self, key: ActorKey, duration: Duration, note: &str) {
         let now = self.shared.now();
         let nanos = duration.as_nanos().min(u64::MAX as u128) as u64;
@@ -129,6 +176,8 @@ impl GuardHandle {
     }
 
     /// The note kept with the ban of the actor of `key`, if any.
+    ///
+    /// See the example on [`ban_key`](Self::ban_key).
     pub fn ban_note(&self, key: ActorKey) -> Option<String> {
         self.shared
             .core()
@@ -139,17 +188,23 @@ impl GuardHandle {
 
     /// Lifts any verdict on `actor` and forgets its signals and strikes.
     /// Returns whether it had a verdict.
+    ///
+    /// See the example on [`GuardHandle`].
     pub fn unban(&self, actor: &Actor) -> bool {
         self.unban_key(self.key(actor))
     }
 
     /// [`unban`](Self::unban) by key (see [`ban_key`](Self::ban_key)).
+    ///
+    /// See the example on [`ban_key`](Self::ban_key).
     pub fn unban_key(&self, key: ActorKey) -> bool {
         self.shared.core().unban(key)
     }
 
     /// The verdict held against the actor of `key` itself (for an address,
     /// [`verdict`](Self::verdict) also reads its subnet's).
+    ///
+    /// See the example on [`verdict`](Self::verdict).
     pub fn verdict_key(&self, key: ActorKey) -> Verdict {
         self.shared.core().verdict_of(&key, self.shared.now())
     }
@@ -162,6 +217,18 @@ impl GuardHandle {
     /// hash keeps only part of the key, so an actor the guard has never
     /// seen cannot be named by one (name it by its id, [`key`](Self::key)).
     /// Walks the store: for admin use, not per request.
+    ///
+    /// See the example on [`ban_key`](Self::ban_key). An address, or an actor
+    /// the guard does not know, has none:
+    ///
+    /// ```
+    /// use enumguard::{ActorKind, GuardLayer};
+    ///
+    /// let handle = GuardLayer::builder().build().unwrap().handle();
+    /// let unknown = handle.known_key(ActorKind::Account, "#0123456789abcdef");
+    /// assert_eq!(unknown, None);
+    /// assert_eq!(handle.known_key(ActorKind::Ip, "ip:203.0.113.9"), None);
+    /// ```
     pub fn known_key(&self, kind: ActorKind, hash: &str) -> Option<ActorKey> {
         if !kind.is_personal() {
             return None;
@@ -200,6 +267,19 @@ impl GuardHandle {
     /// subnet refuses only anonymous requests to a probe; one on a session
     /// or an account refuses everything (a block) or its probe requests
     /// over the quota (a throttle).
+    ///
+    /// ```
+    /// use enumguard::{Actor, GuardLayer, Verdict};
+    /// use std::time::Duration;
+    ///
+    /// let handle = GuardLayer::builder().build().unwrap().handle();
+    /// handle.ban(&Actor::subnet([203, 0, 113, 0]), Duration::from_secs(60));
+    /// let ip = Actor::ip([203, 0, 113, 9]);
+    /// // The gate reads the address's /24 too,
+    /// assert!(matches!(handle.verdict(&ip), Verdict::Block { .. }));
+    /// // while the address's own key holds nothing.
+    /// assert_eq!(handle.verdict_key(handle.key(&ip)), Verdict::Allow);
+    /// ```
     pub fn verdict(&self, actor: &Actor) -> Verdict {
         let now = self.shared.now();
         let core = self.shared.core();
@@ -214,17 +294,71 @@ impl GuardHandle {
     }
 
     /// (actor, probe) signal records tracked now.
+    ///
+    /// ```
+    /// # fn send(layer: &enumguard::GuardLayer, req: http::request::Builder) -> u16 {
+    /// #     use tower::{Layer, ServiceExt};
+    /// #     let app = tower::service_fn(|_: http::Request<_>| async {
+    /// #         Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
+    /// #     });
+    /// #     let req = req.body(String::new()).unwrap();
+    /// #     let rt = tokio::runtime::Builder::new_current_thread().build();
+    /// #     let res = rt.unwrap().block_on(layer.layer(app).oneshot(req));
+    /// #     res.unwrap().status().as_u16()
+    /// # }
+    /// # fn peer(ip: [u8; 4]) -> std::net::SocketAddr {
+    /// #     (ip, 4000).into()
+    /// # }
+    /// use enumguard::{GuardLayer, ProbeConfig, TargetConfig};
+    ///
+    /// let book = ProbeConfig::objects("book", "GET", "/books/{id}", TargetConfig::path("id"));
+    /// let layer = GuardLayer::builder().probe(book).max_actors(1_000);
+    /// let layer = layer.build().unwrap();
+    /// let handle = layer.handle();
+    /// assert_eq!((handle.tracked(), handle.capacity()), (0, 1_000));
+    /// let req = http::Request::get("/books/1").extension(peer([192, 0, 2, 1]));
+    /// assert_eq!(send(&layer, req), 200);
+    /// // One record for the address, one for its subnet.
+    /// assert_eq!(handle.tracked(), 2);
+    /// // A request to no probe is not tracked.
+    /// let other = http::Request::get("/").extension(peer([192, 0, 2, 7]));
+    /// assert_eq!(send(&layer, other), 200);
+    /// assert_eq!(handle.tracked(), 2);
+    /// ```
     pub fn tracked(&self) -> usize {
         self.shared.core().tracked()
     }
 
     /// The bound on tracked records.
+    ///
+    /// See the example on [`tracked`](Self::tracked), and
+    /// [`GuardBuilder::max_actors`](crate::GuardBuilder::max_actors).
     pub fn capacity(&self) -> usize {
         self.shared.core().capacity()
     }
 
     /// Every live verdict (detected, linked and manual), longest remaining
     /// first. Walks the verdict table: for admin use, not per request.
+    ///
+    /// ```
+    /// use enumguard::{Actor, GuardLayer, ManualClock};
+    /// use std::time::Duration;
+    ///
+    /// let clock = ManualClock::new();
+    /// let layer = GuardLayer::builder().clock(clock.clone()).build().unwrap();
+    /// let handle = layer.handle();
+    /// handle.ban(&Actor::ip([203, 0, 113, 9]), Duration::from_secs(60));
+    /// handle.ban(&Actor::account(7u64), Duration::from_secs(600));
+    /// let listed = handle.verdicts();
+    /// assert_eq!(listed[0].actor, handle.key(&Actor::account(7u64)));
+    /// assert_eq!(listed[0].probe, None); // a manual ban covers every request
+    /// clock.advance(Duration::from_secs(120));
+    /// assert_eq!(handle.verdicts().len(), 1);
+    /// // The expired ban is held until purged.
+    /// assert_eq!(handle.verdict_count(), 2);
+    /// assert_eq!(handle.purge_expired(), 1);
+    /// assert_eq!(handle.verdict_count(), 1);
+    /// ```
     pub fn verdicts(&self) -> Vec<ActiveVerdict> {
         let now = self.shared.now();
         let mut out: Vec<ActiveVerdict> = self
@@ -249,12 +383,16 @@ impl GuardHandle {
     }
 
     /// Verdicts held now (including expired ones not yet purged).
+    ///
+    /// See the example on [`verdicts`](Self::verdicts).
     pub fn verdict_count(&self) -> usize {
         self.shared.core().verdicts.len()
     }
 
     /// Drops expired verdicts; returns how many. The table also does this
     /// itself when it is full, so calling it is optional.
+    ///
+    /// See the example on [`verdicts`](Self::verdicts).
     pub fn purge_expired(&self) -> usize {
         let now = self.shared.now();
         self.shared.core().verdicts.purge_expired(now)
@@ -262,6 +400,43 @@ impl GuardHandle {
 
     /// Actors with a suspicion of at least `min_score`, most suspect first.
     /// Walks the whole store: for admin use, not per request.
+    ///
+    /// ```
+    /// # fn send(layer: &enumguard::GuardLayer, req: http::request::Builder) -> u16 {
+    /// #     use tower::{Layer, ServiceExt};
+    /// #     let app = tower::service_fn(|_: http::Request<_>| async {
+    /// #         Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
+    /// #     });
+    /// #     let req = req.body(String::new()).unwrap();
+    /// #     let rt = tokio::runtime::Builder::new_current_thread().build();
+    /// #     let res = rt.unwrap().block_on(layer.layer(app).oneshot(req));
+    /// #     res.unwrap().status().as_u16()
+    /// # }
+    /// # fn peer(ip: [u8; 4]) -> std::net::SocketAddr {
+    /// #     (ip, 4000).into()
+    /// # }
+    /// use enumguard::{AccountId, Actor, GuardLayer, ProbeConfig, TargetConfig, Verdict};
+    ///
+    /// let path = "/api/accounts/{id}/addressbook";
+    /// let book = ProbeConfig::objects("addressbook", "GET", path, TargetConfig::path("id"));
+    /// let layer = GuardLayer::builder()
+    ///     .probe(book)
+    ///     .account(|parts| parts.headers.get("x-user-id").map(AccountId::new))
+    ///     .build()
+    ///     .unwrap();
+    /// // Account 7 walks other accounts' address books.
+    /// for id in 100..120 {
+    ///     let uri = format!("/api/accounts/{id}/addressbook");
+    ///     let req = http::Request::get(uri).header("x-user-id", "7");
+    ///     send(&layer, req.extension(peer([192, 0, 2, 1])));
+    /// }
+    /// let handle = layer.handle();
+    /// let seven = handle.key(&Actor::account(7u64));
+    /// let suspects = handle.suspects(0.5);
+    /// let s = suspects.iter().find(|s| s.actor == seven).unwrap();
+    /// assert_eq!((s.probe.as_str(), s.strikes), ("addressbook", 1));
+    /// assert!(matches!(s.verdict, Verdict::Block { .. }));
+    /// ```
     pub fn suspects(&self, min_score: f64) -> Vec<Suspect> {
         let core = self.shared.core();
         let policy = core.policy();
@@ -371,11 +546,24 @@ impl GuardHandle {
     /// # Errors
     /// [`ReloadError::NothingToRollBack`] before any reload changed the
     /// config.
+    ///
+    /// See the example on [`reload`](Self::reload).
     pub fn rollback(&self) -> Result<ConfigDiff, ReloadError> {
         self.shared.core().rollback()
     }
 
     /// The config [`rollback`](Self::rollback) would go back to, if any.
+    ///
+    /// ```
+    /// use enumguard::{GuardLayer, Mode};
+    ///
+    /// let handle = GuardLayer::builder().build().unwrap().handle();
+    /// assert!(handle.previous_config().is_none());
+    /// let mut observe = handle.config();
+    /// observe.mode = Mode::Observe;
+    /// handle.reload(observe).unwrap();
+    /// assert_eq!(handle.previous_config().unwrap().mode, Mode::Enforce);
+    /// ```
     pub fn previous_config(&self) -> Option<Config> {
         self.shared.core().previous_config()
     }
@@ -385,12 +573,41 @@ impl GuardHandle {
     ///
     /// # Errors
     /// The config's first invalid field, as a reload would refuse it.
+    ///
+    /// ```
+    /// use enumguard::{GuardLayer, ProbeConfig, TargetConfig};
+    ///
+    /// let handle = GuardLayer::builder().build().unwrap().handle();
+    /// let mut next = handle.config();
+    /// let book = ProbeConfig::objects("book", "GET", "/books/{id}", TargetConfig::path("id"));
+    /// next.probes.push(book);
+    /// let diff = handle.diff(&next).unwrap();
+    /// assert_eq!(diff.added_probes().collect::<Vec<_>>(), ["book"]);
+    /// assert!(handle.config().probes.is_empty(), "nothing applied");
+    /// // What only a new guard can change is refused, as by a reload.
+    /// next.limits.max_actors = 50_000;
+    /// assert!(handle.diff(&next).is_err());
+    /// ```
     pub fn diff(&self, config: &Config) -> Result<ConfigDiff, ConfigError> {
         self.shared.core().diff(config)
     }
 
     /// The settings in force now, as given (see [`Config::effective`] for
     /// every default written out, [`Config::redacted`] to print them).
+    ///
+    /// What the builder set is part of it, so one setting changes thus:
+    ///
+    /// ```
+    /// use enumguard::{GuardLayer, Mode, ProbeConfig, TargetConfig};
+    ///
+    /// let book = ProbeConfig::objects("book", "GET", "/books/{id}", TargetConfig::path("id"));
+    /// let handle = GuardLayer::builder().probe(book).build().unwrap().handle();
+    /// let mut config = handle.config();
+    /// config.mode = Mode::Observe;
+    /// handle.reload(config).unwrap();
+    /// assert_eq!(handle.config().mode, Mode::Observe);
+    /// assert_eq!(handle.config().probes[0].name, "book", "the probe stays");
+    /// ```
     pub fn config(&self) -> Config {
         self.shared.core().policy().config().clone()
     }

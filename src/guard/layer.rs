@@ -49,6 +49,14 @@ impl std::fmt::Debug for GuardLayer {
 
 impl GuardLayer {
     /// A builder with every default (see [`Config`]).
+    ///
+    /// ```
+    /// use enumguard::{GuardLayer, Mode};
+    ///
+    /// let handle = GuardLayer::builder().build().unwrap().handle();
+    /// assert_eq!(handle.config().mode, Mode::Enforce);
+    /// assert_eq!(handle.capacity(), 200_000);
+    /// ```
     pub fn builder() -> GuardBuilder {
         GuardBuilder::default()
     }
@@ -60,11 +68,46 @@ impl GuardLayer {
     ///
     /// # Errors
     /// The config's first invalid field.
+    ///
+    /// ```
+    /// use enumguard::{Config, GuardLayer};
+    ///
+    /// let toml = r#"
+    ///     [[probes]]
+    ///     name = "book"
+    ///     path = "/books/{id}"
+    ///     target = { path = "id" }
+    /// "#;
+    /// let layer = GuardLayer::from_config(Config::from_toml_str(toml).unwrap()).unwrap();
+    /// assert_eq!(layer.handle().config().probes[0].name, "book");
+    /// // An invalid setting is refused, naming its field.
+    /// let mut bad = Config::default();
+    /// bad.trusted_proxies = vec!["10.0.0.0/33".into()];
+    /// let e = GuardLayer::from_config(bad).unwrap_err();
+    /// assert_eq!(e.field(), Some("trusted_proxies[0]"));
+    /// ```
     pub fn from_config(config: Config) -> Result<Self, ConfigError> {
         GuardBuilder::default().config(config).build()
     }
 
     /// The operator's handle: ban, unban, inspect.
+    ///
+    /// Clones of the layer share one state, so the handle of any clone acts on
+    /// the service a router holds (see the example on [`GuardHandle`]):
+    ///
+    /// ```
+    /// use enumguard::{Actor, GuardLayer, Verdict};
+    /// use std::time::Duration;
+    ///
+    /// let layer = GuardLayer::builder().build().unwrap();
+    /// let served = layer.clone(); // the one the router holds
+    /// let seven = Actor::account(7u64);
+    /// layer.handle().ban(&seven, Duration::from_secs(60));
+    /// assert!(matches!(
+    ///     served.handle().verdict(&seven),
+    ///     Verdict::Block { .. }
+    /// ));
+    /// ```
     pub fn handle(&self) -> GuardHandle {
         GuardHandle {
             shared: self.shared.clone(),
@@ -115,6 +158,16 @@ impl GuardBuilder {
     /// with [`probe`](Self::probe) is added to `config`'s probes, a
     /// [`mode`](Self::mode) replaces `config`'s mode. Called twice, the last
     /// config is the base.
+    ///
+    /// ```
+    /// use enumguard::{Config, GuardLayer, Mode};
+    ///
+    /// let file = Config::from_toml_str("limits.max_actors = 5000").unwrap();
+    /// let builder = GuardLayer::builder().mode(Mode::Observe).config(file);
+    /// // The file's limit and the call's mode, though the call came first.
+    /// assert_eq!(builder.config_ref().limits.max_actors, 5000);
+    /// assert_eq!(builder.config_ref().mode, Mode::Observe);
+    /// ```
     pub fn config(mut self, config: Config) -> Self {
         self.config = config;
         for e in &self.edits {
@@ -131,12 +184,74 @@ impl GuardBuilder {
     }
 
     /// `Enforce` or `Observe`. Defaults to `Enforce`.
+    ///
+    /// In `Observe` the guard decides and logs as in `Enforce`, but refuses
+    /// nothing:
+    ///
+    /// ```
+    /// # fn send(layer: &enumguard::GuardLayer, req: http::request::Builder) -> u16 {
+    /// #     use tower::{Layer, ServiceExt};
+    /// #     let app = tower::service_fn(|_: http::Request<_>| async {
+    /// #         Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
+    /// #     });
+    /// #     let req = req.body(String::new()).unwrap();
+    /// #     let rt = tokio::runtime::Builder::new_current_thread().build();
+    /// #     let res = rt.unwrap().block_on(layer.layer(app).oneshot(req));
+    /// #     res.unwrap().status().as_u16()
+    /// # }
+    /// # fn peer(ip: [u8; 4]) -> std::net::SocketAddr {
+    /// #     (ip, 4000).into()
+    /// # }
+    /// use enumguard::{Actor, GuardLayer, Mode, Verdict};
+    /// use std::time::Duration;
+    ///
+    /// let layer = GuardLayer::builder().mode(Mode::Observe).build().unwrap();
+    /// let ip = Actor::ip([203, 0, 113, 9]);
+    /// layer.handle().ban(&ip, Duration::from_secs(60));
+    /// assert!(matches!(layer.handle().verdict(&ip), Verdict::Block { .. }));
+    /// let req = http::Request::get("/").extension(peer([203, 0, 113, 9]));
+    /// assert_eq!(send(&layer, req), 200);
+    /// ```
     pub fn mode(self, mode: Mode) -> Self {
         self.edit(move |c| c.mode = mode)
     }
 
     /// Proxies (CIDRs) whose forwarding headers are believed. Defaults to
     /// none. See the proxy caveat in the [`actor`](crate::actor) docs.
+    ///
+    /// ```
+    /// # fn send(layer: &enumguard::GuardLayer, req: http::request::Builder) -> u16 {
+    /// #     use tower::{Layer, ServiceExt};
+    /// #     let app = tower::service_fn(|_: http::Request<_>| async {
+    /// #         Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
+    /// #     });
+    /// #     let req = req.body(String::new()).unwrap();
+    /// #     let rt = tokio::runtime::Builder::new_current_thread().build();
+    /// #     let res = rt.unwrap().block_on(layer.layer(app).oneshot(req));
+    /// #     res.unwrap().status().as_u16()
+    /// # }
+    /// # fn peer(ip: [u8; 4]) -> std::net::SocketAddr {
+    /// #     (ip, 4000).into()
+    /// # }
+    /// use enumguard::{Actor, GuardLayer};
+    /// use std::time::Duration;
+    ///
+    /// let layer = GuardLayer::builder().trusted_proxies(["10.0.0.0/8"]);
+    /// let layer = layer.build().unwrap();
+    /// let client = Actor::ip([203, 0, 113, 9]);
+    /// layer.handle().ban(&client, Duration::from_secs(60));
+    /// // Through the proxy at 10.0.0.2, the client is the address the proxy
+    /// // appended (the rightmost untrusted one), whatever the client wrote before it.
+    /// let via_proxy = http::Request::get("/")
+    ///     .extension(peer([10, 0, 0, 2]))
+    ///     .header("x-forwarded-for", "198.51.100.1, 203.0.113.9");
+    /// assert_eq!(send(&layer, via_proxy), 429);
+    /// // From any other peer the header is ignored: the peer is the client.
+    /// let direct = http::Request::get("/")
+    ///     .extension(peer([198, 51, 100, 1]))
+    ///     .header("x-forwarded-for", "203.0.113.9");
+    /// assert_eq!(send(&layer, direct), 200);
+    /// ```
     pub fn trusted_proxies<I, T>(self, cidrs: I) -> Self
     where
         I: IntoIterator<Item = T>,
@@ -148,17 +263,108 @@ impl GuardBuilder {
 
     /// The header trusted proxies write. Defaults to
     /// [`ForwardedHeader::XForwardedFor`](crate::actor::ForwardedHeader).
+    ///
+    /// ```
+    /// # fn send(layer: &enumguard::GuardLayer, req: http::request::Builder) -> u16 {
+    /// #     use tower::{Layer, ServiceExt};
+    /// #     let app = tower::service_fn(|_: http::Request<_>| async {
+    /// #         Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
+    /// #     });
+    /// #     let req = req.body(String::new()).unwrap();
+    /// #     let rt = tokio::runtime::Builder::new_current_thread().build();
+    /// #     let res = rt.unwrap().block_on(layer.layer(app).oneshot(req));
+    /// #     res.unwrap().status().as_u16()
+    /// # }
+    /// # fn peer(ip: [u8; 4]) -> std::net::SocketAddr {
+    /// #     (ip, 4000).into()
+    /// # }
+    /// use enumguard::{Actor, ForwardedHeader, GuardLayer};
+    /// use std::time::Duration;
+    ///
+    /// let layer = GuardLayer::builder()
+    ///     .trusted_proxies(["10.0.0.0/8"])
+    ///     .forwarded_header(ForwardedHeader::Forwarded)
+    ///     .build()
+    ///     .unwrap();
+    /// let client = Actor::ip([203, 0, 113, 9]);
+    /// layer.handle().ban(&client, Duration::from_secs(60));
+    /// let via_proxy = |name, value| {
+    ///     let req = http::Request::get("/").extension(peer([10, 0, 0, 2]));
+    ///     req.header(name, value)
+    /// };
+    /// assert_eq!(send(&layer, via_proxy("forwarded", "for=203.0.113.9")), 429);
+    /// // The other header is never read.
+    /// assert_eq!(
+    ///     send(&layer, via_proxy("x-forwarded-for", "203.0.113.9")),
+    ///     200
+    /// );
+    /// ```
     pub fn forwarded_header(self, which: crate::actor::ForwardedHeader) -> Self {
         self.edit(move |c| c.forwarded_header = which)
     }
 
     /// The session token is this header's value (hashed). Defaults to none.
+    ///
+    /// ```
+    /// # fn send(layer: &enumguard::GuardLayer, req: http::request::Builder) -> u16 {
+    /// #     use tower::{Layer, ServiceExt};
+    /// #     let app = tower::service_fn(|_: http::Request<_>| async {
+    /// #         Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
+    /// #     });
+    /// #     let req = req.body(String::new()).unwrap();
+    /// #     let rt = tokio::runtime::Builder::new_current_thread().build();
+    /// #     let res = rt.unwrap().block_on(layer.layer(app).oneshot(req));
+    /// #     res.unwrap().status().as_u16()
+    /// # }
+    /// # fn peer(ip: [u8; 4]) -> std::net::SocketAddr {
+    /// #     (ip, 4000).into()
+    /// # }
+    /// use enumguard::{Actor, GuardLayer};
+    /// use std::time::Duration;
+    ///
+    /// let layer = GuardLayer::builder().session_header("x-session");
+    /// let layer = layer.build().unwrap();
+    /// let token = Actor::session("tok-123");
+    /// layer.handle().ban(&token, Duration::from_secs(60));
+    /// let req = |token| {
+    ///     let req = http::Request::get("/").extension(peer([192, 0, 2, 1]));
+    ///     req.header("x-session", token)
+    /// };
+    /// assert_eq!(send(&layer, req("tok-123")), 429);
+    /// assert_eq!(send(&layer, req("tok-456")), 200);
+    /// ```
     pub fn session_header(self, name: impl Into<String>) -> Self {
         let name = name.into();
         self.edit(move |c| c.session = Some(SessionSource::Header(name.clone())))
     }
 
     /// The session token is this cookie's value (hashed). Defaults to none.
+    ///
+    /// ```
+    /// # fn send(layer: &enumguard::GuardLayer, req: http::request::Builder) -> u16 {
+    /// #     use tower::{Layer, ServiceExt};
+    /// #     let app = tower::service_fn(|_: http::Request<_>| async {
+    /// #         Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
+    /// #     });
+    /// #     let req = req.body(String::new()).unwrap();
+    /// #     let rt = tokio::runtime::Builder::new_current_thread().build();
+    /// #     let res = rt.unwrap().block_on(layer.layer(app).oneshot(req));
+    /// #     res.unwrap().status().as_u16()
+    /// # }
+    /// # fn peer(ip: [u8; 4]) -> std::net::SocketAddr {
+    /// #     (ip, 4000).into()
+    /// # }
+    /// use enumguard::{Actor, GuardLayer};
+    /// use std::time::Duration;
+    ///
+    /// let layer = GuardLayer::builder().session_cookie("sid").build().unwrap();
+    /// let token = Actor::session("tok-123");
+    /// layer.handle().ban(&token, Duration::from_secs(60));
+    /// let req = http::Request::get("/")
+    ///     .extension(peer([192, 0, 2, 1]))
+    ///     .header("cookie", "theme=dark; sid=tok-123");
+    /// assert_eq!(send(&layer, req), 429);
+    /// ```
     pub fn session_cookie(self, name: impl Into<String>) -> Self {
         let name = name.into();
         self.edit(move |c| c.session = Some(SessionSource::Cookie(name.clone())))
@@ -174,6 +380,39 @@ impl GuardBuilder {
     /// verified session or token), never from a header the client writes:
     /// a target equal to the account is the actor's *own* and is not
     /// counted, so a forged account would make every target "own".
+    ///
+    /// ```
+    /// # fn send(layer: &enumguard::GuardLayer, req: http::request::Builder) -> u16 {
+    /// #     use tower::{Layer, ServiceExt};
+    /// #     let app = tower::service_fn(|_: http::Request<_>| async {
+    /// #         Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
+    /// #     });
+    /// #     let req = req.body(String::new()).unwrap();
+    /// #     let rt = tokio::runtime::Builder::new_current_thread().build();
+    /// #     let res = rt.unwrap().block_on(layer.layer(app).oneshot(req));
+    /// #     res.unwrap().status().as_u16()
+    /// # }
+    /// # fn peer(ip: [u8; 4]) -> std::net::SocketAddr {
+    /// #     (ip, 4000).into()
+    /// # }
+    /// use enumguard::{AccountId, Actor, GuardLayer};
+    /// use std::time::Duration;
+    ///
+    /// let layer = GuardLayer::builder()
+    ///     // Here a header an authenticating proxy sets; usually a session lookup.
+    ///     .account(|parts| parts.headers.get("x-user-id").map(AccountId::new))
+    ///     .build()
+    ///     .unwrap();
+    /// layer
+    ///     .handle()
+    ///     .ban(&Actor::account(7u64), Duration::from_secs(60));
+    /// let req = |user| {
+    ///     let req = http::Request::get("/").extension(peer([192, 0, 2, 1]));
+    ///     req.header("x-user-id", user)
+    /// };
+    /// assert_eq!(send(&layer, req("7")), 429);
+    /// assert_eq!(send(&layer, req("8")), 200);
+    /// ```
     pub fn account<F>(mut self, f: F) -> Self
     where
         F: Fn(&Parts) -> Option<AccountId> + Send + Sync + 'static,
@@ -201,6 +440,47 @@ impl GuardBuilder {
     /// foreign read out, and is stopped at the next.
     ///
     /// [`Owner`]: crate::Owner
+    ///
+    /// ```
+    /// # fn send(layer: &enumguard::GuardLayer, req: http::request::Builder) -> u16 {
+    /// #     use tower::{Layer, ServiceExt};
+    /// #     let app = tower::service_fn(|_: http::Request<_>| async {
+    /// #         Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
+    /// #     });
+    /// #     let req = req.body(String::new()).unwrap();
+    /// #     let rt = tokio::runtime::Builder::new_current_thread().build();
+    /// #     let res = rt.unwrap().block_on(layer.layer(app).oneshot(req));
+    /// #     res.unwrap().status().as_u16()
+    /// # }
+    /// # fn peer(ip: [u8; 4]) -> std::net::SocketAddr {
+    /// #     (ip, 4000).into()
+    /// # }
+    /// use enumguard::{AccountId, GuardLayer, ProbeConfig, TargetConfig};
+    ///
+    /// let orders = ProbeConfig::objects("orders", "GET", "/orders/{id}", TargetConfig::path("id"));
+    /// let layer = GuardLayer::builder()
+    ///     .probe(orders)
+    ///     .account(|parts| parts.headers.get("x-user-id").map(AccountId::new))
+    ///     // Order ids carry their owner: order "42-0017" is account 42's.
+    ///     .owns(|parts, _probe, target| {
+    ///         let user = parts.headers.get("x-user-id").map(|v| v.as_bytes());
+    ///         user.is_some_and(|u| target.starts_with(u) && target.get(u.len()) == Some(&b'-'))
+    ///     })
+    ///     .build()
+    ///     .unwrap();
+    /// let read = |order: String| {
+    ///     let req = http::Request::get(format!("/orders/{order}"));
+    ///     req.extension(peer([192, 0, 2, 1]))
+    ///         .header("x-user-id", "42")
+    /// };
+    /// // However many of its own orders account 42 reads, none counts.
+    /// for k in 0..40 {
+    ///     assert_eq!(send(&layer, read(format!("42-{k:04}"))), 200);
+    /// }
+    /// // Other accounts' orders are foreign: some of 20 are refused.
+    /// let refused = (0..20).filter(|k| send(&layer, read(format!("7-{k:04}"))) == 429);
+    /// assert!(refused.count() > 0);
+    /// ```
     pub fn owns<F>(mut self, f: F) -> Self
     where
         F: Fn(&Parts, &str, &[u8]) -> bool + Send + Sync + 'static,
@@ -212,6 +492,46 @@ impl GuardBuilder {
     /// The account of a request is a `T` that an authentication layer put
     /// into the request extensions. That layer must run before the guard:
     /// in axum, add it with `.layer(...)` *after* the guard's `.layer(...)`.
+    ///
+    /// ```
+    /// # fn send(layer: &enumguard::GuardLayer, req: http::request::Builder) -> u16 {
+    /// #     use tower::{Layer, ServiceExt};
+    /// #     let app = tower::service_fn(|_: http::Request<_>| async {
+    /// #         Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
+    /// #     });
+    /// #     let req = req.body(String::new()).unwrap();
+    /// #     let rt = tokio::runtime::Builder::new_current_thread().build();
+    /// #     let res = rt.unwrap().block_on(layer.layer(app).oneshot(req));
+    /// #     res.unwrap().status().as_u16()
+    /// # }
+    /// # fn peer(ip: [u8; 4]) -> std::net::SocketAddr {
+    /// #     (ip, 4000).into()
+    /// # }
+    /// use enumguard::{AccountId, Actor, AsAccountId, GuardLayer};
+    /// use std::time::Duration;
+    ///
+    /// /// What the authentication layer inserts.
+    /// #[derive(Clone)]
+    /// struct User {
+    ///     id: u64,
+    /// }
+    ///
+    /// impl AsAccountId for User {
+    ///     fn account_id(&self) -> AccountId {
+    ///         AccountId::from(self.id)
+    ///     }
+    /// }
+    ///
+    /// let layer = GuardLayer::builder().account_from_extension::<User>();
+    /// let layer = layer.build().unwrap();
+    /// layer
+    ///     .handle()
+    ///     .ban(&Actor::account(7u64), Duration::from_secs(60));
+    /// let req = http::Request::get("/")
+    ///     .extension(peer([192, 0, 2, 1]))
+    ///     .extension(User { id: 7 });
+    /// assert_eq!(send(&layer, req), 429);
+    /// ```
     pub fn account_from_extension<T>(self) -> Self
     where
         T: AsAccountId + Send + Sync + 'static,
@@ -220,52 +540,236 @@ impl GuardBuilder {
     }
 
     /// Adds a probe.
+    ///
+    /// ```
+    /// use enumguard::{GuardLayer, ProbeConfig, TargetConfig};
+    ///
+    /// let book = ProbeConfig::objects("book", "GET", "/books/{id}", TargetConfig::path("id"));
+    /// let lookup = ProbeConfig::identities("lookup", "GET", "/lookup", TargetConfig::query("q"));
+    /// let builder = GuardLayer::builder().probe(book).probe(lookup);
+    /// let probes = &builder.config_ref().probes;
+    /// assert_eq!([&probes[0].name, &probes[1].name], ["book", "lookup"]);
+    /// assert!(builder.build().is_ok());
+    /// ```
+    ///
+    /// The [crate example](crate) drives a probe to a block.
     pub fn probe(self, probe: ProbeConfig) -> Self {
         self.edit(move |c| c.probes.push(probe.clone()))
     }
 
     /// Never counts nor refuses these networks.
+    ///
+    /// ```
+    /// # fn send(layer: &enumguard::GuardLayer, req: http::request::Builder) -> u16 {
+    /// #     use tower::{Layer, ServiceExt};
+    /// #     let app = tower::service_fn(|_: http::Request<_>| async {
+    /// #         Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
+    /// #     });
+    /// #     let req = req.body(String::new()).unwrap();
+    /// #     let rt = tokio::runtime::Builder::new_current_thread().build();
+    /// #     let res = rt.unwrap().block_on(layer.layer(app).oneshot(req));
+    /// #     res.unwrap().status().as_u16()
+    /// # }
+    /// # fn peer(ip: [u8; 4]) -> std::net::SocketAddr {
+    /// #     (ip, 4000).into()
+    /// # }
+    /// use enumguard::{AccountId, GuardLayer, ProbeConfig, TargetConfig};
+    ///
+    /// let book = ProbeConfig::objects("book", "GET", "/books/{id}", TargetConfig::path("id"));
+    /// let layer = GuardLayer::builder()
+    ///     .probe(book)
+    ///     .account(|parts| parts.headers.get("x-user-id").map(AccountId::new))
+    ///     .allow_cidr("192.0.2.0/24") // the office, whose tools read every book
+    ///     .build()
+    ///     .unwrap();
+    /// for id in 100..140 {
+    ///     let req = http::Request::get(format!("/books/{id}")).header("x-user-id", "7");
+    ///     assert_eq!(send(&layer, req.extension(peer([192, 0, 2, 10]))), 200);
+    /// }
+    /// ```
     pub fn allow_cidr(self, cidr: impl Into<String>) -> Self {
         let cidr = cidr.into();
         self.edit(move |c| c.allow.cidrs.push(cidr.clone()))
     }
 
     /// Always refuses these networks.
+    ///
+    /// ```
+    /// # fn send(layer: &enumguard::GuardLayer, req: http::request::Builder) -> u16 {
+    /// #     use tower::{Layer, ServiceExt};
+    /// #     let app = tower::service_fn(|_: http::Request<_>| async {
+    /// #         Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
+    /// #     });
+    /// #     let req = req.body(String::new()).unwrap();
+    /// #     let rt = tokio::runtime::Builder::new_current_thread().build();
+    /// #     let res = rt.unwrap().block_on(layer.layer(app).oneshot(req));
+    /// #     res.unwrap().status().as_u16()
+    /// # }
+    /// # fn peer(ip: [u8; 4]) -> std::net::SocketAddr {
+    /// #     (ip, 4000).into()
+    /// # }
+    /// use enumguard::GuardLayer;
+    ///
+    /// let layer = GuardLayer::builder().deny_cidr("198.51.100.0/24");
+    /// let layer = layer.build().unwrap();
+    /// let from = |ip| http::Request::get("/").extension(peer(ip));
+    /// assert_eq!(send(&layer, from([198, 51, 100, 7])), 429);
+    /// assert_eq!(send(&layer, from([192, 0, 2, 1])), 200);
+    /// ```
     pub fn deny_cidr(self, cidr: impl Into<String>) -> Self {
         let cidr = cidr.into();
         self.edit(move |c| c.deny.cidrs.push(cidr.clone()))
     }
 
     /// Never counts nor refuses this account.
+    ///
+    /// ```
+    /// # fn send(layer: &enumguard::GuardLayer, req: http::request::Builder) -> u16 {
+    /// #     use tower::{Layer, ServiceExt};
+    /// #     let app = tower::service_fn(|_: http::Request<_>| async {
+    /// #         Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
+    /// #     });
+    /// #     let req = req.body(String::new()).unwrap();
+    /// #     let rt = tokio::runtime::Builder::new_current_thread().build();
+    /// #     let res = rt.unwrap().block_on(layer.layer(app).oneshot(req));
+    /// #     res.unwrap().status().as_u16()
+    /// # }
+    /// # fn peer(ip: [u8; 4]) -> std::net::SocketAddr {
+    /// #     (ip, 4000).into()
+    /// # }
+    /// use enumguard::{AccountId, GuardLayer, ProbeConfig, TargetConfig};
+    ///
+    /// let book = ProbeConfig::objects("book", "GET", "/books/{id}", TargetConfig::path("id"));
+    /// let layer = GuardLayer::builder()
+    ///     .probe(book)
+    ///     .account(|parts| parts.headers.get("x-user-id").map(AccountId::new))
+    ///     .allow_account("7") // the support team's account
+    ///     .build()
+    ///     .unwrap();
+    /// for id in 100..140 {
+    ///     let req = http::Request::get(format!("/books/{id}")).header("x-user-id", "7");
+    ///     assert_eq!(send(&layer, req.extension(peer([192, 0, 2, 10]))), 200);
+    /// }
+    /// ```
     pub fn allow_account(self, id: impl Into<String>) -> Self {
         let id = id.into();
         self.edit(move |c| c.allow.accounts.push(id.clone()))
     }
 
     /// Always refuses this account.
+    ///
+    /// ```
+    /// # fn send(layer: &enumguard::GuardLayer, req: http::request::Builder) -> u16 {
+    /// #     use tower::{Layer, ServiceExt};
+    /// #     let app = tower::service_fn(|_: http::Request<_>| async {
+    /// #         Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
+    /// #     });
+    /// #     let req = req.body(String::new()).unwrap();
+    /// #     let rt = tokio::runtime::Builder::new_current_thread().build();
+    /// #     let res = rt.unwrap().block_on(layer.layer(app).oneshot(req));
+    /// #     res.unwrap().status().as_u16()
+    /// # }
+    /// # fn peer(ip: [u8; 4]) -> std::net::SocketAddr {
+    /// #     (ip, 4000).into()
+    /// # }
+    /// use enumguard::{AccountId, GuardLayer};
+    ///
+    /// let layer = GuardLayer::builder()
+    ///     .account(|parts| parts.headers.get("x-user-id").map(AccountId::new))
+    ///     .deny_account("7")
+    ///     .build()
+    ///     .unwrap();
+    /// let req = |user| {
+    ///     let req = http::Request::get("/").extension(peer([192, 0, 2, 1]));
+    ///     req.header("x-user-id", user)
+    /// };
+    /// assert_eq!(send(&layer, req("7")), 429);
+    /// assert_eq!(send(&layer, req("8")), 200);
+    /// ```
     pub fn deny_account(self, id: impl Into<String>) -> Self {
         let id = id.into();
         self.edit(move |c| c.deny.accounts.push(id.clone()))
     }
 
     /// Most signal records kept. Defaults to 200,000.
+    ///
+    /// At least 16: a smaller number is a [`ConfigError`] at [`build`](Self::build).
+    ///
+    /// ```
+    /// use enumguard::GuardLayer;
+    ///
+    /// let layer = GuardLayer::builder().max_actors(16).build().unwrap();
+    /// assert_eq!(layer.handle().capacity(), 16);
+    /// let e = GuardLayer::builder().max_actors(8).build().unwrap_err();
+    /// assert_eq!(e.field(), Some("limits.max_actors"));
+    /// ```
     pub fn max_actors(self, n: usize) -> Self {
         self.edit(move |c| c.limits.max_actors = n)
     }
 
     /// Most verdicts kept. Defaults to 100,000.
+    ///
+    /// At least 16: a smaller number is a [`ConfigError`] at [`build`](Self::build).
+    ///
+    /// ```
+    /// use enumguard::GuardLayer;
+    ///
+    /// let builder = GuardLayer::builder().max_verdicts(1_000);
+    /// assert_eq!(builder.config_ref().limits.max_verdicts, 1_000);
+    /// let e = GuardLayer::builder().max_verdicts(8).build().unwrap_err();
+    /// assert_eq!(e.field(), Some("limits.max_verdicts"));
+    /// ```
     pub fn max_verdicts(self, n: usize) -> Self {
         self.edit(move |c| c.limits.max_verdicts = n)
     }
 
     /// What happens without a peer address. Defaults to
     /// [`MissingPeer::Refuse`].
+    ///
+    /// ```
+    /// # fn send(layer: &enumguard::GuardLayer, req: http::request::Builder) -> u16 {
+    /// #     use tower::{Layer, ServiceExt};
+    /// #     let app = tower::service_fn(|_: http::Request<_>| async {
+    /// #         Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
+    /// #     });
+    /// #     let req = req.body(String::new()).unwrap();
+    /// #     let rt = tokio::runtime::Builder::new_current_thread().build();
+    /// #     let res = rt.unwrap().block_on(layer.layer(app).oneshot(req));
+    /// #     res.unwrap().status().as_u16()
+    /// # }
+    /// # fn peer(ip: [u8; 4]) -> std::net::SocketAddr {
+    /// #     (ip, 4000).into()
+    /// # }
+    /// use enumguard::{GuardLayer, MissingPeer};
+    ///
+    /// // No peer address in the request's extensions (a server wired without it).
+    /// let refuse = GuardLayer::builder().build().unwrap();
+    /// assert_eq!(send(&refuse, http::Request::get("/")), 500);
+    /// let unknown = GuardLayer::builder().missing_peer(MissingPeer::Unknown);
+    /// let unknown = unknown.build().unwrap();
+    /// assert_eq!(send(&unknown, http::Request::get("/")), 200);
+    /// ```
     pub fn missing_peer(self, m: MissingPeer) -> Self {
         self.edit(move |c| c.missing_peer = m)
     }
 
     /// The clock. Defaults to [`SystemClock`]; tests pass a
     /// [`ManualClock`](crate::ManualClock).
+    ///
+    /// ```
+    /// use enumguard::{Actor, GuardLayer, ManualClock, Verdict};
+    /// use std::time::Duration;
+    ///
+    /// let clock = ManualClock::new();
+    /// let layer = GuardLayer::builder().clock(clock.clone()).build().unwrap();
+    /// let (handle, ip) = (layer.handle(), Actor::ip([203, 0, 113, 9]));
+    /// handle.ban(&ip, Duration::from_secs(60));
+    /// clock.advance(Duration::from_secs(59));
+    /// let left = Duration::from_secs(1);
+    /// assert!(matches!(handle.verdict(&ip), Verdict::Block { remaining, .. } if remaining == left));
+    /// clock.advance(Duration::from_secs(1));
+    /// assert_eq!(handle.verdict(&ip), Verdict::Allow);
+    /// ```
     pub fn clock(mut self, clock: impl Clock) -> Self {
         self.clock = Some(Arc::new(clock));
         self
@@ -277,6 +781,16 @@ impl GuardBuilder {
     /// tests and replays. A service leaves it unset: random keys, which an
     /// attacker cannot know (knowing the sketch key, one could pick targets
     /// that count as one). See [`Detector::with_seed`](crate::detect::Detector::with_seed).
+    ///
+    /// ```
+    /// use enumguard::{Actor, GuardLayer};
+    ///
+    /// let seeded = || GuardLayer::builder().seed(7).build().unwrap().handle();
+    /// let token = Actor::session("tok-123");
+    /// assert_eq!(seeded().key(&token), seeded().key(&token));
+    /// let random = GuardLayer::builder().build().unwrap().handle();
+    /// assert_ne!(random.key(&token), seeded().key(&token));
+    /// ```
     pub fn seed(mut self, seed: u64) -> Self {
         self.seed = Some(seed);
         self
@@ -284,6 +798,37 @@ impl GuardBuilder {
 
     /// Builds refusal responses. Defaults to [`DefaultRefusal`](crate::DefaultRefusal) with the
     /// configured statuses.
+    ///
+    /// A closure works too (see [`OnRefusal`]):
+    ///
+    /// ```
+    /// # fn send(layer: &enumguard::GuardLayer, req: http::request::Builder) -> u16 {
+    /// #     use tower::{Layer, ServiceExt};
+    /// #     let app = tower::service_fn(|_: http::Request<_>| async {
+    /// #         Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
+    /// #     });
+    /// #     let req = req.body(String::new()).unwrap();
+    /// #     let rt = tokio::runtime::Builder::new_current_thread().build();
+    /// #     let res = rt.unwrap().block_on(layer.layer(app).oneshot(req));
+    /// #     res.unwrap().status().as_u16()
+    /// # }
+    /// # fn peer(ip: [u8; 4]) -> std::net::SocketAddr {
+    /// #     (ip, 4000).into()
+    /// # }
+    /// use enumguard::{DefaultRefusal, GuardLayer};
+    /// use http::StatusCode;
+    ///
+    /// let layer = GuardLayer::builder()
+    ///     .deny_cidr("198.51.100.0/24")
+    ///     .on_refusal(DefaultRefusal::new(
+    ///         StatusCode::FORBIDDEN,
+    ///         StatusCode::TOO_MANY_REQUESTS,
+    ///     ))
+    ///     .build()
+    ///     .unwrap();
+    /// let req = http::Request::get("/").extension(peer([198, 51, 100, 7]));
+    /// assert_eq!(send(&layer, req), 403);
+    /// ```
     pub fn on_refusal(mut self, hook: impl OnRefusal) -> Self {
         self.responder = Some(Arc::new(hook));
         self
@@ -327,6 +872,15 @@ impl GuardBuilder {
     }
 
     /// The settings so far.
+    ///
+    /// ```
+    /// use enumguard::GuardLayer;
+    ///
+    /// let builder = GuardLayer::builder().max_actors(10_000);
+    /// let builder = builder.allow_account("support");
+    /// assert_eq!(builder.config_ref().limits.max_actors, 10_000);
+    /// assert_eq!(builder.config_ref().allow.accounts, ["support"]);
+    /// ```
     pub fn config_ref(&self) -> &Config {
         &self.config
     }
@@ -335,6 +889,16 @@ impl GuardBuilder {
     ///
     /// # Errors
     /// A [`ConfigError`] naming the first invalid field.
+    ///
+    /// ```
+    /// use enumguard::GuardLayer;
+    ///
+    /// let proxies = |cidr| GuardLayer::builder().trusted_proxies([cidr]).build();
+    /// assert!(proxies("10.0.0.0/8").is_ok());
+    /// let e = proxies("10.0.0.0/33").unwrap_err();
+    /// assert_eq!(e.field(), Some("trusted_proxies[0]"));
+    /// assert!(e.to_string().contains("10.0.0.0/33"), "{e}");
+    /// ```
     pub fn build(self) -> Result<GuardLayer, ConfigError> {
         let c = self.config;
         let clock = SharedClock(self.clock.unwrap_or_else(|| Arc::new(SystemClock::new())));
