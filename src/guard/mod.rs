@@ -4,7 +4,8 @@
 //!
 //! | file | role |
 //! |---|---|
-//! | `layer.rs` | [`GuardLayer`] and [`GuardBuilder`]: building the guard |
+//! | `layer.rs` | [`GuardLayer`]: the layer |
+//! | `builder/` | [`GuardBuilder`]: building the guard (its hooks in `hooks.rs`, probes and lists in `lists.rs`) |
 //! | `service.rs` | [`Guard`]: the request path, from matching to forwarding |
 //! | `shared.rs` | what every clone shares: the detector, the clock, the hooks; the steps before the inner service |
 //! | `future.rs` | [`ResponseFuture`]: reading a JSON body, reporting the answer |
@@ -16,6 +17,7 @@
 
 mod access;
 mod body;
+mod builder;
 mod future;
 mod handle;
 mod layer;
@@ -26,8 +28,9 @@ mod timing;
 
 pub use access::AccessRecord;
 pub use body::{GuardBody, ResponseBody};
+pub use builder::GuardBuilder;
 pub use future::ResponseFuture;
 pub use handle::{ActiveVerdict, GuardHandle, Suspect};
-pub use layer::{GuardBuilder, GuardLayer};
+pub use layer::GuardLayer;
 pub use response::{DefaultRefusal, OnRefusal};
 pub use service::Guard;

@@ -11,7 +11,7 @@
 //! | `store/` | the bounded record store in segments (`mod.rs`), and making room in it (`evict.rs`: eviction classes, the sweep of a segment, a new key at a full store) |
 //! | `verdict/` | the verdict table, and [`covers`](verdict::covers): which verdicts a request is subject to; `room.rs`: what a full table drops |
 //! | `remote.rs` | what other replicas saw of each actor (feature `redis`), bounded |
-//! | `sweep.rs` | one sweeper at a time, reset on drop |
+//! | `sweep.rs` | one sweeper at a time, reset on drop; the background sweeper of a large store |
 
 pub(crate) mod decay;
 pub(crate) mod record;
