@@ -12,7 +12,7 @@
 //! | `body.rs` | [`GuardBody`], [`ResponseBody`]: bodies passed through untouched |
 //! | `response.rs` | [`OnRefusal`], [`DefaultRefusal`]: refusal responses |
 //! | `access.rs` | [`AccessRecord`]: the access-log hook's record, as the replay reads it |
-//! | `handle.rs` | [`GuardHandle`]: bans, inspection, reload |
+//! | `handle/` | [`GuardHandle`]: bans and inspection (`mod.rs`), reload, rollback and the config in force (`config.rs`) |
 //! | `timing.rs` | the guard's own time per request, sampled, as a histogram |
 
 mod access;

@@ -8,7 +8,6 @@
 
 use std::sync::Arc;
 
-
 use super::response::OnRefusal;
 use super::shared::{AccountFn, OwnsFn, Shared};
 use crate::clock::{Clock, SharedClock, SystemClock};
