@@ -8,9 +8,6 @@ use tower_layer::Layer;
 use super::handle::GuardHandle;
 use super::service::Guard;
 use super::shared::Shared;
-use crate::config::{Config, ConfigError};
-
-use super::builder::GuardBuilder;
 
 /// The enumguard layer. Wrap a router or any
 /// `Service<Request<GuardBody<B>>>` with it.
@@ -46,48 +43,6 @@ impl std::fmt::Debug for GuardLayer {
 }
 
 impl GuardLayer {
-    /// A builder with every default (see [`Config`]).
-    ///
-    /// ```
-    /// use enumguard::{GuardLayer, Mode};
-    ///
-    /// let handle = GuardLayer::builder().build().unwrap().handle();
-    /// assert_eq!(handle.config().mode, Mode::Enforce);
-    /// assert_eq!(handle.capacity(), 200_000);
-    /// ```
-    pub fn builder() -> GuardBuilder {
-        GuardBuilder::default()
-    }
-
-    /// A layer from a config, with no account source and the system
-    /// clock. To add what only code gives (the account source, the
-    /// ownership hook, a clock), use the builder: `GuardLayer::builder()
-    /// .config(config).account(...)`, in any order.
-    ///
-    /// # Errors
-    /// The config's first invalid field.
-    ///
-    /// ```
-    /// use enumguard::{Config, GuardLayer};
-    ///
-    /// let toml = r#"
-    ///     [[probes]]
-    ///     name = "book"
-    ///     path = "/books/{id}"
-    ///     target = { path = "id" }
-    /// "#;
-    /// let layer = GuardLayer::from_config(Config::from_toml_str(toml).unwrap()).unwrap();
-    /// assert_eq!(layer.handle().config().probes[0].name, "book");
-    /// // An invalid setting is refused, naming its field.
-    /// let mut bad = Config::default();
-    /// bad.trusted_proxies = vec!["10.0.0.0/33".into()];
-    /// let e = GuardLayer::from_config(bad).unwrap_err();
-    /// assert_eq!(e.field(), Some("trusted_proxies[0]"));
-    /// ```
-    pub fn from_config(config: Config) -> Result<Self, ConfigError> {
-        GuardBuilder::default().config(config).build()
-    }
-
     /// The operator's handle: ban, unban, inspect.
     ///
     /// Clones of the layer share one state, so the handle of any clone acts on

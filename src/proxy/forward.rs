@@ -12,7 +12,6 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use arc_swap::ArcSwap;
 
@@ -22,9 +21,7 @@ use http::uri::{PathAndQuery, Scheme};
 use http::{Request, Response, StatusCode, Uri};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 
 use super::account::Caller;
 use super::live::{Live, UpstreamClient};
@@ -136,35 +133,6 @@ impl Tunnels {
 /// The forwarding service (cheap to clone).
 #[derive(Clone)]
 pub(crate) struct Upstream(pub(crate) Arc<Shared>);
-
-impl Shared {
-    /// The upstream client: HTTP/1.1 connections pooled ([`Pool`]), none
-    /// used once idle `pool_idle` (below the upstream's keep-alive, or a
-    /// pooled connection races its close); `h2c`: HTTP/2 with prior
-    /// knowledge through hyper-util's client, every request multiplexed on
-    /// few connections (its pool timer is what makes its idle timeout work
-    /// at all).
-    pub(crate) fn client(
-        upstream: &http::uri::Authority,
-        connect: Duration,
-        pool_idle: Duration,
-        h2c: bool,
-    ) -> UpstreamClient {
-        if !h2c {
-            return UpstreamClient::Http1(Pool::new(upstream, connect, pool_idle));
-        }
-        let mut http = HttpConnector::new();
-        http.set_connect_timeout(Some(connect));
-        http.set_nodelay(true);
-        UpstreamClient::H2c(Box::new(
-            Client::builder(TokioExecutor::new())
-                .pool_timer(TokioTimer::new())
-                .pool_idle_timeout(pool_idle)
-                .http2_only(h2c)
-                .build(http),
-        ))
-    }
-}
 
 impl tower_service::Service<Request<GuardBody<Incoming>>> for Upstream {
     type Response = Response<ProxyBody>;

@@ -13,6 +13,7 @@ use http::uri::Authority;
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use serde_json::Value;
 
 use super::account::Accounts;
@@ -39,6 +40,35 @@ pub(crate) const RESTART_ONLY: [&str; 5] = [
 pub(crate) enum UpstreamClient {
     Http1(Arc<Pool>),
     H2c(Box<Client<HttpConnector, GuardBody<Incoming>>>),
+}
+
+impl UpstreamClient {
+    /// The upstream client: HTTP/1.1 connections pooled ([`Pool`]), none
+    /// used once idle `pool_idle` (below the upstream's keep-alive, or a
+    /// pooled connection races its close); `h2c`: HTTP/2 with prior
+    /// knowledge through hyper-util's client, every request multiplexed on
+    /// few connections (its pool timer is what makes its idle timeout work
+    /// at all).
+    pub(crate) fn new(
+        upstream: &http::uri::Authority,
+        connect: Duration,
+        pool_idle: Duration,
+        h2c: bool,
+    ) -> UpstreamClient {
+        if !h2c {
+            return UpstreamClient::Http1(Pool::new(upstream, connect, pool_idle));
+        }
+        let mut http = HttpConnector::new();
+        http.set_connect_timeout(Some(connect));
+        http.set_nodelay(true);
+        UpstreamClient::H2c(Box::new(
+            Client::builder(TokioExecutor::new())
+                .pool_timer(TokioTimer::new())
+                .pool_idle_timeout(pool_idle)
+                .http2_only(h2c)
+                .build(http),
+        ))
+    }
 }
 
 /// What a reload may change, read by every request.
@@ -90,7 +120,7 @@ impl Live {
         });
         let client = match previous {
             Some(l) if same_client => l.client.clone(),
-            _ => super::forward::Shared::client(
+            _ => UpstreamClient::new(
                 upstream,
                 Duration::from_secs(p.connect_timeout_secs),
                 Duration::from_secs(p.pool_idle_secs),

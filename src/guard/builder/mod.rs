@@ -48,6 +48,52 @@ impl std::fmt::Debug for GuardBuilder {
     }
 }
 
+/// The layer's constructors live beside the builder they use (the
+/// builder names the layer it builds; the layer does not name the builder).
+impl GuardLayer {
+    /// A builder with every default (see [`Config`]).
+    ///
+    /// ```
+    /// use enumguard::{GuardLayer, Mode};
+    ///
+    /// let handle = GuardLayer::builder().build().unwrap().handle();
+    /// assert_eq!(handle.config().mode, Mode::Enforce);
+    /// assert_eq!(handle.capacity(), 200_000);
+    /// ```
+    pub fn builder() -> GuardBuilder {
+        GuardBuilder::default()
+    }
+
+    /// A layer from a config, with no account source and the system
+    /// clock. To add what only code gives (the account source, the
+    /// ownership hook, a clock), use the builder: `GuardLayer::builder()
+    /// .config(config).account(...)`, in any order.
+    ///
+    /// # Errors
+    /// The config's first invalid field.
+    ///
+    /// ```
+    /// use enumguard::{Config, GuardLayer};
+    ///
+    /// let toml = r#"
+    ///     [[probes]]
+    ///     name = "book"
+    ///     path = "/books/{id}"
+    ///     target = { path = "id" }
+    /// "#;
+    /// let layer = GuardLayer::from_config(Config::from_toml_str(toml).unwrap()).unwrap();
+    /// assert_eq!(layer.handle().config().probes[0].name, "book");
+    /// // An invalid setting is refused, naming its field.
+    /// let mut bad = Config::default();
+    /// bad.trusted_proxies = vec!["10.0.0.0/33".into()];
+    /// let e = GuardLayer::from_config(bad).unwrap_err();
+    /// assert_eq!(e.field(), Some("trusted_proxies[0]"));
+    /// ```
+    pub fn from_config(config: Config) -> Result<Self, ConfigError> {
+        GuardBuilder::default().config(config).build()
+    }
+}
+
 impl GuardBuilder {
     /// Starts from `config` (from TOML, say). The other calls change it
     /// further whether they come before or after this one: a probe added
