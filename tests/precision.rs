@@ -1217,13 +1217,15 @@ async fn a_leaked_list_validator_from_one_actor_is_stopped_by_its_finds() {
     }
     for (oracle, med_c, hi_c, hi_u) in checks {
         assert_eq!(hi_u, 0, "{oracle:?}: ordinary users refused");
-        // The target, 40, holds for the median run; the worst runs
-        // (lists 70% or more registered, where hits weigh less) reach 65.
+        // The target, 40, on every seed: the worst ones (lists
+        // whose first entries are 75% or more registered, few misses to
+        // weigh the finds) meet the budget of distinct finds
+        // (`score::budget_used`).
         assert!(
-            med_c <= 40,
+            med_c <= 20,
             "{oracle:?}: median {med_c} registered confirmed"
         );
-        assert!(hi_c <= 70, "{oracle:?}: {hi_c} registered confirmed");
+        assert!(hi_c <= 40, "{oracle:?}: {hi_c} registered confirmed");
     }
 }
 

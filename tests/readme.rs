@@ -14,9 +14,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use enumguard::config::ProxyConfig;
 use enumguard::Config;
 use enumguard::config::ClusterConfig;
+use enumguard::config::ProxyConfig;
 use serde_json::Value;
 
 fn root() -> PathBuf {
