@@ -769,6 +769,10 @@ enum Step {
     Guess(std::net::IpAddr, u64, String),
     /// A scraper's read of a foreign address book: (address, account, id).
     Scrape(std::net::IpAddr, u64, u64),
+    /// An attacker's padding: a lookup or reset of an address it already
+    /// knows is registered (address, account, email), through the oracle
+    /// it guesses through; not counted as confirmed.
+    Pad(std::net::IpAddr, u64, String),
 }
 
 /// What a timeline's run saw.
@@ -814,6 +818,12 @@ async fn drive(sim: &Sim, steps: Timeline<Step>, oracle: Oracle) -> Outcome {
                 } else if real {
                     out.confirmed += 1;
                 }
+            }
+            Step::Pad(ip, account, email) => {
+                match oracle {
+                    Oracle::Lookup => sim.lookup(ip, account, &email).await,
+                    Oracle::Reset => sim.reset(ip, &email).await,
+                };
             }
             Step::Scrape(ip, account, id) => {
                 if sim.book(ip, account, id).await {
@@ -1173,17 +1183,23 @@ fn leaked_list(rng: &mut Rng, n: usize, share: f64) -> Vec<String> {
 /// A leaked-list validator from one address (and, through the lookup, one
 /// account new to the service): 500 addresses, 60% registered, one every 1
 /// to 3 s (a browser's pace), from the tenth minute of a service with
-/// ordinary users (100 behind a NAT, 50 on their own addresses).
-async fn validator_one(seed: u64, oracle: Oracle) -> Outcome {
+/// ordinary users (100 behind a NAT, 50 on their own addresses). With
+/// `pad` > 0, a request for one address it knows is registered after every
+/// `pad` guesses (repeats, which people make and dilute the miss share).
+async fn validator_one(seed: u64, oracle: Oracle, pad: usize) -> Outcome {
     let sim = Sim::hinted();
     let mut rng = Rng::new(seed ^ 0x1ea4 ^ ((oracle as u64) << 24));
     let ip = v4(198, 51, 100, 23);
     let account = ACCOUNTS + 777;
     let mut tl = Timeline::new();
     let mut t = 10 * 60_000;
-    for email in leaked_list(&mut rng, 500, 0.6) {
+    for (k, email) in leaked_list(&mut rng, 500, 0.6).into_iter().enumerate() {
         t += 1_000 + rng.below(2_001);
         tl.at(t, Step::Guess(ip, account, email));
+        if pad > 0 && (k + 1) % pad == 0 {
+            t += 1_000 + rng.below(2_001);
+            tl.at(t, Step::Pad(ip, account, contact(4242)));
+        }
     }
     ordinary_users(&mut tl, &mut rng, 0, t, 100, 50);
     drive(&sim, tl, oracle).await
@@ -1195,7 +1211,7 @@ async fn a_leaked_list_validator_from_one_actor_is_stopped_by_its_finds() {
     for oracle in [Oracle::Lookup, Oracle::Reset] {
         let (mut confirmed, mut users) = (Vec::new(), Vec::new());
         for seed in 0..SEEDS {
-            let out = validator_one(seed, oracle).await;
+            let out = validator_one(seed, oracle, 0).await;
             confirmed.push(out.confirmed);
             users.push(out.users.count());
         }
@@ -1217,15 +1233,65 @@ async fn a_leaked_list_validator_from_one_actor_is_stopped_by_its_finds() {
     }
     for (oracle, med_c, hi_c, hi_u) in checks {
         assert_eq!(hi_u, 0, "{oracle:?}: ordinary users refused");
-        // The issue's target, 40, holds for the median run; the worst runs
-        // (lists 70% or more registered, where hits weigh less) reach 65.
+        // The issue's target, 40, on every seed: the worst ones (lists
+        // whose first entries are 75% or more registered, few misses to
+        // weigh the finds) meet the budget of distinct finds
+        // (`score::budget_used`).
         assert!(
-            med_c <= 40,
+            med_c <= 20,
             "{oracle:?}: median {med_c} registered confirmed"
         );
-        assert!(hi_c <= 70, "{oracle:?}: {hi_c} registered confirmed");
+        assert!(hi_c <= 40, "{oracle:?}: {hi_c} registered confirmed");
     }
 }
+
+/// A validator that pads: one known lookup (or reset) after each guess, or
+/// after every two. Repeats are what people make, so they dilute its miss
+/// share and leave its budget of distinct finds unused; what it gets is
+/// printed and held to today's worst (`PADDED_VALIDATOR_BOUND`) so that it
+/// cannot get worse unseen.
+#[tokio::test]
+async fn a_padded_leaked_list_validator_is_held_to_todays_worst() {
+    let mut worst = 0;
+    for pad in [1, 2] {
+        for oracle in [Oracle::Lookup, Oracle::Reset] {
+            let (mut confirmed, mut users) = (Vec::new(), Vec::new());
+            for seed in 0..SEEDS {
+                let out = validator_one(seed, oracle, pad).await;
+                confirmed.push(out.confirmed);
+                users.push(out.users.count());
+            }
+            let via = match oracle {
+                Oracle::Lookup => "lookup, one fresh account, one address",
+                Oracle::Reset => "password reset, one address",
+            };
+            let (_, _, hi) = report(
+                &format!(
+                    "attack: leaked-list validator (500, 60% registered) padding a known request \
+                     after every {pad} guesses, via {via}"
+                ),
+                "registered confirmed of ~300",
+                confirmed,
+            );
+            let (_, _, hi_u) = report(
+                &format!("150 ordinary users beside the padded validator via {via}"),
+                "150 users",
+                users,
+            );
+            assert_eq!(hi_u, 0, "{oracle:?}, pad {pad}: ordinary users refused");
+            worst = worst.max(hi);
+        }
+    }
+    assert!(
+        worst <= PADDED_VALIDATOR_BOUND,
+        "{worst} registered confirmed"
+    );
+}
+
+/// What a padded validator from one actor may confirm today (the issue's
+/// target is 40, not met: see EVALUATION.md, "What an informed attacker
+/// still gets"); the worst seed gets 222.
+const PADDED_VALIDATOR_BOUND: usize = 230;
 
 /// Leaked-list validation spread over 128 addresses, each in a /24 of its
 /// own (and through the lookup, each with a fresh account of its own): a
