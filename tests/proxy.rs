@@ -1817,6 +1817,17 @@ async fn a_ban_through_the_admin_listener_refuses_through_the_proxy() {
     let (status, _, metrics) = get(admin, None, "/metrics", &[]).await;
     assert_eq!(status, StatusCode::OK);
     assert!(metrics.contains("enumguard_requests_total"), "{metrics}");
+    // Only `/admin` and what is under it reach the admin service: a path
+    // that merely starts with the same letters is the listener's 404.
+    let bearer = format!("Bearer {TOKEN}");
+    let auth = [("authorization", bearer.as_str())];
+    let (status, _, body) = get(admin, None, "/admin/verdicts", &auth).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    for path in ["/administrator/verdicts", "/adminverdicts", "/admin-x"] {
+        let (status, _, body) = get(admin, None, path, &auth).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}: {body}");
+        assert!(body.starts_with("not found: /admin/"), "{path}: {body}");
+    }
     // The public listener forwards these paths (the upstream has neither).
     for path in ["/metrics", "/admin/verdicts"] {
         let (status, _, body) = get(proxy.addr(), None, path, &[]).await;

@@ -530,12 +530,23 @@ async fn admin_listener(
                         )));
                     }
                     let path = req.uri().path().to_owned();
-                    let res = match path.strip_prefix("/admin") {
+                    // `/admin` and what is under it (`/admin/...`), never a
+                    // path that only starts with the same letters
+                    // (`/administrator`).
+                    let under = path
+                        .strip_prefix("/admin")
+                        .filter(|rest| rest.is_empty() || rest.starts_with('/'));
+                    let res = match under {
                         Some(_) => {
                             let (mut parts, body) = req.into_parts();
-                            let rest = parts.uri.path_and_query().map_or("/", |p| p.as_str())
-                                ["/admin".len()..]
-                                .to_owned();
+                            let rest = &parts.uri.path_and_query().map_or("/", |p| p.as_str())
+                                ["/admin".len()..];
+                            // `/admin` and `/admin?q` are the admin service's `/`.
+                            let rest = if rest.starts_with('/') {
+                                rest.to_owned()
+                            } else {
+                                format!("/{rest}")
+                            };
                             parts.uri =
                                 rest.parse().unwrap_or_else(|_| http::Uri::from_static("/"));
                             let res = admin
