@@ -312,7 +312,13 @@ impl GuardBuilder {
         self.edit(move |c| c.session = Some(SessionSource::Cookie(name.clone())))
     }
 
-    /// Most signal records kept. Defaults to 200,000.
+    /// Most signal records kept (`limits.max_actors`). Defaults to 200,000.
+    ///
+    /// A record is one (actor, probe) pair, not one client: an anonymous
+    /// request on one probe makes two (its ip and its subnet), a logged-in
+    /// one up to four (and a session's second value a fifth). Size it as
+    /// clients x actors per client x probes they touch; each record is about
+    /// 300 bytes with the table's slack.
     ///
     /// At least 16: a smaller number is a [`ConfigError`] at [`build`](Self::build).
     ///
