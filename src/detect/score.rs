@@ -252,14 +252,14 @@ pub(crate) fn score(t: &Thresholds, s: &Signals, c: &Context) -> f64 {
         // doubt (one standard error, not two): a spread attack gives each
         // actor a few tries.
         let z: f64 = if c.tightened { 1.5 } else { 2.0 };
+        // The budget of distinct finds (see `budget_used`): the more fresh
+        // finds, the less benefit of the doubt. Not tightened by an
+        // anomaly: a newcomer's first few finds during a spike are already
+        // weighed against 0.12 of the room, and a business's first burst
+        // must not meet the budget too.
+        let budget = t.hit_block as f64 * c.kind_factor.min(1.0) * strike_factor(t, c.strikes);
         let mix = |misses: f64, denied: f64, classified: f64| {
             let hits = (classified - misses - denied).max(0.0);
-            // The budget of distinct finds (see `budget_used`): the more
-            // fresh finds, the less benefit of the doubt.
-            // Not tightened by an anomaly: a newcomer's first few finds
-            // during a spike are already weighed against 0.12 of the room,
-            // and a business's first burst must not meet the budget too.
-            let budget = t.hit_block as f64 * c.kind_factor.min(1.0) * strike_factor(t, c.strikes);
             let used = budget_used(hits, s.long_repeats, budget);
             let z: f64 = z - (z - 1.0f64).max(0.0) * used;
             let share = share_bound(misses, classified + s.long_repeats, z);
