@@ -207,6 +207,20 @@ impl AccountId {
     pub(crate) fn hash(&self) -> u128 {
         (u128::from(self.hash[0]) << 64) | u128::from(self.hash[1])
     }
+
+    /// [`hash128`] of `bytes` under [`ACCOUNT_KEYS`], without hashing when
+    /// `bytes` are this id's own (a request for the caller's own object:
+    /// the hash the application's account source computed already). Only
+    /// an id shorter than its `shown` buffer is known whole.
+    #[inline]
+    pub(crate) fn hash_of(&self, bytes: &[u8]) -> u128 {
+        let n = usize::from(self.len);
+        if n < self.shown.len() && bytes.len() == n && bytes == &self.shown[..n] {
+            self.hash()
+        } else {
+            hash128(ACCOUNT_KEYS, bytes)
+        }
+    }
 }
 
 impl From<u64> for AccountId {
@@ -288,5 +302,21 @@ mod tests {
         assert!(!AccountId::from(42u64).is(b"43"));
         assert_eq!(AccountId::from(0u64), AccountId::new("0"));
         assert_eq!(AccountId::from(u64::MAX).to_string(), u64::MAX.to_string());
+    }
+
+    #[test]
+    fn the_hash_of_a_target_is_its_hash_whether_or_not_it_is_the_id() {
+        let long = "a".repeat(40);
+        for id in ["42", "", &"b".repeat(31), &"c".repeat(32), &long] {
+            let a = AccountId::new(id);
+            for t in [
+                id.as_bytes(),
+                b"43",
+                &long.as_bytes()[..32],
+                long.as_bytes(),
+            ] {
+                assert_eq!(a.hash_of(t), hash128(ACCOUNT_KEYS, t), "{id:?} {t:?}");
+            }
+        }
     }
 }

@@ -46,14 +46,42 @@ impl Actors {
     /// Each actor key present, in kind order (ip, subnet, session, the last
     /// of several session values, account).
     pub fn keys(&self) -> impl Iterator<Item = ActorKey> + '_ {
-        [
-            self.ip,
-            self.subnet,
-            self.session,
-            self.session_alt,
-            self.account.map(|a| a.key()),
-        ]
-        .into_iter()
-        .flatten()
+        Keys {
+            actors: self,
+            next: 0,
+        }
+    }
+}
+
+/// The iterator of [`Actors::keys`]: reads each key where it is (an array
+/// of the five, flattened, copied 120 bytes and tested each twice; every
+/// probe request walks its keys two or three times).
+struct Keys<'a> {
+    actors: &'a Actors,
+    /// The next slot to look at: ip, subnet, session, session_alt, account.
+    next: u8,
+}
+
+impl Iterator for Keys<'_> {
+    type Item = ActorKey;
+
+    #[inline]
+    fn next(&mut self) -> Option<ActorKey> {
+        let a = self.actors;
+        while self.next < 5 {
+            let i = self.next;
+            self.next += 1;
+            let key = match i {
+                0 => a.ip,
+                1 => a.subnet,
+                2 => a.session,
+                3 => a.session_alt,
+                _ => a.account.map(|a| a.key()),
+            };
+            if key.is_some() {
+                return key;
+            }
+        }
+        None
     }
 }

@@ -46,11 +46,23 @@ pub(crate) struct Facts<'a> {
 
 /// What a step of the core says of a request.
 #[derive(Debug)]
-#[allow(clippy::large_enum_variant)]
 pub(crate) enum Step {
     Pass,
     Refuse(Refusal),
-    Track(Pending),
+    Track(Tracking),
+}
+
+/// What a step decided of a request it tracks: the caller holds the rest
+/// of its [`Pending`] (the actors, the time), so that the actors are
+/// written once into the ticket and never moved from step to step.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Tracking {
+    /// The probe's slot.
+    pub(crate) slot: u8,
+    /// See [`Pending::target`].
+    pub(crate) target: Option<TargetInfo>,
+    /// See [`Pending::admitted`].
+    pub(crate) admitted: bool,
 }
 
 /// A tracked request inside the core: fixed size, no heap.

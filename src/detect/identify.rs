@@ -39,33 +39,45 @@ impl Need {
     }
 }
 
-/// The request's actors, as far as `need` asks: the session hash, the
-/// account hook and even the forwarding headers are skipped where nothing
-/// would read them. A request without a peer address is `ip:unknown`, or
-/// refused (see [`MissingPeer`](crate::MissingPeer)). The account hook runs
-/// only when `need` asks for every actor.
+/// The request's peer address ([`Head::peer`]), or the refusal of a
+/// request without one (see [`MissingPeer`](crate::MissingPeer): without
+/// the refusal it is `ip:unknown`).
 #[inline(always)]
-pub(crate) fn actors<H: Head + ?Sized>(
+pub(crate) fn peer<H: Head + ?Sized>(
     core: &Detector,
     policy: &Policy,
     head: &H,
+) -> Result<Option<std::net::IpAddr>, Refusal> {
+    match head.peer() {
+        Some(peer) => Ok(Some(peer)),
+        None => core.missing_peer(policy).map(|()| None),
+    }
+}
+
+/// The request's actors, as far as `need` asks: the session hash, the
+/// account hook and even the forwarding headers are skipped where nothing
+/// would read them. `peer` is what [`peer`] said. The account hook runs
+/// only when `need` asks for every actor. (Infallible, and so returned as
+/// it is: a `Result` around it would be one more copy of the actors per
+/// request.)
+#[inline(always)]
+pub(crate) fn actors<H: Head + ?Sized>(
+    policy: &Policy,
+    head: &H,
+    peer: Option<std::net::IpAddr>,
     need: Need,
     hooks: &impl Hooks<H>,
-) -> Result<Actors, Refusal> {
-    let addr = match head.peer() {
-        Some(peer) => Some(client_ip(
+) -> Actors {
+    let addr = peer.map(|peer| {
+        client_ip(
             peer,
             head.headers(),
             &policy.trusted,
             policy.forwarded_header,
-        )),
-        None => {
-            core.missing_peer(policy)?;
-            None
-        }
-    };
+        )
+    });
     if need != Need::Full {
-        return Ok(policy.actors(addr, None, None));
+        return policy.actors(addr, None, None);
     }
     let headers = head.headers();
     // A session given several times counts as its first value and, if it
@@ -94,7 +106,7 @@ pub(crate) fn actors<H: Head + ?Sized>(
             policy.add_last_session(&mut actors, last);
         }
     }
-    Ok(actors)
+    actors
 }
 
 /// The target of a probe request from its head (`Target::InBody` for a

@@ -70,11 +70,11 @@ impl Probe {
             source: parts.source,
             self_target: parts.self_target,
             needs_login: p.needs_login,
-            rules: OutcomeRules {
-                hit: p.outcome.hit.clone(),
-                miss: p.outcome.miss.clone(),
-                denied: p.outcome.denied.clone(),
-            },
+            rules: OutcomeRules::new(
+                p.outcome.hit.clone(),
+                p.outcome.miss.clone(),
+                p.outcome.denied.clone(),
+            ),
             body_limit: p.body_limit,
             oversized: parts.oversized,
             window: secs_to_nanos(t.window_secs),
@@ -249,11 +249,7 @@ mod tests {
         assert_eq!(p.classify(StatusCode::OK, &ext2), Some(Outcome::Miss));
         let oc: OutcomeConfig =
             toml::from_str("hit = [409]\nmiss = [\"2xx\"]\ndenied = [\"4xx\"]").unwrap();
-        p.rules = OutcomeRules {
-            hit: oc.hit,
-            miss: oc.miss,
-            denied: oc.denied,
-        };
+        p.rules = OutcomeRules::new(oc.hit, oc.miss, oc.denied);
         assert_eq!(p.classify(StatusCode::CONFLICT, &ext), Some(Outcome::Hit));
         assert_eq!(p.classify(StatusCode::CREATED, &ext), Some(Outcome::Miss));
         assert_eq!(

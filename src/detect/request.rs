@@ -189,10 +189,11 @@ impl Detector {
                 Err(r) => Decision::Refuse(r),
             };
         }
-        let actors = match identify::actors(self, policy, head, need, hooks) {
-            Ok(a) => a,
+        let peer = match identify::peer(self, policy, head) {
+            Ok(p) => p,
             Err(r) => return Decision::Refuse(r),
         };
+        let actors = identify::actors(policy, head, peer, need, hooks);
         if let Some(n) = noted.as_deref_mut() {
             n.actors = Some(actors);
         }
@@ -206,8 +207,24 @@ impl Detector {
             probe: matched.as_ref().map(|m| m.probe()),
             target,
         };
-        let index = matched.as_ref().map_or(0, |m| m.index);
-        self.decided(self.check(policy, &facts, now), policy, index)
+        match self.check(policy, &facts, now) {
+            Step::Pass => Decision::Pass,
+            Step::Refuse(r) => Decision::Refuse(r),
+            // The ticket is put together here, where the actors are: they
+            // are copied once, into it.
+            Step::Track(t) => Decision::Track(Ticket {
+                pending: Pending {
+                    slot: t.slot,
+                    actors,
+                    now,
+                    target: t.target,
+                    awaits_body: target == Target::InBody,
+                    admitted: t.admitted,
+                },
+                policy: policy.clone(),
+                index: matched.as_ref().map_or(0, |m| m.index),
+            }),
+        }
     }
 
     /// A request that only needs a known peer address.
@@ -223,7 +240,12 @@ impl Detector {
     /// Between the two calls, for a ticket that [wants the
     /// body](Ticket::body_limit): what the adapter read of it. The target
     /// is read from it here, and the pre-check runs.
-    pub fn body(&self, ticket: Ticket, body: BodyRead<'_>, noted: Option<&mut Noted>) -> Decision {
+    pub fn body(
+        &self,
+        mut ticket: Ticket,
+        body: BodyRead<'_>,
+        noted: Option<&mut Noted>,
+    ) -> Decision {
         let Some(probe) = ticket.probe() else {
             return Decision::Pass;
         };
@@ -243,9 +265,17 @@ impl Detector {
             BodyRead::Failed => BodyTarget::Nothing,
             BodyRead::Unseen => BodyTarget::Unseen,
         };
-        let step = self.body_step(&ticket.policy, probe, ticket.pending, found);
-        let index = ticket.index;
-        self.decided(step, &ticket.policy, index)
+        match self.body_step(&ticket.policy, probe, &ticket.pending, found) {
+            Step::Pass => Decision::Pass,
+            Step::Refuse(r) => Decision::Refuse(r),
+            Step::Track(t) => {
+                let p = &mut ticket.pending;
+                p.awaits_body = false;
+                p.target = t.target;
+                p.admitted = t.admitted;
+                Decision::Track(ticket)
+            }
+        }
     }
 
     /// Call two: the answer to a tracked request, classified by the
@@ -255,10 +285,18 @@ impl Detector {
     /// request was decided applies: a probe it removed learns nothing.
     #[inline]
     pub fn after(&self, ticket: Ticket, answer: &Answered) -> Option<Outcome> {
+        self.answered(&ticket, answer)
+    }
+
+    /// [`after`](Self::after), on a ticket the adapter keeps where it is
+    /// (the tower guard's response future): the ticket is read in place,
+    /// never moved; the adapter drops it after.
+    #[inline]
+    pub(crate) fn answered(&self, ticket: &Ticket, answer: &Answered) -> Option<Outcome> {
         if answer.refused {
             // A refusal from an inner guard or limiter says nothing of the
             // target: what the ticket held as pending is let go.
-            self.release(&ticket);
+            self.release(ticket);
             return None;
         }
         let current;
@@ -288,7 +326,7 @@ impl Detector {
             owner: answer.owner,
             known: answer.known,
         };
-        self.learn_answer(policy, probe, ticket.pending, answer);
+        self.learn_answer(policy, probe, &ticket.pending, answer);
         outcome
     }
 
@@ -298,25 +336,6 @@ impl Detector {
     pub fn release(&self, ticket: &Ticket) {
         if let Some(probe) = ticket.probe() {
             self.release_pending(probe, &ticket.pending);
-        }
-    }
-
-    /// A step's answer, as the adapter gets it.
-    #[inline]
-    fn decided(&self, step: Step, policy: &Arc<Policy>, index: u8) -> Decision {
-        match step {
-            Step::Pass => Decision::Pass,
-            Step::Refuse(r) => Decision::Refuse(r),
-            Step::Track(pending) => Decision::Track(self.ticket(pending, policy, index)),
-        }
-    }
-
-    #[inline]
-    fn ticket(&self, pending: Pending, policy: &Arc<Policy>, index: u8) -> Ticket {
-        Ticket {
-            pending,
-            policy: policy.clone(),
-            index,
         }
     }
 }

@@ -8,7 +8,7 @@
 //! without a ticket: nothing is learned from its answer, as nothing is in
 //! enforce mode, where it never reaches the service.
 
-use super::facts::{Answer, BodyTarget, Facts, Pending, ProbeId, Step, Target};
+use super::facts::{Answer, BodyTarget, Facts, Pending, ProbeId, Step, Target, Tracking};
 use super::learn::Lesson;
 use super::live::ProbeLive;
 use super::policy::Policy;
@@ -82,17 +82,13 @@ impl Detector {
         let Some(probe) = probe else {
             return Step::Pass;
         };
-        let ticket = Pending {
-            slot: probe.slot,
-            actors: *actors,
-            now,
-            target,
-            awaits_body: facts.target == Target::InBody,
-            admitted: false,
-        };
         match target {
-            Some(t) => self.prechecked(policy, probe, ticket, &t),
-            None => Step::Track(ticket),
+            Some(t) => self.prechecked(policy, probe, now, actors, t),
+            None => Step::Track(Tracking {
+                slot: probe.slot,
+                target: None,
+                admitted: false,
+            }),
         }
     }
 
@@ -102,13 +98,18 @@ impl Detector {
         &self,
         policy: &Policy,
         probe: &Probe,
-        mut ticket: Pending,
+        ticket: &Pending,
         body: BodyTarget,
     ) -> Step {
-        ticket.awaits_body = false;
         let t = match body {
             BodyTarget::Found(t) => t,
-            BodyTarget::Unseen => return Step::Track(ticket),
+            BodyTarget::Unseen => {
+                return Step::Track(Tracking {
+                    slot: ticket.slot,
+                    target: ticket.target,
+                    admitted: ticket.admitted,
+                });
+            }
             BodyTarget::Oversized if probe.oversized == Oversized::Refuse => {
                 return self.refuse(
                     policy,
@@ -119,8 +120,7 @@ impl Detector {
             // reaches the handler: a new target of its own, never none.
             BodyTarget::Oversized | BodyTarget::Nothing => self.opaque_target(probe),
         };
-        ticket.target = Some(t);
-        self.prechecked(policy, probe, ticket, &t)
+        self.prechecked(policy, probe, ticket.now, &ticket.actors, t)
     }
 
     /// A ticket that will get no answer (the request was dropped, or an
@@ -147,7 +147,7 @@ impl Detector {
         &self,
         policy: &Policy,
         probe: &Probe,
-        ticket: Pending,
+        ticket: &Pending,
         answer: Answer,
     ) {
         let mut target = ticket.target;
@@ -261,15 +261,20 @@ impl Detector {
         &self,
         policy: &Policy,
         probe: &Probe,
-        mut ticket: Pending,
-        target: &TargetInfo,
+        now: u64,
+        actors: &Actors,
+        target: TargetInfo,
     ) -> Step {
-        match self.precheck(policy, probe, ticket.now, &ticket.actors, target) {
-            Precheck::Admitted => {
-                ticket.admitted = true;
-                Step::Track(ticket)
-            }
-            Precheck::Own => Step::Track(ticket),
+        let tracking = |admitted| {
+            Step::Track(Tracking {
+                slot: probe.slot,
+                target: Some(target),
+                admitted,
+            })
+        };
+        match self.precheck(policy, probe, now, actors, &target) {
+            Precheck::Admitted => tracking(true),
+            Precheck::Own => tracking(false),
             Precheck::InFlight(actor) => self.refuse(
                 policy,
                 Refusal::new(

@@ -87,6 +87,7 @@ where
         }
     }
 
+    #[inline]
     pub(crate) fn forward(fut: S::Future, learn: Option<Tracked>, log: Option<Box<Seen>>) -> Self {
         let state = match log {
             None => State::Forward { fut, learn },
@@ -153,16 +154,18 @@ where
             match this.state.project() {
                 StateProj::Forward { fut, learn } => {
                     let res = ready!(fut.poll(cx))?;
-                    if let Some(mut t) = learn.take() {
-                        learn_from(&mut t, &res);
+                    if let Some(t) = learn.as_mut() {
+                        learn_from(t, &res);
                     }
+                    *learn = None;
                     return Poll::Ready(Ok(res.map(ResponseBody::inner)));
                 }
                 StateProj::Logged { fut, learn, log } => {
                     let res = ready!(fut.poll(cx))?;
-                    if let Some(mut t) = learn.take() {
-                        learn_from(&mut t, &res);
+                    if let Some(t) = learn.as_mut() {
+                        learn_from(t, &res);
                     }
+                    *learn = None;
                     if let Some(s) = log.take() {
                         let refused = res.extensions().get::<Refusal>().map(|r| r.kind());
                         s.emit(res.status(), res.extensions(), refused);
@@ -277,13 +280,14 @@ where
 
 /// Hands a tracked request's answer back to the detector (which reads it
 /// by the policy the request was decided by; a reload meanwhile applies from
-/// the next one).
+/// the next one). The ticket is read where it is, then dropped.
 #[inline]
 fn learn_from<T>(t: &mut Tracked, res: &Response<T>) {
-    if let Some(ticket) = t.ticket.take() {
+    if let Some(ticket) = &t.ticket {
         let start = (t.spent_ns > 0).then(std::time::Instant::now);
         let answer = Answered::read(res.status(), res.extensions());
-        t.shared.core().after(ticket, &answer);
+        t.shared.core().answered(ticket, &answer);
+        t.ticket = None;
         if let Some(start) = start {
             let before = std::time::Duration::from_nanos(u64::from(t.spent_ns));
             t.shared.timing.record(before + start.elapsed());

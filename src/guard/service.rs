@@ -140,9 +140,16 @@ where
                 ResponseFuture::refused(res, seen)
             }
             Decision::Track(ticket) if ticket.body_limit().is_none() => {
-                let tracked = Tracked::new(ticket, shared).timed(timer);
+                let spent_ns = Tracked::spent_ns(timer);
                 let req = Request::from_parts(parts, GuardBody::new(body));
                 let fut = inner.call(req);
+                // The ticket goes straight from the decision into the
+                // future: one copy.
+                let tracked = Tracked {
+                    ticket: Some(ticket),
+                    shared: shared.clone(),
+                    spent_ns,
+                };
                 ResponseFuture::forward(fut, Some(tracked), seen)
             }
             Decision::Track(ticket) => {
@@ -150,7 +157,7 @@ where
                 // the ready service, leave a clone in its place.
                 let clone = inner.clone();
                 let ready = std::mem::replace(inner, clone);
-                let tracked = Tracked::new(ticket, shared).timed(timer);
+                let tracked = Tracked::new(ticket, shared, timer);
                 ResponseFuture::read_body(ready, parts, body, tracked, seen)
             }
         }

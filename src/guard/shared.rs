@@ -200,20 +200,27 @@ impl Drop for Tracked {
 }
 
 impl Tracked {
-    pub(crate) fn new(ticket: Ticket, shared: &Arc<Shared>) -> Self {
+    /// A tracked request, with a sampled request's time so far (since
+    /// `start`).
+    #[inline]
+    pub(crate) fn new(
+        ticket: Ticket,
+        shared: &Arc<Shared>,
+        start: Option<std::time::Instant>,
+    ) -> Self {
         Self {
             ticket: Some(ticket),
             shared: shared.clone(),
-            spent_ns: 0,
+            spent_ns: Self::spent_ns(start),
         }
     }
 
-    /// Carries a sampled request's time so far (since `start`).
+    /// A sampled request's time since `start` (see `spent_ns`); 0 if not
+    /// sampled.
     #[inline]
-    pub(crate) fn timed(mut self, start: Option<std::time::Instant>) -> Self {
-        if let Some(t) = start {
-            self.spent_ns = u32::try_from(t.elapsed().as_nanos()).map_or(u32::MAX, |n| n.max(1));
-        }
-        self
+    pub(crate) fn spent_ns(start: Option<std::time::Instant>) -> u32 {
+        start.map_or(0, |t| {
+            u32::try_from(t.elapsed().as_nanos()).map_or(u32::MAX, |n| n.max(1))
+        })
     }
 }

@@ -86,12 +86,51 @@ impl From<AccountId> for Owner {
 /// A probe's outcome rules: which statuses are hits, misses and denials.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct OutcomeRules {
-    pub(crate) hit: Vec<StatusSpec>,
-    pub(crate) miss: Vec<StatusSpec>,
-    pub(crate) denied: Vec<StatusSpec>,
+    hit: Vec<StatusSpec>,
+    miss: Vec<StatusSpec>,
+    denied: Vec<StatusSpec>,
+    /// What the rules say of each status from 100 to 599, worked out once:
+    /// every answer to a probe request is classified.
+    table: StatusTable,
+}
+
+/// The first status [`StatusTable`] holds, and how many.
+const TABLE_FIRST: u16 = 100;
+const TABLE_LEN: usize = 500;
+
+/// The outcome of each status from 100 to 599 by a probe's rules.
+#[derive(Clone, PartialEq, Eq)]
+struct StatusTable(Box<[Option<Outcome>; TABLE_LEN]>);
+
+impl std::fmt::Debug for StatusTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StatusTable(..)")
+    }
 }
 
 impl OutcomeRules {
+    /// The rules, with their table of statuses.
+    pub(crate) fn new(
+        hit: Vec<StatusSpec>,
+        miss: Vec<StatusSpec>,
+        denied: Vec<StatusSpec>,
+    ) -> Self {
+        let mut rules = Self {
+            hit,
+            miss,
+            denied,
+            table: StatusTable(Box::new([None; TABLE_LEN])),
+        };
+        let mut table = [None; TABLE_LEN];
+        for (i, o) in table.iter_mut().enumerate() {
+            if let Ok(s) = StatusCode::from_u16(TABLE_FIRST + i as u16) {
+                *o = rules.by_rules(s);
+            }
+        }
+        *rules.table.0 = table;
+        rules
+    }
+
     /// How the response turned out: the application's [`Outcome`] in the
     /// extensions if there is one, else the status by the rules (exact
     /// codes before classes: `miss = [404]` beats `denied = ["4xx"]`);
@@ -104,7 +143,20 @@ impl OutcomeRules {
     }
 
     /// The status by the rules alone (exact codes before classes).
+    #[inline]
     pub(crate) fn classify_status(&self, status: StatusCode) -> Option<Outcome> {
+        match self
+            .table
+            .0
+            .get(usize::from(status.as_u16().wrapping_sub(TABLE_FIRST)))
+        {
+            Some(o) => *o,
+            None => self.by_rules(status),
+        }
+    }
+
+    /// [`classify_status`](Self::classify_status), read off the rules.
+    fn by_rules(&self, status: StatusCode) -> Option<Outcome> {
         let exact = |list: &[StatusSpec]| {
             list.iter()
                 .any(|s| matches!(s, StatusSpec::Code(c) if *c == status.as_u16()))
@@ -126,5 +178,29 @@ impl OutcomeRules {
             }
         }
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_table_says_what_the_rules_say_of_every_status() {
+        let specs = |s: &[&str]| -> Vec<StatusSpec> {
+            s.iter().map(|s| StatusSpec::parse(s).unwrap()).collect()
+        };
+        for (hit, miss, denied) in [
+            (specs(&["2xx"]), specs(&["404"]), specs(&["401", "403"])),
+            (specs(&["409"]), specs(&["2xx"]), specs(&["4xx"])),
+            (specs(&["202"]), specs(&["404"]), specs(&["4xx", "5xx"])),
+            (vec![], vec![], vec![]),
+        ] {
+            let r = OutcomeRules::new(hit, miss, denied);
+            for s in 100..=999u16 {
+                let s = StatusCode::from_u16(s).unwrap();
+                assert_eq!(r.classify_status(s), r.by_rules(s), "{s}");
+            }
+        }
     }
 }

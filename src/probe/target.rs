@@ -314,7 +314,10 @@ impl TargetInfo {
         self_target: bool,
         key: (u64, u64),
     ) -> Self {
-        let h = hash128(ACCOUNT_KEYS, bytes);
+        let h = match account {
+            Some(a) => a.hash_of(bytes),
+            None => hash128(ACCOUNT_KEYS, bytes),
+        };
         let is_self = self_target && account.is_some_and(|a| a.hash() == h);
         // Up to 19 decimal digits always fit a u64.
         let numeric =

@@ -10,11 +10,11 @@ use crate::probe::{Methods, Outcome, OutcomeRules};
 
 /// The probe's outcome rules, as the guard classifies with them.
 fn rules(p: &ProbeConfig) -> OutcomeRules {
-    OutcomeRules {
-        hit: p.outcome.hit.clone(),
-        miss: p.outcome.miss.clone(),
-        denied: p.outcome.denied.clone(),
-    }
+    OutcomeRules::new(
+        p.outcome.hit.clone(),
+        p.outcome.miss.clone(),
+        p.outcome.denied.clone(),
+    )
 }
 
 /// The statuses (100..=599) the rules classify as `o`, with no `Outcome`

@@ -363,21 +363,15 @@ impl Records {
         let key = key.into();
         let map = self.segment_of(&key);
         // Fast path: the record exists (governor's get-before-entry habit).
-        if let Some(mut r) = map.get_mut(&key) {
-            return Some(f(&mut r));
-        }
-        if self.len.load(Ordering::Relaxed) >= self.cap && !self.make_room(now, half_life) {
-            metrics::counter!(crate::metrics::UNTRACKED).increment(1);
-            return None;
-        }
-        let mut created = false;
-        let out = {
-            let mut entry = map.entry(key).or_insert_with(|| {
-                created = true;
-                Record::new(now)
-            });
-            f(&mut entry)
+        // `f` is called from one place, so that it is inlined into its
+        // caller (a closure called from two is not, and its captures are
+        // then stored for it on every call).
+        let (mut r, created) = match map.get_mut(&key) {
+            Some(r) => (r, false),
+            None => self.insert(map, key, now, half_life)?,
         };
+        let out = f(&mut r);
+        drop(r);
         if created {
             let len = self.len.fetch_add(1, Ordering::Relaxed) + 1;
             self.publish_len();
@@ -386,6 +380,30 @@ impl Records {
             }
         }
         Some(out)
+    }
+
+    /// The slow path of [`update`](Self::update): the record of a key not
+    /// found, made (`true`) unless another thread made it meanwhile, with
+    /// room made for it first if the store is full; `None` if no room
+    /// could be made.
+    #[inline(never)]
+    fn insert<'a>(
+        &'a self,
+        map: &'a Map,
+        key: Key,
+        now: u64,
+        half_life: u64,
+    ) -> Option<(dashmap::mapref::one::RefMut<'a, Key, Record>, bool)> {
+        if self.len.load(Ordering::Relaxed) >= self.cap && !self.make_room(now, half_life) {
+            metrics::counter!(crate::metrics::UNTRACKED).increment(1);
+            return None;
+        }
+        let mut created = false;
+        let entry = map.entry(key).or_insert_with(|| {
+            created = true;
+            Record::new(now)
+        });
+        Some((entry, created))
     }
 
     /// Updates a record only if it is tracked (never creates one, never
