@@ -118,8 +118,9 @@ impl Clock for ManualClock {
 pub(crate) struct SharedClock(pub(crate) Arc<dyn Clock>);
 
 impl SharedClock {
-    pub(crate) fn now(&self) -> u64 {
-        self.0.now_nanos()
+    /// The clock's reading: where [`Clock::now_nanos`] becomes a [`Nanos`].
+    pub(crate) fn now(&self) -> Nanos {
+        Nanos(self.0.now_nanos())
     }
 }
 
@@ -139,8 +140,242 @@ impl governor::clock::Clock for SharedClock {
 
 pub(crate) const NANOS_PER_SEC: u64 = 1_000_000_000;
 
-pub(crate) fn secs_to_nanos(secs: u64) -> u64 {
-    secs.saturating_mul(NANOS_PER_SEC)
+/// An instant on the guard's clock: nanoseconds since the clock's origin
+/// (what [`Clock::now_nanos`] reads).
+///
+/// Instants and lengths of time are two types so that the compiler catches
+/// what the bare `u64` let through: an instant minus an instant is a
+/// [`Span`], an instant plus a span is an instant, and an instant is never
+/// added to another or compared with a span. Both wrap a `u64` and cost
+/// nothing over it; the operators keep `u64`'s overflow rules (the
+/// `saturating_*` methods where the code needs them).
+#[repr(transparent)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) struct Nanos(u64);
+
+/// A length of time on the guard's clock, in nanoseconds: a window, a
+/// half-life, a block's or a throttle's duration. See [`Nanos`].
+#[repr(transparent)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) struct Span(u64);
+
+impl Nanos {
+    /// The clock's origin.
+    pub(crate) const ZERO: Nanos = Nanos(0);
+    /// The end of time: a verdict held until it never ends.
+    pub(crate) const MAX: Nanos = Nanos(u64::MAX);
+
+    /// The instant `nanos` after the clock's origin (a value stored as
+    /// bits: an atomic, the wire, a test's literal).
+    #[inline]
+    pub(crate) const fn new(nanos: u64) -> Self {
+        Self(nanos)
+    }
+
+    /// Nanoseconds since the clock's origin (to store as bits).
+    #[inline]
+    pub(crate) const fn get(self) -> u64 {
+        self.0
+    }
+
+    /// The time since the clock's origin.
+    #[inline]
+    pub(crate) const fn since_origin(self) -> Span {
+        Span(self.0)
+    }
+
+    /// The instant `secs` whole seconds after the clock's origin.
+    #[inline]
+    pub(crate) const fn from_secs_u32(secs: u32) -> Self {
+        Self(secs as u64 * NANOS_PER_SEC)
+    }
+
+    /// Whole seconds since the clock's origin, saturating: a `u32` holds
+    /// 136 years from the origin (the process start for
+    /// [`SystemClock`]).
+    #[inline]
+    pub(crate) fn to_secs_u32(self) -> u32 {
+        (self.0 / NANOS_PER_SEC).min(u32::MAX as u64) as u32
+    }
+
+    /// The time from `earlier` to this instant, 0 if `earlier` is later
+    /// (a racing request's older clock reading).
+    #[inline]
+    pub(crate) const fn saturating_sub(self, earlier: Nanos) -> Span {
+        Span(self.0.saturating_sub(earlier.0))
+    }
+
+    /// The instant `span` later, at most [`Nanos::MAX`].
+    #[inline]
+    pub(crate) const fn saturating_add(self, span: Span) -> Nanos {
+        Nanos(self.0.saturating_add(span.0))
+    }
+}
+
+impl Span {
+    /// A span of `nanos` nanoseconds.
+    #[inline]
+    pub(crate) const fn new(nanos: u64) -> Self {
+        Self(nanos)
+    }
+
+    /// Its nanoseconds (to store as bits, or for arithmetic in `f64`).
+    #[inline]
+    pub(crate) const fn get(self) -> u64 {
+        self.0
+    }
+
+    /// A span of `secs` seconds, saturating.
+    #[inline]
+    pub(crate) const fn from_secs(secs: u64) -> Self {
+        Self(secs.saturating_mul(NANOS_PER_SEC))
+    }
+
+    /// A span of `millis` milliseconds, saturating (the cluster's wire
+    /// counts in milliseconds).
+    #[cfg(feature = "redis")]
+    #[inline]
+    pub(crate) const fn from_millis(millis: u64) -> Self {
+        Self(millis.saturating_mul(1_000_000))
+    }
+
+    /// A [`Duration`] as a span, saturating at [`Span::MAX`].
+    #[inline]
+    pub(crate) fn from_duration(d: Duration) -> Self {
+        Self(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+    }
+
+    /// Whole seconds (rounded down).
+    #[inline]
+    pub(crate) const fn as_secs(self) -> u64 {
+        self.0 / NANOS_PER_SEC
+    }
+
+    /// Whole milliseconds (rounded down).
+    #[inline]
+    pub(crate) const fn as_millis(self) -> u64 {
+        self.0 / 1_000_000
+    }
+
+    /// As a [`Duration`].
+    #[inline]
+    pub(crate) const fn as_duration(self) -> Duration {
+        Duration::from_nanos(self.0)
+    }
+
+    /// `n` times this span, saturating.
+    #[inline]
+    pub(crate) const fn saturating_mul(self, n: u64) -> Span {
+        Span(self.0.saturating_mul(n))
+    }
+
+    /// How many times `unit` goes into this span, as a real number (for
+    /// decay exponents); a `unit` of 0 is taken as 1 nanosecond.
+    #[inline]
+    pub(crate) fn ratio(self, unit: Span) -> f64 {
+        self.0 as f64 / unit.0.max(1) as f64
+    }
+}
+
+impl std::ops::Sub for Nanos {
+    type Output = Span;
+
+    /// The time from `earlier` to `self` (which must not be before it).
+    #[inline]
+    fn sub(self, earlier: Nanos) -> Span {
+        Span(self.0 - earlier.0)
+    }
+}
+
+impl std::ops::Add<Span> for Nanos {
+    type Output = Nanos;
+
+    #[inline]
+    fn add(self, span: Span) -> Nanos {
+        Nanos(self.0 + span.0)
+    }
+}
+
+impl std::ops::AddAssign<Span> for Nanos {
+    #[inline]
+    fn add_assign(&mut self, span: Span) {
+        self.0 += span.0;
+    }
+}
+
+impl std::ops::Sub<Span> for Nanos {
+    type Output = Nanos;
+
+    #[inline]
+    fn sub(self, span: Span) -> Nanos {
+        Nanos(self.0 - span.0)
+    }
+}
+
+/// The number of whole `unit`s since the clock's origin (a bucket's
+/// number).
+impl std::ops::Div<Span> for Nanos {
+    type Output = u64;
+
+    #[inline]
+    fn div(self, unit: Span) -> u64 {
+        self.0 / unit.0
+    }
+}
+
+impl std::ops::Add for Span {
+    type Output = Span;
+
+    #[inline]
+    fn add(self, o: Span) -> Span {
+        Span(self.0 + o.0)
+    }
+}
+
+impl std::ops::Sub for Span {
+    type Output = Span;
+
+    #[inline]
+    fn sub(self, o: Span) -> Span {
+        Span(self.0 - o.0)
+    }
+}
+
+/// How many whole `unit`s fit in this span.
+impl std::ops::Div for Span {
+    type Output = u64;
+
+    #[inline]
+    fn div(self, unit: Span) -> u64 {
+        self.0 / unit.0
+    }
+}
+
+impl std::ops::Div<u64> for Span {
+    type Output = Span;
+
+    #[inline]
+    fn div(self, n: u64) -> Span {
+        Span(self.0 / n)
+    }
+}
+
+impl std::ops::Mul<u64> for Span {
+    type Output = Span;
+
+    #[inline]
+    fn mul(self, n: u64) -> Span {
+        Span(self.0 * n)
+    }
+}
+
+impl std::ops::Mul<Span> for u64 {
+    type Output = Span;
+
+    #[inline]
+    fn mul(self, span: Span) -> Span {
+        Span(self * span.0)
+    }
 }
 
 /// The civil date of a day count from 1970-01-01.

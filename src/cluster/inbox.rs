@@ -15,6 +15,7 @@ use super::merge::{bounded, keep_evidence};
 use super::replica::Replica;
 use super::seal::Kind;
 use super::wire::{Batch, Envelope, EvidenceBatch, EvidenceWire, Wire, unix_ms};
+use crate::clock::Span;
 use crate::detect::Detector;
 
 /// Verdict keys read per load, at most (the table holds no more anyway).
@@ -157,7 +158,7 @@ impl Inbox {
                 continue;
             };
             if let Some(c) = bounded(&core, &self.replica.status, c) {
-                core.apply(&c, now);
+                core.apply(&c, now.get());
             }
         }
     }
@@ -201,7 +202,7 @@ impl Inbox {
                     return;
                 };
                 if let Some(c) = bounded(&core, &self.replica.status, c) {
-                    core.apply(&c, self.replica.now());
+                    core.apply(&c, self.replica.now().get());
                 }
             },
         )
@@ -228,7 +229,7 @@ impl Inbox {
             match w.parts(&self.replica.seal) {
                 Some((actor, probe, ev, _)) if left > 0 => {
                     let now = self.replica.now();
-                    let valid = left.saturating_mul(1_000_000);
+                    let valid = Span::from_millis(left);
                     keep_evidence(&core, (actor, probe), from, ev, valid, now, w.h);
                 }
                 Some(_) => {}

@@ -5,6 +5,7 @@
 
 use super::status::Status;
 use crate::actor::ActorKey;
+use crate::clock::{Nanos, Span};
 use crate::detect::{ChangeKind, Detector, VerdictChange};
 use crate::state::VerdictReason;
 use crate::state::record::Evidence;
@@ -22,7 +23,7 @@ pub(super) fn bounded(
     mut c: VerdictChange,
 ) -> Option<VerdictChange> {
     let policy = core.policy();
-    c.remaining = c.remaining.min(policy.block_max);
+    c.remaining = c.remaining.min(policy.block_max.get());
     if c.reason == VerdictReason::Manual
         && c.kind != ChangeKind::Allow
         && core.verdicts.get(&c.actor).is_none()
@@ -42,8 +43,8 @@ pub(super) fn keep_evidence(
     (actor, probe): (ActorKey, &str),
     replica: u64,
     ev: Evidence,
-    valid: u64,
-    now: u64,
+    valid: Span,
+    now: Nanos,
     hot: bool,
 ) {
     if !hot {

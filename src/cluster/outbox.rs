@@ -10,6 +10,7 @@ use super::replica::Replica;
 use super::seal::Kind;
 use super::wire::{Batch, EvidenceBatch, EvidenceWire, Wire, unix_ms};
 use crate::actor::ActorKey;
+use crate::clock::Nanos;
 use crate::detect::{ChangeKind, Detector, VerdictChange};
 use crate::state::record::Evidence;
 
@@ -140,7 +141,7 @@ impl Outbox {
         core: &Detector,
         key: ActorKey,
         slot: u8,
-        now: u64,
+        now: Nanos,
         ev: &mut Evidence,
     ) {
         let policy = core.policy();

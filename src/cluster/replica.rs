@@ -7,7 +7,7 @@ use std::sync::{Arc, Weak};
 use super::seal::Seal;
 use super::status::Status;
 use super::wire::Names;
-use crate::clock::SharedClock;
+use crate::clock::{Nanos, SharedClock};
 use crate::detect::Detector;
 
 /// This replica.
@@ -55,7 +55,7 @@ impl Replica {
     }
 
     /// The guard's clock (nanoseconds).
-    pub(super) fn now(&self) -> u64 {
+    pub(super) fn now(&self) -> Nanos {
         self.clock.now()
     }
 }

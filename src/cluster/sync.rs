@@ -227,7 +227,7 @@ impl Task {
         let Some(core) = self.replica.core() else {
             return Ended::Closed;
         };
-        let mut held = core.live_verdicts(self.replica.now());
+        let mut held = core.live_verdicts(self.replica.now().get());
         held.append(&mut self.pending);
         drop(core);
         for chunk in held.chunks(MAX_BATCH) {

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::seal::{Seal, actor_bytes};
 use crate::actor::{ActorKey, hash128};
+use crate::clock::Span;
 use crate::detect::{ChangeKind, VerdictChange};
 use crate::state::VerdictReason;
 use crate::state::record::{Counts, Evidence, WORDS};
@@ -169,7 +170,7 @@ impl EvidenceWire {
         actor: &ActorKey,
         probe: &str,
         ev: &Evidence,
-        window: u64,
+        window: Span,
         seal: &Seal,
         t: u64,
     ) -> Self {
@@ -179,7 +180,7 @@ impl EvidenceWire {
             p: probe.to_owned(),
             b: ev.bits,
             c: [c.requests, c.targets, c.hits, c.misses, c.denied],
-            w: window.div_ceil(1_000_000),
+            w: window.get().div_ceil(1_000_000),
             t,
             h: false,
         }
@@ -204,8 +205,8 @@ impl EvidenceWire {
     }
 
     /// The actor, the probe's name, what was seen and for how long it
-    /// counts (nanoseconds); `None` for anything malformed.
-    pub(crate) fn parts(&self, seal: &Seal) -> Option<(ActorKey, &str, Evidence, u64)> {
+    /// counts; `None` for anything malformed.
+    pub(crate) fn parts(&self, seal: &Seal) -> Option<(ActorKey, &str, Evidence, Span)> {
         let actor = seal.reveal(&self.a)?;
         let [requests, targets, hits, misses, denied] = self.c;
         let ev = Evidence {
@@ -218,7 +219,7 @@ impl EvidenceWire {
                 denied,
             },
         };
-        Some((actor, &self.p, ev, self.w.saturating_mul(1_000_000)))
+        Some((actor, &self.p, ev, Span::from_millis(self.w)))
     }
 }
 

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use super::policy::Policy;
-use crate::clock::secs_to_nanos;
+use crate::clock::Span;
 use crate::config::{Config, ConfigError};
 
 /// What reloads keep between them.
@@ -103,8 +103,8 @@ pub(super) fn fixed_settings(old: &Config, new: &Config) -> Result<(), ConfigErr
 
 /// How long a strike keeps a record from eviction after its last activity:
 /// twice the longest block.
-pub(super) fn strike_memory(c: &Config) -> u64 {
-    secs_to_nanos(c.blocks.max_secs).saturating_mul(2)
+pub(super) fn strike_memory(c: &Config) -> Span {
+    Span::from_secs(c.blocks.max_secs).saturating_mul(2)
 }
 
 /// Logs the compiled probes: how many (info), and each pattern (debug).

@@ -5,6 +5,7 @@ use super::policy::Policy;
 use super::probes::Probe;
 use super::score::Context;
 use crate::actor::{ActorKind, Standing};
+use crate::clock::Nanos;
 use crate::state::record::{Record, Signals};
 
 /// The signals an actor is judged by: an address's cadence is that of
@@ -20,7 +21,7 @@ pub(crate) fn judged(kind: ActorKind, mut s: Signals) -> Signals {
 
 /// No history: young, and fewer history hits than `links.history_hits`;
 /// or what the application said of a person's standing.
-pub(crate) fn is_new(policy: &Policy, r: &Record, now: u64, standing: Standing) -> bool {
+pub(crate) fn is_new(policy: &Policy, r: &Record, now: Nanos, standing: Standing) -> bool {
     match standing {
         Standing::Established => false,
         Standing::New => true,
@@ -32,7 +33,7 @@ pub(crate) fn is_new(policy: &Policy, r: &Record, now: u64, standing: Standing) 
 /// a suspect address goes by, since history hits (reading one's own object
 /// five times) cost an attacker nothing. What the application said of a
 /// person's standing wins.
-pub(crate) fn is_young(policy: &Policy, r: &Record, now: u64, standing: Standing) -> bool {
+pub(crate) fn is_young(policy: &Policy, r: &Record, now: Nanos, standing: Standing) -> bool {
     match standing {
         Standing::Established => false,
         Standing::New => true,
@@ -92,7 +93,7 @@ const GUESSING_SHARE: f64 = 0.85;
 /// factor) and misses at least `GUESSING_SHARE` of them. The people behind a
 /// shared address find what they look up (a busy office mistypes one in
 /// seven); accounts made by the dozen to guess do not.
-pub(crate) fn guessing_address(probe: &Probe, kind: ActorKind, r: &Record, now: u64) -> u32 {
+pub(crate) fn guessing_address(probe: &Probe, kind: ActorKind, r: &Record, now: Nanos) -> u32 {
     let t = &probe.thresholds;
     if kind.is_personal() || t.miss_block == 0 {
         return 0;
@@ -130,7 +131,7 @@ pub(crate) fn guessing_address(probe: &Probe, kind: ActorKind, r: &Record, now: 
 pub(crate) struct Judging<'a> {
     pub(crate) policy: &'a Policy,
     pub(crate) probe: &'a Probe,
-    pub(crate) now: u64,
+    pub(crate) now: Nanos,
     pub(crate) anomalous: bool,
 }
 
@@ -219,6 +220,7 @@ impl Judging<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::Span;
     use crate::config::{Config, ProbeConfig, TargetConfig};
     use crate::probe::TargetInfo;
 
@@ -237,14 +239,15 @@ mod tests {
 
     /// A record first seen at `born`, with `own` own-object reads.
     fn record(born: u64, own: u32) -> Record {
+        let born = Nanos::new(born);
         let mut r = Record::new(born);
         let me = crate::actor::AccountId::new("9");
         for _ in 0..own {
             let t = TargetInfo::new(b"9", Some(&me), true, (1, 2));
             r.learn(
                 born,
-                3600 * S,
-                21_600 * S,
+                Span::from_secs(3600),
+                Span::from_secs(21_600),
                 Some(t),
                 Some(crate::Outcome::Hit),
             );
@@ -257,7 +260,7 @@ mod tests {
         Judging {
             policy,
             probe: &policy.probes[0],
-            now,
+            now: Nanos::new(now),
             anomalous,
         }
     }
@@ -322,7 +325,9 @@ mod tests {
     #[test]
     fn blocks_grow_fourfold_up_to_a_day() {
         let p = policy();
-        let mins: Vec<u64> = (1..=6).map(|s| p.block_duration(s) / (60 * S)).collect();
+        let mins: Vec<u64> = (1..=6)
+            .map(|s| p.block_duration(s).as_secs() / 60)
+            .collect();
         assert_eq!(mins, [15, 60, 240, 960, 1440, 1440]);
     }
 }

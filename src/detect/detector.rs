@@ -14,6 +14,7 @@ use super::compile::{Reloads, Slots, announce_probes, compile, strike_memory};
 use super::live::Live;
 use super::policy::{Policy, random_key};
 use crate::actor::{AccountId, ActorKey};
+use crate::clock::{Nanos, Span};
 use crate::config::{Config, ConfigError};
 use crate::probe::TargetInfo;
 use crate::state::record::Evidence;
@@ -202,7 +203,7 @@ impl Detector {
     /// identification. `now` is read only if a verdict might.
     #[inline]
     pub fn quiet(&self, policy: &Policy, now: impl FnOnce() -> u64) -> bool {
-        policy.no_lists && self.verdicts.no_wide(now)
+        policy.no_lists && self.verdicts.no_wide(|| Nanos::new(now()))
     }
 
     /// Whether any verdict is held at all (one atomic read).
@@ -223,7 +224,7 @@ impl Detector {
 
     /// The verdict held for an actor key now.
     pub fn verdict_of(&self, key: &ActorKey, now: u64) -> crate::state::Verdict {
-        self.verdicts.verdict(key, now)
+        self.verdicts.verdict(key, Nanos::new(now))
     }
 
     /// Sets the listener told of every verdict change made here (once;
@@ -244,13 +245,14 @@ impl Detector {
     /// on its probe to the change's, so that a later block here escalates
     /// from there.
     pub fn apply(&self, change: &VerdictChange, now: u64) {
+        let now = Nanos::new(now);
         let policy = self.policy();
         let slot = change
             .probe
             .as_deref()
             .and_then(|name| policy.probes.iter().find(|p| &*p.name == name))
             .map(|p| p.slot);
-        let until = now.saturating_add(change.remaining.max(1));
+        let until = now.saturating_add(Span::new(change.remaining.max(1)));
         match change.kind {
             ChangeKind::Block => {
                 if let Some(slot) = slot {
@@ -283,6 +285,7 @@ impl Detector {
     /// Every verdict live at `now`, as changes (for a replica that starts,
     /// or one that reconnects).
     pub fn live_verdicts(&self, now: u64) -> Vec<VerdictChange> {
+        let now = Nanos::new(now);
         let policy = self.policy();
         self.verdicts
             .live(now)
@@ -296,7 +299,7 @@ impl Detector {
                 },
                 reason: e.reason,
                 strikes: e.strikes,
-                remaining: e.until - now,
+                remaining: (e.until - now).get(),
                 probe: e
                     .probe
                     .and_then(|s| policy.by_slot(s))
@@ -328,7 +331,7 @@ impl Detector {
 
     /// What other replicas saw of `key` on probe slot `slot`, merged.
     #[inline]
-    pub(crate) fn remote_of(&self, key: ActorKey, slot: u8, now: u64) -> Option<Evidence> {
+    pub(crate) fn remote_of(&self, key: ActorKey, slot: u8, now: Nanos) -> Option<Evidence> {
         self.remote.get(StoreKey::new(key, slot), now)
     }
 
@@ -339,8 +342,8 @@ impl Detector {
         &self,
         key: ActorKey,
         slot: u8,
-        now: u64,
-    ) -> Option<(Evidence, Arc<str>, u64)> {
+        now: Nanos,
+    ) -> Option<(Evidence, Arc<str>, Span)> {
         let policy = self.policy();
         let probe = policy.by_slot(slot)?;
         let ev = self
@@ -358,8 +361,8 @@ impl Detector {
         probe: &str,
         replica: u64,
         ev: Evidence,
-        valid: u64,
-        now: u64,
+        valid: Span,
+        now: Nanos,
     ) {
         let policy = self.policy();
         let Some(p) = policy.probes.iter().find(|p| &*p.name == probe) else {

@@ -8,6 +8,7 @@ use super::policy::Policy;
 use super::probes::Probe;
 use super::score::{self, Level};
 use crate::actor::{ActorKey, Actors};
+use crate::clock::{Nanos, Span};
 use crate::config::Mode;
 use crate::state::decay::growth;
 use crate::state::record::MAX_CARRY;
@@ -29,7 +30,7 @@ const MAX_BLOCK_CARRY: f64 = MAX_CARRY;
 pub(crate) struct Scene<'a> {
     pub(crate) policy: &'a Policy,
     pub(crate) probe: &'a Probe,
-    pub(crate) now: u64,
+    pub(crate) now: Nanos,
     pub(crate) actors: &'a Actors,
 }
 
@@ -96,7 +97,7 @@ impl Detector {
         }
     }
 
-    pub(crate) fn is_blocked(&self, key: ActorKey, now: u64) -> bool {
+    pub(crate) fn is_blocked(&self, key: ActorKey, now: Nanos) -> bool {
         matches!(
             self.verdicts.verdict(&key, now),
             crate::state::Verdict::Block { .. }
@@ -118,7 +119,7 @@ impl Detector {
         actor: ActorKey,
         score: f64,
         reason: VerdictReason,
-    ) -> u64 {
+    ) -> Nanos {
         let Scene {
             policy,
             probe,
@@ -155,7 +156,13 @@ impl Detector {
     /// counts a strike (the record's strikes are set to this block's, not
     /// added to), so a burst of concurrent crossings is one strike, not
     /// one each. Returns the end of the actor's block.
-    fn block_one(&self, at: &Scene<'_>, actor: ActorKey, score: f64, reason: VerdictReason) -> u64 {
+    fn block_one(
+        &self,
+        at: &Scene<'_>,
+        actor: ActorKey,
+        score: f64,
+        reason: VerdictReason,
+    ) -> Nanos {
         let Scene {
             policy, probe, now, ..
         } = *at;
@@ -241,7 +248,7 @@ impl Detector {
             kind,
             reason,
             strikes,
-            remaining: u64::try_from(remaining.as_nanos()).unwrap_or(u64::MAX),
+            remaining: Span::from_duration(remaining).get(),
             probe: Some(probe.name.clone()),
         });
         tracing::warn!(
@@ -282,6 +289,7 @@ impl Detector {
     /// longer detected block of a person (which refuses everything too),
     /// the later end stays. See `merge_block` in `state::verdict`.
     pub fn ban(&self, key: ActorKey, now: u64, dur: u64) {
+        let (now, dur) = (Nanos::new(now), Span::new(dur));
         let strikes = match self.verdicts.get(&key) {
             Some(e) => e.strikes.max(1),
             None => 1,
@@ -297,18 +305,16 @@ impl Detector {
             // What the table holds now (a person's longer detected block
             // extends the ban).
             let remaining = match self.verdicts.verdict(&key, now) {
-                crate::state::Verdict::Block { remaining, .. } => {
-                    u64::try_from(remaining.as_nanos()).unwrap_or(u64::MAX)
-                }
+                crate::state::Verdict::Block { remaining, .. } => Span::from_duration(remaining),
                 _ => dur,
             };
-            tracing::warn!(target: "enumguard", actor = %key, verdict = "block", reason = "manual", secs = remaining / 1_000_000_000, "enumguard verdict changed");
+            tracing::warn!(target: "enumguard", actor = %key, verdict = "block", reason = "manual", secs = remaining.as_secs(), "enumguard verdict changed");
             self.changed(|| VerdictChange {
                 actor: key,
                 kind: ChangeKind::Block,
                 reason: VerdictReason::Manual,
                 strikes,
-                remaining,
+                remaining: remaining.get(),
                 probe: None,
             });
             metrics::counter!(crate::metrics::VERDICTS, "verdict" => "block", "actor_kind" => key.kind().as_str(), "reason" => "manual", "probe" => "").increment(1);
@@ -377,7 +383,7 @@ mod tests {
     }
 
     /// The request on the detector's one probe at `now`.
-    fn at<'a>(policy: &'a Policy, now: u64, actors: &'a Actors) -> Scene<'a> {
+    fn at<'a>(policy: &'a Policy, now: Nanos, actors: &'a Actors) -> Scene<'a> {
         Scene {
             policy,
             probe: &policy.probes[0],
@@ -386,7 +392,7 @@ mod tests {
         }
     }
 
-    const SEC: u64 = 1_000_000_000;
+    const SEC: Span = Span::from_secs(1);
 
     /// Eight requests of one account cross the block threshold at the same
     /// instant, each past the "not blocked yet" check: one block, one
@@ -398,10 +404,10 @@ mod tests {
         let policy = d.policy();
         let probe = &policy.probes[0];
         let key = ActorKey::hashed(ActorKind::Account, 5);
-        let now = 10 * SEC;
+        let now = Nanos::ZERO + 10 * SEC;
         let actors = no_actors();
         let gate = std::sync::Barrier::new(8);
-        let ends: Vec<u64> = std::thread::scope(|s| {
+        let ends: Vec<Nanos> = std::thread::scope(|s| {
             let hs: Vec<_> = (0..8)
                 .map(|_| {
                     s.spawn(|| {
@@ -423,7 +429,7 @@ mod tests {
         assert_eq!(
             d.verdicts.verdict(&key, now),
             Verdict::Block {
-                remaining: std::time::Duration::from_nanos(first),
+                remaining: first.as_duration(),
                 reason: VerdictReason::Detected,
                 strikes: 1
             }
@@ -448,13 +454,13 @@ mod tests {
         let d = detector();
         let policy = d.policy();
         let key = ActorKey::hashed(ActorKind::Session, 6);
-        let now = u64::MAX - SEC;
+        let now = Nanos::MAX - SEC;
         let actors = no_actors();
         d.throttle_in(&at(&policy, now, &actors), key, 0.8);
-        d.throttle_in(&at(&policy, now + 1, &actors), key, 0.8);
+        d.throttle_in(&at(&policy, now + Span::new(1), &actors), key, 0.8);
         assert!(matches!(
             d.verdicts.verdict(&key, now),
-            Verdict::Throttle { remaining, .. } if remaining.as_nanos() == u128::from(SEC)
+            Verdict::Throttle { remaining, .. } if remaining.as_nanos() == u128::from(SEC.get())
         ));
         let other = ActorKey::hashed(ActorKind::Account, 7);
         let end = d.block_one(
@@ -463,8 +469,8 @@ mod tests {
             1.5,
             VerdictReason::Detected,
         );
-        assert_eq!(end, u64::MAX);
-        d.ban(other, now, u64::MAX);
+        assert_eq!(end, Nanos::MAX);
+        d.ban(other, now.get(), u64::MAX);
         assert!(matches!(
             d.verdicts.verdict(&other, now),
             Verdict::Block {

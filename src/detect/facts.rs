@@ -10,6 +10,7 @@ use super::policy::{Match, Policy};
 use super::probes::Probe;
 use super::refusal::Refusal;
 use crate::actor::{AccountId, Actors};
+use crate::clock::Nanos;
 use crate::probe::{Known, Outcome, Owner, TargetInfo};
 
 /// A probe of one policy, by its index there.
@@ -70,7 +71,7 @@ pub(crate) struct Tracking {
 pub(crate) struct Pending {
     pub(crate) slot: u8,
     pub(crate) actors: Actors,
-    pub(crate) now: u64,
+    pub(crate) now: Nanos,
     pub(crate) target: Option<TargetInfo>,
     pub(crate) awaits_body: bool,
     /// Counted as pending in its actors' records until its answer (or its

@@ -9,6 +9,7 @@ use super::score::{self, Level};
 use super::view::{Counted, Seen};
 use super::{Detector, Policy, context};
 use crate::actor::{ActorKey, ActorKind, Actors};
+use crate::clock::Nanos;
 use crate::probe::{Outcome, TargetInfo};
 
 /// What one answer teaches: the request's probe, time, actors, target and
@@ -17,7 +18,7 @@ use crate::probe::{Outcome, TargetInfo};
 #[derive(Clone, Copy)]
 pub(crate) struct Lesson<'a> {
     pub(crate) probe: &'a Probe,
-    pub(crate) now: u64,
+    pub(crate) now: Nanos,
     pub(crate) actors: &'a Actors,
     pub(crate) target: Option<TargetInfo>,
     pub(crate) outcome: Option<Outcome>,
@@ -221,7 +222,7 @@ impl Detector {
 impl Detector {
     /// Whether the probe's service-wide view is anomalous now, with the
     /// change noted for operators (see `View::note`).
-    pub(crate) fn read_view(&self, probe: &Probe, now: u64) -> bool {
+    pub(crate) fn read_view(&self, probe: &Probe, now: Nanos) -> bool {
         let view = &self.live.of(probe.slot).view;
         let a = view.anomalous(&probe.view, now);
         view.note(a, &probe.name);

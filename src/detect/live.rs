@@ -14,6 +14,7 @@ use super::novelty::Novelty;
 use super::policy::Policy;
 use super::probes::Probe;
 use super::view::View;
+use crate::clock::Span;
 use crate::config::MAX_PROBES;
 
 /// Requests a thread counts before it adds them to the detector's count.
@@ -62,7 +63,7 @@ impl ProbeLive {
 
     /// The slot's novelty filter, with generations of `period` (made on
     /// first use; a reload keeps the first period).
-    pub(crate) fn novelty(&self, period: u64) -> &Novelty {
+    pub(crate) fn novelty(&self, period: Span) -> &Novelty {
         self.novelty.get_or_init(|| Novelty::new(period))
     }
 

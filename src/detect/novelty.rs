@@ -27,6 +27,8 @@
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
+use crate::clock::{Nanos, Span};
+
 const BITS: usize = 1 << 19;
 const WORDS: usize = BITS / 64;
 /// A generation with more bits set than this says nothing.
@@ -81,27 +83,27 @@ fn bits(hash: u64) -> [(usize, u64); 3] {
 }
 
 impl Novelty {
-    pub(crate) fn new(period_nanos: u64) -> Self {
+    pub(crate) fn new(period: Span) -> Self {
         Self {
             gens: [Generation::new(), Generation::new()],
             period: AtomicU64::new(0),
-            period_nanos: AtomicU64::new(period_nanos.max(1)),
+            period_nanos: AtomicU64::new(period.get().max(1)),
         }
     }
 
-    /// Forgets every target, with periods of `period_nanos` from now on
-    /// (for a slot that a reload gives to another probe).
-    pub(crate) fn restart(&self, period_nanos: u64) {
+    /// Forgets every target, with periods of `period` from now on (for a
+    /// slot that a reload gives to another probe).
+    pub(crate) fn restart(&self, period: Span) {
         self.period_nanos
-            .store(period_nanos.max(1), Ordering::Relaxed);
+            .store(period.get().max(1), Ordering::Relaxed);
         self.period.store(0, Ordering::Release);
         for g in &self.gens {
             g.clear();
         }
     }
 
-    fn period_of(&self, now: u64) -> u64 {
-        now / self.period_nanos.load(Ordering::Relaxed)
+    fn period_of(&self, now: Nanos) -> u64 {
+        now / Span::new(self.period_nanos.load(Ordering::Relaxed))
     }
 
     /// The generation of period `p`.
@@ -111,7 +113,7 @@ impl Novelty {
 
     /// Moves to the period of `now`, clearing what is older than the
     /// previous period.
-    fn rotate(&self, now: u64) -> u64 {
+    fn rotate(&self, now: Nanos) -> u64 {
         let p = self.period_of(now);
         let old = self.period.load(Ordering::Acquire);
         if p > old
@@ -132,7 +134,7 @@ impl Novelty {
 
     /// Whether somebody asked for the target in the current or the
     /// previous period.
-    pub(crate) fn asked(&self, hash: u64, now: u64) -> bool {
+    pub(crate) fn asked(&self, hash: u64, now: Nanos) -> bool {
         let p = self.period_of(now);
         let cur = self.period.load(Ordering::Acquire);
         let b = bits(hash);
@@ -147,7 +149,7 @@ impl Novelty {
     /// Notes that the target was asked for now; returns whether somebody
     /// asked for it before (as [`asked`](Self::asked) would have said), from
     /// the same pass over its bits.
-    pub(crate) fn note(&self, hash: u64, now: u64) -> bool {
+    pub(crate) fn note(&self, hash: u64, now: Nanos) -> bool {
         let p = self.rotate(now);
         let b = bits(hash);
         let g = self.of(p);
@@ -169,6 +171,10 @@ impl Novelty {
 mod tests {
     use super::*;
 
+    fn at(nanos: u64) -> Nanos {
+        Nanos::new(nanos)
+    }
+
     const H: u64 = 3600 * 1_000_000_000;
 
     fn hash(i: u64) -> u64 {
@@ -177,39 +183,42 @@ mod tests {
 
     #[test]
     fn asked_targets_are_remembered_for_one_to_two_periods() {
-        let n = Novelty::new(H);
-        assert!(!n.asked(hash(1), 10));
-        assert!(!n.note(hash(1), 10), "nobody asked before");
-        assert!(n.note(hash(1), 10), "asked once before");
-        assert!(n.asked(hash(1), 11));
-        assert!(n.asked(hash(1), H + 5));
+        let n = Novelty::new(Span::new(H));
+        assert!(!n.asked(hash(1), at(10)));
+        assert!(!n.note(hash(1), at(10)), "nobody asked before");
+        assert!(n.note(hash(1), at(10)), "asked once before");
+        assert!(n.asked(hash(1), at(11)));
+        assert!(n.asked(hash(1), at(H + 5)));
         // Another target noted in the next period rotates; the first is
         // still there (previous generation).
-        n.note(hash(2), H + 6);
-        assert!(n.asked(hash(1), H + 7));
-        n.note(hash(3), 2 * H + 1);
-        assert!(!n.asked(hash(1), 2 * H + 2), "two periods later it is gone");
-        assert!(n.asked(hash(2), 2 * H + 2));
+        n.note(hash(2), at(H + 6));
+        assert!(n.asked(hash(1), at(H + 7)));
+        n.note(hash(3), at(2 * H + 1));
+        assert!(
+            !n.asked(hash(1), at(2 * H + 2)),
+            "two periods later it is gone"
+        );
+        assert!(n.asked(hash(2), at(2 * H + 2)));
         // A long silence forgets everything.
-        n.note(hash(4), 10 * H);
-        assert!(!n.asked(hash(3), 10 * H));
+        n.note(hash(4), at(10 * H));
+        assert!(!n.asked(hash(3), at(10 * H)));
     }
 
     #[test]
     fn few_false_alarms_and_a_flood_says_nothing() {
-        let n = Novelty::new(H);
+        let n = Novelty::new(Span::new(H));
         for i in 0..50_000 {
-            n.note(hash(i), 1);
+            n.note(hash(i), at(1));
         }
         let false_alarms = (1_000_000..1_010_000)
-            .filter(|i| n.asked(hash(*i), 2))
+            .filter(|i| n.asked(hash(*i), at(2)))
             .count();
         assert!(false_alarms < 300, "{false_alarms} of 10,000");
         // A flood of distinct targets fills the filter: it stops saying
         // "asked", so every miss counts again.
         for i in 0..400_000 {
-            n.note(hash(i), 1);
+            n.note(hash(i), at(1));
         }
-        assert!(!n.asked(hash(5), 2));
+        assert!(!n.asked(hash(5), at(2)));
     }
 }

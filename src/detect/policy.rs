@@ -11,7 +11,7 @@ use http::Method;
 
 use super::probes::Probe;
 use crate::actor::{AccountId, ActorKey, ActorKind, Actors, Cidr, ForwardedHeader, hash128};
-use crate::clock::secs_to_nanos;
+use crate::clock::Span;
 use crate::config::{Config, ConfigError, MissingPeer, Mode, SessionSource};
 
 /// A request matched to a probe: which one, and where its path target lies
@@ -56,16 +56,16 @@ pub struct Policy {
     pub(crate) session_header: Option<http::HeaderName>,
     session_key: (u64, u64),
     pub(crate) probes: Vec<Probe>,
-    pub(crate) block_base: u64,
+    pub(crate) block_base: Span,
     pub(crate) block_factor: u64,
-    pub(crate) block_max: u64,
-    pub(crate) throttle_for: u64,
+    pub(crate) block_max: Span,
+    pub(crate) throttle_for: Span,
     pub(crate) quota: Quota,
     pub(crate) boost: f64,
     pub(crate) watch_factor: f64,
     pub(crate) per_address: u32,
-    pub(crate) half_life: u64,
-    pub(crate) new_actor: u64,
+    pub(crate) half_life: Span,
+    pub(crate) new_actor: Span,
     pub(crate) history_hits: u32,
     /// The config it was compiled from.
     pub(crate) config: Config,
@@ -150,16 +150,16 @@ impl Policy {
             session: c.session.clone(),
             session_key: parsed.session_key.unwrap_or(random_session_key),
             probes,
-            block_base: secs_to_nanos(c.blocks.base_secs),
+            block_base: Span::from_secs(c.blocks.base_secs),
             block_factor: u64::from(c.blocks.factor.get()),
-            block_max: secs_to_nanos(c.blocks.max_secs),
-            throttle_for: secs_to_nanos(c.throttle.duration_secs),
+            block_max: Span::from_secs(c.blocks.max_secs),
+            throttle_for: Span::from_secs(c.throttle.duration_secs),
             quota: Quota::per_minute(per_minute).allow_burst(burst),
             boost: c.links.boost,
             watch_factor: c.links.watch_factor,
             per_address: c.service_view.per_address.get(),
-            half_life: secs_to_nanos(c.links.half_life_secs),
-            new_actor: secs_to_nanos(c.links.new_actor_secs),
+            half_life: Span::from_secs(c.links.half_life_secs),
+            new_actor: Span::from_secs(c.links.new_actor_secs),
             history_hits: c.links.history_hits,
             generation: 0,
             config,
@@ -258,7 +258,7 @@ impl Policy {
     }
 
     /// How long the `strikes`-th block lasts.
-    pub(crate) fn block_duration(&self, strikes: u32) -> u64 {
+    pub(crate) fn block_duration(&self, strikes: u32) -> Span {
         let mut d = self.block_base;
         for _ in 1..strikes {
             d = d.saturating_mul(self.block_factor);

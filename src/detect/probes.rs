@@ -8,7 +8,7 @@ use std::sync::Arc;
 use http::{HeaderMap, Method, StatusCode};
 
 use super::view::ViewParams;
-use crate::clock::secs_to_nanos;
+use crate::clock::Span;
 use crate::config::{Oversized, ProbeConfig, ProbeParts, ServiceViewConfig, Thresholds};
 use crate::probe::{Methods, Outcome, OutcomeRules, PathPattern, TARGET_BUF, TargetSource};
 
@@ -30,8 +30,8 @@ pub(crate) struct Probe {
     pub(crate) oversized: Oversized,
     pub(crate) thresholds: Thresholds,
     /// `thresholds.window_secs` and `long_half_life_secs`, in nanoseconds.
-    pub(crate) window: u64,
-    pub(crate) long: u64,
+    pub(crate) window: Span,
+    pub(crate) long: Span,
     /// Foreign targets are this probe's tell (a foreign threshold: objects
     /// with owners): the service-wide view watches their rate, and a young
     /// account at a suspect address is watched on them.
@@ -77,8 +77,8 @@ impl Probe {
             ),
             body_limit: p.body_limit,
             oversized: parts.oversized,
-            window: secs_to_nanos(t.window_secs),
-            long: secs_to_nanos(t.long_half_life_secs),
+            window: Span::from_secs(t.window_secs),
+            long: Span::from_secs(t.long_half_life_secs),
             thresholds: t,
             watch_foreign,
             view: ViewParams::new(view_cfg, watch_foreign),

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::actor::ActorKind;
+use crate::clock::Span;
 
 /// Why a request was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,13 +62,13 @@ impl Refusal {
     pub(crate) fn new(
         kind: RefusalKind,
         actor_kind: Option<ActorKind>,
-        retry_after_nanos: Option<u64>,
+        retry_after: Option<Span>,
         probe: Option<&Arc<str>>,
     ) -> Self {
         Self {
             kind,
             actor_kind,
-            retry_after: retry_after_nanos.map(Duration::from_nanos),
+            retry_after: retry_after.map(Span::as_duration),
             probe: probe.cloned(),
         }
     }

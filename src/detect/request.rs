@@ -61,6 +61,7 @@ use super::facts::{
 use super::head::{Head, Hooks, Noted};
 use super::identify::{self, Need};
 use super::policy::Policy;
+use crate::clock::Nanos;
 use crate::probe::Outcome;
 
 /// What [`Detector::route`] says: decided already, or go on.
@@ -79,7 +80,7 @@ pub enum Route {
 #[derive(Debug)]
 pub struct Routed {
     matched: Option<super::policy::Match>,
-    now: Option<u64>,
+    now: Option<Nanos>,
 }
 
 impl Detector {
@@ -142,7 +143,7 @@ impl Detector {
         // needs identifying.
         if matched.is_none() && !noting && policy.no_lists {
             let mut read = None;
-            if self.quiet(policy, || *read.insert(now())) {
+            if self.quiet(policy, || read.insert(Nanos::new(now())).get()) {
                 return match self.peer_only(policy, head) {
                     Ok(()) => Route::Pass,
                     Err(r) => Route::Refuse(r),
@@ -152,7 +153,7 @@ impl Detector {
             return Route::Go(Routed { matched, now: read });
         }
         // The time, read only if something will use it: a probe, or a verdict.
-        let now = (matched.is_some() || self.has_verdicts()).then(now);
+        let now = (matched.is_some() || self.has_verdicts()).then(|| Nanos::new(now()));
         Route::Go(Routed { matched, now })
     }
 
@@ -197,7 +198,7 @@ impl Detector {
         if let Some(n) = noted.as_deref_mut() {
             n.actors = Some(actors);
         }
-        let now = now.unwrap_or(0);
+        let now = now.unwrap_or(Nanos::ZERO);
         let target = match &matched {
             Some(m) => identify::target(self, policy, head, m, &actors, hooks, noted),
             None => Target::None,

@@ -605,20 +605,21 @@ mod tests {
         ) {
             use crate::probe::{Outcome, TargetInfo};
             use crate::state::record::Record;
+            use crate::clock::{Nanos, Span};
             const S: u64 = 1_000_000_000;
-            let (window, long) = (3600 * S, 6 * 3600 * S);
+            let (window, long) = (Span::from_secs(3600), Span::from_secs(6 * 3600));
             let account = crate::actor::AccountId::new("7");
             let own = TargetInfo::new(b"7", Some(&account), true, (1, 2));
             prop_assert!(own.is_self);
-            let mut r = Record::new(0);
-            let mut now = 0;
+            let mut r = Record::new(Nanos::ZERO);
+            let mut now = Nanos::ZERO;
             for (gap, o, readable) in &steps {
-                now += gap * S / 10;
+                now += Span::new(gap * S / 10);
                 let outcome = [None, Some(Outcome::Hit), Some(Outcome::Miss), Some(Outcome::Denied)][*o as usize];
                 r.learn(now, window, long, readable.then_some(own), outcome);
             }
             prop_assert!(r.no_evidence());
-            prop_assert_eq!(r.carry_at(now, S), 0.0);
+            prop_assert_eq!(r.carry_at(now, Span::from_secs(1)), 0.0);
             // `c.carry` stands for any carried suspicion (0..2).
             for t in [Thresholds::objects(), Thresholds::identities()] {
                 prop_assert_eq!(score(&t, &r.signals(now, window, long), &c), c.carry);

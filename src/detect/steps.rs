@@ -17,6 +17,7 @@ use super::refusal::{Refusal, RefusalKind};
 use super::score;
 use super::{Detector, context};
 use crate::actor::{ActorKey, ActorKind, Actors, in_any};
+use crate::clock::{Nanos, Span};
 use crate::config::{Mode, Oversized};
 use crate::probe::{Outcome, TargetInfo};
 use crate::state::record::Record;
@@ -26,7 +27,7 @@ impl Detector {
     /// Everything before the inner service: the allow and deny lists, the
     /// actors' verdicts, and for a probe request with a known target the
     /// pre-check. See [`Step`].
-    pub(crate) fn check(&self, policy: &Policy, facts: &Facts<'_>, now: u64) -> Step {
+    pub(crate) fn check(&self, policy: &Policy, facts: &Facts<'_>, now: Nanos) -> Step {
         let actors = facts.actors;
         let account = actors.account.map(|a| a.hash());
         if !policy.no_lists {
@@ -234,7 +235,7 @@ impl Detector {
         &self,
         policy: &Policy,
         actors: &Actors,
-        now: u64,
+        now: Nanos,
         probe: Option<&Probe>,
     ) -> Option<Refusal> {
         let scope = Scope {
@@ -261,7 +262,7 @@ impl Detector {
         &self,
         policy: &Policy,
         probe: &Probe,
-        now: u64,
+        now: Nanos,
         actors: &Actors,
         target: TargetInfo,
     ) -> Step {
@@ -280,7 +281,7 @@ impl Detector {
                 Refusal::new(
                     RefusalKind::InFlight,
                     Some(actor.kind()),
-                    Some(crate::clock::NANOS_PER_SEC),
+                    Some(Span::from_secs(1)),
                     Some(&probe.name),
                 ),
             ),
@@ -308,7 +309,7 @@ impl Detector {
         &self,
         policy: &Policy,
         probe: &Probe,
-        now: u64,
+        now: Nanos,
         actors: &Actors,
         target: &TargetInfo,
     ) -> Precheck {
@@ -473,7 +474,7 @@ impl Detector {
         if let crate::state::Verdict::Block { remaining, .. } = self.verdicts.verdict(&actor, now) {
             // Already blocked (its verdict did not cover this request, or
             // it came in between): no new strike, no second count.
-            return Precheck::Blocked(actor, (remaining.as_nanos() as u64).max(1));
+            return Precheck::Blocked(actor, Span::from_duration(remaining).max(Span::new(1)));
         }
         // The attempt counts in the service-wide view as what the pre-check
         // took it for, the worst answer (a foreign object where foreign
@@ -490,7 +491,7 @@ impl Detector {
             actors,
         };
         let until = self.block_in(&scene, actor, score, VerdictReason::Detected);
-        Precheck::Blocked(actor, until.saturating_sub(now).max(1))
+        Precheck::Blocked(actor, until.saturating_sub(now).max(Span::new(1)))
     }
 }
 
@@ -502,8 +503,8 @@ enum Precheck {
     Own,
     /// Refused for now: with its pending answers it could cross.
     InFlight(ActorKey),
-    /// Refused, the actor blocked (retry after, in nanoseconds).
-    Blocked(ActorKey, u64),
+    /// Refused, the actor blocked (and when to retry).
+    Blocked(ActorKey, Span),
 }
 
 /// Whether an address's verdicts and evidence hold this request. An

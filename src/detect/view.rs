@@ -9,6 +9,7 @@
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
+use crate::clock::{Nanos, Span};
 use crate::config::ServiceViewConfig;
 
 const REQ: usize = 0;
@@ -75,7 +76,7 @@ pub(crate) struct Counted {
 /// call (the view itself holds only counts).
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct ViewParams {
-    bucket_nanos: u64,
+    bucket: Span,
     min_requests: u32,
     ratio: f64,
     margin: f64,
@@ -86,7 +87,7 @@ pub(crate) struct ViewParams {
 impl ViewParams {
     pub(crate) fn new(cfg: &ServiceViewConfig, watch_foreign: bool) -> Self {
         Self {
-            bucket_nanos: crate::clock::secs_to_nanos(cfg.bucket_secs).max(1),
+            bucket: Span::from_secs(cfg.bucket_secs).max(Span::new(1)),
             min_requests: cfg.min_requests.get(),
             ratio: cfg.ratio,
             margin: cfg.margin,
@@ -177,8 +178,8 @@ impl View {
         true
     }
 
-    fn roll(&self, p: &ViewParams, now: u64) {
-        let b = now / p.bucket_nanos;
+    fn roll(&self, p: &ViewParams, now: Nanos) {
+        let b = now / p.bucket;
         let old = self.bucket.load(Ordering::Acquire);
         if b == old {
             return;
@@ -250,7 +251,7 @@ impl View {
     }
 
     /// Counts one request.
-    pub(crate) fn count(&self, p: &ViewParams, now: u64, request: Counted) {
+    pub(crate) fn count(&self, p: &ViewParams, now: Nanos, request: Counted) {
         self.roll(p, now);
         let cur = &self.cur[stripe()].0;
         cur[REQ].fetch_add(1, Ordering::Relaxed);
@@ -275,7 +276,7 @@ impl View {
     /// the worst answer: a foreign object where foreign objects are the
     /// tell, else a miss (refusing attempts must not hide an attack from
     /// the view); by an actor without history.
-    pub(crate) fn count_refused(&self, p: &ViewParams, now: u64) {
+    pub(crate) fn count_refused(&self, p: &ViewParams, now: Nanos) {
         let seen = if p.watch_foreign {
             Seen::Foreign
         } else {
@@ -310,8 +311,8 @@ impl View {
 
     /// Whether the last two buckets are anomalous, or, where they are too
     /// few requests to tell, the slow view with the current bucket.
-    pub(crate) fn anomalous(&self, p: &ViewParams, now: u64) -> bool {
-        let b = now / p.bucket_nanos;
+    pub(crate) fn anomalous(&self, p: &ViewParams, now: Nanos) -> bool {
+        let b = now / p.bucket;
         let cur_bucket = self.bucket.load(Ordering::Acquire);
         let get = |i: usize| -> u64 {
             let c: u64 = self
@@ -376,13 +377,13 @@ mod tests {
 
     impl Probed {
         fn count(&self, now: u64, c: Counted) {
-            self.view.count(&self.p, now, c);
+            self.view.count(&self.p, Nanos::new(now), c);
         }
         fn count_refused(&self, now: u64) {
-            self.view.count_refused(&self.p, now);
+            self.view.count_refused(&self.p, Nanos::new(now));
         }
         fn anomalous(&self, now: u64) -> bool {
-            self.view.anomalous(&self.p, now)
+            self.view.anomalous(&self.p, Nanos::new(now))
         }
     }
 

@@ -104,16 +104,27 @@ impl OnRefusal for DefaultRefusal {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::Span;
 
     #[test]
     fn retry_after_rounds_up_never_zero() {
-        let r = Refusal::new(RefusalKind::Throttled, None, Some(1), None);
+        let r = Refusal::new(RefusalKind::Throttled, None, Some(Span::new(1)), None);
         assert_eq!(r.retry_after_secs(), Some(1));
-        let r = Refusal::new(RefusalKind::Blocked, None, Some(1_000_000_001), None);
+        let r = Refusal::new(
+            RefusalKind::Blocked,
+            None,
+            Some(Span::new(1_000_000_001)),
+            None,
+        );
         assert_eq!(r.retry_after_secs(), Some(2));
-        let r = Refusal::new(RefusalKind::Blocked, None, Some(2_000_000_000), None);
+        let r = Refusal::new(
+            RefusalKind::Blocked,
+            None,
+            Some(Span::new(2_000_000_000)),
+            None,
+        );
         assert_eq!(r.retry_after_secs(), Some(2));
-        let r = Refusal::new(RefusalKind::Blocked, None, Some(0), None);
+        let r = Refusal::new(RefusalKind::Blocked, None, Some(Span::new(0)), None);
         assert_eq!(r.retry_after_secs(), Some(1));
         let res = DefaultRefusal::default().response(&r);
         assert_eq!(res.headers()["retry-after"], "1");

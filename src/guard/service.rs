@@ -107,21 +107,22 @@ where
         let mut now = None;
         // The fast path decides on the request as it is; the rest takes it
         // apart (the hooks take its `Parts`).
-        let routed = match shared
-            .core
-            .route(policy, &req, || *now.insert(clock.now()), logging)
-        {
-            Route::Go(r) => r,
-            Route::Pass => return ResponseFuture::pass(inner.call(req.map(GuardBody::new))),
-            Route::Refuse(r) => {
-                return ResponseFuture::refused(shared.refusal_response(r), None);
-            }
-        };
+        let routed =
+            match shared
+                .core
+                .route(policy, &req, || *now.insert(clock.now().get()), logging)
+            {
+                Route::Go(r) => r,
+                Route::Pass => return ResponseFuture::pass(inner.call(req.map(GuardBody::new))),
+                Route::Refuse(r) => {
+                    return ResponseFuture::refused(shared.refusal_response(r), None);
+                }
+            };
         let timer = super::timing::start();
         let (parts, body) = req.into_parts();
         let mut seen = None;
         if logging {
-            let t = now.unwrap_or_else(|| clock.now());
+            let t = now.unwrap_or_else(|| clock.now().get());
             seen = shared.seen(policy, (&parts.method, &parts.uri), t);
         }
         let noted = seen.as_deref_mut().map(|s| &mut s.noted);

@@ -11,7 +11,7 @@ use http::{Response, StatusCode};
 use super::access::{AccessFn, Seen};
 use super::response::{DefaultRefusal, OnRefusal};
 use crate::actor::{AccountId, has_peer, peer_addr};
-use crate::clock::SharedClock;
+use crate::clock::{Nanos, SharedClock};
 use crate::detect::{Detector, Head, Hooks, Policy, Refusal, Ticket};
 
 pub(crate) type AccountFn = Arc<dyn Fn(&Parts) -> Option<AccountId> + Send + Sync>;
@@ -63,7 +63,7 @@ impl Shared {
         &self.core
     }
 
-    pub(crate) fn now(&self) -> u64 {
+    pub(crate) fn now(&self) -> Nanos {
         self.clock.now()
     }
 

@@ -16,7 +16,7 @@ use super::sketch::DistinctSketch;
 pub(crate) use super::sketch::WORDS;
 pub(crate) use super::window::{Counts, Evidence};
 use super::window::{Halves, half, halves_since};
-use crate::clock::NANOS_PER_SEC;
+use crate::clock::{Nanos, Span};
 use crate::probe::{Outcome, TargetInfo};
 
 /// Weight of each new gap in the cadence's moving mean and deviation:
@@ -116,16 +116,6 @@ impl Signals {
     }
 }
 
-/// Whole seconds of the clock, saturating: a `u32` holds 136 years from the
-/// clock's origin (the process start for [`SystemClock`](crate::SystemClock)).
-fn to_secs(nanos: u64) -> u32 {
-    (nanos / NANOS_PER_SEC).min(u32::MAX as u64) as u32
-}
-
-fn to_nanos(secs: u32) -> u64 {
-    secs as u64 * NANOS_PER_SEC
-}
-
 /// The long view: sums decaying with the probe's long half-life, each
 /// kept as of the record's `long_secs` (see [`decay`](super::decay)).
 #[derive(Debug, Clone, Copy, Default)]
@@ -170,12 +160,12 @@ impl Long {
 ///
 /// The window length is not kept: the caller passes its probe's window to
 /// [`learn`](Self::learn), [`roll`](Self::roll) and
-/// [`signals`](Self::signals). `win_start` and `last_seen` are clock
-/// nanoseconds (windows and cadence gaps can be short); the times that need
-/// no sub-second precision are whole seconds of the clock (`u32`, saturating:
-/// 136 years from the clock's origin). The decaying sums (the long view and
-/// the carried suspicion) are kept as of such a whole second, which loses
-/// nothing (see [`decay`](super::decay)).
+/// [`signals`](Self::signals). `win_start` and `last_seen` are [`Nanos`]
+/// (windows and cadence gaps can be short); the times that need no
+/// sub-second precision are whole seconds of the clock (`u32`, saturating
+/// at 136 years from the clock's origin: [`Nanos::to_secs_u32`]). The
+/// decaying sums (the long view and the carried suspicion) are kept as of
+/// such a whole second, which loses nothing (see [`decay`](super::decay)).
 #[derive(Debug, Clone)]
 // `repr(C)` in this order: the fields every probe request touches (the
 // window, the cadence, the counts, what `no_evidence` reads) come first and
@@ -184,10 +174,10 @@ impl Long {
 // how many lines an update touches is what it costs.
 #[repr(C)]
 pub(crate) struct Record {
-    /// Clock nanoseconds: when the current half-window began.
-    win_start: u64,
-    /// Clock nanoseconds of the last request (0: none yet).
-    pub(crate) last_seen: u64,
+    /// When the current half-window began.
+    win_start: Nanos,
+    /// The last request (the clock's origin: none yet).
+    pub(crate) last_seen: Nanos,
     counts: Halves<Counts>,
     /// The score at the last update (for eviction and listing), in
     /// thousandths, saturating at 65.5.
@@ -225,14 +215,14 @@ pub(crate) struct Record {
 }
 
 impl Record {
-    pub(crate) fn new(now: u64) -> Self {
-        let secs = to_secs(now);
+    pub(crate) fn new(now: Nanos) -> Self {
+        let secs = now.to_secs_u32();
         Self {
             win_start: now,
             counts: Halves::default(),
             sketches: Halves::default(),
             last_numeric: NO_NUMERIC,
-            last_seen: 0,
+            last_seen: Nanos::ZERO,
             first_secs: secs,
             carry_secs: secs,
             long_secs: secs,
@@ -267,14 +257,14 @@ impl Record {
 
     /// When the record was created, in clock nanoseconds (to the second
     /// before).
-    pub(crate) fn first_seen(&self) -> u64 {
-        to_nanos(self.first_secs)
+    pub(crate) fn first_seen(&self) -> Nanos {
+        Nanos::from_secs_u32(self.first_secs)
     }
 
     /// When carried suspicion was last raised (or the record created), in
     /// clock nanoseconds (to the second before).
-    pub(crate) fn carry_raised(&self) -> u64 {
-        to_nanos(self.carry_secs)
+    pub(crate) fn carry_raised(&self) -> Nanos {
+        Nanos::from_secs_u32(self.carry_secs)
     }
 
     /// History hits over the record's life (saturating): hits on its own
@@ -284,7 +274,7 @@ impl Record {
     }
 
     /// Rotates the half-windows up to `now`.
-    pub(crate) fn roll(&mut self, now: u64, window: u64) {
+    pub(crate) fn roll(&mut self, now: Nanos, window: Span) {
         let k = halves_since(self.win_start, now, window);
         if k == 0 {
             return;
@@ -299,7 +289,7 @@ impl Record {
 
     /// A probe request admitted: its answer is pending.
     #[inline]
-    pub(crate) fn admit(&mut self, now: u64, window: u64) {
+    pub(crate) fn admit(&mut self, now: Nanos, window: Span) {
         self.roll(now, window);
         self.pending = self.pending.saturating_add(1);
     }
@@ -313,8 +303,8 @@ impl Record {
     /// Requests admitted and not answered, as of `now`: none once a whole
     /// window has passed since the window they were admitted in.
     #[inline]
-    pub(crate) fn pending_at(&self, now: u64, window: u64) -> u32 {
-        if now.saturating_sub(self.win_start) < window.max(1) {
+    pub(crate) fn pending_at(&self, now: Nanos, window: Span) -> u32 {
+        if now.saturating_sub(self.win_start) < window.max(Span::new(1)) {
             u32::from(self.pending)
         } else {
             0
@@ -333,15 +323,15 @@ impl Record {
     #[inline]
     pub(crate) fn learn(
         &mut self,
-        now: u64,
-        window: u64,
-        long_half_life: u64,
+        now: Nanos,
+        window: Span,
+        long_half_life: Span,
         target: Option<TargetInfo>,
         outcome: Option<Outcome>,
     ) {
         self.roll(now, window);
-        if self.last_seen != 0 && now > self.last_seen {
-            let gap = ((now - self.last_seen) / 1_000_000) as f32;
+        if self.last_seen != Nanos::ZERO && now > self.last_seen {
+            let gap = (now - self.last_seen).as_millis() as f32;
             if self.gaps == 0 {
                 self.gap_mean_ms = gap;
                 self.gap_dev_ms = 0.0;
@@ -407,10 +397,11 @@ impl Record {
     /// Moves the long view's sums to the whole second of `now`, and
     /// returns what one unit added now weighs in them.
     #[inline]
-    fn long_unit(&mut self, now: u64, half_life: u64) -> f32 {
-        let secs = to_secs(now);
+    fn long_unit(&mut self, now: Nanos, half_life: Span) -> f32 {
+        let secs = now.to_secs_u32();
         if secs > self.long_secs {
-            let f = decay(to_nanos(secs) - to_nanos(self.long_secs), half_life) as f32;
+            let dt = Nanos::from_secs_u32(secs) - Nanos::from_secs_u32(self.long_secs);
+            let f = decay(dt, half_life) as f32;
             let l = &mut self.long;
             for v in [
                 &mut l.targets,
@@ -423,7 +414,7 @@ impl Record {
             }
             self.long_secs = secs;
         }
-        weight(now, to_nanos(self.long_secs), half_life) as f32
+        weight(now, Nanos::from_secs_u32(self.long_secs), half_life) as f32
     }
 
     /// The sequential run if `t` were visited next.
@@ -440,7 +431,7 @@ impl Record {
     #[cfg(feature = "redis")]
     /// What this record saw in its window as it stands at `now`: the
     /// window's distinct-target sketch and counts, for another replica.
-    pub(crate) fn evidence(&self, now: u64, window: u64) -> Evidence {
+    pub(crate) fn evidence(&self, now: Nanos, window: Span) -> Evidence {
         let k = halves_since(self.win_start, now, window);
         Evidence::new(self.sketches.at(k), self.counts.at(k))
     }
@@ -452,9 +443,9 @@ impl Record {
     #[inline]
     pub(crate) fn signals_with(
         &self,
-        now: u64,
-        window: u64,
-        long_half_life: u64,
+        now: Nanos,
+        window: Span,
+        long_half_life: Span,
         remote: Option<&Evidence>,
     ) -> Signals {
         let Some(remote) = remote else {
@@ -481,8 +472,11 @@ impl Record {
 
     /// The signals at `now`, for a probe with this `window` and long
     /// half-life (the ones the record learns with).
-    pub(crate) fn signals(&self, now: u64, window: u64, long_half_life: u64) -> Signals {
-        let decay = decay(now.saturating_sub(to_nanos(self.long_secs)), long_half_life);
+    pub(crate) fn signals(&self, now: Nanos, window: Span, long_half_life: Span) -> Signals {
+        let decay = decay(
+            now.saturating_sub(Nanos::from_secs_u32(self.long_secs)),
+            long_half_life,
+        );
         // Read the window as it stands at `now`, rolled or not.
         let k = halves_since(self.win_start, now, window);
         let sum = self.counts.at(k);
@@ -515,17 +509,17 @@ impl Record {
     }
 
     /// The counts of the window as it stands at `now`, rolled or not.
-    pub(crate) fn window_counts(&self, now: u64, window: u64) -> Counts {
+    pub(crate) fn window_counts(&self, now: Nanos, window: Span) -> Counts {
         self.counts.at(halves_since(self.win_start, now, window))
     }
 
     /// Distinct targets (not its own) in the window as it stands at `now`.
-    pub(crate) fn window_targets(&self, now: u64, window: u64) -> u32 {
+    pub(crate) fn window_targets(&self, now: Nanos, window: Span) -> u32 {
         u32::from(self.window_counts(now, window).targets)
     }
 
     /// Requests in the window as it stands at `now`.
-    pub(crate) fn window_requests(&self, now: u64, window: u64) -> u32 {
+    pub(crate) fn window_requests(&self, now: Nanos, window: Span) -> u32 {
         u32::from(self.window_counts(now, window).requests)
     }
 
@@ -541,7 +535,7 @@ impl Record {
     }
 
     /// Carried suspicion, decayed to `now` (at most [`MAX_CARRY`]).
-    pub(crate) fn carry_at(&self, now: u64, half_life: u64) -> f64 {
+    pub(crate) fn carry_at(&self, now: Nanos, half_life: Span) -> f64 {
         if self.carry <= 0.0 {
             return 0.0;
         }
@@ -554,11 +548,11 @@ impl Record {
 
     /// Raises carried suspicion by `add`, to at least `floor` and at most
     /// [`MAX_CARRY`].
-    pub(crate) fn raise_carry(&mut self, now: u64, half_life: u64, add: f64, floor: f64) {
+    pub(crate) fn raise_carry(&mut self, now: Nanos, half_life: Span, add: f64, floor: f64) {
         let c = (self.carry_at(now, half_life) + add)
             .max(floor)
             .min(MAX_CARRY);
-        self.carry_secs = to_secs(now);
+        self.carry_secs = now.to_secs_u32();
         self.carry = (c * weight(now, self.carry_raised(), half_life)) as f32;
     }
 }
@@ -567,8 +561,12 @@ impl Record {
 mod tests {
     use super::*;
 
-    const W: u64 = 3_600_000_000_000;
-    const LH: u64 = 6 * W;
+    const W: Span = Span::new(3_600_000_000_000);
+    const LH: Span = Span::new(6 * W.get());
+
+    fn at(nanos: u64) -> Nanos {
+        Nanos::new(nanos)
+    }
 
     fn t(n: u64) -> TargetInfo {
         TargetInfo::new(n.to_string().as_bytes(), None, true, (3, 4))
@@ -588,11 +586,11 @@ mod tests {
 
     #[test]
     fn repeated_target_counts_once() {
-        let mut r = Record::new(1);
+        let mut r = Record::new(at(1));
         for _ in 0..10 {
-            r.learn(2, W, LH, Some(t(7)), Some(Outcome::Miss));
+            r.learn(at(2), W, LH, Some(t(7)), Some(Outcome::Miss));
         }
-        let s = r.signals(0, W, LH);
+        let s = r.signals(at(0), W, LH);
         assert_eq!(s.requests, 10);
         // A miss is nobody's object: not foreign.
         assert_eq!(s.foreign, 0.0);
@@ -600,32 +598,32 @@ mod tests {
         // Repeated misses are no repeated use; repeated hits are.
         assert_eq!(s.long_repeats, 0.0);
         for _ in 0..5 {
-            r.learn(3, W, LH, Some(t(8)), Some(Outcome::Hit));
+            r.learn(at(3), W, LH, Some(t(8)), Some(Outcome::Hit));
         }
-        let s = r.signals(3, W, LH);
+        let s = r.signals(at(3), W, LH);
         assert!((s.foreign - 1.0).abs() < 0.01);
         assert!((s.long_repeats - 4.0).abs() < 0.01, "{s:?}");
     }
 
     #[test]
     fn window_slides() {
-        let mut r = Record::new(0);
+        let mut r = Record::new(at(0));
         for i in 0..10 {
-            r.learn(1, W, LH, Some(t(i)), Some(Outcome::Hit));
+            r.learn(at(1), W, LH, Some(t(i)), Some(Outcome::Hit));
         }
-        r.learn(W / 2 + 1, W, LH, Some(t(100)), Some(Outcome::Hit));
+        r.learn(at(W.get() / 2 + 1), W, LH, Some(t(100)), Some(Outcome::Hit));
         assert!(
-            r.signals(0, W, LH).foreign >= 10.5,
+            r.signals(at(0), W, LH).foreign >= 10.5,
             "previous half still counts"
         );
-        r.learn(W + 2, W, LH, Some(t(101)), Some(Outcome::Hit));
+        r.learn(at(W.get() + 2), W, LH, Some(t(101)), Some(Outcome::Hit));
         assert!(
-            r.signals(W + 2, W, LH).foreign < 2.6,
+            r.signals(at(W.get() + 2), W, LH).foreign < 2.6,
             "{}",
-            r.signals(W + 2, W, LH).foreign
+            r.signals(at(W.get() + 2), W, LH).foreign
         );
-        r.learn(5 * W, W, LH, None, None);
-        let s = r.signals(5 * W, W, LH);
+        r.learn(at(5 * W.get()), W, LH, None, None);
+        let s = r.signals(at(5 * W.get()), W, LH);
         assert_eq!(s.foreign, 0.0);
         // The long view remembers, decayed: 12 targets, about 5 hours ago.
         assert!(
@@ -637,29 +635,35 @@ mod tests {
 
     #[test]
     fn sequential_walk() {
-        let mut r = Record::new(0);
+        let mut r = Record::new(at(0));
         for i in 100..110 {
-            r.learn(1, W, LH, Some(t(i)), Some(Outcome::Hit));
+            r.learn(at(1), W, LH, Some(t(i)), Some(Outcome::Hit));
         }
-        assert_eq!(r.signals(0, W, LH).seq_run, 9);
-        r.learn(1, W, LH, Some(t(500)), Some(Outcome::Hit));
-        assert_eq!(r.signals(0, W, LH).seq_run, 0);
+        assert_eq!(r.signals(at(0), W, LH).seq_run, 9);
+        r.learn(at(1), W, LH, Some(t(500)), Some(Outcome::Hit));
+        assert_eq!(r.signals(at(0), W, LH).seq_run, 0);
     }
 
     #[test]
     fn regular_cadence() {
-        let mut r = Record::new(0);
+        let mut r = Record::new(at(0));
         for i in 1..20u64 {
-            r.learn(i * 1_000_000_000, W, LH, Some(t(i * 7)), Some(Outcome::Hit));
+            r.learn(
+                at(i * 1_000_000_000),
+                W,
+                LH,
+                Some(t(i * 7)),
+                Some(Outcome::Hit),
+            );
         }
-        assert!(r.signals(0, W, LH).regular);
-        let mut r = Record::new(0);
+        assert!(r.signals(at(0), W, LH).regular);
+        let mut r = Record::new(at(0));
         let mut now = 0;
         for i in 1..20u64 {
             now += (i % 5 + 1) * 700_000_000;
-            r.learn(now, W, LH, Some(t(i * 7)), Some(Outcome::Hit));
+            r.learn(at(now), W, LH, Some(t(i * 7)), Some(Outcome::Hit));
         }
-        assert!(!r.signals(0, W, LH).regular);
+        assert!(!r.signals(at(0), W, LH).regular);
     }
 
     #[test]
@@ -674,14 +678,14 @@ mod tests {
             let mut worst: f64 = 0.0;
             let trials = 200;
             for _ in 0..trials {
-                let mut r = Record::new(0);
+                let mut r = Record::new(at(0));
                 for _ in 0..n {
                     seed ^= seed << 13;
                     seed ^= seed >> 7;
                     seed ^= seed << 17;
-                    r.learn(1, W, LH, Some(t(seed)), Some(Outcome::Denied));
+                    r.learn(at(1), W, LH, Some(t(seed)), Some(Outcome::Denied));
                 }
-                let s = r.signals(0, W, LH);
+                let s = r.signals(at(0), W, LH);
                 let err = s.foreign - n as f64;
                 total_err += err.abs();
                 worst = worst.max(err.abs());
@@ -712,18 +716,18 @@ mod tests {
             carry in 0.0..1.5f64,
         ) {
             let th = crate::config::Thresholds::objects();
-            let (w, lh) = (crate::clock::secs_to_nanos(th.window_secs), crate::clock::secs_to_nanos(th.long_half_life_secs));
-            let mut r = Record::new(0);
+            let (w, lh) = (Span::from_secs(th.window_secs), Span::from_secs(th.long_half_life_secs));
+            let mut r = Record::new(at(0));
             let mut now = 0u64;
             for (target, gap_ms, outcome) in steps {
                 now += gap_ms * 1_000_000;
                 let outcome = [None, Some(Outcome::Hit), Some(Outcome::Miss), Some(Outcome::Denied)][outcome as usize];
-                r.learn(now, w, lh, Some(t(target)), outcome);
+                r.learn(at(now), w, lh, Some(t(target)), outcome);
             }
-            r.raise_carry(now, lh, carry, 0.0);
-            let score_at = |at: u64| {
-                let ctx = crate::detect::score::Context { carry: r.carry_at(at, lh), ..crate::detect::score::Context::plain(1.0) };
-                crate::detect::score::score(&th, &r.signals(at, w, lh), &ctx)
+            r.raise_carry(at(now), lh, carry, 0.0);
+            let score_at = |t: u64| {
+                let ctx = crate::detect::score::Context { carry: r.carry_at(at(t), lh), ..crate::detect::score::Context::plain(1.0) };
+                crate::detect::score::score(&th, &r.signals(at(t), w, lh), &ctx)
             };
             let mut prev = score_at(now);
             let mut at = now;
@@ -740,14 +744,14 @@ mod tests {
     fn hypothetical_matches_learning() {
         let th = crate::config::Thresholds::objects();
         let (w, lh) = (
-            crate::clock::secs_to_nanos(th.window_secs),
-            crate::clock::secs_to_nanos(th.long_half_life_secs),
+            Span::from_secs(th.window_secs),
+            Span::from_secs(th.long_half_life_secs),
         );
         let ctx = crate::detect::score::Context::plain(1.0);
-        let mut r = Record::new(0);
+        let mut r = Record::new(at(0));
         for i in 0..12u64 {
             r.learn(
-                i * 1_000_000_000,
+                at(i * 1_000_000_000),
                 w,
                 lh,
                 Some(t(100 + i)),
@@ -758,11 +762,11 @@ mod tests {
             let now = 12_000_000_000;
             let next = t(112);
             let predicted = r
-                .signals(now, w, lh)
+                .signals(at(now), w, lh)
                 .with_new_target(outcome, r.seq_run_after(&next));
             let mut h = r.clone();
-            h.learn(now, w, lh, Some(next), Some(outcome));
-            let actual = h.signals(now, w, lh);
+            h.learn(at(now), w, lh, Some(next), Some(outcome));
+            let actual = h.signals(at(now), w, lh);
             let (p, a) = (
                 crate::detect::score::score(&th, &predicted, &ctx),
                 crate::detect::score::score(&th, &actual, &ctx),
@@ -778,37 +782,37 @@ mod tests {
     fn whole_second_times_lose_nothing() {
         // Carried suspicion raised mid-second reads as set, then halves.
         let s = 1_000_000_000u64;
-        let mut r = Record::new(s / 3);
-        r.raise_carry(7 * s + s / 2, 10 * s, 0.5, 0.0);
-        assert!((r.carry_at(7 * s + s / 2, 10 * s) - 0.5).abs() < 1e-6);
-        assert!((r.carry_at(17 * s + s / 2, 10 * s) - 0.25).abs() < 1e-6);
-        r.raise_carry(17 * s + s / 2, 10 * s, 0.5, 0.0);
-        assert!((r.carry_at(17 * s + s / 2, 10 * s) - 0.75).abs() < 1e-6);
-        assert!(r.carry_raised() <= 17 * s + s / 2);
+        let mut r = Record::new(at(s / 3));
+        r.raise_carry(at(7 * s + s / 2), Span::new(10 * s), 0.5, 0.0);
+        assert!((r.carry_at(at(7 * s + s / 2), Span::new(10 * s)) - 0.5).abs() < 1e-6);
+        assert!((r.carry_at(at(17 * s + s / 2), Span::new(10 * s)) - 0.25).abs() < 1e-6);
+        r.raise_carry(at(17 * s + s / 2), Span::new(10 * s), 0.5, 0.0);
+        assert!((r.carry_at(at(17 * s + s / 2), Span::new(10 * s)) - 0.75).abs() < 1e-6);
+        assert!(r.carry_raised() <= at(17 * s + s / 2));
         // The long view: targets at fractional seconds, each decayed exactly.
-        let lh = 20 * s;
-        let mut r = Record::new(0);
+        let lh = Span::new(20 * s);
+        let mut r = Record::new(at(0));
         let times = [s / 4, 3 * s + s / 2, 3 * s + 9 * s / 10, 11 * s + 1];
-        for (i, at) in times.into_iter().enumerate() {
-            r.learn(at, W, lh, Some(t(i as u64 * 10)), Some(Outcome::Miss));
+        for (i, time) in times.into_iter().enumerate() {
+            r.learn(at(time), W, lh, Some(t(i as u64 * 10)), Some(Outcome::Miss));
         }
         let now = 30 * s + s / 7;
         let exact: f64 = times
             .iter()
-            .map(|at| 0.5f64.powf((now - at) as f64 / lh as f64))
+            .map(|time| 0.5f64.powf((now - time) as f64 / lh.get() as f64))
             .sum();
-        let got = r.signals(now, W, lh);
+        let got = r.signals(at(now), W, lh);
         assert!((got.long_misses - exact).abs() < 1e-5, "{got:?} vs {exact}");
         assert!((got.long_classified - exact).abs() < 1e-5);
         assert_eq!(got.long_foreign, 0.0, "misses are not foreign");
-        assert_eq!(r.first_seen(), 0);
+        assert_eq!(r.first_seen(), Nanos::ZERO);
     }
 
     #[test]
     fn carry_decays() {
-        let mut r = Record::new(0);
-        r.raise_carry(0, 100, 0.5, 0.0);
-        assert!((r.carry_at(100, 100) - 0.25).abs() < 1e-6);
-        assert!(r.carry_at(1000, 100) < 0.001);
+        let mut r = Record::new(at(0));
+        r.raise_carry(at(0), Span::new(100), 0.5, 0.0);
+        assert!((r.carry_at(at(100), Span::new(100)) - 0.25).abs() < 1e-6);
+        assert!(r.carry_at(at(1000), Span::new(100)) < 0.001);
     }
 }

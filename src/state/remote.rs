@@ -17,6 +17,7 @@ use dashmap::DashMap;
 use super::record::Evidence;
 use super::store::StoreKey;
 use super::sweep::Sweep;
+use crate::clock::Nanos;
 
 /// Replicas whose evidence is kept per (actor, probe), at most: more
 /// replicas than this share verdicts but each counts the evidence of
@@ -38,7 +39,7 @@ struct Part {
     replica: u64,
     ev: Evidence,
     /// Until when it counts.
-    until: u64,
+    until: Nanos,
     /// Sent at once: a request of the actor here is told to `asked`.
     hot: bool,
 }
@@ -89,7 +90,7 @@ impl Remote {
     /// What the other replicas saw of `key`, merged, as of `now`. Hot
     /// evidence among it is told to the `asked` hook (after the map's
     /// shard is released).
-    pub(crate) fn get(&self, key: StoreKey, now: u64) -> Option<Evidence> {
+    pub(crate) fn get(&self, key: StoreKey, now: Nanos) -> Option<Evidence> {
         let mut out = Evidence::default();
         let mut hot = false;
         {
@@ -116,7 +117,7 @@ impl Remote {
     /// new keys, never a pass per key. A new key that finds the map full
     /// while another thread purges is dropped and counted (sharing is
     /// reduced, local detection is not).
-    pub(crate) fn put(&self, key: StoreKey, replica: u64, ev: Evidence, until: u64, now: u64) {
+    pub(crate) fn put(&self, key: StoreKey, replica: u64, ev: Evidence, until: Nanos, now: Nanos) {
         self.put_from(key, replica, ev, until, now, false);
     }
 
@@ -126,8 +127,8 @@ impl Remote {
         key: StoreKey,
         replica: u64,
         ev: Evidence,
-        until: u64,
-        now: u64,
+        until: Nanos,
+        now: Nanos,
         hot: bool,
     ) {
         let from = Part {
@@ -162,7 +163,7 @@ impl Remote {
     }
 
     /// Makes room in a full map, unless another thread is doing it.
-    fn make_room(&self, now: u64) {
+    fn make_room(&self, now: Nanos) {
         let Some(_sweep) = Sweep::try_begin(&self.sweeping) else {
             return;
         };
@@ -197,10 +198,14 @@ impl Remote {
         sample.sort_unstable();
         let frac = want as f64 / count as f64;
         let idx = ((sample.len() as f64 * frac).ceil() as usize).clamp(1, sample.len()) - 1;
-        let cutoff = if want >= count { u64::MAX } else { sample[idx] };
+        let cutoff = if want >= count {
+            Nanos::MAX
+        } else {
+            sample[idx]
+        };
         let mut evicted = 0usize;
         self.map.retain(|_, seen| {
-            let end = seen.by.iter().map(|f| f.until).max().unwrap_or(0);
+            let end = seen.by.iter().map(|f| f.until).max().unwrap_or(Nanos::ZERO);
             let evict = evicted < want && end <= cutoff;
             evicted += usize::from(evict);
             !evict
@@ -223,6 +228,10 @@ impl Remote {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn at(nanos: u64) -> Nanos {
+        Nanos::new(nanos)
+    }
     use crate::actor::{ActorKey, ActorKind};
 
     fn key(i: u128) -> StoreKey {
@@ -241,23 +250,23 @@ mod tests {
     fn replicas_merge_and_expire_and_the_map_stays_bounded() {
         let r = Remote::new(16);
         assert!(r.is_empty());
-        r.put(key(1), 10, ev(3, 1), 100, 0);
-        r.put(key(1), 11, ev(2, 2), 50, 0);
+        r.put(key(1), 10, ev(3, 1), at(100), at(0));
+        r.put(key(1), 11, ev(2, 2), at(50), at(0));
         // A replica's newer evidence replaces its older.
-        r.put(key(1), 10, ev(4, 1), 100, 0);
-        let m = r.get(key(1), 10).unwrap();
+        r.put(key(1), 10, ev(4, 1), at(100), at(0));
+        let m = r.get(key(1), at(10)).unwrap();
         assert_eq!(m.counts.requests, 6);
         assert_eq!(m.bits[0], 0b110);
         // Replica 11's has expired by 60.
-        assert_eq!(r.get(key(1), 60).unwrap().counts.requests, 4);
-        assert!(r.get(key(1), 200).is_none());
+        assert_eq!(r.get(key(1), at(60)).unwrap().counts.requests, 4);
+        assert!(r.get(key(1), at(200)).is_none());
         for i in 2..100 {
-            r.put(key(i), 1, ev(1, 0), 1_000, 0);
+            r.put(key(i), 1, ev(1, 0), at(1_000), at(0));
         }
         assert!(r.len.load(Ordering::Relaxed) <= 16);
         // Once the old ones expire, new keys find room.
-        r.put(key(500), 1, ev(1, 0), 5_000, 2_000);
-        assert!(r.get(key(500), 2_001).is_some());
+        r.put(key(500), 1, ev(1, 0), at(5_000), at(2_000));
+        assert!(r.get(key(500), at(2_001)).is_some());
     }
 
     /// Hot evidence (sent at once) tells the hook of each read while it
@@ -272,14 +281,14 @@ mod tests {
         assert!(r.set_asked(move |_| {
             t.fetch_add(1, Ordering::Relaxed);
         }));
-        r.put(key(1), 10, ev(3, 1), 100, 0);
-        assert!(r.get(key(1), 10).is_some());
+        r.put(key(1), 10, ev(3, 1), at(100), at(0));
+        assert!(r.get(key(1), at(10)).is_some());
         assert_eq!(told.load(Ordering::Relaxed), 0);
-        r.put_from(key(1), 11, ev(2, 2), 50, 0, true);
-        assert_eq!(r.get(key(1), 10).unwrap().counts.requests, 5);
+        r.put_from(key(1), 11, ev(2, 2), at(50), at(0), true);
+        assert_eq!(r.get(key(1), at(10)).unwrap().counts.requests, 5);
         assert_eq!(told.load(Ordering::Relaxed), 1);
         // Once the hot part has expired, reads are not told.
-        assert!(r.get(key(1), 60).is_some());
+        assert!(r.get(key(1), at(60)).is_some());
         assert_eq!(told.load(Ordering::Relaxed), 1);
     }
 
@@ -291,33 +300,36 @@ mod tests {
         let cap = 64;
         let r = Remote::new(cap);
         for i in 0..cap as u128 {
-            r.put(key(i), 1, ev(1, 0), 1_000 + i as u64, 0);
+            r.put(key(i), 1, ev(1, 0), at(1_000 + i as u64), at(0));
         }
         assert_eq!(r.len.load(Ordering::Relaxed), cap);
         let news = 10 * cap as u128;
         for i in 0..news {
-            r.put(key(1_000 + i), 1, ev(1, 0), 100_000 + i as u64, 1);
+            r.put(key(1_000 + i), 1, ev(1, 0), at(100_000 + i as u64), at(1));
             assert!(r.len.load(Ordering::Relaxed) <= cap);
-            assert!(r.get(key(1_000 + i), 2).is_some(), "new evidence kept");
+            assert!(r.get(key(1_000 + i), at(2)).is_some(), "new evidence kept");
         }
         let purges = r.purges.load(Ordering::Relaxed);
         assert_eq!(purges, news as u64 / (cap as u64 / 8), "one per step");
         assert_eq!(r.dropped.load(Ordering::Relaxed), 0);
         // The soonest-ending went first: the first ones, then the oldest
         // of the new ones.
-        assert!(r.get(key(0), 2).is_none());
-        assert!(r.get(key(1_000 + news - 1), 2).is_some());
+        assert!(r.get(key(0), at(2)).is_none());
+        assert!(r.get(key(1_000 + news - 1), at(2)).is_some());
         // One purger at a time: while it holds the right, new keys are
         // dropped and counted.
         {
             let _held = Sweep::try_begin(&r.sweeping).unwrap();
-            r.put(key(5_000), 1, ev(1, 0), 200_000, 3);
-            assert!(r.get(key(5_000), 4).is_none());
+            r.put(key(5_000), 1, ev(1, 0), at(200_000), at(3));
+            assert!(r.get(key(5_000), at(4)).is_none());
             assert_eq!(r.dropped.load(Ordering::Relaxed), 1);
         }
         // Evidence already known is still updated when full.
-        r.put(key(1_000 + news - 1), 2, ev(2, 1), 200_000, 5);
-        assert_eq!(r.get(key(1_000 + news - 1), 6).unwrap().counts.requests, 3);
+        r.put(key(1_000 + news - 1), 2, ev(2, 1), at(200_000), at(5));
+        assert_eq!(
+            r.get(key(1_000 + news - 1), at(6)).unwrap().counts.requests,
+            3
+        );
         assert_eq!(r.len.load(Ordering::Relaxed), r.map.len());
     }
 }

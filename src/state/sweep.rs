@@ -7,13 +7,15 @@ use std::sync::{OnceLock, Weak};
 use std::thread::Thread;
 use std::time::Duration;
 
+use crate::clock::{Nanos, Span};
+
 /// A store the background sweeper can keep from filling.
 pub(crate) trait SweepAhead: Send + Sync + 'static {
     /// Its sweeper's state.
     fn background(&self) -> &Background;
     /// Sweeps until there is room ahead (bounded work); returns how many
     /// records went.
-    fn sweep_ahead(&self, now: u64, half_life: u64) -> usize;
+    fn sweep_ahead(&self, now: Nanos, half_life: Span) -> usize;
 }
 
 /// The background sweeper of one store: a thread started at the store's
@@ -41,12 +43,12 @@ const IDLE_CHECK: Duration = Duration::from_secs(1);
 impl Background {
     /// Asks for a sweep ahead of need, as of `now`.
     #[inline]
-    pub(crate) fn wake<S: SweepAhead>(&self, store: &Weak<S>, now: u64, half_life: u64) {
+    pub(crate) fn wake<S: SweepAhead>(&self, store: &Weak<S>, now: Nanos, half_life: Span) {
         if self.busy.swap(true, Ordering::AcqRel) {
             return;
         }
-        self.now.store(now, Ordering::Relaxed);
-        self.half_life.store(half_life, Ordering::Relaxed);
+        self.now.store(now.get(), Ordering::Relaxed);
+        self.half_life.store(half_life.get(), Ordering::Relaxed);
         let thread = self.thread.get_or_init(|| {
             let store = store.clone();
             std::thread::Builder::new()
@@ -96,8 +98,8 @@ fn run<S: SweepAhead>(store: Weak<S>) {
         }
         if bg.busy.load(Ordering::Acquire) {
             let (now, half_life) = (
-                bg.now.load(Ordering::Relaxed),
-                bg.half_life.load(Ordering::Relaxed),
+                Nanos::new(bg.now.load(Ordering::Relaxed)),
+                Span::new(bg.half_life.load(Ordering::Relaxed)),
             );
             store.sweep_ahead(now, half_life);
             bg.busy.store(false, Ordering::Release);

@@ -5,6 +5,7 @@
 //! window length is the probe's, passed in (the record does not keep it).
 
 use super::sketch::{DistinctSketch, WORDS};
+use crate::clock::{Nanos, Span};
 
 /// Counts over one half-window, each saturating at `u16::MAX` (the
 /// thresholds that matter are tens of targets; the sketch itself saturates
@@ -103,18 +104,18 @@ pub(crate) struct Halves<T> {
     pub(crate) prev: T,
 }
 
-/// The length of a half of a window of `window` nanoseconds (at least 1).
+/// The length of a half of a window (at least 1 nanosecond).
 #[inline]
-pub(crate) fn half(window: u64) -> u64 {
-    (window / 2).max(1)
+pub(crate) fn half(window: Span) -> Span {
+    (window / 2).max(Span::new(1))
 }
 
-/// Whole halves of a window of `window` nanoseconds from `start` (the
+/// Whole halves of a window of length `window` from `start` (the
 /// start of the current half) to `now`: 0 while the current half runs
 /// (and for a time before `start`, a racing request's older clock
 /// reading).
 #[inline]
-pub(crate) fn halves_since(start: u64, now: u64, window: u64) -> u64 {
+pub(crate) fn halves_since(start: Nanos, now: Nanos, window: Span) -> u64 {
     now.saturating_sub(start) / half(window)
 }
 
@@ -169,14 +170,14 @@ mod tests {
 
     #[test]
     fn halves_are_counted_from_the_current_half() {
-        let w = 100;
-        assert_eq!(halves_since(1_000, 1_049, w), 0);
-        assert_eq!(halves_since(1_000, 1_050, w), 1);
-        assert_eq!(halves_since(1_000, 1_175, w), 3);
+        let (w, at) = (Span::new(100), Nanos::new);
+        assert_eq!(halves_since(at(1_000), at(1_049), w), 0);
+        assert_eq!(halves_since(at(1_000), at(1_050), w), 1);
+        assert_eq!(halves_since(at(1_000), at(1_175), w), 3);
         // An older clock reading is in the current half.
-        assert_eq!(halves_since(1_000, 900, w), 0);
+        assert_eq!(halves_since(at(1_000), at(900), w), 0);
         // A window of 0 or 1 nanosecond has halves of one.
-        assert_eq!(halves_since(0, 5, 1), 5);
+        assert_eq!(halves_since(at(0), at(5), Span::new(1)), 5);
     }
 
     #[test]

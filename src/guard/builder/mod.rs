@@ -530,7 +530,7 @@ impl GuardBuilder {
         let c = self.config;
         let clock = SharedClock(self.clock.unwrap_or_else(|| Arc::new(SystemClock::new())));
         // Records keep coarse times as u32 seconds of the clock.
-        let secs = clock.now() / 1_000_000_000;
+        let secs = clock.now().since_origin().as_secs();
         if secs > crate::clock::MAX_ORIGIN_SECS {
             return Err(ConfigError::invalid(
                 "clock",
@@ -549,7 +549,7 @@ impl GuardBuilder {
         if let Some(hook) = self.access {
             // The wall-clock time of the clock's origin.
             let origin = std::time::SystemTime::now()
-                .checked_sub(std::time::Duration::from_nanos(shared.clock.now()))
+                .checked_sub(shared.clock.now().since_origin().as_duration())
                 .unwrap_or(std::time::UNIX_EPOCH);
             shared.access = Some((hook, origin));
         }

@@ -170,7 +170,7 @@ impl GuardHandle {
         let note = clean_note(note)
             .map(std::sync::Arc::new)
             .or_else(|| core.verdicts.note(&key));
-        core.ban(key, now, nanos.max(1));
+        core.ban(key, now.get(), nanos.max(1));
         if let Some(note) = note {
             core.verdicts.set_note(&key, note, now);
         }
@@ -207,7 +207,7 @@ impl GuardHandle {
     ///
     /// See the example on [`verdict`](Self::verdict).
     pub fn verdict_key(&self, key: ActorKey) -> Verdict {
-        self.shared.core().verdict_of(&key, self.shared.now())
+        self.shared.core().verdict_of(&key, self.shared.now().get())
     }
 
     /// The key of a session or an account the guard knows (holds a record
@@ -284,11 +284,11 @@ impl GuardHandle {
     pub fn verdict(&self, actor: &Actor) -> Verdict {
         let now = self.shared.now();
         let core = self.shared.core();
-        let own = core.verdict_of(&self.key(actor), now);
+        let own = core.verdict_of(&self.key(actor), now.get());
         match actor {
             Actor::Ip(ip) => {
                 let subnet = core.policy().subnet_key(*ip);
-                stronger(own, core.verdict_of(&subnet, now))
+                stronger(own, core.verdict_of(&subnet, now.get()))
             }
             _ => own,
         }
@@ -365,7 +365,7 @@ impl GuardHandle {
         let mut out: Vec<ActiveVerdict> = self
             .shared
             .core()
-            .live_verdicts(now)
+            .live_verdicts(now.get())
             .into_iter()
             .map(|c| ActiveVerdict {
                 actor: c.actor,
@@ -453,7 +453,7 @@ impl GuardHandle {
                         .unwrap_or_default(),
                     score: r.last_score(),
                     strikes: u32::from(r.strikes),
-                    verdict: core.verdict_of(&key.actor(), now),
+                    verdict: core.verdict_of(&key.actor(), now.get()),
                 });
             }
         });

@@ -7,13 +7,14 @@ use std::sync::atomic::Ordering;
 use super::super::record::Record;
 use super::super::sweep::{Background, Sweep, SweepAhead};
 use super::*;
+use crate::state::decay::decay;
 
 impl SweepAhead for Records {
     fn background(&self) -> &Background {
         &self.background
     }
 
-    fn sweep_ahead(&self, now: u64, half_life: u64) -> usize {
+    fn sweep_ahead(&self, now: Nanos, half_life: Span) -> usize {
         self.sweep_segments(now, half_life)
     }
 }
@@ -25,13 +26,13 @@ impl SweepAhead for Records {
 /// went quiet long ago does not hold its place forever.
 pub(crate) fn eviction_class(
     r: &Record,
-    now: u64,
-    half_life: u64,
-    strike_memory: u64,
+    now: Nanos,
+    half_life: Span,
+    strike_memory: Span,
     keep_score: f64,
 ) -> u8 {
     let idle = now.saturating_sub(r.last_seen.max(r.first_seen()).max(r.carry_raised()));
-    let score = r.last_score() * 0.5f64.powf(idle as f64 / half_life.max(1) as f64);
+    let score = r.last_score() * decay(idle, half_life);
     let carry = r.carry_at(now, half_life);
     let recent_strike = r.strikes > 0 && idle < strike_memory;
     if recent_strike || score >= keep_score || carry >= KEEP_CARRY {
@@ -50,9 +51,9 @@ pub(crate) const KEEP: u8 = 2;
 /// suspicion of a block, `HELD_CARRY`) last, the soonest-ending first;
 /// the others by decayed score plus carried suspicion. As `u64`s that sort
 /// like the pairs (`held`, suspicion): a positive `f64`'s bits sort like it.
-pub(crate) fn victim_rank(r: &Record, now: u64, half_life: u64) -> u64 {
+pub(crate) fn victim_rank(r: &Record, now: Nanos, half_life: Span) -> u64 {
     let idle = now.saturating_sub(r.last_seen.max(r.first_seen()).max(r.carry_raised()));
-    let score = r.last_score() * 0.5f64.powf(idle as f64 / half_life.max(1) as f64);
+    let score = r.last_score() * decay(idle, half_life);
     let carry = r.carry_at(now, half_life);
     let held = carry >= HELD_CARRY;
     let suspicion = if held { carry } else { score + carry };
@@ -68,7 +69,7 @@ impl Records {
     /// The background sweeper's work: sweeps segment after segment until the
     /// store is `LOW_WATER` full, one pass over the store at most. Returns
     /// how many records went.
-    fn sweep_segments(&self, now: u64, half_life: u64) -> usize {
+    fn sweep_segments(&self, now: Nanos, half_life: Span) -> usize {
         let low = self.cap / 32 * LOW_WATER;
         let mut total = 0;
         for _ in 0..self.segments.len() {
@@ -95,7 +96,7 @@ impl Records {
     /// Makes room for one new key: takes a victim the last sweep picked,
     /// or sweeps a segment no other thread is sweeping. Returns whether
     /// there is room.
-    pub(super) fn make_room(&self, now: u64, half_life: u64) -> bool {
+    pub(super) fn make_room(&self, now: Nanos, half_life: Span) -> bool {
         if self.take_victim(now, half_life) {
             return true;
         }
@@ -129,7 +130,7 @@ impl Records {
     /// Evicts the next victim the last sweep picked, unless it grew more
     /// suspect since (then the next, `VICTIM_TRIES` at most). Returns
     /// whether one went.
-    pub(super) fn take_victim(&self, now: u64, half_life: u64) -> bool {
+    pub(super) fn take_victim(&self, now: Nanos, half_life: Span) -> bool {
         let Some(slots) = self.victims.get() else {
             return false;
         };
@@ -171,7 +172,7 @@ impl Records {
     /// eviction then takes its record's shard lock once, and spares a
     /// record a request touched since the copy. Returns how many it
     /// removed.
-    pub(super) fn sweep(&self, now: u64, half_life: u64) -> usize {
+    pub(super) fn sweep(&self, now: Nanos, half_life: Span) -> usize {
         // The next segment no one is sweeping.
         let n = self.segments.len();
         let Some((map, _segment)) = (0..n).find_map(|_| {
@@ -183,7 +184,7 @@ impl Records {
         // Victims are picked by one sweep at a time.
         let picker = Sweep::try_begin(&self.sweeping);
         let share = (self.cap / self.segments.len()).max(1);
-        let memory = self.strike_memory.load(Ordering::Relaxed);
+        let memory = Span::new(self.strike_memory.load(Ordering::Relaxed));
         let target = (share / SWEEP_FRACTION).max(1);
         let room = (share / ROOM_FRACTION).max(1);
         let stride = (share / SWEEP_SAMPLE).max(1);
@@ -223,7 +224,7 @@ impl Records {
             let value = if c == usize::from(KEEP) {
                 victim_rank(r, now, half_life)
             } else {
-                seen(r)
+                seen(r).get()
             };
             if counts[c] % stride == 0 && samples[c].len() < SWEEP_SAMPLE {
                 samples[c].push(value);

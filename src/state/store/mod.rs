@@ -43,6 +43,7 @@ use dashmap::DashMap;
 use super::record::Record;
 use super::sweep::Background;
 use crate::actor::{ActorKey, ActorKind};
+use crate::clock::{Nanos, Span};
 
 mod evict;
 
@@ -214,7 +215,7 @@ pub(crate) struct Records {
 }
 
 impl Store {
-    pub(crate) fn new(cap: usize, strike_memory: u64) -> Self {
+    pub(crate) fn new(cap: usize, strike_memory: Span) -> Self {
         Store(Arc::new_cyclic(|me| {
             Records::new(cap, strike_memory, me.clone())
         }))
@@ -222,7 +223,7 @@ impl Store {
 }
 
 impl Records {
-    fn new(cap: usize, strike_memory: u64, me: Weak<Records>) -> Self {
+    fn new(cap: usize, strike_memory: Span, me: Weak<Records>) -> Self {
         let count = (cap / SEGMENT_RECORDS)
             .clamp(1, MAX_SEGMENTS)
             .next_power_of_two();
@@ -253,7 +254,7 @@ impl Records {
             victims: std::sync::OnceLock::new(),
             victim_next: AtomicUsize::new(0),
             victim_len: AtomicUsize::new(0),
-            strike_memory: AtomicU64::new(strike_memory),
+            strike_memory: AtomicU64::new(strike_memory.get()),
             gauge: std::sync::OnceLock::new(),
             keep_scores: (0..=u8::MAX)
                 .map(|_| AtomicU64::new(DEFAULT_KEEP_SCORE.to_bits()))
@@ -278,8 +279,8 @@ impl Records {
     }
 
     /// How long a strike keeps a record from eviction.
-    pub(crate) fn set_strike_memory(&self, nanos: u64) {
-        self.strike_memory.store(nanos, Ordering::Relaxed);
+    pub(crate) fn set_strike_memory(&self, memory: Span) {
+        self.strike_memory.store(memory.get(), Ordering::Relaxed);
     }
 
     /// Drops every record of probe slot `probe` (a probe a reload removed);
@@ -356,8 +357,8 @@ impl Records {
     pub(crate) fn update<R>(
         &self,
         key: impl Into<Key>,
-        now: u64,
-        half_life: u64,
+        now: Nanos,
+        half_life: Span,
         f: impl FnOnce(&mut Record) -> R,
     ) -> Option<R> {
         let key = key.into();
@@ -391,8 +392,8 @@ impl Records {
         &'a self,
         map: &'a Map,
         key: Key,
-        now: u64,
-        half_life: u64,
+        now: Nanos,
+        half_life: Span,
     ) -> Option<(dashmap::mapref::one::RefMut<'a, Key, Record>, bool)> {
         if self.len.load(Ordering::Relaxed) >= self.cap && !self.make_room(now, half_life) {
             metrics::counter!(crate::metrics::UNTRACKED).increment(1);
@@ -440,6 +441,10 @@ impl Records {
 mod tests {
     use super::*;
 
+    fn at(nanos: u64) -> Nanos {
+        Nanos::new(nanos)
+    }
+
     fn key(i: u32) -> Key {
         Key::new(
             ActorKey::ip(std::net::Ipv4Addr::from(i).into(), 32, 64, ActorKind::Ip),
@@ -466,16 +471,16 @@ mod tests {
 
     #[test]
     fn flood_keeps_bound_and_suspects() {
-        let s = Store::new(1000, 1_000_000_000);
-        let hl = 1_000_000_000;
+        let s = Store::new(1000, Span::new(1_000_000_000));
+        let hl = Span::new(1_000_000_000);
         // A suspect, seen first.
-        s.update(key(1), 1, hl, |r| {
+        s.update(key(1), at(1), hl, |r| {
             r.strikes = 1;
             r.set_score(1.0);
         });
         for i in 2..100_000u32 {
-            s.update(key(i), i as u64, hl, |r| {
-                r.learn(i as u64, 10, 10, None, None)
+            s.update(key(i), at(i as u64), hl, |r| {
+                r.learn(at(i as u64), Span::new(10), Span::new(10), None, None)
             });
             assert!(s.len() <= 1000);
         }
@@ -493,18 +498,18 @@ mod tests {
     #[test]
     fn a_sweep_of_a_large_store_passes_over_one_segment() {
         let cap = 40 * SEGMENT_RECORDS;
-        let s = Store::new(cap, 1_000_000_000);
-        let hl = 1_000_000_000;
+        let s = Store::new(cap, Span::new(1_000_000_000));
+        let hl = Span::new(1_000_000_000);
         // 40 segments' worth, rounded up to a power of two.
         assert_eq!(s.segments.len(), 64);
-        s.update(key(1), 1, hl, |r| {
+        s.update(key(1), at(1), hl, |r| {
             r.strikes = 1;
             r.set_score(1.0);
         });
         let flood = 3 * cap as u32;
         for i in 2..flood {
-            s.update(key(i), u64::from(i), hl, |r| {
-                r.learn(u64::from(i), 10, 10, None, None)
+            s.update(key(i), at(u64::from(i)), hl, |r| {
+                r.learn(at(u64::from(i)), Span::new(10), Span::new(10), None, None)
             });
         }
         assert!(s.len() <= cap);
@@ -538,12 +543,14 @@ mod tests {
     #[test]
     fn the_background_sweeper_makes_room_ahead_of_requests() {
         let cap = 8 * SEGMENT_RECORDS;
-        let s = Store::new(cap, 1_000_000_000);
-        let hl = 1_000_000_000;
+        let s = Store::new(cap, Span::new(1_000_000_000));
+        let hl = Span::new(1_000_000_000);
         let high = cap / 32 * HIGH_WATER;
         for i in 0..high as u32 {
             let now = u64::from(i) + 1;
-            s.update(key(i), now, hl, |r| r.learn(now, 10, 10, None, None));
+            s.update(key(i), at(now), hl, |r| {
+                r.learn(at(now), Span::new(10), Span::new(10), None, None)
+            });
         }
         assert_eq!(s.len(), high);
         // Wait for the sweeper (bounded: five seconds).
@@ -568,16 +575,16 @@ mod tests {
     /// of the least suspect record, and the cap holds.
     #[test]
     fn a_store_full_of_suspects_still_tracks_a_newcomer() {
-        let hl = 1_000_000_000_000;
-        let s = Store::new(64, 1_000_000_000_000);
+        let hl = Span::new(1_000_000_000_000);
+        let s = Store::new(64, Span::new(1_000_000_000_000));
         for i in 0..64u32 {
-            s.update(key(i), 1, hl, |r| {
+            s.update(key(i), at(1), hl, |r| {
                 r.strikes = 1;
                 r.set_score(1.0 + f64::from(i) / 10.0);
             });
         }
         assert_eq!(s.len(), 64);
-        assert_eq!(s.update(key(999), 2, hl, |r| r.strikes), Some(0));
+        assert_eq!(s.update(key(999), at(2), hl, |r| r.strikes), Some(0));
         assert_eq!(s.len(), 64);
         assert_eq!(s.counted(), 64);
         // One of the two least suspect went (a sweep picks cap / 32 = 2).
@@ -587,7 +594,7 @@ mod tests {
         assert!(gone == [0] || gone == [1], "{gone:?}");
         assert!(s.read(&key(999), |_| ()).is_some());
         // Its next requests find its record.
-        s.update(key(999), 3, hl, |r| r.strikes = 9);
+        s.update(key(999), at(3), hl, |r| r.strikes = 9);
         assert_eq!(s.read(&key(999), |r| r.strikes), Some(9));
         assert_eq!(s.cooldown.load(Ordering::Relaxed), 0);
     }
@@ -598,11 +605,11 @@ mod tests {
     /// other.
     #[test]
     fn a_flood_into_a_store_full_of_suspects_costs_few_suspects() {
-        let hl = 1_000_000_000_000;
+        let hl = Span::new(1_000_000_000_000);
         let cap = 1024;
-        let s = Store::new(cap, 1_000_000_000_000);
+        let s = Store::new(cap, Span::new(1_000_000_000_000));
         for i in 0..cap as u32 {
-            s.update(key(i), 1, hl, |r| {
+            s.update(key(i), at(1), hl, |r| {
                 r.strikes = 1;
                 r.set_score(1.0 + f64::from(i) / 1000.0);
             });
@@ -610,7 +617,7 @@ mod tests {
         let flood = 50_000u32;
         for i in 0..flood {
             let k = key(1_000_000 + i);
-            assert!(s.update(k, 2 + u64::from(i), hl, |_| ()).is_some());
+            assert!(s.update(k, at(2 + u64::from(i)), hl, |_| ()).is_some());
             assert!(s.len() <= cap);
         }
         let kept = (0..cap as u32)
@@ -632,19 +639,19 @@ mod tests {
     /// picked it is passed over.
     #[test]
     fn victims_held_last_and_rechecked() {
-        let hl = 1_000_000_000_000;
-        let s = Store::new(32, 1_000_000_000_000);
+        let hl = Span::new(1_000_000_000_000);
+        let s = Store::new(32, Span::new(1_000_000_000_000));
         for i in 0..32u32 {
-            s.update(key(i), 1, hl, |r| {
+            s.update(key(i), at(1), hl, |r| {
                 r.strikes = 1;
                 r.set_score(1.0);
                 if i >= 2 {
-                    r.raise_carry(1, hl, 0.0, 2.0);
+                    r.raise_carry(at(1), hl, 0.0, 2.0);
                 }
             });
         }
         // cap / 32 = 1 victim per sweep: key 0 or 1 (not held).
-        assert!(s.update(key(100), 2, hl, |_| ()).is_some());
+        assert!(s.update(key(100), at(2), hl, |_| ()).is_some());
         let gone: Vec<u32> = (0..32u32)
             .filter(|i| s.read(&key(*i), |_| ()).is_none())
             .collect();
@@ -653,7 +660,7 @@ mod tests {
         // The next new key: the newcomer (nothing against it, but the only
         // one of its class) is kept until it comes back; the other unheld
         // suspect goes.
-        s.update(key(101), 3, hl, |_| ());
+        s.update(key(101), at(3), hl, |_| ());
         assert_eq!(s.len(), 32);
         assert!(s.read(&key(100), |_| ()).is_some(), "a newcomer kept");
         assert!(s.read(&key(0), |_| ()).is_none() && s.read(&key(1), |_| ()).is_none());
@@ -661,41 +668,44 @@ mod tests {
         // picks one of them; if it grows more suspect before it is taken,
         // it is passed over.
         for k in [100, 101] {
-            s.update(key(k), 4, hl, |r| {
+            s.update(key(k), at(4), hl, |r| {
                 r.strikes = 1;
                 r.set_score(0.7)
             });
         }
         s.victim_len.store(0, Ordering::Relaxed);
-        assert_eq!(s.sweep(5, hl), 0);
+        assert_eq!(s.sweep(at(5), hl), 0);
         let (victim, _) = s.victims.get().unwrap()[0].lock().unwrap().unwrap();
         assert!(victim == key(100) || victim == key(101));
-        s.update(victim, 6, hl, |r| r.set_score(50.0));
-        assert!(!s.take_victim(6, hl));
+        s.update(victim, at(6), hl, |r| r.set_score(50.0));
+        assert!(!s.take_victim(at(6), hl));
         assert!(s.read(&victim, |_| ()).is_some());
         // Not raised: taken.
         s.victim_next.store(0, Ordering::Relaxed);
         s.victim_len.store(0, Ordering::Relaxed);
-        assert_eq!(s.sweep(7, hl), 0);
-        assert!(s.take_victim(7, hl));
+        assert_eq!(s.sweep(at(7), hl), 0);
+        assert!(s.take_victim(at(7), hl));
         assert_eq!(s.len(), 31);
     }
 
     #[test]
     fn old_strikes_and_stale_scores_age_out() {
-        let s = Store::new(16, 1_000);
+        let s = Store::new(16, Span::new(1_000));
         for i in 0..16u32 {
-            s.update(key(i), 1, 100, |r| {
+            s.update(key(i), at(1), Span::new(100), |r| {
                 r.strikes = 1;
                 r.set_score(1.0);
             });
         }
         // Soon after: all are suspects; a new key takes one's place.
-        assert!(s.update(key(99), 2, 100, |_| ()).is_some());
+        assert!(s.update(key(99), at(2), Span::new(100), |_| ()).is_some());
         assert_eq!(s.evicted.load(Ordering::Relaxed), 1);
         // Long after (strike memory and many half-lives past): a sweep
         // evicts them as idle records, an eighth of the capacity.
-        assert!(s.update(key(100), 100_000, 100, |_| ()).is_some());
+        assert!(
+            s.update(key(100), at(100_000), Span::new(100), |_| ())
+                .is_some()
+        );
         assert_eq!(s.evicted.load(Ordering::Relaxed), 1 + 2);
         assert_eq!(s.len(), 15);
     }
@@ -706,15 +716,15 @@ mod tests {
     /// of 0.6 (the old fixed value) it would go first, being the oldest.
     #[test]
     fn the_keep_score_follows_throttle_at() {
-        let hl = 1_000_000_000_000;
+        let hl = Span::new(1_000_000_000_000);
         let flood = |keep: Option<f64>| {
-            let s = Store::new(64, 1_000_000_000);
+            let s = Store::new(64, Span::new(1_000_000_000));
             if let Some(k) = keep {
                 s.set_keep_score(0, k);
             }
-            s.update(key(1), 1, hl, |r| r.set_score(0.45));
+            s.update(key(1), at(1), hl, |r| r.set_score(0.45));
             for i in 2..10_000u32 {
-                s.update(key(i), 1 + i as u64, hl, |r| r.set_score(0.35));
+                s.update(key(i), at(1 + i as u64), hl, |r| r.set_score(0.35));
                 assert!(s.len() <= 64);
             }
             assert!(s.evicted.load(Ordering::Relaxed) > 9_000);
@@ -726,14 +736,14 @@ mod tests {
 
     #[test]
     fn mild_suspects_go_before_suspects() {
-        let s = Store::new(16, 1_000_000_000);
+        let s = Store::new(16, Span::new(1_000_000_000));
         for i in 0..8u32 {
-            s.update(key(i), 1, 1_000, |r| r.strikes = 1);
+            s.update(key(i), at(1), Span::new(1_000), |r| r.strikes = 1);
         }
         for i in 8..16u32 {
-            s.update(key(i), 1, 1_000, |r| r.set_score(0.4));
+            s.update(key(i), at(1), Span::new(1_000), |r| r.set_score(0.4));
         }
-        assert!(s.update(key(99), 2, 1_000, |_| ()).is_some());
+        assert!(s.update(key(99), at(2), Span::new(1_000), |_| ()).is_some());
         for i in 0..8u32 {
             assert!(
                 s.read(&key(i), |_| ()).is_some(),

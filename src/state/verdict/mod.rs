@@ -16,6 +16,7 @@ use governor::{Quota, RateLimiter, state::InMemoryState, state::NotKeyed};
 
 use super::sweep::Sweep;
 use crate::actor::{ActorKey, ActorKind};
+use crate::clock::{Nanos, Span};
 
 mod room;
 
@@ -34,15 +35,15 @@ type Limiter = RateLimiter<
 pub(crate) struct StepClock(Arc<AtomicU64>);
 
 impl StepClock {
-    fn at(&self, now: u64) {
-        self.0.fetch_max(now, Ordering::AcqRel);
+    fn at(&self, now: Nanos) {
+        self.0.fetch_max(now.get(), Ordering::AcqRel);
     }
 
     /// A throttle's check at `now`.
     fn check_at(
         &self,
         l: &Limiter,
-        now: u64,
+        now: Nanos,
     ) -> Result<(), governor::NotUntil<governor::nanos::Nanos>> {
         self.at(now);
         l.check()
@@ -161,7 +162,7 @@ impl Entry {
 #[derive(Clone)]
 pub(crate) struct Entry {
     pub(crate) state: State,
-    pub(crate) until: u64,
+    pub(crate) until: Nanos,
     pub(crate) reason: VerdictReason,
     pub(crate) strikes: u32,
     pub(crate) probe: Option<u8>,
@@ -260,8 +261,14 @@ fn merge_block(kind: ActorKind, old: &Entry, new: Entry) -> Option<Entry> {
 /// What the gate found for one actor.
 pub(crate) enum Gate {
     Pass,
-    Blocked { retry_after: u64, probe: Option<u8> },
-    Throttled { retry_after: u64, probe: Option<u8> },
+    Blocked {
+        retry_after: Span,
+        probe: Option<u8>,
+    },
+    Throttled {
+        retry_after: Span,
+        probe: Option<u8>,
+    },
 }
 
 pub(crate) struct Table {
@@ -310,12 +317,12 @@ impl Table {
     /// call that finds them all ended clears the expired verdicts out (one
     /// pass over the table, by one thread), so the count drops back to zero.
     #[inline]
-    pub(crate) fn no_wide(&self, now: impl FnOnce() -> u64) -> bool {
+    pub(crate) fn no_wide(&self, now: impl FnOnce() -> Nanos) -> bool {
         if self.wide.load(Ordering::Acquire) <= 0 {
             return true;
         }
         let now = now();
-        if now < self.wide_until.load(Ordering::Acquire) {
+        if now < Nanos::new(self.wide_until.load(Ordering::Acquire)) {
             return false;
         }
         self.clear_ended(now);
@@ -323,7 +330,7 @@ impl Table {
     }
 
     #[cold]
-    fn clear_ended(&self, now: u64) {
+    fn clear_ended(&self, now: Nanos) {
         if let Some(_sweep) = Sweep::try_begin(&self.sweeping) {
             self.purge_expired(now);
         }
@@ -334,7 +341,7 @@ impl Table {
         let was = old.is_some_and(|e| is_wide(key, e));
         let is = new.is_some_and(|e| is_wide(key, e));
         if let Some(e) = new.filter(|_| is) {
-            self.wide_until.fetch_max(e.until, Ordering::AcqRel);
+            self.wide_until.fetch_max(e.until.get(), Ordering::AcqRel);
         }
         match (was, is) {
             (false, true) => {
@@ -351,7 +358,7 @@ impl Table {
     /// Whether the verdict applies is asked before a throttle's quota is
     /// spent, so requests a verdict does not cover never use it up. An
     /// expired verdict found here is removed.
-    pub(crate) fn check(&self, key: &ActorKey, now: u64, scope: Scope) -> Gate {
+    pub(crate) fn check(&self, key: &ActorKey, now: Nanos, scope: Scope) -> Gate {
         let expired = {
             let Some(e) = self.map.get(key) else {
                 return Gate::Pass;
@@ -370,10 +377,10 @@ impl Table {
                         Ok(()) => Gate::Pass,
                         Err(not_until) => {
                             let wait = not_until
-                                .wait_time_from(governor::nanos::Nanos::from(now))
+                                .wait_time_from(governor::nanos::Nanos::from(now.get()))
                                 .as_nanos() as u64;
                             Gate::Throttled {
-                                retry_after: wait.max(1),
+                                retry_after: Span::new(wait.max(1)),
                                 probe: e.probe,
                             }
                         }
@@ -396,10 +403,10 @@ impl Table {
     }
 
     /// The verdict as the public API shows it.
-    pub(crate) fn verdict(&self, key: &ActorKey, now: u64) -> Verdict {
+    pub(crate) fn verdict(&self, key: &ActorKey, now: Nanos) -> Verdict {
         match self.map.get(key) {
             Some(e) if e.until > now => {
-                let remaining = Duration::from_nanos(e.until - now);
+                let remaining = (e.until - now).as_duration();
                 match e.state {
                     State::Block => Verdict::Block {
                         remaining,
@@ -425,11 +432,11 @@ impl Table {
     pub(crate) fn block(
         &self,
         key: ActorKey,
-        until: u64,
+        until: Nanos,
         reason: VerdictReason,
         strikes: u32,
         probe: Option<u8>,
-        now: u64,
+        now: Nanos,
     ) -> bool {
         let new = Entry {
             state: State::Block,
@@ -452,12 +459,12 @@ impl Table {
     pub(crate) fn block_new(
         &self,
         key: ActorKey,
-        until: u64,
+        until: Nanos,
         reason: VerdictReason,
         strikes: u32,
         probe: Option<u8>,
-        now: u64,
-    ) -> Result<(), u64> {
+        now: Nanos,
+    ) -> Result<(), Nanos> {
         let mut held = None;
         self.upsert(key, now, |old| match old {
             Some(e) if e.until > now && !e.is_throttle() => {
@@ -481,10 +488,10 @@ impl Table {
     pub(crate) fn throttle(
         &self,
         key: ActorKey,
-        until: u64,
+        until: Nanos,
         reason: VerdictReason,
         probe: Option<u8>,
-        now: u64,
+        now: Nanos,
         quota: Quota,
     ) -> bool {
         let mut fresh = false;
@@ -511,7 +518,7 @@ impl Table {
         fresh
     }
 
-    fn limiter(&self, now: u64, quota: Quota) -> Arc<Limiter> {
+    fn limiter(&self, now: Nanos, quota: Quota) -> Arc<Limiter> {
         self.clock.at(now);
         Arc::new(RateLimiter::direct_with_clock(quota, self.clock.clone()))
     }
@@ -519,7 +526,7 @@ impl Table {
     /// Keeps `note` with `key`'s verdict if it is a live operator's ban
     /// (the note goes with the entry: when the ban is lifted, ends or is
     /// replaced by another verdict). Returns whether it was kept.
-    pub(crate) fn set_note(&self, key: &ActorKey, note: Arc<String>, now: u64) -> bool {
+    pub(crate) fn set_note(&self, key: &ActorKey, note: Arc<String>, now: Nanos) -> bool {
         match self.map.get_mut(key) {
             Some(mut e) if e.until > now && e.reason == VerdictReason::Manual => {
                 e.note = Some(note);
@@ -535,7 +542,7 @@ impl Table {
     }
 
     /// Every verdict still live at `now`.
-    pub(crate) fn live(&self, now: u64) -> Vec<(ActorKey, Entry)> {
+    pub(crate) fn live(&self, now: Nanos) -> Vec<(ActorKey, Entry)> {
         self.map
             .iter()
             .filter(|e| e.until > now)
@@ -561,7 +568,7 @@ impl Table {
     fn upsert(
         &self,
         key: ActorKey,
-        now: u64,
+        now: Nanos,
         decide: impl FnOnce(Option<&Entry>) -> Option<Entry>,
     ) -> bool {
         if self.len.load(Ordering::Relaxed) >= self.cap && !self.map.contains_key(&key) {
@@ -597,6 +604,10 @@ impl Table {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn at(nanos: u64) -> Nanos {
+        Nanos::new(nanos)
+    }
     use std::num::NonZeroU32;
 
     fn table(cap: usize) -> Table {
@@ -629,16 +640,16 @@ mod tests {
                         n += 1;
                         let key = ActorKey::hashed(kind, n);
                         if throttle {
-                            t.throttle(key, 100, reason, probe, 1, Q());
+                            t.throttle(key, at(100), reason, probe, at(1), Q());
                         } else {
-                            t.block(key, 100, reason, 1, probe, 1);
+                            t.block(key, at(100), reason, 1, probe, at(1));
                         }
                         let e = t.get(&key).unwrap();
                         let refuses_unprobed = [true, false].into_iter().any(|anonymous| {
                             matches!(
                                 t.check(
                                     &key,
-                                    2,
+                                    at(2),
                                     Scope {
                                         probe: None,
                                         anonymous
@@ -666,25 +677,25 @@ mod tests {
     fn a_flood_of_blocks_never_evicts_an_operator_ban() {
         let t = table(16);
         let banned = ip(1);
-        assert!(t.block(banned, 10, VerdictReason::Manual, 1, None, 1));
+        assert!(t.block(banned, at(10), VerdictReason::Manual, 1, None, at(1)));
         // The attacker's own first block ends soonest of the detected ones.
         let first = ActorKey::ip("198.51.100.0".parse().unwrap(), 24, 48, ActorKind::Subnet);
-        t.block(first, 1_000, VerdictReason::Detected, 1, Some(0), 1);
+        t.block(first, at(1_000), VerdictReason::Detected, 1, Some(0), at(1));
         for i in 100..400u32 {
             t.block(
                 ip(i),
-                2_000 + i as u64,
+                at(2_000 + i as u64),
                 VerdictReason::Detected,
                 1,
                 Some(0),
-                2,
+                at(2),
             );
             assert!(t.len() <= 17, "{}", t.len());
         }
-        assert!(matches!(t.verdict(&banned, 5), Verdict::Block { .. }));
+        assert!(matches!(t.verdict(&banned, at(5)), Verdict::Block { .. }));
         // Subnets are evicted last: the early subnet block survives a flood
         // of address blocks.
-        assert!(matches!(t.verdict(&first, 5), Verdict::Block { .. }));
+        assert!(matches!(t.verdict(&first, at(5)), Verdict::Block { .. }));
         assert_eq!(t.len(), t.map.len());
     }
 
@@ -694,7 +705,7 @@ mod tests {
         for e in t.map.iter() {
             if is_wide(e.key(), e.value()) {
                 n += 1;
-                until = until.max(e.until);
+                until = until.max(e.until.get());
             }
         }
         (n, until)
@@ -715,20 +726,20 @@ mod tests {
                 let kind = [ActorKind::Ip, ActorKind::Subnet, ActorKind::Session, ActorKind::Account][kind as usize];
                 let key = ActorKey::hashed(kind, who as u128);
                 match op {
-                    0 => { t.block(key, now + dur, VerdictReason::Detected, 1, Some(0), now); }
-                    1 => { t.block(key, now + dur, VerdictReason::Manual, 1, None, now); }
-                    2 => { t.throttle(key, now + dur, VerdictReason::Detected, Some(0), now, Q()); }
+                    0 => { t.block(key, at(now + dur), VerdictReason::Detected, 1, Some(0), at(now)); }
+                    1 => { t.block(key, at(now + dur), VerdictReason::Manual, 1, None, at(now)); }
+                    2 => { t.throttle(key, at(now + dur), VerdictReason::Detected, Some(0), at(now), Q()); }
                     3 => { t.remove(&key); }
-                    4 => { t.check(&key, now, ANY); }
-                    _ => { now += dur; t.purge_expired(now); }
+                    4 => { t.check(&key, at(now), ANY); }
+                    _ => { now += dur; t.purge_expired(at(now)); }
                 }
                 let (n, until) = recount(&t);
                 proptest::prop_assert_eq!(t.wide.load(Ordering::Relaxed), n);
                 proptest::prop_assert!(t.wide_until.load(Ordering::Relaxed) >= until);
                 // A live wide verdict always keeps the fast path shut.
-                let live = t.map.iter().any(|e| is_wide(e.key(), e.value()) && e.until > now);
+                let live = t.map.iter().any(|e| is_wide(e.key(), e.value()) && e.until > at(now));
                 if live {
-                    proptest::prop_assert!(!t.no_wide(|| now));
+                    proptest::prop_assert!(!t.no_wide(|| at(now)));
                 }
                 proptest::prop_assert_eq!(t.len(), t.map.len());
             }
@@ -738,9 +749,9 @@ mod tests {
     #[test]
     fn expired_verdicts_leave_when_met() {
         let t = table(16);
-        t.block(ip(1), 10, VerdictReason::Detected, 1, None, 1);
+        t.block(ip(1), at(10), VerdictReason::Detected, 1, None, at(1));
         assert!(!t.is_empty());
-        assert!(matches!(t.check(&ip(1), 11, ANY), Gate::Pass));
+        assert!(matches!(t.check(&ip(1), at(11), ANY), Gate::Pass));
         assert!(t.is_empty());
     }
 
@@ -751,17 +762,20 @@ mod tests {
     fn extending_a_wide_throttle_keeps_the_fast_path_shut() {
         let t = table(16);
         let key = ip(9);
-        assert!(t.throttle(key, 100, VerdictReason::Manual, None, 1, Q()));
-        assert!(!t.no_wide(|| 50));
+        assert!(t.throttle(key, at(100), VerdictReason::Manual, None, at(1), Q()));
+        assert!(!t.no_wide(|| at(50)));
         // Extended at 50 to 300: not a new throttle.
-        assert!(!t.throttle(key, 300, VerdictReason::Manual, None, 50, Q()));
-        assert!(!t.no_wide(|| 150), "the fast path skipped a live throttle");
-        assert!(matches!(t.verdict(&key, 150), Verdict::Throttle { .. }));
-        assert!(t.no_wide(|| 300));
+        assert!(!t.throttle(key, at(300), VerdictReason::Manual, None, at(50), Q()));
+        assert!(
+            !t.no_wide(|| at(150)),
+            "the fast path skipped a live throttle"
+        );
+        assert!(matches!(t.verdict(&key, at(150)), Verdict::Throttle { .. }));
+        assert!(t.no_wide(|| at(300)));
     }
 
     fn detected_probe_block(t: &Table, key: ActorKey, until: u64) {
-        assert!(t.block(key, until, VerdictReason::Detected, 1, Some(0), 1));
+        assert!(t.block(key, at(until), VerdictReason::Detected, 1, Some(0), at(1)));
     }
 
     const H: u64 = 3_600_000_000_000;
@@ -774,7 +788,7 @@ mod tests {
         let t = table(16);
         let key = ip(1);
         detected_probe_block(&t, key, 4 * H);
-        assert!(t.block(key, H, VerdictReason::Manual, 1, None, 2));
+        assert!(t.block(key, at(H), VerdictReason::Manual, 1, None, at(2)));
         let with_account = Scope {
             probe: Some(0),
             anonymous: false,
@@ -789,13 +803,13 @@ mod tests {
         };
         for scope in [with_account, other_probe, no_probe, ANY] {
             assert!(
-                matches!(t.check(&key, 10, scope), Gate::Blocked { .. }),
+                matches!(t.check(&key, at(10), scope), Gate::Blocked { .. }),
                 "{scope:?}"
             );
         }
-        assert!(!t.no_wide(|| 10), "a ban shuts the fast path");
+        assert!(!t.no_wide(|| at(10)), "a ban shuts the fast path");
         assert!(matches!(
-            t.verdict(&key, 10),
+            t.verdict(&key, at(10)),
             Verdict::Block {
                 reason: VerdictReason::Manual,
                 ..
@@ -810,11 +824,11 @@ mod tests {
     fn a_detected_block_never_replaces_a_ban() {
         let t = table(16);
         let addr = ip(2);
-        assert!(t.block(addr, H, VerdictReason::Manual, 1, None, 1));
-        assert!(!t.block(addr, 4 * H, VerdictReason::Detected, 3, Some(0), 2));
-        assert!(!t.block(addr, 4 * H, VerdictReason::Detected, 3, None, 2));
+        assert!(t.block(addr, at(H), VerdictReason::Manual, 1, None, at(1)));
+        assert!(!t.block(addr, at(4 * H), VerdictReason::Detected, 3, Some(0), at(2)));
+        assert!(!t.block(addr, at(4 * H), VerdictReason::Detected, 3, None, at(2)));
         assert!(matches!(
-            t.verdict(&addr, 2),
+            t.verdict(&addr, at(2)),
             Verdict::Block {
                 reason: VerdictReason::Manual,
                 remaining,
@@ -822,10 +836,17 @@ mod tests {
             } if remaining.as_nanos() == u128::from(H - 2)
         ));
         let account = ActorKey::hashed(ActorKind::Account, 77);
-        assert!(t.block(account, H, VerdictReason::Manual, 1, None, 1));
-        assert!(t.block(account, 4 * H, VerdictReason::Detected, 2, Some(0), 2));
+        assert!(t.block(account, at(H), VerdictReason::Manual, 1, None, at(1)));
+        assert!(t.block(
+            account,
+            at(4 * H),
+            VerdictReason::Detected,
+            2,
+            Some(0),
+            at(2)
+        ));
         assert_eq!(
-            t.verdict(&account, 2),
+            t.verdict(&account, at(2)),
             Verdict::Block {
                 remaining: Duration::from_nanos(4 * H - 2),
                 reason: VerdictReason::Manual,
@@ -835,10 +856,17 @@ mod tests {
         // And a ban of a person over a longer detected block: the ban,
         // for the later end.
         let session = ActorKey::hashed(ActorKind::Session, 78);
-        t.block(session, 4 * H, VerdictReason::Detected, 1, Some(0), 1);
-        assert!(t.block(session, H, VerdictReason::Manual, 1, None, 2));
+        t.block(
+            session,
+            at(4 * H),
+            VerdictReason::Detected,
+            1,
+            Some(0),
+            at(1),
+        );
+        assert!(t.block(session, at(H), VerdictReason::Manual, 1, None, at(2)));
         assert!(matches!(
-            t.verdict(&session, 2),
+            t.verdict(&session, at(2)),
             Verdict::Block {
                 reason: VerdictReason::Manual,
                 remaining,
@@ -846,18 +874,18 @@ mod tests {
             } if remaining.as_nanos() == u128::from(4 * H - 2)
         ));
         // Same scope: the later end; a shorter ban changes nothing.
-        assert!(!t.block(addr, H / 2, VerdictReason::Manual, 1, None, 3));
-        assert!(t.block(addr, 2 * H, VerdictReason::Manual, 1, None, 3));
+        assert!(!t.block(addr, at(H / 2), VerdictReason::Manual, 1, None, at(3)));
+        assert!(t.block(addr, at(2 * H), VerdictReason::Manual, 1, None, at(3)));
         // A broader detected block of an address (every probe) over a
         // narrower one (one probe), and two probes: the later end.
         let other = ip(3);
         detected_probe_block(&t, other, 4 * H);
-        assert!(t.block(other, H, VerdictReason::Detected, 1, None, 2));
+        assert!(t.block(other, at(H), VerdictReason::Detected, 1, None, at(2)));
         assert_eq!(t.get(&other).unwrap().probe, None);
         let third = ip(4);
         detected_probe_block(&t, third, 2 * H);
-        assert!(!t.block(third, H, VerdictReason::Detected, 1, Some(1), 2));
-        assert!(t.block(third, 3 * H, VerdictReason::Detected, 1, Some(1), 2));
+        assert!(!t.block(third, at(H), VerdictReason::Detected, 1, Some(1), at(2)));
+        assert!(t.block(third, at(3 * H), VerdictReason::Detected, 1, Some(1), at(2)));
         assert_eq!(t.get(&third).unwrap().probe, Some(1));
     }
 
@@ -871,8 +899,15 @@ mod tests {
                 .map(|i| {
                     let t = t.clone();
                     s.spawn(move || {
-                        t.block_new(key, 1_000 + i, VerdictReason::Detected, 1, Some(0), 1)
-                            .is_ok()
+                        t.block_new(
+                            key,
+                            at(1_000 + i),
+                            VerdictReason::Detected,
+                            1,
+                            Some(0),
+                            at(1),
+                        )
+                        .is_ok()
                     })
                 })
                 .collect();
@@ -883,19 +918,26 @@ mod tests {
         assert_eq!(taken, 1);
         // A throttle is no block: a block replaces it.
         let other = ip(6);
-        t.throttle(other, 500, VerdictReason::Detected, Some(0), 1, Q());
+        t.throttle(other, at(500), VerdictReason::Detected, Some(0), at(1), Q());
         assert!(
-            t.block_new(other, 900, VerdictReason::Detected, 1, Some(0), 2)
+            t.block_new(other, at(900), VerdictReason::Detected, 1, Some(0), at(2))
                 .is_ok()
         );
         assert_eq!(
-            t.block_new(other, 950, VerdictReason::Detected, 2, Some(0), 3),
-            Err(900)
+            t.block_new(other, at(950), VerdictReason::Detected, 2, Some(0), at(3)),
+            Err(at(900))
         );
         // Once it ended, a new episode.
         assert!(
-            t.block_new(other, 2_000, VerdictReason::Detected, 2, Some(0), 901)
-                .is_ok()
+            t.block_new(
+                other,
+                at(2_000),
+                VerdictReason::Detected,
+                2,
+                Some(0),
+                at(901)
+            )
+            .is_ok()
         );
     }
 
@@ -907,31 +949,45 @@ mod tests {
         let cap = 64;
         let t = table(cap);
         for i in 0..8u32 {
-            assert!(t.block(ip(1_000 + i), 10_000, VerdictReason::Manual, 1, None, 1));
+            assert!(t.block(
+                ip(1_000 + i),
+                at(10_000),
+                VerdictReason::Manual,
+                1,
+                None,
+                at(1)
+            ));
         }
         for i in 0..28u32 {
             t.block(
                 ip(i),
-                5_000 + u64::from(i),
+                at(5_000 + u64::from(i)),
                 VerdictReason::Detected,
                 1,
                 Some(0),
-                1,
+                at(1),
             );
         }
         for i in 0..28u32 {
             t.throttle(
                 ip(100 + i),
-                2_000 + u64::from(i),
+                at(2_000 + u64::from(i)),
                 VerdictReason::Detected,
                 Some(0),
-                1,
+                at(1),
                 Q(),
             );
         }
         assert_eq!(t.len(), cap);
         // One more: one sweep of cap / 8 = 8, the soonest-ending throttles.
-        t.block(ip(500), 9_000, VerdictReason::Detected, 1, Some(0), 2);
+        t.block(
+            ip(500),
+            at(9_000),
+            VerdictReason::Detected,
+            1,
+            Some(0),
+            at(2),
+        );
         assert_eq!(t.len(), cap - 8 + 1);
         let throttles = t.map.iter().filter(|e| e.is_throttle()).count();
         assert_eq!(throttles, 20, "only a step of the throttles went");
@@ -943,11 +999,25 @@ mod tests {
         // do not sweep again.
         let bans = table(16);
         for i in 0..16u32 {
-            bans.block(ip(i), 10_000, VerdictReason::Manual, 1, None, 1);
+            bans.block(ip(i), at(10_000), VerdictReason::Manual, 1, None, at(1));
         }
-        bans.block(ip(99), 5_000, VerdictReason::Detected, 1, Some(0), 2);
+        bans.block(
+            ip(99),
+            at(5_000),
+            VerdictReason::Detected,
+            1,
+            Some(0),
+            at(2),
+        );
         assert_eq!(bans.cooldown.load(Ordering::Relaxed), 2);
-        bans.block(ip(98), 5_000, VerdictReason::Detected, 1, Some(0), 2);
+        bans.block(
+            ip(98),
+            at(5_000),
+            VerdictReason::Detected,
+            1,
+            Some(0),
+            at(2),
+        );
         assert_eq!(bans.cooldown.load(Ordering::Relaxed), 1);
     }
 
@@ -956,15 +1026,39 @@ mod tests {
     fn huge_ends_saturate() {
         let t = table(16);
         let now = u64::MAX - 5;
-        t.block(ip(1), u64::MAX, VerdictReason::Detected, 1, None, now);
-        t.throttle(ip(2), u64::MAX, VerdictReason::Manual, None, now, Q());
-        t.throttle(ip(2), u64::MAX, VerdictReason::Manual, None, now, Q());
+        t.block(
+            ip(1),
+            at(u64::MAX),
+            VerdictReason::Detected,
+            1,
+            None,
+            at(now),
+        );
+        t.throttle(
+            ip(2),
+            at(u64::MAX),
+            VerdictReason::Manual,
+            None,
+            at(now),
+            Q(),
+        );
+        t.throttle(
+            ip(2),
+            at(u64::MAX),
+            VerdictReason::Manual,
+            None,
+            at(now),
+            Q(),
+        );
         assert!(matches!(
-            t.check(&ip(1), now, ANY),
-            Gate::Blocked { retry_after: 5, .. }
+            t.check(&ip(1), at(now), ANY),
+            Gate::Blocked { retry_after, .. } if retry_after == Span::new(5)
         ));
-        assert!(matches!(t.verdict(&ip(2), now), Verdict::Throttle { .. }));
-        assert!(!t.no_wide(|| now));
+        assert!(matches!(
+            t.verdict(&ip(2), at(now)),
+            Verdict::Throttle { .. }
+        ));
+        assert!(!t.no_wide(|| at(now)));
     }
 
     /// An operator's note is kept with the ban it was given with: through
@@ -976,21 +1070,21 @@ mod tests {
         let note = Arc::new(String::from("scraper, ticket 42"));
         detected_probe_block(&t, ip(1), H);
         assert!(
-            !t.set_note(&ip(1), note.clone(), 2),
+            !t.set_note(&ip(1), note.clone(), at(2)),
             "not on a detected block"
         );
-        assert!(t.block(ip(2), H, VerdictReason::Manual, 1, None, 1));
-        assert!(t.set_note(&ip(2), note.clone(), 2));
-        assert!(!t.block(ip(2), 4 * H, VerdictReason::Detected, 2, Some(0), 3));
+        assert!(t.block(ip(2), at(H), VerdictReason::Manual, 1, None, at(1)));
+        assert!(t.set_note(&ip(2), note.clone(), at(2)));
+        assert!(!t.block(ip(2), at(4 * H), VerdictReason::Detected, 2, Some(0), at(3)));
         assert_eq!(
             t.note(&ip(2)).as_deref().map(String::as_str),
             Some("scraper, ticket 42")
         );
         assert!(t.remove(&ip(2)));
         assert_eq!(t.note(&ip(2)), None);
-        assert!(t.block(ip(3), 10, VerdictReason::Manual, 1, None, 1));
-        assert!(!t.set_note(&ip(3), note, 10), "ended");
-        t.purge_expired(10);
+        assert!(t.block(ip(3), at(10), VerdictReason::Manual, 1, None, at(1)));
+        assert!(!t.set_note(&ip(3), note, at(10)), "ended");
+        t.purge_expired(at(10));
         assert_eq!(t.note(&ip(3)), None);
     }
 }

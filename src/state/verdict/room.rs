@@ -12,7 +12,7 @@ const SWEEP_SAMPLE: usize = 1024;
 /// throttles before blocks; then those an attacker can mint most cheaply
 /// (sessions, then addresses, then accounts, then subnets); then the
 /// soonest-ending. `None` for an operator's ban: never evicted.
-fn evict_rank(key: &ActorKey, e: &Entry) -> Option<(u8, u8, u64)> {
+fn evict_rank(key: &ActorKey, e: &Entry) -> Option<(u8, u8, Nanos)> {
     if e.reason == VerdictReason::Manual {
         return None;
     }
@@ -34,7 +34,7 @@ impl Table {
     /// table, a bounded sample in between); a sweep that finds nothing to
     /// evict (a table of bans) turns the next sweeps away until as many
     /// verdicts came, so no request pays a scan per verdict.
-    pub(super) fn make_room(&self, now: u64) {
+    pub(super) fn make_room(&self, now: Nanos) {
         if self
             .cooldown
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |c| c.checked_sub(1))
@@ -50,7 +50,7 @@ impl Table {
         let mut expired = 0usize;
         let mut count = 0usize;
         let stride = (self.cap / SWEEP_SAMPLE).max(1);
-        let mut sample: Vec<(u8, u8, u64)> = Vec::with_capacity(SWEEP_SAMPLE.min(self.cap));
+        let mut sample: Vec<(u8, u8, Nanos)> = Vec::with_capacity(SWEEP_SAMPLE.min(self.cap));
         for e in self.map.iter() {
             if e.until <= now {
                 expired += 1;
@@ -69,7 +69,7 @@ impl Table {
             let frac = more as f64 / count as f64;
             let idx = ((sample.len() as f64 * frac).ceil() as usize).clamp(1, sample.len()) - 1;
             Some(if more >= count {
-                (u8::MAX, u8::MAX, u64::MAX)
+                (u8::MAX, u8::MAX, Nanos::MAX)
             } else {
                 sample[idx]
             })
@@ -103,7 +103,7 @@ impl Table {
     }
 
     /// Drops expired verdicts (housekeeping).
-    pub(crate) fn purge_expired(&self, now: u64) -> usize {
+    pub(crate) fn purge_expired(&self, now: Nanos) -> usize {
         let removed = self.drop_where(|_, e| e.until <= now);
         self.len.fetch_sub(removed, Ordering::Relaxed);
         removed
