@@ -25,7 +25,7 @@ use hyper_util::rt::TokioIo;
 
 use super::account::Caller;
 use super::live::{Live, UpstreamClient};
-use super::pool::{Failed, Pool, Sender, UpstreamBody};
+use super::pool::{Failed, Pool, Sender, TimedOut, UpstreamBody};
 use crate::actor::{Cidr, in_any};
 use crate::{AccountId, GuardBody, Outcome, Owner};
 
@@ -241,9 +241,9 @@ impl Shared {
             forwarding_headers(&live.trusted, &mut parts.headers, ip);
         }
         let out = Request::from_parts(parts, body);
-        let res = match tokio::time::timeout(live.timeout, send(&live.client, out)).await {
-            Ok(Ok(res)) => res,
-            Ok(Err(e)) => {
+        let res = match send(&live.client, out, live.timeout).await {
+            Ok(res) => res,
+            Err(e) if !e.is::<TimedOut>() => {
                 tracing::warn!(target: "enumguard::proxy", error = %e, "upstream unreachable: 502");
                 return answer(
                     StatusCode::BAD_GATEWAY,
@@ -284,17 +284,23 @@ impl Shared {
 }
 
 /// `req` to the upstream: the answer, and (HTTP/1.1) the pooled connection
-/// its body gives back.
+/// its body gives back; [`TimedOut`] when its head did not come within
+/// `timeout` (the pool's connections time their requests themselves, with
+/// the same timeout: a change of it makes a new pool).
 async fn send(
     client: &UpstreamClient,
     req: Request<GuardBody<Incoming>>,
+    timeout: std::time::Duration,
 ) -> Result<(Response<Incoming>, Option<(Arc<Pool>, Sender)>), Failed> {
     match client {
         UpstreamClient::Http1(pool) => {
             let (res, tx) = pool.send(req).await?;
             Ok((res, Some((pool.clone(), tx))))
         }
-        UpstreamClient::H2c(c) => Ok((c.request(req).await?, None)),
+        UpstreamClient::H2c(c) => match tokio::time::timeout(timeout, c.request(req)).await {
+            Ok(res) => Ok((res?, None)),
+            Err(_) => Err(Box::new(TimedOut)),
+        },
     }
 }
 
