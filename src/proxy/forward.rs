@@ -5,6 +5,7 @@
 //! there or too slow; and the upstream's word on the answer (its outcome,
 //! owner and account headers) read into the response and stripped.
 
+use std::cell::RefCell;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::IpAddr;
@@ -36,8 +37,9 @@ pub(crate) type ProxyBody = Either<UpstreamBody, Full<Bytes>>;
 /// plus the ones proxies have long treated so). Not `Trailer`: it is
 /// end-to-end (RFC 9110 section 6.6.2), and hyper sends an HTTP/1.1
 /// message's trailer fields only when `Trailer` names them, so removing it
-/// would drop the trailers.
-const HOP_BY_HOP: [HeaderName; 7] = [
+/// would drop the trailers. A `static`: a `const` array is built (and
+/// dropped) again at each use.
+static HOP_BY_HOP: [HeaderName; 7] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -297,19 +299,35 @@ async fn send(
             let (res, tx) = pool.send(req).await?;
             Ok((res, Some((pool.clone(), tx))))
         }
-        UpstreamClient::H2c(c) => match tokio::time::timeout(timeout, c.request(req)).await {
-            Ok(res) => Ok((res?, None)),
-            Err(_) => Err(Box::new(TimedOut)),
-        },
+        // Boxed: the HTTP/1.1 path's future stays small.
+        UpstreamClient::H2c(c) => {
+            match Box::pin(tokio::time::timeout(timeout, c.request(req))).await {
+                Ok(res) => Ok((res?, None)),
+                Err(_) => Err(Box::new(TimedOut)),
+            }
+        }
     }
 }
 
 /// `X-Forwarded-For`, `X-Forwarded-Proto` and `Forwarded`: appended to
 /// what a trusted proxy in front sent, replacing what anyone else sent
 /// (a client's own forwarding headers are not passed on as if a proxy
-/// had written them). Written byte by byte: this runs on every request.
+/// had written them). Written byte by byte: this runs on every request;
+/// without a chain to extend, the values depend on the peer alone and are
+/// those of its last request ([`own_values`]).
 fn forwarding_headers(proxies: &[Cidr], headers: &mut HeaderMap, peer: IpAddr) {
     let trusted = !proxies.is_empty() && in_any(proxies, peer);
+    let chain = trusted
+        && (headers.contains_key(&X_FORWARDED_FOR) || headers.contains_key(header::FORWARDED));
+    if !chain {
+        let (xff, fwd) = own_values(peer);
+        headers.insert(X_FORWARDED_FOR, xff);
+        headers.insert(header::FORWARDED, fwd);
+        if !trusted || !headers.contains_key(&X_FORWARDED_PROTO) {
+            headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+        }
+        return;
+    }
     let mut xff = Vec::with_capacity(48);
     let mut fwd = Vec::with_capacity(64);
     if trusted {
@@ -341,6 +359,48 @@ fn forwarding_headers(proxies: &[Cidr], headers: &mut HeaderMap, peer: IpAddr) {
     if !trusted || !headers.contains_key(&X_FORWARDED_PROTO) {
         headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
     }
+}
+
+thread_local! {
+    /// The forwarding values written last on this thread, and for whom.
+    static OWN_VALUES: RefCell<Option<(IpAddr, HeaderValue, HeaderValue)>> =
+        const { RefCell::new(None) };
+}
+
+/// `X-Forwarded-For` and `Forwarded` for `peer` with no chain before it:
+/// those of the last request from the same peer (most requests come from
+/// the peer of the one before: a keep-alive connection, a load balancer),
+/// shared (a reference count each), or written anew.
+fn own_values(peer: IpAddr) -> (HeaderValue, HeaderValue) {
+    OWN_VALUES.with(|last| {
+        let mut last = last.borrow_mut();
+        if let Some((ip, xff, fwd)) = &*last {
+            if *ip == peer {
+                return (xff.clone(), fwd.clone());
+            }
+        }
+        let mut xff = Vec::with_capacity(40);
+        push_ip(&mut xff, peer);
+        let mut fwd = Vec::with_capacity(56);
+        fwd.extend_from_slice(b"for=");
+        match peer {
+            IpAddr::V4(_) => push_ip(&mut fwd, peer),
+            IpAddr::V6(_) => {
+                fwd.extend_from_slice(b"\"[");
+                push_ip(&mut fwd, peer);
+                fwd.extend_from_slice(b"]\"");
+            }
+        }
+        fwd.extend_from_slice(b";proto=http");
+        // An address and these bytes are always a valid value.
+        let value = |v: Vec<u8>| {
+            HeaderValue::from_maybe_shared(Bytes::from(v))
+                .unwrap_or_else(|_| HeaderValue::from_static(""))
+        };
+        let (xff, fwd) = (value(xff), value(fwd));
+        *last = Some((peer, xff.clone(), fwd.clone()));
+        (xff, fwd)
+    })
 }
 
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -535,6 +595,37 @@ mod tests {
         forwarding_headers(&[], &mut v6, "2001:db8::1".parse().unwrap());
         assert_eq!(v6[header::FORWARDED], "for=\"[2001:db8::1]\";proto=http");
         assert_eq!(v6["x-forwarded-for"], "2001:db8::1");
+    }
+
+    #[test]
+    fn the_values_kept_for_the_last_peer_are_never_another_peers() {
+        for ip in [
+            "192.0.2.1",
+            "192.0.2.1",
+            "198.51.100.7",
+            "2001:db8::1",
+            "192.0.2.1",
+        ] {
+            let peer: IpAddr = ip.parse().unwrap();
+            let mut h = HeaderMap::new();
+            h.insert("x-forwarded-for", HeaderValue::from_static("6.6.6.6"));
+            forwarding_headers(&[], &mut h, peer);
+            let fwd = match peer {
+                IpAddr::V4(_) => format!("for={ip};proto=http"),
+                IpAddr::V6(_) => format!("for=\"[{ip}]\";proto=http"),
+            };
+            assert_eq!(h["x-forwarded-for"], ip);
+            assert_eq!(h[header::FORWARDED], fwd.as_str());
+            assert_eq!(h["x-forwarded-proto"], "http");
+        }
+        // A trusted peer without a chain gets the same values.
+        let trusted = ["10.0.0.0/8".parse::<crate::actor::Cidr>().unwrap()];
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-proto", HeaderValue::from_static("https"));
+        forwarding_headers(&trusted, &mut h, "10.0.0.2".parse().unwrap());
+        assert_eq!(h["x-forwarded-for"], "10.0.0.2");
+        assert_eq!(h[header::FORWARDED], "for=10.0.0.2;proto=http");
+        assert_eq!(h["x-forwarded-proto"], "https");
     }
 
     #[test]

@@ -121,14 +121,18 @@ impl Pool {
             }
         }
         // A new connection: its connect is timed here, the request by its
-        // connection's timer.
-        let connect = self.connect();
-        let mut s = match due {
-            Some(d) => tokio::time::timeout_at(d.into(), connect)
-                .await
-                .map_err(|_| TimedOut)??,
-            None => connect.await?,
+        // connection's timer. Boxed: a rare path, kept out of the future of
+        // every request.
+        let connect = async {
+            match due {
+                Some(d) => match tokio::time::timeout_at(d.into(), self.connect()).await {
+                    Ok(s) => s,
+                    Err(_) => Err(Box::new(TimedOut) as Failed),
+                },
+                None => self.connect().await,
+            }
         };
+        let mut s = Box::pin(connect).await?;
         match s.send(req, due).await {
             Ok(res) => Ok((res, s)),
             Err(e) => Err(s.failed(e)),
