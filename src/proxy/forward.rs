@@ -468,6 +468,23 @@ fn read_upstream_word(live: &Live, parts: &mut http::response::Parts, caller: &C
         .bind_from_response(&mut parts.headers, caller.session);
 }
 
+/// Whether `name` (lowercase, as a `HeaderName` is) is one of
+/// [`HOP_BY_HOP`] or `Upgrade`: one comparison by length and bytes, not
+/// eight of names.
+fn is_hop_by_hop(name: &str) -> bool {
+    matches!(
+        name,
+        "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "proxy-authenticate"
+            | "proxy-authorization"
+            | "te"
+            | "transfer-encoding"
+            | "upgrade"
+    )
+}
+
 /// Whether the request asks to switch protocols (`Connection: upgrade`
 /// with an `Upgrade` header: a WebSocket handshake).
 fn wants_upgrade(headers: &HeaderMap) -> bool {
@@ -505,9 +522,7 @@ fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
 pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
     // One look at each name first: most messages have none of them, and
     // a removal hashes the name even when it is not there.
-    let any = headers
-        .keys()
-        .any(|n| *n == header::UPGRADE || HOP_BY_HOP.contains(n));
+    let any = headers.keys().any(|n| is_hop_by_hop(n.as_str()));
     if !any {
         return;
     }
@@ -555,6 +570,16 @@ mod tests {
         assert_eq!(h[header::UPGRADE], "websocket");
         assert_eq!(h[header::CONNECTION], "upgrade");
         assert!(!h.contains_key("x-secret") && !h.contains_key("keep-alive"));
+    }
+
+    #[test]
+    fn the_quick_look_knows_every_hop_by_hop_name_and_no_other() {
+        for n in HOP_BY_HOP.iter().chain([&header::UPGRADE]) {
+            assert!(is_hop_by_hop(n.as_str()), "{n}");
+        }
+        for n in ["trailer", "host", "x-kept", "forwarded", "tee", "upgrades"] {
+            assert!(!is_hop_by_hop(n), "{n}");
+        }
     }
 
     #[test]

@@ -109,8 +109,9 @@ impl Pool {
         &self,
         mut req: Request<GuardBody<Incoming>>,
     ) -> Result<(Response<Incoming>, Sender), Failed> {
-        let due = Instant::now().checked_add(self.timeout);
-        if let Some(mut s) = self.take() {
+        let now = Instant::now();
+        let due = now.checked_add(self.timeout);
+        if let Some(mut s) = self.take(now) {
             match s.send(req, due).await {
                 Ok(res) => return Ok((res, s)),
                 Err(mut e) => match e.take_message() {
@@ -139,16 +140,19 @@ impl Pool {
         }
     }
 
-    /// The connection that went idle last, if still fresh and open; the
-    /// stale ones met on the way are closed.
-    fn take(&self) -> Option<Sender> {
+    /// The connection that went idle last, if still fresh at `now` and
+    /// open; the stale ones met on the way are closed.
+    fn take(&self, now: Instant) -> Option<Sender> {
         let mut stale = Vec::new();
         let found = {
             let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
             loop {
                 match idle.pop() {
                     None => break None,
-                    Some(i) if i.since.elapsed() <= self.idle_timeout && i.tx.tx.is_ready() => {
+                    Some(i)
+                        if now.saturating_duration_since(i.since) <= self.idle_timeout
+                            && i.tx.tx.is_ready() =>
+                    {
                         break Some(i.tx);
                     }
                     Some(i) => stale.push(i),
