@@ -1167,6 +1167,106 @@ async fn a_client_slow_with_its_request_head_is_cut_off_after_the_timeout() {
     proxy.shutdown().await;
 }
 
+/// The header read timeout runs again from the end of each answer: a
+/// keep-alive connection left idle after one is closed once it has waited
+/// that long for its next head (not before), while an answer that streams
+/// for longer than it is never cut.
+#[tokio::test]
+async fn a_keep_alive_connection_waits_for_its_next_head_only_as_long_as_the_timeout() {
+    let up = serve_axum(app(App::default())).await;
+    let proxy = start("", up.addr, "header_read_timeout_secs = 1").await;
+    let addr = proxy.addr();
+    let (mut idle, head, mut rest) = raw_exchange(
+        addr,
+        "GET /hello HTTP/1.1\r\nHost: service.test\r\nContent-Length: 0\r\n\r\n",
+    )
+    .await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    // Its body ("hello"), then nothing until the proxy closes.
+    while rest.len() < 5 {
+        let mut chunk = [0u8; 64];
+        let n = within("the body", idle.read(&mut chunk)).await.unwrap();
+        assert!(n > 0, "closed before the body");
+        rest.extend_from_slice(&chunk[..n]);
+    }
+    let t = std::time::Instant::now();
+    let mut got = Vec::new();
+    let _ = within("the idle connection's end", idle.read_to_end(&mut got)).await;
+    let took = t.elapsed();
+    assert!(got.is_empty(), "{got:?}");
+    assert!(
+        took >= Duration::from_millis(900),
+        "cut off after {took:?}, before the timeout"
+    );
+
+    // One event, then an answer that never ends: still open well past the
+    // timeout.
+    let (mut streaming, head, _) =
+        raw_exchange(addr, "GET /forever HTTP/1.1\r\nHost: service.test\r\n\r\n").await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let mut chunk = [0u8; 256];
+    let quiet = tokio::time::timeout(Duration::from_millis(1800), async {
+        loop {
+            match streaming.read(&mut chunk).await {
+                Ok(0) | Err(_) => return "closed",
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(quiet.is_err(), "a streaming answer was cut: {quiet:?}");
+    proxy.shutdown().await;
+}
+
+/// Answers the first request of each connection, then reads the next and
+/// never answers it (a pooled connection whose upstream went silent).
+/// Counts its connections.
+async fn silent_after_one() -> (SocketAddr, Arc<std::sync::atomic::AtomicUsize>, Task) {
+    let (listener, addr) = bind().await;
+    let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = connections.clone();
+    let task = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((mut s, _)) = listener.accept().await {
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            held.push(tokio::spawn(async move {
+                let mut buf = Vec::new();
+                if read_head(&mut s, &mut buf).await.is_none()
+                    || s.write_all(OK_ANSWER).await.is_err()
+                {
+                    return;
+                }
+                let _ = read_head(&mut s, &mut buf).await;
+                std::future::pending::<()>().await;
+            }));
+        }
+    });
+    (addr, connections, Task(task))
+}
+
+/// The upstream timeout holds on a pooled connection as on a new one: the
+/// second request, on the connection the first left in the pool, gets no
+/// answer and is a 504 after the timeout (not before); that connection is
+/// not used again.
+#[tokio::test]
+async fn a_request_on_a_pooled_connection_that_gets_no_answer_is_504() {
+    let (up, connections, _task) = silent_after_one().await;
+    let proxy = start("", up, "upstream_timeout_secs = 1").await;
+    let (status, _, body) = get(proxy.addr(), None, "/hello", &[]).await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "ok"));
+    let t = std::time::Instant::now();
+    let (status, _, body) = get(proxy.addr(), None, "/hello", &[]).await;
+    let took = t.elapsed();
+    assert_eq!(status, StatusCode::GATEWAY_TIMEOUT, "{body}");
+    assert!(body.contains("504"), "{body}");
+    assert!(took >= Duration::from_millis(900), "504 after {took:?}");
+    assert_eq!(connections.load(std::sync::atomic::Ordering::SeqCst), 1);
+    let (status, _, body) = get(proxy.addr(), None, "/hello", &[]).await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "ok"));
+    assert_eq!(connections.load(std::sync::atomic::Ordering::SeqCst), 2);
+    proxy.shutdown().await;
+}
+
 /// An upstream with a keep-alive of `keep_alive`: a request that arrives
 /// on a connection idle longer than that is read and dropped unanswered,
 /// as when its close crosses the request on the wire (the race a pooled

@@ -5,6 +5,7 @@
 //! there or too slow; and the upstream's word on the answer (its outcome,
 //! owner and account headers) read into the response and stripped.
 
+use std::cell::RefCell;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::IpAddr;
@@ -25,7 +26,7 @@ use hyper_util::rt::TokioIo;
 
 use super::account::Caller;
 use super::live::{Live, UpstreamClient};
-use super::pool::{Failed, Pool, Sender, UpstreamBody};
+use super::pool::{Failed, Pool, Sender, TimedOut, UpstreamBody};
 use crate::actor::{Cidr, in_any};
 use crate::{AccountId, GuardBody, Outcome, Owner};
 
@@ -36,8 +37,9 @@ pub(crate) type ProxyBody = Either<UpstreamBody, Full<Bytes>>;
 /// plus the ones proxies have long treated so). Not `Trailer`: it is
 /// end-to-end (RFC 9110 section 6.6.2), and hyper sends an HTTP/1.1
 /// message's trailer fields only when `Trailer` names them, so removing it
-/// would drop the trailers.
-const HOP_BY_HOP: [HeaderName; 7] = [
+/// would drop the trailers. A `static`: a `const` array is built (and
+/// dropped) again at each use.
+static HOP_BY_HOP: [HeaderName; 7] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -241,9 +243,9 @@ impl Shared {
             forwarding_headers(&live.trusted, &mut parts.headers, ip);
         }
         let out = Request::from_parts(parts, body);
-        let res = match tokio::time::timeout(live.timeout, send(&live.client, out)).await {
-            Ok(Ok(res)) => res,
-            Ok(Err(e)) => {
+        let res = match send(&live.client, out, live.timeout).await {
+            Ok(res) => res,
+            Err(e) if !e.is::<TimedOut>() => {
                 tracing::warn!(target: "enumguard::proxy", error = %e, "upstream unreachable: 502");
                 return answer(
                     StatusCode::BAD_GATEWAY,
@@ -284,26 +286,48 @@ impl Shared {
 }
 
 /// `req` to the upstream: the answer, and (HTTP/1.1) the pooled connection
-/// its body gives back.
+/// its body gives back; [`TimedOut`] when its head did not come within
+/// `timeout` (the pool's connections time their requests themselves, with
+/// the same timeout: a change of it makes a new pool).
 async fn send(
     client: &UpstreamClient,
     req: Request<GuardBody<Incoming>>,
+    timeout: std::time::Duration,
 ) -> Result<(Response<Incoming>, Option<(Arc<Pool>, Sender)>), Failed> {
     match client {
         UpstreamClient::Http1(pool) => {
             let (res, tx) = pool.send(req).await?;
             Ok((res, Some((pool.clone(), tx))))
         }
-        UpstreamClient::H2c(c) => Ok((c.request(req).await?, None)),
+        // Boxed: the HTTP/1.1 path's future stays small.
+        UpstreamClient::H2c(c) => {
+            match Box::pin(tokio::time::timeout(timeout, c.request(req))).await {
+                Ok(res) => Ok((res?, None)),
+                Err(_) => Err(Box::new(TimedOut)),
+            }
+        }
     }
 }
 
 /// `X-Forwarded-For`, `X-Forwarded-Proto` and `Forwarded`: appended to
 /// what a trusted proxy in front sent, replacing what anyone else sent
 /// (a client's own forwarding headers are not passed on as if a proxy
-/// had written them). Written byte by byte: this runs on every request.
+/// had written them). Written byte by byte: this runs on every request;
+/// without a chain to extend, the values depend on the peer alone and are
+/// those of its last request ([`own_values`]).
 fn forwarding_headers(proxies: &[Cidr], headers: &mut HeaderMap, peer: IpAddr) {
     let trusted = !proxies.is_empty() && in_any(proxies, peer);
+    let chain = trusted
+        && (headers.contains_key(&X_FORWARDED_FOR) || headers.contains_key(header::FORWARDED));
+    if !chain {
+        let (xff, fwd) = own_values(peer);
+        headers.insert(X_FORWARDED_FOR, xff);
+        headers.insert(header::FORWARDED, fwd);
+        if !trusted || !headers.contains_key(&X_FORWARDED_PROTO) {
+            headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+        }
+        return;
+    }
     let mut xff = Vec::with_capacity(48);
     let mut fwd = Vec::with_capacity(64);
     if trusted {
@@ -335,6 +359,48 @@ fn forwarding_headers(proxies: &[Cidr], headers: &mut HeaderMap, peer: IpAddr) {
     if !trusted || !headers.contains_key(&X_FORWARDED_PROTO) {
         headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
     }
+}
+
+thread_local! {
+    /// The forwarding values written last on this thread, and for whom.
+    static OWN_VALUES: RefCell<Option<(IpAddr, HeaderValue, HeaderValue)>> =
+        const { RefCell::new(None) };
+}
+
+/// `X-Forwarded-For` and `Forwarded` for `peer` with no chain before it:
+/// those of the last request from the same peer (most requests come from
+/// the peer of the one before: a keep-alive connection, a load balancer),
+/// shared (a reference count each), or written anew.
+fn own_values(peer: IpAddr) -> (HeaderValue, HeaderValue) {
+    OWN_VALUES.with(|last| {
+        let mut last = last.borrow_mut();
+        if let Some((ip, xff, fwd)) = &*last {
+            if *ip == peer {
+                return (xff.clone(), fwd.clone());
+            }
+        }
+        let mut xff = Vec::with_capacity(40);
+        push_ip(&mut xff, peer);
+        let mut fwd = Vec::with_capacity(56);
+        fwd.extend_from_slice(b"for=");
+        match peer {
+            IpAddr::V4(_) => push_ip(&mut fwd, peer),
+            IpAddr::V6(_) => {
+                fwd.extend_from_slice(b"\"[");
+                push_ip(&mut fwd, peer);
+                fwd.extend_from_slice(b"]\"");
+            }
+        }
+        fwd.extend_from_slice(b";proto=http");
+        // An address and these bytes are always a valid value.
+        let value = |v: Vec<u8>| {
+            HeaderValue::from_maybe_shared(Bytes::from(v))
+                .unwrap_or_else(|_| HeaderValue::from_static(""))
+        };
+        let (xff, fwd) = (value(xff), value(fwd));
+        *last = Some((peer, xff.clone(), fwd.clone()));
+        (xff, fwd)
+    })
 }
 
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -402,6 +468,23 @@ fn read_upstream_word(live: &Live, parts: &mut http::response::Parts, caller: &C
         .bind_from_response(&mut parts.headers, caller.session);
 }
 
+/// Whether `name` (lowercase, as a `HeaderName` is) is one of
+/// [`HOP_BY_HOP`] or `Upgrade`: one comparison by length and bytes, not
+/// eight of names.
+fn is_hop_by_hop(name: &str) -> bool {
+    matches!(
+        name,
+        "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "proxy-authenticate"
+            | "proxy-authorization"
+            | "te"
+            | "transfer-encoding"
+            | "upgrade"
+    )
+}
+
 /// Whether the request asks to switch protocols (`Connection: upgrade`
 /// with an `Upgrade` header: a WebSocket handshake).
 fn wants_upgrade(headers: &HeaderMap) -> bool {
@@ -439,9 +522,7 @@ fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
 pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
     // One look at each name first: most messages have none of them, and
     // a removal hashes the name even when it is not there.
-    let any = headers
-        .keys()
-        .any(|n| *n == header::UPGRADE || HOP_BY_HOP.contains(n));
+    let any = headers.keys().any(|n| is_hop_by_hop(n.as_str()));
     if !any {
         return;
     }
@@ -492,6 +573,16 @@ mod tests {
     }
 
     #[test]
+    fn the_quick_look_knows_every_hop_by_hop_name_and_no_other() {
+        for n in HOP_BY_HOP.iter().chain([&header::UPGRADE]) {
+            assert!(is_hop_by_hop(n.as_str()), "{n}");
+        }
+        for n in ["trailer", "host", "x-kept", "forwarded", "tee", "upgrades"] {
+            assert!(!is_hop_by_hop(n), "{n}");
+        }
+    }
+
+    #[test]
     fn addresses_are_written_as_display_writes_them() {
         for ip in [
             "0.0.0.0",
@@ -529,6 +620,37 @@ mod tests {
         forwarding_headers(&[], &mut v6, "2001:db8::1".parse().unwrap());
         assert_eq!(v6[header::FORWARDED], "for=\"[2001:db8::1]\";proto=http");
         assert_eq!(v6["x-forwarded-for"], "2001:db8::1");
+    }
+
+    #[test]
+    fn the_values_kept_for_the_last_peer_are_never_another_peers() {
+        for ip in [
+            "192.0.2.1",
+            "192.0.2.1",
+            "198.51.100.7",
+            "2001:db8::1",
+            "192.0.2.1",
+        ] {
+            let peer: IpAddr = ip.parse().unwrap();
+            let mut h = HeaderMap::new();
+            h.insert("x-forwarded-for", HeaderValue::from_static("6.6.6.6"));
+            forwarding_headers(&[], &mut h, peer);
+            let fwd = match peer {
+                IpAddr::V4(_) => format!("for={ip};proto=http"),
+                IpAddr::V6(_) => format!("for=\"[{ip}]\";proto=http"),
+            };
+            assert_eq!(h["x-forwarded-for"], ip);
+            assert_eq!(h[header::FORWARDED], fwd.as_str());
+            assert_eq!(h["x-forwarded-proto"], "http");
+        }
+        // A trusted peer without a chain gets the same values.
+        let trusted = ["10.0.0.0/8".parse::<crate::actor::Cidr>().unwrap()];
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-proto", HeaderValue::from_static("https"));
+        forwarding_headers(&trusted, &mut h, "10.0.0.2".parse().unwrap());
+        assert_eq!(h["x-forwarded-for"], "10.0.0.2");
+        assert_eq!(h[header::FORWARDED], "for=10.0.0.2;proto=http");
+        assert_eq!(h["x-forwarded-proto"], "https");
     }
 
     #[test]

@@ -45,7 +45,8 @@ pub(crate) enum UpstreamClient {
 impl UpstreamClient {
     /// The upstream client: HTTP/1.1 connections pooled ([`Pool`]), none
     /// used once idle `pool_idle` (below the upstream's keep-alive, or a
-    /// pooled connection races its close); `h2c`: HTTP/2 with prior
+    /// pooled connection races its close), each timing its requests'
+    /// answers by `timeout` (the upstream timeout); `h2c`: HTTP/2 with prior
     /// knowledge through hyper-util's client, every request multiplexed on
     /// few connections (its pool timer is what makes its idle timeout work
     /// at all).
@@ -53,10 +54,11 @@ impl UpstreamClient {
         upstream: &http::uri::Authority,
         connect: Duration,
         pool_idle: Duration,
+        timeout: Duration,
         h2c: bool,
     ) -> UpstreamClient {
         if !h2c {
-            return UpstreamClient::Http1(Pool::new(upstream, connect, pool_idle));
+            return UpstreamClient::Http1(Pool::new(upstream, connect, pool_idle, timeout));
         }
         let mut http = HttpConnector::new();
         http.set_connect_timeout(Some(connect));
@@ -82,8 +84,8 @@ pub(crate) struct Live {
     pub(crate) grace: Duration,
     /// From a request sent upstream to its answer's head.
     pub(crate) timeout: Duration,
-    /// Rebuilt only when its connect or idle timeout changes (a new
-    /// client starts with an empty pool).
+    /// Rebuilt only when its connect, idle or upstream timeout changes (a
+    /// new client starts with an empty pool).
     pub(crate) client: UpstreamClient,
     pub(crate) client_ip_header: Option<HeaderName>,
     pub(crate) trusted: Vec<Cidr>,
@@ -117,6 +119,7 @@ impl Live {
         let same_client = previous.is_some_and(|l| {
             l.table.connect_timeout_secs == p.connect_timeout_secs
                 && l.table.pool_idle_secs == p.pool_idle_secs
+                && l.table.upstream_timeout_secs == p.upstream_timeout_secs
         });
         let client = match previous {
             Some(l) if same_client => l.client.clone(),
@@ -124,6 +127,7 @@ impl Live {
                 upstream,
                 Duration::from_secs(p.connect_timeout_secs),
                 Duration::from_secs(p.pool_idle_secs),
+                Duration::from_secs(p.upstream_timeout_secs),
                 h2c,
             ),
         };

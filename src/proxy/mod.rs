@@ -16,6 +16,7 @@
 //! | `forward.rs` | the forwarding service: headers, 502/504, upgrades, the upstream's word on the answer |
 //! | `account.rs` | who the actor is: a gateway's header, a verified JWT, an account the upstream names |
 //! | `pool.rs` | the upstream's HTTP/1.1 connections, pooled; the answer's body that gives its connection back |
+//! | `watch.rs` | the header read and upstream timeouts, one timer per connection rather than per request |
 //! | `live.rs` | what a reload changes while the proxy runs (timeouts, health path, account source, header names, trusted forwarding), swapped whole |
 //!
 //! # Reload
@@ -33,10 +34,12 @@ mod account;
 mod forward;
 mod live;
 mod pool;
+mod watch;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
@@ -45,7 +48,7 @@ use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
@@ -57,6 +60,7 @@ use arc_swap::ArcSwap;
 pub use account::MAX_BINDINGS;
 use forward::{ProxyBody, TcpPeer, Tunnels, Upstream, answer};
 use live::{Live, RESTART_ONLY, changed_fields, keeping_restart_only};
+use watch::HeadWait;
 
 use crate::config::{Config, ProxyConfig};
 use crate::{Guard, GuardHandle, GuardLayer, PeerAddr, ResponseBody};
@@ -234,7 +238,13 @@ async fn serve(
 ) {
     let graceful = GracefulShutdown::new();
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new());
+    // No timer: the header read timeout is kept per connection (`watch`).
+    builder.http1().header_read_timeout(None);
+    // An answer's head and its body in one buffer, one write(2): cheaper
+    // than writev(2) of the two for the short answers most are (about 460
+    // instructions a request); a long body is copied into the buffer as it
+    // goes, which costs little beside its system calls.
+    builder.http1().writev(false);
     let mut grace = Duration::ZERO;
     let mut deadline: Option<tokio::time::Instant> = None;
     // The connections' tasks: the drain closes those still open at its end.
@@ -265,39 +275,29 @@ async fn serve(
                 };
                 let _ = tcp.set_nodelay(true);
                 let header_read = state.live.load().header_read;
-                builder.http1().header_read_timeout(header_read);
                 let state = state.clone();
-                // The first request head's arrival (a request started).
-                let first = Arc::new((AtomicBool::new(false), tokio::sync::Notify::new()));
-                let started = first.clone();
-                let svc = hyper::service::service_fn(move |req| {
-                    if !first.0.load(Ordering::Relaxed) {
-                        first.0.store(true, Ordering::Relaxed);
-                        first.1.notify_one();
-                    }
+                // The header read timeout: from the connection's start, then
+                // from the end of each answer, to the next request head
+                // (hyper's, without its timer per request; HTTP/2 requests
+                // are not timed once one came).
+                let wait = Arc::new(HeadWait::new());
+                let first = wait.first(header_read);
+                let stamp = wait.clone();
+                let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+                    stamp.request(req.version() == http::Version::HTTP_2);
                     let state = state.clone();
-                    async move { Ok::<_, Infallible>(state.handle(req, peer).await) }
+                    let stamp = stamp.clone();
+                    async move {
+                        let res = state.handle(req, peer).await;
+                        Ok::<_, Infallible>(res.map(|body| Answer { body, wait: stamp }))
+                    }
                 });
                 let conn = builder.serve_connection_with_upgrades(TokioIo::new(tcp), svc);
                 let conn = graceful.watch(conn.into_owned());
                 conns.spawn(async move {
-                    tokio::pin!(conn);
-                    // hyper's timer covers an HTTP/1 head from its first
-                    // byte on; before that (no byte yet, or a part of the
-                    // HTTP/2 preface) the connection waits for its first
-                    // request head here, as long. Once it came, the
-                    // connection alone is polled.
-                    tokio::select! {
-                        _ = conn.as_mut() => return,
-                        () = started.1.notified() => {}
-                        () = tokio::time::sleep(header_read) => {
-                            if !started.0.load(Ordering::Relaxed) {
-                                tracing::debug!(target: "enumguard::proxy", %peer, "no request head within the header read timeout: connection closed");
-                                return;
-                            }
-                        }
+                    if watch::until(conn, first, || wait.check(header_read)).await.is_none() {
+                        tracing::debug!(target: "enumguard::proxy", %peer, "no request head within the header read timeout: connection closed");
                     }
-                    let _ = conn.await;
                 });
             }
         }
@@ -314,6 +314,42 @@ async fn serve(
     }
     state.tunnels.close();
     conns.shutdown().await;
+}
+
+pin_project_lite::pin_project! {
+    /// An answer's body, which says when it ended (or was dropped): from
+    /// then on the connection waits for its next request head.
+    struct Answer<B> {
+        #[pin]
+        body: B,
+        wait: Arc<HeadWait>,
+    }
+
+    impl<B> PinnedDrop for Answer<B> {
+        fn drop(this: Pin<&mut Self>) {
+            this.project().wait.answered();
+        }
+    }
+}
+
+impl<B: http_body::Body> http_body::Body for Answer<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<B::Data>, B::Error>>> {
+        self.project().body.poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
 }
 
 impl State {

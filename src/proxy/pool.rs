@@ -5,6 +5,11 @@
 //! idle longer than the idle timeout is never used again (it would race
 //! the upstream's own keep-alive close) and is closed by a sweep.
 //!
+//! Each connection times the answer to its request in flight (the
+//! upstream timeout) with one timer of its own, looked at when it goes
+//! off (`watch.rs`), not a timer per request: past the deadline the
+//! connection is closed and the request fails as [`TimedOut`].
+//!
 //! A request that a pooled connection could not take (the upstream closed
 //! it before a byte of the request was written) goes again on a new
 //! connection, whatever its method: nothing of it reached the upstream.
@@ -20,17 +25,34 @@ use bytes::Bytes;
 use http::{Request, Response};
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
+use hyper::client::conn::TrySendError;
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 
+use super::watch::{Deadline, until};
 use crate::GuardBody;
 
 /// The most idle connections kept; past it a connection that goes idle is
 /// closed.
 const MAX_IDLE: usize = 1024;
 
-/// A connection's sending half.
-pub(crate) type Sender = SendRequest<GuardBody<Incoming>>;
+/// A connection's sending half, and when its request in flight is due.
+pub(crate) struct Sender {
+    tx: SendRequest<GuardBody<Incoming>>,
+    due: Arc<Deadline>,
+}
+
+/// The upstream did not answer in time (the upstream timeout).
+#[derive(Debug)]
+pub(crate) struct TimedOut;
+
+impl std::fmt::Display for TimedOut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the upstream did not answer in time")
+    }
+}
+
+impl std::error::Error for TimedOut {}
 
 /// Why a request got no answer.
 pub(crate) type Failed = Box<dyn std::error::Error + Send + Sync>;
@@ -41,6 +63,9 @@ pub(crate) struct Pool {
     addr: String,
     connect_timeout: Duration,
     idle_timeout: Duration,
+    /// The upstream timeout: the longest a request's deadline is from its
+    /// start, and so how often a connection's timer looks at least.
+    timeout: Duration,
     /// The most recently idle last.
     idle: Mutex<Vec<Idle>>,
 }
@@ -52,11 +77,13 @@ struct Idle {
 
 impl Pool {
     /// A pool for `authority` (port 80 if it names none); idle connections
-    /// swept every `idle_timeout` while the pool is there.
+    /// swept every `idle_timeout` while the pool is there; `timeout`: the
+    /// upstream timeout its requests are sent with.
     pub(crate) fn new(
         authority: &http::uri::Authority,
         connect_timeout: Duration,
         idle_timeout: Duration,
+        timeout: Duration,
     ) -> Arc<Self> {
         let addr = match authority.port_u16() {
             Some(_) => authority.as_str().to_owned(),
@@ -66,6 +93,7 @@ impl Pool {
             addr,
             connect_timeout,
             idle_timeout,
+            timeout,
             idle: Mutex::new(Vec::new()),
         });
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
@@ -74,39 +102,57 @@ impl Pool {
         pool
     }
 
-    /// Sends `req` on an idle connection, or a new one: the answer, and
-    /// the connection to give back once its body has ended.
+    /// Sends `req` on an idle connection, or a new one, its answer's head
+    /// due within the upstream timeout ([`TimedOut`] after it): the answer,
+    /// and the connection to give back once its body has ended.
     pub(crate) async fn send(
         &self,
         mut req: Request<GuardBody<Incoming>>,
     ) -> Result<(Response<Incoming>, Sender), Failed> {
-        if let Some(mut tx) = self.take() {
-            match tx.try_send_request(req).await {
-                Ok(res) => return Ok((res, tx)),
+        let now = Instant::now();
+        let due = now.checked_add(self.timeout);
+        if let Some(mut s) = self.take(now) {
+            match s.send(req, due).await {
+                Ok(res) => return Ok((res, s)),
                 Err(mut e) => match e.take_message() {
                     // Never written: the connection closed while idle.
-                    Some(unsent) => req = unsent,
-                    None => return Err(e.into_error().into()),
+                    Some(unsent) if !s.due.timed_out() => req = unsent,
+                    _ => return Err(s.failed(e)),
                 },
             }
         }
-        let mut tx = self.connect().await?;
-        match tx.try_send_request(req).await {
-            Ok(res) => Ok((res, tx)),
-            Err(e) => Err(e.into_error().into()),
+        // A new connection: its connect is timed here, the request by its
+        // connection's timer. Boxed: a rare path, kept out of the future of
+        // every request.
+        let connect = async {
+            match due {
+                Some(d) => match tokio::time::timeout_at(d.into(), self.connect()).await {
+                    Ok(s) => s,
+                    Err(_) => Err(Box::new(TimedOut) as Failed),
+                },
+                None => self.connect().await,
+            }
+        };
+        let mut s = Box::pin(connect).await?;
+        match s.send(req, due).await {
+            Ok(res) => Ok((res, s)),
+            Err(e) => Err(s.failed(e)),
         }
     }
 
-    /// The connection that went idle last, if still fresh and open; the
-    /// stale ones met on the way are closed.
-    fn take(&self) -> Option<Sender> {
+    /// The connection that went idle last, if still fresh at `now` and
+    /// open; the stale ones met on the way are closed.
+    fn take(&self, now: Instant) -> Option<Sender> {
         let mut stale = Vec::new();
         let found = {
             let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
             loop {
                 match idle.pop() {
                     None => break None,
-                    Some(i) if i.since.elapsed() <= self.idle_timeout && i.tx.is_ready() => {
+                    Some(i)
+                        if now.saturating_duration_since(i.since) <= self.idle_timeout
+                            && i.tx.tx.is_ready() =>
+                    {
                         break Some(i.tx);
                     }
                     Some(i) => stale.push(i),
@@ -127,26 +173,32 @@ impl Pool {
         .map_err(|e| format!("connect to {}: {e}", self.addr))?;
         let _ = tcp.set_nodelay(true);
         let (tx, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await?;
+        let due = Arc::new(Deadline::new());
+        let watch = due.clone();
+        let every = self.timeout;
         tokio::spawn(async move {
-            // Upgrades (WebSocket) hand the connection over from here.
-            let _ = conn.with_upgrades().await;
+            // Upgrades (WebSocket) hand the connection over from here. A
+            // request past its deadline closes the connection: its answer
+            // fails, as `TimedOut`.
+            let first = Instant::now().checked_add(every);
+            let _ = until(conn.with_upgrades(), first, || watch.check(every)).await;
         });
-        Ok(tx)
+        Ok(Sender { tx, due })
     }
 
     /// Takes `tx` back once its exchange is over: at once if it is ready
     /// for the next request, else when it is (a request body still
     /// going), unless it closes first.
     fn put(self: &Arc<Self>, mut tx: Sender) {
-        if tx.is_ready() {
+        if tx.tx.is_ready() {
             self.keep(tx);
-        } else if !tx.is_closed() {
+        } else if !tx.tx.is_closed() {
             let Ok(rt) = tokio::runtime::Handle::try_current() else {
                 return;
             };
             let pool = self.clone();
             rt.spawn(async move {
-                if tx.ready().await.is_ok() {
+                if tx.tx.ready().await.is_ok() {
                     pool.keep(tx);
                 }
             });
@@ -169,11 +221,35 @@ impl Pool {
             let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
             let (fresh, stale) = std::mem::take(&mut *idle)
                 .into_iter()
-                .partition(|i| i.since.elapsed() <= self.idle_timeout && !i.tx.is_closed());
+                .partition(|i| i.since.elapsed() <= self.idle_timeout && !i.tx.tx.is_closed());
             *idle = fresh;
             stale
         };
         drop(stale);
+    }
+}
+
+impl Sender {
+    /// `req` on this connection, its answer's head due at `due`.
+    async fn send(
+        &mut self,
+        req: Request<GuardBody<Incoming>>,
+        due: Option<Instant>,
+    ) -> Result<Response<Incoming>, TrySendError<Request<GuardBody<Incoming>>>> {
+        self.due.set(due);
+        let res = self.tx.try_send_request(req).await;
+        self.due.clear();
+        res
+    }
+
+    /// Why a request on this connection failed: its timeout, or the
+    /// connection's error.
+    fn failed(&self, e: TrySendError<Request<GuardBody<Incoming>>>) -> Failed {
+        if self.due.timed_out() {
+            Box::new(TimedOut)
+        } else {
+            e.into_error().into()
+        }
     }
 }
 
