@@ -42,9 +42,11 @@
 //!
 //! After a warm-up of every target (1 s each), `ENUMGUARD_PROXY_ROUNDS`
 //! rounds (default 5; 0 skips the comparison) are interleaved: in each, a
-//! fixed-concurrency run (`-c16`) of every target in turn (direct, nginx,
-//! proxy idle, proxy on; the next round rotated by one), then a saturation
-//! run (`-c64`) of every target in the same order, each
+//! run with one connection (`-c1`: one request at a time, so the latency
+//! the guard adds is its own, without queueing) of every target in turn
+//! (direct, nginx, proxy idle, proxy on; the next round rotated by one),
+//! then a fixed-concurrency run (`-c16`), then a saturation run (`-c64`) of
+//! every target in the same order, each
 //! `ENUMGUARD_PROXY_SECS` seconds (default 5). Per run: requests/s (wrk's
 //! `Requests/sec`), p50 and p99 latency (wrk's `Latency Distribution`
 //! lines, to the microsecond from a `done` hook in the script: wrk's text
@@ -89,8 +91,13 @@ use hyper_util::rt::TokioIo;
 
 /// Users per wrk thread: user `N` reads its own address book.
 const USERS: usize = 16;
-/// The fixed concurrency and the saturating one.
-const CONNS: [usize; 2] = [16, 64];
+/// The concurrencies: one request at a time (no queueing: the latency
+/// the guard adds by itself), then the fixed concurrency and the saturating
+/// one, where the one-thread proxy is flat out and each microsecond of CPU
+/// it spends shows in the median about as many times as requests wait.
+const CONNS: [usize; 3] = [1, 16, 64];
+/// The concurrencies of the warm-up and of the soak's alternating runs.
+const LOADED: [usize; 2] = [16, 64];
 /// Soak: the length of one wrk run, and how often RSS is printed.
 const SOAK_CHUNK_SECS: u64 = 5;
 const SOAK_EVERY: Duration = Duration::from_secs(30);
@@ -850,8 +857,8 @@ fn compare(
     let n = targets.len();
     eprintln!("warm-up: 1 s per target");
     for t in targets {
-        let r = wrk.run(t, up_cpu, CONNS[0], 1).expect("warm-up");
-        check(t.name, CONNS[0], &r);
+        let r = wrk.run(t, up_cpu, LOADED[0], 1).expect("warm-up");
+        check(t.name, LOADED[0], &r);
     }
     // runs[c][target]: one Run per round.
     let mut runs: Vec<Vec<Vec<Run>>> = vec![vec![Vec::new(); n]; CONNS.len()];
@@ -1007,8 +1014,8 @@ fn soak(t: &Target, handle: &GuardHandle, wrk: &Wrk, up_cpu: Cpu, secs: u64) {
         "## Soak: {} for {secs} s, wrk -t1 in {SOAK_CHUNK_SECS}-s runs (new connections each run, \
          alternately -c{} and -c{}); this process's memory (upstream and both proxies) every {} s",
         t.name,
-        CONNS[0],
-        CONNS[1],
+        LOADED[0],
+        LOADED[1],
         SOAK_EVERY.as_secs()
     );
     println!();
@@ -1032,7 +1039,7 @@ fn soak(t: &Target, handle: &GuardHandle, wrk: &Wrk, up_cpu: Cpu, secs: u64) {
     let mut next = SOAK_EVERY;
     let mut refused = 0;
     for chunk in 0..chunks {
-        let conns = CONNS[(chunk % 2) as usize];
+        let conns = LOADED[(chunk % 2) as usize];
         let r = match wrk.run(t, up_cpu, conns, SOAK_CHUNK_SECS) {
             Ok(r) => r,
             Err(e) => {
