@@ -267,6 +267,50 @@ async fn requests_in_flight_are_counted_before_their_answers() {
     assert!(served >= 5, "the bound is not a blanket refusal: {served}");
 }
 
+/// An inner service whose `call` panics (a catch-panic layer outside the
+/// guard keeps the process up): the request the guard admitted is settled,
+/// not left in flight. Fourteen such panics on foreign reads would
+/// otherwise hold the account's fifteenth read as in flight (with them
+/// counted as foreign answers it would cross `foreign_block`), though not
+/// one answer came back.
+#[tokio::test]
+async fn a_panicking_inner_service_leaves_nothing_in_flight() {
+    use tower::Service;
+    let panics = Arc::new(AtomicUsize::new(14));
+    let p = panics.clone();
+    let layer = guard(addressbook());
+    let mut svc = layer.layer(service_fn(move |_req: Request<Body>| {
+        if p.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            panic!("the handler panics in call");
+        }
+        async { Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::from_static(b"{}")))) }
+    }));
+    let read = |id: u64| {
+        let mut req = Request::get(format!("/api/accounts/{id}/addressbook"))
+            .header(X_ACCOUNT, "7")
+            .body(Full::<Bytes>::default())
+            .unwrap();
+        req.extensions_mut()
+            .insert(SocketAddr::from(([127, 0, 0, 1], 40000)));
+        req
+    };
+    for i in 0..14u64 {
+        std::future::poll_fn(|cx| svc.poll_ready(cx)).await.unwrap();
+        let req = read(1_000 + i);
+        let called = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| svc.call(req)));
+        assert!(called.is_err(), "call {i} panicked");
+    }
+    assert_eq!(panics.load(Ordering::SeqCst), 0);
+    let res = svc.ready().await.unwrap().call(read(2_000)).await.unwrap();
+    assert!(
+        res.extensions().get::<Refusal>().is_none(),
+        "the fifteenth read was refused: {:?}",
+        res.extensions().get::<Refusal>()
+    );
+}
+
 /// A lookup without the `email` parameter, the email sent where the
 /// handler also reads it (a header): the guard cannot see the target, but
 /// the request reaches the handler, so it counts as a new target each time.

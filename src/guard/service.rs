@@ -142,15 +142,17 @@ where
             }
             Decision::Track(ticket) if ticket.body_limit().is_none() => {
                 let spent_ns = Tracked::spent_ns(timer);
-                let req = Request::from_parts(parts, GuardBody::new(body));
-                let fut = inner.call(req);
-                // The ticket goes straight from the decision into the
-                // future: one copy.
+                // The ticket is held before the inner service is called: if
+                // its `call` panics, the ticket's drop settles what it
+                // holds pending (the actors are not left with a request in
+                // flight until their window rolls).
                 let tracked = Tracked {
                     ticket: Some(ticket),
                     shared: shared.clone(),
                     spent_ns,
                 };
+                let req = Request::from_parts(parts, GuardBody::new(body));
+                let fut = inner.call(req);
                 ResponseFuture::forward(fut, Some(tracked), seen)
             }
             Decision::Track(ticket) => {

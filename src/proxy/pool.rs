@@ -126,11 +126,11 @@ impl Pool {
         // every request.
         let connect = async {
             match due {
-                Some(d) => match tokio::time::timeout_at(d.into(), self.connect()).await {
+                Some(d) => match tokio::time::timeout_at(d.into(), self.connect(due)).await {
                     Ok(s) => s,
                     Err(_) => Err(Box::new(TimedOut) as Failed),
                 },
-                None => self.connect().await,
+                None => self.connect(due).await,
             }
         };
         let mut s = Box::pin(connect).await?;
@@ -163,7 +163,10 @@ impl Pool {
         found
     }
 
-    async fn connect(&self) -> Result<Sender, Failed> {
+    /// A new connection to the upstream; its timer's first check at the
+    /// first request's deadline `first_due` (the connect came out of that
+    /// request's time), or one timeout from now.
+    async fn connect(&self, first_due: Option<Instant>) -> Result<Sender, Failed> {
         let tcp = tokio::time::timeout(
             self.connect_timeout,
             tokio::net::TcpStream::connect(self.addr.as_str()),
@@ -180,7 +183,10 @@ impl Pool {
             // Upgrades (WebSocket) hand the connection over from here. A
             // request past its deadline closes the connection: its answer
             // fails, as `TimedOut`.
-            let first = Instant::now().checked_add(every);
+            let first = match (Instant::now().checked_add(every), first_due) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
             let _ = until(conn.with_upgrades(), first, || watch.check(every)).await;
         });
         Ok(Sender { tx, due })
