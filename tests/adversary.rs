@@ -76,10 +76,7 @@ fn env_case() -> Option<u64> {
 }
 
 fn run_one(attack: &Attack) -> Outcome {
-    tokio::runtime::Builder::new_current_thread()
-        .build()
-        .expect("a runtime")
-        .block_on(run(attack))
+    common::sim::block_on(run(attack))
 }
 
 /// Runs every case on `threads` workers, each case on its own runtime.

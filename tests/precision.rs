@@ -1569,16 +1569,6 @@ async fn hit_rich_bots_in_the_demos_spread_rows_are_held_to_half_row() {
 /// 0.4.
 const HIT_RICH_BOUND: f64 = 0.5;
 
-/// Runs a test's async body on a runtime of its own (the rows that run
-/// both with and without the application's hints).
-fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a runtime")
-        .block_on(f)
-}
-
 /// The validators again, without the application's hints: the guard
 /// alone, by its own records. Through password reset (anonymous: the
 /// hints say nothing) the figures are the same; through lookup, the

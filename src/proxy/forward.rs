@@ -341,16 +341,7 @@ fn forwarding_headers(proxies: &[Cidr], headers: &mut HeaderMap, peer: IpAddr) {
         }
     }
     push_ip(&mut xff, peer);
-    fwd.extend_from_slice(b"for=");
-    match peer {
-        IpAddr::V4(_) => push_ip(&mut fwd, peer),
-        IpAddr::V6(_) => {
-            fwd.extend_from_slice(b"\"[");
-            push_ip(&mut fwd, peer);
-            fwd.extend_from_slice(b"]\"");
-        }
-    }
-    fwd.extend_from_slice(b";proto=http");
+    push_forwarded(&mut fwd, peer);
     for (name, value) in [(X_FORWARDED_FOR, xff), (header::FORWARDED, fwd)] {
         if let Ok(v) = HeaderValue::from_maybe_shared(Bytes::from(value)) {
             headers.insert(name, v);
@@ -382,16 +373,7 @@ fn own_values(peer: IpAddr) -> (HeaderValue, HeaderValue) {
         let mut xff = Vec::with_capacity(40);
         push_ip(&mut xff, peer);
         let mut fwd = Vec::with_capacity(56);
-        fwd.extend_from_slice(b"for=");
-        match peer {
-            IpAddr::V4(_) => push_ip(&mut fwd, peer),
-            IpAddr::V6(_) => {
-                fwd.extend_from_slice(b"\"[");
-                push_ip(&mut fwd, peer);
-                fwd.extend_from_slice(b"]\"");
-            }
-        }
-        fwd.extend_from_slice(b";proto=http");
+        push_forwarded(&mut fwd, peer);
         // An address and these bytes are always a valid value.
         let value = |v: Vec<u8>| {
             HeaderValue::from_maybe_shared(Bytes::from(v))
@@ -405,6 +387,21 @@ fn own_values(peer: IpAddr) -> (HeaderValue, HeaderValue) {
 
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+
+/// The `Forwarded` element for `peer` (RFC 7239: an IPv6 address quoted
+/// in brackets): `for=...;proto=http`.
+fn push_forwarded(out: &mut Vec<u8>, peer: IpAddr) {
+    out.extend_from_slice(b"for=");
+    match peer {
+        IpAddr::V4(_) => push_ip(out, peer),
+        IpAddr::V6(_) => {
+            out.extend_from_slice(b"\"[");
+            push_ip(out, peer);
+            out.extend_from_slice(b"]\"");
+        }
+    }
+    out.extend_from_slice(b";proto=http");
+}
 
 /// `ip` as text (`Display`'s form), an IPv4 address without the
 /// formatting machinery.

@@ -154,6 +154,15 @@ pub fn with_hints<R>(f: impl FnOnce() -> R) -> R {
     f()
 }
 
+/// Runs `f` to completion on a current-thread runtime of its own (a
+/// simulation in simulated time: no timers, no I/O).
+pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("a runtime")
+        .block_on(f)
+}
+
 /// Whether this thread runs under [`with_hints`].
 pub fn hints() -> bool {
     HINTS.with(|h| h.get())
