@@ -8,10 +8,10 @@
 //! | `window.rs` | the window's two halves ([`Halves`](window::Halves)), rolled by time; the counts of a half |
 //! | `sketch.rs` | [`DistinctSketch`](sketch::DistinctSketch): distinct targets in 32 bytes, its error stated |
 //! | `decay.rs` | half-life decay, in one place |
-//! | `store/` | the bounded record store in segments (`mod.rs`), and making room in it (`evict.rs`: eviction classes, the sweep of a segment, a new key at a full store) |
+//! | `store/` | the bounded record store (`mod.rs`), its fixed table of locked 16-way buckets (`table.rs`), and which record of a full bucket gives its place (`evict.rs`) |
 //! | `verdict/` | the verdict table, and [`covers`](verdict::covers): which verdicts a request is subject to; `room.rs`: what a full table drops |
 //! | `remote.rs` | what other replicas saw of each actor (feature `redis`), bounded |
-//! | `sweep.rs` | one sweeper at a time, reset on drop; the background sweeper of a large store |
+//! | `sweep.rs` | one sweeper at a time, reset on drop |
 
 pub(crate) mod decay;
 pub(crate) mod record;
