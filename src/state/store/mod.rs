@@ -75,16 +75,6 @@ pub(crate) struct StoreKey {
 pub(crate) type Key = StoreKey;
 
 impl StoreKey {
-    /// What an unused slot holds (never matched: a slot's `used` bit says
-    /// whether it holds a key).
-    pub(super) const EMPTY: Key = Key {
-        hi: 0,
-        lo: 0,
-        kind: ActorKind::Ip,
-        prefix: 0,
-        probe: 0,
-    };
-
     pub(crate) fn new(actor: ActorKey, probe: u8) -> Self {
         let (kind, prefix, hi, lo) = actor.parts();
         Self {

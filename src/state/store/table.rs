@@ -7,12 +7,34 @@
 //! slots follow, each a key and its record side by side, so that a lookup
 //! reads the head and the one slot whose tag matches. Nothing grows: the
 //! table's memory is its capacity times a slot (plus a head per `WAYS`
-//! slots), from start to end.
+//! slots), from start to end. It is allocated zeroed, which is an empty
+//! table: the operating system maps its pages as keys first land in them,
+//! so a guard starts in microseconds and a store that holds few records
+//! costs little resident memory (a table built by writing every slot took
+//! 25 ms and its whole size in resident memory at the default
+//! `max_actors`, for every guard made).
+//!
+//! # Safety
+//! This is the crate's only `unsafe` code: a zeroed allocation, and a lock
+//! around each bucket (what a mutex does, in one byte, so that a zeroed
+//! bucket is an unlocked one).
+//! - A zeroed [`Bucket`] is valid and empty: `lock` is an unlocked
+//!   `AtomicU8`, `used` and `closed` are plain integers (no way used, every
+//!   way open), and the slots are `MaybeUninit`.
+//! - A bucket's `ways` is reached only through [`Locked`], which exists only
+//!   while its thread holds the bucket's lock (acquired by a compare-exchange
+//!   with `Acquire`, released on drop with `Release`, panics included): one
+//!   thread at a time, each seeing the last holder's writes.
+//! - A slot is read only while its bit in `used` is set, which `put` sets
+//!   after writing the slot. Slots hold no heap memory (asserted at compile
+//!   time), so one overwritten or forgotten needs no drop.
+#![allow(unsafe_code)]
 
-use parking_lot::{Mutex, MutexGuard};
+use std::cell::UnsafeCell;
+use std::mem::MaybeUninit;
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use super::Key;
-use crate::clock::Nanos;
 use crate::state::record::Record;
 
 /// Slots per bucket: a new key that finds its bucket full evicts one of
@@ -22,6 +44,9 @@ use crate::state::record::Record;
 /// only case where a suspect gives its place, rarer.
 pub(super) const WAYS: usize = 16;
 
+const _: () = assert!(!std::mem::needs_drop::<Slot>());
+const _: () = assert!(WAYS <= 16, "`used` and `closed` are u16 masks");
+
 /// A key and its record, side by side (the record's hot fields follow the
 /// key in the same cache line).
 #[repr(C)]
@@ -30,41 +55,25 @@ struct Slot {
     record: Record,
 }
 
-/// What a bucket's lock guards. A slot whose bit in `used` is clear holds
-/// nothing (its old contents are overwritten when it is used again).
+/// What a bucket's lock guards.
 #[repr(C)]
-pub(super) struct Ways {
+struct Ways {
     /// Bit `i`: way `i` holds a key.
     used: u16,
-    /// Bit `i`: way `i` may hold a key (all but in the last bucket of a
-    /// capacity that is not a multiple of `WAYS`).
-    open: u16,
+    /// Bit `i`: way `i` may not hold a key (the ways past the capacity, in
+    /// the last bucket of a capacity that is not a multiple of `WAYS`).
+    closed: u16,
     /// The low 16 bits of each used way's key hash.
     tags: [u16; WAYS],
-    slots: [Slot; WAYS],
+    slots: [MaybeUninit<Slot>; WAYS],
 }
 
 /// A bucket: its head (the lock, `used`, the tags) in its first cache line.
-#[repr(align(64))]
-struct Bucket(Mutex<Ways>);
-
-impl Bucket {
-    /// An empty bucket of `ways` ways (1 to `WAYS`).
-    fn empty(ways: usize) -> Self {
-        let unused = Slot {
-            key: Key::EMPTY,
-            record: Record::new(Nanos::new(0)),
-        };
-        Bucket(Mutex::new(Ways {
-            used: 0,
-            open: (u16::MAX >> (WAYS - ways)),
-            tags: [0; WAYS],
-            slots: std::array::from_fn(|_| Slot {
-                key: unused.key,
-                record: unused.record.clone(),
-            }),
-        }))
-    }
+#[repr(C, align(64))]
+struct Bucket {
+    /// 0: free; 1: held.
+    lock: AtomicU8,
+    ways: UnsafeCell<Ways>,
 }
 
 /// The buckets.
@@ -74,16 +83,25 @@ pub(super) struct Table {
     slots: usize,
 }
 
+// SAFETY: a bucket's `ways` is reached only through `Locked`, which holds
+// the bucket's lock (see the module).
+unsafe impl Sync for Table {}
+// SAFETY: the slots hold plain data (no thread-bound values).
+unsafe impl Send for Table {}
+
 impl Table {
     /// An empty table of `cap` slots (at least one), in buckets of `WAYS`
     /// but the last.
     pub(super) fn new(cap: usize) -> Self {
         let cap = cap.max(1);
         let n = cap.div_ceil(WAYS);
+        let mut buckets = zeroed_buckets(n);
+        let rest = cap - (n - 1) * WAYS;
+        if rest < WAYS {
+            buckets[n - 1].ways.get_mut().closed = u16::MAX << rest;
+        }
         Self {
-            buckets: (0..n)
-                .map(|i| Bucket::empty((cap - i * WAYS).min(WAYS)))
-                .collect(),
+            buckets,
             slots: cap,
         }
     }
@@ -103,26 +121,95 @@ impl Table {
         ((u128::from(hash) * self.buckets.len() as u128) >> 64) as usize
     }
 
-    /// Locks bucket `i` (held for one record's update or one eviction).
+    /// Locks bucket `i` (held for one record's update or one eviction:
+    /// well under a microsecond).
     #[inline]
     pub(super) fn lock(&self, i: usize) -> Locked<'_> {
-        Locked(self.buckets[i].0.lock())
+        let bucket = &self.buckets[i];
+        if bucket
+            .lock
+            .compare_exchange_weak(0, 1, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            lock_slow(&bucket.lock);
+        }
+        Locked { bucket }
+    }
+}
+
+/// `n` (at least one) empty buckets, zeroed: no page of them is touched.
+fn zeroed_buckets(n: usize) -> Box<[Bucket]> {
+    let layout = std::alloc::Layout::array::<Bucket>(n).expect("the table fits in memory");
+    assert!(layout.size() > 0);
+    // SAFETY: the layout's size is not zero.
+    let p = unsafe { std::alloc::alloc_zeroed(layout) }.cast::<Bucket>();
+    if p.is_null() {
+        std::alloc::handle_alloc_error(layout);
+    }
+    // SAFETY: `p` is an allocation of the global allocator with the layout
+    // of `[Bucket; n]`, as a `Box<[Bucket]>` expects, and all zeroes is an
+    // empty bucket (see the module).
+    unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(p, n)) }
+}
+
+/// Waits for a held lock: spins a little (the holder is updating one
+/// record), then yields to let a preempted holder run.
+#[cold]
+#[inline(never)]
+fn lock_slow(lock: &AtomicU8) {
+    let mut spins = 0u32;
+    loop {
+        if lock.load(Ordering::Relaxed) == 0
+            && lock
+                .compare_exchange_weak(0, 1, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+        {
+            return;
+        }
+        if spins < 64 {
+            spins += 1;
+            std::hint::spin_loop();
+        } else {
+            std::thread::yield_now();
+        }
     }
 }
 
 /// A locked bucket: its ways, until dropped.
-pub(super) struct Locked<'a>(MutexGuard<'a, Ways>);
+pub(super) struct Locked<'a> {
+    bucket: &'a Bucket,
+}
+
+impl Drop for Locked<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        self.bucket.lock.store(0, Ordering::Release);
+    }
+}
 
 impl Locked<'_> {
+    #[inline(always)]
+    fn ways(&self) -> &Ways {
+        // SAFETY: the lock is held (see the module).
+        unsafe { &*self.bucket.ways.get() }
+    }
+
+    #[inline(always)]
+    fn ways_mut(&mut self) -> &mut Ways {
+        // SAFETY: the lock is held, and `&mut self` is the only access.
+        unsafe { &mut *self.bucket.ways.get() }
+    }
+
     /// The way holding `key` (whose hash has this `tag`).
     #[inline(always)]
     pub(super) fn find(&self, key: &Key, tag: u16) -> Option<usize> {
-        let w = &*self.0;
+        let w = self.ways();
         let mut used = w.used;
         while used != 0 {
             let i = used.trailing_zeros() as usize;
             used &= used - 1;
-            if w.tags[i] == tag && w.slots[i].key == *key {
+            // SAFETY: way `i` is used: written under this lock.
+            if w.tags[i] == tag && unsafe { &w.slots[i].assume_init_ref().key } == key {
                 return Some(i);
             }
         }
@@ -132,29 +219,34 @@ impl Locked<'_> {
     /// The record in used way `i`.
     #[inline(always)]
     pub(super) fn record(&self, i: usize) -> &Record {
-        debug_assert!(self.0.used & (1 << i) != 0);
-        &self.0.slots[i].record
+        let w = self.ways();
+        assert!(w.used & (1 << i) != 0, "way {i} is not used");
+        // SAFETY: way `i` is used.
+        unsafe { &w.slots[i].assume_init_ref().record }
     }
 
     /// The record in used way `i`, to update.
     #[inline(always)]
     pub(super) fn record_mut(&mut self, i: usize) -> &mut Record {
-        debug_assert!(self.0.used & (1 << i) != 0);
-        &mut self.0.slots[i].record
+        let w = self.ways_mut();
+        assert!(w.used & (1 << i) != 0, "way {i} is not used");
+        // SAFETY: way `i` is used.
+        unsafe { &mut w.slots[i].assume_init_mut().record }
     }
 
     /// A way no key uses.
     #[inline]
     pub(super) fn free(&self) -> Option<usize> {
-        let free = self.0.open & !self.0.used;
+        let w = self.ways();
+        let free = !(w.used | w.closed);
         (free != 0).then(|| free.trailing_zeros() as usize)
     }
 
     /// Puts `key` and `record` in way `i` (free, or a victim's).
     #[inline]
     pub(super) fn put(&mut self, i: usize, key: Key, tag: u16, record: Record) {
-        let w = &mut *self.0;
-        w.slots[i] = Slot { key, record };
+        let w = self.ways_mut();
+        w.slots[i] = MaybeUninit::new(Slot { key, record });
         w.tags[i] = tag;
         w.used |= 1 << i;
     }
@@ -162,21 +254,25 @@ impl Locked<'_> {
     /// Empties way `i`.
     #[inline]
     pub(super) fn clear(&mut self, i: usize) {
-        self.0.used &= !(1 << i);
+        self.ways_mut().used &= !(1 << i);
     }
 
     /// The used ways, with their keys and records.
     pub(super) fn iter(&self) -> impl Iterator<Item = (usize, &Key, &Record)> + '_ {
-        let w = &*self.0;
+        let w = self.ways();
         (0..WAYS)
             .filter(move |i| w.used & (1 << i) != 0)
-            .map(move |i| (i, &w.slots[i].key, &w.slots[i].record))
+            .map(move |i| {
+                // SAFETY: way `i` is used.
+                let s = unsafe { w.slots[i].assume_init_ref() };
+                (i, &s.key, &s.record)
+            })
     }
 
     /// How many ways are used.
     #[cfg(test)]
     pub(super) fn len(&self) -> usize {
-        self.0.used.count_ones() as usize
+        self.ways().used.count_ones() as usize
     }
 }
 
@@ -184,6 +280,7 @@ impl Locked<'_> {
 mod tests {
     use super::*;
     use crate::actor::{ActorKey, ActorKind};
+    use crate::clock::Nanos;
 
     fn key(i: u32) -> Key {
         Key::new(
@@ -194,9 +291,8 @@ mod tests {
 
     #[test]
     fn a_bucket_head_is_one_cache_line() {
-        // The lock (one byte, first), which ways are used and their tags.
-        assert!(std::mem::size_of::<Mutex<Ways>>() - std::mem::size_of::<Ways>() <= 8);
-        assert!(std::mem::offset_of!(Ways, slots) + 8 <= 64);
+        // The lock, which ways are used and their tags.
+        assert!(std::mem::offset_of!(Bucket, ways) + std::mem::offset_of!(Ways, slots) <= 64);
         assert_eq!(std::mem::align_of::<Bucket>(), 64);
     }
 
