@@ -52,6 +52,15 @@ impl Detector {
         let probe = facts
             .probe
             .and_then(|ProbeId(i)| policy.probes.get(i as usize));
+        if let Some(p) = probe {
+            // The records this request will read or update, before and
+            // after the inner service: their cache misses overlap.
+            self.store.prefetch(
+                actors
+                    .keys()
+                    .map(|k| crate::state::store::Key::new(k, p.slot)),
+            );
+        }
         let target = match (facts.target, probe) {
             (Target::Known(t), _) => Some(t),
             // A probe request whose head lacks its target (no query

@@ -202,6 +202,25 @@ impl Store {
         (self.table.bucket_of(h), h as u16)
     }
 
+    /// Brings the records of these keys (up to four: a request's actors)
+    /// toward the cache without waiting: their buckets' heads first, all at
+    /// once, then each record found there. The updates that follow then
+    /// wait for about two cache misses in all instead of two a record, one
+    /// after the other. A hint: it reads only atomics and changes nothing.
+    #[inline]
+    pub(crate) fn prefetch(&self, keys: impl Iterator<Item = Key>) {
+        let mut places = [(0usize, 0u16); 4];
+        let mut n = 0;
+        for (place, key) in places.iter_mut().zip(keys) {
+            *place = self.place(&key);
+            self.table.prefetch_head(place.0);
+            n += 1;
+        }
+        for &(bucket, tag) in &places[..n] {
+            self.table.prefetch_slot(bucket, tag);
+        }
+    }
+
     /// Records held, counted bucket by bucket (tests compare it with
     /// [`len`](Self::len)).
     #[cfg(test)]

@@ -19,8 +19,8 @@
 //! around each bucket (what a mutex does, in one byte, so that a zeroed
 //! bucket is an unlocked one).
 //! - A zeroed [`Bucket`] is valid and empty: `lock` is an unlocked
-//!   `AtomicU8`, `used` and `closed` are plain integers (no way used, every
-//!   way open), and the slots are `MaybeUninit`.
+//!   `AtomicU8`, `used`, `closed` and the tags are integers (no way used,
+//!   every way open), and the slots are `MaybeUninit`.
 //! - A bucket's `ways` is reached only through [`Locked`], which exists only
 //!   while its thread holds the bucket's lock (acquired by a compare-exchange
 //!   with `Acquire`, released on drop with `Release`, panics included): one
@@ -32,7 +32,7 @@
 
 use std::cell::UnsafeCell;
 use std::mem::MaybeUninit;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU16, Ordering};
 
 use super::Key;
 use crate::state::record::Record;
@@ -45,6 +45,7 @@ use crate::state::record::Record;
 pub(super) const WAYS: usize = 16;
 
 const _: () = assert!(!std::mem::needs_drop::<Slot>());
+
 const _: () = assert!(WAYS <= 16, "`used` and `closed` are u16 masks");
 
 /// A key and its record, side by side (the record's hot fields follow the
@@ -56,23 +57,22 @@ struct Slot {
 }
 
 /// What a bucket's lock guards.
-#[repr(C)]
-struct Ways {
-    /// Bit `i`: way `i` holds a key.
-    used: u16,
-    /// Bit `i`: way `i` may not hold a key (the ways past the capacity, in
-    /// the last bucket of a capacity that is not a multiple of `WAYS`).
-    closed: u16,
-    /// The low 16 bits of each used way's key hash.
-    tags: [u16; WAYS],
-    slots: [MaybeUninit<Slot>; WAYS],
-}
+type Ways = [MaybeUninit<Slot>; WAYS];
 
-/// A bucket: its head (the lock, `used`, the tags) in its first cache line.
+/// A bucket: its head (the lock, `used`, the tags) in its first cache line,
+/// then its slots. `used` and the tags change only under the lock; they
+/// are atomics so that [`Table::prefetch_slot`] may read them without it.
 #[repr(C, align(64))]
 struct Bucket {
     /// 0: free; 1: held.
     lock: AtomicU8,
+    /// Bit `i`: way `i` may not hold a key (the ways past the capacity, in
+    /// the last bucket of a capacity that is not a multiple of `WAYS`).
+    closed: u16,
+    /// Bit `i`: way `i` holds a key.
+    used: AtomicU16,
+    /// The low 16 bits of each used way's key hash.
+    tags: [AtomicU16; WAYS],
     ways: UnsafeCell<Ways>,
 }
 
@@ -98,7 +98,7 @@ impl Table {
         let mut buckets = zeroed_buckets(n);
         let rest = cap - (n - 1) * WAYS;
         if rest < WAYS {
-            buckets[n - 1].ways.get_mut().closed = u16::MAX << rest;
+            buckets[n - 1].closed = u16::MAX << rest;
         }
         Self {
             buckets,
@@ -119,6 +119,32 @@ impl Table {
     #[inline(always)]
     pub(super) fn bucket_of(&self, hash: u64) -> usize {
         ((u128::from(hash) * self.buckets.len() as u128) >> 64) as usize
+    }
+
+    /// Asks the processor to bring bucket `i`'s head into cache, without
+    /// waiting for it (so that the misses of the few buckets a request
+    /// needs overlap instead of coming one after the other).
+    #[inline(always)]
+    pub(super) fn prefetch_head(&self, i: usize) {
+        prefetch(std::ptr::from_ref(&self.buckets[i]).cast());
+    }
+
+    /// Asks the processor to bring the slot of the key with this `tag` in
+    /// bucket `i` into cache, if its tag is there (read without the lock: a
+    /// hint only). Its head should be in cache already
+    /// ([`prefetch_head`](Self::prefetch_head)).
+    #[inline(always)]
+    pub(super) fn prefetch_slot(&self, i: usize, tag: u16) {
+        let bucket = &self.buckets[i];
+        let mut used = bucket.used.load(Ordering::Relaxed);
+        while used != 0 {
+            let w = used.trailing_zeros() as usize;
+            used &= used - 1;
+            if bucket.tags[w].load(Ordering::Relaxed) == tag {
+                prefetch_way(bucket, w);
+                return;
+            }
+        }
     }
 
     /// Locks bucket `i` (held for one record's update or one eviction:
@@ -150,6 +176,38 @@ fn zeroed_buckets(n: usize) -> Box<[Bucket]> {
     // of `[Bucket; n]`, as a `Box<[Bucket]>` expects, and all zeroes is an
     // empty bucket (see the module).
     unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(p, n)) }
+}
+
+/// Prefetches the cache lines of way `w` (`< WAYS`) of `bucket`. (Its
+/// first lines only, the key and the fields every update touches, measured
+/// no better.)
+#[inline(always)]
+fn prefetch_way(bucket: &Bucket, w: usize) {
+    // Only the address is computed (in bounds: `w < WAYS`).
+    let slot = bucket
+        .ways
+        .get()
+        .cast::<MaybeUninit<Slot>>()
+        .wrapping_add(w);
+    let start = slot.cast::<u8>();
+    for line in (0..std::mem::size_of::<Slot>()).step_by(64) {
+        prefetch(start.wrapping_add(line));
+    }
+}
+
+/// A prefetch hint for the cache line at `p` (nothing is read: any
+/// address is fine).
+#[inline(always)]
+fn prefetch(p: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch has no effect on memory, whatever the address;
+    // SSE is in every x86_64 processor. (An `unsafe fn` before Rust 1.87.)
+    #[allow(unused_unsafe)]
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.cast());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
 }
 
 /// Waits for a held lock: spins a little (the holder is updating one
@@ -200,16 +258,24 @@ impl Locked<'_> {
         unsafe { &mut *self.bucket.ways.get() }
     }
 
+    /// The used ways (bits).
+    #[inline(always)]
+    fn used(&self) -> u16 {
+        self.bucket.used.load(Ordering::Relaxed)
+    }
+
     /// The way holding `key` (whose hash has this `tag`).
     #[inline(always)]
     pub(super) fn find(&self, key: &Key, tag: u16) -> Option<usize> {
         let w = self.ways();
-        let mut used = w.used;
+        let mut used = self.used();
         while used != 0 {
             let i = used.trailing_zeros() as usize;
             used &= used - 1;
-            // SAFETY: way `i` is used: written under this lock.
-            if w.tags[i] == tag && unsafe { &w.slots[i].assume_init_ref().key } == key {
+            if self.bucket.tags[i].load(Ordering::Relaxed) == tag
+                // SAFETY: way `i` is used: written under this lock.
+                && unsafe { &w[i].assume_init_ref().key } == key
+            {
                 return Some(i);
             }
         }
@@ -219,52 +285,50 @@ impl Locked<'_> {
     /// The record in used way `i`.
     #[inline(always)]
     pub(super) fn record(&self, i: usize) -> &Record {
-        let w = self.ways();
-        assert!(w.used & (1 << i) != 0, "way {i} is not used");
+        assert!(self.used() & (1 << i) != 0, "way {i} is not used");
         // SAFETY: way `i` is used.
-        unsafe { &w.slots[i].assume_init_ref().record }
+        unsafe { &self.ways()[i].assume_init_ref().record }
     }
 
     /// The record in used way `i`, to update.
     #[inline(always)]
     pub(super) fn record_mut(&mut self, i: usize) -> &mut Record {
-        let w = self.ways_mut();
-        assert!(w.used & (1 << i) != 0, "way {i} is not used");
+        assert!(self.used() & (1 << i) != 0, "way {i} is not used");
         // SAFETY: way `i` is used.
-        unsafe { &mut w.slots[i].assume_init_mut().record }
+        unsafe { &mut self.ways_mut()[i].assume_init_mut().record }
     }
 
     /// A way no key uses.
     #[inline]
     pub(super) fn free(&self) -> Option<usize> {
-        let w = self.ways();
-        let free = !(w.used | w.closed);
+        let free = !(self.used() | self.bucket.closed);
         (free != 0).then(|| free.trailing_zeros() as usize)
     }
 
     /// Puts `key` and `record` in way `i` (free, or a victim's).
     #[inline]
     pub(super) fn put(&mut self, i: usize, key: Key, tag: u16, record: Record) {
-        let w = self.ways_mut();
-        w.slots[i] = MaybeUninit::new(Slot { key, record });
-        w.tags[i] = tag;
-        w.used |= 1 << i;
+        self.ways_mut()[i] = MaybeUninit::new(Slot { key, record });
+        self.bucket.tags[i].store(tag, Ordering::Relaxed);
+        let used = self.used() | (1 << i);
+        self.bucket.used.store(used, Ordering::Relaxed);
     }
 
     /// Empties way `i`.
     #[inline]
     pub(super) fn clear(&mut self, i: usize) {
-        self.ways_mut().used &= !(1 << i);
+        let used = self.used() & !(1 << i);
+        self.bucket.used.store(used, Ordering::Relaxed);
     }
 
     /// The used ways, with their keys and records.
     pub(super) fn iter(&self) -> impl Iterator<Item = (usize, &Key, &Record)> + '_ {
-        let w = self.ways();
+        let (w, used) = (self.ways(), self.used());
         (0..WAYS)
-            .filter(move |i| w.used & (1 << i) != 0)
+            .filter(move |i| used & (1 << i) != 0)
             .map(move |i| {
                 // SAFETY: way `i` is used.
-                let s = unsafe { w.slots[i].assume_init_ref() };
+                let s = unsafe { w[i].assume_init_ref() };
                 (i, &s.key, &s.record)
             })
     }
@@ -272,7 +336,7 @@ impl Locked<'_> {
     /// How many ways are used.
     #[cfg(test)]
     pub(super) fn len(&self) -> usize {
-        self.ways().used.count_ones() as usize
+        self.used().count_ones() as usize
     }
 }
 
@@ -292,7 +356,7 @@ mod tests {
     #[test]
     fn a_bucket_head_is_one_cache_line() {
         // The lock, which ways are used and their tags.
-        assert!(std::mem::offset_of!(Bucket, ways) + std::mem::offset_of!(Ways, slots) <= 64);
+        assert!(std::mem::offset_of!(Bucket, ways) <= 64);
         assert_eq!(std::mem::align_of::<Bucket>(), 64);
     }
 
