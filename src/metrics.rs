@@ -27,8 +27,9 @@ pub const TRACKED: &str = "enumguard_tracked_actors";
 pub const VERDICTS_ACTIVE: &str = "enumguard_verdicts_active";
 /// Counter: records and verdicts evicted to stay within the bounds.
 pub const EVICTIONS: &str = "enumguard_evictions_total";
-/// Counter: new actors not tracked because the store was full and another
-/// thread was making room.
+/// Counter: new actors not tracked. Not counted any more: a new key always
+/// takes a place in its bucket of the store (see `limits.max_actors`); the
+/// name stays for the dashboards that read it.
 pub const UNTRACKED: &str = "enumguard_untracked_total";
 /// Gauge (feature `redis`): 1 while the cluster sync has no working Redis
 /// connection, 0 while it has one.
@@ -73,8 +74,8 @@ pub const SERVICE_VIEW_ANOMALOUS: &str = "enumguard_service_view_anomalous";
 pub const GUARD_SECONDS: &str = "enumguard_guard_seconds";
 
 /// The buckets (seconds) to give [`GUARD_SECONDS`]: from 250 ns (a probe
-/// request on a warm record) to 10 ms (a request that swept a segment of
-/// the store while the background sweeper fell behind).
+/// request on a warm record) to 10 ms (a request that waited for a core
+/// the scheduler gave elsewhere).
 pub const GUARD_SECONDS_BUCKETS: &[f64] = &[
     250e-9, 500e-9, 1e-6, 2e-6, 5e-6, 10e-6, 25e-6, 50e-6, 100e-6, 250e-6, 1e-3, 10e-3,
 ];

@@ -64,9 +64,12 @@ pub struct ListConfig {
 #[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
 pub struct Limits {
-    /// Most (actor, probe) signal records kept. When full, idle and
-    /// unsuspicious records are evicted first; suspects and blocked actors
-    /// are never evicted to make room for new keys. Defaults to 200,000.
+    /// Most (actor, probe) signal records kept, in a table of this many
+    /// slots (188 bytes each) allocated when the guard is built, its pages
+    /// mapped as keys land in them. A new key whose bucket (16 slots) is
+    /// full evicts one of its records: idle and unsuspicious ones first;
+    /// current suspects only where a bucket holds nothing else. Defaults
+    /// to 200,000.
     pub max_actors: usize,
     /// Most verdicts (throttles and blocks) kept. When full, expired
     /// verdicts go first, then throttles, then the blocks that end soonest.

@@ -9,7 +9,7 @@
 //! | `sketch.rs` | [`DistinctSketch`](sketch::DistinctSketch): distinct targets in 32 bytes, its error stated |
 //! | `decay.rs` | half-life decay, in one place |
 //! | `store/` | the bounded record store (`mod.rs`), its fixed table of locked 16-way buckets (`table.rs`), and which record of a full bucket gives its place (`evict.rs`) |
-//! | `verdict/` | the verdict table, and [`covers`](verdict::covers): which verdicts a request is subject to; `room.rs`: what a full table drops |
+//! | `verdict/` | the verdict table, and [`covers`](verdict::covers): which verdicts a request is subject to; `room.rs`: what a full table drops; `step.rs`: the throttles' limiter and the clock it reads |
 //! | `remote.rs` | what other replicas saw of each actor (feature `redis`), bounded |
 //! | `sweep.rs` | one sweeper at a time, reset on drop |
 

@@ -695,7 +695,8 @@ mod tests {
     #[test]
     fn a_filled_table_holds_most_of_its_capacity() {
         let hl = Span::new(1_000);
-        let families: [(&str, Box<dyn Fn(u32) -> Key>); 4] = [
+        type Family = (&'static str, Box<dyn Fn(u32) -> Key>);
+        let families: [Family; 4] = [
             ("sequential ipv4", Box::new(key)),
             (
                 "ipv6 prefixes",

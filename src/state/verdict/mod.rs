@@ -12,51 +12,16 @@ use std::sync::atomic::{AtomicBool, AtomicIsize, AtomicU64, AtomicUsize, Orderin
 use std::time::Duration;
 
 use dashmap::DashMap;
-use governor::{Quota, RateLimiter, state::InMemoryState, state::NotKeyed};
+use governor::{Quota, RateLimiter};
 
 use super::sweep::Sweep;
 use crate::actor::{ActorKey, ActorKind};
 use crate::clock::{Nanos, Span};
 
 mod room;
+mod step;
 
-type Limiter = RateLimiter<
-    NotKeyed,
-    InMemoryState,
-    StepClock,
-    governor::middleware::NoOpMiddleware<governor::nanos::Nanos>,
->;
-
-/// The throttles' clock: the latest time the table was told (the detector
-/// is sans-IO: time comes with each request, never from a clock of its
-/// own). Only throttle checks move it, so the hot path writes no shared
-/// line.
-#[derive(Clone, Default)]
-pub(crate) struct StepClock(Arc<AtomicU64>);
-
-impl StepClock {
-    fn at(&self, now: Nanos) {
-        self.0.fetch_max(now.get(), Ordering::AcqRel);
-    }
-
-    /// A throttle's check at `now`.
-    fn check_at(
-        &self,
-        l: &Limiter,
-        now: Nanos,
-    ) -> Result<(), governor::NotUntil<governor::nanos::Nanos>> {
-        self.at(now);
-        l.check()
-    }
-}
-
-impl governor::clock::Clock for StepClock {
-    type Instant = governor::nanos::Nanos;
-
-    fn now(&self) -> Self::Instant {
-        governor::nanos::Nanos::from(self.0.load(Ordering::Acquire))
-    }
-}
+use step::{Limiter, StepClock};
 
 /// The request a verdict is asked about: which probe it matched, and
 /// whether it has an account.
