@@ -68,7 +68,7 @@ pub struct Limits {
     /// slots (188 bytes each) allocated when the guard is built, its pages
     /// mapped as keys land in them. A new key whose bucket (16 slots) is
     /// full evicts one of its records: idle and unsuspicious ones first;
-    /// current suspects only where a bucket holds nothing else. Defaults
+    /// current suspects only where 15 of the 16 are suspects. Defaults
     /// to 200,000.
     pub max_actors: usize,
     /// Most verdicts (throttles and blocks) kept. When full, expired

@@ -5,11 +5,48 @@ use super::table::Locked;
 use super::*;
 use crate::state::decay::decay;
 
+/// A record as eviction sees it at `now`.
+struct Judged {
+    /// See [`eviction_class`].
+    class: u8,
+    /// Suspicion decayed to `now`.
+    score: f64,
+    carry: f64,
+    /// A strike within the strike memory.
+    struck: bool,
+    /// The last request (or the record's making).
+    seen: Nanos,
+}
+
+fn judge(r: &Record, now: Nanos, half_life: Span, strike_memory: Span, keep_score: f64) -> Judged {
+    let seen = r.last_seen.max(r.first_seen());
+    let idle = now.saturating_sub(seen.max(r.carry_raised()));
+    let score = r.last_score() * decay(idle, half_life);
+    let carry = r.carry_at(now, half_life);
+    let struck = r.strikes > 0 && idle < strike_memory;
+    let class = if struck || score >= keep_score || carry >= KEEP_CARRY {
+        KEEP
+    } else if r.strikes == 0 && score < keep_score / 2.0 && carry < FREE_CARRY {
+        0
+    } else {
+        1
+    };
+    Judged {
+        class,
+        score,
+        carry,
+        struck,
+        seen,
+    }
+}
+
 /// How readily a record may be evicted to make room: 0 first (nothing
 /// against it), 1 next (mild suspicion below a throttle, or strikes long
-/// past), `KEEP` never (a recent strike, carried suspicion, or suspicion at a
-/// throttle or above). Suspicion is read decayed to `now`, so a record that
-/// went quiet long ago does not hold its place forever.
+/// past), `KEEP` last (a recent strike, carried suspicion, or suspicion at
+/// a throttle or above: a current suspect). Suspicion is read decayed to
+/// `now`, so a record that went quiet long ago does not hold its place
+/// forever.
+#[cfg(test)]
 pub(crate) fn eviction_class(
     r: &Record,
     now: Nanos,
@@ -17,47 +54,38 @@ pub(crate) fn eviction_class(
     strike_memory: Span,
     keep_score: f64,
 ) -> u8 {
-    let idle = now.saturating_sub(r.last_seen.max(r.first_seen()).max(r.carry_raised()));
-    let score = r.last_score() * decay(idle, half_life);
-    let carry = r.carry_at(now, half_life);
-    let recent_strike = r.strikes > 0 && idle < strike_memory;
-    if recent_strike || score >= keep_score || carry >= KEEP_CARRY {
-        KEEP
-    } else if r.strikes == 0 && score < keep_score / 2.0 && carry < FREE_CARRY {
-        0
-    } else {
-        1
-    }
+    judge(r, now, half_life, strike_memory, keep_score).class
 }
 
 pub(crate) const KEEP: u8 = 2;
 
-/// How readily a current suspect gives its place to a new key in a store
+/// How readily a current suspect gives its place to a new key in a bucket
 /// full of them, lowest first: those likely under a live block (carried
 /// suspicion of a block, `HELD_CARRY`) last, the soonest-ending first;
-/// the others by decayed score plus carried suspicion. As `u64`s that sort
-/// like the pairs (`held`, suspicion): a positive `f64`'s bits sort like it.
-pub(crate) fn victim_rank(r: &Record, now: Nanos, half_life: Span) -> u64 {
-    let idle = now.saturating_sub(r.last_seen.max(r.first_seen()).max(r.carry_raised()));
-    let score = r.last_score() * decay(idle, half_life);
-    let carry = r.carry_at(now, half_life);
-    let held = carry >= HELD_CARRY;
-    let suspicion = if held { carry } else { score + carry };
+/// then those with a recent strike (blocked before: a later block starts
+/// from the strikes it keeps); the others by decayed score plus carried
+/// suspicion. As `u64`s that sort like the triples (`held`, `struck`,
+/// suspicion): a positive `f64`'s bits sort like it.
+fn victim_rank(j: &Judged) -> u64 {
+    let held = j.carry >= HELD_CARRY;
+    let suspicion = if held { j.carry } else { j.score + j.carry };
     let bits = if suspicion.is_nan() {
         f64::MAX.to_bits()
     } else {
         suspicion.max(0.0).to_bits()
     };
-    (u64::from(held) << 63) | bits
+    (u64::from(held) << 63) | (u64::from(j.struck) << 62) | (bits >> 2)
 }
 
-/// The way of a full bucket whose record gives its place to a new key:
-/// the least recently seen record of the least readily kept class (see
-/// [`eviction_class`]) that has two records or more in the bucket: a
-/// class's only record (a new key, say) is not evicted by the next new
-/// key before it came back. Failing that, of the current suspects, the
-/// lowest [`victim_rank`]; failing that (a bucket of one or two ways), the
-/// least recently seen.
+/// The way of a full bucket whose record gives its place to a new key.
+/// Of the records that are not current suspects, all but the most recently
+/// seen (so that a new key is not evicted by the next new key before it
+/// came back) may go: the first of them with nothing against it, least
+/// recently seen first; else the mildly suspect, lowest decayed score
+/// first (so that a flood of keys held at a lower score cannot push out a
+/// record at a higher one). Only if none may go does a current suspect:
+/// the lowest [`victim_rank`]; failing that (a bucket of one or two ways),
+/// the least recently seen.
 pub(super) fn victim(
     b: &Locked<'_>,
     now: Nanos,
@@ -65,31 +93,38 @@ pub(super) fn victim(
     strike_memory: Span,
     keep_score: impl Fn(u8) -> f64,
 ) -> usize {
-    // Per class: how many, and the least value (last seen; for suspects,
-    // the victim rank) with its way.
-    let mut count = [0usize; 3];
-    let mut least = [(u64::MAX, 0usize); 3];
-    let mut oldest = (u64::MAX, 0usize);
+    // (class, value, seen, way) of each record that is not a suspect.
+    let mut free = [(0u8, 0u64, Nanos::ZERO, 0usize); table::WAYS];
+    let mut n = 0;
+    let mut newest: Option<(Nanos, usize)> = None;
+    let mut suspect = (u64::MAX, 0usize);
+    let mut oldest = (Nanos::new(u64::MAX), 0usize);
     for (w, k, r) in b.iter() {
-        let class = eviction_class(r, now, half_life, strike_memory, keep_score(k.probe()));
-        let seen = r.last_seen.max(r.first_seen()).get();
-        let value = if class == KEEP {
-            victim_rank(r, now, half_life)
+        let j = judge(r, now, half_life, strike_memory, keep_score(k.probe()));
+        oldest = oldest.min((j.seen, w));
+        if j.class == KEEP {
+            suspect = suspect.min((victim_rank(&j), w));
+            continue;
+        }
+        let value = if j.class == 0 {
+            j.seen.get()
         } else {
-            seen
+            j.score.max(0.0).to_bits()
         };
-        let c = usize::from(class);
-        count[c] += 1;
-        least[c] = least[c].min((value, w));
-        oldest = oldest.min((seen, w));
+        free[n] = (j.class, value, j.seen, w);
+        n += 1;
+        if newest.is_none_or(|(seen, _)| j.seen >= seen) {
+            newest = Some((j.seen, w));
+        }
     }
-    if count[0] >= 2 {
-        least[0].1
-    } else if count[1] >= 2 {
-        least[1].1
-    } else if count[2] >= 1 {
-        least[2].1
-    } else {
-        oldest.1
+    let spared = newest.map(|(_, w)| w);
+    let evictable = free[..n]
+        .iter()
+        .filter(|f| Some(f.3) != spared)
+        .min_by_key(|f| (f.0, f.1, f.2));
+    match evictable {
+        Some(f) => f.3,
+        None if suspect.0 != u64::MAX => suspect.1,
+        None => oldest.1,
     }
 }

@@ -10,17 +10,19 @@
 //! judged, under one bucket's lock, about a microsecond), whatever the
 //! store's size and however many fresh keys arrive: there is no sweep.
 //!
-//! The record that goes is, in the bucket, the least recently seen of
-//! those with nothing against them (no strike, no carried suspicion, a low
-//! score); if none, of the mildly suspect (below a throttle, or strikes
-//! long past); of each only if it is not its class's only record, so that
-//! a new key is not evicted by the next new key before it came back. A
-//! current suspect (a recent strike, carried suspicion, or a score at a
+//! The record that goes is, in the bucket, one that is not a current
+//! suspect, but never the most recently seen of those (so that a new key
+//! is not evicted by the next new key before it came back): the least
+//! recently seen of those with nothing against them (no strike, no carried
+//! suspicion, a low score); if none, the lowest decayed score of the
+//! mildly suspect (below a throttle, or strikes long past), so that a flood
+//! of keys held at a lower score cannot push out a record at a higher one.
+//! A current suspect (a recent strike, carried suspicion, or a score at a
 //! throttle or above: its probe's `throttle_at`; see
-//! [`evict::eviction_class`]) gives its place only when nothing else can:
-//! the least suspect of them (see [`evict::victim_rank`]: the lowest
-//! decayed score, and an actor likely under a live block only when none is
-//! left). A flood of fresh keys therefore evicts other fresh keys and idle
+//! `evict::eviction_class`) gives its place only when nothing else may: the
+//! least suspect of them (see `evict::victim_rank`: actors likely under a
+//! live block last, then those with a recent strike, the others by decayed
+//! score). A flood of fresh keys therefore evicts other fresh keys and idle
 //! records, never a suspect, unless 15 of the 16 records of the suspect's
 //! bucket are suspects; then each such bucket gives up its two least
 //! suspect, once (the fresh keys that took their places then evict each
@@ -28,7 +30,9 @@
 //! counted from its first request and blocked like any other, and the cap
 //! holds. A blocked actor whose record goes keeps its block (the verdict
 //! table holds it); it loses its strikes (a later block starts from the
-//! first).
+//! first), which is why a record with strikes goes after every suspect
+//! without: erasing one's history takes filling its bucket with blocked
+//! identities.
 //!
 //! The buckets fill unevenly: the first evictions come when the store is
 //! about 90% full on average, and a full store holds a little under its
@@ -143,6 +147,17 @@ pub(crate) struct Store {
     /// The `enumguard_tracked_actors` gauge, registered at the first
     /// change of the count and set at every one since.
     gauge: std::sync::OnceLock<metrics::Gauge>,
+    /// The `enumguard_evictions_total` counter, registered at the first
+    /// eviction.
+    evictions: std::sync::OnceLock<metrics::Counter>,
+}
+
+/// What [`Store::insert`] did to make a key's record.
+enum Inserted {
+    /// It took a free way: the count grew.
+    Created,
+    /// It took the way of a record that went.
+    Evicted,
 }
 
 impl Store {
@@ -160,6 +175,7 @@ impl Store {
                 .collect(),
             evicted: AtomicUsize::new(0),
             gauge: std::sync::OnceLock::new(),
+            evictions: std::sync::OnceLock::new(),
         }
     }
 
@@ -184,6 +200,9 @@ impl Store {
     pub(crate) fn drop_probe(&self, probe: u8) -> usize {
         let mut removed = 0usize;
         for i in 0..self.table.buckets() {
+            if self.table.unused(i) {
+                continue;
+            }
             let mut b = self.table.lock(i);
             let gone: Vec<usize> = b
                 .iter()
@@ -281,23 +300,28 @@ impl Store {
         // `f` is called from one place, so that it is inlined into its
         // caller (a closure called from two is not, and its captures are
         // then stored for it on every call).
-        let (way, created) = match b.find(&key, tag) {
-            Some(w) => (w, false),
+        let (way, inserted) = match b.find(&key, tag) {
+            Some(w) => (w, None),
             None => self.insert(&mut b, key, tag, now, half_life),
         };
         let out = f(b.record_mut(way));
         drop(b);
-        if created {
-            self.len.fetch_add(1, Ordering::Relaxed);
-            self.publish_len();
+        // The counts changed under the lock (a panicking `f` leaves them
+        // right); what reads them is told now.
+        match inserted {
+            Some(Inserted::Created) => self.publish_len(),
+            Some(Inserted::Evicted) => self
+                .evictions
+                .get_or_init(|| metrics::counter!(crate::metrics::EVICTIONS))
+                .increment(1),
+            None => {}
         }
         Some(out)
     }
 
     /// The slow path of [`update`](Self::update): puts a new record for
     /// `key` in a free way of its bucket, or in the place of the record
-    /// that goes (see the module). Returns the way, and whether the count
-    /// grew.
+    /// that goes (see the module), and counts it. Returns the way.
     #[inline(never)]
     fn insert(
         &self,
@@ -306,19 +330,21 @@ impl Store {
         tag: u16,
         now: Nanos,
         half_life: Span,
-    ) -> (usize, bool) {
-        let (way, created) = match b.free() {
-            Some(w) => (w, true),
+    ) -> (usize, Option<Inserted>) {
+        let (way, inserted) = match b.free() {
+            Some(w) => {
+                self.len.fetch_add(1, Ordering::Relaxed);
+                (w, Inserted::Created)
+            }
             None => {
                 let memory = Span::new(self.strike_memory.load(Ordering::Relaxed));
                 let w = evict::victim(b, now, half_life, memory, |p| self.keep_score(p));
                 self.evicted.fetch_add(1, Ordering::Relaxed);
-                metrics::counter!(crate::metrics::EVICTIONS).increment(1);
-                (w, false)
+                (w, Inserted::Evicted)
             }
         };
         b.put(way, key, tag, Record::new(now));
-        (way, created)
+        (way, Some(inserted))
     }
 
     /// Updates a record only if it is tracked (never creates one, never
@@ -346,10 +372,14 @@ impl Store {
         true
     }
 
-    /// Visits every record (admin listing; takes each bucket's lock in
-    /// turn: `f` must not use the store).
+    /// Visits every record (admin listing; takes each used bucket's lock in
+    /// turn: `f` must not use the store). A bucket no key ever used is
+    /// passed over without its lock, so its page stays unmapped.
     pub(crate) fn for_each(&self, mut f: impl FnMut(&Key, &Record)) {
         for i in 0..self.table.buckets() {
+            if self.table.unused(i) {
+                continue;
+            }
             let b = self.table.lock(i);
             for (_, k, r) in b.iter() {
                 f(k, r);
@@ -596,18 +626,20 @@ mod tests {
         s.update(key(1_000_000), at(20), hl, struck(20, 50.0));
         assert!(!held(&s, &keys[WAYS - 1]));
         // Long after (strike memory and many half-lives past), their strikes
-        // and scores no longer hold them: the least recently seen goes,
-        // whatever its old score.
+        // no longer hold them: they are mild suspects, and the lowest
+        // decayed score goes (the least suspect, not the oldest).
         s.update(key(1_000_001), at(100_000), hl, struck(100_000, 50.0));
-        assert!(!held(&s, &keys[0]));
-        assert!(held(&s, &keys[1]) && held(&s, &key(1_000_000)));
+        assert!(!held(&s, &keys[WAYS - 2]));
+        assert!(held(&s, &keys[0]) && held(&s, &key(1_000_000)));
         assert_eq!(s.evicted.load(Ordering::Relaxed), 2);
     }
 
     /// With `throttle_at = 0.4`, a throttled actor (score 0.45) is a
     /// current suspect: a flood of fresh keys, each mildly suspect (a few
     /// foreign reads: 0.35), does not evict its record. Under a keep score
-    /// of 0.6 (the default) it would go first, being the oldest.
+    /// of 0.6 (the default) it is only mildly suspect: it goes before a
+    /// flood's keys at 0.5, but a flood held lower (0.35) cannot push it
+    /// out.
     #[test]
     fn the_keep_score_follows_throttle_at() {
         let hl = Span::new(1_000_000_000_000);
@@ -628,7 +660,11 @@ mod tests {
             held(&s, &key(1))
         };
         assert!(flood(0.4, 0.35), "the throttled record survived");
-        assert!(!flood(0.6, 0.35), "at 0.6 it is the oldest of its class");
+        assert!(
+            !flood(0.6, 0.5),
+            "at 0.6 it is the least suspect of its class"
+        );
+        assert!(flood(0.6, 0.35), "a flood held lower does not push it out");
         let mut r = Record::new(at(1));
         r.set_score(0.45);
         let class = |keep| evict::eviction_class(&r, at(1), hl, Span::new(1_000_000_000), keep);
@@ -737,5 +773,67 @@ mod tests {
             .count();
         // 1,000 buckets: about one key in a thousand by chance.
         assert!(same < 20, "{same} of 1,000 keys in the same bucket");
+    }
+
+    /// A closure that panics while it updates a new record leaves the count
+    /// right (the record is there, and counted), and the bucket unlocked.
+    #[test]
+    fn a_panicking_update_leaves_the_count_right() {
+        let s = Store::new(64, Span::new(1_000));
+        let hl = Span::new(1_000);
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            s.update(key(1), at(1), hl, |_| panic!("in the closure"));
+        }));
+        assert!(r.is_err());
+        assert_eq!((s.len(), s.counted()), (1, 1));
+        assert!(s.remove(&key(1)));
+        assert_eq!((s.len(), s.counted()), (0, 0));
+    }
+
+    /// An actor blocked before keeps its record (and so its strikes: a
+    /// later block starts from them) against a bucket filled with throttled
+    /// keys that were never blocked, even ones scored higher: the attack of
+    /// someone who would erase its history with cheap identities.
+    #[test]
+    fn a_struck_record_outlasts_throttled_fillers() {
+        let hl = Span::new(1_000_000);
+        let s = Store::new(WAYS, Span::new(1_000_000_000));
+        s.update(key(1), at(1), hl, |r| {
+            r.last_seen = at(1);
+            r.strikes = 3;
+            r.set_score(1.0);
+        });
+        // One half-life later, fillers at 0.9 (a throttle, no strike).
+        for i in 0..500u32 {
+            let t = at(1_000_000 + u64::from(i));
+            s.update(key(1_000 + i), t, hl, |r| {
+                r.last_seen = t;
+                r.set_score(0.9);
+            });
+        }
+        assert_eq!(s.read(&key(1), |r| r.strikes), Some(3));
+    }
+
+    /// A bucket with suspects and two records that are not: one of those
+    /// two goes, never a suspect.
+    #[test]
+    fn two_records_that_are_not_suspects_go_before_a_suspect() {
+        let hl = Span::new(1_000_000_000);
+        let s = Store::new(WAYS, Span::new(1_000_000_000));
+        let keys = keys_in(&s, 0, 0, WAYS);
+        for (i, k) in keys.iter().enumerate() {
+            s.update(*k, at(1), hl, |r| {
+                r.last_seen = at(1 + i as u64);
+                match i {
+                    0 => {}                // idle
+                    1 => r.set_score(0.4), // mildly suspect
+                    _ => r.set_score(1.0), // suspects
+                }
+            });
+        }
+        s.update(key(1_000_000), at(100), hl, |r| r.last_seen = at(100));
+        let gone: Vec<usize> = (0..WAYS).filter(|i| !held(&s, &keys[*i])).collect();
+        // The most recently seen of the two is spared: the idle one goes.
+        assert_eq!(gone, [0]);
     }
 }

@@ -3,21 +3,22 @@
 //!
 //! A key's hash picks its bucket (its high bits, by multiply-shift, so any
 //! number of buckets works) and its tag (its low 16 bits). A bucket's head
-//! (the lock, which ways are used and their tags) is one cache line; its
-//! slots follow, each a key and its record side by side, so that a lookup
-//! reads the head and the one slot whose tag matches. Nothing grows: the
-//! table's memory is its capacity times a slot (plus a head per `WAYS`
-//! slots), from start to end. It is allocated zeroed, which is an empty
-//! table: the operating system maps its pages as keys first land in them,
-//! so a guard starts in microseconds and a store that holds few records
-//! costs little resident memory (a table built by writing every slot took
-//! 25 ms and its whole size in resident memory at the default
-//! `max_actors`, for every guard made).
+//! (the lock, which ways are used and their tags: 40 bytes) starts a cache
+//! line; its slots follow, each a key and its record side by side (184
+//! bytes, so a slot spans three or four lines), so that a lookup reads the
+//! head and the one slot whose tag matches. Nothing grows: the table's
+//! memory is its capacity times a slot (plus 64 bytes per `WAYS` slots),
+//! from start to end. It is allocated zeroed, which is an empty table: the
+//! operating system maps its pages as keys first land in them, so a guard
+//! starts in microseconds and a store that holds few records costs little
+//! resident memory (a table built by writing every slot took 25 ms and its
+//! whole size in resident memory at the default `max_actors`, for every
+//! guard made).
 //!
 //! # Safety
-//! This is the crate's only `unsafe` code: a zeroed allocation, and a lock
-//! around each bucket (what a mutex does, in one byte, so that a zeroed
-//! bucket is an unlocked one).
+//! This is the crate's only `unsafe` code: a zeroed allocation
+//! ([`Buckets`]), a lock around each bucket (what a mutex does, in one
+//! byte, so that a zeroed bucket is an unlocked one), and prefetch hints.
 //! - A zeroed [`Bucket`] is valid and empty: `lock` is an unlocked
 //!   `AtomicU8`, `used`, `closed` and the tags are integers (no way used,
 //!   every way open), and the slots are `MaybeUninit`.
@@ -48,8 +49,8 @@ const _: () = assert!(!std::mem::needs_drop::<Slot>());
 
 const _: () = assert!(WAYS <= 16, "`used` and `closed` are u16 masks");
 
-/// A key and its record, side by side (the record's hot fields follow the
-/// key in the same cache line).
+/// A key and its record, side by side (the record's hot fields right after
+/// the key).
 #[repr(C)]
 struct Slot {
     key: Key,
@@ -59,8 +60,8 @@ struct Slot {
 /// What a bucket's lock guards.
 type Ways = [MaybeUninit<Slot>; WAYS];
 
-/// A bucket: its head (the lock, `used`, the tags) in its first cache line,
-/// then its slots. `used` and the tags change only under the lock; they
+/// A bucket: its head (the lock, `used`, the tags) at the start of its
+/// first cache line, then its slots. `used` and the tags change only under the lock; they
 /// are atomics so that [`Table::prefetch_slot`] may read them without it.
 #[repr(C, align(64))]
 struct Bucket {
@@ -78,16 +79,83 @@ struct Bucket {
 
 /// The buckets.
 pub(super) struct Table {
-    buckets: Box<[Bucket]>,
+    buckets: Buckets,
     /// Slots in all (the capacity asked for).
     slots: usize,
 }
 
+/// The buckets' memory: `n` buckets, 64-byte aligned inside an allocation
+/// made at the allocator's smallest alignment. Only such an allocation is
+/// `calloc`'s (fresh pages, mapped when first touched); one aligned to 64
+/// is `posix_memalign`'s, then written with zeroes whole, which made every
+/// guard pay for its whole table at start (25 ms, and all its memory
+/// resident, at the default `max_actors`).
+struct Buckets {
+    base: std::ptr::NonNull<u8>,
+    layout: std::alloc::Layout,
+    first: std::ptr::NonNull<Bucket>,
+    n: usize,
+}
+
 // SAFETY: a bucket's `ways` is reached only through `Locked`, which holds
-// the bucket's lock (see the module).
-unsafe impl Sync for Table {}
-// SAFETY: the slots hold plain data (no thread-bound values).
-unsafe impl Send for Table {}
+// the bucket's lock (see the module); the rest are atomics. The slots hold
+// keys and records, which are plain data (asserted below).
+unsafe impl Sync for Buckets {}
+// SAFETY: as above; the allocation is owned, freed once by `Drop`.
+unsafe impl Send for Buckets {}
+const _: () = {
+    const fn plain<T: Send + Sync>() {}
+    plain::<Key>();
+    plain::<Record>();
+};
+
+impl Buckets {
+    /// `n` (at least one) empty buckets, zeroed.
+    fn zeroed(n: usize) -> Self {
+        let align = std::mem::align_of::<Bucket>();
+        let size = n
+            .checked_mul(std::mem::size_of::<Bucket>())
+            .and_then(|s| s.checked_add(align))
+            .expect("the table fits in memory");
+        let layout = std::alloc::Layout::from_size_align(size, std::mem::align_of::<u64>())
+            .expect("the table fits in memory");
+        // SAFETY: the layout's size is not zero.
+        let base = unsafe { std::alloc::alloc_zeroed(layout) };
+        let Some(base) = std::ptr::NonNull::new(base) else {
+            std::alloc::handle_alloc_error(layout);
+        };
+        let offset = base.as_ptr().align_offset(align);
+        assert!(offset < align, "an address can be aligned");
+        // SAFETY: `offset + n * size_of::<Bucket>() <= size`: in bounds.
+        let first = unsafe { base.add(offset) }.cast::<Bucket>();
+        Self {
+            base,
+            layout,
+            first,
+            n,
+        }
+    }
+
+    #[inline(always)]
+    fn as_slice(&self) -> &[Bucket] {
+        // SAFETY: `first` is aligned, in bounds for `n` buckets, zeroed at
+        // first (an empty bucket), and lives as long as `self`.
+        unsafe { std::slice::from_raw_parts(self.first.as_ptr(), self.n) }
+    }
+
+    fn as_mut_slice(&mut self) -> &mut [Bucket] {
+        // SAFETY: as `as_slice`, and `&mut self` is the only access.
+        unsafe { std::slice::from_raw_parts_mut(self.first.as_ptr(), self.n) }
+    }
+}
+
+impl Drop for Buckets {
+    fn drop(&mut self) {
+        // SAFETY: `base` was allocated with `layout` by the global
+        // allocator; buckets hold nothing to drop.
+        unsafe { std::alloc::dealloc(self.base.as_ptr(), self.layout) }
+    }
+}
 
 impl Table {
     /// An empty table of `cap` slots (at least one), in buckets of `WAYS`
@@ -95,10 +163,10 @@ impl Table {
     pub(super) fn new(cap: usize) -> Self {
         let cap = cap.max(1);
         let n = cap.div_ceil(WAYS);
-        let mut buckets = zeroed_buckets(n);
+        let mut buckets = Buckets::zeroed(n);
         let rest = cap - (n - 1) * WAYS;
         if rest < WAYS {
-            buckets[n - 1].closed = u16::MAX << rest;
+            buckets.as_mut_slice()[n - 1].closed = u16::MAX << rest;
         }
         Self {
             buckets,
@@ -112,13 +180,13 @@ impl Table {
     }
 
     pub(super) fn buckets(&self) -> usize {
-        self.buckets.len()
+        self.buckets.n
     }
 
     /// The bucket a hash picks: its high bits, scaled to the bucket count.
     #[inline(always)]
     pub(super) fn bucket_of(&self, hash: u64) -> usize {
-        ((u128::from(hash) * self.buckets.len() as u128) >> 64) as usize
+        ((u128::from(hash) * self.buckets.n as u128) >> 64) as usize
     }
 
     /// Asks the processor to bring bucket `i`'s head into cache, without
@@ -126,7 +194,7 @@ impl Table {
     /// needs overlap instead of coming one after the other).
     #[inline(always)]
     pub(super) fn prefetch_head(&self, i: usize) {
-        prefetch(std::ptr::from_ref(&self.buckets[i]).cast());
+        prefetch(std::ptr::from_ref(&self.buckets.as_slice()[i]).cast());
     }
 
     /// Asks the processor to bring the slot of the key with this `tag` in
@@ -135,7 +203,7 @@ impl Table {
     /// ([`prefetch_head`](Self::prefetch_head)).
     #[inline(always)]
     pub(super) fn prefetch_slot(&self, i: usize, tag: u16) {
-        let bucket = &self.buckets[i];
+        let bucket = &self.buckets.as_slice()[i];
         let mut used = bucket.used.load(Ordering::Relaxed);
         while used != 0 {
             let w = used.trailing_zeros() as usize;
@@ -147,11 +215,19 @@ impl Table {
         }
     }
 
+    /// Whether bucket `i` holds no key now (read without its lock: a key
+    /// may be arriving). Reading it maps no memory of its own: an untouched
+    /// page reads as the system's shared zero page.
+    #[inline]
+    pub(super) fn unused(&self, i: usize) -> bool {
+        self.buckets.as_slice()[i].used.load(Ordering::Relaxed) == 0
+    }
+
     /// Locks bucket `i` (held for one record's update or one eviction:
     /// well under a microsecond).
     #[inline]
     pub(super) fn lock(&self, i: usize) -> Locked<'_> {
-        let bucket = &self.buckets[i];
+        let bucket = &self.buckets.as_slice()[i];
         if bucket
             .lock
             .compare_exchange_weak(0, 1, Ordering::Acquire, Ordering::Relaxed)
@@ -163,35 +239,24 @@ impl Table {
     }
 }
 
-/// `n` (at least one) empty buckets, zeroed: no page of them is touched.
-fn zeroed_buckets(n: usize) -> Box<[Bucket]> {
-    let layout = std::alloc::Layout::array::<Bucket>(n).expect("the table fits in memory");
-    assert!(layout.size() > 0);
-    // SAFETY: the layout's size is not zero.
-    let p = unsafe { std::alloc::alloc_zeroed(layout) }.cast::<Bucket>();
-    if p.is_null() {
-        std::alloc::handle_alloc_error(layout);
-    }
-    // SAFETY: `p` is an allocation of the global allocator with the layout
-    // of `[Bucket; n]`, as a `Box<[Bucket]>` expects, and all zeroes is an
-    // empty bucket (see the module).
-    unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(p, n)) }
-}
-
-/// Prefetches the cache lines of way `w` (`< WAYS`) of `bucket`. (Its
-/// first lines only, the key and the fields every update touches, measured
-/// no better.)
+/// Prefetches the cache lines way `w` (`< WAYS`) of `bucket` spans (three
+/// or four: a slot is 184 bytes, not aligned to a line). Only its first
+/// lines, the key and the fields every update touches, measured no better.
 #[inline(always)]
 fn prefetch_way(bucket: &Bucket, w: usize) {
-    // Only the address is computed (in bounds: `w < WAYS`).
+    // Only addresses are computed (in bounds: `w < WAYS`).
     let slot = bucket
         .ways
         .get()
         .cast::<MaybeUninit<Slot>>()
-        .wrapping_add(w);
-    let start = slot.cast::<u8>();
-    for line in (0..std::mem::size_of::<Slot>()).step_by(64) {
-        prefetch(start.wrapping_add(line));
+        .wrapping_add(w)
+        .cast::<u8>();
+    let first = slot.wrapping_sub(slot as usize % 64);
+    let end = slot.wrapping_add(std::mem::size_of::<Slot>());
+    let mut line = first;
+    while line < end {
+        prefetch(line);
+        line = line.wrapping_add(64);
     }
 }
 
@@ -308,6 +373,7 @@ impl Locked<'_> {
     /// Puts `key` and `record` in way `i` (free, or a victim's).
     #[inline]
     pub(super) fn put(&mut self, i: usize, key: Key, tag: u16, record: Record) {
+        debug_assert!(self.bucket.closed & (1 << i) == 0, "way {i} is closed");
         self.ways_mut()[i] = MaybeUninit::new(Slot { key, record });
         self.bucket.tags[i].store(tag, Ordering::Relaxed);
         let used = self.used() | (1 << i);
@@ -317,6 +383,7 @@ impl Locked<'_> {
     /// Empties way `i`.
     #[inline]
     pub(super) fn clear(&mut self, i: usize) {
+        debug_assert!(i < WAYS);
         let used = self.used() & !(1 << i);
         self.bucket.used.store(used, Ordering::Relaxed);
     }
@@ -433,5 +500,31 @@ mod tests {
         for w in 0..4 {
             assert_eq!(u32::from(b.record(w).strikes), expect, "way {w}");
         }
+    }
+
+    /// A large table costs no resident memory until keys land in it: its
+    /// allocation is the zeroed pages of `calloc`, not written at start.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_new_table_is_not_resident() {
+        fn rss() -> usize {
+            std::fs::read_to_string("/proc/self/statm")
+                .ok()
+                .and_then(|s| s.split_whitespace().nth(1)?.parse::<usize>().ok())
+                .map_or(0, |pages| pages * 4096)
+        }
+        let before = rss();
+        let t = Table::new(2_000_000);
+        let size = t.buckets() * std::mem::size_of::<Bucket>();
+        assert!(size > 350 << 20, "{size}");
+        // Other tests run beside this one in the process: far less than
+        // the table's 376 MB, not nothing.
+        let grew = rss().saturating_sub(before);
+        assert!(grew < 64 << 20, "{grew} bytes resident after a new table");
+        // Its last bucket is usable.
+        let mut b = t.lock(t.buckets() - 1);
+        assert!(b.free().is_some());
+        b.put(0, key(1), 1, Record::new(Nanos::new(1)));
+        assert_eq!(b.find(&key(1), 1), Some(0));
     }
 }
