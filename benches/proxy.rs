@@ -73,6 +73,11 @@
 //! chunks, start-up polls); every wait on a child or a socket has a
 //! deadline.
 
+/// The allocator the `enumguard` binary runs `enumguard proxy` with. (The
+/// in-process upstream gets it too, for every target alike.)
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::convert::Infallible;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
