@@ -9,7 +9,8 @@ use crate::state::decay::decay;
 struct Judged {
     /// See [`eviction_class`].
     class: u8,
-    /// Suspicion decayed to `now`.
+    /// Suspicion decayed to `now` (for class 0, as last scored: it is not
+    /// read).
     score: f64,
     carry: f64,
     /// A strike within the strike memory.
@@ -20,9 +21,22 @@ struct Judged {
 
 fn judge(r: &Record, now: Nanos, half_life: Span, strike_memory: Span, keep_score: f64) -> Judged {
     let seen = r.last_seen.max(r.first_seen());
-    let idle = now.saturating_sub(seen.max(r.carry_raised()));
-    let score = r.last_score() * decay(idle, half_life);
     let carry = r.carry_at(now, half_life);
+    let raw = r.last_score();
+    // Decay only lowers a score: one already low enough for class 0 is not
+    // decayed (most records of a full bucket under a flood of fresh keys;
+    // a decay is a `powf`).
+    if r.strikes == 0 && raw < keep_score / 2.0 && carry < FREE_CARRY {
+        return Judged {
+            class: 0,
+            score: raw,
+            carry,
+            struck: false,
+            seen,
+        };
+    }
+    let idle = now.saturating_sub(seen.max(r.carry_raised()));
+    let score = raw * decay(idle, half_life);
     let struck = r.strikes > 0 && idle < strike_memory;
     let class = if struck || score >= keep_score || carry >= KEEP_CARRY {
         KEEP
@@ -93,9 +107,11 @@ pub(super) fn victim(
     strike_memory: Span,
     keep_score: impl Fn(u8) -> f64,
 ) -> usize {
-    // (class, value, seen, way) of each record that is not a suspect.
-    let mut free = [(0u8, 0u64, Nanos::ZERO, 0usize); table::WAYS];
-    let mut n = 0;
+    // Of the records that are not suspects, by (class, value, seen): the
+    // two least (the least may be the newest, which is spared), and the
+    // newest.
+    type Candidate = (u8, u64, Nanos, usize);
+    let mut least: [Option<Candidate>; 2] = [None, None];
     let mut newest: Option<(Nanos, usize)> = None;
     let mut suspect = (u64::MAX, 0usize);
     let mut oldest = (Nanos::new(u64::MAX), 0usize);
@@ -111,19 +127,20 @@ pub(super) fn victim(
         } else {
             j.score.max(0.0).to_bits()
         };
-        free[n] = (j.class, value, j.seen, w);
-        n += 1;
+        let c = (j.class, value, j.seen, w);
+        if least[0].is_none_or(|l| c < l) {
+            least = [Some(c), least[0]];
+        } else if least[1].is_none_or(|l| c < l) {
+            least[1] = Some(c);
+        }
         if newest.is_none_or(|(seen, _)| j.seen >= seen) {
             newest = Some((j.seen, w));
         }
     }
     let spared = newest.map(|(_, w)| w);
-    let evictable = free[..n]
-        .iter()
-        .filter(|f| Some(f.3) != spared)
-        .min_by_key(|f| (f.0, f.1, f.2));
+    let evictable = least.into_iter().flatten().find(|c| Some(c.3) != spared);
     match evictable {
-        Some(f) => f.3,
+        Some(c) => c.3,
         None if suspect.0 != u64::MAX => suspect.1,
         None => oldest.1,
     }
