@@ -204,15 +204,17 @@ impl Store {
                 continue;
             }
             let mut b = self.table.lock(i);
-            let gone: Vec<usize> = b
+            // The ways to empty, as bits (no allocation under the lock).
+            let gone = b
                 .iter()
                 .filter(|(_, k, _)| k.probe == probe)
-                .map(|(w, _, _)| w)
-                .collect();
-            for w in gone {
-                b.clear(w);
-                removed += 1;
+                .fold(0u32, |bits, (w, _, _)| bits | (1 << w));
+            for w in 0..table::WAYS {
+                if gone & (1 << w) != 0 {
+                    b.clear(w);
+                }
             }
+            removed += gone.count_ones() as usize;
         }
         self.len.fetch_sub(removed, Ordering::Relaxed);
         self.publish_len();
